@@ -1,0 +1,84 @@
+"""The ``medseg`` command: one sub-command per stage.
+
+Each sub-command lives in its own module here and registers itself on :data:`app`.
+Errors derived from :class:`medseg.MedsegError` print one line and exit 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from medseg.errors import MedsegError
+
+app = typer.Typer(
+    name="medseg",
+    help="Medical image segmentation: convert, check, plan, train, predict, evaluate, segment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+# Modules that add commands to `app`; each owns one stage.
+COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "plan", "nets")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """medseg — medical image segmentation on CPU and GPU."""
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"medseg.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"medseg.cli.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    _load_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except MedsegError as exc:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except Exception as exc:  # click usage errors and unexpected failures: one line, not a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        if debug:
+            raise
+        console.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

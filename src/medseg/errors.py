@@ -1,0 +1,38 @@
+"""Errors that medseg reports to users as one clear message (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedsegError(Exception):
+    """A problem with the user's input or configuration, worded for the user.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and, where possible, what to do about it.
+    path : path-like, optional
+        The file or folder concerned; it is named first in the message.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class ImageReadError(MedsegError):
+    """A file or folder could not be read as an image."""
+
+
+class ImageWriteError(MedsegError):
+    """An image could not be written."""
+
+
+class DatasetError(MedsegError):
+    """A dataset folder or its dataset.json is malformed."""
+
+
+class GeometryError(MedsegError):
+    """Images that must share a voxel grid do not."""
