@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv clean
+.PHONY: demo test test-all venv clean peers-venv
 
 venv: $(STAMP)
 
@@ -25,3 +25,10 @@ test-all: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
+
+# Peers (MONAI, MedPy) for side-by-side benchmarks live in their own environment: medseg never depends on them.
+peers-venv: .peers/.installed
+.peers/.installed:
+	test -x .peers/bin/python || $(PYTHON) -m venv .peers
+	.peers/bin/python -m pip install --quiet torch==2.13.0 monai medpy scikit-image scikit-learn Pillow SimpleITK edt
+	touch .peers/.installed

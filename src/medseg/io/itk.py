@@ -1,0 +1,124 @@
+"""NIfTI, MetaImage and NRRD through SimpleITK, and the exact SimpleITK <-> Image conversion.
+
+SimpleITK is used for NIfTI as well (not nibabel) so that every format shares ITK's LPS physical
+convention: an image read from .nii.gz and the same image read from .mha or DICOM have identical
+origin and direction.
+
+Channels
+--------
+- NIfTI: several channels of a 3D image are written as a 4D NIfTI whose 4th axis is the channel, the
+  Medical Segmentation Decathlon convention; 2D multi-channel images as a NIfTI vector image.
+- MetaImage / NRRD: several channels are written as a vector image (``ElementNumberOfChannels``).
+- Reading accepts all of these. Channel names are stored in MetaImage / NRRD metadata
+  (key ``medseg_channel_names``); NIfTI has no place for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medseg.errors import ImageReadError, ImageWriteError
+from medseg.image import Image
+from medseg.io.formats import image_extension
+
+CHANNEL_NAMES_KEY = "medseg_channel_names"
+
+# ITK has no bool or float16 pixel type: store them as the nearest lossless type.
+_WRITE_DTYPES = {np.dtype(bool): np.uint8, np.dtype(np.float16): np.float32}
+
+
+def _geometry_from_itk(img: sitk.Image, dims: int) -> tuple[tuple, tuple, np.ndarray]:
+    """Spacing, origin and direction of the first ``dims`` ITK axes, in array-axis order."""
+    full = img.GetDimension()
+    spacing = img.GetSpacing()[:dims][::-1]
+    origin = img.GetOrigin()[:dims][::-1]
+    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(full, full)[:dims, :dims]
+    return spacing, origin, direction[::-1, ::-1].copy()
+
+
+def from_sitk(img: sitk.Image, channel_names: tuple[str, ...] = ()) -> Image:
+    """Convert a SimpleITK image (scalar, vector, or 4D with channels on the 4th axis) to an Image."""
+    array = sitk.GetArrayFromImage(img)
+    dims = img.GetDimension()
+    if img.GetNumberOfComponentsPerPixel() > 1:
+        array = np.moveaxis(array, -1, 0)  # (..., C) -> (C, ...)
+    elif dims == 4:
+        dims = 3  # 4D NIfTI (MSD): ITK's 4th axis is the first array axis -> channels
+    elif dims in (2, 3):
+        array = array[None]
+    else:
+        raise ImageReadError(f"{dims}D images are not supported (2D, 3D, or 3D with channels)")
+    spacing, origin, direction = _geometry_from_itk(img, dims)
+    if channel_names and len(channel_names) != array.shape[0]:
+        channel_names = ()
+    return Image(np.ascontiguousarray(array), spacing, origin, direction, channel_names)
+
+
+def _set_geometry(img: sitk.Image, image: Image) -> None:
+    img.SetSpacing(image.spacing[::-1])
+    img.SetOrigin(image.origin[::-1])
+    img.SetDirection(np.asarray(image.direction)[::-1, ::-1].ravel().tolist())
+
+
+def to_sitk(image: Image, channels_as: str = "vector") -> sitk.Image:
+    """Convert an Image to SimpleITK. Several channels become a vector image (``channels_as="vector"``)
+    or, for 3D, a 4D image with channels on the 4th axis (``channels_as="axis"``)."""
+    array = image.array
+    if array.dtype in _WRITE_DTYPES:
+        array = array.astype(_WRITE_DTYPES[array.dtype])
+    if image.num_channels == 1:
+        img = sitk.GetImageFromArray(array[0])
+        _set_geometry(img, image)
+    elif channels_as == "axis" and image.spatial_dims == 3:
+        parts = []
+        for channel in array:
+            part = sitk.GetImageFromArray(channel)
+            _set_geometry(part, image)
+            parts.append(part)
+        img = sitk.JoinSeries(parts)  # 4th axis: origin 0, spacing 1 (MSD convention)
+    else:
+        img = sitk.GetImageFromArray(np.moveaxis(array, 0, -1), isVector=True)
+        _set_geometry(img, image)
+    return img
+
+
+def read_itk(path: Path) -> Image:
+    """Read NIfTI / MetaImage / NRRD with SimpleITK."""
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        img = reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(f"cannot read as {image_extension(path)}: {_itk_reason(exc)}", path) from None
+    names: tuple[str, ...] = ()
+    if img.HasMetaDataKey(CHANNEL_NAMES_KEY):
+        names = tuple(n for n in img.GetMetaData(CHANNEL_NAMES_KEY).split("|"))
+    try:
+        return from_sitk(img, names)
+    except ImageReadError as exc:
+        raise ImageReadError(exc.message, path) from None
+
+
+def write_itk(image: Image, path: Path) -> None:
+    """Write NIfTI / MetaImage / NRRD with SimpleITK to exactly ``path`` (the caller makes it atomic)."""
+    ext = image_extension(path)
+    img = to_sitk(image, channels_as="axis" if ext in (".nii", ".nii.gz") else "vector")
+    default_names = tuple(str(i) for i in range(image.num_channels))
+    if ext not in (".nii", ".nii.gz") and image.channel_names != default_names:
+        img.SetMetaData(CHANNEL_NAMES_KEY, "|".join(image.channel_names))
+    try:
+        sitk.WriteImage(img, str(path), useCompression=ext in (".mha", ".nrrd", ".mhd"))
+    except RuntimeError as exc:
+        raise ImageWriteError(f"cannot write {ext}: {_itk_reason(exc)}", path) from None
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    # ITK messages are multi-line with file/line noise; keep the last informative line.
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if not line.startswith(("itk::", "Exception", "sitk::")) and len(line) > 3:
+            return line
+    return lines[-1] if lines else "unreadable"

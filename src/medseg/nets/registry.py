@@ -1,0 +1,47 @@
+"""The network registry: every network is built by name.
+
+Network contract (all networks, so that trainer, predictor and exporter treat them alike):
+
+- ``factory(in_channels, num_classes, spatial_dims, **options) -> torch.nn.Module``.
+- In eval mode ``forward(x)`` returns logits ``(N, num_classes, *S)`` with the input's spatial size ``S``,
+  for any input size (networks pad internally to a multiple of their ``size_divisor`` and crop back).
+- In train mode it returns either that tensor or a dict with ``"logits"`` and optional extras:
+  ``"deep_supervision"`` (list of lower-resolution logits, finest first) and, for VAE-regularised
+  networks, ``"reconstruction"``, ``"mu"``, ``"logvar"``. :mod:`medseg.losses` knows these keys.
+- Attribute ``size_divisor`` (int, or tuple per spatial axis): patch sizes divisible by it need no padding.
+- Registry metadata: ``dims`` (tuple of supported spatial dims), ``citation`` (str), ``summary`` (str).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medseg.errors import MedsegError
+from medseg.registry import Registry
+
+NETWORKS = Registry("network", entry_point_group="medseg.networks")
+
+
+def create_network(name: str, in_channels: int, num_classes: int, spatial_dims: int, **options: Any):
+    """Build a registered network.
+
+    Parameters
+    ----------
+    name : str
+        Registered name, e.g. ``"unet"`` (see ``medseg nets``).
+    in_channels, num_classes : int
+        Input channels (modalities) and output classes (or regions for sigmoid heads).
+    spatial_dims : int
+        2 or 3.
+    **options
+        Network-specific options (width, depth, ...).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    entry = NETWORKS.entry(name)
+    dims = entry.metadata.get("dims", (2, 3))
+    if spatial_dims not in dims:
+        raise MedsegError(f"network '{name}' supports spatial_dims {tuple(dims)}, not {spatial_dims}")
+    return entry.factory(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **options)
