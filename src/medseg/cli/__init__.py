@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     _load_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except MedsegError as exc:
         if debug:
             raise
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return 1
-    return 0
+    # In non-standalone mode click returns the exit code of `typer.Exit(code)` instead of raising it.
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """NIfTI, MetaImage and NRRD through SimpleITK, and the exact SimpleITK <-> Image conversion.
 
+NIfTI voxel values are read with nibabel (see :mod:`medseg.io.nifti` for why).
+
 SimpleITK is used for NIfTI as well (not nibabel) so that every format shares ITK's LPS physical
 convention: an image read from .nii.gz and the same image read from .mha or DICOM have identical
 origin and direction.
@@ -30,7 +32,7 @@ CHANNEL_NAMES_KEY = "medseg_channel_names"
 _WRITE_DTYPES = {np.dtype(bool): np.uint8, np.dtype(np.float16): np.float32}
 
 
-def _geometry_from_itk(img: sitk.Image, dims: int) -> tuple[tuple, tuple, np.ndarray]:
+def _geometry_from_itk(img: sitk.Image | sitk.ImageFileReader, dims: int) -> tuple[tuple, tuple, np.ndarray]:
     """Spacing, origin and direction of the first ``dims`` ITK axes, in array-axis order."""
     full = img.GetDimension()
     spacing = img.GetSpacing()[:dims][::-1]
@@ -87,6 +89,10 @@ def to_sitk(image: Image, channels_as: str = "vector") -> sitk.Image:
 
 def read_itk(path: Path) -> Image:
     """Read NIfTI / MetaImage / NRRD with SimpleITK."""
+    if image_extension(path) in (".nii", ".nii.gz"):
+        from medseg.io.nifti import read_nifti
+
+        return read_nifti(path)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))

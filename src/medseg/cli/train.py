@@ -1,0 +1,119 @@
+"""``medseg train DATASET --out MODEL``: train a network into a model folder, with automatic defaults."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from medseg.cli import app
+from medseg.errors import MedsegError
+
+console = Console(stderr=True)
+
+
+def _parse_preprocessing(text: str | None) -> list[dict] | None:
+    """``green_channel,clahe,zscore:mask=roi`` or a JSON list, or a path to a JSON file."""
+    if not text:
+        return None
+    if Path(text).is_file():
+        text = Path(text).read_text()
+    if text.strip().startswith("["):
+        try:
+            steps = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MedsegError(f"--preprocessing is not valid JSON: {exc}") from None
+        return steps
+    if text.strip().lower() == "none":
+        return []
+    steps = []
+    for part in text.split(","):
+        name, _, params = part.strip().partition(":")
+        step: dict = {"name": name.strip()}
+        for kv in filter(None, params.split(";")):
+            key, _, value = kv.partition("=")
+            try:
+                step[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                step[key.strip()] = value.strip()
+        steps.append(step)
+    return steps
+
+
+def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
+    raise KeyboardInterrupt
+
+
+@app.command(no_args_is_help=True)
+def train(
+    dataset: Path = typer.Argument(..., help="Dataset folder (with dataset.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    net: str = typer.Option("unet", "--net", help="Registered network (see `medseg nets`)."),
+    fold: str = typer.Option(None, "--fold", help="Cross-validation fold K (dataset's splits.json, else 5 random folds) or 'all'."),
+    val_cases: str = typer.Option(None, "--val-cases", help="Comma-separated validation case names."),
+    time_limit: str = typer.Option(None, "--time-limit", help="Wall-clock budget, e.g. 20m, 90s, 1.5h."),
+    iterations: int = typer.Option(None, "--iterations", help="Iteration count."),
+    patch_size: str = typer.Option(None, "--patch-size", help="e.g. 96,96 (default: automatic)."),
+    batch_size: int = typer.Option(0, "--batch-size", help="Patches per iteration (default: automatic)."),
+    plan: Path = typer.Option(None, "--plan", help="plan.json from `medseg plan`."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    preprocessing: str = typer.Option(None, "--preprocessing",
+                                      help="Steps, e.g. 'green_channel,clahe,zscore:mask=\"roi\"', a JSON list or file; 'none'."),
+    features: int = typer.Option(None, "--features", help="Network width (first level)."),
+    depth: int = typer.Option(None, "--depth", help="Network depth (down-sampling steps)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default 2e-3 AdamW, 1e-2 SGD)."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd (Nesterov)."),
+    schedule: str = typer.Option("poly", "--schedule", help="poly, cosine or constant."),
+    loss: str = typer.Option("dice_ce", "--loss", help="dice_ce, dice, ce, vnet_dice, region."),
+    foreground_share: float = typer.Option(0.5, "--foreground-share", help="Share of patches centred on foreground."),
+    val_every: int = typer.Option(200, "--val-every", help="Validate every N iterations."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Checkpoint every N iterations."),
+    no_augmentation: bool = typer.Option(False, "--no-augmentation", help="Switch data augmentation off."),
+    cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Train a segmentation network on a dataset.
+
+    Without --iterations or --time-limit, trains for 20 minutes. Stops before training when
+    `medseg check` finds problems. Ctrl-C keeps the work up to the last iteration; --resume continues.
+
+    Example: medseg train data/drive --out models/drive --time-limit 20m --val-cases 21_training
+    """
+    from medseg.training.config import TrainingConfig, parse_duration, parse_size
+    from medseg.training.loop import train as run
+
+    seconds = parse_duration(time_limit)
+    if seconds is None and iterations is None:
+        seconds = 1200.0
+    options: dict = {}
+    if features is not None:
+        options["features"] = features
+    if depth is not None:
+        options["depth"] = depth
+    config = TrainingConfig(
+        network=net, network_options=options, patch_size=parse_size(patch_size), batch_size=batch_size,
+        iterations=iterations, time_limit=seconds, optimizer=optimizer,
+        learning_rate=lr if lr is not None else (1e-2 if optimizer == "sgd" else 2e-3),
+        schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
+        checkpoint_every=checkpoint_every, seed=seed, threads=threads, cache=cache,
+        augmentation={"enabled": False} if no_augmentation else None,
+    )
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        result = run(
+            dataset, out, config, plan=plan, preprocessing=_parse_preprocessing(preprocessing),
+            fold=fold, val_cases=[v.strip() for v in val_cases.split(",") if v.strip()] if val_cases else None,
+            resume=resume, overwrite=overwrite, progress=progress, console=console,
+        )
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: the last checkpoint is in {out}; continue with --resume")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print(f"model folder: [bold]{result.folder}[/]")

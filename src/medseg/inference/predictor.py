@@ -1,0 +1,294 @@
+"""Predicting with a trained model folder (or an ensemble of them) on images in their own geometry.
+
+``Predictor.from_folder(path).predict(image)`` repeats the recorded preprocessing, resamples to the
+training spacing when the model says so, runs the Gaussian-weighted sliding window, brings the result
+back onto the input's exact grid, and returns a label map :class:`~medseg.Image` with the input's
+size, spacing, origin and direction.
+
+Examples
+--------
+>>> from medseg import Predictor                                    # doctest: +SKIP
+>>> labels = Predictor.from_folder("model").predict(read_image("case.nii.gz"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medseg.errors import MedsegError
+from medseg.image import Image
+from medseg.inference.sliding_window import sliding_window_inference
+from medseg.model_folder import ModelConfig, load_model
+from medseg.training.data import LabelMapping, preprocess_image
+
+
+@dataclass
+class LoadedModel:
+    """One model of a predictor: its folder, configuration and a callable network."""
+
+    folder: Path | None
+    config: ModelConfig
+    network: Callable[[torch.Tensor], torch.Tensor]
+
+
+def region_label_values(config: ModelConfig) -> list[int]:
+    """The label value painted for each region, in region order (nnU-Net's ``regions_class_order``).
+
+    Without an explicit order, a region paints the smallest of its values that no nested (strictly
+    smaller) region contains: whole tumour [1, 2, 3] ⊃ core [2, 3] ⊃ enhancing [3] → 1, 2, 3.
+    """
+    regions = [set(v) for v in (config.regions or {}).values()]
+    if config.region_class_order:
+        return [int(v) for v in config.region_class_order]
+    out = []
+    for r in regions:
+        nested = set().union(*[o for o in regions if o < r]) if any(o < r for o in regions) else set()
+        own = sorted(r - nested)
+        out.append(int(own[0] if own else max(r)))
+    return out
+
+
+def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: ModelConfig,
+                              threshold: float = 0.5) -> np.ndarray:
+    """Label values from class probabilities (argmax) or region probabilities (threshold, nested paint)."""
+    p = torch.as_tensor(np.asarray(probabilities, dtype=np.float32)
+                        if not isinstance(probabilities, torch.Tensor) else probabilities)
+    if config.regions:
+        values = region_label_values(config)
+        dtype = np.uint8 if max(values + [0]) < 256 else np.int32
+        out = np.zeros(tuple(p.shape[1:]), dtype=dtype)
+        for r, value in enumerate(values):
+            out[(p[r] > threshold).numpy()] = value
+        return out
+    return LabelMapping(config.label_values).decode(torch.argmax(p, 0).numpy())
+
+
+def _region_label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    values = region_label_values(config)
+
+    def fn(probs: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(probs.shape[1:], dtype=torch.int16)
+        for r, value in enumerate(values):
+            out[probs[r] > 0.5] = value
+        return out
+
+    return fn
+
+
+def keep_largest_component(labels: np.ndarray, background: int = 0) -> np.ndarray:
+    """Keep only the largest connected component of each foreground label.
+
+    Uses :func:`medseg.postprocessing.keep_largest_component` when that module is present, else cc3d.
+    """
+    try:
+        from medseg.postprocessing import keep_largest_component as other
+    except ImportError:
+        other = None
+    if other is not None:
+        return np.asarray(other(labels))
+    import cc3d
+
+    out = labels.copy()
+    for value in np.unique(labels):
+        if value == background:
+            continue
+        mask = labels == value
+        cc = cc3d.connected_components(mask.astype(np.uint8), connectivity=26 if labels.ndim == 3 else 8)
+        if cc.max() > 1:
+            counts = np.bincount(cc.ravel())
+            counts[0] = 0
+            out[mask & (cc != int(np.argmax(counts)))] = background
+    return out
+
+
+def _onnx_network(folder: Path, config: ModelConfig, model: torch.nn.Module) -> Callable:
+    """An ONNX Runtime session as a network callable; exported once into the model folder."""
+    import onnxruntime as ort
+
+    from medseg.model_folder import ONNX_NAME, weights_path
+    from medseg.nets.export import export_onnx
+
+    path = folder / ONNX_NAME
+    weights = weights_path(folder)
+    if not path.is_file() or path.stat().st_mtime < weights.stat().st_mtime:
+        try:
+            export_onnx(model, path, (1, config.in_channels, *config.patch_size))
+        except OSError:  # read-only model folder: export beside the process instead
+            import tempfile
+
+            path = export_onnx(model, Path(tempfile.mkdtemp()) / ONNX_NAME, (1, config.in_channels, *config.patch_size))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"image": batch.numpy().astype(np.float32)})[0])
+
+    return run
+
+
+class Predictor:
+    """Sliding-window prediction with one model folder or an ensemble (probabilities averaged).
+
+    Parameters
+    ----------
+    models : list of LoadedModel
+    overlap : float, optional
+        Tile overlap; default the model's (0.5).
+    tta : bool
+        Mirroring test-time augmentation over every spatial axis (up to 8× slower in 3D; off by default).
+    batch_size : int
+        Tiles per network call.
+    largest_component : bool
+        Keep only the largest connected component of each label.
+    """
+
+    def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None, tta: bool = False,
+                 batch_size: int = 4, largest_component: bool = False):
+        if not models:
+            raise MedsegError("a predictor needs at least one model")
+        self.models = list(models)
+        first = self.models[0].config
+        for m in self.models[1:]:
+            c = m.config
+            if (c.label_values, c.regions, c.input_channels) != (first.label_values, first.regions, first.input_channels):
+                raise MedsegError("models of an ensemble must share labels, regions and input channels", m.folder)
+        self.overlap = overlap
+        self.tta = tta
+        self.batch_size = batch_size
+        self.largest_component = largest_component
+
+    @classmethod
+    def from_folder(cls, path: str | Path, *, checkpoint: str = "final", backend: str = "torch",
+                    **options: Any) -> "Predictor":
+        """A predictor for one model folder (see :class:`Predictor` for ``options``).
+
+        ``backend``: ``"torch"`` (eager, the reference), ``"onnx"`` (ONNX Runtime, exported once into the
+        folder) or ``"auto"`` (ONNX Runtime when it is installed).
+        """
+        return cls.from_folders([path], checkpoint=checkpoint, backend=backend, **options)
+
+    @classmethod
+    def from_folders(cls, paths: Sequence[str | Path], *, checkpoint: str = "final", backend: str = "torch",
+                     **options: Any) -> "Predictor":
+        """An ensemble of model folders (e.g. the five folds): probabilities are averaged."""
+        if backend not in ("torch", "onnx", "auto"):
+            raise MedsegError(f"unknown backend '{backend}' (torch, onnx, auto)")
+        if backend == "auto":
+            try:
+                import onnxruntime  # noqa: F401
+
+                backend = "onnx"
+            except ImportError:
+                backend = "torch"
+        models = []
+        for p in paths:
+            config, model = load_model(p, checkpoint)
+            network = _onnx_network(Path(p), config, model) if backend == "onnx" else model
+            models.append(LoadedModel(Path(p), config, network))
+        return cls(models, **options)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.models[0].config
+
+    def _check_input(self, image: Image, roi: Image | None) -> None:
+        cfg = self.config
+        if image.spatial_dims != cfg.spatial_dims:
+            raise MedsegError(f"the model is {cfg.spatial_dims}D; the image is {image.spatial_dims}D")
+        if image.num_channels != cfg.input_channels:
+            raise MedsegError(
+                f"the model expects {cfg.input_channels} channel(s) ({', '.join(cfg.channel_names)}); "
+                f"the image has {image.num_channels}")
+        if roi is not None:
+            image.check_same_geometry(roi, "image and ROI")
+
+    def _predict_one(self, model: LoadedModel, image: Image, roi: Image | None, want_probabilities: bool):
+        cfg = model.config
+        pre = preprocess_image(image, cfg.preprocessing, None, roi)
+        resampled = cfg.target_spacing is not None and not np.allclose(pre.spacing, cfg.target_spacing, rtol=1e-3)
+        if resampled:
+            from medseg.preprocessing.resample import resample_image
+
+            pre = resample_image(pre, tuple(cfg.target_spacing))
+        mirror = tuple(cfg.mirror_axes or range(cfg.spatial_dims)) if self.tta else ()
+        need_probs = want_probabilities or resampled
+        result = sliding_window_inference(
+            pre.array, model.network, cfg.patch_size, num_classes=cfg.num_classes,
+            overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
+            mirror_axes=mirror, activation=cfg.activation,
+            label_fn=_region_label_fn(cfg) if cfg.regions else None,
+            return_labels=not need_probs, return_probabilities=need_probs,
+            probabilities_dtype=np.float16 if cfg.spatial_dims == 3 and not want_probabilities else np.float32,
+        )
+        if not need_probs:
+            labels = result.labels if cfg.regions else LabelMapping(cfg.label_values).decode(result.labels)
+            return labels, None
+        probs = result.probabilities
+        if resampled:
+            from medseg.preprocessing.resample import resample_to_reference
+
+            probs = resample_to_reference(pre.with_array(probs.astype(np.float32)), image, order=1).array
+        return None, probs.astype(np.float32)
+
+    def predict_with_probabilities(self, image: Image, roi: Image | None = None, *,
+                                   probabilities: bool = True) -> tuple[Image, Image | None]:
+        """Labels and (optionally) per-class probabilities, both on the input's grid.
+
+        Parameters
+        ----------
+        image : Image
+            Raw input (same channels as the training data).
+        roi : Image, optional
+            Region of interest on the same grid: preprocessing statistics are taken inside it and
+            labels outside it are set to background.
+        probabilities : bool
+            Also return the probabilities (averaged over the ensemble).
+
+        Returns
+        -------
+        (Image, Image or None)
+        """
+        self._check_input(image, roi)
+        cfg = self.config
+        want_probs = probabilities or len(self.models) > 1
+        total = None
+        labels = None
+        with torch.inference_mode():
+            for model in self.models:
+                lab, probs = self._predict_one(model, image, roi, want_probs)
+                if probs is None:
+                    labels = lab
+                else:
+                    total = probs if total is None else total + probs
+        if total is not None:
+            total /= len(self.models)
+            labels = labels_from_probabilities(total, cfg)
+        if roi is not None:
+            labels = np.where(np.asarray(roi.array[0]) != 0, labels, 0).astype(labels.dtype)
+        if self.largest_component:
+            labels = keep_largest_component(labels)
+        label_image = image.with_array(labels[None], ("label",))
+        prob_image = None
+        if probabilities and total is not None:
+            names = list(cfg.regions) if cfg.regions else _class_names(cfg)
+            prob_image = image.with_array(total, names)
+        return label_image, prob_image
+
+    def predict(self, image: Image, roi: Image | None = None) -> Image:
+        """The label map on the input's grid (see :meth:`predict_with_probabilities`)."""
+        return self.predict_with_probabilities(image, roi, probabilities=False)[0]
+
+    def predict_probabilities(self, image: Image, roi: Image | None = None) -> Image:
+        """Per-class (or per-region) probabilities on the input's grid."""
+        return self.predict_with_probabilities(image, roi, probabilities=True)[1]
+
+
+def _class_names(config: ModelConfig) -> list[str]:
+    by_value = {v: k for k, v in config.labels.items()}
+    return [str(by_value.get(v, v)) for v in config.label_values]

@@ -1,0 +1,426 @@
+"""Evaluate a folder of predictions against a folder of ground truths.
+
+Cases are matched by file name without the image extension (``case_001.nii.gz`` <-> ``case_001.png``
+would match too). Every ground-truth case is scored: a missing prediction is a failure (Dice 0,
+distances inf), reported and counted, never skipped. Predictions without a ground truth are listed and
+ignored. Spacing comes from the ground truth; a prediction (or roi / probability map) on another voxel
+grid is an error naming both files.
+
+Outputs in ``out_dir`` (each written atomically): ``per_case.csv`` (one row per case × label),
+``summary.json`` (mean, std, median, 95 % bootstrap CI per metric and label; counts of empty and
+missing cases), ``report.md`` and ``report.html`` with ``boxplots.png``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import csv
+import io
+import json
+import math
+import multiprocessing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from medseg.errors import DatasetError, GeometryError, MedsegError
+from medseg.fileutil import write_text_atomic
+from medseg.metrics.case import HIGHER_IS_BETTER, METRICS, PROBABILITY_METRICS, evaluate_case, label_values
+from medseg.metrics.statistics import summarize
+
+_ARRAY_EXTENSIONS = (".npz", ".npy")
+
+
+@dataclass
+class Summary:
+    """Result of :func:`evaluate_folders`.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Where the outputs were written.
+    labels : dict
+        Evaluated label/region name -> label values.
+    per_case : list of dict
+        One row per case × label, as in ``per_case.csv``.
+    statistics : dict
+        ``{label: {metric: {mean, std, median, ci_low, ci_high, n, n_finite, n_inf, n_nan}}}``, plus
+        ``"foreground_mean"`` (the mean over labels of each metric's mean).
+    counts : dict
+        Cases, missing predictions, unmatched predictions, and per label the empty masks.
+    """
+
+    out_dir: Path
+    labels: dict[str, tuple[int, ...]]
+    per_case: list[dict] = field(default_factory=list)
+    statistics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    metrics: tuple[str, ...] = METRICS
+
+    def mean(self, metric: str, label: str = "foreground_mean") -> float:
+        """The mean of ``metric`` for ``label`` (default: averaged over labels)."""
+        return self.statistics[label][metric]["mean"]
+
+
+# --- finding files -------------------------------------------------------------------------------
+def _case_name(path: Path) -> str:
+    from medseg.io import strip_extension
+
+    if path.name.endswith(_ARRAY_EXTENSIONS):
+        return path.name[: -4]
+    return strip_extension(path)
+
+
+def _index(folder: Path, what: str, arrays: bool = False) -> dict[str, Path]:
+    from medseg.io.formats import backend_for
+
+    if not folder.is_dir():
+        raise MedsegError(f"{what} folder not found", folder)
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if not (backend_for(path) is not None or (arrays and path.name.endswith(_ARRAY_EXTENSIONS))):
+            continue  # dataset.json, .raw data of .mhd headers, notes...
+        name = _case_name(path)
+        if name in found:
+            raise MedsegError(f"two {what} files for case '{name}': {found[name].name} and {path.name}", folder)
+        found[name] = path
+    return found
+
+
+# --- labels --------------------------------------------------------------------------------------
+def _labels_from_dataset_json(gt_dir: Path) -> dict[str, tuple[int, ...]] | None:
+    for folder in (gt_dir, gt_dir.parent, gt_dir.parent.parent):
+        path = folder / "dataset.json"
+        if path.is_file():
+            return _parse_dataset_labels(path)
+    return None
+
+
+def _parse_dataset_labels(path: Path) -> dict[str, tuple[int, ...]]:
+    try:
+        from medseg.datasets import load_dataset
+
+        dataset = load_dataset(path.parent)
+        if dataset.regions:
+            items = {n: tuple(v) for n, v in dataset.regions.items() if tuple(v) != (0,)}
+        else:
+            items = {n: (int(v),) for n, v in dataset.labels.items() if int(v) != 0}
+        items.pop("background", None)
+        return items
+    except DatasetError:
+        pass
+    # Only the labels matter here; a dataset folder whose images are absent (an evaluation folder) is
+    # fine, so read the "labels" field directly. Both layouts: nnU-Net {name: value | [values]} and
+    # MSD {"value": name}.
+    try:
+        raw = json.loads(path.read_text()).get("labels")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise DatasetError(f"cannot read labels: {exc}", path) from None
+    if not isinstance(raw, dict) or not raw:
+        raise DatasetError("'labels' must be a non-empty object", path)
+    items: dict[str, tuple[int, ...]] = {}
+    try:
+        if all(str(k).lstrip("-").isdigit() for k in raw):
+            items = {str(v): (int(k),) for k, v in raw.items()}
+        else:
+            items = {str(k): label_values(v) for k, v in raw.items() if str(k) != "ignore"}
+    except (TypeError, ValueError):
+        raise DatasetError(f"'labels' must map names to integer values; got {raw!r}", path) from None
+    return {n: v for n, v in items.items() if v != (0,) and n != "background"}
+
+
+def _unique_labels(path: str) -> list[int]:
+    from medseg.io import read_image
+
+    return [int(v) for v in np.unique(read_image(path).array) if v != 0]
+
+
+# --- one case ------------------------------------------------------------------------------------
+def _read_label_map(path: Path, what: str):
+    from medseg.io import read_image
+
+    image = read_image(path)
+    if image.num_channels != 1:
+        raise MedsegError(f"{what} must have one channel; got {image.num_channels}", path)
+    array = image.array[0]
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.rint(array).astype(np.int64)
+    return image, array
+
+
+def _read_probabilities(path: Path, reference, gt_path: Path) -> np.ndarray:
+    if path.name.endswith(".npz"):
+        with np.load(path) as data:
+            key = "probabilities" if "probabilities" in data.files else data.files[0]
+            return np.asarray(data[key], dtype=np.float32)
+    if path.name.endswith(".npy"):
+        return np.load(path).astype(np.float32)
+    from medseg.io import read_image
+
+    image = read_image(path)
+    diff = reference.geometry_difference(image)
+    if diff is not None:
+        raise GeometryError(f"probabilities {path} and ground truth {gt_path} do not share a voxel grid: {diff}")
+    return image.array.astype(np.float32)
+
+
+def _failure(metrics: dict[str, float]) -> dict[str, float]:
+    """A missing prediction scores as a failure whatever the reference holds."""
+    out = {}
+    for name, value in metrics.items():
+        if name in ("hausdorff", "hd95", "assd"):
+            out[name] = float("inf")
+        elif name in ("volume_pred", "volume_diff") or name in PROBABILITY_METRICS:
+            out[name] = float("nan")
+        elif name in ("specificity", "accuracy"):
+            out[name] = float("nan")  # undefined without a prediction
+        elif name in HIGHER_IS_BETTER:
+            out[name] = 0.0
+        else:
+            out[name] = value
+    return out
+
+
+def _evaluate_one(task: dict) -> list[dict]:
+    gt_path = Path(task["gt"])
+    reference_image, reference = _read_label_map(gt_path, "ground truth")
+    roi = None
+    if task["roi"] is not None:
+        roi_image, roi = _read_label_map(Path(task["roi"]), "roi")
+        diff = reference_image.geometry_difference(roi_image)
+        if diff is not None:
+            raise GeometryError(f"roi {task['roi']} and ground truth {gt_path} do not share a voxel grid: {diff}")
+        roi = roi != 0
+    missing = task["pred"] is None
+    if missing:
+        prediction = np.zeros_like(reference)
+    else:
+        prediction_image, prediction = _read_label_map(Path(task["pred"]), "prediction")
+        diff = reference_image.geometry_difference(prediction_image)
+        if diff is not None:
+            raise GeometryError(
+                f"prediction {task['pred']} and ground truth {gt_path} do not share a voxel grid: {diff}"
+            )
+    probabilities = None
+    if task["prob"] is not None and not missing:
+        probabilities = _read_probabilities(Path(task["prob"]), reference_image, gt_path)
+        if probabilities.shape[1:] != reference.shape and probabilities.shape != reference.shape:
+            raise GeometryError(
+                f"probabilities {task['prob']} of shape {probabilities.shape} do not fit ground truth "
+                f"{gt_path} of shape {reference.shape}"
+            )
+    results = evaluate_case(
+        prediction, reference, task["labels"], reference_image.spacing, roi=roi,
+        probabilities=probabilities, nsd_tolerance=task["nsd_tolerance"],
+    )
+    rows = []
+    for label, metrics in results.items():
+        values = label_values(task["labels"][label])
+        ref_mask = np.isin(reference, values) if roi is None else np.isin(reference, values) & roi
+        pred_mask = np.isin(prediction, values) if roi is None else np.isin(prediction, values) & roi
+        if task["want_probabilities"] and "roc_auc" not in metrics:
+            metrics.update({m: float("nan") for m in PROBABILITY_METRICS})
+        rows.append({
+            "case": task["case"],
+            "label": label,
+            "status": "missing_prediction" if missing else ("missing_probabilities" if task["want_probabilities"]
+                                                            and task["prob"] is None else "ok"),
+            "reference_empty": not ref_mask.any(),
+            "prediction_empty": True if missing else not pred_mask.any(),
+            **(_failure(metrics) if missing else metrics),
+        })
+    return rows
+
+
+# --- the evaluator -------------------------------------------------------------------------------
+def _map(function, tasks: list, pool) -> list:
+    if pool is None or len(tasks) <= 1:
+        return [function(t) for t in tasks]
+    return list(pool.map(function, tasks))
+
+
+def _pool(workers: int):
+    if workers <= 1:
+        return contextlib.nullcontext(None)
+    # spawn, not fork: the caller (e.g. the trainer) may hold torch/OpenMP threads that fork would copy.
+    context = multiprocessing.get_context("spawn")
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def _resolve_labels(gt_dir: Path, gts: dict, labels, regions, pool) -> dict[str, tuple[int, ...]]:
+    items: dict[str, tuple[int, ...]] = {}
+    if labels or regions:
+        items.update({str(n): label_values(v) for n, v in (labels or {}).items()})
+        items.update({str(n): label_values(v) for n, v in (regions or {}).items()})
+    else:
+        items = _labels_from_dataset_json(gt_dir) or {}
+        if not items:
+            found = sorted(set().union(*_map(_unique_labels, [str(p) for p in gts.values()], pool)))
+            items = {str(v): (v,) for v in found}
+    if not items:
+        raise MedsegError("no labels to evaluate: the ground truths are all background; pass --labels", gt_dir)
+    return items
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    roi_dir: str | Path | None = None,
+    probabilities_dir: str | Path | None = None,
+    labels: Mapping[str, int] | None = None,
+    regions: Mapping[str, Sequence[int]] | None = None,
+    nsd_tolerance: float = 1.0,
+    workers: int = 2,
+) -> Summary:
+    """Score every ground-truth case against its prediction and write the reports.
+
+    Parameters
+    ----------
+    pred_dir, gt_dir : path
+        Folders of label maps, matched by file name without extension.
+    out_dir : path
+        Output folder (created): ``per_case.csv``, ``summary.json``, ``report.md``, ``report.html``,
+        ``boxplots.png``.
+    roi_dir : path, optional
+        Region-of-interest masks (same names); voxels outside are ignored by every metric.
+    probabilities_dir : path, optional
+        Probability maps (same names; ``.npz`` with key ``probabilities`` or the first array, ``.npy``,
+        or any image), ``(C, *shape)`` with channel ``c`` = class value ``c``; adds ROC AUC and PR AUC.
+    labels, regions : mapping, optional
+        ``name -> value`` and ``name -> [values]``. When both are omitted: the labels (or regions) of
+        the dataset.json in ``gt_dir`` or up to two folders above, else every non-zero value in the
+        ground truths, named by its value.
+    nsd_tolerance : float
+        Normalised surface Dice tolerance, mm.
+    workers : int
+        Processes evaluating cases in parallel (1 = in this process).
+
+    Returns
+    -------
+    Summary
+
+    Examples
+    --------
+    >>> summary = evaluate_folders("pred", "labelsTs", "eval", workers=2)  # doctest: +SKIP
+    >>> summary.mean("dice", "liver")  # doctest: +SKIP
+    """
+    pred_dir, gt_dir, out_dir = Path(pred_dir), Path(gt_dir), Path(out_dir)
+    if nsd_tolerance < 0:
+        raise MedsegError(f"--nsd-tolerance must be >= 0 mm; got {nsd_tolerance}")
+    gts = _index(gt_dir, "ground truth")
+    if not gts:
+        raise MedsegError("no ground-truth images found", gt_dir)
+    preds = _index(pred_dir, "prediction")
+    rois = _index(Path(roi_dir), "roi") if roi_dir is not None else None
+    probs = _index(Path(probabilities_dir), "probabilities", arrays=True) if probabilities_dir is not None else None
+    if rois is not None:
+        absent = sorted(set(gts) - set(rois))
+        if absent:
+            raise MedsegError(f"no roi for case(s) {', '.join(absent[:5])}", roi_dir)
+
+    with _pool(workers) as pool:  # one pool for both passes: starting processes costs ~1 s each
+        items = _resolve_labels(gt_dir, gts, labels, regions, pool)
+        tasks = [
+            {
+                "case": name, "gt": str(gt), "pred": str(preds[name]) if name in preds else None,
+                "roi": str(rois[name]) if rois is not None else None,
+                "prob": str(probs[name]) if probs is not None and name in probs else None,
+                "want_probabilities": probs is not None,
+                "labels": {n: list(v) for n, v in items.items()}, "nsd_tolerance": float(nsd_tolerance),
+            }
+            for name, gt in sorted(gts.items())
+        ]
+        rows = [row for case_rows in _map(_evaluate_one, tasks, pool) for row in case_rows]
+    metrics = METRICS + (PROBABILITY_METRICS if probs is not None else ())
+
+    statistics: dict[str, dict[str, dict[str, float]]] = {}
+    for label in items:
+        label_rows = [r for r in rows if r["label"] == label]
+        statistics[label] = {m: summarize([r[m] for r in label_rows]) for m in metrics}
+    statistics["foreground_mean"] = {
+        m: {"mean": float(np.nanmean([statistics[l][m]["mean"] for l in items]))
+            if any(np.isfinite(statistics[l][m]["mean"]) for l in items) else float("nan")}
+        for m in metrics
+    }
+    counts = {
+        "cases": len(gts),
+        "missing_predictions": sorted(set(gts) - set(preds)),
+        "predictions_without_ground_truth": sorted(set(preds) - set(gts)),
+        "missing_probabilities": sorted(set(gts) - set(probs)) if probs is not None else [],
+        "per_label": {
+            label: {
+                "reference_empty": sum(r["reference_empty"] for r in rows if r["label"] == label),
+                "prediction_empty": sum(r["prediction_empty"] for r in rows if r["label"] == label),
+                "both_empty": sum(r["reference_empty"] and r["prediction_empty"] for r in rows if r["label"] == label),
+                "exactly_one_empty": sum(r["reference_empty"] != r["prediction_empty"] for r in rows if r["label"] == label),
+            }
+            for label in items
+        },
+    }
+    summary = Summary(out_dir, items, rows, statistics, counts, metrics)
+    settings = {
+        "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "roi_dir": None if roi_dir is None else str(roi_dir),
+        "probabilities_dir": None if probabilities_dir is None else str(probabilities_dir),
+        "nsd_tolerance_mm": float(nsd_tolerance),
+    }
+    _write_outputs(summary, settings)
+    return summary
+
+
+# --- outputs -------------------------------------------------------------------------------------
+def _json_value(value):
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+DEFINITIONS = {
+    "surface": "boundary voxels = mask XOR face-connectivity erosion (outside the image is background); "
+               "Euclidean distances in mm between voxel centres",
+    "hd95": "max of the two directed 95th percentiles (MONAI / DeepMind convention)",
+    "assd": "pooled mean of both directed distance sets (MONAI symmetric=True)",
+    "nsd": "fraction of both surfaces' boundary voxels within the tolerance of the other surface (MONAI)",
+    "empty_masks": "both empty: Dice 1, distances 0, NSD 1; exactly one empty: Dice 0, distances inf, NSD 0",
+    "statistics": "mean/std/median/95% bootstrap CI over finite values; inf and nan are counted (n_inf, n_nan)",
+    "missing_prediction": "scored as failure: overlap 0, distances inf",
+    "volumes": "mL in 3D, mm^2 in 2D; volume_diff = prediction - reference",
+}
+
+
+def _write_outputs(summary: Summary, settings: dict) -> None:
+    out = summary.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    columns = ["case", "label", "status", "reference_empty", "prediction_empty", *summary.metrics]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in summary.per_case:
+        writer.writerow({c: (repr(row[c]) if isinstance(row[c], float) else row[c]) for c in columns})
+    write_text_atomic(out / "per_case.csv", buffer.getvalue())
+    payload = {
+        "settings": settings,
+        "labels": {n: list(v) for n, v in summary.labels.items()},
+        "counts": summary.counts,
+        "metrics": summary.statistics,
+        "definitions": DEFINITIONS,
+    }
+    write_text_atomic(out / "summary.json", json.dumps(_json_value(payload), indent=2, allow_nan=False) + "\n")
+    from medseg.metrics.report import write_reports
+
+    write_reports(summary, settings)

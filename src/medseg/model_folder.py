@@ -1,0 +1,179 @@
+"""A trained model is a folder, self-contained and relocatable (no absolute paths inside):
+
+    MODEL/
+      config.json          network name + options, channels, labels, preprocessing steps (with any
+                           fitted statistics), target spacing, patch size, augmentation, training config
+      plan.json            the plan it was trained from (when there was one)
+      model.safetensors    final weights (safetensors: no code is executed when loading)
+      checkpoint_last.pt   resumable state (weights, optimizer, RNG, iteration, elapsed)
+      checkpoint_best.pt   the same at the best validation score (when validated)
+      training_log.csv, training_curve.png
+      model.onnx           optional ONNX export (``medseg predict --backend onnx``)
+
+Examples
+--------
+>>> cfg = ModelConfig(network="unet", network_options={}, in_channels=1, num_classes=2, spatial_dims=2,
+...                   channel_names=["0"], labels={"background": 0, "vessel": 1}, label_values=[0, 1],
+...                   patch_size=[64, 64])
+>>> ModelConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import MedsegError
+from medseg.fileutil import atomic_path, write_text_atomic
+
+CONFIG_NAME = "config.json"
+PLAN_NAME = "plan.json"
+WEIGHTS_NAME = "model.safetensors"
+LAST_CHECKPOINT = "checkpoint_last.pt"
+BEST_CHECKPOINT = "checkpoint_best.pt"
+ONNX_NAME = "model.onnx"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """What a model folder's config.json holds (everything needed to rebuild and apply the model).
+
+    ``labels`` maps names to the dataset's label values; the network's output channel ``i`` is label
+    value ``label_values[i]`` (softmax), or region ``i`` of ``regions`` (sigmoid heads).
+    """
+
+    network: str
+    network_options: dict[str, Any]
+    in_channels: int
+    num_classes: int
+    spatial_dims: int
+    channel_names: list[str]
+    labels: dict[str, int]
+    label_values: list[int]
+    patch_size: list[int]
+    regions: dict[str, list[int]] | None = None
+    region_class_order: list[int] | None = None
+    ignore_label: int | None = None
+    preprocessing: list[dict[str, Any]] = field(default_factory=list)
+    target_spacing: list[float] | None = None
+    file_ending: str | None = None
+    uses_roi: bool = False
+    mirror_axes: list[int] = field(default_factory=list)
+    overlap: float = 0.5
+    augmentation: dict[str, Any] | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    train_cases: list[str] = field(default_factory=list)
+    val_cases: list[str] = field(default_factory=list)
+    input_channels: int = 0
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        # channels of the raw input (in_channels counts them after preprocessing, e.g. green channel)
+        if not self.input_channels:
+            self.input_channels = self.in_channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise MedsegError(f"incomplete model configuration: {exc}", path) from None
+
+    @property
+    def activation(self) -> str:
+        return "sigmoid" if self.regions else "softmax"
+
+
+def save_config(folder: str | Path, config: ModelConfig) -> Path:
+    """Write ``config.json`` atomically."""
+    path = Path(folder) / CONFIG_NAME
+    write_text_atomic(path, json.dumps(config.to_dict(), indent=2) + "\n")
+    return path
+
+
+def load_config(folder: str | Path) -> ModelConfig:
+    """Read a model folder's ``config.json``."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not folder.is_dir():
+        raise MedsegError("model folder not found", folder)
+    if not path.is_file():
+        raise MedsegError(f"not a model folder (no {CONFIG_NAME})", folder)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MedsegError(f"not valid JSON: {exc}", path) from None
+    if int(data.get("format_version", 1)) > FORMAT_VERSION:
+        raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
+    return ModelConfig.from_dict(data, path)
+
+
+def build_network(config: ModelConfig):
+    """The untrained network described by ``config``."""
+    from medseg.nets import create_network
+
+    return create_network(config.network, config.in_channels, config.num_classes, config.spatial_dims,
+                          **config.network_options)
+
+
+def save_weights(model, path: str | Path) -> None:
+    """Weights as safetensors, written atomically (shared tensors handled by safetensors)."""
+    from safetensors.torch import save_model
+
+    with atomic_path(path) as tmp:
+        save_model(model, str(tmp))
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Load safetensors weights, or the model state of a ``.pt`` checkpoint (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedsegError("weights not found", path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_model
+
+        try:
+            load_model(model, str(path), strict=True)
+        except Exception as exc:
+            raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+        return
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(payload["model"] if "model" in payload else payload)
+    except RuntimeError as exc:
+        raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+
+
+def weights_path(folder: str | Path, which: str = "final") -> Path:
+    """The weights file of a folder: ``final`` (model.safetensors, else checkpoint_last.pt) or ``best``."""
+    folder = Path(folder)
+    if which == "best":
+        candidates = [folder / BEST_CHECKPOINT, folder / WEIGHTS_NAME, folder / LAST_CHECKPOINT]
+    elif which == "final":
+        candidates = [folder / WEIGHTS_NAME, folder / LAST_CHECKPOINT]
+    else:
+        raise MedsegError(f"unknown checkpoint '{which}' (final, best)")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise MedsegError(f"no trained weights ({WEIGHTS_NAME}) in the model folder", folder)
+
+
+def load_model(folder: str | Path, which: str = "final"):
+    """``(config, network in eval mode)`` from a model folder."""
+    config = load_config(folder)
+    model = build_network(config)
+    load_weights(model, weights_path(folder, which))
+    model.eval()
+    return config, model

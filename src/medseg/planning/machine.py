@@ -1,0 +1,178 @@
+"""What this machine can spend on training: CPU cores, RAM and (when present) GPU memory.
+
+The planner sizes patches and batches from these numbers rather than from an imagined GPU, because a
+plan that ignores the machine it runs on is unusable on CPU (nnU-Net's 8 GB-GPU plan for ACDC needs
+80–100 s per iteration on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+#: Effective fp32 convolution throughput assumed per CPU core (FLOP/s) when nothing is measured.
+#: Measured on the 2-core development machine (shared with other jobs) by timing full U-Net training
+#: steps against :func:`medseg.planning.cost.unet_step_cost`: 14–45 GFLOP/s per core (3D isotropic
+#: lowest, 2D highest). We assume the low end, since augmentation and data loading share the cores.
+ASSUMED_CPU_FLOPS_PER_CORE = 12e9
+#: Effective throughput assumed for a CUDA GPU when nothing is measured (conservative for fp32).
+ASSUMED_GPU_FLOPS = 4e12
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The compute budget of one machine.
+
+    Attributes
+    ----------
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    cpu_cores : int
+        Cores this process may use (affinity and cgroup quota respected).
+    ram_bytes : int
+        Memory available to this process now (``MemAvailable``, capped by a cgroup limit).
+    gpu_name : str or None
+    gpu_memory_bytes : int or None
+    flops : float
+        Effective training throughput (FLOP/s) of the device, measured or assumed.
+    flops_measured : bool
+        True when ``flops`` comes from :func:`measure_throughput`.
+    """
+
+    device: str
+    cpu_cores: int
+    ram_bytes: int
+    gpu_name: str | None = None
+    gpu_memory_bytes: int | None = None
+    flops: float = ASSUMED_CPU_FLOPS_PER_CORE
+    flops_measured: bool = False
+
+    @property
+    def memory_bytes(self) -> int:
+        """Memory of the training device (GPU memory when training on GPU, else RAM)."""
+        return int(self.gpu_memory_bytes) if self.device == "cuda" and self.gpu_memory_bytes else self.ram_bytes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cpu_cores() -> int:
+    """Cores usable by this process: scheduler affinity, further limited by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS / Windows have no affinity call
+        cores = os.cpu_count() or 1
+    quota = _read_text(Path("/sys/fs/cgroup/cpu.max"))
+    if quota:
+        parts = quota.split()
+        if len(parts) == 2 and parts[0] != "max":
+            try:
+                cores = min(cores, max(1, int(float(parts[0]) / float(parts[1]))))
+            except ValueError:
+                pass
+    return max(1, cores)
+
+
+def available_ram() -> int:
+    """Bytes of RAM available now: ``MemAvailable`` from /proc/meminfo (else total physical memory),
+    capped by a cgroup v2 memory limit when one is set."""
+    ram = None
+    meminfo = _read_text(Path("/proc/meminfo"))
+    if meminfo:
+        for line in meminfo.splitlines():
+            if line.startswith("MemAvailable:"):
+                ram = int(line.split()[1]) * 1024
+                break
+    if ram is None:
+        try:
+            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            ram = 4 * 2**30  # nothing to go by: assume a small laptop
+    limit = _read_text(Path("/sys/fs/cgroup/memory.max"))
+    if limit and limit.strip().isdigit():
+        ram = min(ram, int(limit.strip()))
+    return int(ram)
+
+
+def detect_machine(use_gpu: bool = True) -> Machine:
+    """Detect this machine's compute budget.
+
+    Parameters
+    ----------
+    use_gpu : bool
+        Consider a CUDA GPU when torch reports one.
+
+    Returns
+    -------
+    Machine
+        With the assumed throughput; call :func:`measure_throughput` for a measured one.
+
+    Examples
+    --------
+    >>> m = detect_machine(use_gpu=False)
+    >>> m.device, m.cpu_cores >= 1
+    ('cpu', True)
+    """
+    cores = cpu_cores()
+    ram = available_ram()
+    if use_gpu:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                props = torch.cuda.get_device_properties(0)
+                return Machine("cuda", cores, ram, props.name, int(props.total_memory), ASSUMED_GPU_FLOPS)
+        except Exception:  # torch missing or a broken driver: plan for the CPU
+            pass
+    return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores)
+
+
+def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 3) -> Machine:
+    """Time a small convolution stack (forward + backward) and return ``machine`` with measured FLOP/s.
+
+    Takes one to a few seconds. The stack (two 3×3(×3) convolutions, 32 channels, instance norm,
+    LeakyReLU) is what a U-Net spends its time on, so its rate predicts a training step better than a
+    matrix-multiply peak.
+    """
+    import torch
+
+    device = torch.device(machine.device)
+    size = (24, 48, 48) if spatial_dims == 3 else (192, 192)
+    conv = torch.nn.Conv3d if spatial_dims == 3 else torch.nn.Conv2d
+    norm = torch.nn.InstanceNorm3d if spatial_dims == 3 else torch.nn.InstanceNorm2d
+    c = 32
+    net = torch.nn.Sequential(
+        conv(c, c, 3, padding=1), norm(c, affine=True), torch.nn.LeakyReLU(0.01),
+        conv(c, c, 3, padding=1), norm(c, affine=True), torch.nn.LeakyReLU(0.01),
+    ).to(device)
+    x = torch.randn(2, c, *size, device=device)
+    voxels = 2 * int(torch.tensor(size).prod())
+    flops_per_step = 3 * 2 * (2 * c * c * 3**spatial_dims) * voxels  # forward + backward ≈ 3× forward
+    old_threads = torch.get_num_threads()
+    if machine.device == "cpu":
+        torch.set_num_threads(machine.cpu_cores)
+    try:
+        net(x).sum().backward()  # warm-up (oneDNN picks its kernels here)
+        best = float("inf")
+        for _ in range(repeats):
+            if machine.device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            net(x).sum().backward()
+            if machine.device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(old_threads)
+    from dataclasses import replace
+
+    return replace(machine, flops=flops_per_step / best, flops_measured=True)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None

@@ -1,0 +1,364 @@
+"""The planning rules: fingerprint + machine budget → :class:`~medseg.planning.plan.Plan`.
+
+Each rule is one function below whose docstring states the rule; each records what it decided and why
+in ``plan.rules_fired``, so the plan explains itself (``medseg plan`` prints them). The rules follow
+nnU-Net (Isensee et al., Nature Methods 2021) where it is right for a CPU too — median spacing,
+anisotropy ratio 3, pooling per axis — and depart from it where it is not: patch and batch size come
+from the time a training step may take on *this* machine, not from an assumed 8 GB GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from medseg.errors import MedsegError
+from medseg.planning.cost import unet_step_cost
+from medseg.planning.machine import Machine, detect_machine
+from medseg.planning.plan import Plan
+from medseg.planning.topology import divisibility, network_topology
+
+#: Rule constants, named so that the rules read like their documentation.
+ANISOTROPY_RATIO = 3.0            # spacing ratio above which data count as thick-slice (nnU-Net)
+THICK_AXIS_PERCENTILE = "10"      # out-of-plane target spacing percentile for thick-slice data
+FEW_SLICES = 48                   # fewer slices than this (after resampling): a 3D patch spans the stack
+SLICE_SHAPE_RATIO = 4.0           # in-plane size / slice count above which a volume is a stack of slices
+NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-score inside the non-zero mask
+DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
+FEATURE_CANDIDATES = (32, 16)
+CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
+MIN_BATCH = 2
+MAX_FEATURES = {2: 512, 3: 320}
+DATASET_BATCH_SHARE = 0.05        # a batch covers at most 5 % of the dataset's voxels (nnU-Net)
+MEMORY_FRACTION = {"cpu": 0.4, "cuda": 0.85}
+TRAINING_TIME_SHARE = 0.9         # of the time limit spent on steps; the rest on validation/checkpoints
+
+
+class RuleLog(list):
+    """``rules_fired``: a list of ``{"rule", "decision", "reason"}``."""
+
+    def fire(self, rule: str, decision: Any, reason: str) -> None:
+        text = decision if isinstance(decision, str) else json.dumps(decision)
+        self.append({"rule": rule, "decision": text, "reason": reason})
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "×".join(f"{v:g}" for v in values)
+
+
+# --- geometry ------------------------------------------------------------------------------------
+def rule_target_spacing(summary: dict, log: RuleLog) -> tuple[list[float], int | None]:
+    """Target spacing = the median spacing per axis. If the median spacing is strongly anisotropic
+    (coarsest / finest axis > 3), the coarse axis instead gets the 10th percentile of its spacings (but
+    not finer than the other axes): resampling every case to a median 8 mm slice distance would throw
+    away the slices of the cases acquired at 5 mm, while interpolating to the in-plane spacing would
+    invent slices. Returns the spacing and the thick-slice axis (None when isotropic enough)."""
+    median = [float(v) for v in summary["median_spacing"]]
+    ratio = max(median) / min(median)
+    if ratio <= ANISOTROPY_RATIO:
+        log.fire("target_spacing", median, f"median spacing {_fmt(median)} mm (anisotropy {ratio:.2f} ≤ {ANISOTROPY_RATIO:g})")
+        return median, None
+    axis = int(np.argmax(median))
+    low = float(summary["spacing_percentiles"][THICK_AXIS_PERCENTILE][axis])
+    others = max(v for a, v in enumerate(median) if a != axis)
+    target = list(median)
+    target[axis] = max(low, others)
+    log.fire("target_spacing", target,
+             f"median spacing {_fmt(median)} mm is anisotropic ({ratio:.1f} > {ANISOTROPY_RATIO:g}): axis {axis} "
+             f"takes the {THICK_AXIS_PERCENTILE}th percentile of its spacings ({low:g} mm) instead of the median")
+    return target, axis
+
+
+def rule_resampling(separate_axis: int | None, log: RuleLog) -> dict[str, Any]:
+    """Images: 3rd-order spline. Thick-slice data: in-plane 3rd order, across slices order 0 (nnU-Net;
+    a cubic spline across 5–10 mm slices overshoots at tissue boundaries). Labels: each label's mask
+    interpolated linearly, then argmax (no new label values; smoother than nearest — measured in
+    ``tests/preprocessing/test_resample.py``)."""
+    res = {"image_order": 3, "label": "linear", "separate_axis": separate_axis, "separate_order": 0}
+    reason = ("3rd-order images, per-label linear + argmax for labels" if separate_axis is None else
+              f"thick-slice axis {separate_axis} resampled separately with order 0 (in-plane order 3)")
+    log.fire("resampling", res, reason)
+    return res
+
+
+def rule_crop(summary: dict, log: RuleLog) -> bool:
+    """Always crop each case to the bounding box of its non-zero voxels: it is free, and background
+    the network never sees costs no training or inference time."""
+    frac = float(summary.get("median_nonzero_crop_fraction", 1.0))
+    log.fire("crop_to_nonzero", "true", f"the crop keeps a median {100 * frac:.0f}% of the voxels")
+    return True
+
+
+def rule_normalisation(fingerprint: dict, log: RuleLog) -> list[dict[str, Any]]:
+    """Per channel. CT (channel name contains the word "CT"): intensities are physical (Hounsfield
+    units), so clip to the 0.5/99.5 percentiles of the dataset's foreground, then z-score with the
+    foreground mean and std — the same numbers for every case. Anything else (MR, photographs):
+    intensities are arbitrary per scan, so z-score each case with its own statistics, inside the
+    non-zero (body) mask when cropping to non-zero removes much background (crop keeps < 75 %),
+    else over the whole image."""
+    summary = fingerprint["summary"]
+    steps: list[dict[str, Any]] = []
+    frac = float(summary.get("median_nonzero_crop_fraction", 1.0))
+    for c, name in enumerate(fingerprint["channel_names"]):
+        stats = summary["intensity"][c] if c < len(summary["intensity"]) else None
+        if re.search(r"(^|[^a-z])ct([^a-z]|$)", name.lower()) and stats:
+            lo, hi = stats["percentile_00_5"], stats["percentile_99_5"]
+            steps.append({"name": "clip", "low": lo, "high": hi, "channels": [c]})
+            steps.append({"name": "zscore", "mean": stats["mean"], "std": max(stats["std"], 1e-8), "channels": [c]})
+            log.fire(f"normalisation[{c}]", "CT: clip + dataset z-score",
+                     f"channel '{name}' is CT: clip to foreground percentiles [{lo:g}, {hi:g}], then "
+                     f"z-score with foreground mean {stats['mean']:g} / std {stats['std']:g}")
+        else:
+            mask = "nonzero" if frac < NONZERO_MASK_FRACTION else None
+            steps.append({"name": "zscore", "mask": mask, "channels": [c]})
+            where = ("inside the non-zero mask" if mask else "over the whole image")
+            log.fire(f"normalisation[{c}]", f"z-score per case {where}",
+                     f"channel '{name}' is not CT (MR/other: arbitrary units per scan); crop keeps "
+                     f"{100 * frac:.0f}% of voxels ({'<' if mask else '≥'} {100 * NONZERO_MASK_FRACTION:.0f}%)")
+    return steps
+
+
+def resampled_median_shape(fingerprint: dict, target_spacing: Sequence[float]) -> list[int]:
+    """Median over cases of each case's shape after resampling to ``target_spacing``."""
+    shapes = [[s * sp / t for s, sp, t in zip(c["shape"], c["spacing"], target_spacing)] for c in fingerprint["cases"]]
+    return [max(1, int(round(v))) for v in np.median(np.asarray(shapes), axis=0)]
+
+
+def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[int], thick_axis: int | None,
+                       log: RuleLog, forced: str | None = None) -> tuple[str, int | None]:
+    """2D data → 2D. 3D data → 3D, unless the volume is a stack of few, thick slices: anisotropic
+    (target spacing ratio > 3, or in-plane size > 4× the slice count) *and* fewer than 48 slices after
+    resampling. Then a 3D patch spans the whole stack anyway, pooling across slices is impossible or
+    meaningless, and a 2D network sees far more in-plane context per second of CPU. The slice axis is
+    the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned
+    too (``plan.alternatives``)."""
+    if data_dims == 2:
+        log.fire("configuration", "2d", "the images are 2D")
+        return "2d", None
+    slice_axis = thick_axis if thick_axis is not None else int(np.argmin(shape))
+    in_plane = [s for a, s in enumerate(shape) if a != slice_axis]
+    spacing_ratio = max(target) / min(target)
+    shape_ratio = min(in_plane) / shape[slice_axis]
+    anisotropic = spacing_ratio > ANISOTROPY_RATIO or shape_ratio > SLICE_SHAPE_RATIO
+    few = shape[slice_axis] < FEW_SLICES
+    choice = "2d" if anisotropic and few else "3d"
+    facts = (f"axis {slice_axis}: {shape[slice_axis]} slices (< {FEW_SLICES}: {few}); spacing ratio "
+             f"{spacing_ratio:.1f}, in-plane/slices ratio {shape_ratio:.1f} (anisotropic: {anisotropic})")
+    if forced:
+        log.fire("configuration", forced, f"forced by the user (the rule would choose {choice}; {facts})")
+        return forced, slice_axis
+    why = ("a short stack of anisotropic slices: a 2D network sees more in-plane context per second" if choice == "2d"
+           else "volumetric enough for 3D context")
+    log.fire("configuration", choice, f"{why} — {facts}")
+    return choice, slice_axis
+
+
+# --- patch, batch, network --------------------------------------------------------------------
+def fit_patch(spacing: Sequence[float], median_shape: Sequence[int], features: int, flops_budget: float,
+              memory_budget: float, in_channels: int, num_classes: int, batch_size: int = MIN_BATCH,
+              min_size: int = 8) -> dict[str, Any]:
+    """Largest patch (≤ the median shape) whose training step at ``batch_size`` fits both budgets.
+
+    Starts from the median image shape and repeatedly shrinks the axis with the largest physical
+    extent (nnU-Net's order), recomputing the network topology, until the FLOPs of one step fit
+    ``flops_budget`` and its memory ``memory_budget``. Each candidate is rounded down to the size the
+    network's strides divide.
+    """
+    dims = len(spacing)
+    max_features = MAX_FEATURES[dims]
+    patch = [max(1, int(s)) for s in median_shape]
+    while True:
+        strides, kernels = network_topology(spacing, patch)
+        div = divisibility(strides)
+        rounded = [max(d, (p // d) * d) for p, d in zip(patch, div)]
+        cost = unet_step_cost(rounded, batch_size, features, strides, kernels, in_channels, num_classes, max_features)
+        memory = cost["activation_bytes"] + cost["parameter_bytes"]
+        fits = cost["flops"] <= flops_budget and memory <= memory_budget
+        shrinkable = [a for a in range(dims) if patch[a] > min_size]
+        if fits or not shrinkable:
+            return {"patch_size": rounded, "strides": strides, "kernel_sizes": kernels, "cost": cost,
+                    "memory": memory, "fits": fits, "features": features}
+        a = max(shrinkable, key=lambda i: (patch[i] * spacing[i], patch[i]))
+        step = div[a] if patch[a] - div[a] >= min_size else max(1, patch[a] // 8)
+        patch[a] = max(min_size, (patch[a] // step) * step - step if patch[a] % step == 0 else (patch[a] // step) * step)
+
+
+def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Sequence[int], machine: Machine,
+                           step_seconds: float, in_channels: int, num_classes: int, log: RuleLog,
+                           features: Sequence[int] = FEATURE_CANDIDATES) -> dict[str, Any]:
+    """Patch size and width from this machine's time and memory budget. A training step (batch of
+    2) may take ``step_seconds`` at the machine's throughput (FLOPs estimated by
+    :func:`medseg.planning.cost.unet_step_cost`) and use a share of its memory (40 % of available RAM
+    on CPU, 85 % of GPU memory). For each width (32, then 16 features) the largest fitting patch is
+    found; the first width whose patch still covers ≥ 75 % of the median image on every axis wins
+    (context first), else the width with the largest patch (a wider network cannot compensate for
+    not seeing the structure)."""
+    dims = len(spacing)
+    flops_budget = machine.flops * step_seconds
+    memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+    fits = [fit_patch(spacing, median_shape, f, flops_budget, memory_budget, in_channels, num_classes)
+            for f in features]
+    chosen = None
+    for fit in fits:
+        coverage = min(p / max(1, m) for p, m in zip(fit["patch_size"], median_shape))
+        if fit["fits"] and coverage >= CONTEXT_COVERAGE:
+            chosen, why = fit, f"covers {100 * coverage:.0f}% (≥ {100 * CONTEXT_COVERAGE:.0f}%) of the median image per axis"
+            break
+    if chosen is None:
+        ok = [f for f in fits if f["fits"]] or [min(fits, key=lambda f: f["memory"])]
+        chosen = max(ok, key=lambda f: (math.prod(f["patch_size"]), f["features"]))
+        why = ("no width covers the median image within budget; the largest patch wins" if chosen["fits"] else
+               "NOTHING fits the budget even at the smallest patch; expect slower steps than planned")
+    budget = (f"{machine.device} {machine.flops / 1e9:.0f} GFLOP/s ({'measured' if machine.flops_measured else 'assumed'})"
+              f" × {step_seconds:g} s = {flops_budget / 1e9:.0f} GFLOP/step, memory {memory_budget / 2**30:.1f} GiB")
+    log.fire(f"{name}.patch_size", chosen["patch_size"],
+             f"{chosen['features']} features, {_fmt(chosen['patch_size'])} at batch {MIN_BATCH} needs "
+             f"{chosen['cost']['flops'] / 1e9:.0f} GFLOP and {chosen['memory'] / 2**30:.2f} GiB; {why}. Budget: {budget}; "
+             f"median image {_fmt(median_shape)}")
+    strides = chosen["strides"]
+    log.fire(f"{name}.network", {"depth": len(strides) - 1, "strides": strides[1:]},
+             "pool an axis while it stays ≥ 4 voxels and its spacing is within 2× of the finest; kernel 1 "
+             f"along axes still coarser than that (spacing {_fmt(spacing)} mm)")
+    return chosen
+
+
+def rule_batch_size(name: str, chosen: dict, median_shape: Sequence[int], dataset_voxels: float, machine: Machine,
+                    step_seconds: float, in_channels: int, num_classes: int, log: RuleLog) -> int:
+    """Batch size: at least 2 (instance norm and Dice need more than one sample); more while the step
+    still fits the time and memory budget, but never more than 5 % of the dataset's voxels per batch
+    (nnU-Net; larger batches only repeat the same cases)."""
+    dims = len(median_shape)
+    one = unet_step_cost(chosen["patch_size"], 1, chosen["features"], chosen["strides"], chosen["kernel_sizes"],
+                         in_channels, num_classes, MAX_FEATURES[dims])
+    by_time = int(machine.flops * step_seconds // one["flops"])
+    memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+    by_memory = int((memory_budget - one["parameter_bytes"]) // one["activation_bytes"])
+    by_dataset = int(DATASET_BATCH_SHARE * dataset_voxels // math.prod(chosen["patch_size"]))
+    batch = max(MIN_BATCH, min(by_time, by_memory, by_dataset))
+    log.fire(f"{name}.batch_size", batch,
+             f"time allows {by_time}, memory {by_memory}, 5% of the dataset {by_dataset}; minimum {MIN_BATCH}")
+    return batch
+
+
+def plan_configuration(name: str, spacing: Sequence[float], median_shape: Sequence[int], slice_axis: int | None,
+                       fingerprint: dict, machine: Machine, time_limit: float, step_seconds: float | None,
+                       num_classes: int, log: RuleLog, features: Sequence[int] = FEATURE_CANDIDATES,
+                       dataset_voxels: float | None = None) -> dict[str, Any]:
+    """Fields of one configuration (``"2d"`` or ``"3d"``): patch, batch, network, training.
+    ``dataset_voxels``: voxels of all resampled cases (default: median shape × number of cases)."""
+    dims = len(spacing)
+    step_seconds = step_seconds or DEFAULT_STEP_SECONDS[dims]
+    in_channels = len(fingerprint["channel_names"])
+    chosen = rule_patch_and_network(name, spacing, median_shape, machine, step_seconds, in_channels,
+                                    num_classes, log, features)
+    if dataset_voxels is None:
+        dataset_voxels = math.prod(median_shape) * fingerprint["num_cases"]
+    batch = rule_batch_size(name, chosen, median_shape, dataset_voxels, machine, step_seconds,
+                            in_channels, num_classes, log)
+    cost = unet_step_cost(chosen["patch_size"], batch, chosen["features"], chosen["strides"], chosen["kernel_sizes"],
+                          in_channels, num_classes, MAX_FEATURES[dims])
+    est = cost["flops"] / machine.flops
+    iterations = max(1, int(time_limit * TRAINING_TIME_SHARE / est))
+    log.fire(f"{name}.training", {"iterations": iterations},
+             f"{time_limit:g} s limit × {TRAINING_TIME_SHARE:g} / {est:.2f} s estimated per step")
+    return {
+        "configuration": name,
+        "spatial_dims": dims,
+        "slice_axis": slice_axis,
+        "patch_size": chosen["patch_size"],
+        "batch_size": batch,
+        "network": {
+            "name": "unet", "features": chosen["features"], "depth": len(chosen["strides"]) - 1,
+            "max_features": MAX_FEATURES[dims], "strides": chosen["strides"][1:], "kernel_sizes": chosen["kernel_sizes"],
+        },
+        "training": {
+            "iterations": iterations, "time_limit": float(time_limit), "estimated_step_seconds": round(est, 3),
+            "estimated_gflop_per_step": round(cost["flops"] / 1e9, 1),
+            "estimated_memory_gib": round((cost["activation_bytes"] + cost["parameter_bytes"]) / 2**30, 3),
+            "num_threads": machine.cpu_cores,
+        },
+    }
+
+
+def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: float = 3600.0,
+              step_seconds: float | None = None, configuration: str | None = None,
+              features: Sequence[int] = FEATURE_CANDIDATES, num_classes: int | None = None) -> Plan:
+    """Turn a fingerprint into a Plan for ``machine`` (default: this machine, assumed throughput).
+
+    Parameters
+    ----------
+    fingerprint : dict
+        From :func:`medseg.planning.fingerprint.compute_fingerprint`.
+    machine : Machine, optional
+        The budget; :func:`medseg.planning.machine.detect_machine` when omitted.
+    time_limit : float
+        Training wall-clock budget in seconds (sets ``training.iterations``).
+    step_seconds : float, optional
+        Target seconds per training step (default 1.5 in 2D, 4 in 3D).
+    configuration : {"2d", "3d"}, optional
+        Force a configuration instead of the rule's choice.
+    features : sequence of int
+        Widths to consider, preferred first.
+    num_classes : int, optional
+        Network outputs; default from labels/regions.
+
+    Returns
+    -------
+    Plan
+    """
+    if configuration not in (None, "2d", "3d"):
+        raise MedsegError(f"configuration must be '2d' or '3d'; got {configuration!r}")
+    machine = machine or detect_machine()
+    log = RuleLog()
+    summary = fingerprint["summary"]
+    data_dims = int(summary["spatial_dims"])
+    if configuration == "3d" and data_dims == 2:
+        raise MedsegError("configuration '3d' is impossible: the images are 2D")
+    labels = dict(fingerprint["labels"])
+    regions = fingerprint.get("regions") or None
+    if num_classes is None:
+        num_classes = len(regions) if regions else len(labels)
+
+    target, thick_axis = rule_target_spacing(summary, log)
+    resampling = rule_resampling(thick_axis, log)
+    crop = rule_crop(summary, log)
+    steps = rule_normalisation(fingerprint, log)
+    shape = resampled_median_shape(fingerprint, target)
+    choice, slice_axis = rule_configuration(data_dims, target, shape, thick_axis, log, configuration)
+
+    configs = {}
+    voxels = math.prod(shape) * fingerprint["num_cases"]
+    if data_dims == 3:
+        configs["3d"] = plan_configuration("3d", target, shape, None, fingerprint, machine, time_limit,
+                                           step_seconds, num_classes, log, features, voxels)
+        in_plane = [a for a in range(3) if a != slice_axis]
+        configs["2d"] = plan_configuration("2d", [target[a] for a in in_plane], [shape[a] for a in in_plane],
+                                           slice_axis, fingerprint, machine, time_limit, step_seconds,
+                                           num_classes, log, features, voxels)
+    else:
+        configs["2d"] = plan_configuration("2d", target, shape, None, fingerprint, machine, time_limit,
+                                           step_seconds, num_classes, log, features)
+    active = configs.pop(choice)
+    plan = Plan(
+        dataset=str(fingerprint.get("dataset") or ""),
+        data_dims=data_dims,
+        channel_names=list(fingerprint["channel_names"]),
+        labels=labels,
+        regions=regions,
+        ignore_label=fingerprint.get("ignore_label"),
+        num_classes=num_classes,
+        target_spacing=target,
+        resampling=resampling,
+        crop_to_nonzero=crop,
+        preprocessing=steps,
+        machine={**machine.to_dict(), "ram_gib": round(machine.ram_bytes / 2**30, 1)},
+        rules_fired=list(log),
+        alternatives=configs,
+        fingerprint_summary={k: v for k, v in summary.items() if k != "intensity"} | {"intensity": summary["intensity"]},
+        **active,
+    )
+    return Plan.from_dict(plan.to_dict())

@@ -1,0 +1,157 @@
+"""The training configuration: one flat dataclass, saved verbatim into the model folder's config.json."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from medseg.errors import MedsegError
+
+
+@dataclass
+class TrainingConfig:
+    """Everything the training loop needs besides the data.
+
+    Parameters
+    ----------
+    network : str
+        Registered network name.
+    network_options : dict
+        Passed to :func:`medseg.nets.create_network` (features, depth, strides, ...).
+    patch_size : tuple of int
+        Training patch size (array order); ``()`` = automatic.
+    batch_size : int
+        Patches per iteration; 0 = automatic.
+    iterations : int or None
+        Stop after this many iterations (None: only the time limit).
+    time_limit : float or None
+        Wall-clock budget in seconds. With only a time limit the schedule runs over the time budget
+        (progress = elapsed / time_limit).
+    optimizer : {"adamw", "sgd"}
+    learning_rate, weight_decay, momentum : float
+    schedule : {"poly", "cosine", "constant"}
+    warmup_iterations : int
+        Linear learning-rate warm-up.
+    grad_clip : float or None
+        Gradient norm clipping (nnU-Net: 12).
+    loss, loss_options : str, dict
+        See :func:`medseg.losses.build_loss`.
+    foreground_share : float
+        Probability that a patch is centred on a foreground voxel.
+    augmentation : dict or None
+        Passed to :func:`medseg.augmentation.build_augmentation`; None = that module's defaults,
+        ``{"enabled": False}`` switches it off.
+    val_every : int
+        Validate every this many iterations (and at the end) when there are validation cases.
+    checkpoint_every : int
+        Write checkpoint_last every this many iterations (and on interruption / at the end).
+    val_overlap : float
+        Sliding-window overlap during validation.
+    seed : int
+    threads : int or None
+        ``torch.set_num_threads``; None = all cores.
+    cache : {"memory", "mmap"}
+        Preprocessed cases in RAM, or memory-mapped .npy files in the model folder's cache/.
+    cache_dtype : {"float32", "float16"}
+    log_every : int
+        Rows in training_log.csv.
+    prefetch : int
+        Batches prepared ahead by the background producer.
+    """
+
+    network: str = "unet"
+    network_options: dict[str, Any] = field(default_factory=dict)
+    patch_size: tuple[int, ...] = ()
+    batch_size: int = 0
+    iterations: int | None = None
+    time_limit: float | None = None
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.99
+    schedule: str = "poly"
+    warmup_iterations: int = 20
+    grad_clip: float | None = 12.0
+    loss: str = "dice_ce"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    foreground_share: float = 0.5
+    augmentation: dict[str, Any] | None = None
+    val_every: int = 200
+    checkpoint_every: int = 100
+    val_overlap: float = 0.5
+    seed: int = 0
+    threads: int | None = None
+    cache: str = "memory"
+    cache_dtype: str = "float32"
+    log_every: int = 10
+    prefetch: int = 4
+
+    def __post_init__(self) -> None:
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if self.iterations is None and self.time_limit is None:
+            raise MedsegError("give an iteration count, a time limit, or both")
+        if self.iterations is not None and self.iterations < 1:
+            raise MedsegError(f"iterations must be >= 1, not {self.iterations}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise MedsegError(f"time limit must be positive, not {self.time_limit}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise MedsegError(f"unknown optimizer '{self.optimizer}' (adamw, sgd)")
+        if self.schedule not in ("poly", "cosine", "constant"):
+            raise MedsegError(f"unknown schedule '{self.schedule}' (poly, cosine, constant)")
+        if not 0.0 <= self.foreground_share <= 1.0:
+            raise MedsegError(f"foreground share must lie in [0, 1], not {self.foreground_share}")
+        if self.cache not in ("memory", "mmap"):
+            raise MedsegError(f"unknown cache '{self.cache}' (memory, mmap)")
+        if self.cache_dtype not in ("float32", "float16"):
+            raise MedsegError(f"unknown cache dtype '{self.cache_dtype}' (float32, float16)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MedsegError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """Seconds from ``"20m"``, ``"90s"``, ``"1.5h"`` or a number of seconds.
+
+    Examples
+    --------
+    >>> parse_duration("20m"), parse_duration("1.5h"), parse_duration(30)
+    (1200.0, 5400.0, 30.0)
+    """
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = _DURATION.match(text)
+    if not match:
+        raise MedsegError(f"cannot read the duration '{text}'; write e.g. 90s, 20m or 1.5h")
+    value, unit = float(match.group(1)), (match.group(2) or "s").lower()
+    return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
+
+
+def parse_size(text: str | None, spatial_dims: int | None = None) -> tuple[int, ...]:
+    """``"96,96"`` or ``"96x96"`` -> ``(96, 96)``; a single number is repeated ``spatial_dims`` times."""
+    if not text:
+        return ()
+    try:
+        values = tuple(int(v) for v in re.split(r"[,x× ]+", text.strip()) if v)
+    except ValueError:
+        raise MedsegError(f"cannot read the size '{text}'; write e.g. 96,96 or 64,128,128") from None
+    if len(values) == 1 and spatial_dims:
+        values = values * spatial_dims
+    if any(v < 1 for v in values):
+        raise MedsegError(f"sizes must be positive: '{text}'")
+    return values

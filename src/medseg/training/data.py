@@ -1,0 +1,269 @@
+"""Training data: every case preprocessed once and kept in RAM (or memory-mapped .npy files for large
+3D sets), and a background thread that cuts, stacks and augments batches ahead of the model.
+
+Each batch is a pure function of ``(seed, iteration)``: its own numpy and torch generators are derived
+from them. Prefetching, thread timing and resuming therefore never change what the model sees.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medseg.errors import MedsegError
+from medseg.image import Image
+from medseg.losses import IGNORE_INDEX
+from medseg.training.sampling import SamplingIndex, build_sampling_index, sample_patch
+
+
+@dataclass
+class LabelMapping:
+    """Maps a dataset's label values (e.g. 0, 255 or 0, 1, 2, 4) onto class indices 0..K-1.
+
+    The dataset's ignore label maps onto :data:`medseg.losses.IGNORE_INDEX`.
+
+    Examples
+    --------
+    >>> m = LabelMapping([0, 1, 2, 4], ignore_label=None)
+    >>> m.encode(np.array([0, 4, 2])).tolist(), m.decode(np.array([0, 3, 2])).tolist()
+    ([0, 3, 2], [0, 4, 2])
+    """
+
+    values: list[int]
+    ignore_label: int | None = None
+
+    def __post_init__(self) -> None:
+        self.values = sorted(int(v) for v in self.values)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.values)
+
+    def encode(self, label: np.ndarray, where: str = "label") -> np.ndarray:
+        label = np.asarray(label)
+        out = np.full(label.shape, IGNORE_INDEX, dtype=np.int16)
+        known = np.zeros(label.shape, bool)
+        for index, value in enumerate(self.values):
+            hit = label == value
+            out[hit] = index
+            known |= hit
+        if self.ignore_label is not None:
+            known |= label == self.ignore_label
+        if not known.all():
+            unknown = sorted(set(np.unique(label[~known]).tolist()))[:5]
+            raise MedsegError(f"{where} holds value(s) {unknown} not declared in dataset.json labels {self.values}")
+        return out
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        lut = np.asarray(self.values)
+        dtype = np.uint8 if lut.max(initial=0) < 256 and lut.min(initial=0) >= 0 else np.int32
+        return lut[np.asarray(index)].astype(dtype)
+
+    def regions_as_indices(self, regions: dict[str, list[int]] | None) -> list[list[int]] | None:
+        """Regions (lists of label values) as lists of class indices."""
+        if not regions:
+            return None
+        lookup = {v: i for i, v in enumerate(self.values)}
+        return [[lookup[v] for v in members if v in lookup] for members in regions.values()]
+
+
+@dataclass
+class PreparedCase:
+    """One preprocessed case on the training grid.
+
+    Attributes
+    ----------
+    name : str
+    image : ndarray
+        ``(C, *S)`` float32/float16, possibly memory-mapped.
+    label : ndarray
+        ``(1, *S)`` int16 class indices (ignore = -1).
+    roi : ndarray or None
+        ``(*S)`` bool.
+    spacing : tuple of float
+    index : SamplingIndex
+    """
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    roi: np.ndarray | None
+    spacing: tuple[float, ...]
+    index: SamplingIndex
+
+
+def preprocess_image(
+    image: Image,
+    steps: Sequence[dict[str, Any]],
+    target_spacing: Sequence[float] | None = None,
+    roi: Image | None = None,
+) -> Image:
+    """Apply the recorded preprocessing steps, then resample to ``target_spacing`` (if any).
+
+    The same function runs at training and prediction time, so both see identical intensities.
+    """
+    if steps:
+        from medseg.preprocessing import apply_pipeline
+
+        image = apply_pipeline(image, list(steps), roi=roi)
+    if target_spacing is not None and not np.allclose(image.spacing, target_spacing, rtol=1e-3):
+        from medseg.preprocessing.resample import resample_image
+
+        image = resample_image(image, tuple(target_spacing))
+    return image
+
+
+def prepare_case(
+    case: Any,
+    steps: Sequence[dict[str, Any]],
+    mapping: LabelMapping,
+    *,
+    target_spacing: Sequence[float] | None = None,
+    dtype: str = "float32",
+    cache_dir: Path | None = None,
+    seed: int = 0,
+) -> PreparedCase:
+    """Read, preprocess and encode one dataset case (see :class:`medseg.datasets.Case`)."""
+    image = case.read_image()
+    label = case.read_label()
+    if label is None:
+        raise MedsegError(f"training case '{case.name}' has no label")
+    roi = case.read_roi()
+    image.check_same_geometry(label, f"case '{case.name}': image and label")
+    if roi is not None:
+        image.check_same_geometry(roi, f"case '{case.name}': image and ROI")
+    pre = preprocess_image(image, steps, None, roi)
+    if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
+        from medseg.preprocessing.resample import resample_image, resample_label
+
+        pre = resample_image(pre, tuple(target_spacing))
+        label = resample_label(label, tuple(target_spacing))
+        roi = resample_label(roi, tuple(target_spacing)) if roi is not None else None
+        label = _fit(label, pre.spatial_shape)
+        roi = _fit(roi, pre.spatial_shape) if roi is not None else None
+    array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
+    encoded = mapping.encode(label.array, f"label of case '{case.name}'")
+    roi_mask = None if roi is None else np.asarray(roi.array[0] != 0)
+    index = build_sampling_index(encoded, roi_mask, ignore_index=IGNORE_INDEX, seed=seed)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        array = _memmap(cache_dir / f"{case.name}_image.npy", array)
+        encoded = _memmap(cache_dir / f"{case.name}_label.npy", encoded)
+    return PreparedCase(case.name, array, encoded, roi_mask, tuple(pre.spacing), index)
+
+
+def _fit(image: Image | None, shape: tuple[int, ...]) -> Image | None:
+    """Crop/pad a resampled mask to ``shape`` (resamplers may differ by one voxel at the border)."""
+    if image is None or image.spatial_shape == tuple(shape):
+        return image
+    from medseg.training.sampling import crop_with_padding
+
+    return Image(crop_with_padding(image.array, (0,) * len(shape), shape, 0), image.spacing, image.origin,
+                 image.direction, image.channel_names)
+
+
+def _memmap(path: Path, array: np.ndarray) -> np.ndarray:
+    from medseg.fileutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+    return np.load(path, mmap_mode="r")
+
+
+def batch_generators(seed: int, iteration: int) -> tuple[np.random.Generator, torch.Generator]:
+    """The numpy and torch generators of one batch, derived from ``(seed, iteration)`` only."""
+    rng = np.random.default_rng([int(seed), int(iteration)])
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    return rng, gen
+
+
+def make_batch(
+    cases: Sequence[PreparedCase],
+    iteration: int,
+    *,
+    seed: int,
+    patch_size: Sequence[int],
+    batch_size: int,
+    foreground_share: float,
+    augment: Callable | None = None,
+    label_pad_value: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``iteration``: ``(N, C, *P)`` float32 images and ``(N, 1, *P)`` int64 class indices."""
+    rng, gen = batch_generators(seed, iteration)
+    images, labels = [], []
+    for _ in range(batch_size):
+        case = cases[int(rng.integers(len(cases)))]
+        img, lab = sample_patch(case.image, case.label, case.index, patch_size, rng,
+                                foreground_share=foreground_share, label_pad_value=label_pad_value)
+        images.append(img)
+        labels.append(lab)
+    image_t = torch.from_numpy(np.stack(images))
+    label_t = torch.from_numpy(np.stack(labels).astype(np.int64))
+    if augment is not None:
+        image_t, label_t = augment(image_t, label_t, gen)
+        label_t = label_t.long()
+    return image_t.float().contiguous(), label_t.contiguous()
+
+
+class BatchProducer:
+    """Prepares batches ``start, start + 1, ...`` in a background thread, ``prefetch`` ahead.
+
+    Use as an iterator or with :meth:`next`; call :meth:`close` (or use ``with``) to stop the thread.
+    Heavy numpy/torch work releases the GIL, so the producer overlaps with the model's forward/backward;
+    ``torch.set_num_threads`` governs both.
+    """
+
+    def __init__(self, make: Callable[[int], Any], start: int = 0, prefetch: int = 4):
+        self._make = make
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._next_expected = start
+        self._thread = threading.Thread(target=self._run, args=(start,), daemon=True, name="medseg-batches")
+        self._thread.start()
+
+    def _run(self, iteration: int) -> None:
+        while not self._stop.is_set():
+            try:
+                item = (iteration, self._make(iteration), None)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                item = (iteration, None, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+            iteration += 1
+
+    def next(self) -> Any:
+        iteration, batch, error = self._queue.get()
+        if error is not None:
+            raise error
+        assert iteration == self._next_expected
+        self._next_expected += 1
+        return batch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "BatchProducer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

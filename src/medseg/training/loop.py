@@ -1,0 +1,567 @@
+"""The training loop: plain functions, no trainer class.
+
+:func:`train` reads a dataset, prepares cases once, builds network / loss / optimizer, and runs
+iterations until the iteration count or the wall-clock budget is used, validating on held-out cases
+with full-image sliding-window prediction, writing checkpoints atomically, and recording the model
+folder (see :mod:`medseg.model_folder`). Everything a resumed run needs is in ``checkpoint_last.pt``;
+batches are a pure function of ``(seed, iteration)``, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from medseg.errors import MedsegError
+from medseg.losses import IGNORE_INDEX, build_loss
+from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, WEIGHTS_NAME, ModelConfig,
+                                 build_network, load_config, save_config, save_weights)
+from medseg.training.checkpoint import load_checkpoint, save_checkpoint
+from medseg.training.config import TrainingConfig
+from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
+from medseg.training.logging import TrainingLog
+from medseg.training.schedule import learning_rate_factor, training_progress
+
+RASTER_ENDINGS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm")
+
+
+# --- decisions made without a plan ---------------------------------------------------------------
+def default_preprocessing(channel_names: Sequence[str], file_ending: str | None, has_roi: bool,
+                          spatial_dims: int) -> list[dict[str, Any]]:
+    """Automatic preprocessing when there is no plan.
+
+    Rule: a 2D RGB photograph (three channels, raster file) is treated as a fundus image: the green
+    channel carries the vessel contrast, CLAHE evens out illumination, then z-score inside the field of
+    view. Everything else: per-channel z-score (inside the ROI when there is one).
+    """
+    zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
+    names = [n.lower() for n in channel_names]
+    rgb = len(names) == 3 and (names == ["r", "g", "b"] or names == ["red", "green", "blue"]
+                               or (file_ending or "").lower() in RASTER_ENDINGS)
+    if spatial_dims == 2 and rgb:
+        return [{"name": "green_channel"}, {"name": "clahe"}, zscore]
+    return [zscore]
+
+
+def automatic_patch_size(shapes: Sequence[Sequence[int]], spatial_dims: int, divisor: int | Sequence[int] = 16,
+                         ) -> tuple[int, ...]:
+    """Patch size without a plan: 2D 128² (96² for images < 512 px would starve context less, but 128
+    fits two cores well), 3D 64³ — each clipped to the median image size rounded up to the divisor."""
+    target = 128 if spatial_dims == 2 else 64
+    median = np.median(np.asarray(shapes), axis=0) if len(shapes) else np.full(spatial_dims, target)
+    divs = [divisor] * spatial_dims if isinstance(divisor, int) else list(divisor)
+    out = []
+    for m, dv in zip(median, divs):
+        size = min(target, int(m))
+        out.append(max(dv, int(math.ceil(size / dv) * dv)))
+    return tuple(out)
+
+
+def automatic_batch_size(patch_size: Sequence[int], voxels_per_batch: int = 4 * 128 * 128) -> int:
+    """Batch size from a CPU budget: about ``voxels_per_batch`` voxels per iteration, at least 2."""
+    return int(max(2, min(32, voxels_per_batch // int(np.prod(patch_size)))))
+
+
+def _divisor(network: torch.nn.Module, spatial_dims: int) -> tuple[int, ...]:
+    d = getattr(network, "size_divisor", 1)
+    return tuple([int(d)] * spatial_dims) if isinstance(d, int) else tuple(int(v) for v in d)
+
+
+# --- case selection -----------------------------------------------------------------------------
+def make_folds(names: Sequence[str], folds: int = 5, seed: int = 0) -> list[dict[str, list[str]]]:
+    """Random ``folds``-fold split of case names: list of ``{"train": [...], "val": [...]}``."""
+    names = sorted(names)
+    order = np.random.default_rng(seed).permutation(len(names))
+    chunks = np.array_split(order, folds)
+    out = []
+    for k in range(folds):
+        val = sorted(names[i] for i in chunks[k])
+        out.append({"train": [n for n in names if n not in val], "val": val})
+    return out
+
+
+def read_splits(path: Path) -> list[dict[str, list[str]]]:
+    """A splits file: nnU-Net's list of ``{"train", "val"}`` or one such dict (e.g. ACDC's)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MedsegError(f"cannot read splits: {exc}", path) from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(d, dict) and "train" in d for d in data):
+        raise MedsegError("splits must be a list of {\"train\": [...], \"val\": [...]} objects", path)
+    return [{"train": list(d["train"]), "val": list(d.get("val", []))} for d in data]
+
+
+def select_cases(dataset: Any, fold: int | str | None = None, val_cases: Sequence[str] | None = None,
+                 seed: int = 0) -> tuple[list[str], list[str]]:
+    """Training and validation case names.
+
+    ``val_cases`` wins; else ``fold`` K picks split K of the dataset's own splits file (or a random
+    5-fold split); ``fold="all"`` or nothing trains on every case without validation.
+    """
+    names = [c.name for c in dataset.cases]
+    if val_cases:
+        unknown = sorted(set(val_cases) - set(names))
+        if unknown:
+            raise MedsegError(f"validation case(s) not in the dataset: {', '.join(unknown)}", dataset.root)
+        train = [n for n in names if n not in set(val_cases)]
+        return train, list(val_cases)
+    if fold is None or str(fold) == "all":
+        return names, []
+    splits = read_splits(dataset.splits_path) if dataset.splits_path else make_folds(names, 5, seed)
+    k = int(fold)
+    if not 0 <= k < len(splits):
+        raise MedsegError(f"fold {k} does not exist; the splits have {len(splits)} fold(s)", dataset.splits_path)
+    split = splits[k]
+    missing = sorted(set(split["train"] + split["val"]) - set(names))
+    if missing:
+        raise MedsegError(f"splits name case(s) not in the dataset: {', '.join(missing[:5])}", dataset.splits_path)
+    return list(split["train"]), list(split["val"])
+
+
+# --- one step and validation ----------------------------------------------------------------------
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum,
+                               nesterov=True, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def train_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+               image: torch.Tensor, label: torch.Tensor, grad_clip: float | None) -> float:
+    """One optimisation step; returns the loss value."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    output = model(image)
+    loss = loss_fn(output, label, image)
+    if not torch.isfinite(loss):
+        raise MedsegError(f"the loss became {loss.item()}; lower the learning rate (--lr)")
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
+             overlap: float = 0.5) -> dict[str, float]:
+    """Full-image sliding-window prediction of the validation cases on the training grid.
+
+    Returns ``val_dice`` (mean foreground Dice over classes, averaged over cases, inside the ROI and
+    outside ignored voxels), ``val_dice_<label>`` per class and, for binary tasks, ``val_auc`` (ROC AUC
+    of the foreground probability inside the ROI, as reported for DRIVE).
+    """
+    from medseg.inference.sliding_window import sliding_window_inference
+    from medseg.metrics.overlap import dice as dice_fn
+
+    model.eval()
+    activation = model_config.activation
+    names = _output_names(model_config)
+    per_class: dict[str, list[float]] = {n: [] for n in names}
+    aucs: list[float] = []
+    binary = model_config.num_classes == 2 and activation == "softmax"
+    for case in cases:
+        result = sliding_window_inference(
+            np.asarray(case.image, dtype=np.float32), model, model_config.patch_size, overlap=overlap,
+            activation=activation, return_probabilities=True, return_labels=False, batch_size=4,
+        )
+        probs = result.probabilities
+        target = np.asarray(case.label[0])
+        valid = target != IGNORE_INDEX
+        if case.roi is not None:
+            valid &= case.roi
+        if activation == "sigmoid":
+            from medseg.losses import region_targets
+
+            regions = LabelMapping(model_config.label_values).regions_as_indices(model_config.regions)
+            truth = region_targets(torch.from_numpy(target[None, None].astype(np.int64)), regions)[0].numpy() > 0
+            for r, name in enumerate(names):
+                per_class[name].append(float(dice_fn(probs[r] > 0.5, truth[r], roi=valid)))
+        else:
+            pred = np.argmax(probs, 0)
+            for k, name in enumerate(names, start=1):
+                per_class[name].append(float(dice_fn(pred == k, target == k, roi=valid)))
+            if binary:
+                from medseg.metrics.probability import roc_auc
+
+                auc = roc_auc(probs[1], target == 1, roi=valid)
+                if not math.isnan(auc):
+                    aucs.append(float(auc))
+    out = {f"val_dice_{n}": float(np.nanmean(v)) for n, v in per_class.items() if v}
+    out["val_dice"] = float(np.nanmean(list(out.values()))) if out else math.nan
+    if aucs:
+        out["val_auc"] = float(np.mean(aucs))
+    return out
+
+
+def _output_names(config: ModelConfig) -> list[str]:
+    if config.regions:
+        return list(config.regions)
+    by_value = {v: k for k, v in config.labels.items()}
+    return [str(by_value.get(v, v)) for v in config.label_values[1:]]
+
+
+# --- the whole run ---------------------------------------------------------------------------------
+@dataclass
+class TrainingResult:
+    """What :func:`train` returns."""
+
+    folder: Path
+    iterations: int
+    elapsed: float
+    best_metric: float | None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _load_plan(plan: str | Path | dict | None) -> dict[str, Any] | None:
+    if plan is None or isinstance(plan, dict):
+        return plan
+    if hasattr(plan, "to_dict"):
+        return plan.to_dict()
+    path = Path(plan)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MedsegError(f"cannot read plan: {exc}", path) from None
+
+
+def _plan_value(plan: dict | None, *keys: str) -> Any:
+    """First present key, looking in the plan and in a nested configuration (plan["configuration"])."""
+    if not plan:
+        return None
+    for source in (plan, plan.get("configuration") or {}):
+        for key in keys:
+            if isinstance(source, dict) and source.get(key) is not None:
+                return source[key]
+    return None
+
+
+def _check(dataset: Any) -> None:
+    from medseg.datasets import check_dataset
+
+    report = check_dataset(dataset)
+    if report.problems:
+        lines = [f"{p.case or '-'}: {p.file or ''}: {p.problem}" for p in report.problems[:10]]
+        more = f" (and {len(report.problems) - 10} more)" if len(report.problems) > 10 else ""
+        raise MedsegError(
+            f"the dataset has {len(report.problems)} problem(s){more}; fix them before training "
+            "(medseg check shows them all):\n  " + "\n  ".join(lines), dataset.root)
+
+
+def train(
+    dataset: Any,
+    out: str | Path,
+    config: TrainingConfig | None = None,
+    *,
+    plan: str | Path | dict | None = None,
+    preprocessing: list[dict[str, Any]] | None = None,
+    fold: int | str | None = None,
+    val_cases: Sequence[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    check: bool = True,
+    progress: bool = True,
+    on_iteration: Callable[[int, float], None] | None = None,
+    console: Any = None,
+) -> TrainingResult:
+    """Train a network on a dataset and write a model folder.
+
+    Parameters
+    ----------
+    dataset : Dataset or path
+        A :class:`medseg.datasets.Dataset` or its folder.
+    out : path
+        The model folder.
+    config : TrainingConfig, optional
+        Defaults: U-Net, automatic patch/batch size, 20 minutes. On ``resume`` the folder's own
+        configuration is used and only the budget (iterations / time limit) of ``config`` is taken.
+    plan : path or dict, optional
+        A plan (plan.json): target spacing, patch and batch size, network, preprocessing.
+    preprocessing : list of dict, optional
+        Preprocessing steps; default: the plan's, else :func:`default_preprocessing`.
+    fold, val_cases
+        See :func:`select_cases`.
+    resume : bool
+        Continue from ``out/checkpoint_last.pt`` exactly where it stopped.
+    overwrite : bool
+        Replace an existing model folder (otherwise an error).
+    check : bool
+        Run the dataset check first and stop on problems.
+    progress : bool
+        Show a rich progress bar.
+    on_iteration : callable, optional
+        ``on_iteration(iteration, loss)`` after each step (tests use it to simulate interruptions).
+
+    Returns
+    -------
+    TrainingResult
+    """
+    from medseg.datasets import load_dataset
+
+    if not hasattr(dataset, "cases"):
+        dataset = load_dataset(dataset)
+    out = Path(out)
+    if check:
+        _check(dataset)
+
+    existing = (out / "config.json").is_file()
+    if resume:
+        if not (out / LAST_CHECKPOINT).is_file():
+            raise MedsegError(f"nothing to resume: no {LAST_CHECKPOINT}", out)
+        model_config = load_config(out)
+        saved = TrainingConfig.from_dict(model_config.training)
+        if config is not None:  # a resumed run may extend the budget
+            saved.iterations, saved.time_limit = config.iterations, config.time_limit
+            saved.threads = config.threads
+        config = saved
+        train_names, val_names = model_config.train_cases, model_config.val_cases
+    else:
+        if existing and not overwrite:
+            raise MedsegError("model folder exists; use --resume to continue or --overwrite to replace it", out)
+        config = config or TrainingConfig(time_limit=1200.0)
+        train_names, val_names = select_cases(dataset, fold, val_cases, config.seed)
+        if not train_names:
+            raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
+
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+
+    first = dataset.case(train_names[0]).read_image()
+    spatial_dims = first.spatial_dims
+    in_channels = first.num_channels
+    plan_dict = _load_plan(plan)
+    has_roi = any(c.roi_path is not None for c in dataset.cases)
+
+    label_values = [v for v in dataset.label_values if v != dataset.ignore_label]
+    mapping = LabelMapping(label_values, dataset.ignore_label)
+    regions = dataset.regions or None
+    num_classes = len(regions) if regions else mapping.num_classes
+
+    if resume:
+        steps = model_config.preprocessing
+        target_spacing = model_config.target_spacing
+    else:
+        steps = preprocessing if preprocessing is not None else (
+            _plan_value(plan_dict, "preprocessing", "normalization_steps")
+            or default_preprocessing(dataset.channel_names, dataset.file_ending, has_roi, spatial_dims))
+        target_spacing = _plan_value(plan_dict, "target_spacing", "spacing")
+        target_spacing = [float(s) for s in target_spacing] if target_spacing is not None else None
+        net_plan = _plan_value(plan_dict, "network")
+        if isinstance(net_plan, dict) and config.network == "unet" and not config.network_options:
+            config.network = net_plan.get("name", config.network)
+            config.network_options = {k: v for k, v in net_plan.items() if k not in ("name", "options")}
+            config.network_options.update(net_plan.get("options", {}))
+        if not config.patch_size and _plan_value(plan_dict, "patch_size"):
+            config.patch_size = tuple(int(p) for p in _plan_value(plan_dict, "patch_size"))
+        if not config.batch_size and _plan_value(plan_dict, "batch_size"):
+            config.batch_size = int(_plan_value(plan_dict, "batch_size"))
+
+    console = console or _console()
+    cache_dir = out / "cache" if config.cache == "mmap" else None
+    out.mkdir(parents=True, exist_ok=True)
+    prepared: dict[str, PreparedCase] = {}
+    for i, name in enumerate(train_names + val_names):
+        prepared[name] = prepare_case(dataset.case(name), steps, mapping, target_spacing=target_spacing,
+                                      dtype=config.cache_dtype, cache_dir=cache_dir, seed=config.seed + i)
+    train_cases = [prepared[n] for n in train_names]
+    val_prepared = [prepared[n] for n in val_names]
+    input_channels, in_channels = in_channels, int(train_cases[0].image.shape[0])
+
+    # the network's size divisor shapes the automatic patch size
+    network_options = dict(config.network_options)
+    if config.network == "unet" and "deep_supervision" not in network_options:
+        network_options["deep_supervision"] = True
+    config.network_options = network_options
+    from medseg.nets import create_network
+
+    model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
+    divisor = _divisor(model, spatial_dims)
+
+
+    if not config.patch_size:
+        config.patch_size = automatic_patch_size([c.image.shape[1:] for c in train_cases], spatial_dims, divisor)
+    if len(config.patch_size) == 1:
+        config.patch_size = config.patch_size * spatial_dims
+    if len(config.patch_size) != spatial_dims:
+        raise MedsegError(f"patch size {config.patch_size} does not match {spatial_dims}D data")
+    if not config.batch_size:
+        config.batch_size = automatic_batch_size(config.patch_size)
+
+    mirror_axes = list(range(spatial_dims))
+    if not resume:
+        model_config = ModelConfig(
+            network=config.network, network_options=network_options, in_channels=in_channels,
+            input_channels=input_channels,
+            num_classes=num_classes, spatial_dims=spatial_dims, channel_names=list(dataset.channel_names),
+            labels={k: int(v) for k, v in dataset.labels.items()}, label_values=label_values,
+            patch_size=list(config.patch_size), regions=regions,
+            region_class_order=(dataset.raw or {}).get("regions_class_order") if regions else None,
+            ignore_label=dataset.ignore_label, preprocessing=list(steps), target_spacing=target_spacing,
+            file_ending=dataset.file_ending, uses_roi=has_roi, mirror_axes=mirror_axes, overlap=0.5,
+            augmentation=config.augmentation, training=config.to_dict(), dataset=dataset.name,
+            train_cases=list(train_names), val_cases=list(val_names),
+        )
+        for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv"):
+            (out / stale).unlink(missing_ok=True)
+    else:
+        model_config.training = config.to_dict()
+    save_config(out, model_config)
+    if plan_dict is not None and not resume:
+        from medseg.fileutil import write_text_atomic
+
+        write_text_atomic(out / PLAN_NAME, json.dumps(plan_dict, indent=2) + "\n")
+
+    loss_options = dict(config.loss_options)
+    loss_options.setdefault("ignore_index", IGNORE_INDEX)
+    loss_name = config.loss
+    if regions:
+        loss_name = "region" if loss_name == "dice_ce" else loss_name
+        loss_options.setdefault("regions", mapping.regions_as_indices(regions))
+    loss_fn = build_loss(loss_name, **loss_options)
+    optimizer = build_optimizer(model, config)
+
+    augment = _augmentation(config.augmentation, spatial_dims)
+
+    start_iteration, elapsed_before, best = 0, 0.0, None
+    if resume:
+        payload = load_checkpoint(out / LAST_CHECKPOINT, model, optimizer)
+        start_iteration, elapsed_before = payload["iteration"], payload["elapsed"]
+        best = payload["extra"].get("best_metric")
+    log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
+
+    def make(iteration: int):
+        return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
+                          batch_size=config.batch_size, foreground_share=config.foreground_share,
+                          augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0)
+
+    def checkpoint(path: Path, iteration: int, elapsed: float) -> None:
+        save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed,
+                        extra={"best_metric": best, "config": json.dumps(config.to_dict())})
+
+    console.print(
+        f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
+        f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}, "
+        f"batch {config.batch_size}, preprocessing {[s.get('name') for s in steps]}, "
+        f"{torch.get_num_threads()} thread(s)" + (f"; resuming at iteration {start_iteration}" if resume else ""),
+        highlight=False)
+
+    iteration = start_iteration
+    last_metrics: dict[str, float] = {}
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    elapsed = elapsed_before
+    bar = _progress_bar(progress, console)
+    task = bar.add_task("training", total=1000) if bar else None
+    producer = BatchProducer(make, start=start_iteration, prefetch=config.prefetch)
+    try:
+        if bar:
+            bar.start()
+        while True:
+            elapsed = elapsed_before + (time.perf_counter() - t0)
+            if config.iterations is not None and iteration >= config.iterations:
+                break
+            if config.time_limit is not None and elapsed >= config.time_limit:
+                break
+            frac = training_progress(iteration, elapsed, config.iterations, config.time_limit)
+            lr = config.learning_rate * learning_rate_factor(frac, iteration, config.schedule,
+                                                             config.warmup_iterations)
+            set_learning_rate(optimizer, lr)
+            image, label = producer.next()
+            loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip)
+            iteration += 1
+            losses.append(loss)
+            elapsed = elapsed_before + (time.perf_counter() - t0)
+            row: dict[str, Any] | None = None
+            if iteration % config.log_every == 0:
+                row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))}
+                losses = []
+            if val_prepared and iteration % config.val_every == 0:
+                last_metrics = validate(model, val_prepared, model_config, config.val_overlap)
+                row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **last_metrics}
+                if best is None or last_metrics["val_dice"] > best:
+                    best = last_metrics["val_dice"]
+                    checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
+            if row is not None:
+                log.add(row)
+            if iteration % config.checkpoint_every == 0:
+                checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+                log.write()
+            if bar:
+                shown = f"it {iteration} loss {loss:.3f}" + (
+                    f" val dice {last_metrics['val_dice']:.3f}" if last_metrics else "")
+                bar.update(task, completed=int(1000 * training_progress(
+                    iteration, elapsed, config.iterations, config.time_limit)), description=shown)
+            if on_iteration is not None:
+                on_iteration(iteration, loss)
+    except KeyboardInterrupt:
+        # keep the finished iterations: the next --resume starts from here
+        checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+        log.write()
+        log.plot()
+        raise
+    finally:
+        producer.close()
+        if bar:
+            bar.stop()
+
+    if losses:
+        log.add({"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))})
+    if val_prepared and iteration % config.val_every != 0 and iteration > start_iteration:
+        last_metrics = validate(model, val_prepared, model_config, config.val_overlap)
+        log.rows[-1].update(last_metrics) if log.rows and log.rows[-1].get("iteration") == iteration else \
+            log.add({"iteration": iteration, "elapsed": round(elapsed, 2), **last_metrics})
+        if best is None or last_metrics["val_dice"] > best:
+            best = last_metrics["val_dice"]
+            checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
+    checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+    save_weights(model, out / WEIGHTS_NAME)
+    log.write()
+    log.plot()
+    log.close()
+    summary = f"finished {iteration} iterations in {elapsed:.0f} s"
+    if last_metrics:
+        summary += "; " + ", ".join(f"{k} {v:.4f}" for k, v in last_metrics.items())
+    console.print(summary, highlight=False)
+    return TrainingResult(out, iteration, elapsed, best, last_metrics)
+
+
+def _augmentation(config: dict[str, Any] | None, spatial_dims: int) -> Callable | None:
+    if config is not None and not config.get("enabled", True):
+        return None
+    try:
+        from medseg.augmentation import build_augmentation
+    except ImportError:  # the augmentation package is optional for the loop itself
+        return None
+    options = {k: v for k, v in (config or {}).items() if k != "enabled"} or None
+    return build_augmentation(options, spatial_dims)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _progress_bar(enabled: bool, console: Any):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)

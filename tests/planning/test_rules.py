@@ -1,0 +1,151 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from medseg.planning.machine import Machine
+from medseg.planning.rules import make_plan
+from medseg.planning.topology import divisibility
+
+
+
+def _rule(plan, name):
+    hits = [r for r in plan.rules_fired if r["rule"] == name]
+    assert hits, f"rule {name} did not fire: {[r['rule'] for r in plan.rules_fired]}"
+    return hits[0]
+
+
+@pytest.fixture
+def thick_fp(synthetic_fingerprint):
+    return thick_slice_fingerprint(synthetic_fingerprint)
+
+
+@pytest.fixture
+def iso_fp(synthetic_fingerprint):
+    return synthetic_fingerprint([(96, 128, 128)] * 10, [(1.0, 1.0, 1.0)] * 10)
+
+
+def thick_slice_fingerprint(synthetic_fingerprint, n=20):
+    rng = np.random.default_rng(0)
+    shapes = [(int(rng.integers(8, 14)), 224, 200) for _ in range(n)]
+    # slice distances 5–10 mm, in-plane ~1.5 mm: anisotropic
+    spacings = [(float(rng.choice([5.0, 6.5, 8.0, 10.0])), 1.5, 1.5) for _ in range(n)]
+    return synthetic_fingerprint(shapes, spacings)
+
+
+def test_isotropic_volumes_get_3d_and_median_spacing(cpu, iso_fp):
+    plan = make_plan(iso_fp, cpu)
+    assert plan.configuration == "3d" and plan.spatial_dims == 3
+    assert plan.target_spacing == [1.0, 1.0, 1.0]
+    assert "2d" in plan.alternatives  # the other configuration is available
+    assert _rule(plan, "configuration")["decision"] == "3d"
+    assert plan.resampling["separate_axis"] is None
+
+
+def test_thick_slices_get_2d_low_percentile_spacing_and_no_pooling_across_slices(cpu, thick_fp):
+    fp = thick_fp
+    plan = make_plan(fp, cpu)
+    # target spacing: out-of-plane from the 10th percentile, not the median
+    median_z = fp["summary"]["median_spacing"][0]
+    p10 = fp["summary"]["spacing_percentiles"]["10"][0]
+    assert p10 < median_z
+    assert plan.target_spacing == [p10, 1.5, 1.5]
+    assert "10th percentile" in _rule(plan, "target_spacing")["reason"]
+    assert plan.resampling["separate_axis"] == 0
+    # few thick slices: 2D, slicing across axis 0
+    assert plan.configuration == "2d" and plan.slice_axis == 0
+    assert "anisotropic" in _rule(plan, "configuration")["reason"]
+    # the 3D alternative does not pool along the thick axis at the first level and uses kernel 1 there
+    net3d = plan.alternatives["3d"]["network"]
+    assert net3d["strides"][0][0] == 1 and net3d["strides"][0][1:] == [2, 2]
+    assert net3d["kernel_sizes"][0][0] == 1 and net3d["kernel_sizes"][0][1:] == [3, 3]
+
+
+def test_forced_configuration_is_recorded(cpu, thick_fp):
+    plan = make_plan(thick_fp, cpu, configuration="3d")
+    assert plan.configuration == "3d"
+    assert "forced" in _rule(plan, "configuration")["reason"]
+
+
+def test_2d_data_is_2d(cpu, synthetic_fingerprint):
+    fp = synthetic_fingerprint([(584, 565)] * 5, [(1.0, 1.0)] * 5, channel_names=("R", "G", "B"))
+    plan = make_plan(fp, cpu)
+    assert plan.configuration == "2d" and plan.data_dims == 2 and plan.alternatives == {}
+    assert plan.slice_axis is None
+    assert len(plan.preprocessing) == 3
+
+
+def test_patch_fits_the_budget_and_network(cpu, iso_fp):
+    plan = make_plan(iso_fp, cpu)
+    div = divisibility([[1, 1, 1]] + plan.network["strides"])
+    assert all(p % d == 0 for p, d in zip(plan.patch_size, div))
+    assert all(p <= m for p, m in zip(plan.patch_size, [96, 128, 128]))
+    assert plan.batch_size >= 2
+    assert len(plan.network["kernel_sizes"]) == plan.network["depth"] + 1
+    est = plan.training["estimated_step_seconds"]
+    assert est <= 4.0 * 1.01  # the 3D step-time target
+    assert plan.training["iterations"] == int(3600 * 0.9 / est) or abs(plan.training["iterations"] - 3600 * 0.9 / est) < 2
+
+
+def test_small_ram_gives_smaller_patch(iso_fp):
+    fp = iso_fp
+    big = make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=1e12), step_seconds=100)
+    small = make_plan(fp, Machine("cpu", 2, 256 * 2**20, flops=1e12), step_seconds=100)
+    assert math.prod(small.patch_size) < math.prod(big.patch_size)
+    assert small.training["estimated_memory_gib"] <= 256 / 1024 * 0.4 + 1e-6
+    assert "memory 0.1 GiB" in _rule(small, "3d.patch_size")["reason"]
+
+
+def test_slow_cpu_gives_smaller_patch_or_narrower_net(iso_fp):
+    fp = iso_fp
+    fast = make_plan(fp, Machine("cpu", 8, 16 * 2**30, flops=200e9))
+    slow = make_plan(fp, Machine("cpu", 1, 16 * 2**30, flops=5e9))
+    cost = lambda p: math.prod(p.patch_size) * p.network["features"] ** 2
+    assert cost(slow) < cost(fast)
+    assert slow.training["estimated_step_seconds"] <= 4.0 * 1.01
+
+
+def test_longer_step_time_allows_larger_patch(cpu, iso_fp):
+    fp = iso_fp
+    short = make_plan(fp, cpu, step_seconds=1.0)
+    long = make_plan(fp, cpu, step_seconds=20.0)
+    assert math.prod(long.patch_size) * long.batch_size > math.prod(short.patch_size) * short.batch_size
+
+
+def test_time_budget_sets_iterations(cpu, iso_fp):
+    fp = iso_fp
+    a = make_plan(fp, cpu, time_limit=600)
+    b = make_plan(fp, cpu, time_limit=6000)
+    assert 9 <= b.training["iterations"] / a.training["iterations"] <= 11
+    assert b.training["time_limit"] == 6000
+
+
+def test_ct_normalisation_uses_dataset_statistics(cpu, synthetic_fingerprint):
+    fp = synthetic_fingerprint([(64, 64, 64)] * 4, [(1.0, 1.0, 1.0)] * 4, channel_names=("CT",))
+    plan = make_plan(fp, cpu)
+    names = [s["name"] for s in plan.preprocessing]
+    assert names == ["clip", "zscore"]
+    assert plan.preprocessing[0]["low"] == -100.0 and plan.preprocessing[0]["high"] == 300.0
+    assert plan.preprocessing[1]["mean"] == 50.0 and plan.preprocessing[1]["std"] == 20.0
+    assert "CT" in _rule(plan, "normalisation[0]")["reason"]
+
+
+def test_mr_normalisation_uses_nonzero_mask_when_crop_removes_background(cpu, synthetic_fingerprint):
+    fp = synthetic_fingerprint([(64, 64, 64)] * 4, [(1.0, 1.0, 1.0)] * 4, channel_names=("T1", "FLAIR"),
+                               crop_fraction=0.5)
+    plan = make_plan(fp, cpu)
+    assert plan.preprocessing == [{"name": "zscore", "mask": "nonzero", "channels": [0]},
+                                  {"name": "zscore", "mask": "nonzero", "channels": [1]}]
+    whole = make_plan(synthetic_fingerprint([(64, 64, 64)] * 4, [(1.0,) * 3] * 4), cpu)
+    assert whole.preprocessing == [{"name": "zscore", "mask": None, "channels": [0]}]
+
+
+def test_every_rule_records_decision_and_reason(cpu, thick_fp):
+    plan = make_plan(thick_fp, cpu)
+    fired = {r["rule"] for r in plan.rules_fired}
+    for rule in ("target_spacing", "resampling", "crop_to_nonzero", "normalisation[0]", "configuration",
+                 "3d.patch_size", "3d.network", "3d.batch_size", "2d.patch_size", "2d.batch_size", "2d.training"):
+        assert rule in fired
+    assert all(r["reason"] and r["decision"] for r in plan.rules_fired)
+    json.dumps(plan.to_dict())  # JSON-serialisable
