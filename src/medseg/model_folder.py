@@ -70,12 +70,30 @@ class ModelConfig:
     train_cases: list[str] = field(default_factory=list)
     val_cases: list[str] = field(default_factory=list)
     input_channels: int = 0
+    data_dims: int = 0
+    slice_axis: int | None = None
+    crop_to_nonzero: bool = False
+    resampling: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         # channels of the raw input (in_channels counts them after preprocessing, e.g. green channel)
         if not self.input_channels:
             self.input_channels = self.in_channels
+        # a 2D network on 3D data works slice by slice across `slice_axis`
+        if not self.data_dims:
+            self.data_dims = self.spatial_dims
+        if self.data_dims == self.spatial_dims:
+            self.slice_axis = None
+        elif self.slice_axis is None:
+            raise MedsegError(f"a {self.spatial_dims}D network on {self.data_dims}D data needs slice_axis")
+
+    @property
+    def data_patch_size(self) -> tuple[int, ...]:
+        """Patch size in the data's dimensions (1 along the slice axis of a 2D-on-3D model)."""
+        from medseg.inference.slices import volume_patch_size
+
+        return volume_patch_size(self.patch_size, self.slice_axis)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

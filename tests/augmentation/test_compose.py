@@ -38,6 +38,15 @@ def test_ignore_index_propagates_to_spatial_transforms():
     assert aug.transforms[0].ignore_index == 255 and aug.transforms[1].ignore_index == 7
 
 
+def test_config_without_transforms_uses_defaults():
+    aug = build_augmentation({"ignore_index": -1, "anisotropic_axis": 0}, 3)
+    expected = default_augmentation_config(3, anisotropic_axis=0, ignore_index=-1)
+    assert [t["name"] for t in aug.to_config()["transforms"]] == [t["name"] for t in expected["transforms"]]
+    affine = next(t for t in aug.transforms if t.name == "affine")
+    assert affine.ignore_index == -1 and affine.axes == [1, 2]
+    assert aug.to_config()["ignore_index"] == -1
+
+
 def test_empty_config_is_identity_and_label_none():
     aug = build_augmentation({"transforms": []}, 2)
     img = torch.rand(1, 1, 8, 8)
@@ -56,6 +65,8 @@ def test_integer_images_become_float():
     "config, message",
     [
         ([], "must be an object"),
+        ({"transforms": {"name": "flip"}}, "'transforms' must be a list"),
+        ({"anisotropic_axis": "z"}, "anisotropic_axis must be an integer"),
         ({"transforms": [{"p": 0.5}]}, "transform 0 must be an object with a 'name'"),
         ({"transforms": [{"name": "flip"}, {"name": "twist"}]}, "transform 1: unknown transform 'twist'"),
         ({"transforms": [{"name": "affine", "rotate": [0, 1]}]}, "transform 0 \\(affine: unknown field 'rotate'"),

@@ -153,3 +153,17 @@ def test_edge_of_image_is_background():
     assert hausdorff_distance(full, inner) == pytest.approx(np.sqrt(2))
     d_full, _ = surface_distances(full, inner)
     assert np.sort(d_full)[:12].tolist() == pytest.approx([1.0] * 12)
+
+
+def test_bad_arguments_are_errors():
+    from medseg.errors import MedsegError
+
+    z = np.zeros((4, 4), bool)
+    with pytest.raises(MedsegError, match="percentile_mode"):
+        hd95(z, z, percentile_mode="mean")
+    with pytest.raises(MedsegError, match="average_mode"):
+        assd(z, z, average_mode="x")
+    with pytest.raises(MedsegError, match="spacing"):
+        hd95(z, z, spacing=(1.0, 0.0))
+    with pytest.raises(MedsegError, match="method"):
+        hd95(z, z, method="brute")

@@ -44,6 +44,8 @@ def _edit(plan, tmp_path, change):
     (lambda d: d["resampling"].update(label="cubic"), "resampling.label"),
     (lambda d: d["preprocessing"].append({"mask": "nonzero"}), "preprocessing[1]"),
     (lambda d: d["preprocessing"][0].update(channels=[3]), "preprocessing[0].channels"),
+    (lambda d: d["preprocessing"].append({"name": "no_such_step"}), "preprocessing"),
+    (lambda d: d["preprocessing"][0].update(mask="body"), "preprocessing"),
     (lambda d: d["training"].update(iterations=-5), "training.iterations"),
     (lambda d: d["alternatives"]["3d"].update(patch_size=[8, 8]), "alternatives.3d.patch_size"),
     (lambda d: d.update(crop_to_nonzero="yes"), "crop_to_nonzero"),

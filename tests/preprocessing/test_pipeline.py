@@ -71,11 +71,38 @@ def test_window_and_rescale_steps_multichannel(rng):
         ([{"name": "rescale", "out_range": [1, 0]}], "field 'out_range'"),
         ([{"name": "match_histograms", "reference": [3, 2, 1]}], "field 'reference'"),
         ([{"name": "window", "level": 40, "width": 400, "output": "hu"}], "field 'output'"),
+        ([{"name": "zscore", "channels": 0}], "field 'channels'"),
+        ([{"name": "zscore", "channels": [1, 1]}], "field 'channels'"),
     ],
 )
 def test_validate_pipeline_names_bad_step_and_field(steps, message):
     with pytest.raises(MedsegError, match=message):
         validate_pipeline(steps)
+
+
+def test_channels_field_restricts_a_step(rng):
+    """The planner's multi-modal form: CT clip + dataset z-score on channel 0, per-case z-score on 1."""
+    ct = rng.normal(40, 300, (8, 8))
+    mr = rng.normal(500, 50, (8, 8))
+    img = Image(np.stack([ct, mr]).astype(np.float32), channel_names=("CT", "MR"))
+    steps = [
+        {"name": "clip", "low": -100.0, "high": 300.0, "channels": [0]},
+        {"name": "zscore", "mean": 50.0, "std": 100.0, "channels": [0]},
+        {"name": "zscore", "mask": None, "channels": [1]},
+    ]
+    recorded = json.loads(json.dumps(validate_pipeline(steps)))
+    assert recorded[0]["channels"] == [0]
+    out = apply_pipeline(img, recorded)
+    assert out.channel_names == ("CT", "MR")
+    assert np.allclose(out.array[0], (np.clip(ct, -100, 300) - 50) / 100, atol=1e-5)
+    assert abs(out.array[1].mean()) < 1e-4 and abs(out.array[1].std() - 1) < 1e-3
+    partial = apply_pipeline(img, [{"name": "rescale", "channels": [1]}])
+    assert np.array_equal(partial.array[0], img.array[0])  # untouched channel
+    with pytest.raises(MedsegError, match="channels \\[2\\] but the image has 2"):
+        apply_pipeline(img, [{"name": "zscore", "channels": [2]}])
+    rgb = Image(rng.integers(0, 255, (3, 4, 4)).astype(np.uint8))
+    with pytest.raises(MedsegError, match="cannot take 'channels'"):
+        apply_pipeline(rgb, [{"name": "green_channel", "channels": [0, 1, 2]}])
 
 
 def test_validate_fills_defaults():

@@ -2,7 +2,8 @@
 
 A config is ``{"transforms": [{"name": "flip", "p": 0.5}, {"name": "affine", ...}, ...],
 "ignore_index": null}``; ``ignore_index`` (optional) is the default label fill of the spatial
-transforms that do not set their own.
+transforms that do not set their own. Without ``"transforms"`` the default list is used, for which
+``"anisotropic_axis"`` (optional) names a thick-slice axis.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def build_augmentation(
     Parameters
     ----------
     config : dict or None
-        ``{"transforms": [...], "ignore_index": ...}``; an empty list disables augmentation.
+        ``{"transforms": [...], "ignore_index": ...}``; an empty list disables augmentation. Without
+        ``"transforms"`` the defaults are used (with the config's ``ignore_index`` and
+        ``anisotropic_axis``).
     spatial_dims : int
         2 or 3; axes in the config are checked against it.
     anisotropic_axis : int, optional
@@ -143,16 +146,25 @@ def build_augmentation(
     >>> build_augmentation(aug.to_config(), 2).to_config() == aug.to_config()
     True
     """
-    if config is None:
-        config = default_augmentation_config(spatial_dims, anisotropic_axis)
     if spatial_dims not in (2, 3):
         raise MedsegError(f"spatial_dims must be 2 or 3; got {spatial_dims}")
-    if not isinstance(config, dict) or not isinstance(config.get("transforms"), list):
-        raise MedsegError("augmentation config must be an object with a 'transforms' list")
-    unknown = sorted(set(config) - {"transforms", "ignore_index"})
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise MedsegError(f"augmentation config must be an object; got {type(config).__name__}")
+    unknown = sorted(set(config) - {"transforms", "ignore_index", "anisotropic_axis"})
     if unknown:
-        raise MedsegError(f"augmentation config: unknown field '{unknown[0]}' (fields: transforms, ignore_index)")
+        raise MedsegError(
+            f"augmentation config: unknown field '{unknown[0]}' (fields: transforms, ignore_index, anisotropic_axis)"
+        )
     ignore_index = config.get("ignore_index")
+    if "transforms" not in config:
+        axis = config.get("anisotropic_axis", anisotropic_axis)
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+            raise MedsegError(f"augmentation config: anisotropic_axis must be an integer or null; got {axis!r}")
+        config = {**default_augmentation_config(spatial_dims, axis), "ignore_index": ignore_index}
+    if not isinstance(config["transforms"], list):
+        raise MedsegError("augmentation config: 'transforms' must be a list")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise MedsegError(f"augmentation config: ignore_index must be an integer or null; got {ignore_index!r}")
     types = transform_types()

@@ -220,6 +220,8 @@ def segment_watershed(
         if depth <= 0:
             raise MedsegError("image is constant: the gradient has no minima to flood from")
         marker_map = ndimage.label(morphology.h_minima(relief, depth))[0]
+        if marker_map.max() == 0:
+            raise MedsegError(f"h={depth:g} is deeper than every minimum of the gradient (range {np.ptp(relief):g}): no markers")
         flood_mask = mask
     elif kind == "distance":
         values = img.array[mask] if mask is not None else img.array

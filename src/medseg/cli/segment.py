@@ -122,8 +122,9 @@ def _list_methods() -> None:
     from medseg.classical import METHODS
 
     table = Table(title="classical methods (medseg segment METHOD INPUT -o OUTPUT)")
-    for column in ("method", "family", "dims", "seeds", "output", "what it does"):
-        table.add_column(column, overflow="fold")
+    for column in ("method", "family", "dims", "seeds", "output"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what it does", overflow="fold")
     for entry in METHODS:
         m = entry.metadata
         dims = "/".join(f"{d}D" for d in m.get("dims", (2, 3)))

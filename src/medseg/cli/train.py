@@ -59,6 +59,7 @@ def train(
     patch_size: str = typer.Option(None, "--patch-size", help="e.g. 96,96 (default: automatic)."),
     batch_size: int = typer.Option(0, "--batch-size", help="Patches per iteration (default: automatic)."),
     plan: Path = typer.Option(None, "--plan", help="plan.json from `medseg plan`."),
+    configuration: str = typer.Option(None, "--configuration", help="With --plan: use its '2d' or '3d' configuration."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
     seed: int = typer.Option(0, "--seed"),
@@ -88,9 +89,13 @@ def train(
     from medseg.training.config import TrainingConfig, parse_duration, parse_size
     from medseg.training.loop import train as run
 
+    from medseg.training.loop import load_plan
+
     seconds = parse_duration(time_limit)
     if seconds is None and iterations is None:
-        seconds = 1200.0
+        budget = (load_plan(plan, configuration) or {}).get("training", {}) if plan else {}
+        seconds = budget.get("time_limit") or (None if budget.get("iterations") else 1200.0)
+        iterations = budget.get("iterations")
     options: dict = {}
     if features is not None:
         options["features"] = features
@@ -107,7 +112,7 @@ def train(
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         result = run(
-            dataset, out, config, plan=plan, preprocessing=_parse_preprocessing(preprocessing),
+            dataset, out, config, plan=plan, configuration=configuration, preprocessing=_parse_preprocessing(preprocessing),
             fold=fold, val_cases=[v.strip() for v in val_cases.split(",") if v.strip()] if val_cases else None,
             resume=resume, overwrite=overwrite, progress=progress, console=console,
         )

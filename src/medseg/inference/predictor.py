@@ -23,6 +23,7 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.sliding_window import sliding_window_inference
+from medseg.inference.slices import slice_network
 from medseg.model_folder import ModelConfig, load_model
 from medseg.training.data import LabelMapping, preprocess_image
 
@@ -90,7 +91,7 @@ def keep_largest_component(labels: np.ndarray, background: int = 0) -> np.ndarra
     except ImportError:
         other = None
     if other is not None:
-        return np.asarray(other(labels))
+        return np.asarray(other(labels, connectivity=labels.ndim))
     import cc3d
 
     out = labels.copy()
@@ -104,6 +105,39 @@ def keep_largest_component(labels: np.ndarray, background: int = 0) -> np.ndarra
             counts[0] = 0
             out[mask & (cc != int(np.argmax(counts)))] = background
     return out
+
+
+def estimate_roi(image: Image, fraction: float = 0.1) -> Image:
+    """Field of view of an image with a dark surround (fundus photographs, cropped scans).
+
+    A pixel is inside when some channel exceeds ``fraction`` of that channel's 99th percentile; holes
+    are filled and the largest component kept. Used when a model normalised its training images inside
+    an ROI but no ROI is given at prediction time. Falls back to the whole image when the estimate is
+    implausible (under 5 % of the image).
+
+    Examples
+    --------
+    >>> a = np.zeros((3, 40, 40), np.uint8); a[:, 5:35, 5:35] = 120
+    >>> int(estimate_roi(Image(a)).array.sum())
+    900
+    """
+    from scipy import ndimage
+
+    array = np.asarray(image.array, dtype=np.float32)
+    high = np.percentile(array.reshape(array.shape[0], -1), 99, axis=1)
+    inside = np.any(array > (fraction * high).reshape((-1,) + (1,) * image.spatial_dims), axis=0)
+    inside = ndimage.binary_fill_holes(inside)
+    labels, count = ndimage.label(inside)
+    if count > 1:
+        sizes = ndimage.sum(inside, labels, range(1, count + 1))
+        inside = labels == (int(np.argmax(sizes)) + 1)
+    if inside.mean() < 0.05:
+        inside = np.ones(image.spatial_shape, bool)
+    return image.with_array(inside.astype(np.uint8)[None], ("roi",))
+
+
+def _uses_roi(steps: Sequence[dict[str, Any]]) -> bool:
+    return any(step.get("mask") == "roi" for step in steps)
 
 
 def _onnx_network(folder: Path, config: ModelConfig, model: torch.nn.Module) -> Callable:
@@ -190,6 +224,7 @@ class Predictor:
         for p in paths:
             config, model = load_model(p, checkpoint)
             network = _onnx_network(Path(p), config, model) if backend == "onnx" else model
+            network = slice_network(network, config.slice_axis)  # 2D network on 3D data: slice by slice
             models.append(LoadedModel(Path(p), config, network))
         return cls(models, **options)
 
@@ -199,8 +234,8 @@ class Predictor:
 
     def _check_input(self, image: Image, roi: Image | None) -> None:
         cfg = self.config
-        if image.spatial_dims != cfg.spatial_dims:
-            raise MedsegError(f"the model is {cfg.spatial_dims}D; the image is {image.spatial_dims}D")
+        if image.spatial_dims != cfg.data_dims:
+            raise MedsegError(f"the model takes {cfg.data_dims}D images; the image is {image.spatial_dims}D")
         if image.num_channels != cfg.input_channels:
             raise MedsegError(
                 f"the model expects {cfg.input_channels} channel(s) ({', '.join(cfg.channel_names)}); "
@@ -209,32 +244,57 @@ class Predictor:
             image.check_same_geometry(roi, "image and ROI")
 
     def _predict_one(self, model: LoadedModel, image: Image, roi: Image | None, want_probabilities: bool):
+        """Labels (label values) or probabilities of one model, on ``image``'s grid."""
         cfg = model.config
+        if roi is None and _uses_roi(cfg.preprocessing):
+            roi = estimate_roi(image)  # statistics inside the field of view, as in training
+        bbox = None
+        full_shape = image.spatial_shape
+        if cfg.crop_to_nonzero:
+            from medseg.preprocessing.crop import crop_image, crop_to_nonzero
+
+            image, _, bbox = crop_to_nonzero(image)
+            roi = crop_image(roi, bbox) if roi is not None else None
         pre = preprocess_image(image, cfg.preprocessing, None, roi)
         resampled = cfg.target_spacing is not None and not np.allclose(pre.spacing, cfg.target_spacing, rtol=1e-3)
         if resampled:
             from medseg.preprocessing.resample import resample_image
 
-            pre = resample_image(pre, tuple(cfg.target_spacing))
-        mirror = tuple(cfg.mirror_axes or range(cfg.spatial_dims)) if self.tta else ()
+            order = int((cfg.resampling or {}).get("image_order", 3))
+            pre = resample_image(pre, tuple(cfg.target_spacing), order=order)
+        mirror = tuple(cfg.mirror_axes) if self.tta else ()
         need_probs = want_probabilities or resampled
         result = sliding_window_inference(
-            pre.array, model.network, cfg.patch_size, num_classes=cfg.num_classes,
+            pre.array, model.network, cfg.data_patch_size, num_classes=cfg.num_classes,
             overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
             mirror_axes=mirror, activation=cfg.activation,
             label_fn=_region_label_fn(cfg) if cfg.regions else None,
             return_labels=not need_probs, return_probabilities=need_probs,
-            probabilities_dtype=np.float16 if cfg.spatial_dims == 3 and not want_probabilities else np.float32,
+            probabilities_dtype=np.float16 if cfg.data_dims == 3 and not want_probabilities else np.float32,
         )
         if not need_probs:
             labels = result.labels if cfg.regions else LabelMapping(cfg.label_values).decode(result.labels)
+            if bbox is not None:
+                from medseg.preprocessing.crop import uncrop
+
+                labels = uncrop(labels, bbox, full_shape, 0).astype(labels.dtype)
             return labels, None
         probs = result.probabilities
         if resampled:
-            from medseg.preprocessing.resample import resample_to_reference
+            from medseg.preprocessing.resample import resample_probabilities
 
-            probs = resample_to_reference(pre.with_array(probs.astype(np.float32)), image, order=1).array
-        return None, probs.astype(np.float32)
+            # probabilities (not labels) go back to the input grid: linear interpolation, then argmax
+            probs = resample_probabilities(pre.with_array(probs.astype(np.float32)), image, order=1).array
+        probs = probs.astype(np.float32)
+        if bbox is not None:
+            from medseg.preprocessing.crop import uncrop
+
+            full = uncrop(probs, bbox, full_shape, 0.0).astype(np.float32)
+            if not cfg.regions:  # outside the crop: certainly background
+                outside = uncrop(np.ones(probs.shape[1:], bool), bbox, full_shape, False) == 0
+                full[0][outside] = 1.0
+            probs = full
+        return None, probs
 
     def predict_with_probabilities(self, image: Image, roi: Image | None = None, *,
                                    probabilities: bool = True) -> tuple[Image, Image | None]:

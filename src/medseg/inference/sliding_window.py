@@ -211,15 +211,17 @@ def sliding_window_inference(
     labels_out = np.zeros(padded, dtype=np.int16) if return_labels else None
     probs_out = None
     p_dtype = np.dtype(probabilities_dtype)
+    batch_size = max(1, int(batch_size))
 
-    # Accumulator window along axis 0: rows [lo, lo + acc.shape[1]).
-    window = patch[0] + (max(np.diff(starts_per_axis[0])) if len(starts_per_axis[0]) > 1 else 0)
-    if not streaming:
-        window = padded[0]
+    # Accumulator window along axis 0: rows [lo, lo + window). Tiles are batched in first-axis order
+    # (a batch may span several first-axis starts, e.g. one tile per slice for a 2D network on a volume);
+    # a batch starting at row lo ends at most (batch_size - 1) steps + one patch further.
+    first_starts = starts_per_axis[0]
+    max_step = max(np.diff(first_starts)) if len(first_starts) > 1 else 0
+    window = min(padded[0], patch[0] + max(batch_size - 1, 0) * int(max_step)) if streaming else padded[0]
     acc: torch.Tensor | None = None
     wsum = torch.zeros((window,) + padded[1:], dtype=torch.float32, device=device)
     lo = 0
-    done = 0
 
     def flush(upto: int) -> None:
         """Finalise rows [lo, upto) and slide the window."""
@@ -238,38 +240,30 @@ def sliding_window_inference(
         wsum = torch.cat([wsum[n:], torch.zeros_like(wsum[:n])], 0)
         lo = upto
 
-    # group tiles by their first-axis start so rows can be finalised between groups
-    groups: dict[int, list[tuple[int, ...]]] = {}
-    for t in tiles:
-        groups.setdefault(t[0], []).append(t)
-    group_starts = sorted(groups)
-    for gi, g0 in enumerate(group_starts):
-        group = groups[g0]
-        for b in range(0, len(group), batch_size):
-            chunk = group[b : b + batch_size]
-            batch = torch.stack(
-                [x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(t, patch))] for t in chunk]
-            ).to(device)
-            out = _run_network(network, batch, mirror_axes)
-            if out.shape[2:] != batch.shape[2:]:
-                raise MedsegError(f"network returned spatial size {tuple(out.shape[2:])} for tiles {patch}")
-            if acc is None:
-                k = out.shape[1]
-                if num_classes is not None and k != num_classes:
-                    raise MedsegError(f"network returned {k} channels, expected {num_classes}")
-                acc = torch.zeros((k, window) + padded[1:], dtype=torch.float32, device=device)
-            for t, o in zip(chunk, out):
-                region = (slice(t[0] - lo, t[0] - lo + patch[0]),) + tuple(
-                    slice(s, s + p) for s, p in zip(t[1:], patch[1:])
-                )
-                acc[(slice(None),) + region] += o * weight
-                wsum[region] += weight
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(tiles))
+    for b in range(0, len(tiles), batch_size):
+        chunk = tiles[b : b + batch_size]
+        batch = torch.stack(
+            [x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(t, patch))] for t in chunk]
+        ).to(device)
+        out = _run_network(network, batch, mirror_axes)
+        if out.shape[2:] != batch.shape[2:]:
+            raise MedsegError(f"network returned spatial size {tuple(out.shape[2:])} for tiles {patch}")
+        if acc is None:
+            k = out.shape[1]
+            if num_classes is not None and k != num_classes:
+                raise MedsegError(f"network returned {k} channels, expected {num_classes}")
+            acc = torch.zeros((k, window) + padded[1:], dtype=torch.float32, device=device)
+        for t, o in zip(chunk, out):
+            region = (slice(t[0] - lo, t[0] - lo + patch[0]),) + tuple(
+                slice(s, s + p) for s, p in zip(t[1:], patch[1:])
+            )
+            acc[(slice(None),) + region] += o * weight
+            wsum[region] += weight
+        if progress is not None:
+            progress(min(b + batch_size, len(tiles)), len(tiles))
         if streaming:
-            next_start = group_starts[gi + 1] if gi + 1 < len(group_starts) else padded[0]
-            flush(next_start)
+            # every tile still to come starts at or after this row: rows above it are final
+            flush(tiles[b + batch_size][0] if b + batch_size < len(tiles) else padded[0])
     if not streaming:
         flush(padded[0])
 

@@ -72,6 +72,8 @@ def export_onnx(
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             # Instance norm always normalises with the input's statistics; the exporter's note says so.
             warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL")
+            # Crops whose size depends on the input cannot be constant-folded; that is intended.
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
             torch.onnx.export(
                 model, (example,), str(tmp), opset_version=opset, dynamo=False,
                 input_names=["image"], output_names=["logits"],

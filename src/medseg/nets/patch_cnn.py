@@ -103,6 +103,7 @@ class PatchCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dense logits ``(N, K, H, W)``: the patch classifier applied at every pixel at once."""
         half = self.patch_size // 2
+        shape = x.shape[2:]
         x = F.pad(x, (half, half, half, half), mode="reflect")
         dilation = 1
         for conv in self.convs:
@@ -110,7 +111,9 @@ class PatchCNN(nn.Module):
             x = F.max_pool2d(x, 2, stride=1, dilation=dilation)
             dilation *= 2
         x = F.relu(F.conv2d(x, self.fc.weight, self.fc.bias, dilation=dilation))
-        return self.classifier(x)
+        # Output (y, x) is the patch whose top-left corner is padded (y, x), i.e. centred on (y, x). Pooling
+        # that drops an odd last row leaves the net's true receptive field below P: crop the extra rows.
+        return self.classifier(x)[:, :, : shape[0], : shape[1]]
 
     @torch.no_grad()
     def predict_naive(self, image: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

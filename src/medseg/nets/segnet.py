@@ -22,7 +22,7 @@ from torch import nn
 
 from medseg.errors import MedsegError
 from medseg.nets.encoders import Encoder
-from medseg.nets.encoders.compose import DECODERS, EncoderDecoder, compose_network
+from medseg.nets.encoders.compose import DECODERS, EncoderDecoder, compose_network, reject_unknown_options
 from medseg.nets.registry import NETWORKS
 
 CITATION = ("Badrinarayanan, Kendall & Cipolla, SegNet: a deep convolutional encoder-decoder architecture "
@@ -113,7 +113,8 @@ DECODERS.add("segnet", SegNetDecoder, citation=CITATION)
 @NETWORKS.register("segnet", dims=(2,), citation=CITATION,
                    summary="SegNet: VGG-16-BN encoder, decoder up-sampling with the max-pooling indices")
 def build_segnet(in_channels: int, num_classes: int, spatial_dims: int = 2, encoder: str = "vgg16_bn",
-                 encoder_weights: str | None = None):
+                 encoder_weights: str | None = None, **options):
     """SegNet on VGG-16-BN (or ``encoder="vgg16"``)."""
+    reject_unknown_options("segnet", options)
     return compose_network("segnet", in_channels, num_classes, spatial_dims, encoder=encoder,
                            encoder_weights=encoder_weights, model_class=SegNet)

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 #: Effective fp32 convolution throughput assumed per CPU core (FLOP/s) when nothing is measured.
-#: Measured on the 2-core development machine (shared with other jobs) by timing full U-Net training
-#: steps against :func:`medseg.planning.cost.unet_step_cost`: 14–45 GFLOP/s per core (3D isotropic
-#: lowest, 2D highest). We assume the low end, since augmentation and data loading share the cores.
+#: Measured on the 2-core development machine by timing plain U-Net training steps against
+#: :func:`medseg.planning.cost.unet_step_cost`: 14–45 GFLOP/s per core when the machine was quiet
+#: (3D isotropic lowest, 2D highest), 3–6 when seven jobs shared it. We assume 12 per core; use
+#: ``medseg plan --measure`` (:func:`measure_throughput`) to plan for the load actually present.
 ASSUMED_CPU_FLOPS_PER_CORE = 12e9
 #: Effective throughput assumed for a CUDA GPU when nothing is measured (conservative for fp32).
 ASSUMED_GPU_FLOPS = 4e12
@@ -129,38 +130,50 @@ def detect_machine(use_gpu: bool = True) -> Machine:
     return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores)
 
 
-def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 3) -> Machine:
-    """Time a small convolution stack (forward + backward) and return ``machine`` with measured FLOP/s.
+def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 2, features: int = 16) -> Machine:
+    """Time training steps of the registry's U-Net and return ``machine`` with the measured FLOP/s.
 
-    Takes one to a few seconds. The stack (two 3×3(×3) convolutions, 32 channels, instance norm,
-    LeakyReLU) is what a U-Net spends its time on, so its rate predicts a training step better than a
-    matrix-multiply peak.
+    The rate is the FLOPs that :func:`medseg.planning.cost.unet_step_cost` counts for the step,
+    divided by its measured time, so it absorbs what the count leaves out (normalisation, activations,
+    the optimiser, this implementation's overheads) and whatever else is running on the machine now.
+    Takes a few seconds (longer on a busy machine).
     """
     import torch
 
+    from medseg.nets import create_network
+    from medseg.planning.cost import unet_step_cost
+    from medseg.planning.topology import network_topology
+
     device = torch.device(machine.device)
-    size = (24, 48, 48) if spatial_dims == 3 else (192, 192)
-    conv = torch.nn.Conv3d if spatial_dims == 3 else torch.nn.Conv2d
-    norm = torch.nn.InstanceNorm3d if spatial_dims == 3 else torch.nn.InstanceNorm2d
-    c = 32
-    net = torch.nn.Sequential(
-        conv(c, c, 3, padding=1), norm(c, affine=True), torch.nn.LeakyReLU(0.01),
-        conv(c, c, 3, padding=1), norm(c, affine=True), torch.nn.LeakyReLU(0.01),
-    ).to(device)
-    x = torch.randn(2, c, *size, device=device)
-    voxels = 2 * int(torch.tensor(size).prod())
-    flops_per_step = 3 * 2 * (2 * c * c * 3**spatial_dims) * voxels  # forward + backward ≈ 3× forward
+    patch = (32, 64, 64) if spatial_dims == 3 else (160, 160)
+    batch = 2
+    strides, kernels = network_topology((1.0,) * spatial_dims, patch)
+    max_features = 320 if spatial_dims == 3 else 512
+    net = create_network("unet", in_channels=1, num_classes=2, spatial_dims=spatial_dims, features=features,
+                         depth=len(strides) - 1, strides=strides[1:], kernel_sizes=kernels,
+                         max_features=max_features).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.randn(batch, 1, *patch, device=device)
+    flops = unet_step_cost(patch, batch, features, strides, kernels, 1, 2, max_features)["flops"]
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        out = net(x)
+        out = out["logits"] if isinstance(out, dict) else out
+        out.float().square().mean().backward()
+        optimiser.step()
+
     old_threads = torch.get_num_threads()
     if machine.device == "cpu":
         torch.set_num_threads(machine.cpu_cores)
     try:
-        net(x).sum().backward()  # warm-up (oneDNN picks its kernels here)
+        step()  # warm-up (oneDNN picks its kernels here)
         best = float("inf")
         for _ in range(repeats):
             if machine.device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            net(x).sum().backward()
+            step()
             if machine.device == "cuda":
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t0)
@@ -168,7 +181,7 @@ def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 3
         torch.set_num_threads(old_threads)
     from dataclasses import replace
 
-    return replace(machine, flops=flops_per_step / best, flops_measured=True)
+    return replace(machine, flops=flops / best, flops_measured=True)
 
 
 def _read_text(path: Path) -> str | None:

@@ -183,8 +183,9 @@ def fit_patch(spacing: Sequence[float], median_shape: Sequence[int], features: i
             return {"patch_size": rounded, "strides": strides, "kernel_sizes": kernels, "cost": cost,
                     "memory": memory, "fits": fits, "features": features}
         a = max(shrinkable, key=lambda i: (patch[i] * spacing[i], patch[i]))
-        step = div[a] if patch[a] - div[a] >= min_size else max(1, patch[a] // 8)
-        patch[a] = max(min_size, (patch[a] // step) * step - step if patch[a] % step == 0 else (patch[a] // step) * step)
+        # Shrink by the axis' divisor (the next size the network accepts); near the minimum, by 1/8.
+        step = div[a] if rounded[a] - div[a] >= min_size else max(1, rounded[a] // 8)
+        patch[a] = max(min_size, min(patch[a] - 1, rounded[a] - step))
 
 
 def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Sequence[int], machine: Machine,
@@ -358,7 +359,7 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
         machine={**machine.to_dict(), "ram_gib": round(machine.ram_bytes / 2**30, 1)},
         rules_fired=list(log),
         alternatives=configs,
-        fingerprint_summary={k: v for k, v in summary.items() if k != "intensity"} | {"intensity": summary["intensity"]},
+        fingerprint_summary=dict(summary),
         **active,
     )
     return Plan.from_dict(plan.to_dict())

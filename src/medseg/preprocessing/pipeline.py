@@ -14,6 +14,10 @@ standard deviation) are explicit step parameters, never recomputed at prediction
 :func:`apply_pipeline`, e.g. a fundus field of view; an error if none is given) or ``"nonzero"``
 (voxels where any channel of the *input* image is non-zero, as after skull stripping or cropping).
 
+Every step also accepts ``"channels": [i, ...]``: it then acts on those channels only (the others
+pass through unchanged), e.g. CT windowing on the CT channel of a PET/CT pair. Channel-reducing
+steps (``green_channel``, ``luminance``) take no ``channels``.
+
 Third parties add steps through the ``medseg.preprocessing_steps`` entry point group: the object is
 called as ``step(array, context, **params)`` and may carry ``medseg_metadata = {"params": {...}}``
 with :class:`Param` specifications (steps without them accept any field).
@@ -245,7 +249,17 @@ def validate_pipeline(steps: Any) -> list[dict[str, Any]]:
         if name not in STEPS:
             raise MedsegError(f"preprocessing step {i}: unknown step '{name}'; known: {', '.join(STEPS.names())}")
         spec = _step_params(name)
-        given = {k: v for k, v in step.items() if k != "name"}
+        given = {k: v for k, v in step.items() if k not in ("name", "channels")}
+        channels = step.get("channels")
+        if channels is not None and (
+            not isinstance(channels, list) or not channels
+            or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
+            raise MedsegError(
+                f"preprocessing step {i} ({name}): field 'channels' must be null or a list of distinct "
+                f"channel indices (>= 0); got {channels!r}"
+            )
         if spec is None:  # a plug-in without declared parameters: pass its fields through unchecked
             filled = dict(given)
         else:
@@ -253,7 +267,7 @@ def validate_pipeline(steps: Any) -> list[dict[str, Any]]:
             if unknown:
                 raise MedsegError(
                     f"preprocessing step {i} ({name}): unknown field '{unknown[0]}'; "
-                    f"fields: {', '.join(spec) or 'none'}"
+                    f"fields: {', '.join(list(spec) + ['channels'])}"
                 )
             filled = {}
             for pname, p in spec.items():
@@ -269,6 +283,8 @@ def validate_pipeline(steps: Any) -> list[dict[str, Any]]:
                     )
                 filled[pname] = given[pname]
         record = {"name": name, **filled}
+        if channels is not None:
+            record["channels"] = list(channels)
         try:
             json.dumps(record, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -313,16 +329,31 @@ def apply_pipeline(image: Image, steps: Sequence[dict[str, Any]], roi: np.ndarra
     names = tuple(image.channel_names)
     for i, step in enumerate(steps):
         name = step["name"]
-        params = {k: v for k, v in step.items() if k != "name"}
-        ctx = StepContext(i, name, names, tuple(image.spacing), roi, nonzero)
+        params = {k: v for k, v in step.items() if k not in ("name", "channels")}
+        channels = step.get("channels")
+        if channels is not None and max(channels) >= array.shape[0]:
+            raise MedsegError(
+                f"preprocessing step {i} ({name}): channels {channels} but the image has {array.shape[0]} channel(s)"
+            )
+        sub = array if channels is None else array[channels]
+        sub_names = names if channels is None else tuple(names[c] for c in channels)
+        ctx = StepContext(i, name, sub_names, tuple(image.spacing), roi, nonzero)
         try:
-            result = STEPS.get(name)(array, ctx, **params)
+            result = STEPS.get(name)(sub, ctx, **params)
         except MedsegError as exc:
             raise MedsegError(f"preprocessing step {i} ({name}): {exc.message}") from exc
         new_names = None
         if isinstance(result, tuple):
             result, new_names = result
         result = np.asarray(result)
+        if channels is not None:
+            if result.shape != sub.shape:
+                raise MedsegError(
+                    f"preprocessing step {i} ({name}) changes the number of channels and cannot take 'channels'"
+                )
+            full = array.copy()
+            full[channels] = result
+            result, new_names = full, names
         if result.ndim != array.ndim or result.shape[1:] != array.shape[1:]:
             raise MedsegError(
                 f"preprocessing step {i} ({name}) changed the spatial shape {array.shape[1:]} to {result.shape[1:]}"

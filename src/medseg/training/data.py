@@ -128,8 +128,13 @@ def prepare_case(
     dtype: str = "float32",
     cache_dir: Path | None = None,
     seed: int = 0,
+    crop_to_nonzero: bool = False,
+    resampling: dict[str, Any] | None = None,
 ) -> PreparedCase:
-    """Read, preprocess and encode one dataset case (see :class:`medseg.datasets.Case`)."""
+    """Read, (crop,) preprocess, resample and encode one dataset case (see :class:`medseg.datasets.Case`).
+
+    ``resampling``: a plan's ``{"image_order": 3, "label": "linear"|"nearest"}``.
+    """
     image = case.read_image()
     label = case.read_label()
     if label is None:
@@ -138,15 +143,21 @@ def prepare_case(
     image.check_same_geometry(label, f"case '{case.name}': image and label")
     if roi is not None:
         image.check_same_geometry(roi, f"case '{case.name}': image and ROI")
+    if crop_to_nonzero:
+        from medseg.preprocessing.crop import crop_image
+        from medseg.preprocessing.crop import crop_to_nonzero as crop
+
+        image, label, bbox = crop(image, label)
+        roi = crop_image(roi, bbox) if roi is not None else None
     pre = preprocess_image(image, steps, None, roi)
     if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
         from medseg.preprocessing.resample import resample_image, resample_label
 
-        pre = resample_image(pre, tuple(target_spacing))
-        label = resample_label(label, tuple(target_spacing))
-        roi = resample_label(roi, tuple(target_spacing)) if roi is not None else None
-        label = _fit(label, pre.spatial_shape)
-        roi = _fit(roi, pre.spatial_shape) if roi is not None else None
+        options = resampling or {}
+        pre = resample_image(pre, tuple(target_spacing), order=int(options.get("image_order", 3)))
+        # labels and ROI onto the resampled image's exact grid, without inventing label values
+        label = resample_label(label, pre, method=options.get("label", "linear"))
+        roi = resample_label(roi, pre, method="nearest") if roi is not None else None
     array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
     encoded = mapping.encode(label.array, f"label of case '{case.name}'")
     roi_mask = None if roi is None else np.asarray(roi.array[0] != 0)
@@ -156,16 +167,6 @@ def prepare_case(
         array = _memmap(cache_dir / f"{case.name}_image.npy", array)
         encoded = _memmap(cache_dir / f"{case.name}_label.npy", encoded)
     return PreparedCase(case.name, array, encoded, roi_mask, tuple(pre.spacing), index)
-
-
-def _fit(image: Image | None, shape: tuple[int, ...]) -> Image | None:
-    """Crop/pad a resampled mask to ``shape`` (resamplers may differ by one voxel at the border)."""
-    if image is None or image.spatial_shape == tuple(shape):
-        return image
-    from medseg.training.sampling import crop_with_padding
-
-    return Image(crop_with_padding(image.array, (0,) * len(shape), shape, 0), image.spacing, image.origin,
-                 image.direction, image.channel_names)
 
 
 def _memmap(path: Path, array: np.ndarray) -> np.ndarray:
@@ -194,9 +195,17 @@ def make_batch(
     foreground_share: float,
     augment: Callable | None = None,
     label_pad_value: int = 0,
+    slice_axis: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch ``iteration``: ``(N, C, *P)`` float32 images and ``(N, 1, *P)`` int64 class indices."""
+    """Batch ``iteration``: ``(N, C, *P)`` float32 images and ``(N, 1, *P)`` int64 class indices.
+
+    With ``slice_axis`` (a 2D network on 3D data) ``patch_size`` is 2D and each patch is one slice.
+    """
+    from medseg.inference.slices import volume_patch_size
+
     rng, gen = batch_generators(seed, iteration)
+    network_patch = tuple(patch_size)
+    patch_size = volume_patch_size(network_patch, slice_axis)
     images, labels = [], []
     for _ in range(batch_size):
         case = cases[int(rng.integers(len(cases)))]
@@ -206,6 +215,8 @@ def make_batch(
         labels.append(lab)
     image_t = torch.from_numpy(np.stack(images))
     label_t = torch.from_numpy(np.stack(labels).astype(np.int64))
+    if slice_axis is not None:
+        image_t, label_t = image_t.squeeze(2 + slice_axis), label_t.squeeze(2 + slice_axis)
     if augment is not None:
         image_t, label_t = augment(image_t, label_t, gen)
         label_t = label_t.long()

@@ -166,18 +166,23 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config
     of the foreground probability inside the ROI, as reported for DRIVE).
     """
     from medseg.inference.sliding_window import sliding_window_inference
+    from medseg.inference.slices import slice_network
     from medseg.metrics.overlap import dice as dice_fn
 
     model.eval()
+    network = slice_network(model, model_config.slice_axis)
     activation = model_config.activation
     names = _output_names(model_config)
     per_class: dict[str, list[float]] = {n: [] for n in names}
     aucs: list[float] = []
     binary = model_config.num_classes == 2 and activation == "softmax"
     for case in cases:
+        # probabilities only where needed (AUC, regions), compact in 3D; otherwise streamed argmax labels
+        want_probs = binary or activation == "sigmoid"
         result = sliding_window_inference(
-            np.asarray(case.image, dtype=np.float32), model, model_config.patch_size, overlap=overlap,
-            activation=activation, return_probabilities=True, return_labels=False, batch_size=4,
+            np.asarray(case.image, dtype=np.float32), network, model_config.data_patch_size, overlap=overlap,
+            activation=activation, return_probabilities=want_probs, return_labels=not want_probs, batch_size=4,
+            probabilities_dtype=np.float16 if model_config.data_dims == 3 else np.float32,
         )
         probs = result.probabilities
         target = np.asarray(case.label[0])
@@ -192,13 +197,13 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config
             for r, name in enumerate(names):
                 per_class[name].append(float(dice_fn(probs[r] > 0.5, truth[r], roi=valid)))
         else:
-            pred = np.argmax(probs, 0)
+            pred = np.argmax(probs, 0) if probs is not None else result.labels
             for k, name in enumerate(names, start=1):
                 per_class[name].append(float(dice_fn(pred == k, target == k, roi=valid)))
             if binary:
                 from medseg.metrics.probability import roc_auc
 
-                auc = roc_auc(probs[1], target == 1, roi=valid)
+                auc = roc_auc(probs[1].astype(np.float32), target == 1, roi=valid)
                 if not math.isnan(auc):
                     aucs.append(float(auc))
     out = {f"val_dice_{n}": float(np.nanmean(v)) for n, v in per_class.items() if v}
@@ -227,16 +232,24 @@ class TrainingResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _load_plan(plan: str | Path | dict | None) -> dict[str, Any] | None:
-    if plan is None or isinstance(plan, dict):
-        return plan
-    if hasattr(plan, "to_dict"):
-        return plan.to_dict()
-    path = Path(plan)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MedsegError(f"cannot read plan: {exc}", path) from None
+def load_plan(plan: str | Path | dict | None, configuration: str | None = None) -> dict[str, Any] | None:
+    """A plan as a dict: from plan.json (validated by :class:`medseg.planning.Plan`), a Plan or a dict.
+
+    ``configuration`` ("2d" / "3d") switches to the plan's alternative configuration.
+    """
+    if plan is None:
+        return None
+    if isinstance(plan, dict):
+        from medseg.planning import Plan
+
+        plan = Plan.from_dict(plan)
+    elif not hasattr(plan, "to_dict"):
+        from medseg.planning import Plan
+
+        plan = Plan.load(Path(plan))
+    if configuration:
+        plan = plan.use_configuration(configuration)
+    return plan.to_dict()
 
 
 def _plan_value(plan: dict | None, *keys: str) -> Any:
@@ -268,6 +281,7 @@ def train(
     config: TrainingConfig | None = None,
     *,
     plan: str | Path | dict | None = None,
+    configuration: str | None = None,
     preprocessing: list[dict[str, Any]] | None = None,
     fold: int | str | None = None,
     val_cases: Sequence[str] | None = None,
@@ -289,8 +303,10 @@ def train(
     config : TrainingConfig, optional
         Defaults: U-Net, automatic patch/batch size, 20 minutes. On ``resume`` the folder's own
         configuration is used and only the budget (iterations / time limit) of ``config`` is taken.
-    plan : path or dict, optional
-        A plan (plan.json): target spacing, patch and batch size, network, preprocessing.
+    plan : path, Plan or dict, optional
+        A plan (plan.json): target spacing, patch and batch size, network, preprocessing, 2D/3D.
+    configuration : {"2d", "3d"}, optional
+        Use the plan's other configuration (e.g. a 2D network on slices of 3D data).
     preprocessing : list of dict, optional
         Preprocessing steps; default: the plan's, else :func:`default_preprocessing`.
     fold, val_cases
@@ -343,9 +359,9 @@ def train(
     np.random.seed(config.seed % 2**32)
 
     first = dataset.case(train_names[0]).read_image()
-    spatial_dims = first.spatial_dims
+    data_dims = first.spatial_dims
     in_channels = first.num_channels
-    plan_dict = _load_plan(plan)
+    plan_dict = load_plan(plan, configuration)
     has_roi = any(c.roi_path is not None for c in dataset.cases)
 
     label_values = [v for v in dataset.label_values if v != dataset.ignore_label]
@@ -356,21 +372,36 @@ def train(
     if resume:
         steps = model_config.preprocessing
         target_spacing = model_config.target_spacing
+        spatial_dims, slice_axis = model_config.spatial_dims, model_config.slice_axis
+        crop, resampling = model_config.crop_to_nonzero, model_config.resampling
     else:
+        # a plan may put a 2D network on 3D data (slices across `slice_axis`)
+        spatial_dims = int(_plan_value(plan_dict, "spatial_dims") or data_dims)
+        slice_axis = _plan_value(plan_dict, "slice_axis") if spatial_dims < data_dims else None
+        if spatial_dims < data_dims and slice_axis is None:
+            raise MedsegError("the plan puts a 2D network on 3D data but names no slice_axis")
+        crop = bool(_plan_value(plan_dict, "crop_to_nonzero") or False)
+        resampling = _plan_value(plan_dict, "resampling")
         steps = preprocessing if preprocessing is not None else (
             _plan_value(plan_dict, "preprocessing", "normalization_steps")
-            or default_preprocessing(dataset.channel_names, dataset.file_ending, has_roi, spatial_dims))
+            or default_preprocessing(dataset.channel_names, dataset.file_ending, has_roi, data_dims))
         target_spacing = _plan_value(plan_dict, "target_spacing", "spacing")
         target_spacing = [float(s) for s in target_spacing] if target_spacing is not None else None
         net_plan = _plan_value(plan_dict, "network")
-        if isinstance(net_plan, dict) and config.network == "unet" and not config.network_options:
-            config.network = net_plan.get("name", config.network)
-            config.network_options = {k: v for k, v in net_plan.items() if k not in ("name", "options")}
-            config.network_options.update(net_plan.get("options", {}))
+        if isinstance(net_plan, dict) and net_plan.get("name", config.network) == config.network:
+            # the plan's topology, with options given explicitly (e.g. --features) taking precedence
+            options = {k: v for k, v in net_plan.items() if k not in ("name", "options")}
+            options.update(net_plan.get("options", {}))
+            options.update(config.network_options)
+            config.network_options = options
         if not config.patch_size and _plan_value(plan_dict, "patch_size"):
             config.patch_size = tuple(int(p) for p in _plan_value(plan_dict, "patch_size"))
         if not config.batch_size and _plan_value(plan_dict, "batch_size"):
             config.batch_size = int(_plan_value(plan_dict, "batch_size"))
+    if len(config.patch_size) == 1:
+        config.patch_size = config.patch_size * spatial_dims
+    if config.patch_size and len(config.patch_size) != spatial_dims:
+        raise MedsegError(f"patch size {config.patch_size} does not match a {spatial_dims}D network")
 
     console = console or _console()
     cache_dir = out / "cache" if config.cache == "mmap" else None
@@ -378,7 +409,8 @@ def train(
     prepared: dict[str, PreparedCase] = {}
     for i, name in enumerate(train_names + val_names):
         prepared[name] = prepare_case(dataset.case(name), steps, mapping, target_spacing=target_spacing,
-                                      dtype=config.cache_dtype, cache_dir=cache_dir, seed=config.seed + i)
+                                      dtype=config.cache_dtype, cache_dir=cache_dir, seed=config.seed + i,
+                                      crop_to_nonzero=crop, resampling=resampling)
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
     input_channels, in_channels = in_channels, int(train_cases[0].image.shape[0])
@@ -393,21 +425,18 @@ def train(
     model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
     divisor = _divisor(model, spatial_dims)
 
-
     if not config.patch_size:
-        config.patch_size = automatic_patch_size([c.image.shape[1:] for c in train_cases], spatial_dims, divisor)
-    if len(config.patch_size) == 1:
-        config.patch_size = config.patch_size * spatial_dims
-    if len(config.patch_size) != spatial_dims:
-        raise MedsegError(f"patch size {config.patch_size} does not match {spatial_dims}D data")
+        shapes = [[s for a, s in enumerate(c.image.shape[1:]) if a != slice_axis] for c in train_cases]
+        config.patch_size = automatic_patch_size(shapes, spatial_dims, divisor)
     if not config.batch_size:
         config.batch_size = automatic_batch_size(config.patch_size)
 
-    mirror_axes = list(range(spatial_dims))
+    mirror_axes = [a for a in range(data_dims) if a != slice_axis]
     if not resume:
         model_config = ModelConfig(
             network=config.network, network_options=network_options, in_channels=in_channels,
-            input_channels=input_channels,
+            input_channels=input_channels, data_dims=data_dims, slice_axis=slice_axis,
+            crop_to_nonzero=crop, resampling=resampling,
             num_classes=num_classes, spatial_dims=spatial_dims, channel_names=list(dataset.channel_names),
             labels={k: int(v) for k, v in dataset.labels.items()}, label_values=label_values,
             patch_size=list(config.patch_size), regions=regions,
@@ -419,8 +448,13 @@ def train(
         )
         for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv"):
             (out / stale).unlink(missing_ok=True)
-    else:
-        model_config.training = config.to_dict()
+    augment = _augmentation(config.augmentation, spatial_dims,
+                            _anisotropic_axis(target_spacing) if spatial_dims == 3 else None,
+                            IGNORE_INDEX if dataset.ignore_label is not None else None)
+    model_config.training = config.to_dict()
+    # the augmentation actually used, written out so a run can be repeated
+    model_config.augmentation = augment.to_config() if hasattr(augment, "to_config") else (
+        {"enabled": False} if augment is None else config.augmentation)
     save_config(out, model_config)
     if plan_dict is not None and not resume:
         from medseg.fileutil import write_text_atomic
@@ -436,8 +470,6 @@ def train(
     loss_fn = build_loss(loss_name, **loss_options)
     optimizer = build_optimizer(model, config)
 
-    augment = _augmentation(config.augmentation, spatial_dims)
-
     start_iteration, elapsed_before, best = 0, 0.0, None
     if resume:
         payload = load_checkpoint(out / LAST_CHECKPOINT, model, optimizer)
@@ -448,7 +480,8 @@ def train(
     def make(iteration: int):
         return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
                           batch_size=config.batch_size, foreground_share=config.foreground_share,
-                          augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0)
+                          augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
+                          slice_axis=slice_axis)
 
     def checkpoint(path: Path, iteration: int, elapsed: float) -> None:
         save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed,
@@ -456,7 +489,8 @@ def train(
 
     console.print(
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
-        f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}, "
+        f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}"
+        f"{f' (slices across axis {slice_axis})' if slice_axis is not None else ''}, "
         f"batch {config.batch_size}, preprocessing {[s.get('name') for s in steps]}, "
         f"{torch.get_num_threads()} thread(s)" + (f"; resuming at iteration {start_iteration}" if resume else ""),
         highlight=False)
@@ -541,15 +575,24 @@ def train(
     return TrainingResult(out, iteration, elapsed, best, last_metrics)
 
 
-def _augmentation(config: dict[str, Any] | None, spatial_dims: int) -> Callable | None:
+def _anisotropic_axis(spacing: Sequence[float] | None, ratio: float = 3.0) -> int | None:
+    """The thick-slice axis (spacing > ``ratio`` × the finest), for in-plane-only 3D augmentation."""
+    if spacing is None or len(spacing) != 3:
+        return None
+    axis = int(np.argmax(spacing))
+    return axis if spacing[axis] > ratio * min(spacing) else None
+
+
+def _augmentation(config: dict[str, Any] | None, spatial_dims: int, anisotropic_axis: int | None = None,
+                  ignore_index: int | None = None) -> Callable | None:
+    """The batched augmentation (medseg.augmentation); ``{"enabled": false}`` switches it off."""
     if config is not None and not config.get("enabled", True):
         return None
-    try:
-        from medseg.augmentation import build_augmentation
-    except ImportError:  # the augmentation package is optional for the loop itself
-        return None
-    options = {k: v for k, v in (config or {}).items() if k != "enabled"} or None
-    return build_augmentation(options, spatial_dims)
+    from medseg.augmentation import build_augmentation
+
+    options = {k: v for k, v in (config or {}).items() if k != "enabled"}
+    options.setdefault("ignore_index", ignore_index)
+    return build_augmentation(options, spatial_dims, anisotropic_axis)
 
 
 def _console():

@@ -62,6 +62,12 @@ class EncoderDecoder(nn.Module):
         return y[..., :h, :w]
 
 
+def reject_unknown_options(network: str, options: dict[str, Any]) -> None:
+    """Raise a MedsegError naming options a network factory does not take (instead of a TypeError)."""
+    if options:
+        raise MedsegError(f"network '{network}' has no option(s) {sorted(options)}")
+
+
 def compose_network(decoder: str, in_channels: int, num_classes: int, spatial_dims: int = 2,
                     encoder: str = "resnet34", encoder_weights: str | None = None,
                     encoder_options: dict[str, Any] | None = None, model_class: type = EncoderDecoder,

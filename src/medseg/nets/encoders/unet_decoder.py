@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medseg.nets.encoders.base import Encoder, feature_index
-from medseg.nets.encoders.compose import DECODERS, compose_network
+from medseg.nets.encoders.compose import DECODERS, compose_network, reject_unknown_options
 from medseg.nets.registry import NETWORKS
 
 
@@ -92,8 +92,9 @@ DECODERS.add("unet", UNetDecoder, citation="Ronneberger et al., MICCAI 2015")
 )
 def build_encoder_unet(in_channels: int, num_classes: int, spatial_dims: int = 2, encoder: str = "resnet34",
                        encoder_weights: str | None = None, encoder_options: dict | None = None,
-                       decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)):
+                       decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16), **options):
     """U-Net decoder on a registered encoder (default ResNet-34)."""
+    reject_unknown_options("encoder_unet", options)
     return compose_network("unet", in_channels, num_classes, spatial_dims, encoder=encoder,
                            encoder_weights=encoder_weights, encoder_options=encoder_options,
                            decoder_channels=tuple(decoder_channels))

@@ -5,7 +5,7 @@ Zhu X., Hu H., Lin S., Dai J. "Deformable ConvNets v2: More Deformable, Better R
 (v2: a learned modulation scalar per sampling point).
 
 The sampling uses :func:`torch.nn.functional.grid_sample` (bilinear, zeros outside) on a grid of all
-``kh*kw`` kernel points, which gives an im2col matrix that a single matmul multiplies by the weights.
+``kh*kw`` kernel points, which gives an im2col matrix that a single 1×1 convolution multiplies by the weights.
 Why grid_sample and not an explicit 4-corner gather: grid_sample is one fused C++ kernel whose backward
 recomputes the bilinear weights, so autograd keeps one im2col-sized tensor instead of four (4x less
 memory) and it ran faster on these CPUs (see ``_bench_sampling`` in tests/nets/test_dunet.py). It also
@@ -98,12 +98,13 @@ def deform_conv2d(
     )  # (n*g, c/g, k*ho, wo)
     sampled = sampled.reshape(n * groups, c // groups, k, ho * wo)
     if mask is not None:
-        sampled = sampled * mask.reshape(n * groups, 1, k, ho * wo)
-    columns = sampled.reshape(n, c * k, ho * wo)  # channel-major, kernel point minor = weight layout
-    out = torch.matmul(weight.reshape(out_ch, c * k), columns)
-    if bias is not None:
-        out = out + bias.view(1, out_ch, 1)
-    return out.reshape(n, out_ch, ho, wo)
+        mask = mask.reshape(n * groups, 1, k, ho * wo)
+        # In place when no graph is recorded: saves one im2col-sized allocation at inference.
+        sampled = sampled * mask if torch.is_grad_enabled() else sampled.mul_(mask)
+    columns = sampled.reshape(n, c * k, ho, wo)  # channel-major, kernel point minor = weight layout
+    # A 1x1 convolution is the batched weight @ columns product; torch.matmul with a broadcast weight
+    # copied the columns first (measured 4x the time of the product itself), conv1d took a slow path.
+    return F.conv2d(columns, weight.reshape(out_ch, c * k, 1, 1), bias)
 
 
 class DeformConv2d(nn.Module):

@@ -1,0 +1,33 @@
+"""Plan the real datasets (../shared/data): fingerprint speed and the decisions that matter."""
+
+import time
+
+import pytest
+
+from medseg.datasets import load_dataset
+from medseg.planning import Machine, compute_fingerprint, make_plan
+
+pytestmark = pytest.mark.data
+
+
+def test_plan_acdc(shared_data, tmp_path):
+    ds = load_dataset(shared_data / "ACDC")
+    t0 = time.perf_counter()
+    fp = compute_fingerprint(ds, workers=2)
+    assert time.perf_counter() - t0 < 60
+    assert fp["num_cases"] == 160
+    assert fp["summary"]["median_spacing"] == [1.0, 1.0, 1.0]  # the release stores 1 mm (see README)
+    plan = make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9))
+    # 6–18 slices of ~256×216: a short stack -> 2D across axis 0, 3D kept as the alternative
+    assert plan.configuration == "2d" and plan.slice_axis == 0 and "3d" in plan.alternatives
+    assert plan.labels == {"background": 0, "RV": 1, "MYO": 2, "LV": 3} and plan.num_classes == 4
+    assert plan.batch_size >= 2 and plan.training["estimated_step_seconds"] <= 1.5
+    plan.save(tmp_path / "plan.json")
+
+
+def test_plan_la(shared_data):
+    fp = compute_fingerprint(load_dataset(shared_data / "LA"), workers=2)
+    plan = make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9))
+    assert plan.target_spacing == [0.625, 0.625, 0.625]
+    assert plan.configuration == "3d"  # isotropic, 88 slices
+    assert all(k == [3, 3, 3] for k in plan.network["kernel_sizes"])
