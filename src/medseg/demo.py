@@ -46,16 +46,20 @@ def write_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndarr
         image[0][..., None], 3, -1).astype(np.float32)
     rgb = (rgb - rgb.min()) / max(float(rgb.max() - rgb.min()), 1e-6)
     pred, ref = prediction.astype(bool), reference.astype(bool)
-    contours = rgb.copy()
-    contours[find_boundaries(ref, mode="inner")] = (0.0, 1.0, 0.0)
-    contours[find_boundaries(pred, mode="inner")] = (1.0, 0.0, 0.0)
+    # contours drawn on a nearest-upsampled copy, so that they stay thinner than the thin vessels
+    k = max(1, 512 // max(pred.shape))
+    up = lambda a: np.kron(a, np.ones((k, k), dtype=a.dtype)) if a.ndim == 2 else np.kron(  # noqa: E731
+        a, np.ones((k, k, 1), dtype=a.dtype))
+    contours = up(rgb)
+    contours[find_boundaries(up(ref), mode="inner")] = (0.0, 1.0, 0.0)
+    contours[find_boundaries(up(pred), mode="inner")] = (1.0, 0.0, 0.0)
     errors = np.zeros(pred.shape + (3,), np.float32)
     errors[pred & ref] = (1, 1, 1)
     errors[pred & ~ref] = (1, 0.2, 0.2)
     errors[~pred & ref] = (0.3, 0.5, 1)
     if roi is not None:
         errors[~roi.astype(bool)] *= 0.3
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), dpi=100)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), dpi=110)
     for ax, panel, name in zip(axes, (rgb, contours, errors),
                                ("image", "reference (green) / prediction (red)", "TP white, FP red, FN blue")):
         ax.imshow(panel, interpolation="nearest")

@@ -9,7 +9,7 @@ from medseg.nets import NETWORKS, create_network
 from medseg.nets.fcn import bilinear_kernel
 from medseg.nets.encoders.meta import count_parameters
 
-from _netcheck import assert_gradient_flow, assert_onnx_matches, count_params
+from _netcheck import assert_gradient_flow, assert_onnx_matches
 
 LIGHT = dict(fc_channels=64, fc_kernel=3)  # the CPU variant keeps the tests fast
 

@@ -10,7 +10,7 @@ from medseg.nets import segnet as segnet_module
 from medseg.nets.segnet import max_unpool2d
 from medseg.nets.encoders.meta import count_parameters
 
-from _netcheck import assert_gradient_flow, assert_onnx_matches, count_params
+from _netcheck import assert_gradient_flow, assert_onnx_matches
 
 
 @pytest.fixture(autouse=True)

@@ -88,3 +88,43 @@ def test_onnx_eval_path_only(tmp_path):
 
     graph = onnx.load(str(tmp_path / "net.onnx")).graph
     assert not any(node.op_type == "Gemm" or node.op_type == "MatMul" for node in graph.node)  # no VAE dense
+
+
+def _nested_regions_case(gen, size=16):
+    """4 'MRI modalities' and 3 nested BraTS-like regions (whole tumour ⊃ tumour core ⊃ enhancing)."""
+    z, y, x = torch.meshgrid(*(torch.arange(size, dtype=torch.float32),) * 3, indexing="ij")
+    centre = torch.randint(6, size - 6, (3,), generator=gen).float()
+    r = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2).sqrt()
+    regions = torch.stack([r < 5.5, r < 3.5, r < 2.0]).float()  # WT, TC, ET
+    image = torch.stack([regions[0] + regions[2], regions[1], regions[0] - regions[1], regions[2]])
+    return image + 0.3 * torch.randn(image.shape, generator=gen), regions
+
+
+def test_learns_nested_regions_with_sigmoid_heads_and_vae_terms():
+    # The whole network path on a synthetic 4-channel set: sigmoid region heads, Dice + 0.1 L2 + 0.1 KL
+    # (the paper's loss, written inline here; medseg.losses owns the real one).
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = SegResNetVAE(4, 3, 3, input_size=(16, 16, 16), features=8, blocks_down=(1, 1, 1, 1), latent_dim=16)
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    cases = [_nested_regions_case(gen) for _ in range(4)]
+    images, targets = torch.stack([c[0] for c in cases]), torch.stack([c[1] for c in cases])
+    net.train()
+    for _ in range(40):
+        out = net(images)
+        prob = torch.sigmoid(out["logits"])
+        dice = (2 * (prob * targets).sum((2, 3, 4)) + 1) / (prob.sum((2, 3, 4)) + targets.sum((2, 3, 4)) + 1)
+        kl = 0.5 * (out["mu"] ** 2 + out["logvar"].exp() - out["logvar"] - 1).mean()
+        loss = (1 - dice).mean() + 0.1 * ((out["reconstruction"] - images) ** 2).mean() + 0.1 * kl
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    test_image, test_regions = _nested_regions_case(gen)
+    net.eval()
+    with torch.no_grad():
+        predicted = torch.sigmoid(net(test_image[None]))[0] > 0.5
+    dice = [(2 * (p & t.bool()).sum() / (p.sum() + t.sum())).item() for p, t in zip(predicted, test_regions)]
+    assert min(dice) > 0.7, dice
+    # nested output regions, as the targets
+    assert (predicted[1] & ~predicted[0]).float().mean() < 0.01

@@ -6,7 +6,7 @@ from medseg.nets.registry import NETWORKS, create_network
 
 # Importing a network module registers it. Missing modules are skipped so that a partial checkout works.
 _NETWORK_MODULES = (
-    "unet", "unet_plus_plus", "dunet", "vnet", "segresnet_vae", "patch_cnn", "fcn", "segnet", "deeplabv3plus",
+    "encoders", "unet", "unet_plus_plus", "dunet", "vnet", "segresnet_vae", "patch_cnn", "fcn", "segnet", "deeplabv3plus",
 )
 for _name in _NETWORK_MODULES:
     try:

@@ -14,7 +14,8 @@ default (the paper uses ResNet-101 / Xception, not provided here) and convolutio
 depth-wise separable (the paper's separable variant is a speed option of Xception). Dropout 0.5 after the
 ASPP projection follows the reference implementations (torchvision, segmentation_models_pytorch).
 
-The image-pooling branch applies batch norm to a 1×1 map: training needs a batch of at least 2.
+The image-pooling branch applies batch norm to a 1×1 map; with a training batch of one it uses the running
+statistics (batch statistics of a single value are undefined).
 """
 
 from __future__ import annotations
@@ -43,8 +44,15 @@ class ASPPPooling(nn.Module):
         self.conv = conv_bn_relu(cin, cout, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(F.adaptive_avg_pool2d(x, 1))
-        return y.expand(-1, -1, x.shape[-2], x.shape[-1])
+        conv, bn, relu = self.conv
+        y = conv(F.adaptive_avg_pool2d(x, 1))
+        if self.training and y.shape[0] == 1:
+            # batch norm of one value per channel is undefined (torchvision raises); normalise this
+            # batch with the running statistics instead, so training with batch size 1 works
+            y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        else:
+            y = bn(y)
+        return relu(y).expand(-1, -1, x.shape[-2], x.shape[-1])
 
 
 class ASPP(nn.Module):

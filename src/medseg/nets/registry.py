@@ -44,4 +44,9 @@ def create_network(name: str, in_channels: int, num_classes: int, spatial_dims: 
     dims = entry.metadata.get("dims", (2, 3))
     if spatial_dims not in dims:
         raise MedsegError(f"network '{name}' supports spatial_dims {tuple(dims)}, not {spatial_dims}")
-    return entry.factory(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **options)
+    try:
+        return entry.factory(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            raise MedsegError(f"network '{name}': {exc}") from exc
+        raise

@@ -130,13 +130,15 @@ def detect_machine(use_gpu: bool = True) -> Machine:
     return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores)
 
 
-def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 2, features: int = 16) -> Machine:
+def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 1, features: int = 16,
+                       patch_size: tuple[int, ...] | None = None) -> Machine:
     """Time training steps of the registry's U-Net and return ``machine`` with the measured FLOP/s.
 
     The rate is the FLOPs that :func:`medseg.planning.cost.unet_step_cost` counts for the step,
     divided by its measured time, so it absorbs what the count leaves out (normalisation, activations,
     the optimiser, this implementation's overheads) and whatever else is running on the machine now.
-    Takes a few seconds (longer on a busy machine).
+    Takes a few seconds (longer on a busy machine). ``patch_size`` defaults to 16×32×32 in 3D and
+    96×96 in 2D (batch 2).
     """
     import torch
 
@@ -145,9 +147,9 @@ def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 2
     from medseg.planning.topology import network_topology
 
     device = torch.device(machine.device)
-    patch = (32, 64, 64) if spatial_dims == 3 else (160, 160)
+    patch = tuple(patch_size) if patch_size else ((16, 32, 32) if spatial_dims == 3 else (96, 96))
     batch = 2
-    strides, kernels = network_topology((1.0,) * spatial_dims, patch)
+    strides, kernels = network_topology((1.0,) * spatial_dims, patch, min_feature_map=min(4, min(patch)))
     max_features = 320 if spatial_dims == 3 else 512
     net = create_network("unet", in_channels=1, num_classes=2, spatial_dims=spatial_dims, features=features,
                          depth=len(strides) - 1, strides=strides[1:], kernel_sizes=kernels,

@@ -87,8 +87,8 @@ def load_encoder_weights(encoder: Encoder, path: str | Path) -> Encoder:
 
     Parameters
     ----------
-    encoder : Encoder
-        From :func:`medseg.nets.encoders.create_encoder`, or a network's ``.encoder``.
+    encoder : Encoder or nn.Module
+        From :func:`medseg.nets.encoders.create_encoder`, or a network with an ``.encoder`` (loaded there).
     path : path-like
         ``.pth``/``.pt`` or ``.safetensors`` file, e.g. torchvision's ``resnet50-0676ba61.pth``.
 
@@ -108,6 +108,10 @@ def load_encoder_weights(encoder: Encoder, path: str | Path) -> Encoder:
     >>> enc = create_encoder("resnet18", in_channels=1)
     >>> load_encoder_weights(enc, "resnet18-f37072fd.pth")  # doctest: +SKIP
     """
+    if not isinstance(encoder, Encoder) and isinstance(getattr(encoder, "encoder", None), Encoder):
+        encoder = encoder.encoder
+    if not isinstance(encoder, Encoder):
+        raise MedsegError(f"cannot load encoder weights into a {type(encoder).__name__}: it has no encoder", path)
     path = Path(path)
     state = map_torchvision_keys(read_state_dict(path), encoder)
     own = encoder.state_dict()

@@ -104,7 +104,8 @@ def deform_conv2d(
     columns = sampled.reshape(n, c * k, ho, wo)  # channel-major, kernel point minor = weight layout
     # A 1x1 convolution is the batched weight @ columns product; torch.matmul with a broadcast weight
     # copied the columns first (measured 4x the time of the product itself), conv1d took a slow path.
-    return F.conv2d(columns, weight.reshape(out_ch, c * k, 1, 1), bias)
+    # (flatten + unsqueeze keep the kernel shape static for the ONNX exporter; a reshape by sizes does not)
+    return F.conv2d(columns, weight.flatten(1)[:, :, None, None], bias)
 
 
 class DeformConv2d(nn.Module):
