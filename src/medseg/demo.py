@@ -27,7 +27,7 @@ def otsu_baseline(image: np.ndarray, roi: np.ndarray) -> np.ndarray:
     green = image[1] if image.shape[0] >= 3 else image[0]
     inside = green[roi]
     threshold = threshold_otsu(inside)
-    return ((green < threshold) & roi).astype(np.uint8)
+    return ((green <= threshold) & roi).astype(np.uint8)  # skimage: values <= t form the dark class
 
 
 def write_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndarray, roi: np.ndarray | None,
@@ -80,7 +80,8 @@ def _mean(summary, label: str, metric: str) -> float:
 
 def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int = 128,
              time_limit: float = 120.0, seed: int = 0, threads: int | None = None,
-             iterations: int | None = None) -> dict:
+             iterations: int | None = None, patch_size: int = 96, batch_size: int = 8, features: int = 16,
+             progress: bool = True) -> dict:
     """Run the demo into ``out`` and return the metric table as a dict.
 
     Parameters
@@ -96,6 +97,10 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
         CPU threads for training and prediction (default: all cores).
     iterations : int, optional
         Stop after this many iterations as well (tests use a handful).
+    patch_size, batch_size, features : int
+        Training patch (square), patches per iteration, U-Net width.
+    progress : bool
+        Show the training progress bar.
     """
     import torch
     from rich.console import Console
@@ -120,12 +125,13 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
 
     val = [c.name for c in dataset.cases[-2:]]
     config = TrainingConfig(
-        network="unet", network_options={"features": 16, "depth": 4}, patch_size=(96, 96), batch_size=8,
+        network="unet", network_options={"features": features, "depth": 4}, patch_size=(patch_size, patch_size),
+        batch_size=batch_size,
         time_limit=time_limit, iterations=iterations, learning_rate=3e-3, warmup_iterations=20,
-        foreground_share=0.5, val_every=100, checkpoint_every=100, log_every=10, seed=seed, threads=threads,
+        foreground_share=0.5, val_every=50, checkpoint_every=100, log_every=10, seed=seed, threads=threads,
     )
     console.print(f"[bold]2/4[/] training a 2D U-Net for {time_limit:.0f} s (validation cases {', '.join(val)})")
-    result = train(dataset, out / "model", config, val_cases=val, overwrite=True, progress=True)
+    result = train(dataset, out / "model", config, val_cases=val, overwrite=True, progress=progress)
 
     console.print("[bold]3/4[/] predicting the held-out test images")
     predictor = Predictor.from_folder(out / "model")

@@ -65,3 +65,13 @@ def test_bad_vesselness_arguments(tube):
         segment_frangi(image, threshold=3.0)
     with pytest.raises(MedsegError, match="polarity"):
         segment_sato(image, polarity="up")
+
+
+def test_fraction_is_p_tile_thresholding(tube):
+    image, truth = tube
+    lab = segment_sato(image, fraction=truth.mean())
+    assert abs(lab.mean() - truth.mean()) < 0.01 and dice(lab, truth) > 0.8
+    with pytest.raises(MedsegError, match="fraction"):
+        segment_sato(image, fraction=1.5)
+    with pytest.raises(MedsegError, match="not both"):
+        segment_frangi(image, fraction=0.1, threshold=0.2)

@@ -22,6 +22,13 @@ def test_dense_map_equals_naive_patch_by_patch(patch_size, features, kernel):
     torch.testing.assert_close(dense, naive, rtol=1e-5, atol=1e-5)
 
 
+def test_tiny_image_smaller_than_half_patch():
+    net = PatchCNN(1, 2, patch_size=13, features=(4,), kernel_size=3, fc_features=8).eval()
+    image = torch.randn(1, 1, 5, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(net(image), net.predict_naive(image), rtol=1e-5, atol=1e-5)
+
+
 def test_naive_centre_pixel_is_the_patch_classification():
     torch.manual_seed(0)
     net = PatchCNN(1, 2, patch_size=13, features=(4,), kernel_size=3, fc_features=8).eval()

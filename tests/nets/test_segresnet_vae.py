@@ -38,6 +38,11 @@ def test_vae_branch_unused_in_eval():
     assert not called
 
 
+def test_size_divisor_covers_the_vae():
+    assert SegResNetVAE(1, 2, 3, input_size=(16, 16, 16), **TINY).size_divisor == 16
+    assert SegResNetVAE(1, 2, 3, vae=False, **TINY).size_divisor == 8
+
+
 def test_input_size_checks():
     with pytest.raises(MedsegError, match="divisible by 16"):
         SegResNetVAE(1, 2, 3, input_size=(24, 16, 16), **TINY)
@@ -93,22 +98,24 @@ def test_onnx_eval_path_only(tmp_path):
 def _nested_regions_case(gen, size=16):
     """4 'MRI modalities' and 3 nested BraTS-like regions (whole tumour ⊃ tumour core ⊃ enhancing)."""
     z, y, x = torch.meshgrid(*(torch.arange(size, dtype=torch.float32),) * 3, indexing="ij")
-    centre = torch.randint(6, size - 6, (3,), generator=gen).float()
+    centre = 5.5 + 5 * torch.rand(3, generator=gen)
     r = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2).sqrt()
-    regions = torch.stack([r < 5.5, r < 3.5, r < 2.0]).float()  # WT, TC, ET
+    regions = torch.stack([r < 6.0, r < 4.0, r < 2.5]).float()  # WT, TC, ET
     image = torch.stack([regions[0] + regions[2], regions[1], regions[0] - regions[1], regions[2]])
     return image + 0.3 * torch.randn(image.shape, generator=gen), regions
 
 
+@pytest.mark.slow  # ~10 s of CPU: 40 training steps
 def test_learns_nested_regions_with_sigmoid_heads_and_vae_terms():
     # The whole network path on a synthetic 4-channel set: sigmoid region heads, Dice + 0.1 L2 + 0.1 KL
     # (the paper's loss, written inline here; medseg.losses owns the real one).
     torch.set_num_threads(1)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    net = SegResNetVAE(4, 3, 3, input_size=(16, 16, 16), features=8, blocks_down=(1, 1, 1, 1), latent_dim=16)
+    net = SegResNetVAE(4, 3, 3, input_size=(16, 16, 16), features=8, blocks_down=(1, 1, 1, 1), latent_dim=16,
+                       dropout=0.0)
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
-    cases = [_nested_regions_case(gen) for _ in range(4)]
+    cases = [_nested_regions_case(gen) for _ in range(6)]
     images, targets = torch.stack([c[0] for c in cases]), torch.stack([c[1] for c in cases])
     net.train()
     for _ in range(40):
@@ -125,6 +132,6 @@ def test_learns_nested_regions_with_sigmoid_heads_and_vae_terms():
     with torch.no_grad():
         predicted = torch.sigmoid(net(test_image[None]))[0] > 0.5
     dice = [(2 * (p & t.bool()).sum() / (p.sum() + t.sum())).item() for p, t in zip(predicted, test_regions)]
-    assert min(dice) > 0.7, dice
+    assert min(dice) > 0.8, dice
     # nested output regions, as the targets
     assert (predicted[1] & ~predicted[0]).float().mean() < 0.01

@@ -80,6 +80,8 @@ def test_parameter_count_of_the_paper_configuration():
 
 
 def test_bad_options():
+    with pytest.raises(MedsegError, match="unknown option 'featurs'"):
+        create_network("unet", 1, 2, 2, featurs=8)
     with pytest.raises(MedsegError):
         UNet(1, 2, 3, depth=2, strides=[2])
     with pytest.raises(MedsegError):

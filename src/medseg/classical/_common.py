@@ -69,10 +69,8 @@ def as_scalar(
     if array.ndim not in dims:
         supported = " or ".join(f"{d}D" for d in dims)
         raise MedsegError(f"{method}: image is {array.ndim}D but this method supports {supported} images only")
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        array = array.astype(np.float32) if array.dtype == bool else array
-        if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-            raise MedsegError(f"{method}: image must be real-valued; got dtype {array.dtype}")
+    if array.dtype != bool and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
+        raise MedsegError(f"{method}: image must be real-valued; got dtype {array.dtype}")
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):

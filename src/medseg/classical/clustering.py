@@ -92,7 +92,7 @@ def segment_kmeans(
 
 
 def fuzzy_cmeans(
-    values: np.ndarray, classes: int, m: float = 2.0, iterations: int = 100, tol: float = 1e-5, random_state: int = 0
+    values: np.ndarray, classes: int, m: float = 2.0, iterations: int = 100, tol: float = 1e-4, random_state: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuzzy c-means (Bezdek 1981) of 1D or ``(N, F)`` feature values.
 
@@ -156,7 +156,7 @@ def segment_fuzzy_cmeans(
     m: float = 2.0,
     iterations: int = 100,
     mask: np.ndarray | None = None,
-    max_samples: int = 100_000,
+    max_samples: int = 20_000,
     random_state: int = 0,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -176,7 +176,9 @@ def segment_fuzzy_cmeans(
     mask : ndarray of bool, optional
         Only voxels inside it are clustered; outside the result is 0.
     max_samples : int
-        Voxels used to fit the centres.
+        Voxels used to fit the centres (fewer than for k-means: each fuzzy update touches every
+        sample-class pair; on an ACDC volume, 10⁵ samples with tol 1e-5 took 5.8 s, 2·10⁴ with tol 1e-4
+        0.45 s, centres within 0.5 % of the intensity range).
     random_state : int
         Seed of the initial memberships.
     spacing : sequence of float, optional

@@ -96,11 +96,19 @@ def vesselness(
     return response.astype(np.float32)
 
 
-def _segment(image, sigmas, threshold, method, polarity, mask, spacing, name):
+def _segment(image, sigmas, threshold, fraction, method, polarity, mask, spacing, name):
     score = vesselness(image, sigmas, method=method, polarity=polarity, mask=mask, spacing=spacing)
     m = check_mask(mask, score.shape)
-    if threshold is None:
-        threshold = otsu_value(score[m] if m is not None else score)
+    inside = score[m] if m is not None else score.ravel()
+    if threshold is not None and fraction is not None:
+        raise MedsegError(f"{name}: give threshold or fraction, not both")
+    if fraction is not None:
+        if not 0.0 < fraction < 1.0:
+            raise MedsegError(f"{name}: fraction must lie in (0, 1); got {fraction}")
+        # p-tile thresholding (Doyle 1962): the object is known to cover about this share of the mask.
+        threshold = float(np.quantile(inside, 1.0 - fraction))
+    elif threshold is None:
+        threshold = otsu_value(inside)
     elif not 0.0 <= threshold <= 1.0:
         raise MedsegError(f"{name}: threshold applies to the [0, 1] vesselness; got {threshold}")
     return finish(score > threshold, m)
@@ -113,6 +121,7 @@ def segment_frangi(
     sigmas: Sequence[float] = (1.0, 2.0, 3.0),
     *,
     threshold: float | None = None,
+    fraction: float | None = None,
     polarity: str = "dark",
     mask: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
@@ -127,6 +136,9 @@ def segment_frangi(
         Hessian scales in mm.
     threshold : float, optional
         Threshold on the [0, 1] response; default Otsu's.
+    fraction : float, optional
+        Instead of a threshold, label this share of the (masked) voxels with the highest response
+        (p-tile thresholding; about 0.12 for retinal vessels in the field of view).
     polarity : {"dark", "bright"}
         Vessel polarity.
     mask : ndarray of bool, optional
@@ -146,7 +158,7 @@ def segment_frangi(
     >>> bool(lab[16, 16]), bool(lab[16, 4])
     (True, False)
     """
-    return _segment(image, sigmas, threshold, "frangi", polarity, mask, spacing, "frangi")
+    return _segment(image, sigmas, threshold, fraction, "frangi", polarity, mask, spacing, "frangi")
 
 
 @register("sato", family="vesselness", colour_channel=1,
@@ -156,6 +168,7 @@ def segment_sato(
     sigmas: Sequence[float] = (1.0, 2.0, 3.0),
     *,
     threshold: float | None = None,
+    fraction: float | None = None,
     polarity: str = "dark",
     mask: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
@@ -170,6 +183,9 @@ def segment_sato(
         Hessian scales in mm.
     threshold : float, optional
         Threshold on the [0, 1] response; default Otsu's.
+    fraction : float, optional
+        Instead of a threshold, label this share of the (masked) voxels with the highest response
+        (p-tile thresholding; about 0.12 for retinal vessels in the field of view).
     polarity : {"dark", "bright"}
         Vessel polarity.
     mask : ndarray of bool, optional
@@ -189,4 +205,4 @@ def segment_sato(
     >>> bool(lab[16, 16]), bool(lab[16, 4])
     (True, False)
     """
-    return _segment(image, sigmas, threshold, "sato", polarity, mask, spacing, "sato")
+    return _segment(image, sigmas, threshold, fraction, "sato", polarity, mask, spacing, "sato")

@@ -69,6 +69,30 @@ def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: 
     return LabelMapping(config.label_values).decode(torch.argmax(p, 0).numpy())
 
 
+def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, config: ModelConfig) -> np.ndarray:
+    """Label values on ``reference``'s grid from probabilities on ``grid``, one channel at a time."""
+    from medseg.preprocessing.resample import resample_probabilities
+
+    best = index = None
+    out = None
+    values = region_label_values(config) if config.regions else None
+    for c in range(probabilities.shape[0]):
+        p = resample_probabilities(grid.with_array(probabilities[c : c + 1].astype(np.float32), ("p",)),
+                                   reference, order=1).array[0]
+        if values is not None:  # regions: paint in order
+            if out is None:
+                out = np.zeros(p.shape, np.uint8 if max(values + [0]) < 256 else np.int32)
+            out[p > 0.5] = values[c]
+            continue
+        if best is None:
+            best, index = p, np.zeros(p.shape, np.int16)
+        else:
+            better = p > best
+            index[better] = c
+            np.maximum(best, p, out=best)
+    return out if values is not None else LabelMapping(config.label_values).decode(index)
+
+
 def _region_label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tensor]:
     values = region_label_values(config)
 
@@ -187,11 +211,9 @@ class Predictor:
         if not models:
             raise MedsegError("a predictor needs at least one model")
         self.models = list(models)
-        first = self.models[0].config
-        for m in self.models[1:]:
-            c = m.config
-            if (c.label_values, c.regions, c.input_channels) != (first.label_values, first.regions, first.input_channels):
-                raise MedsegError("models of an ensemble must share labels, regions and input channels", m.folder)
+        from medseg.inference.ensemble import check_compatible
+
+        check_compatible([m.config for m in self.models], [m.folder for m in self.models])
         self.overlap = overlap
         self.tta = tta
         self.batch_size = batch_size
@@ -272,8 +294,14 @@ class Predictor:
             return_labels=not need_probs, return_probabilities=need_probs,
             probabilities_dtype=np.float16 if cfg.data_dims == 3 and not want_probabilities else np.float32,
         )
+        if resampled and not want_probabilities:
+            # labels only: bring one channel at a time back to the input grid and keep a running argmax,
+            # so memory holds two float32 volumes instead of C of them
+            result.labels = _resampled_labels(result.probabilities, pre, image, cfg)
+            result.probabilities = None
+            need_probs = False
         if not need_probs:
-            labels = result.labels if cfg.regions else LabelMapping(cfg.label_values).decode(result.labels)
+            labels = result.labels if cfg.regions or resampled else LabelMapping(cfg.label_values).decode(result.labels)
             if bbox is not None:
                 from medseg.preprocessing.crop import uncrop
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from medseg.errors import MedsegError
+from medseg.inference.tta import mirror_axes_combinations, predict_mirrored  # noqa: F401 (re-export)
 
 Network = Callable[[torch.Tensor], torch.Tensor]
 
@@ -65,29 +66,6 @@ def _gaussian_cached(patch_size: tuple[int, ...], sigma_scale: float) -> torch.T
 def gaussian_importance(patch_size: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
     """Gaussian weight map of a tile (max 1, sigma = ``sigma_scale`` × patch size per axis)."""
     return _gaussian_cached(tuple(int(p) for p in patch_size), float(sigma_scale)).clone()
-
-
-def mirror_axes_combinations(axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """Every subset of the spatial ``axes`` (0-based), the identity first."""
-    axes = tuple(axes)
-    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
-
-
-def _run_network(network: Network, batch: torch.Tensor, mirror_axes: Sequence[int]) -> torch.Tensor:
-    out = network(batch)
-    if isinstance(out, dict):
-        out = out["logits"]
-    combos = mirror_axes_combinations(mirror_axes)
-    if len(combos) == 1:
-        return out.float()
-    total = out.float()
-    for combo in combos[1:]:
-        dims = [2 + a for a in combo]
-        o = network(torch.flip(batch, dims))
-        if isinstance(o, dict):
-            o = o["logits"]
-        total = total + torch.flip(o.float(), dims)
-    return total / len(combos)
 
 
 @dataclass
@@ -245,7 +223,7 @@ def sliding_window_inference(
         batch = torch.stack(
             [x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(t, patch))] for t in chunk]
         ).to(device)
-        out = _run_network(network, batch, mirror_axes)
+        out = predict_mirrored(network, batch, mirror_axes)
         if out.shape[2:] != batch.shape[2:]:
             raise MedsegError(f"network returned spatial size {tuple(out.shape[2:])} for tiles {patch}")
         if acc is None:

@@ -29,6 +29,7 @@ from torch import nn
 from medseg.errors import MedsegError
 from medseg.nets.layers.conv import ConvNormAct, crop_to, make_activation, make_norm, pad_to_multiple
 from medseg.nets.layers.deformable_conv import DeformConv2d
+from medseg.nets.layers.options import build_checked
 from medseg.nets.registry import NETWORKS
 
 CITATION = "Jin, Meng, Pham, Chen, Wei, Su. DUNet: a deformable network for retinal vessel segmentation. Knowledge-Based Systems 2019"
@@ -144,7 +145,7 @@ class DUNet(nn.Module):
                    summary="DUNet: U-Net with deformable convolution blocks (retinal vessels)")
 def build_dunet(in_channels: int, num_classes: int, spatial_dims: int = 2, **options: Any) -> DUNet:
     """Build a :class:`DUNet` (see its parameters)."""
-    return DUNet(in_channels, num_classes, spatial_dims, **options)
+    return build_checked(DUNet, "dunet", in_channels, num_classes, spatial_dims, options)
 
 
 __all__ = ["DUNet", "build_dunet"]

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from medseg.errors import MedsegError
+from medseg.nets.layers.options import build_checked
 from medseg.nets.registry import NETWORKS
 
 CITATION = "Ciresan, Giusti, Gambardella, Schmidhuber. Deep neural networks segment neuronal membranes in EM images. NIPS 2012"
@@ -90,6 +91,13 @@ class PatchCNN(nn.Module):
         self.fc = nn.Conv2d(c, fc_features, size)
         self.classifier = nn.Conv2d(fc_features, num_classes, 1)
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        # Reflection (the usual choice for patch classifiers) needs the image larger than P//2; tiny
+        # inputs fall back to edge replication. Both forms pad through here, so they stay identical.
+        half = self.patch_size // 2
+        mode = "reflect" if min(x.shape[2:]) > half else "replicate"
+        return F.pad(x, (half, half, half, half), mode=mode)
+
     def classify_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, K)`` of the centre pixels of patches ``(B, C, P, P)`` (the naive form)."""
         if tuple(patches.shape[2:]) != (self.patch_size, self.patch_size):
@@ -102,9 +110,8 @@ class PatchCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dense logits ``(N, K, H, W)``: the patch classifier applied at every pixel at once."""
-        half = self.patch_size // 2
         shape = x.shape[2:]
-        x = F.pad(x, (half, half, half, half), mode="reflect")
+        x = self._pad(x)
         dilation = 1
         for conv in self.convs:
             x = F.relu(F.conv2d(x, conv.weight, conv.bias, dilation=dilation))
@@ -133,7 +140,7 @@ class PatchCNN(nn.Module):
         """
         n, c, h, w = image.shape
         p, half = self.patch_size, self.patch_size // 2
-        padded = F.pad(image, (half, half, half, half), mode="reflect")
+        padded = self._pad(image)
         outputs = []
         for b in range(n):
             rows = []
@@ -153,7 +160,7 @@ class PatchCNN(nn.Module):
                    summary="Sliding-patch CNN (centre-pixel classifier) run in its exact dense form")
 def build_patch_cnn(in_channels: int, num_classes: int, spatial_dims: int = 2, **options: Any) -> PatchCNN:
     """Build a :class:`PatchCNN` (see its parameters)."""
-    return PatchCNN(in_channels, num_classes, spatial_dims, **options)
+    return build_checked(PatchCNN, "patch_cnn", in_channels, num_classes, spatial_dims, options)
 
 
 __all__ = ["PatchCNN", "build_patch_cnn"]

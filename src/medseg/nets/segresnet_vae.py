@@ -18,7 +18,7 @@ ReLU → 1×1×1 conv to 256 → up-sampling and blocks mirroring the decoder �
 channels.
 
 ``input_size`` — the training patch size (paper: 160×192×128) — fixes the dense layers' sizes and must
-be divisible by 16. In train mode ``forward`` returns ``{"logits", "reconstruction", "mu", "logvar"}`` and
+be divisible by 16 (``size_divisor`` is then 16, else 8). In train mode ``forward`` returns ``{"logits", "reconstruction", "mu", "logvar"}`` and
 requires inputs of exactly ``input_size``; in eval mode it returns the logits for any input size, the VAE
 branch being unused (and therefore never exported to ONNX). The loss of the paper,
 Dice + 0.1·L2(reconstruction) + 0.1·KL, lives in :mod:`medseg.losses`.
@@ -34,6 +34,7 @@ from torch import nn
 
 from medseg.errors import MedsegError
 from medseg.nets.layers.conv import as_tuple, conv_type, crop_to, make_norm, pad_to_multiple
+from medseg.nets.layers.options import build_checked
 from medseg.nets.registry import NETWORKS
 
 CITATION = "Myronenko. 3D MRI brain tumor segmentation using autoencoder regularization. BrainLes (MICCAI) 2018"
@@ -156,6 +157,8 @@ class SegResNetVAE(nn.Module):
                     "(the VAE down-samples the encoder end-point once more)"
                 )
             self.vae_grid = tuple(s // factor for s in self.input_size)
+            # Training patches must be divisible by 16 for the VAE: say so to the patch-size planner.
+            self.size_divisor = factor
             vae_channels = 16
             flat = vae_channels * math.prod(self.vae_grid)
             self.vae_channels = vae_channels
@@ -211,7 +214,7 @@ class SegResNetVAE(nn.Module):
                    summary="SegResNet-VAE: ResNet encoder, light decoder, VAE regulariser (train only)")
 def build_segresnet_vae(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> SegResNetVAE:
     """Build a :class:`SegResNetVAE` (see its parameters; pass ``input_size`` = the training patch size)."""
-    return SegResNetVAE(in_channels, num_classes, spatial_dims, **options)
+    return build_checked(SegResNetVAE, "segresnet_vae", in_channels, num_classes, spatial_dims, options)
 
 
 __all__ = ["ResBlock", "SegResNetVAE", "build_segresnet_vae"]

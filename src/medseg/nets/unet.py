@@ -34,6 +34,7 @@ from medseg.nets.layers.conv import (
     simplify_divisor,
     transposed_conv_type,
 )
+from medseg.nets.layers.options import build_checked
 from medseg.nets.registry import NETWORKS
 
 CITATION = "Ronneberger, Fischer, Brox. U-Net. MICCAI 2015"
@@ -141,6 +142,8 @@ class UNet(nn.Module):
         self.spatial_dims = spatial_dims
         self.depth = depth
         self.deep_supervision = deep_supervision
+        # nnU-Net halves the loss weight per coarser output (read by the loss).
+        self.deep_supervision_weighting = "halving"
         self.strides = _per_level(strides, depth, spatial_dims, 2, "strides")
         self.kernel_sizes = _per_level(kernel_sizes, depth + 1, spatial_dims, 3, "kernel_sizes")
         self.channels = [min(features * 2**i, max_features) for i in range(depth + 1)]
@@ -196,7 +199,7 @@ class UNet(nn.Module):
                    summary="U-Net: encoder-decoder with skip connections (3D: Çiçek et al. 2016)")
 def build_unet(in_channels: int, num_classes: int, spatial_dims: int = 2, **options: Any) -> UNet:
     """Build a :class:`UNet` (see its parameters)."""
-    return UNet(in_channels, num_classes, spatial_dims, **options)
+    return build_checked(UNet, "unet", in_channels, num_classes, spatial_dims, options)
 
 
 NETWORKS.add("unet3d", build_unet, dims=(3,), citation=CITATION_3D,

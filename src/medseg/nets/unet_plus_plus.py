@@ -17,7 +17,8 @@ activation="relu"`` gives the paper's network).
 
 Outputs. Train mode (``deep_supervision=True``): ``{"logits": head(X^{0,depth}), "deep_supervision":
 [head(X^{0,depth-1}), ..., head(X^{0,1})]}`` — all full resolution (unlike U-Net's lower-resolution
-deep supervision), nearest-to-full first; the paper averages the losses of all four with equal weight.
+deep supervision), nearest-to-full first; the paper averages the losses of all four with equal weight (attribute
+``deep_supervision_weighting = "equal"``).
 Eval mode: the logits of ``head(X^{0,L})`` for the prune level ``L`` (default ``depth``, the full
 network — the paper's "fast mode" choice of one branch); ``ensemble=True`` instead averages the logits
 of ``X^{0,1..L}`` (the paper's "accurate mode"). At prune level L only the nodes X^{i,j} with i + j <= L
@@ -42,6 +43,7 @@ from medseg.nets.layers.conv import (
     prod_per_axis,
     simplify_divisor,
 )
+from medseg.nets.layers.options import build_checked
 from medseg.nets.registry import NETWORKS
 from medseg.nets.unet import Upsample, _per_level
 
@@ -103,6 +105,8 @@ class UNetPlusPlus(nn.Module):
         self.spatial_dims = spatial_dims
         self.depth = depth
         self.deep_supervision = deep_supervision
+        # The paper averages the losses of the X^{0,j} outputs with equal weights (read by the loss).
+        self.deep_supervision_weighting = "equal"
         self.ensemble = ensemble
         self.strides = _per_level(strides, depth, spatial_dims, 2, "strides")
         self.size_divisor = simplify_divisor(prod_per_axis(self.strides, spatial_dims))
@@ -228,7 +232,7 @@ def pruning_report(
                    summary="UNet++: nested dense skip pathways, deep supervision, prunable at inference")
 def build_unet_plus_plus(in_channels: int, num_classes: int, spatial_dims: int = 2, **options: Any) -> UNetPlusPlus:
     """Build a :class:`UNetPlusPlus` (see its parameters)."""
-    return UNetPlusPlus(in_channels, num_classes, spatial_dims, **options)
+    return build_checked(UNetPlusPlus, "unet_plus_plus", in_channels, num_classes, spatial_dims, options)
 
 
 __all__ = ["UNetPlusPlus", "build_unet_plus_plus", "pruning_report"]

@@ -33,6 +33,7 @@ from medseg.nets.layers.conv import (
     pad_to_multiple,
     transposed_conv_type,
 )
+from medseg.nets.layers.options import build_checked
 from medseg.nets.registry import NETWORKS
 
 CITATION = "Milletari, Navab, Ahmadi. V-Net. 3DV 2016"
@@ -154,7 +155,7 @@ class VNet(nn.Module):
                    summary="V-Net: 3D residual encoder-decoder, 5x5x5 convs, strided-conv down-sampling, PReLU")
 def build_vnet(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> VNet:
     """Build a :class:`VNet` (see its parameters)."""
-    return VNet(in_channels, num_classes, spatial_dims, **options)
+    return build_checked(VNet, "vnet", in_channels, num_classes, spatial_dims, options)
 
 
 __all__ = ["VNet", "build_vnet"]

@@ -110,6 +110,9 @@ def plot_training_curve(rows: list[dict[str, Any]], path: str | Path) -> Path | 
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     metric_keys = sorted({k for r in rows for k in r if k.startswith("val_")})
+    per_class = [k for k in metric_keys if k.startswith("val_dice_")]
+    if len(per_class) == 1:  # one class: its Dice is the mean Dice
+        metric_keys.remove(per_class[0])
     if metric_keys:
         ax2 = ax.twinx()
         for key in metric_keys:
@@ -120,7 +123,7 @@ def plot_training_curve(rows: list[dict[str, Any]], path: str | Path) -> Path | 
         ax2.set_ylabel("validation")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="lower right", fontsize=8)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)

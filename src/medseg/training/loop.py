@@ -331,8 +331,6 @@ def train(
     if not hasattr(dataset, "cases"):
         dataset = load_dataset(dataset)
     out = Path(out)
-    if check:
-        _check(dataset)
 
     existing = (out / "config.json").is_file()
     if resume:
@@ -345,6 +343,10 @@ def train(
             saved.threads = config.threads
         config = saved
         train_names, val_names = model_config.train_cases, model_config.val_cases
+        missing = sorted(set(train_names + val_names) - {c.name for c in dataset.cases})
+        if missing:
+            raise MedsegError(f"the model was trained on case(s) missing from this dataset: {', '.join(missing[:5])}",
+                              dataset.root)
     else:
         if existing and not overwrite:
             raise MedsegError("model folder exists; use --resume to continue or --overwrite to replace it", out)
@@ -352,6 +354,8 @@ def train(
         train_names, val_names = select_cases(dataset, fold, val_cases, config.seed)
         if not train_names:
             raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
+    if check:  # after the cheap argument checks, before any training
+        _check(dataset)
 
     if config.threads:
         torch.set_num_threads(int(config.threads))

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medseg.errors import MedsegError
+from medseg.postprocessing import fill_holes, keep_largest_component, postprocess, remove_small_objects
+
+
+def test_fill_holes_per_label_never_overwrites_other_labels():
+    x = np.zeros((12, 12), np.uint8)
+    x[1:10, 1:10] = 2  # myocardium-like ring
+    x[4:7, 4:7] = 3  # a structure inside it
+    x[2, 2] = 0  # a real hole in label 2 (enclosed by 2 only)
+    x[8, 5] = 0
+    out = fill_holes(x)
+    assert out[2, 2] == 2 and out[8, 5] == 2 and (out[4:7, 4:7] == 3).all()
+    assert out.dtype == x.dtype and (out[0] == 0).all()
+    only3 = fill_holes(x, values=3)
+    assert only3[2, 2] == 0
+
+
+def test_fill_holes_3d():
+    x = np.zeros((7, 7, 7), np.int16)
+    x[1:6, 1:6, 1:6] = 1
+    x[3, 3, 3] = 0
+    assert fill_holes(x)[3, 3, 3] == 1
+
+
+def test_remove_small_objects_voxels_and_mm():
+    x = np.zeros((10, 10, 10), np.uint8)
+    x[0:3, 0:3, 0:3] = 1  # 27 voxels
+    x[8, 8, 8] = 1
+    x[5:7, 5:7, 5:7] = 2  # 8 voxels of another label
+    out = remove_small_objects(x, min_size=5)
+    assert out.sum() == 27 + 16 and out[8, 8, 8] == 0
+    # 2x2x2 mm voxels: 8 mm³ per voxel, label 2 has 64 mm³, label 1's big part 216 mm³
+    out = remove_small_objects(x, min_size=100, spacing=(2.0, 2.0, 2.0))
+    assert (out == 2).sum() == 0 and (out == 1).sum() == 27
+    # only label 2 processed
+    assert remove_small_objects(x, min_size=100, spacing=(2.0, 2.0, 2.0), values=2)[8, 8, 8] == 1
+    with pytest.raises(MedsegError, match="spacing"):
+        remove_small_objects(x, 5, spacing=(1.0, 1.0))
+
+
+def test_connectivity_matters_for_diagonal_neighbours():
+    x = np.zeros((5, 5), np.uint8)
+    x[1, 1] = x[2, 2] = x[3, 3] = 1
+    assert remove_small_objects(x, min_size=2, connectivity=1).sum() == 0
+    assert remove_small_objects(x, min_size=2, connectivity=2).sum() == 3
+    with pytest.raises(MedsegError, match="connectivity"):
+        keep_largest_component(x, connectivity=3)
+
+
+def test_keep_largest_component_per_label():
+    x = np.zeros((10, 20), np.uint8)
+    x[0:4, 0:4] = 1
+    x[6:8, 6:8] = 1
+    x[0:2, 10:12] = 2
+    x[5:9, 14:19] = 2
+    out = keep_largest_component(x)
+    assert (out == 1).sum() == 16 and (out == 2).sum() == 20 and out[0, 10] == 0
+    assert (keep_largest_component(x, values=[2]) == 1).sum() == 20
+
+
+def test_postprocess_steps_and_bad_input():
+    x = np.zeros((8, 8), np.uint8)
+    x[1:6, 1:6] = 1
+    x[3, 3] = 0
+    x[7, 7] = 1
+    out = postprocess(x, ["fill_holes", "min_size=2"])
+    assert out[3, 3] == 1 and out[7, 7] == 0
+    with pytest.raises(MedsegError, match="unknown postprocess"):
+        postprocess(x, ["dilate"])
+    with pytest.raises(MedsegError, match="min_size"):
+        postprocess(x, ["min_size=big"])
+    with pytest.raises(MedsegError, match="integer"):
+        fill_holes(np.zeros((3, 3), float))
+    with pytest.raises(MedsegError, match="2D or 3D"):
+        fill_holes(np.zeros(3, np.uint8))
