@@ -75,3 +75,19 @@ def test_fraction_is_p_tile_thresholding(tube):
         segment_sato(image, fraction=1.5)
     with pytest.raises(MedsegError, match="not both"):
         segment_frangi(image, fraction=0.1, threshold=0.2)
+
+
+@pytest.mark.data
+def test_drive_image_sato_p_tile(shared_data):
+    from medseg.io import read_image
+    from medseg.metrics import f1, roc_auc
+
+    root = shared_data / "DRIVE" / "test"
+    if not root.is_dir():
+        pytest.skip("DRIVE test set absent")
+    green = read_image(root / "images" / "01_test.tif").array[1]
+    truth = read_image(root / "1st_manual" / "01_manual1.gif").array[0] > 0
+    fov = read_image(root / "mask" / "01_test_mask.gif").array[0] > 0
+    score = vesselness(green, (1.0, 2.0, 3.0), method="sato", mask=fov)
+    assert roc_auc(score, truth, fov) > 0.9
+    assert f1(segment_sato(green, fraction=0.13, mask=fov), truth, fov) > 0.65

@@ -30,17 +30,18 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
     inside) is one case. Files named ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as
     channels when the model takes more than one channel.
     """
-    from medseg.io import strip_extension
+    from medseg.io import image_extension, strip_extension
+    from medseg.io.formats import DICOM_EXTENSIONS
 
     files: list[Path] = []
     cases: list[tuple[str, list[Path]]] = []
     for p in paths:
         if p.is_dir():
             inside = _image_files(p)
-            if inside:
+            if inside and not all(image_extension(f) in DICOM_EXTENSIONS for f in inside):
                 files += inside
             else:
-                cases.append((p.name, [p]))  # a DICOM series folder
+                cases.append((p.name, [p]))  # a DICOM series folder: one case
         elif p.is_file():
             files.append(p)
         else:
@@ -166,6 +167,8 @@ def predict(
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best weights."),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap (default: the model's, 0.5)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per network call."),
+    tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, e.g. 512,512 (default: the "
+                                  "training patch; larger tiles are faster on CPU)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
 ) -> None:
     """Predict label maps with a trained model (or an ensemble of model folders).
@@ -193,8 +196,11 @@ def predict(
         raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
     if threads:
         torch.set_num_threads(threads)
+    from medseg.training.config import parse_size
+
     predictor = Predictor.from_folders(model_dirs, checkpoint=checkpoint, backend=backend, tta=tta,
-                                       largest_component=largest_component, overlap=overlap, batch_size=batch_size)
+                                       largest_component=largest_component, overlap=overlap, batch_size=batch_size,
+                                       tile_size=parse_size(tile_size) or None)
     cases = collect_inputs(inputs, predictor.config.input_channels)
     if not cases:
         raise MedsegError("no input images found")

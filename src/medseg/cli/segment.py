@@ -159,7 +159,7 @@ def segment(
         _list_methods()
         return
     if method is None or input is None:
-        raise MedsegError("usage: medseg segment METHOD INPUT -o OUTPUT [options] (or --list)")
+        raise MedsegError("usage: medseg segment METHOD INPUT -o OUTPUT, options in --help, methods in --list")
     if output is None:
         raise MedsegError("--output: give the label map to write (-o OUTPUT)")
     from medseg.classical import METHODS

@@ -204,10 +204,14 @@ class Predictor:
         Tiles per network call.
     largest_component : bool
         Keep only the largest connected component of each label.
+    tile_size : sequence of int, optional
+        Sliding-window tile (network dimensions); default the training patch size. Larger tiles mean
+        fewer, better-shaped convolutions (a whole 584×565 DRIVE image in one tile is ~4× faster than
+        81 overlapping 128² tiles here); networks with instance norm see slightly different statistics.
     """
 
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None, tta: bool = False,
-                 batch_size: int = 4, largest_component: bool = False):
+                 batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None):
         if not models:
             raise MedsegError("a predictor needs at least one model")
         self.models = list(models)
@@ -218,6 +222,11 @@ class Predictor:
         self.tta = tta
         self.batch_size = batch_size
         self.largest_component = largest_component
+        self.tile_size = tuple(int(t) for t in tile_size) if tile_size else None
+        if self.tile_size and len(self.tile_size) == 1:
+            self.tile_size = self.tile_size * self.config.spatial_dims
+        if self.tile_size and len(self.tile_size) != self.config.spatial_dims:
+            raise MedsegError(f"tile size {self.tile_size} does not fit a {self.config.spatial_dims}D network")
 
     @classmethod
     def from_folder(cls, path: str | Path, *, checkpoint: str = "final", backend: str = "torch",
@@ -286,8 +295,11 @@ class Predictor:
             pre = resample_image(pre, tuple(cfg.target_spacing), order=order)
         mirror = tuple(cfg.mirror_axes) if self.tta else ()
         need_probs = want_probabilities or resampled
+        from medseg.inference.slices import volume_patch_size
+
+        tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_patch_size
         result = sliding_window_inference(
-            pre.array, model.network, cfg.data_patch_size, num_classes=cfg.num_classes,
+            pre.array, model.network, tile, num_classes=cfg.num_classes,
             overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
             mirror_axes=mirror, activation=cfg.activation,
             label_fn=_region_label_fn(cfg) if cfg.regions else None,
@@ -346,17 +358,14 @@ class Predictor:
         cfg = self.config
         want_probs = probabilities or len(self.models) > 1
         total = None
-        labels = None
         with torch.inference_mode():
-            for model in self.models:
-                lab, probs = self._predict_one(model, image, roi, want_probs)
-                if probs is None:
-                    labels = lab
-                else:
-                    total = probs if total is None else total + probs
-        if total is not None:
-            total /= len(self.models)
-            labels = labels_from_probabilities(total, cfg)
+            if want_probs:
+                from medseg.inference.ensemble import mean_probabilities
+
+                total = mean_probabilities(self._predict_one(m, image, roi, True)[1] for m in self.models)
+                labels = labels_from_probabilities(total, cfg)
+            else:
+                labels = self._predict_one(self.models[0], image, roi, False)[0]
         if roi is not None:
             labels = np.where(np.asarray(roi.array[0]) != 0, labels, 0).astype(labels.dtype)
         if self.largest_component:
