@@ -161,13 +161,13 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
 
     metrics = ("dice", "accuracy", "recall", "specificity", "roc_auc", "hd95")
     table = Table(title=f"vessel segmentation on {test_cases} held-out synthetic images (inside the field of view)")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for m in metrics:
         table.add_column(m, justify="right")
     rows = {}
     for name, summary in (("Otsu threshold (green)", base_summary), ("medseg U-Net", model_summary)):
         values = {m: _mean(summary, "vessel", m) for m in metrics}
-        rows[name] = values
+        rows[name] = {m: (None if np.isnan(v) else v) for m, v in values.items()}  # strict JSON: null
         table.add_row(name, *[("-" if np.isnan(v) else f"{v:.4f}") for v in values.values()])
     console.print(table)
     total = time.perf_counter() - t_start
@@ -176,7 +176,9 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
         "inference_seconds_per_image": round(float(np.mean(t_pred)), 3), "total_seconds": round(total, 1),
         "metrics": rows,
     }
-    (out / "demo_summary.json").write_text(json.dumps(facts, indent=2) + "\n")
+    from medseg.fileutil import write_text_atomic
+
+    write_text_atomic(out / "demo_summary.json", json.dumps(facts, indent=2, allow_nan=False) + "\n")
     console.print(
         f"trained {result.iterations} iterations in {result.elapsed:.0f} s; inference {np.mean(t_pred):.2f} s per image; "
         f"total {total:.0f} s.\noutputs in {out}/: model/ (config.json, model.safetensors, training_log.csv, "

@@ -26,7 +26,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
     >>> with atomic_path(target) as tmp:
     ...     _ = tmp.write_text("done")
-    >>> target.read_text()
+    >>> target.read_text(encoding="utf-8")
     'done'
     """
     path = Path(path)
@@ -68,4 +68,4 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")

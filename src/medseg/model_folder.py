@@ -127,7 +127,7 @@ def load_config(folder: str | Path) -> ModelConfig:
     if not path.is_file():
         raise MedsegError(f"not a model folder (no {CONFIG_NAME})", folder)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise MedsegError(f"not valid JSON: {exc}", path) from None
     if int(data.get("format_version", 1)) > FORMAT_VERSION:

@@ -62,7 +62,7 @@ def test_undeclared_label_nan_and_channels(organs):
 def test_corrupt_and_missing_files(organs):
     (organs / "imagesTr" / "case_000_0000.nii.gz").write_bytes(b"garbage")
     (organs / "labelsTr" / "case_001.nii.gz").unlink()
-    raw = json.loads((organs / "dataset.json").read_text())
+    raw = json.loads((organs / "dataset.json").read_text(encoding="utf-8"))
     problems = _problems(check_dataset(organs))
     assert any(c == "case_000" and n == "case_000_0000.nii.gz" for c, n, _ in problems)
     assert any(c == "case_001" and "label file missing" in t for c, _, t in problems)

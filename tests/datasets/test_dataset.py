@@ -59,7 +59,7 @@ def test_regions_and_ignore_label(tmp_path, rng):
     write_dataset_json(root, name="brats", channel_names=["FLAIR"], labels={"background": 0, "ignore": 4},
                        regions={"whole": [1, 2, 3], "core": [2, 3], "enhancing": [3]}, file_ending=".nii.gz",
                        num_training=2)
-    raw = json.loads((root / "dataset.json").read_text())
+    raw = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     assert raw["regions_class_order"] == [1, 2, 3]
     ds = load_dataset(root)
     assert ds.regions == {"whole": [1, 2, 3], "core": [2, 3], "enhancing": [3]}
@@ -97,7 +97,7 @@ def test_missing_dataset_json(tmp_path):
 @pytest.mark.parametrize("drop", ["labels", "file_ending", "channel_names"])
 def test_missing_fields(tmp_path, rng, drop):
     root = _nnunet(tmp_path / "ds", rng)
-    raw = json.loads((root / "dataset.json").read_text())
+    raw = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     del raw[drop]
     (root / "dataset.json").write_text(json.dumps(raw))
     with pytest.raises(DatasetError, match=drop) as info:

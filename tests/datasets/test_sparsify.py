@@ -16,11 +16,11 @@ def dense(tmp_path):
 def test_sparse_dataset_keeps_few_slices_and_marks_the_rest_ignore(dense, tmp_path):
     dst = sparsify_dataset(dense, tmp_path / "sparse", slices_per_volume=3, axis=0, seed=1)
     sparse = load_dataset(dst)
-    meta = json.loads((dst / "dataset.json").read_text())
+    meta = json.loads((dst / "dataset.json").read_text(encoding="utf-8"))
     ignore = max(dense.labels.values()) + 1
     assert meta["labels"]["ignore"] == ignore and sparse.ignore_label == ignore
     assert sparse.labels == dense.labels  # "ignore" is not a class
-    record = json.loads((dst / "sparse_slices.json").read_text())["slices"]
+    record = json.loads((dst / "sparse_slices.json").read_text(encoding="utf-8"))["slices"]
     for dcase, scase in zip(dense.cases, sparse.cases):
         d, s = dcase.read_label().array[0], scase.read_label().array[0]
         kept = record[dcase.name]
@@ -39,7 +39,7 @@ def test_sparsify_is_deterministic(dense, tmp_path):
     a = sparsify_dataset(dense, tmp_path / "a", slices_per_volume=2, seed=7)
     b = sparsify_dataset(dense, tmp_path / "b", slices_per_volume=2, seed=7)
     c = sparsify_dataset(dense, tmp_path / "c", slices_per_volume=2, seed=8)
-    slices = lambda p: json.loads((p / "sparse_slices.json").read_text())["slices"]
+    slices = lambda p: json.loads((p / "sparse_slices.json").read_text(encoding="utf-8"))["slices"]
     assert slices(a) == slices(b)
     assert slices(a) != slices(c)
     for name in slices(a):

@@ -45,12 +45,12 @@ def test_dataset_splits_file_is_honoured_and_never_rewritten(tmp_path):
     given = {"train": names[:3], "val": names[3:]}
     (root / "splits.json").write_text(json.dumps(given))
     ds = load_dataset(root)
-    before = (root / "splits.json").read_text()
+    before = (root / "splits.json").read_text(encoding="utf-8")
     out = tmp_path / "model"
     folds = load_or_create_splits(ds, folds=5, output_dir=out)
     assert folds == [given]
-    assert (root / "splits.json").read_text() == before
-    assert json.loads((out / "splits.json").read_text()) == [given]  # recorded in the model folder
+    assert (root / "splits.json").read_text(encoding="utf-8") == before
+    assert json.loads((out / "splits.json").read_text(encoding="utf-8")) == [given]  # recorded in the model folder
 
 
 def test_new_splits_go_to_output_dir_only(tmp_path):

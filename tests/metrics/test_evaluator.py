@@ -52,7 +52,7 @@ def test_evaluate_folders_outputs_and_missing(folders):
     assert by["case_c", "organ"]["status"] == "missing_prediction"
     assert float(by["case_c", "organ"]["dice"]) == 0.0 and by["case_c", "organ"]["hd95"] == "inf"
     assert by["case_b", "core"]["hd95"] == "inf"
-    data = json.loads((out / "summary.json").read_text())
+    data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert data["counts"]["missing_predictions"] == ["case_c"]
     assert data["counts"]["per_label"]["core"]["exactly_one_empty"] == 2  # case_b and the missing case_c
     whole = data["metrics"]["whole"]
@@ -61,8 +61,8 @@ def test_evaluate_folders_outputs_and_missing(folders):
     assert whole["dice"]["mean"] == pytest.approx(np.mean(dice_values))
     assert whole["dice"]["ci_low"] <= whole["dice"]["mean"] <= whole["dice"]["ci_high"]
     assert summary.mean("dice", "whole") == pytest.approx(np.mean(dice_values))
-    assert "case_c" in (out / "report.md").read_text()
-    assert "<img" in (out / "report.html").read_text()
+    assert "case_c" in (out / "report.md").read_text(encoding="utf-8")
+    assert "<img" in (out / "report.html").read_text(encoding="utf-8")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -110,7 +110,7 @@ def test_cli_writes_outputs(folders, capsys):
     assert "whole" in printed and "dice" in printed and "case_c" in printed
     for name in ("per_case.csv", "summary.json", "report.md", "report.html"):
         assert (out / name).is_file()
-    assert json.loads((out / "summary.json").read_text())["settings"]["nsd_tolerance_mm"] == 1.5
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["settings"]["nsd_tolerance_mm"] == 1.5
 
 
 def test_cli_bad_input(folders, capsys):

@@ -35,7 +35,7 @@ def test_sparsify_and_splits_commands(tmp_path):
     assert sparse.ignore_label == 4
     assert main(["sparsify", str(root), str(dst)]) == 1  # exists: refused
     assert main(["splits", str(dst), "--folds", "5"]) == 0
-    folds = json.loads((dst / "splits.json").read_text())
+    folds = json.loads((dst / "splits.json").read_text(encoding="utf-8"))
     assert len(folds) == 5
     assert main(["splits", str(dst), "--folds", "5"]) == 0  # existing file honoured, not replaced
-    assert json.loads((dst / "splits.json").read_text()) == folds
+    assert json.loads((dst / "splits.json").read_text(encoding="utf-8")) == folds

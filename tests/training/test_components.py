@@ -12,8 +12,7 @@ from medseg.training.checkpoint import load_checkpoint, rng_states, save_checkpo
 from medseg.training.config import TrainingConfig, parse_duration, parse_size
 from medseg.training.data import BatchProducer, LabelMapping, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
-from medseg.training.loop import (automatic_batch_size, automatic_patch_size, default_preprocessing, make_folds,
-                                  read_splits)
+from medseg.training.loop import automatic_batch_size, automatic_patch_size, default_preprocessing, select_cases
 from medseg.training.schedule import learning_rate_factor, training_progress
 
 
@@ -151,13 +150,23 @@ def test_automatic_defaults():
     assert automatic_batch_size((128, 128)) == 4 and automatic_batch_size((64, 64, 64)) == 2
 
 
-def test_folds_and_splits(tmp_path):
-    names = [f"c{i}" for i in range(11)]
-    folds = make_folds(names, 5, seed=0)
-    assert sorted(n for f in folds for n in f["val"]) == sorted(names)
-    assert all(set(f["train"]).isdisjoint(f["val"]) for f in folds)
-    (tmp_path / "s.json").write_text(json.dumps({"train": ["a"], "val": ["b"]}))
-    assert read_splits(tmp_path / "s.json") == [{"train": ["a"], "val": ["b"]}]
-    (tmp_path / "bad.json").write_text("[1, 2]")
-    with pytest.raises(MedsegError, match="splits"):
-        read_splits(tmp_path / "bad.json")
+def test_case_selection(prepared):
+    ds, _ = prepared
+    assert select_cases(ds) == (["case_000", "case_001"], [])
+    assert select_cases(ds, val_cases=["case_001"]) == (["case_000"], ["case_001"])
+    with pytest.raises(MedsegError, match="not in the dataset"):
+        select_cases(ds, val_cases=["nope"])
+    with pytest.raises(MedsegError):
+        select_cases(ds, fold="x")
+
+
+def test_folds_cover_every_case(tmp_path):
+    from medseg.datasets import load_dataset, make_vessels2d
+
+    ds = load_dataset(make_vessels2d(tmp_path / "v", cases=5, seed=0, size=32))
+    vals = [select_cases(ds, fold=k)[1] for k in range(5)]
+    assert sorted(n for v in vals for n in v) == sorted(c.name for c in ds.cases)
+    train, val = select_cases(ds, fold=2)
+    assert set(train).isdisjoint(val) and select_cases(ds, fold=2) == (train, val)
+    with pytest.raises(MedsegError, match="fold 7"):
+        select_cases(ds, fold=7)

@@ -48,3 +48,26 @@ def test_plan_training_predicts_on_the_input_grid(organs_and_plan, tmp_path, con
     labels_only = predictor.predict(image)
     assert labels_only.same_geometry(image)
     assert np.mean(labels_only.array != labels.array) < 0.01
+
+
+def test_sparse_annotation_trains_and_ignores_unlabelled_voxels(tmp_path):
+    """A dataset with an ignore label (3 annotated slices per volume) trains end to end; the ignore
+    value never reaches the loss as a class (it maps to the loss's ignore index)."""
+    from medseg.datasets.sparsify import sparsify_dataset
+    from medseg.losses import IGNORE_INDEX
+    from medseg.training.data import LabelMapping, make_batch, prepare_case
+
+    root = make_organs3d(tmp_path / "dense", cases=2, seed=2, shape=(10, 24, 24), num_organs=1)
+    sparse = load_dataset(sparsify_dataset(load_dataset(root), tmp_path / "sparse", slices_per_volume=3))
+    assert sparse.ignore_label is not None
+    mapping = LabelMapping([v for v in sparse.label_values if v != sparse.ignore_label], sparse.ignore_label)
+    case = prepare_case(sparse.cases[0], [{"name": "zscore"}], mapping)
+    labelled_slices = np.flatnonzero((case.label[0] != IGNORE_INDEX).any(axis=(1, 2)))
+    assert len(labelled_slices) == 3 and set(np.unique(case.label)) <= {IGNORE_INDEX, 0, 1}
+    _, batch_label = make_batch([case], 0, seed=0, patch_size=(8, 16, 16), batch_size=2, foreground_share=0.5)
+    assert (batch_label == IGNORE_INDEX).any()
+    result = train(sparse, tmp_path / "m", TrainingConfig(network_options={"features": 4, "depth": 2},
+                   patch_size=(8, 16, 16), batch_size=2, iterations=2, threads=1), progress=False)
+    assert result.iterations == 2
+    labels = Predictor.from_folder(tmp_path / "m").predict(sparse.cases[0].read_image())
+    assert set(np.unique(labels.array)) <= {0, 1}  # the ignore value is never predicted

@@ -20,7 +20,7 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
     if not text:
         return None
     if Path(text).is_file():
-        text = Path(text).read_text()
+        text = Path(text).read_text(encoding="utf-8")
     if text.strip().startswith("["):
         try:
             steps = json.loads(text)
@@ -52,7 +52,7 @@ def train(
     dataset: Path = typer.Argument(..., help="Dataset folder (with dataset.json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     net: str = typer.Option("unet", "--net", help="Registered network (see `medseg nets`)."),
-    fold: str = typer.Option(None, "--fold", help="Cross-validation fold K (dataset's splits.json, else 5 random folds) or 'all'."),
+    fold: str = typer.Option(None, "--fold", help="Cross-validation fold K (the dataset's splits file, else grouped 5-fold splits) or 'all'."),
     val_cases: str = typer.Option(None, "--val-cases", help="Comma-separated validation case names."),
     time_limit: str = typer.Option(None, "--time-limit", help="Wall-clock budget, e.g. 20m, 90s, 1.5h."),
     iterations: int = typer.Option(None, "--iterations", help="Iteration count."),
@@ -81,10 +81,10 @@ def train(
 ) -> None:
     """Train a segmentation network on a dataset.
 
-    Without --iterations or --time-limit, trains for 20 minutes. Stops before training when
-    `medseg check` finds problems. Ctrl-C keeps the work up to the last iteration; --resume continues.
+    Without --iterations or --time-limit: the plan's budget, else 20 minutes. Stops before training
+    when `medseg check` finds problems. Ctrl-C (or kill) keeps the finished iterations; --resume continues.
 
-    Example: medseg train data/drive --out models/drive --time-limit 20m --val-cases 21_training
+    Example: medseg train data/drive --out models/drive --time-limit 20m --val-cases drive_39,drive_40
     """
     from medseg.training.config import TrainingConfig, parse_duration, parse_size
     from medseg.training.loop import train as run

@@ -129,7 +129,7 @@ def _load_json(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError("dataset.json not found (a dataset is a folder with dataset.json)", path.parent)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"not valid JSON: {exc}", path) from None
     if not isinstance(data, dict):
@@ -353,7 +353,7 @@ def write_dataset_json(
     >>> import tempfile, json
     >>> p = write_dataset_json(tempfile.mkdtemp(), name="x", channel_names=["CT"],
     ...                        labels={"background": 0, "liver": 1}, file_ending=".nii.gz", num_training=3)
-    >>> json.loads(p.read_text())["channel_names"]
+    >>> json.loads(p.read_text(encoding="utf-8"))["channel_names"]
     {'0': 'CT'}
     """
     if not isinstance(channel_names, Mapping):

@@ -147,7 +147,7 @@ def sparsify_dataset(dataset: Any, dst: str | os.PathLike, slices_per_volume: in
         for case in getattr(dataset, "test_cases", []):
             for path in case.image_paths + [p for p in (case.label_path, case.roi_path) if p]:
                 _copy(Path(path), root, tmp)
-        raw = json.loads((root / "dataset.json").read_text()) if (root / "dataset.json").is_file() else dict(dataset.raw)
+        raw = json.loads((root / "dataset.json").read_text(encoding="utf-8")) if (root / "dataset.json").is_file() else dict(dataset.raw)
         labels = dict(raw.get("labels", {}))
         msd = isinstance(raw.get("training"), list)
         if msd:  # MSD: value -> name
@@ -159,8 +159,8 @@ def sparsify_dataset(dataset: Any, dst: str | os.PathLike, slices_per_volume: in
         raw["labels"] = labels
         raw["sparse_annotation"] = {"source": str(root), "slices_per_volume": int(slices_per_volume),
                                     "axis": int(axis), "seed": int(seed), "ignore_label": int(ignore_value)}
-        (tmp / "dataset.json").write_text(json.dumps(raw, indent=2) + "\n")
-        (tmp / "sparse_slices.json").write_text(json.dumps({"axis": int(axis), "slices": record}, indent=1) + "\n")
+        (tmp / "dataset.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+        (tmp / "sparse_slices.json").write_text(json.dumps({"axis": int(axis), "slices": record}, indent=1) + "\n", encoding="utf-8")
         if dataset.splits_path is not None and Path(dataset.splits_path).is_file():
             shutil.copy2(dataset.splits_path, tmp / Path(dataset.splits_path).name)
     return dst

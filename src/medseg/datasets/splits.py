@@ -94,7 +94,7 @@ def read_splits(path: str | os.PathLike, case_names: Sequence[str]) -> list[Spli
     """Read and normalise a splits file (see module docstring)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DatasetError("splits file not found", path) from None
     except json.JSONDecodeError as exc:

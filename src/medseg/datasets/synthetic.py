@@ -318,7 +318,7 @@ def make_tumour3d(dst: str | os.PathLike, cases: int = 8, seed: int = 0, *, shap
     --------
     >>> import tempfile, json
     >>> root = make_tumour3d(tempfile.mkdtemp() + "/t", cases=1, seed=0, shape=(8, 24, 24))
-    >>> json.loads((root / "dataset.json").read_text())["regions_class_order"]
+    >>> json.loads((root / "dataset.json").read_text(encoding="utf-8"))["regions_class_order"]
     [1, 2, 3]
     """
     dst = Path(dst)

@@ -118,7 +118,7 @@ def _parse_dataset_labels(path: Path) -> dict[str, tuple[int, ...]]:
     # fine, so read the "labels" field directly. Both layouts: nnU-Net {name: value | [values]} and
     # MSD {"value": name}.
     try:
-        raw = json.loads(path.read_text()).get("labels")
+        raw = json.loads(path.read_text(encoding="utf-8")).get("labels")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
         raise DatasetError(f"cannot read labels: {exc}", path) from None
     if not isinstance(raw, dict) or not raw:

@@ -188,6 +188,6 @@ def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 1
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError:
         return None

@@ -129,7 +129,7 @@ class Plan:
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PlanError("plan file not found", path) from None
         except json.JSONDecodeError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX, build_loss
 from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, WEIGHTS_NAME, ModelConfig,
-                                 build_network, load_config, save_config, save_weights)
+                                 load_config, save_config, save_weights)
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
 from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
@@ -76,37 +75,14 @@ def _divisor(network: torch.nn.Module, spatial_dims: int) -> tuple[int, ...]:
 
 
 # --- case selection -----------------------------------------------------------------------------
-def make_folds(names: Sequence[str], folds: int = 5, seed: int = 0) -> list[dict[str, list[str]]]:
-    """Random ``folds``-fold split of case names: list of ``{"train": [...], "val": [...]}``."""
-    names = sorted(names)
-    order = np.random.default_rng(seed).permutation(len(names))
-    chunks = np.array_split(order, folds)
-    out = []
-    for k in range(folds):
-        val = sorted(names[i] for i in chunks[k])
-        out.append({"train": [n for n in names if n not in val], "val": val})
-    return out
-
-
-def read_splits(path: Path) -> list[dict[str, list[str]]]:
-    """A splits file: nnU-Net's list of ``{"train", "val"}`` or one such dict (e.g. ACDC's)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MedsegError(f"cannot read splits: {exc}", path) from None
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list) or not all(isinstance(d, dict) and "train" in d for d in data):
-        raise MedsegError("splits must be a list of {\"train\": [...], \"val\": [...]} objects", path)
-    return [{"train": list(d["train"]), "val": list(d.get("val", []))} for d in data]
-
-
 def select_cases(dataset: Any, fold: int | str | None = None, val_cases: Sequence[str] | None = None,
                  seed: int = 0) -> tuple[list[str], list[str]]:
     """Training and validation case names.
 
-    ``val_cases`` wins; else ``fold`` K picks split K of the dataset's own splits file (or a random
-    5-fold split); ``fold="all"`` or nothing trains on every case without validation.
+    ``val_cases`` wins; else ``fold`` K picks split K of the dataset's own splits file or of grouped
+    5-fold splits (:func:`medseg.datasets.splits.load_or_create_splits`: deterministic for a seed, so the
+    folds of separate runs fit together); ``fold="all"`` or nothing trains on every case without
+    validation.
     """
     names = [c.name for c in dataset.cases]
     if val_cases:
@@ -117,8 +93,13 @@ def select_cases(dataset: Any, fold: int | str | None = None, val_cases: Sequenc
         return train, list(val_cases)
     if fold is None or str(fold) == "all":
         return names, []
-    splits = read_splits(dataset.splits_path) if dataset.splits_path else make_folds(names, 5, seed)
-    k = int(fold)
+    from medseg.datasets.splits import load_or_create_splits
+
+    splits = load_or_create_splits(dataset, folds=5, seed=seed)
+    try:
+        k = int(fold)
+    except ValueError:
+        raise MedsegError(f"--fold must be a number or 'all', not '{fold}'") from None
     if not 0 <= k < len(splits):
         raise MedsegError(f"fold {k} does not exist; the splits have {len(splits)} fold(s)", dataset.splits_path)
     split = splits[k]
@@ -263,6 +244,55 @@ def _plan_value(plan: dict | None, *keys: str) -> Any:
     return None
 
 
+@dataclass
+class DataLayout:
+    """How cases are brought to the network: preprocessing, spacing, cropping, 2D/3D."""
+
+    preprocessing: list[dict[str, Any]]
+    target_spacing: list[float] | None
+    spatial_dims: int
+    slice_axis: int | None
+    crop_to_nonzero: bool
+    resampling: dict[str, Any] | None
+
+    @classmethod
+    def from_model_config(cls, c: ModelConfig) -> "DataLayout":
+        return cls(c.preprocessing, c.target_spacing, c.spatial_dims, c.slice_axis, c.crop_to_nonzero, c.resampling)
+
+
+def resolve_layout(plan: dict[str, Any] | None, config: TrainingConfig, dataset: Any, data_dims: int,
+                   has_roi: bool, preprocessing: list[dict[str, Any]] | None = None) -> DataLayout:
+    """Decisions from the plan (when there is one) or the automatic defaults; fills the plan's network,
+    patch and batch size into ``config`` where the caller left them open."""
+    # a plan may put a 2D network on 3D data (slices across `slice_axis`)
+    spatial_dims = int(_plan_value(plan, "spatial_dims") or data_dims)
+    slice_axis = _plan_value(plan, "slice_axis") if spatial_dims < data_dims else None
+    if spatial_dims < data_dims and slice_axis is None:
+        raise MedsegError("the plan puts a 2D network on 3D data but names no slice_axis")
+    steps = preprocessing if preprocessing is not None else (
+        _plan_value(plan, "preprocessing", "normalization_steps")
+        or default_preprocessing(dataset.channel_names, dataset.file_ending, has_roi, data_dims))
+    target_spacing = _plan_value(plan, "target_spacing", "spacing")
+    net_plan = _plan_value(plan, "network")
+    if isinstance(net_plan, dict) and net_plan.get("name", config.network) == config.network:
+        # the plan's topology, with options given explicitly (e.g. --features) taking precedence
+        options = {k: v for k, v in net_plan.items() if k not in ("name", "options")}
+        options.update(net_plan.get("options", {}))
+        options.update(config.network_options)
+        config.network_options = options
+    if not config.patch_size and _plan_value(plan, "patch_size"):
+        config.patch_size = tuple(int(p) for p in _plan_value(plan, "patch_size"))
+    if not config.batch_size and _plan_value(plan, "batch_size"):
+        config.batch_size = int(_plan_value(plan, "batch_size"))
+    return DataLayout(
+        preprocessing=list(steps),
+        target_spacing=[float(v) for v in target_spacing] if target_spacing is not None else None,
+        spatial_dims=spatial_dims, slice_axis=slice_axis,
+        crop_to_nonzero=bool(_plan_value(plan, "crop_to_nonzero") or False),
+        resampling=_plan_value(plan, "resampling"),
+    )
+
+
 def _check(dataset: Any) -> None:
     from medseg.datasets import check_dataset
 
@@ -373,35 +403,11 @@ def train(
     regions = dataset.regions or None
     num_classes = len(regions) if regions else mapping.num_classes
 
-    if resume:
-        steps = model_config.preprocessing
-        target_spacing = model_config.target_spacing
-        spatial_dims, slice_axis = model_config.spatial_dims, model_config.slice_axis
-        crop, resampling = model_config.crop_to_nonzero, model_config.resampling
-    else:
-        # a plan may put a 2D network on 3D data (slices across `slice_axis`)
-        spatial_dims = int(_plan_value(plan_dict, "spatial_dims") or data_dims)
-        slice_axis = _plan_value(plan_dict, "slice_axis") if spatial_dims < data_dims else None
-        if spatial_dims < data_dims and slice_axis is None:
-            raise MedsegError("the plan puts a 2D network on 3D data but names no slice_axis")
-        crop = bool(_plan_value(plan_dict, "crop_to_nonzero") or False)
-        resampling = _plan_value(plan_dict, "resampling")
-        steps = preprocessing if preprocessing is not None else (
-            _plan_value(plan_dict, "preprocessing", "normalization_steps")
-            or default_preprocessing(dataset.channel_names, dataset.file_ending, has_roi, data_dims))
-        target_spacing = _plan_value(plan_dict, "target_spacing", "spacing")
-        target_spacing = [float(s) for s in target_spacing] if target_spacing is not None else None
-        net_plan = _plan_value(plan_dict, "network")
-        if isinstance(net_plan, dict) and net_plan.get("name", config.network) == config.network:
-            # the plan's topology, with options given explicitly (e.g. --features) taking precedence
-            options = {k: v for k, v in net_plan.items() if k not in ("name", "options")}
-            options.update(net_plan.get("options", {}))
-            options.update(config.network_options)
-            config.network_options = options
-        if not config.patch_size and _plan_value(plan_dict, "patch_size"):
-            config.patch_size = tuple(int(p) for p in _plan_value(plan_dict, "patch_size"))
-        if not config.batch_size and _plan_value(plan_dict, "batch_size"):
-            config.batch_size = int(_plan_value(plan_dict, "batch_size"))
+    layout = (DataLayout.from_model_config(model_config) if resume else
+              resolve_layout(plan_dict, config, dataset, data_dims, has_roi, preprocessing))
+    steps, target_spacing = layout.preprocessing, layout.target_spacing
+    spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
+    crop, resampling = layout.crop_to_nonzero, layout.resampling
     if len(config.patch_size) == 1:
         config.patch_size = config.patch_size * spatial_dims
     if config.patch_size and len(config.patch_size) != spatial_dims:
