@@ -51,7 +51,8 @@ def test_train_predict_evaluate_2d(vessels, tmp_path, capsys):
     one = tmp_path / "one"
     assert main(["predict", str(model), "-i", str(vessels / "imagesTs" / "case_003_0000.png"),
                  str(vessels / "imagesTs" / "case_004_0000.png"), "-o", str(one)]) == 0
-    assert sorted(p.name for p in one.iterdir()) == ["case_003.png", "case_004.png"]
+    assert sorted(p.name for p in one.glob("*.png")) == ["case_003.png", "case_004.png"]
+    assert (one / "volumes.csv").is_file()
     grey = tmp_path / "grey.png"
     write_image(Image(np.zeros((1, 48, 48), np.uint8)), grey)
     capsys.readouterr()

@@ -249,9 +249,23 @@ def downsample_target(target: Tensor, size: Sequence[int], mode: str = "nearest"
     raise MedsegError(f"unknown target downsampling mode '{mode}' (nearest, max)")
 
 
-def deep_supervision_weights(count: int) -> list[float]:
-    """nnU-Net's weights: halve per coarser level, normalised to sum to 1 (full resolution first)."""
-    weights = [0.5**i for i in range(count)]
+DEEP_SUPERVISION_WEIGHTINGS = ("halving", "equal")
+
+
+def deep_supervision_weights(count: int, weighting: str = "halving") -> list[float]:
+    """Weights of the deep-supervision outputs (full resolution first), normalised to sum to 1.
+
+    ``"halving"``: nnU-Net's, halved per coarser level. ``"equal"``: the same weight for every output
+    (UNet++, whose outputs X^{0,1..L} all have full resolution and are all used when pruning).
+
+    Examples
+    --------
+    >>> deep_supervision_weights(3), deep_supervision_weights(2, "equal")
+    ([0.5714285714285714, 0.2857142857142857, 0.14285714285714285], [0.5, 0.5])
+    """
+    if weighting not in DEEP_SUPERVISION_WEIGHTINGS:
+        raise MedsegError(f"unknown deep-supervision weighting '{weighting}' ({', '.join(DEEP_SUPERVISION_WEIGHTINGS)})")
+    weights = [0.5**i if weighting == "halving" else 1.0 for i in range(count)]
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -272,6 +286,9 @@ class NetworkLoss(nn.Module):
         How targets are brought to the coarser deep-supervision outputs.
     reconstruction_weight, kl_weight : float
         Weights of the VAE terms (Myronenko: 0.1 and 0.1), used when the output has them.
+    weighting : {"halving", "equal"}
+        Deep-supervision weighting (see :func:`deep_supervision_weights`); the trainer passes the
+        network's ``deep_supervision_weighting`` attribute (UNet++: ``"equal"``), default ``"halving"``.
     """
 
     def __init__(
@@ -280,8 +297,11 @@ class NetworkLoss(nn.Module):
         downsample: str = "nearest",
         reconstruction_weight: float = 0.1,
         kl_weight: float = 0.1,
+        weighting: str = "halving",
     ):
         super().__init__()
+        deep_supervision_weights(1, weighting)  # validates the name now, not at the first batch
+        self.weighting = weighting
         self.base = base
         self.downsample = downsample
         self.reconstruction_weight = reconstruction_weight
@@ -293,7 +313,7 @@ class NetworkLoss(nn.Module):
         logits = output["logits"]
         extras = list(output.get("deep_supervision") or [])
         outputs = [logits] + extras
-        weights = deep_supervision_weights(len(outputs))
+        weights = deep_supervision_weights(len(outputs), self.weighting)
         total = logits.new_zeros(())
         for w, out in zip(weights, outputs):
             total = total + w * self.base(out, downsample_target(target, out.shape[2:], self.downsample))
@@ -339,6 +359,7 @@ def build_loss(
     downsample: str = "nearest",
     reconstruction_weight: float = 0.1,
     kl_weight: float = 0.1,
+    weighting: str = "halving",
     **options: Any,
 ) -> NetworkLoss:
     """Build a registered loss wrapped for the network contract (deep supervision, VAE terms).
@@ -347,7 +368,7 @@ def build_loss(
     ----------
     name : str
         ``dice``, ``ce``, ``dice_ce`` (default), ``vnet_dice``, ``region`` or a plug-in's name.
-    downsample, reconstruction_weight, kl_weight
+    downsample, reconstruction_weight, kl_weight, weighting
         See :class:`NetworkLoss`.
     **options
         Passed to the base loss (``ignore_index``, ``batch_dice``, ``regions`` ...).
@@ -358,4 +379,4 @@ def build_loss(
         Call as ``loss(output, target, image=None)``.
     """
     base = LOSSES.get(name)(**options)
-    return NetworkLoss(base, downsample, reconstruction_weight, kl_weight)
+    return NetworkLoss(base, downsample, reconstruction_weight, kl_weight, weighting)

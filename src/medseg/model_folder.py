@@ -9,6 +9,8 @@
       checkpoint_best.pt   the same at the best validation score (when validated)
       training_log.csv, training_curve.png
       model.onnx           optional ONNX export (``medseg predict --backend onnx``)
+      pruning.json         prunable networks (UNet++): validation Dice, parameters and seconds per case
+                           of every level, and the level chosen (used by the predictor by default)
 
 Examples
 --------
@@ -35,6 +37,7 @@ WEIGHTS_NAME = "model.safetensors"
 LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
 ONNX_NAME = "model.onnx"
+PRUNING_NAME = "pruning.json"
 FORMAT_VERSION = 1
 
 
@@ -133,6 +136,27 @@ def load_config(folder: str | Path) -> ModelConfig:
     if int(data.get("format_version", 1)) > FORMAT_VERSION:
         raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
     return ModelConfig.from_dict(data, path)
+
+
+def save_pruning(folder: str | Path, pruning: dict[str, Any]) -> Path:
+    """Write ``pruning.json`` (see :func:`medseg.training.loop.select_prune_level`) atomically."""
+    path = Path(folder) / PRUNING_NAME
+    write_text_atomic(path, json.dumps(pruning, indent=2) + "\n")
+    return path
+
+
+def load_pruning(folder: str | Path) -> dict[str, Any] | None:
+    """A model folder's ``pruning.json``, or None when the model has no recorded pruning choice."""
+    path = Path(folder) / PRUNING_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MedsegError(f"not valid JSON: {exc}", path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("level"), int):
+        raise MedsegError("pruning.json has no integer 'level'", path)
+    return data
 
 
 def build_network(config: ModelConfig):

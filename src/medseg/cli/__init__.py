@@ -36,11 +36,7 @@ def _root(
 
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"medseg.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"medseg.cli.{name}":
-                raise
+        importlib.import_module(f"medseg.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:

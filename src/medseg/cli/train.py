@@ -43,6 +43,19 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
     return steps
 
 
+def _parse_net_options(items: list[str]) -> dict:
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MedsegError(f"--net-option expects KEY=VALUE, got '{item}'")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
     raise KeyboardInterrupt
 
@@ -78,6 +91,16 @@ def train(
     no_augmentation: bool = typer.Option(False, "--no-augmentation", help="Switch data augmentation off."),
     cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    net_option: list[str] = typer.Option(
+        None, "--net-option", help="Network option KEY=VALUE (VALUE parsed as JSON when it can be), repeatable: "
+        "--net-option norm=batch --net-option upsample=interp."
+    ),
+    encoder_weights: Path = typer.Option(None, "--encoder-weights", help="Local torchvision-format state dict "
+                                         "(.pth/.safetensors) loaded into the network's encoder (transfer learning)."),
+    freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Train only the decoder; the encoder "
+                                        "(and its batch-norm statistics) stays fixed."),
+    unfreeze_schedule: str = typer.Option(None, "--unfreeze-schedule", help="Staged unfreezing, ITERATION:TARGET "
+                                          "pairs, e.g. '0:decoder,500:encoder.layer4,1000:all'."),
 ) -> None:
     """Train a segmentation network on a dataset.
 
@@ -86,7 +109,7 @@ def train(
 
     Example: medseg train data/drive --out models/drive --time-limit 20m --val-cases drive_39,drive_40
     """
-    from medseg.training.config import TrainingConfig, parse_duration, parse_size
+    from medseg.training.config import TrainingConfig, parse_duration, parse_size, parse_unfreeze_schedule
     from medseg.training.loop import train as run
 
     from medseg.training.loop import load_plan
@@ -101,6 +124,7 @@ def train(
         options["features"] = features
     if depth is not None:
         options["depth"] = depth
+    options.update(_parse_net_options(net_option or []))
     config = TrainingConfig(
         network=net, network_options=options, patch_size=parse_size(patch_size), batch_size=batch_size,
         iterations=iterations, time_limit=seconds, optimizer=optimizer,
@@ -108,6 +132,8 @@ def train(
         schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, cache=cache,
         augmentation={"enabled": False} if no_augmentation else None,
+        encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
+        unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule),
     )
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

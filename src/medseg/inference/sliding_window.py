@@ -76,6 +76,24 @@ class SlidingWindowResult:
     probabilities: np.ndarray | None
 
 
+#: Bytes of float32 logits finalised at once. Softmax / argmax temporaries are ~6× this and, being
+#: under glibc's mmap threshold, stay in the heap: 32 MiB cost ~200 MiB peak RSS on a 96×512×400 volume,
+#: 4 MiB ~20 MiB, and was no slower (measured with a 1×1×1 convolution, 2 classes).
+FINALISE_BYTES = 4 * 2**20
+
+
+def _as_tensor_network(network: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Accept any ``predict_fn(batch) -> logits``: numpy outputs (e.g. ONNX Runtime) become tensors."""
+
+    def run(batch: torch.Tensor):
+        out = network(batch)
+        if isinstance(out, dict):
+            return out
+        return out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))
+
+    return run
+
+
 def _finalise(
     summed: torch.Tensor,
     weights: torch.Tensor,
@@ -122,7 +140,9 @@ def sliding_window_inference(
     image : ndarray or Tensor
         ``(C, *S)`` preprocessed image, 2D or 3D.
     network : callable
-        Maps ``(N, C, *patch_size)`` to logits ``(N, K, *patch_size)`` (or the contract's dict).
+        Any ``predict_fn(batch) -> logits``: maps a float32 tensor ``(N, C, *patch_size)`` to logits
+        ``(N, K, *patch_size)`` as a tensor, a numpy array (e.g. an ONNX Runtime session's output) or
+        the network contract's dict.
     patch_size : sequence of int
         Tile size; an image smaller than the tile is padded with zeros and cropped back.
     num_classes : int, optional
@@ -143,7 +163,8 @@ def sliding_window_inference(
     probabilities_dtype : dtype
         Output dtype of the probabilities (float16 halves their memory).
     streaming : bool, optional
-        Accumulate chunk by chunk along the first axis; default: on for 3D.
+        Accumulate chunk by chunk along the first axis; default: on for 3D. Peak memory is then the
+        input, the compact outputs and ``(K + 1)`` float32 rows × one tile batch's extent along axis 0.
     device : str or torch.device
     progress : callable, optional
         Called as ``progress(done_tiles, total_tiles)``.
@@ -184,70 +205,112 @@ def sliding_window_inference(
     mirror_axes = tuple(mirror_axes)
     if any(a < 0 or a >= d for a in mirror_axes):
         raise MedsegError(f"mirror axes {mirror_axes} outside 0..{d - 1}")
+    on_cpu = torch.device(device).type == "cpu"
 
     crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial))
-    labels_out = np.zeros(padded, dtype=np.int16) if return_labels else None
-    probs_out = None
     p_dtype = np.dtype(probabilities_dtype)
     batch_size = max(1, int(batch_size))
+    batches = [tiles[b : b + batch_size] for b in range(0, len(tiles), batch_size)]
 
-    # Accumulator window along axis 0: rows [lo, lo + window). Tiles are batched in first-axis order
-    # (a batch may span several first-axis starts, e.g. one tile per slice for a 2D network on a volume);
-    # a batch starting at row lo ends at most (batch_size - 1) steps + one patch further.
-    first_starts = starts_per_axis[0]
-    max_step = max(np.diff(first_starts)) if len(first_starts) > 1 else 0
-    window = min(padded[0], patch[0] + max(batch_size - 1, 0) * int(max_step)) if streaming else padded[0]
+    # Accumulator window along axis 0: rows [lo, lo + window). After each batch the rows above the next
+    # batch's first tile are final and flushed, so the window only has to span one batch: from its first
+    # tile's start to its last tile's end (usually one patch; more when a batch spans several first-axis
+    # starts, e.g. one tile per slice for a 2D network on a volume). Computed exactly, not bounded from
+    # batch_size × step: for 512×512×400 with 64³ tiles that bound was 2.5× too large.
+    if streaming:
+        window = max(min(padded[0], chunk[-1][0] + patch[0]) - chunk[0][0] for chunk in batches)
+    else:
+        window = padded[0]
+    k: int | None = None
     acc: torch.Tensor | None = None
-    wsum = torch.zeros((window,) + padded[1:], dtype=torch.float32, device=device)
+    # numpy-owned buffers viewed as tensors (zero copy): their memory is visible to tracemalloc, which
+    # the memory test relies on; the big arrays all live here, torch temporaries are tile- or chunk-sized
+    def new_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+        if on_cpu:
+            return torch.from_numpy(np.zeros(shape, dtype=np.float32))
+        return torch.zeros(shape, dtype=torch.float32, device=device)
+
+    if activation not in ("softmax", "sigmoid", "none"):
+        raise MedsegError(f"unknown activation '{activation}' (softmax, sigmoid, none)")
+    # Labels only, by argmax: softmax / sigmoid and the division by the (positive, per-voxel) weight sum
+    # are monotone, so the argmax of the weighted logit sums is the label. No weight sum is then
+    # accumulated and no probabilities are computed (1/(K+1) less accumulation work and memory).
+    labels_only_argmax = label_fn is None and return_labels and not return_probabilities
+    wsum = None if labels_only_argmax else new_buffer((window,) + padded[1:])
+    labels_out: np.ndarray | None = None
+    probs_out: np.ndarray | None = None
     lo = 0
 
     def flush(upto: int) -> None:
-        """Finalise rows [lo, upto) and slide the window."""
-        nonlocal acc, wsum, lo, probs_out
+        """Finalise rows [lo, upto), then slide the window up by as many rows, in place."""
+        nonlocal lo, labels_out, probs_out
         n = upto - lo
         if n <= 0:
             return
-        lab, probs = _finalise(acc[:, :n], wsum[:n].unsqueeze(0), activation, label_fn)
-        if labels_out is not None:
-            labels_out[lo:upto] = lab.cpu().numpy().astype(np.int16)
-        if return_probabilities:
-            if probs_out is None:
-                probs_out = np.zeros((acc.shape[0],) + padded, dtype=p_dtype)
-            probs_out[:, lo:upto] = probs.cpu().numpy().astype(p_dtype)
-        acc = torch.cat([acc[:, n:], torch.zeros_like(acc[:, :n])], 1)
-        wsum = torch.cat([wsum[n:], torch.zeros_like(wsum[:n])], 0)
+        if return_labels and labels_out is None:
+            # argmax of K < 256 classes fits uint8 (the result's dtype anyway): no int16 copy at the end
+            compact = label_fn is None and k <= 256
+            labels_out = np.zeros(padded, dtype=np.uint8 if compact else np.int16)
+        if return_probabilities and probs_out is None:
+            probs_out = np.zeros((k,) + padded, dtype=p_dtype)
+        # finalise a few rows at a time: softmax / argmax temporaries stay ~FINALISE_BYTES, not K × n rows
+        row_bytes = 4 * k * math.prod(padded[1:])
+        rows = max(1, min(n, FINALISE_BYTES // max(1, row_bytes)))
+        for r in range(0, n, rows):
+            m = min(rows, n - r)
+            if labels_only_argmax:
+                lab, probs = torch.argmax(acc[:, r : r + m], 0), None
+            else:
+                lab, probs = _finalise(acc[:, r : r + m], wsum[r : r + m].unsqueeze(0), activation, label_fn)
+            if labels_out is not None:
+                labels_out[lo + r : lo + r + m] = lab.cpu().numpy()
+            if probs_out is not None:
+                probs_out[:, lo + r : lo + r + m] = probs.cpu().numpy()
+        if streaming and upto < padded[0]:
+            # shift rows [n, window) to [0, window - n) in blocks of at most n rows (source and target
+            # never overlap, so no temporary copy of the window), then clear the freed tail
+            keep = window - n
+            for j in range(0, keep, n):
+                m = min(n, keep - j)
+                acc[:, j : j + m].copy_(acc[:, j + n : j + n + m])
+                if wsum is not None:
+                    wsum[j : j + m].copy_(wsum[j + n : j + n + m])
+            acc[:, max(keep, 0) :].zero_()
+            if wsum is not None:
+                wsum[max(keep, 0) :].zero_()
         lo = upto
 
-    for b in range(0, len(tiles), batch_size):
-        chunk = tiles[b : b + batch_size]
+    for i, chunk in enumerate(batches):
         batch = torch.stack(
             [x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(t, patch))] for t in chunk]
         ).to(device)
-        out = predict_mirrored(network, batch, mirror_axes)
+        out = predict_mirrored(_as_tensor_network(network), batch, mirror_axes)
         if out.shape[2:] != batch.shape[2:]:
             raise MedsegError(f"network returned spatial size {tuple(out.shape[2:])} for tiles {patch}")
         if acc is None:
-            k = out.shape[1]
+            k = int(out.shape[1])
             if num_classes is not None and k != num_classes:
                 raise MedsegError(f"network returned {k} channels, expected {num_classes}")
-            acc = torch.zeros((k, window) + padded[1:], dtype=torch.float32, device=device)
+            acc = new_buffer((k, window) + padded[1:])
+        out = out.to(device=weight.device, dtype=torch.float32)
         for t, o in zip(chunk, out):
             region = (slice(t[0] - lo, t[0] - lo + patch[0]),) + tuple(
                 slice(s, s + p) for s, p in zip(t[1:], patch[1:])
             )
-            acc[(slice(None),) + region] += o * weight
-            wsum[region] += weight
+            acc[(slice(None),) + region].addcmul_(o, weight)
+            if wsum is not None:
+                wsum[region] += weight
         if progress is not None:
-            progress(min(b + batch_size, len(tiles)), len(tiles))
+            progress(min((i + 1) * batch_size, len(tiles)), len(tiles))
         if streaming:
             # every tile still to come starts at or after this row: rows above it are final
-            flush(tiles[b + batch_size][0] if b + batch_size < len(tiles) else padded[0])
+            flush(batches[i + 1][0][0] if i + 1 < len(batches) else padded[0])
     if not streaming:
         flush(padded[0])
 
     labels = labels_out[crop] if labels_out is not None else None
     probs = probs_out[(slice(None),) + crop] if probs_out is not None else None
-    if labels is not None and labels.max(initial=0) < 256 and labels.min(initial=0) >= 0:
+    if labels is not None and labels.dtype != np.uint8 and labels.max(initial=0) < 256 and labels.min(initial=0) >= 0:
         labels = labels.astype(np.uint8)
     return SlidingWindowResult(
         np.ascontiguousarray(labels) if labels is not None else None,

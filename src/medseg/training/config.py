@@ -58,6 +58,18 @@ class TrainingConfig:
         Rows in training_log.csv.
     prefetch : int
         Batches prepared ahead by the background producer.
+    encoder_weights : str or None
+        Local torchvision-format state dict loaded into the network's ``encoder`` after it is built
+        (transfer learning; see :func:`medseg.nets.encoders.weights.load_encoder_weights`). Only read
+        at the start of a run: the model folder's weights hold the result.
+    freeze_encoder : bool
+        Keep the encoder fixed (``requires_grad=False``, its batch-norm statistics frozen too).
+    unfreeze_schedule : list of [int, str] or None
+        Staged unfreezing: ``[[0, "decoder"], [500, "encoder.layer4"], [1000, "all"]]`` (see
+        :class:`medseg.nets.finetune.StagedUnfreezing`); everything starts frozen.
+    prune_selection : bool
+        For networks with pruning levels (UNet++): after training, evaluate every level on the
+        validation cases and record the choice in the model folder's pruning.json.
     """
 
     network: str = "unet"
@@ -86,9 +98,20 @@ class TrainingConfig:
     cache_dtype: str = "float32"
     log_every: int = 10
     prefetch: int = 4
+    encoder_weights: str | None = None
+    freeze_encoder: bool = False
+    unfreeze_schedule: list[list[Any]] | None = None
+    prune_selection: bool = True
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
+        if isinstance(self.unfreeze_schedule, str):
+            self.unfreeze_schedule = parse_unfreeze_schedule(self.unfreeze_schedule)
+        if self.unfreeze_schedule is not None:
+            self.unfreeze_schedule = [[int(i), str(t)] for i, t in self.unfreeze_schedule] or None
+        if self.freeze_encoder and self.unfreeze_schedule:
+            raise MedsegError("give --freeze-encoder or --unfreeze-schedule, not both "
+                              "(a schedule starts with everything frozen)")
         if self.iterations is None and self.time_limit is None:
             raise MedsegError("give an iteration count, a time limit, or both")
         if self.iterations is not None and self.iterations < 1:
@@ -140,6 +163,31 @@ def parse_duration(text: str | float | int | None) -> float | None:
         raise MedsegError(f"cannot read the duration '{text}'; write e.g. 90s, 20m or 1.5h")
     value, unit = float(match.group(1)), (match.group(2) or "s").lower()
     return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}[unit]
+
+
+def parse_unfreeze_schedule(text: str | None) -> list[list[Any]] | None:
+    """``"0:decoder,500:encoder.layer4,1000:all"`` -> ``[[0, "decoder"], [500, "encoder.layer4"], [1000, "all"]]``.
+
+    Examples
+    --------
+    >>> parse_unfreeze_schedule("0:decoder, 500:encoder.layer4")
+    [[0, 'decoder'], [500, 'encoder.layer4']]
+    """
+    if not text or not text.strip():
+        return None
+    stages = []
+    for item in text.split(","):
+        iteration, sep, target = item.strip().partition(":")
+        if not sep or not target.strip():
+            raise MedsegError(f"cannot read the unfreeze stage '{item.strip()}'; write ITERATION:TARGET, "
+                              "e.g. 0:decoder,500:encoder.layer4,1000:all")
+        try:
+            stages.append([int(iteration), target.strip()])
+        except ValueError:
+            raise MedsegError(f"unfreeze stage '{item.strip()}': '{iteration}' is not an iteration number") from None
+        if stages[-1][0] < 0:
+            raise MedsegError(f"unfreeze stage '{item.strip()}': iterations start at 0")
+    return stages
 
 
 def parse_size(text: str | None, spatial_dims: int | None = None) -> tuple[int, ...]:

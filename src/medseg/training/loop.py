@@ -21,7 +21,7 @@ import torch
 
 from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX, build_loss
-from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, WEIGHTS_NAME, ModelConfig,
+from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, WEIGHTS_NAME, ModelConfig,
                                  load_config, save_config, save_weights)
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
@@ -74,6 +74,66 @@ def _divisor(network: torch.nn.Module, spatial_dims: int) -> tuple[int, ...]:
     return tuple([int(d)] * spatial_dims) if isinstance(d, int) else tuple(int(v) for v in d)
 
 
+# Networks whose layers depend on the training patch size (SegResNet-VAE's dense VAE layers): the
+# trainer passes ``input_size = patch size``.
+_INPUT_SIZE_NETWORKS = frozenset({"segresnet_vae"})
+
+
+def needs_input_size(name: str) -> bool:
+    """Whether network ``name`` must be built with ``input_size`` = the training patch size."""
+    from medseg.nets import NETWORKS
+
+    try:
+        metadata = NETWORKS.entry(name).metadata
+    except Exception:  # unknown names fail later, in create_network, with the registry's message
+        return False
+    return name in _INPUT_SIZE_NETWORKS or bool(metadata.get("needs_input_size"))
+
+
+def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_dims: int,
+                         options: dict[str, Any]) -> tuple[int, ...]:
+    """The size divisor of the network as it will be trained, before its patch size is known.
+
+    A probe network is built; networks built for an input size get the smallest size their
+    architecture accepts (its divisor is the same for every valid size).
+    """
+    from medseg.nets import create_network
+
+    options = dict(options)
+    if needs_input_size(name) and "input_size" not in options:
+        options["input_size"] = [_probe_input_size(name, options)] * spatial_dims
+    with torch.random.fork_rng():  # the probe must not shift the seeded initialisation of the real one
+        probe = create_network(name, in_channels, num_classes, spatial_dims, **options)
+    return _divisor(probe, spatial_dims)
+
+
+def _probe_input_size(name: str, options: dict[str, Any]) -> int:
+    # SegResNet-VAE: the VAE halves the end-point of len(blocks_down) - 1 down-samplings once more
+    blocks = options.get("blocks_down", (1, 2, 2, 4))
+    return 2 ** len(blocks)
+
+
+def setup_finetuning(model: torch.nn.Module, config: TrainingConfig, load_weights: bool = True):
+    """Encoder weights, frozen encoder or staged unfreezing, as ``config`` asks.
+
+    Returns the :class:`~medseg.nets.finetune.StagedUnfreezing` (call it every iteration) or None.
+    """
+    from medseg.nets.finetune import StagedUnfreezing, freeze_encoder
+
+    if config.encoder_weights and load_weights:
+        from medseg.nets.encoders.weights import load_encoder_weights
+
+        path = Path(config.encoder_weights)
+        if not path.is_file():
+            raise MedsegError("encoder weights not found", path)
+        load_encoder_weights(model, path)
+    if config.freeze_encoder:
+        freeze_encoder(model)
+    if config.unfreeze_schedule:
+        return StagedUnfreezing(model, [(int(i), str(t)) for i, t in config.unfreeze_schedule])
+    return None
+
+
 # --- case selection -----------------------------------------------------------------------------
 def select_cases(dataset: Any, fold: int | str | None = None, val_cases: Sequence[str] | None = None,
                  seed: int = 0) -> tuple[list[str], list[str]]:
@@ -123,9 +183,18 @@ def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opt
 
 
 def train_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
-               image: torch.Tensor, label: torch.Tensor, grad_clip: float | None) -> float:
-    """One optimisation step; returns the loss value."""
+               image: torch.Tensor, label: torch.Tensor, grad_clip: float | None,
+               frozen_batchnorm_eval: bool = False) -> float:
+    """One optimisation step; returns the loss value.
+
+    ``frozen_batchnorm_eval``: keep batch-norm layers whose parameters are frozen in eval mode, so a
+    frozen (pretrained) encoder's running statistics stay fixed too.
+    """
     model.train()
+    if frozen_batchnorm_eval:
+        from medseg.nets.finetune import set_frozen_batchnorm_eval
+
+        set_frozen_batchnorm_eval(model)
     optimizer.zero_grad(set_to_none=True)
     output = model(image)
     loss = loss_fn(output, label, image)
@@ -192,6 +261,55 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config
     if aucs:
         out["val_auc"] = float(np.mean(aucs))
     return out
+
+
+def select_prune_level(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
+                       folder: str | Path | None = None, overlap: float = 0.5, tolerance: float = 0.005,
+                       ) -> dict[str, Any]:
+    """Evaluate every pruning level of a prunable network (UNet++ L1..Ld) on validation cases.
+
+    Each level's mean validation Dice, parameter count and seconds per case are measured; the chosen
+    level is the smallest whose Dice is within ``tolerance`` of the best level's (UNet++, Zhou et al.
+    2019: prune as far as the validation metric allows). Written to ``folder/pruning.json`` when a folder
+    is given; the predictor uses the choice unless told otherwise.
+
+    Returns
+    -------
+    dict
+        ``{"level", "tolerance", "metric", "checkpoint", "levels": [{"level", "parameters",
+        "seconds_per_case", "val_dice"}, ...]}``.
+    """
+    from medseg.model_folder import save_pruning
+
+    depth = int(getattr(model, "depth"))
+    old_level, was_training = model.prune_level, model.training
+    rows = []
+    try:
+        for level in range(1, depth + 1):
+            try:
+                model.set_prune_level(level)
+            except MedsegError:  # no head at this level (deep supervision off): not selectable
+                continue
+            start = time.perf_counter()
+            with torch.inference_mode():
+                metrics = validate(model, cases, model_config, overlap)
+            seconds = (time.perf_counter() - start) / max(1, len(cases))
+            rows.append({"level": level, "parameters": int(model.parameters_used(level)),
+                         "seconds_per_case": round(seconds, 4), "val_dice": float(metrics["val_dice"])})
+    finally:
+        model.prune_level = old_level
+        model.train(was_training)
+    if not rows:
+        raise MedsegError("no pruning level could be evaluated")
+    dices = [r["val_dice"] for r in rows if not math.isnan(r["val_dice"])]
+    best = max(dices) if dices else math.nan
+    chosen = next((r["level"] for r in rows if not math.isnan(best) and r["val_dice"] >= best - tolerance),
+                  rows[-1]["level"])
+    result = {"level": int(chosen), "tolerance": tolerance, "metric": "mean validation Dice",
+              "checkpoint": "final", "levels": rows}
+    if folder is not None:
+        save_pruning(folder, result)
+    return result
 
 
 def _output_names(config: ModelConfig) -> list[str]:
@@ -425,7 +543,6 @@ def train(
     val_prepared = [prepared[n] for n in val_names]
     input_channels, in_channels = in_channels, int(train_cases[0].image.shape[0])
 
-    # the network's size divisor shapes the automatic patch size
     network_options = dict(config.network_options)
     if config.network == "unet" and "deep_supervision" not in network_options:
         network_options["deep_supervision"] = True
@@ -433,17 +550,21 @@ def train(
         # Rule without a plan: 16 base features. Measured here (2 cores), a 32-feature 2D U-Net costs
         # ~4-5x more per tile than 16 features, and the budget is minutes of CPU, not a GPU.
         network_options["features"] = 16
-    config.network_options = network_options
-    from medseg.nets import create_network
-
-    model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
-    divisor = _divisor(model, spatial_dims)
-
+    # the network is built once the patch size is known: the automatic patch size respects the
+    # network's size divisor, and some networks (SegResNet-VAE) are built for their patch size
     if not config.patch_size:
+        divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, network_options)
         shapes = [[s for a, s in enumerate(c.image.shape[1:]) if a != slice_axis] for c in train_cases]
         config.patch_size = automatic_patch_size(shapes, spatial_dims, divisor)
     if not config.batch_size:
         config.batch_size = automatic_batch_size(config.patch_size)
+    if needs_input_size(config.network) and not resume:
+        network_options["input_size"] = list(config.patch_size)
+    config.network_options = network_options
+    from medseg.nets import create_network
+
+    model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
+    unfreezing = setup_finetuning(model, config, load_weights=not resume)
 
     mirror_axes = [a for a in range(data_dims) if a != slice_axis]
     if not resume:
@@ -460,7 +581,7 @@ def train(
             augmentation=config.augmentation, training=config.to_dict(), dataset=dataset.name,
             train_cases=list(train_names), val_cases=list(val_names),
         )
-        for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv"):
+        for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv", PRUNING_NAME):
             (out / stale).unlink(missing_ok=True)
     augment = _augmentation(config.augmentation, spatial_dims,
                             _anisotropic_axis(target_spacing) if spatial_dims == 3 else None,
@@ -481,14 +602,18 @@ def train(
     if regions:
         loss_name = "region" if loss_name == "dice_ce" else loss_name
         loss_options.setdefault("regions", mapping.regions_as_indices(regions))
+    loss_options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))
     loss_fn = build_loss(loss_name, **loss_options)
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config)  # over all parameters: frozen ones simply get no gradient
+    finetuning = bool(config.freeze_encoder or unfreezing)
 
     start_iteration, elapsed_before, best = 0, 0.0, None
     if resume:
         payload = load_checkpoint(out / LAST_CHECKPOINT, model, optimizer)
         start_iteration, elapsed_before = payload["iteration"], payload["elapsed"]
         best = payload["extra"].get("best_metric")
+        if unfreezing is not None:
+            unfreezing(start_iteration)  # the stages already passed
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
 
     def make(iteration: int):
@@ -531,7 +656,10 @@ def train(
                                                              config.warmup_iterations)
             set_learning_rate(optimizer, lr)
             image, label = producer.next()
-            loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip)
+            if unfreezing is not None:
+                for name in unfreezing(iteration)[:1]:
+                    console.print(f"iteration {iteration}: unfreezing (first: {name})", highlight=False)
+            loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip, finetuning)
             iteration += 1
             losses.append(loss)
             elapsed = elapsed_before + (time.perf_counter() - t0)
@@ -579,6 +707,11 @@ def train(
             checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
     checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
     save_weights(model, out / WEIGHTS_NAME)
+    if val_prepared and config.prune_selection and hasattr(model, "set_prune_level"):
+        choice = select_prune_level(model, val_prepared, model_config, out, config.val_overlap)
+        console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
+                      + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
+                                  for r in choice["levels"]), highlight=False)
     log.write()
     log.plot()
     log.close()
