@@ -45,7 +45,8 @@ def second_observer(drive: Path) -> dict[str, float]:
         first = np.asarray(PILImage.open(drive / "test" / "1st_manual" / f"{number}_manual1.gif")) > 0
         fov = np.asarray(PILImage.open(drive / "test" / "mask" / f"{number}_test_mask.gif").convert("L")) > 0
         rows.append(overlap_metrics(second, first, roi=fov))
-    return {k: float(np.mean([r[k] for r in rows])) for k in ("accuracy", "sensitivity", "specificity", "f1")}
+    names = {"accuracy": "accuracy", "sensitivity": "recall", "specificity": "specificity", "f1": "f1"}
+    return {k: float(np.mean([r[v] for r in rows])) for k, v in names.items()}
 
 
 def main() -> None:
@@ -56,10 +57,14 @@ def main() -> None:
     parser.add_argument("--net", default="unet")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
     parser.add_argument("--monai-result", type=Path, help="JSON written by benchmarks/drive_monai.py.")
+    parser.add_argument("--report-only", action="store_true", help="Only print the table from an earlier run in --work.")
     args = parser.parse_args()
 
     medseg = [sys.executable, "-m", "medseg"]
     data, model, pred, evaluation = (args.work / n for n in ("dataset", f"model_{args.net}", f"pred_{args.net}", f"eval_{args.net}"))
+    if args.report_only:
+        report(args, model, evaluation, json.loads((args.work / f"result_{args.net}.json").read_text(encoding="utf-8")))
+        return
     if not data.exists():
         run(medseg + ["convert", "drive", str(args.drive), str(data)])
     train_seconds = run(
@@ -73,6 +78,12 @@ def main() -> None:
     run(medseg + ["evaluate", str(pred), str(data / "labelsTs"), "--roi", str(data / "roisTs"),
                   "--probabilities", str(pred / "probabilities"), "--out", str(evaluation)])
 
+    timing = {"train_seconds": train_seconds, "predict_seconds_total": predict_seconds}
+    (args.work / f"result_{args.net}.json").write_text(json.dumps(timing, indent=2), encoding="utf-8")
+    report(args, model, evaluation, timing)
+
+
+def report(args: argparse.Namespace, model: Path, evaluation: Path, timing: dict) -> None:
     summary = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
     stats = summary["metrics"]["vessel"]
     ours = {k: stats["recall" if k == "sensitivity" else k]["mean"] for k in METRICS}
@@ -85,10 +96,11 @@ def main() -> None:
     for name, values in rows:
         print(f"{name:<22}" + "".join(f"{values[m]:>13.4f}" if m in values else f"{'–':>13}" for m in METRICS))
     log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
-    print(f"\ntraining: {train_seconds / 60:.1f} min wall (budget {args.minutes} min), {log[-1].split(',')[0]} iterations")
-    print(f"prediction: {predict_seconds / 20:.2f} s per image including process start (see the per-image times above)")
-    result = {"net": args.net, "ours": ours, "second_observer": observer, "train_seconds": train_seconds,
-              "predict_seconds_total": predict_seconds}
+    print(f"\ntraining: {timing['train_seconds'] / 60:.1f} min wall including start-up (budget {args.minutes} min), "
+          f"{log[-1].split(',')[0]} iterations")
+    print(f"prediction: {timing['predict_seconds_total'] / 20:.2f} s per image including process start-up "
+          "(the per-image network time is printed by `medseg predict`)")
+    result = {"net": args.net, "ours": ours, "second_observer": observer, **timing}
     (args.work / f"result_{args.net}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 

@@ -134,8 +134,8 @@ def _predict_fn(spec: dict, net):
     return lambda batch: session.run(None, {name: batch.numpy()})[0]  # numpy logits are accepted
 
 
-def _infer(spec: dict, image: np.ndarray, fn) -> np.ndarray:
-    """Labels ``(*S)`` uint8 of one sliding-window pass."""
+def _infer(spec: dict, image: np.ndarray, fn, keep: dict | None = None) -> np.ndarray:
+    """Labels ``(*S)`` uint8 of one sliding-window pass (MONAI's averaged logits go to ``keep``)."""
     import torch
 
     patch, overlap, bs = tuple(spec["patch"]), spec["overlap"], spec["sw_batch_size"]
@@ -146,6 +146,8 @@ def _infer(spec: dict, image: np.ndarray, fn) -> np.ndarray:
             logits = monai_swi(torch.from_numpy(image)[None], roi_size=patch, sw_batch_size=bs, predictor=fn,
                                overlap=overlap, mode="gaussian", sigma_scale=0.125, padding_mode="constant",
                                cval=0.0)
+            if keep is not None:
+                keep["logits"] = logits[0]
             # argmax of the averaged logits = argmax of their softmax (medseg applies the softmax)
             return torch.argmax(logits[0], 0).to(torch.uint8).numpy()
     from medseg.inference.sliding_window import sliding_window_inference
@@ -171,14 +173,19 @@ def worker(spec: dict) -> dict:
     # selection are timed for neither library
     _infer(spec, np.zeros((1, *spec["patch"]), np.float32), fn)
     baseline = _maxrss_bytes()
-    times, labels = [], None
+    times, labels, keep = [], None, {}
     for _ in range(spec["repeats"]):
+        keep.clear()
         t0 = time.perf_counter()
-        labels = _infer(spec, image, fn)
+        labels = _infer(spec, image, fn, keep)
         times.append(time.perf_counter() - t0)
     peak = _maxrss_bytes()
     if spec.get("labels_out"):
         np.save(spec["labels_out"], labels)
+    if spec.get("margin_out") and "logits" in keep:
+        # (untimed) confidence of each voxel: top-1 minus top-2 softmax probability
+        top = torch.topk(torch.softmax(keep.pop("logits").float(), 0), 2, dim=0).values
+        np.save(spec["margin_out"], (top[0] - top[1]).to(torch.float16).numpy())
     return {"backend": spec["backend"], "kind": spec["kind"], "overlap": spec["overlap"],
             "sw_batch_size": spec["sw_batch_size"], "shape": list(spec["shape"]), "patch": list(spec["patch"]),
             "seconds": statistics.median(times), "all_seconds": times, "peak_rss_bytes": peak,
@@ -188,7 +195,7 @@ def worker(spec: dict) -> dict:
 def run_worker(spec: dict, python: str) -> dict:
     """Run one measurement in a fresh interpreter (so each peak RSS is that run's alone)."""
     proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"worker {spec['backend']} (overlap {spec['overlap']}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -295,15 +302,25 @@ def main(argv: list[str] | None = None) -> None:
                 reference = None
                 for backend in backends:
                     spec = {**base, "backend": backend, "overlap": overlap,
-                            "labels_out": str(tmp / f"{backend}-{overlap}.npy")}
+                            "labels_out": str(tmp / f"{backend}-{overlap}.npy"),
+                            "margin_out": str(tmp / f"{backend}-{overlap}-margin.npy")}
                     r = run_worker(spec, args.python)
                     labels = np.load(spec["labels_out"])
                     if backend == "medseg-torch":
                         reference = labels
                     r["agreement"] = None if reference is None else float((labels == reference).mean())
+                    if reference is not None and Path(spec["margin_out"]).is_file():
+                        # an untrained network has many near-ties that any change of tiling flips: also
+                        # report agreement where MONAI is confident (top-2 probability gap > 0.1)
+                        sure = np.load(spec["margin_out"]) > 0.1
+                        r["confident_fraction"] = float(sure.mean())
+                        r["confident_agreement"] = float((labels == reference)[sure].mean()) if sure.any() else None
                     r["label_fractions"] = np.bincount(labels.ravel(), minlength=args.classes).tolist()
                     results["speed"].append(r)
                     agree = "—" if r["agreement"] is None else f"{100 * r['agreement']:.3f} %"
+                    if r.get("confident_agreement") is not None:
+                        agree += (f" ({100 * r['confident_agreement']:.3f} % on the {100 * r['confident_fraction']:.0f} %"
+                                  " of voxels with margin > 0.1)")
                     print(f"| {backend} | {overlap:g} | {bs} | {r['seconds']:.2f} | {_mib(r['peak_rss_bytes'])} | "
                           f"{_mib(r['peak_rss_bytes'] - r['baseline_rss_bytes'])} | {agree} |", flush=True)
 

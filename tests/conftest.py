@@ -24,3 +24,15 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test: on the shared 2-core machines, contention between
+    several test runs makes one thread several times faster than the default."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -36,7 +36,7 @@ def test_train_predict_evaluate_2d(vessels, tmp_path, capsys):
     report = tmp_path / "eval"
     assert main(["evaluate", str(pred), str(vessels / "labelsTs"), "--out", str(report), "--roi",
                  str(vessels / "roisTs"), "--probabilities", str(pred / "probabilities")]) == 0
-    summary = json.loads((report / "summary.json").read_text())
+    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
     text = json.dumps(summary)
     assert "dice" in text and "roc_auc" in text
 
@@ -73,7 +73,7 @@ def test_train_predict_evaluate_2d(vessels, tmp_path, capsys):
 
     # resume extends the run
     assert main(["train", str(vessels), "--out", str(model), "--iterations", "5", "--resume", "--no-progress"]) == 0
-    assert (model / "training_log.csv").read_text().splitlines()[-1].startswith("5,")
+    assert (model / "training_log.csv").read_text(encoding="utf-8").splitlines()[-1].startswith("5,")
 
 
 def test_train_3d_and_predict_nifti(tmp_path):

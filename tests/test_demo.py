@@ -17,7 +17,7 @@ def test_demo_writes_every_output(tmp_path):
                 "evaluation/summary.json", "evaluation_otsu/summary.json", "demo_summary.json"):
         assert (out / rel).is_file(), rel
     assert facts["training_iterations"] == 2
-    saved = json.loads((out / "demo_summary.json").read_text())
+    saved = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
     assert set(saved["metrics"]) == {"medseg U-Net", "Otsu threshold (green)"}
     assert 0.0 <= saved["metrics"]["Otsu threshold (green)"]["dice"] <= 1.0
 

@@ -25,7 +25,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     >>> import tempfile, pathlib
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
     >>> with atomic_path(target) as tmp:
-    ...     _ = tmp.write_text("done")
+    ...     _ = tmp.write_text("done", encoding="utf-8")
     >>> target.read_text(encoding="utf-8")
     'done'
     """

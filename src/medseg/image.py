@@ -27,7 +27,55 @@ from typing import Sequence
 
 import numpy as np
 
-from medseg.errors import GeometryError
+from medseg.errors import GeometryError, MedsegError
+
+
+def check_spacing(spacing: float | Sequence[float] | None, ndim: int, name: str = "spacing") -> tuple[float, ...]:
+    """Voxel size as ``ndim`` positive, finite millimetres in array-axis order.
+
+    ``None`` means 1 mm on every axis; a single number means isotropic voxels. Used by every function
+    that takes a bare array plus a ``spacing`` so they all accept and reject the same values.
+
+    Examples
+    --------
+    >>> check_spacing(None, 2), check_spacing(0.5, 3), check_spacing([3, 1, 1], 3)
+    ((1.0, 1.0), (0.5, 0.5, 0.5), (3.0, 1.0, 1.0))
+    """
+    if spacing is None:
+        return (1.0,) * ndim
+    try:
+        values = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise MedsegError(f"{name} must be {ndim} positive numbers (mm, array-axis order); got {spacing!r}") from None
+    if values.size == 1:
+        values = np.repeat(values, ndim)
+    if values.size != ndim or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise MedsegError(f"{name} must be {ndim} positive numbers (mm, array-axis order); got {spacing!r}")
+    return tuple(float(v) for v in values)
+
+
+def check_mask(mask: np.ndarray | Image | None, spatial_shape: Sequence[int], name: str = "mask") -> np.ndarray | None:
+    """``mask`` as a non-empty boolean array of ``spatial_shape``, or None.
+
+    An :class:`Image` or an array with a leading channel axis of 1 is accepted as well.
+
+    Examples
+    --------
+    >>> check_mask(np.array([[[0, 1]]]), (1, 2))
+    array([[False,  True]])
+    """
+    if mask is None:
+        return None
+    mask = np.asarray(mask.array if isinstance(mask, Image) else mask)
+    if mask.ndim == len(spatial_shape) + 1 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.shape != tuple(spatial_shape):
+        raise MedsegError(f"{name} of shape {mask.shape} does not match the image's spatial shape "
+                          f"{tuple(spatial_shape)}")
+    mask = mask.astype(bool, copy=False)
+    if not mask.any():
+        raise MedsegError(f"{name} is empty: it selects no voxel")
+    return mask
 
 
 def _as_float_tuple(values: Sequence[float]) -> tuple[float, ...]:

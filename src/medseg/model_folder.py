@@ -26,10 +26,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseg.errors import MedsegError
 from medseg.fileutil import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:  # reading config.json must not pay for importing torch
+    from torch import nn
 
 CONFIG_NAME = "config.json"
 PLAN_NAME = "plan.json"
@@ -159,7 +162,7 @@ def load_pruning(folder: str | Path) -> dict[str, Any] | None:
     return data
 
 
-def build_network(config: ModelConfig):
+def build_network(config: ModelConfig) -> nn.Module:
     """The untrained network described by ``config``."""
     from medseg.nets import create_network
 
@@ -212,7 +215,7 @@ def weights_path(folder: str | Path, which: str = "final") -> Path:
     raise MedsegError(f"no trained weights ({WEIGHTS_NAME}) in the model folder", folder)
 
 
-def load_model(folder: str | Path, which: str = "final"):
+def load_model(folder: str | Path, which: str = "final") -> tuple[ModelConfig, nn.Module]:
     """``(config, network in eval mode)`` from a model folder."""
     config = load_config(folder)
     model = build_network(config)

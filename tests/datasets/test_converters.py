@@ -69,7 +69,7 @@ def test_drive_corrupt_image_leaves_nothing(tmp_path, rng):
 def test_existing_destination(tmp_path, rng):
     src = _fake_drive(tmp_path / "DRIVE", rng)
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "keep.txt").write_text("x")
+    (tmp_path / "out" / "keep.txt").write_text("x", encoding="utf-8")
     with pytest.raises(DatasetError, match="exists"):
         convert_dataset("drive", src, tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").exists()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from medseg.datasets import load_dataset, write_dataset_json
+from medseg.datasets.dataset import read_labels
 from medseg.errors import DatasetError, GeometryError
 from medseg.image import Image
 from medseg.io import write_image
@@ -30,7 +31,7 @@ def _nnunet(root, rng, cases=("a", "b"), channels=2):
 
 def test_nnunet_layout(tmp_path, rng):
     root = _nnunet(tmp_path / "ds", rng)
-    (root / "splits.json").write_text("[]")
+    (root / "splits.json").write_text("[]", encoding="utf-8")
     ds = load_dataset(root)
     assert ds.name == "toy" and ds.channel_names == ["T1", "T2"] and ds.file_ending == ".nii.gz"
     assert ds.labels == {"background": 0, "tumour": 1} and ds.regions is None and ds.ignore_label is None
@@ -80,7 +81,7 @@ def test_msd_layout(tmp_path, rng):
         "numTraining": 2, "numTest": 1,
         "training": [{"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in ("BRATS_001", "BRATS_002")],
         "test": ["./imagesTs/BRATS_900.nii.gz"],
-    }))
+    }), encoding="utf-8")
     ds = load_dataset(root)
     assert ds.channel_names == ["FLAIR", "T1w", "t1gd", "T2w"]
     assert ds.labels == {"background": 0, "edema": 1, "non-enhancing tumor": 2, "enhancing tumour": 3}
@@ -99,14 +100,14 @@ def test_missing_fields(tmp_path, rng, drop):
     root = _nnunet(tmp_path / "ds", rng)
     raw = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     del raw[drop]
-    (root / "dataset.json").write_text(json.dumps(raw))
+    (root / "dataset.json").write_text(json.dumps(raw), encoding="utf-8")
     with pytest.raises(DatasetError, match=drop) as info:
         load_dataset(root)
     assert "dataset.json" in str(info.value)
 
 
 def test_invalid_json(tmp_path):
-    (tmp_path / "dataset.json").write_text("{not json")
+    (tmp_path / "dataset.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(DatasetError, match="not valid JSON"):
         load_dataset(tmp_path)
 
@@ -114,7 +115,7 @@ def test_invalid_json(tmp_path):
 def test_msd_names_missing_file(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({
         "modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver"},
-        "training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]}))
+        "training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]}), encoding="utf-8")
     with pytest.raises(DatasetError, match="missing") as info:
         load_dataset(tmp_path)
     assert "x.nii.gz" in str(info.value)
@@ -133,3 +134,24 @@ def test_case_channel_geometry_mismatch(tmp_path, rng):
     write_image(Image(np.zeros((1, 4, 6, 5), np.float32), spacing=(1.0, 1.0, 1.0)), root / "imagesTr" / "a_0001.nii.gz")
     with pytest.raises(GeometryError, match="a_0001.nii.gz"):
         load_dataset(root).cases[0].read_image()
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ({"0": "background", "1": "edema"}, ({"background": 0, "edema": 1}, None, None)),  # MSD
+    ({"background": 0, "organ": 1, "ignore": 9}, ({"background": 0, "organ": 1}, None, 9)),  # nnU-Net
+    ({"background": 0, "whole": [1, 2], "core": 2}, ({"background": 0}, {"whole": [1, 2], "core": [2]}, None)),
+])
+def test_read_labels_without_cases(tmp_path, labels, expected):
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"labels": labels}), encoding="utf-8")
+    assert read_labels(path) == expected
+
+
+def test_read_labels_errors_name_the_file(tmp_path):
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"name": "x"}), encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"dataset\.json: missing field 'labels'"):
+        read_labels(path)
+    path.write_text(json.dumps({"labels": {"organ": "one"}}), encoding="utf-8")
+    with pytest.raises(DatasetError, match="non-integer"):
+        read_labels(path)

@@ -43,7 +43,7 @@ def test_dataset_splits_file_is_honoured_and_never_rewritten(tmp_path):
     ds = load_dataset(root)
     names = [c.name for c in ds.cases]
     given = {"train": names[:3], "val": names[3:]}
-    (root / "splits.json").write_text(json.dumps(given))
+    (root / "splits.json").write_text(json.dumps(given), encoding="utf-8")
     ds = load_dataset(root)
     before = (root / "splits.json").read_text(encoding="utf-8")
     out = tmp_path / "model"

@@ -119,13 +119,13 @@ def test_region_outputs_paint_nested_labels(tmp_path):
 
 
 def test_largest_component(tmp_path):
-    from medseg.inference.predictor import keep_largest_component
+    from medseg.postprocessing import keep_largest_component
 
     lab = np.zeros((20, 20), np.uint8)
     lab[1:5, 1:5] = 1
     lab[10:12, 10:12] = 1
     lab[15:19, 2:4] = 2
-    out = keep_largest_component(lab)
+    out = keep_largest_component(lab, connectivity=lab.ndim)  # as Predictor(largest_component=True)
     assert out[10, 10] == 0 and out[2, 2] == 1 and out[16, 3] == 2
 
 

@@ -12,18 +12,13 @@ from medseg.datasets import make_organs3d, make_vessels2d
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.predictor import Predictor, fast_spacing, label_volumes, write_volumes
-from medseg.io import read_image, write_image
+from medseg.io import read_image
 from medseg.model_folder import ModelConfig, load_pruning
 from medseg.training.config import TrainingConfig
 from medseg.training.loop import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(net, **kw):
@@ -142,7 +137,7 @@ def test_volumes_of_known_shapes(tmp_path):
     write_volumes(rows, path)
     write_volumes(rows2d, path)
     write_volumes([dict(rows[0], voxels=1)], path)  # re-predicting p1 replaces its rows, keeps v's
-    read = list(csv.DictReader(path.open()))
+    read = list(csv.DictReader(path.open(encoding="utf-8")))
     assert [(r["case"], r["label"], r["voxels"]) for r in read] == [("v", "vessel", "20"), ("p1", "prostate", "1")]
     assert not list(tmp_path.glob("*.tmp*"))
 
@@ -153,13 +148,14 @@ def test_cli_writes_volumes_matching_the_prediction(organs_model, tmp_path, caps
     assert main(["predict", str(folder), "-i", str(data / "imagesTs"), "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert " mL" in err
-    rows = list(csv.DictReader((out / "volumes.csv").open()))
+    rows = list(csv.DictReader((out / "volumes.csv").open(encoding="utf-8")))
     pred = read_image(next(out.glob("*.nii.gz")))
     voxel_ml = float(np.prod(pred.spacing)) / 1000
     for row in rows:
         n = int((pred.array[0] == int(row["value"])).sum())
         assert int(row["voxels"]) == n and float(row["volume"]) == pytest.approx(n * voxel_ml, abs=1e-6)
-    assert {r["label"] for r in rows} == set(json.loads((folder / "config.json").read_text())["labels"]) - {"background"}
+    labels = json.loads((folder / "config.json").read_text(encoding="utf-8"))["labels"]
+    assert {r["label"] for r in rows} == set(labels) - {"background"}
 
 
 # --- fast mode ------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def _traced_peak(fn):
 def test_streaming_allocates_far_less_than_class_volume_and_equals_naive(case):
     image, net = case
     full = K * image[0].size * 4  # one float32 value per class and voxel
-    kw = dict(overlap=0.5, batch_size=4)
+    kw = {"overlap": 0.5, "batch_size": 4}
     naive, naive_peak = _traced_peak(lambda: sliding_window_inference(image, net, (8, 16, 16), streaming=False, **kw))
     stream, stream_peak = _traced_peak(lambda: sliding_window_inference(image, net, (8, 16, 16), streaming=True, **kw))
     # the measurement sees the accumulator: the naive path holds C × volume float32
@@ -59,7 +59,7 @@ def test_streaming_allocates_far_less_than_class_volume_and_equals_naive(case):
 
 def test_finalisation_is_chunked_and_unchanged(case, monkeypatch):
     image, net = case
-    kw = dict(overlap=0.5, batch_size=4, return_probabilities=True)
+    kw = {"overlap": 0.5, "batch_size": 4, "return_probabilities": True}
     reference = sliding_window_inference(image, net, (8, 16, 16), **kw)
     row_bytes = 4 * K * 40 * 40
     monkeypatch.setattr(sw, "FINALISE_BYTES", 3 * row_bytes)  # at most 3 rows finalised at once
@@ -81,9 +81,11 @@ def test_finalisation_is_chunked_and_unchanged(case, monkeypatch):
 def test_any_predict_fn_returning_numpy_is_accepted(case):
     # e.g. an ONNX Runtime session: float32 tensor in, numpy logits out
     image, net = case
-    with torch.no_grad():
-        fn = lambda batch: net(batch).numpy()  # noqa: E731
-        a = sliding_window_inference(image[:, :40], fn, (8, 16, 16), return_probabilities=True)
+
+    def fn(batch):  # called under the sliding window's no_grad
+        return net(batch).numpy()
+
+    a = sliding_window_inference(image[:, :40], fn, (8, 16, 16), return_probabilities=True)
     b = sliding_window_inference(image[:, :40], net, (8, 16, 16), return_probabilities=True)
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     np.testing.assert_array_equal(a.labels, b.labels)

@@ -45,7 +45,7 @@ def test_evaluate_folders_outputs_and_missing(folders):
                                regions={"whole": [1, 2]}, workers=1)
     for name in ("per_case.csv", "summary.json", "report.md", "report.html", "boxplots.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
-    rows = list(csv.DictReader(open(out / "per_case.csv")))
+    rows = list(csv.DictReader(open(out / "per_case.csv", encoding="utf-8")))
     assert len(rows) == 3 * 3
     by = {(r["case"], r["label"]): r for r in rows}
     assert float(by["case_a", "whole"]["dice"]) == 1.0 and float(by["case_a", "whole"]["hd95"]) == 0.0
@@ -67,7 +67,8 @@ def test_evaluate_folders_outputs_and_missing(folders):
 
 
 def test_labels_from_dataset_json_or_values(folders):
-    (folders / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "organ": 1, "core": 2}}))
+    labels = {"background": 0, "organ": 1, "core": 2}
+    (folders / "dataset.json").write_text(json.dumps({"labels": labels}), encoding="utf-8")
     summary = evaluate_folders(folders / "pred", folders / "gt", folders / "e1", workers=1)
     assert list(summary.labels) == ["organ", "core"]
     (folders / "dataset.json").unlink()
@@ -97,7 +98,7 @@ def test_roi_and_probabilities_2d(tmp_path):
     summary = evaluate_folders(tmp_path / "pred", tmp_path / "gt", tmp_path / "out", roi_dir=tmp_path / "roi",
                                probabilities_dir=tmp_path / "prob", labels={"vessel": 1}, workers=1)
     assert 0.5 < summary.mean("roc_auc", "vessel") <= 1.0
-    assert "pr_auc" in open(tmp_path / "out" / "per_case.csv").readline()
+    assert "pr_auc" in open(tmp_path / "out" / "per_case.csv", encoding="utf-8").readline()
 
 
 def test_cli_writes_outputs(folders, capsys):
@@ -118,3 +119,12 @@ def test_cli_bad_input(folders, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["evaluate", str(folders / "pred"), str(folders / "gt"), "--out", str(folders / "o"),
                  "--labels", "organ"]) == 1
+
+
+def test_unreadable_probabilities_name_the_file(folders):
+    (folders / "prob").mkdir()
+    for name in ("case_a", "case_b", "case_c"):
+        (folders / "prob" / f"{name}.npz").write_bytes(b"not a numpy archive")
+    with pytest.raises(MedsegError, match=r"case_a\.npz: cannot read probabilities"):
+        evaluate_folders(folders / "pred", folders / "gt", folders / "e", labels={"organ": 1},
+                         probabilities_dir=folders / "prob", workers=1)

@@ -71,3 +71,19 @@ def test_volumes_use_spacing():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(MedsegError, match="shape"):
         dice(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, -1.0), (1.0, 0.0), (1.0, float("nan")), (1.0, 1.0, 1.0), "x"])
+def test_bad_spacing_is_a_user_error(spacing):
+    # one check (medseg.image.check_spacing) for volumes, overlap and surface distances alike
+    from medseg.metrics.surface import surface_distances
+
+    mask = np.ones((4, 4), bool)
+    for call in (lambda: volume(mask, spacing), lambda: overlap_metrics(mask, mask, spacing=spacing),
+                 lambda: surface_distances(mask, mask, spacing=spacing)):
+        with pytest.raises(MedsegError, match="spacing must be 2 positive numbers"):
+            call()
+
+
+def test_scalar_spacing_is_isotropic():
+    assert volume(np.ones((10, 10, 10), bool), 0.5) == pytest.approx(0.125)

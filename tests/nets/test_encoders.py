@@ -27,13 +27,7 @@ VGG16_CONV = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
 VGG16_BN_CONV = [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 cores shared by several engineers: one intra-op thread is several times faster than contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _params(module):

@@ -8,12 +8,7 @@ from medseg.nets import create_network
 from medseg.nets.finetune import StagedUnfreezing, freeze, freeze_encoder, set_frozen_batchnorm_eval, unfreeze
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

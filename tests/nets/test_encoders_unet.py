@@ -10,12 +10,7 @@ from medseg.nets.encoders.compose import DECODERS, EncoderDecoder, pad_to_diviso
 from _netcheck import assert_gradient_flow, assert_onnx_matches
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("encoder, in_channels", [("vgg16", 1), ("resnet18", 4), ("densenet121", 3)])

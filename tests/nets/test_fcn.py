@@ -14,12 +14,7 @@ from _netcheck import assert_gradient_flow, assert_onnx_matches
 LIGHT = dict(fc_channels=64, fc_kernel=3)  # the CPU variant keeps the tests fast
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("factor", [2, 8])

@@ -22,7 +22,7 @@ def _edit(plan, tmp_path, change):
     data = plan.to_dict()
     change(data)
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     return path
 
 
@@ -69,7 +69,7 @@ def test_valid_edit_is_accepted(plan, tmp_path):
 
 def test_not_json_is_a_clear_error(tmp_path):
     path = tmp_path / "plan.json"
-    path.write_text("{ not json")
+    path.write_text("{ not json", encoding="utf-8")
     with pytest.raises(PlanError, match="not valid JSON"):
         Plan.load(path)
     with pytest.raises(PlanError, match="not found"):

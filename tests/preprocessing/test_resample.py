@@ -74,7 +74,6 @@ def test_linear_label_method_beats_nearest_on_coarsening_round_trip():
 def test_image_round_trip_returns_to_exact_grid():
     grid = oblique_grid()
     label = blobs(grid)
-    rng = np.random.default_rng(0)
     # smooth image: blobs blurred along in-plane axes + a gradient
     image = grid.with_array((label.array * 40.0 + np.linspace(0, 10, SHAPE[2])[None, None, None, :]).astype(np.float32))
     iso = resample_image(image, (1.0, 1.0, 1.0), order=3)

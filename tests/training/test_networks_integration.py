@@ -41,12 +41,7 @@ NETS_3D = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +180,7 @@ def test_encoder_weights_and_frozen_encoder(vessels, tmp_path, resnet_weights):
     # weights AND batch-norm running statistics of the frozen encoder are exactly the loaded ones
     for key in ("conv1.weight", "layer4.1.conv2.weight", "bn1.running_mean", "layer1.0.bn1.running_var"):
         assert torch.equal(trained[key], reference[key]), key
-    saved = json.loads((folder / "config.json").read_text())["training"]
+    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))["training"]
     assert saved["encoder_weights"] == str(resnet_weights) and saved["freeze_encoder"] is True
     assert "encoder_weights" not in load_config(folder).network_options  # prediction needs no weights file
 

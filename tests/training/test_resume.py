@@ -49,7 +49,7 @@ def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
     assert full.keys() == split.keys()
     for key in full:
         assert torch.equal(full[key], split[key]), key
-    log = (tmp_path / "split" / "training_log.csv").read_text().splitlines()
+    log = (tmp_path / "split" / "training_log.csv").read_text(encoding="utf-8").splitlines()
     assert [int(r.split(",")[0]) for r in log[1:]] == [1, 2, 3, 4, 5, 6]
 
 
@@ -70,10 +70,10 @@ def test_model_folder_contents(tiny_dataset, tmp_path):
     names = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"config.json", "model.safetensors", "checkpoint_last.pt", "checkpoint_best.pt",
             "training_log.csv", "training_curve.png"} <= names
-    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
     assert config["preprocessing"][0]["name"] == "green_channel"
     assert config["input_channels"] == 3 and config["in_channels"] == 1
     assert config["val_cases"] == ["case_002"] and config["labels"] == {"background": 0, "vessel": 1}
-    assert str(tmp_path) not in (tmp_path / "m" / "config.json").read_text()  # relocatable
+    assert str(tmp_path) not in (tmp_path / "m" / "config.json").read_text(encoding="utf-8")  # relocatable
     assert 0.0 <= result.best_metric <= 1.0
-    assert "val_dice" in (tmp_path / "m" / "training_log.csv").read_text()
+    assert "val_dice" in (tmp_path / "m" / "training_log.csv").read_text(encoding="utf-8")

@@ -36,8 +36,9 @@ class RandomBrightness(RandomTransform):
         f = uniform(n, self.factor, generator, columns=c if self.per_channel else None)
         if not bool(selected.any()):
             return image, label
-        sel = selected.to(image.device)
-        return apply_selected(_float(image), selected, Fn.brightness(_float(image)[sel], f[selected])), label
+        x = _float(image)
+        out = Fn.brightness(x[selected.to(x.device)], f[selected])
+        return apply_selected(x, selected, out), label
 
 
 @dataclasses.dataclass

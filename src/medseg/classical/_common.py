@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_spacing
 
 
 @dataclass
@@ -82,33 +82,6 @@ def as_scalar(
         tuple(origin) if origin is not None else (0.0,) * array.ndim,
         np.asarray(direction) if direction is not None else np.eye(array.ndim),
     )
-
-
-def check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    if np.ndim(spacing) == 0:
-        spacing = (float(spacing),) * ndim  # type: ignore[arg-type]
-    sp = tuple(float(s) for s in spacing)  # type: ignore[union-attr]
-    if len(sp) != ndim:
-        raise MedsegError(f"spacing has {len(sp)} values for a {ndim}D image")
-    if any(not np.isfinite(s) or s <= 0 for s in sp):
-        raise MedsegError(f"spacing must be positive; got {sp}")
-    return sp
-
-
-def check_mask(mask: np.ndarray | Image | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    if mask is None:
-        return None
-    if isinstance(mask, Image):
-        mask = mask.array[0] if mask.num_channels == 1 else mask.array
-    mask = np.asarray(mask)
-    if mask.shape != shape:
-        raise MedsegError(f"mask of shape {mask.shape} does not match the image shape {shape}")
-    mask = mask.astype(bool)
-    if not mask.any():
-        raise MedsegError("mask is empty: no voxel to segment")
-    return mask
 
 
 def to_voxels(length: float | Sequence[float], spacing: Sequence[float], name: str) -> np.ndarray:

@@ -12,10 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-from medseg.classical._common import as_scalar, check_classes, check_mask, finish, fit_sample, order_by_intensity
+from medseg.classical._common import as_scalar, check_classes, finish, fit_sample, order_by_intensity
 from medseg.classical.registry import register
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 
 __all__ = ["segment_kmeans", "segment_fuzzy_cmeans", "segment_gaussian_mixture", "fuzzy_cmeans"]
 

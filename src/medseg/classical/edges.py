@@ -12,7 +12,6 @@ from skimage import feature, morphology, segmentation
 from medseg.classical._common import (
     Scalar,
     as_scalar,
-    check_mask,
     check_polarity,
     finish,
     seed_indices,
@@ -22,7 +21,7 @@ from medseg.classical._common import (
 from medseg.classical.registry import register
 from medseg.classical.threshold import otsu_value
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 
 __all__ = [
     "segment_canny",

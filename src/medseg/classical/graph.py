@@ -10,7 +10,6 @@ import numpy as np
 from medseg.classical._common import (
     Scalar,
     as_scalar,
-    check_mask,
     check_polarity,
     finish,
     seed_indices,
@@ -19,7 +18,7 @@ from medseg.classical._common import (
 from medseg.classical.registry import register
 from medseg.classical.threshold import otsu_value
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 
 __all__ = ["segment_random_walker", "segment_graph_cut"]
 

@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from medseg.classical._common import Scalar, as_scalar, check_mask, finish, seed_indices
+from medseg.classical._common import Scalar, as_scalar, finish, seed_indices
 from medseg.classical.registry import register
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 
 __all__ = ["segment_connected_threshold", "segment_confidence_connected"]
 

@@ -14,13 +14,15 @@ Third-party methods register through the ``medseg.classical`` entry point group.
 
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence
+
 from medseg.registry import Registry
 
 METHODS = Registry("classical method", entry_point_group="medseg.classical")
 
 
-def register(name: str, *, dims=(2, 3), seeds: str = "no", output: str = "binary", family: str,
-             summary: str, colour_channel: int | None = None):
+def register(name: str, *, dims: Sequence[int] = (2, 3), seeds: str = "no", output: str = "binary", family: str,
+             summary: str, colour_channel: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator adding a ``segment_*`` function to :data:`METHODS` with its metadata."""
     return METHODS.register(name, dims=tuple(dims), seeds=seeds, output=output, family=family,
                             summary=summary, colour_channel=colour_channel)

@@ -12,10 +12,10 @@ import numpy as np
 from scipy import ndimage
 from skimage import filters
 
-from medseg.classical._common import as_scalar, check_classes, check_mask, check_polarity, finish, to_voxels
+from medseg.classical._common import as_scalar, check_classes, check_polarity, finish, to_voxels
 from medseg.classical.registry import register
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 
 __all__ = ["segment_threshold", "segment_otsu", "segment_multi_otsu", "segment_local", "segment_hysteresis",
            "otsu_value"]

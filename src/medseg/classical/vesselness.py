@@ -12,11 +12,11 @@ import numpy as np
 from scipy import ndimage
 from skimage import filters
 
-from medseg.classical._common import as_scalar, check_mask, check_polarity, finish, to_voxels
+from medseg.classical._common import as_scalar, check_polarity, finish, to_voxels
 from medseg.classical.registry import register
 from medseg.classical.threshold import otsu_value
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 
 __all__ = ["vesselness", "segment_frangi", "segment_sato"]
 

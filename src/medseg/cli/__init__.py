@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from medseg.errors import MedsegError
 
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except MedsegError as exc:
         if debug:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escape: messages quote user text (paths, option values) that may contain [brackets]
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         console.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
             highlight=False,
         )
         return 1

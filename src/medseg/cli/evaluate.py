@@ -43,7 +43,10 @@ def evaluate(
     nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="Normalised surface Dice tolerance (mm)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Cases evaluated in parallel."),
 ) -> None:
-    """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs)."""
+    """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs).
+
+    Example: medseg evaluate predictions/ data/drive/labelsTs --out reports/drive --labels vessel=1
+    """
     import math
 
     from rich.console import Console

@@ -67,7 +67,10 @@ def nets_command(
     in_channels: int = typer.Option(1, "--in-channels", help="Input channels of the counted configuration."),
     num_classes: int = typer.Option(2, "--num-classes", help="Classes of the counted configuration."),
 ) -> None:
-    """List the networks: name, dimensions, parameters (default configuration), citation."""
+    """List the networks: name, dimensions, parameters (default configuration), citation.
+
+    Example: medseg nets --in-channels 4 --num-classes 4 --json
+    """
     rows = network_table(in_channels, num_classes)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

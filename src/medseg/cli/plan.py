@@ -135,6 +135,8 @@ def splits(
 
     A dataset's own splits file is honoured (nnU-Net list of folds, or one {"train", "val"} split).
     Without --out, new splits are written to DATASET/splits.json; an existing file is never replaced.
+
+    Example: medseg splits /tmp/drive --folds 5 --seed 0 --out /tmp/drive_splits.json
     """
     from medseg.datasets import load_dataset
     from medseg.datasets.splits import load_or_create_splits, save_splits

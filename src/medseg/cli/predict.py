@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from medseg.cli import app
 from medseg.errors import MedsegError
+
+if TYPE_CHECKING:
+    from medseg.image import Image
+    from medseg.model_folder import ModelConfig
 
 console = Console(stderr=True)
 VOLUMES_NAME = "volumes.csv"
@@ -89,7 +94,7 @@ def probabilities_extension(ext: str, channels: int) -> str:
     return ext
 
 
-def probabilities_for_evaluation(probs, config):
+def probabilities_for_evaluation(probs: Image, config: ModelConfig) -> Image:
     """Probabilities laid out as the evaluator reads them: channel ``c`` = label value ``c``; a binary
     task keeps only the foreground channel. Region outputs stay one channel per region."""
     import numpy as np
@@ -188,7 +193,6 @@ def predict(
 
     import torch
 
-    from medseg.image import Image
     from medseg.inference.predictor import Predictor, label_volumes, write_volumes
     from medseg.io import read_image, write_image
     from medseg.model_folder import CONFIG_NAME

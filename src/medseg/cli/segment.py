@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._options import parse_key_values
 from medseg.errors import MedsegError
 
 out = Console()
@@ -30,22 +31,6 @@ def _parse_seed(text: str) -> tuple[list[float], int | None]:
         return coords, (int(label) if label else None)
     except ValueError:
         raise MedsegError(f"--seed '{text}' is not 'z,y,x' or 'z,y,x:label' (numbers, array order)") from None
-
-
-def _parse_value(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if "," in text:
-        return [_parse_value(v) for v in text.split(",")]
-    return text
 
 
 def _select_channel(image, channel: str | None, method: str, default: int | None):
@@ -178,12 +163,7 @@ def segment(
             raise MedsegError(f"--mask {mask}: shape {roi.spatial_shape} differs from the input's {image.spatial_shape}")
         image.check_same_geometry(roi, f"--mask {mask} and {input}")
         mask_array = roi.array[0] != 0
-    options: dict[str, Any] = {}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise MedsegError(f"--option '{item}' is not key=value")
-        options[key.strip()] = _parse_value(value.strip())
+    options = parse_key_values(option, "--option")
     seeds = [_parse_seed(s) for s in seed or []]
     kwargs = build_kwargs(entry.factory, seeds=seeds, physical=physical_seeds, classes=classes,
                           threshold=threshold, sigma=sigma, polarity=polarity, mask=mask_array, options=options)

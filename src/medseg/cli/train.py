@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._options import parse_key_values, parse_value
 from medseg.errors import MedsegError
 
 console = Console(stderr=True)
@@ -35,25 +36,9 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
         step: dict = {"name": name.strip()}
         for kv in filter(None, params.split(";")):
             key, _, value = kv.partition("=")
-            try:
-                step[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                step[key.strip()] = value.strip()
+            step[key.strip()] = parse_value(value)
         steps.append(step)
     return steps
-
-
-def _parse_net_options(items: list[str]) -> dict:
-    options: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise MedsegError(f"--net-option expects KEY=VALUE, got '{item}'")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
@@ -89,6 +74,10 @@ def train(
     val_every: int = typer.Option(200, "--val-every", help="Validate every N iterations."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Checkpoint every N iterations."),
     no_augmentation: bool = typer.Option(False, "--no-augmentation", help="Switch data augmentation off."),
+    augmentation: str = typer.Option(
+        None, "--augmentation", help="Augmentation config: a JSON object or a .json file "
+        '(e.g. \'{"transforms": [{"name": "flip"}, {"name": "affine", "p": 0.3}]}\'); default: medseg\'s defaults.'
+    ),
     cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     net_option: list[str] = typer.Option(
@@ -124,14 +113,14 @@ def train(
         options["features"] = features
     if depth is not None:
         options["depth"] = depth
-    options.update(_parse_net_options(net_option or []))
+    options.update(parse_key_values(net_option, "--net-option"))
     config = TrainingConfig(
         network=net, network_options=options, patch_size=parse_size(patch_size), batch_size=batch_size,
         iterations=iterations, time_limit=seconds, optimizer=optimizer,
         learning_rate=lr if lr is not None else (1e-2 if optimizer == "sgd" else 2e-3),
         schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, cache=cache,
-        augmentation={"enabled": False} if no_augmentation else None,
+        augmentation={"enabled": False} if no_augmentation else _parse_augmentation(augmentation),
         encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule),
     )

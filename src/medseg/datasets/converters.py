@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.errors import DatasetError, MedsegError
+from medseg.errors import DatasetError
 from medseg.fileutil import atomic_dir
 from medseg.image import Image
-from medseg.io import read_image, strip_extension, write_image
+from medseg.io import read_image, write_image
 from medseg.io.formats import RASTER_EXTENSIONS, image_extension
 from medseg.registry import Registry
 from medseg.datasets.dataset import write_dataset_json

@@ -181,6 +181,41 @@ def _parse_labels(raw_labels: Any, path: Path, msd: bool):
     return labels, (regions or None), ignore
 
 
+def read_labels(path: str | os.PathLike) -> tuple[dict[str, int], dict[str, list[int]] | None, int | None]:
+    """The labels, regions and ignore value a dataset.json declares, without looking for its cases.
+
+    For folders that carry a dataset.json but no images (e.g. an evaluation folder). Both layouts:
+    nnU-Net ``{name: value | [values]}`` and MSD ``{"value": name}``.
+
+    Parameters
+    ----------
+    path : path
+        The dataset.json file.
+
+    Returns
+    -------
+    labels : dict of str to int
+    regions : dict of str to list of int, or None
+    ignore : int or None
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "dataset.json"
+    >>> _ = p.write_text('{"labels": {"0": "background", "1": "organ"}}', encoding="utf-8")
+    >>> read_labels(p)
+    ({'background': 0, 'organ': 1}, None, None)
+    """
+    path = Path(path)
+    data = _load_json(path)
+    if "labels" not in data:
+        raise DatasetError("missing field 'labels'", path)
+    raw = data["labels"]
+    msd = isinstance(data.get("training"), list) or (
+        isinstance(raw, dict) and all(str(k).lstrip("-").isdigit() for k in raw))
+    return _parse_labels(raw, path, msd=msd)
+
+
 def _find_splits(root: Path) -> Path | None:
     for name in ("splits.json", "splits_final.json"):
         if (root / name).is_file():

@@ -193,7 +193,7 @@ def tumour3d_case(shape: Sequence[int] = (32, 64, 64), seed: int | Sequence[int]
     table = {"T1": (0, .6, .5, .3, .55), "T1ce": (0, .55, .5, .35, 1.0), "T2": (0, .4, .8, .9, .7),
              "FLAIR": (0, .4, 1.0, .6, .7)}
     images = []
-    for name, levels in table.items():
+    for levels in table.values():
         x = np.where(brain, levels[1], levels[0])
         for k, level in zip((1, 2, 3), levels[2:]):
             x = np.where(label == k, level, x)

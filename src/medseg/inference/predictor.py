@@ -37,6 +37,7 @@ from medseg.image import Image
 from medseg.inference.sliding_window import sliding_window_inference
 from medseg.inference.slices import slice_network
 from medseg.model_folder import ModelConfig, load_model
+from medseg.postprocessing import keep_largest_component
 from medseg.training.data import LabelMapping, preprocess_image
 
 
@@ -236,32 +237,6 @@ def _region_label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tens
     return fn
 
 
-def keep_largest_component(labels: np.ndarray, background: int = 0) -> np.ndarray:
-    """Keep only the largest connected component of each foreground label.
-
-    Uses :func:`medseg.postprocessing.keep_largest_component` when that module is present, else cc3d.
-    """
-    try:
-        from medseg.postprocessing import keep_largest_component as other
-    except ImportError:
-        other = None
-    if other is not None:
-        return np.asarray(other(labels, connectivity=labels.ndim))
-    import cc3d
-
-    out = labels.copy()
-    for value in np.unique(labels):
-        if value == background:
-            continue
-        mask = labels == value
-        cc = cc3d.connected_components(mask.astype(np.uint8), connectivity=26 if labels.ndim == 3 else 8)
-        if cc.max() > 1:
-            counts = np.bincount(cc.ravel())
-            counts[0] = 0
-            out[mask & (cc != int(np.argmax(counts)))] = background
-    return out
-
-
 def estimate_roi(image: Image, fraction: float = 0.1) -> Image:
     """Field of view of an image with a dark surround (fundus photographs, cropped scans).
 
@@ -281,11 +256,7 @@ def estimate_roi(image: Image, fraction: float = 0.1) -> Image:
     array = np.asarray(image.array, dtype=np.float32)
     high = np.percentile(array.reshape(array.shape[0], -1), 99, axis=1)
     inside = np.any(array > (fraction * high).reshape((-1,) + (1,) * image.spatial_dims), axis=0)
-    inside = ndimage.binary_fill_holes(inside)
-    labels, count = ndimage.label(inside)
-    if count > 1:
-        sizes = ndimage.sum(inside, labels, range(1, count + 1))
-        inside = labels == (int(np.argmax(sizes)) + 1)
+    inside = keep_largest_component(ndimage.binary_fill_holes(inside).astype(np.uint8)) != 0
     if inside.mean() < 0.05:
         inside = np.ones(image.spatial_shape, bool)
     return image.with_array(inside.astype(np.uint8)[None], ("roi",))
@@ -517,7 +488,7 @@ class Predictor:
         if roi is not None:
             labels = np.where(np.asarray(roi.array[0]) != 0, labels, 0).astype(labels.dtype)
         if self.largest_component:
-            labels = keep_largest_component(labels)
+            labels = keep_largest_component(labels, connectivity=labels.ndim)
         label_image = image.with_array(labels[None], ("label",))
         prob_image = None
         if probabilities and total is not None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
     step = max(1, int(patch * (1.0 - overlap)))
     count = math.ceil((size - patch) / step) + 1
     actual = (size - patch) / (count - 1)
-    return [int(round(actual * i)) for i in range(count)]
+    return [round(actual * i) for i in range(count)]
 
 
 @lru_cache(maxsize=8)
@@ -164,7 +164,8 @@ def sliding_window_inference(
         Output dtype of the probabilities (float16 halves their memory).
     streaming : bool, optional
         Accumulate chunk by chunk along the first axis; default: on for 3D. Peak memory is then the
-        input, the compact outputs and ``(K + 1)`` float32 rows × one tile batch's extent along axis 0.
+        input, the compact outputs and ``K`` (labels only) or ``K + 1`` float32 rows × one tile batch's
+        extent along axis 0.
     device : str or torch.device
     progress : callable, optional
         Called as ``progress(done_tiles, total_tiles)``.
@@ -211,6 +212,7 @@ def sliding_window_inference(
     p_dtype = np.dtype(probabilities_dtype)
     batch_size = max(1, int(batch_size))
     batches = [tiles[b : b + batch_size] for b in range(0, len(tiles), batch_size)]
+    predict_fn = _as_tensor_network(network)
 
     # Accumulator window along axis 0: rows [lo, lo + window). After each batch the rows above the next
     # batch's first tile are final and flushed, so the window only has to span one batch: from its first
@@ -248,7 +250,7 @@ def sliding_window_inference(
         if n <= 0:
             return
         if return_labels and labels_out is None:
-            # argmax of K < 256 classes fits uint8 (the result's dtype anyway): no int16 copy at the end
+            # argmax of K ≤ 256 classes fits uint8 (the result's dtype anyway): no int16 copy at the end
             compact = label_fn is None and k <= 256
             labels_out = np.zeros(padded, dtype=np.uint8 if compact else np.int16)
         if return_probabilities and probs_out is None:
@@ -284,7 +286,7 @@ def sliding_window_inference(
         batch = torch.stack(
             [x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(t, patch))] for t in chunk]
         ).to(device)
-        out = predict_mirrored(_as_tensor_network(network), batch, mirror_axes)
+        out = predict_mirrored(predict_fn, batch, mirror_axes)
         if out.shape[2:] != batch.shape[2:]:
             raise MedsegError(f"network returned spatial size {tuple(out.shape[2:])} for tiles {patch}")
         if acc is None:

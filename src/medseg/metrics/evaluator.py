@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from medseg.errors import DatasetError, GeometryError, MedsegError
+from medseg.errors import GeometryError, MedsegError
 from medseg.fileutil import write_text_atomic
 from medseg.metrics.case import HIGHER_IS_BETTER, METRICS, PROBABILITY_METRICS, evaluate_case, label_values
 from medseg.metrics.statistics import summarize
@@ -102,36 +102,15 @@ def _labels_from_dataset_json(gt_dir: Path) -> dict[str, tuple[int, ...]] | None
 
 
 def _parse_dataset_labels(path: Path) -> dict[str, tuple[int, ...]]:
-    try:
-        from medseg.datasets import load_dataset
+    from medseg.datasets.dataset import read_labels
 
-        dataset = load_dataset(path.parent)
-        if dataset.regions:
-            items = {n: tuple(v) for n, v in dataset.regions.items() if tuple(v) != (0,)}
-        else:
-            items = {n: (int(v),) for n, v in dataset.labels.items() if int(v) != 0}
-        items.pop("background", None)
-        return items
-    except DatasetError:
-        pass
-    # Only the labels matter here; a dataset folder whose images are absent (an evaluation folder) is
-    # fine, so read the "labels" field directly. Both layouts: nnU-Net {name: value | [values]} and
-    # MSD {"value": name}.
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8")).get("labels")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-        raise DatasetError(f"cannot read labels: {exc}", path) from None
-    if not isinstance(raw, dict) or not raw:
-        raise DatasetError("'labels' must be a non-empty object", path)
-    items: dict[str, tuple[int, ...]] = {}
-    try:
-        if all(str(k).lstrip("-").isdigit() for k in raw):
-            items = {str(v): (int(k),) for k, v in raw.items()}
-        else:
-            items = {str(k): label_values(v) for k, v in raw.items() if str(k) != "ignore"}
-    except (TypeError, ValueError):
-        raise DatasetError(f"'labels' must map names to integer values; got {raw!r}", path) from None
-    return {n: v for n, v in items.items() if v != (0,) and n != "background"}
+    labels, regions, _ = read_labels(path)
+    if regions:
+        items = {n: tuple(v) for n, v in regions.items() if tuple(v) != (0,)}
+    else:
+        items = {n: (v,) for n, v in labels.items() if v != 0}
+    items.pop("background", None)
+    return items
 
 
 def _unique_labels(path: str) -> list[int]:
@@ -154,12 +133,17 @@ def _read_label_map(path: Path, what: str):
 
 
 def _read_probabilities(path: Path, reference, gt_path: Path) -> np.ndarray:
-    if path.name.endswith(".npz"):
-        with np.load(path) as data:
-            key = "probabilities" if "probabilities" in data.files else data.files[0]
-            return np.asarray(data[key], dtype=np.float32)
-    if path.name.endswith(".npy"):
-        return np.load(path).astype(np.float32)
+    if path.name.endswith((".npz", ".npy")):
+        import zipfile
+
+        try:
+            if path.name.endswith(".npy"):
+                return np.load(path).astype(np.float32)
+            with np.load(path) as data:
+                key = "probabilities" if "probabilities" in data.files else data.files[0]
+                return np.asarray(data[key], dtype=np.float32)
+        except (OSError, ValueError, IndexError, zipfile.BadZipFile) as exc:
+            raise MedsegError(f"cannot read probabilities: {exc}", path) from None
     from medseg.io import read_image
 
     image = read_image(path)

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.image import check_spacing
 
 
 def _check_pair(prediction: np.ndarray, reference: np.ndarray, roi: np.ndarray | None = None):
@@ -100,12 +101,7 @@ def overlap_metrics(
     (0.6667, 4.0, 2.0)
     """
     tp, fp, fn, tn = confusion_counts(prediction, reference, roi)
-    ndim = np.ndim(reference)
-    spacing = (1.0,) * ndim if spacing is None else tuple(float(s) for s in spacing)
-    if len(spacing) != ndim:
-        raise MedsegError(f"spacing {spacing} does not match a {ndim}D mask")
-    # mL = cm³ = 1000 mm³ in 3D; 2D areas stay in mm².
-    unit = float(np.prod(spacing)) / (1000.0 if ndim == 3 else 1.0)
+    unit = _voxel_volume(spacing, np.ndim(reference))
     empty = (tp + fp == 0) and (tp + fn == 0)
     v_pred, v_ref = (tp + fp) * unit, (tp + fn) * unit
     dice = _ratio(2 * tp, 2 * tp + fp + fn, empty)
@@ -191,8 +187,9 @@ def volume(mask: np.ndarray, spacing: Sequence[float] | None = None) -> float:
     1.0
     """
     mask = np.asarray(mask).astype(bool, copy=False)
-    spacing = (1.0,) * mask.ndim if spacing is None else tuple(float(s) for s in spacing)
-    if len(spacing) != mask.ndim:
-        raise MedsegError(f"spacing {spacing} does not match a {mask.ndim}D mask")
-    unit = float(np.prod(spacing)) / (1000.0 if mask.ndim == 3 else 1.0)
-    return int(np.count_nonzero(mask)) * unit
+    return int(np.count_nonzero(mask)) * _voxel_volume(spacing, mask.ndim)
+
+
+def _voxel_volume(spacing: Sequence[float] | None, ndim: int) -> float:
+    # mL = cm³ = 1000 mm³ in 3D; 2D areas stay in mm².
+    return float(np.prod(check_spacing(spacing, ndim))) / (1000.0 if ndim == 3 else 1.0)

@@ -48,6 +48,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from medseg.errors import MedsegError
+from medseg.image import check_spacing
 
 Method = Literal["auto", "edt", "kdtree"]
 
@@ -55,15 +56,6 @@ Method = Literal["auto", "edt", "kdtree"]
 # costs about as much as the edt transform of ~20 box voxels; the KD-tree answers both directions for
 # the n_p + n_r surface voxels, the transform is run twice over the box, hence 20 / 2 per point.
 _KDTREE_COST_PER_POINT_IN_VOXELS = 10.0
-
-
-def _spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
-    if spacing is None:
-        return np.ones(ndim)
-    s = np.asarray(spacing, dtype=np.float64)
-    if s.shape != (ndim,) or np.any(s <= 0) or not np.all(np.isfinite(s)):
-        raise MedsegError(f"spacing {tuple(spacing)} must be {ndim} positive numbers (mm, array-axis order)")
-    return s
 
 
 def _erode_faces(mask: np.ndarray) -> np.ndarray:
@@ -191,7 +183,7 @@ def surface_distances(
         raise MedsegError(f"prediction shape {prediction.shape} differs from reference shape {reference.shape}")
     if prediction.ndim not in (2, 3):
         raise MedsegError(f"surface distances need 2D or 3D masks; got {prediction.ndim}D")
-    spacing = _spacing(spacing, prediction.ndim)
+    spacing = np.asarray(check_spacing(spacing, prediction.ndim))
     if method not in ("auto", "edt", "kdtree"):
         raise MedsegError(f"method must be 'auto', 'edt' or 'kdtree'; got {method!r}")
     surfaces = _surfaces(prediction, reference, connectivity)

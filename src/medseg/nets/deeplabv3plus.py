@@ -28,7 +28,7 @@ from torch import nn
 
 from medseg.errors import MedsegError
 from medseg.nets.encoders import ENCODERS, Encoder, feature_index
-from medseg.nets.encoders.compose import DECODERS, compose_network, reject_unknown_options
+from medseg.nets.encoders.compose import DECODERS, EncoderDecoder, compose_network, reject_unknown_options
 from medseg.nets.encoders.unet_decoder import conv_bn_relu
 from medseg.nets.registry import NETWORKS
 
@@ -135,7 +135,7 @@ DECODERS.add("deeplabv3plus", DeepLabV3PlusDecoder, citation=CITATION)
                            "pooling, decoder fusing stride-4 features (option encoder, output_stride)")
 def build_deeplabv3plus(in_channels: int, num_classes: int, spatial_dims: int = 2, encoder: str = "resnet50",
                         encoder_weights: str | None = None, output_stride: int | None = None,
-                        rates: tuple[int, ...] | None = None, dropout: float = 0.5, **options):
+                        rates: tuple[int, ...] | None = None, dropout: float = 0.5, **options) -> EncoderDecoder:
     """DeepLab v3+ (default ResNet-50 at output stride 16).
 
     ``output_stride`` (8 or 16; default 16) needs an encoder that can dilate (ResNet). Encoders that

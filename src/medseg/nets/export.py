@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from medseg.errors import MedsegError
 from medseg.fileutil import atomic_path
+
+if TYPE_CHECKING:  # onnxruntime is imported only when a session is made
+    import onnxruntime
 
 
 def export_onnx(
@@ -84,7 +87,7 @@ def export_onnx(
     return path
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
+def onnx_session(path: str | Path, threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ``onnxruntime.InferenceSession`` on CPU for ``path``.
 
     Parameters

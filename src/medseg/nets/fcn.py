@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medseg.nets.encoders import Encoder, feature_index
-from medseg.nets.encoders.compose import DECODERS, compose_network, reject_unknown_options
+from medseg.nets.encoders.compose import DECODERS, EncoderDecoder, compose_network, reject_unknown_options
 from medseg.nets.registry import NETWORKS
 
 CITATION = "Long, Shelhamer & Darrell, Fully convolutional networks for semantic segmentation, CVPR 2015"
@@ -136,7 +136,7 @@ DECODERS.add("fcn8s", FCN8sDecoder, citation=CITATION)
 def build_fcn8s(in_channels: int, num_classes: int, spatial_dims: int = 2, encoder: str = "vgg16",
                 encoder_weights: str | None = None, encoder_options: dict | None = None,
                 fc_channels: int = 4096, fc_kernel: int = 7, dropout: float = 0.5,
-                zero_init_score: bool = True, **options):
+                zero_init_score: bool = True, **options) -> EncoderDecoder:
     """FCN-8s (default VGG-16 encoder; ``encoder="resnet18"`` etc. also work)."""
     reject_unknown_options("fcn8s", options)
     return compose_network("fcn8s", in_channels, num_classes, spatial_dims, encoder=encoder,

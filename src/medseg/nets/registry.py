@@ -14,15 +14,18 @@ Network contract (all networks, so that trainer, predictor and exporter treat th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medseg.errors import MedsegError
 from medseg.registry import Registry
 
+if TYPE_CHECKING:  # torch is imported by the network modules, not by the registry itself
+    from torch import nn
+
 NETWORKS = Registry("network", entry_point_group="medseg.networks")
 
 
-def create_network(name: str, in_channels: int, num_classes: int, spatial_dims: int, **options: Any):
+def create_network(name: str, in_channels: int, num_classes: int, spatial_dims: int, **options: Any) -> nn.Module:
     """Build a registered network.
 
     Parameters

@@ -103,7 +103,7 @@ class SegNetDecoder(nn.Module):
 class SegNet(EncoderDecoder):
     """Encoder-decoder whose encoder also hands its pooling indices to the decoder."""
 
-    def encode(self, x: torch.Tensor):
+    def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return self.encoder.forward_with_indices(x)
 
 
@@ -113,7 +113,7 @@ DECODERS.add("segnet", SegNetDecoder, citation=CITATION)
 @NETWORKS.register("segnet", dims=(2,), citation=CITATION,
                    summary="SegNet: VGG-16-BN encoder, decoder up-sampling with the max-pooling indices")
 def build_segnet(in_channels: int, num_classes: int, spatial_dims: int = 2, encoder: str = "vgg16_bn",
-                 encoder_weights: str | None = None, **options):
+                 encoder_weights: str | None = None, **options) -> EncoderDecoder:
     """SegNet on VGG-16-BN (or ``encoder="vgg16"``)."""
     reject_unknown_options("segnet", options)
     return compose_network("segnet", in_channels, num_classes, spatial_dims, encoder=encoder,

@@ -319,15 +319,14 @@ def validate_plan(data: dict[str, Any], source: str = "plan") -> None:
         if channels is not None and (not isinstance(channels, list)
                                      or not all(_is_int(c) and 0 <= c < len(names) for c in channels)):
             _fail(source, f"preprocessing[{i}].channels", f"must list channel indices < {len(names)}; got {channels!r}")
-    try:  # the preprocessing package checks step names and parameters (one source of truth)
-        from medseg.preprocessing.pipeline import validate_pipeline
-    except ImportError:  # pragma: no cover - a partial install without preprocessing
-        validate_pipeline = None
-    if validate_pipeline is not None:
-        try:
-            validate_pipeline(steps)
-        except MedsegError as exc:
-            _fail(source, "preprocessing", f"is invalid: {exc.message}")
+    # The preprocessing package checks step names and parameters (one source of truth); imported here
+    # because it pulls in scikit-image and SimpleITK, which reading a plan should not pay for up front.
+    from medseg.preprocessing.pipeline import validate_pipeline
+
+    try:
+        validate_pipeline(steps)
+    except MedsegError as exc:
+        _fail(source, "preprocessing", f"is invalid: {exc.message}")
     validate_configuration(data, source, "", data_dims)
     alternatives = data.get("alternatives", {})
     if not isinstance(alternatives, dict):

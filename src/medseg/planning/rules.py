@@ -198,7 +198,6 @@ def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Se
     found; the first width whose patch still covers ≥ 75 % of the median image on every axis wins
     (context first), else the width with the largest patch (a wider network cannot compensate for
     not seeing the structure)."""
-    dims = len(spacing)
     flops_budget = machine.flops * step_seconds
     memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
     fits = [fit_patch(spacing, median_shape, f, flops_budget, memory_budget, in_channels, num_classes)

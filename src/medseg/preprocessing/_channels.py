@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from medseg.errors import MedsegError
-
-
-def check_mask(mask: np.ndarray | None, spatial_shape: tuple[int, ...], name: str = "mask") -> np.ndarray | None:
-    """Return ``mask`` as a boolean array of ``spatial_shape`` (a leading channel axis of 1 is dropped)."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mask.ndim == len(spatial_shape) + 1 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.shape != tuple(spatial_shape):
-        raise MedsegError(f"{name} of shape {mask.shape} does not match the image's spatial shape {tuple(spatial_shape)}")
-    mask = mask.astype(bool, copy=False)
-    if not mask.any():
-        raise MedsegError(f"{name} is empty: no voxel to compute statistics from")
-    return mask
+from medseg.image import check_mask
 
 
 def per_channel_values(value: float | Sequence[float], num_channels: int, name: str) -> list[float]:
@@ -69,3 +55,31 @@ def as_float(image: np.ndarray) -> np.ndarray:
     """Float copy-free view where possible; integers become float32 (enough for 16-bit scanners)."""
     image = np.asarray(image)
     return image if np.issubdtype(image.dtype, np.floating) else image.astype(np.float32)
+
+
+def pooled_channel_values(
+    images: Iterable[np.ndarray],
+    masks: Iterable[np.ndarray | None] | None,
+    channel_axis: int | None,
+    caller: str,
+) -> list[np.ndarray]:
+    """Every voxel value (inside each image's mask) of a set of images, pooled per channel as float64.
+
+    ``caller`` names the public function in error messages.
+    """
+    images = [np.asarray(i) for i in images]
+    if not images:
+        raise MedsegError(f"{caller} needs at least one image")
+    masks = list(masks) if masks is not None else [None] * len(images)
+    if len(masks) != len(images):
+        raise MedsegError(f"{caller}: {len(masks)} masks for {len(images)} images")
+    n = num_channels(images[0], channel_axis)
+    pooled: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for img, m in zip(images, masks):
+        if num_channels(img, channel_axis) != n:
+            raise MedsegError(f"{caller}: all images must have the same number of channels")
+        chans = [img] if channel_axis is None else list(np.moveaxis(img, channel_axis, 0))
+        m = check_mask(m, chans[0].shape)
+        for c, x in enumerate(chans):
+            pooled[c].append((x[m] if m is not None else x.ravel()).astype(np.float64))
+    return [np.concatenate(values) for values in pooled]

@@ -9,19 +9,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from medseg.errors import GeometryError
 from medseg.image import Image
 
 BBox = list[list[int]]
-
-
-def nonzero_mask(image: Image) -> np.ndarray:
-    """Voxels where any channel is non-zero, with enclosed holes filled (a zero-valued voxel inside
-    the body, e.g. air in the lungs, still belongs to it)."""
-    mask = np.any(image.array != 0, axis=0)
-    return ndimage.binary_fill_holes(mask)
 
 
 def bounding_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> BBox:

@@ -8,7 +8,7 @@ import numpy as np
 from skimage import exposure
 
 from medseg.errors import MedsegError
-from medseg.preprocessing._channels import apply_per_channel, as_float, check_mask, num_channels
+from medseg.preprocessing._channels import apply_per_channel, as_float, num_channels, pooled_channel_values
 
 
 def clahe(
@@ -101,24 +101,9 @@ def histogram_reference(
     """
     if n_quantiles < 2:
         raise MedsegError(f"n_quantiles must be at least 2; got {n_quantiles}")
-    images = list(images)
-    if not images:
-        raise MedsegError("histogram_reference needs at least one image")
-    masks = list(masks) if masks is not None else [None] * len(images)
-    if len(masks) != len(images):
-        raise MedsegError(f"{len(masks)} masks for {len(images)} images")
-    n = num_channels(images[0], channel_axis)
-    values: list[list[np.ndarray]] = [[] for _ in range(n)]
-    for img, m in zip(images, masks):
-        img = np.asarray(img)
-        if num_channels(img, channel_axis) != n:
-            raise MedsegError("all reference images must have the same number of channels")
-        chans = [img] if channel_axis is None else list(np.moveaxis(img, channel_axis, 0))
-        m = check_mask(m, chans[0].shape)
-        for c, x in enumerate(chans):
-            values[c].append((x[m] if m is not None else x.ravel()).astype(np.float64))
+    pooled = pooled_channel_values(images, masks, channel_axis, "histogram_reference")
     q = np.linspace(0, 100, n_quantiles)
-    return [np.percentile(np.concatenate(v), q).tolist() for v in values]
+    return [np.percentile(v, q).tolist() for v in pooled]
 
 
 def match_histograms(

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
-from medseg.preprocessing._channels import apply_per_channel, as_float, num_channels, per_channel_values
+from medseg.preprocessing._channels import (apply_per_channel, as_float, num_channels, per_channel_values,
+                                            pooled_channel_values)
 
 _EPS = 1e-8
 
@@ -264,28 +265,11 @@ def fit_intensity_statistics(
     >>> s["low"], s["high"], s["mean"]
     ([0.0], [100.0], [50.0])
     """
-    from medseg.preprocessing._channels import check_mask
-
     if not 0 <= lower < upper <= 100:
         raise MedsegError(f"percentiles must satisfy 0 <= lower < upper <= 100; got {lower}, {upper}")
-    images = [np.asarray(i) for i in images]
-    if not images:
-        raise MedsegError("fit_intensity_statistics needs at least one image")
-    masks = list(masks) if masks is not None else [None] * len(images)
-    if len(masks) != len(images):
-        raise MedsegError(f"{len(masks)} masks for {len(images)} images")
-    n = num_channels(images[0], channel_axis)
-    pooled: list[list[np.ndarray]] = [[] for _ in range(n)]
-    for img, m in zip(images, masks):
-        if num_channels(img, channel_axis) != n:
-            raise MedsegError("all images must have the same number of channels")
-        chans = [img] if channel_axis is None else list(np.moveaxis(img, channel_axis, 0))
-        m = check_mask(m, chans[0].shape)
-        for c, x in enumerate(chans):
-            pooled[c].append((x[m] if m is not None else x.ravel()).astype(np.float64))
+    pooled = pooled_channel_values(images, masks, channel_axis, "fit_intensity_statistics")
     stats: dict[str, list[float]] = {"low": [], "high": [], "mean": [], "std": []}
-    for values in pooled:
-        v = np.concatenate(values)
+    for v in pooled:
         lo, hi = np.percentile(v, [lower, upper])
         clipped = np.clip(v, lo, hi)
         stats["low"].append(float(lo))

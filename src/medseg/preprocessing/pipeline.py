@@ -32,9 +32,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_mask
 from medseg.preprocessing import bias, color, denoise, enhance, intensity
-from medseg.preprocessing._channels import check_mask
 from medseg.registry import Registry
 
 _REQUIRED = object()

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import GeometryError, MedsegError
-from medseg.image import Image
+from medseg.image import Image, check_spacing
 
 ANISOTROPY_THRESHOLD = 3.0
 LABEL_METHODS = ("linear", "nearest")
@@ -53,10 +53,9 @@ def target_grid(image: Image, target_spacing: Sequence[float]) -> Image:
 
 
 def _check_spacing(target_spacing: Sequence[float], dims: int) -> np.ndarray:
-    target = np.asarray(target_spacing, float).reshape(-1)
-    if target.size != dims or not np.all(np.isfinite(target)) or np.any(target <= 0):
-        raise MedsegError(f"target_spacing must be {dims} positive numbers; got {tuple(target_spacing)}")
-    return target
+    if target_spacing is None:  # check_spacing would read None as 1 mm; here a target is required
+        raise MedsegError("target_spacing is required")
+    return np.asarray(check_spacing(target_spacing, dims, "target_spacing"))
 
 
 def _index_map(source: Image, reference: Image) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ class TrainingLog:
         self.path = self.folder / LOG_NAME
         self.rows: list[dict[str, Any]] = []
         if resume and self.path.is_file():
-            with open(self.path, newline="") as fh:
+            with open(self.path, newline="", encoding="utf-8") as fh:
                 for row in csv.DictReader(fh):
                     parsed = {k: _number(v) for k, v in row.items()}
                     if resume_iteration is None or parsed.get("iteration", 0) <= resume_iteration:
@@ -61,7 +61,7 @@ class TrainingLog:
         for row in self.rows:
             columns += [k for k in row if k not in columns]
         with atomic_path(self.path) as tmp:
-            with open(tmp, "w", newline="") as fh:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=columns, restval="")
                 writer.writeheader()
                 for row in self.rows:

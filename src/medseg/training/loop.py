@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from medseg.training.config import TrainingConfig
 from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
 from medseg.training.schedule import learning_rate_factor, training_progress
+
+if TYPE_CHECKING:
+    from medseg.nets.finetune import StagedUnfreezing
 
 RASTER_ENDINGS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm")
 
@@ -113,7 +116,8 @@ def _probe_input_size(name: str, options: dict[str, Any]) -> int:
     return 2 ** len(blocks)
 
 
-def setup_finetuning(model: torch.nn.Module, config: TrainingConfig, load_weights: bool = True):
+def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,
+                     load_weights: bool = True) -> StagedUnfreezing | None:
     """Encoder weights, frozen encoder or staged unfreezing, as ``config`` asks.
 
     Returns the :class:`~medseg.nets.finetune.StagedUnfreezing` (call it every iteration) or None.
@@ -281,7 +285,7 @@ def select_prune_level(model: torch.nn.Module, cases: Sequence[PreparedCase], mo
     """
     from medseg.model_folder import save_pruning
 
-    depth = int(getattr(model, "depth"))
+    depth = int(model.depth)
     old_level, was_training = model.prune_level, model.training
     rows = []
     try:

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medseg.errors import MedsegError
 from medseg.nets.encoders.base import Encoder, feature_index
-from medseg.nets.encoders.compose import DECODERS, compose_network, reject_unknown_options
+from medseg.nets.encoders.compose import DECODERS, EncoderDecoder, compose_network, reject_unknown_options
 from medseg.nets.registry import NETWORKS
 
 
@@ -58,13 +59,14 @@ class UNetDecoder(nn.Module):
         # strides the decoder visits, deepest-but-one first, ending at 1
         levels = [s for s in (deepest >> k for k in range(1, 8)) if s >= 1]
         if len(decoder_channels) < len(levels):
-            raise ValueError(f"decoder_channels needs {len(levels)} entries for stride {deepest}")
+            raise MedsegError(f"decoder_channels needs {len(levels)} entries for an encoder of stride {deepest}; "
+                              f"got {len(decoder_channels)}")
         self.deep_index = feature_index(encoder.strides, deepest)
         self.skip_index = [feature_index(encoder.strides, s) if s in strides else None for s in levels]
         self.levels = levels
         blocks = []
         cin = encoder.out_channels[self.deep_index]
-        for s, idx, cout in zip(levels, self.skip_index, decoder_channels):
+        for idx, cout in zip(self.skip_index, decoder_channels):
             cskip = encoder.out_channels[idx] if idx is not None else 0
             blocks.append(_Block(cin, cskip, cout))
             cin = cout
@@ -92,7 +94,7 @@ DECODERS.add("unet", UNetDecoder, citation="Ronneberger et al., MICCAI 2015")
 )
 def build_encoder_unet(in_channels: int, num_classes: int, spatial_dims: int = 2, encoder: str = "resnet34",
                        encoder_weights: str | None = None, encoder_options: dict | None = None,
-                       decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16), **options):
+                       decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16), **options) -> EncoderDecoder:
     """U-Net decoder on a registered encoder (default ResNet-34)."""
     reject_unknown_options("encoder_unet", options)
     return compose_network("unet", in_channels, num_classes, spatial_dims, encoder=encoder,
