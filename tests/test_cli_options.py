@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from medseg.cli._options import parse_key_values, parse_value
@@ -18,3 +20,24 @@ def test_parse_key_values_and_errors():
     for bad in ("depth", "=3"):
         with pytest.raises(MedsegError, match="--net-option expects KEY=VALUE"):
             parse_key_values([bad], "--net-option")
+
+
+def test_usage_errors_print_usage_not_a_traceback(capsys):
+    from medseg.cli import main
+
+    assert main(["check", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option: --bogus" in err and "Traceback" not in err
+
+
+def test_train_augmentation_option(tmp_path):
+    from medseg.cli.train import _parse_augmentation
+
+    config = {"transforms": [{"name": "flip", "p": 0.5}]}
+    path = tmp_path / "aug.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    assert _parse_augmentation(str(path)) == config == _parse_augmentation(json.dumps(config))
+    assert _parse_augmentation(None) is None
+    for bad in ("{not json", "[1, 2]"):
+        with pytest.raises(MedsegError, match="--augmentation"):
+            _parse_augmentation(bad)

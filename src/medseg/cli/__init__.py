@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from medseg.errors import MedsegError
 
@@ -60,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
-    except Exception as exc:  # click usage errors and unexpected failures: one line, not a traceback
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
+    except typer.Abort:
+        return 1
+    except TyperException as exc:  # usage errors (unknown option, missing argument): usage line + message
+        # typer >= 0.26 vendors click, so its exceptions come from typer, not from a `click` package.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            console.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False)
+        return int(exc.exit_code)
+    except Exception as exc:  # unexpected failures: one line, not a traceback
         if debug:
             raise
         console.print(

@@ -41,6 +41,23 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
     return steps
 
 
+def _parse_augmentation(text: str | None) -> dict | None:
+    """``--augmentation``: a JSON object, or a path to a .json file holding one; None keeps the defaults."""
+    if not text:
+        return None
+    source = Path(text) if Path(text).is_file() else None
+    if source is not None:
+        text = source.read_text(encoding="utf-8")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MedsegError(f"--augmentation is neither a .json file nor valid JSON: {exc}", source) from None
+    if not isinstance(config, dict):
+        raise MedsegError(f"--augmentation must be a JSON object such as {{\"transforms\": [...]}}; got {config!r}",
+                          source)
+    return config
+
+
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
     raise KeyboardInterrupt
 
