@@ -18,6 +18,18 @@ def _float(image: torch.Tensor) -> torch.Tensor:
     return image if image.is_floating_point() else image.to(torch.float32)
 
 
+def _scale_selected(image, selected, value_range, per_channel, generator, fn):
+    """Draw one value per sample (or per channel) from ``value_range`` and apply ``fn(x, values)`` to the
+    selected samples. Values are drawn for every sample, selected or not, so that the random stream
+    does not depend on which samples were selected."""
+    n, c = image.shape[:2]
+    values = uniform(n, value_range, generator, columns=c if per_channel else None)
+    if not bool(selected.any()):
+        return image
+    x = _float(image)
+    return apply_selected(x, selected, fn(x[selected.to(x.device)], values[selected]))
+
+
 @dataclasses.dataclass
 class RandomBrightness(RandomTransform):
     """Multiply intensities by a factor drawn from ``factor`` (per sample, or per channel)."""
@@ -32,13 +44,7 @@ class RandomBrightness(RandomTransform):
         self.factor = check_range(f"{self.name}.factor", self.factor, 0, None)
 
     def apply(self, image, label, selected, generator):
-        n, c = image.shape[:2]
-        f = uniform(n, self.factor, generator, columns=c if self.per_channel else None)
-        if not bool(selected.any()):
-            return image, label
-        x = _float(image)
-        out = Fn.brightness(x[selected.to(x.device)], f[selected])
-        return apply_selected(x, selected, out), label
+        return _scale_selected(image, selected, self.factor, self.per_channel, generator, Fn.brightness), label
 
 
 @dataclasses.dataclass
@@ -56,13 +62,10 @@ class RandomContrast(RandomTransform):
         self.factor = check_range(f"{self.name}.factor", self.factor, 0, None)
 
     def apply(self, image, label, selected, generator):
-        n, c = image.shape[:2]
-        f = uniform(n, self.factor, generator, columns=c if self.per_channel else None)
-        if not bool(selected.any()):
-            return image, label
-        x = _float(image)
-        out = Fn.contrast(x[selected.to(x.device)], f[selected], self.preserve_range)
-        return apply_selected(x, selected, out), label
+        def contrast(x, f):
+            return Fn.contrast(x, f, self.preserve_range)
+
+        return _scale_selected(image, selected, self.factor, self.per_channel, generator, contrast), label
 
 
 @dataclasses.dataclass
@@ -80,14 +83,10 @@ class RandomGamma(RandomTransform):
         self.gamma = check_range(f"{self.name}.gamma", self.gamma, 1e-3, None)
 
     def apply(self, image, label, selected, generator):
-        n, c = image.shape[:2]
-        g = uniform(n, self.gamma, generator, columns=c if self.per_channel else None)
-        if not bool(selected.any()):
-            return image, label
-        x = _float(image)
-        sub = x[selected.to(x.device)]
-        out = -Fn.gamma(-sub, g[selected]) if self.invert else Fn.gamma(sub, g[selected])
-        return apply_selected(x, selected, out), label
+        def gamma(x, g):
+            return -Fn.gamma(-x, g) if self.invert else Fn.gamma(x, g)
+
+        return _scale_selected(image, selected, self.gamma, self.per_channel, generator, gamma), label
 
 
 @dataclasses.dataclass
