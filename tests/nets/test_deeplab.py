@@ -5,7 +5,7 @@ import torch
 
 from medseg.errors import MedsegError
 from medseg.nets import create_network
-from medseg.nets.encoders.meta import count_parameters
+from medseg.nets.meta import count_parameters
 
 from _netcheck import assert_gradient_flow, assert_onnx_matches
 

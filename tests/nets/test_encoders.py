@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from medseg.errors import MedsegError
-from medseg.nets.encoders.meta import build_on_meta, count_parameters
+from medseg.nets.meta import build_on_meta, count_parameters
 from medseg.nets.encoders import (ENCODERS, adapt_first_conv_weight, create_encoder, load_encoder_weights,
                                   read_state_dict)
 

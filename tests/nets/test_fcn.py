@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from medseg.errors import MedsegError
 from medseg.nets import NETWORKS, create_network
 from medseg.nets.fcn import bilinear_kernel
-from medseg.nets.encoders.meta import count_parameters
+from medseg.nets.meta import count_parameters
 
 from _netcheck import assert_gradient_flow, assert_onnx_matches
 

@@ -8,7 +8,7 @@ from medseg.errors import MedsegError
 from medseg.nets import create_network
 from medseg.nets import segnet as segnet_module
 from medseg.nets.segnet import max_unpool2d
-from medseg.nets.encoders.meta import count_parameters
+from medseg.nets.meta import count_parameters
 
 from _netcheck import assert_gradient_flow, assert_onnx_matches
 

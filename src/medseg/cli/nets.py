@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -32,6 +31,7 @@ def network_table(in_channels: int = 1, num_classes: int = 2) -> list[dict]:
     True
     """
     from medseg.nets import NETWORKS
+    from medseg.nets.meta import count_parameters
 
     rows = []
     for entry in NETWORKS:
@@ -40,10 +40,9 @@ def network_table(in_channels: int = 1, num_classes: int = 2) -> list[dict]:
         error = None
         for d in dims:
             try:
-                # Built on the meta device: shapes only, no memory, no initialisation cost.
-                with torch.device("meta"):
-                    net = entry.factory(in_channels=in_channels, num_classes=num_classes, spatial_dims=d)
-                params[d] = sum(p.numel() for p in net.parameters())
+                params[d] = count_parameters(
+                    entry.factory, in_channels=in_channels, num_classes=num_classes, spatial_dims=d
+                )
             except Exception as exc:  # a network needing options still gets listed
                 params[d] = None
                 error = f"{type(exc).__name__}: {exc}"

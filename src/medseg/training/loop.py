@@ -101,12 +101,15 @@ def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_
     architecture accepts (its divisor is the same for every valid size).
     """
     from medseg.nets import create_network
+    from medseg.nets.meta import build_on_meta
 
     options = dict(options)
     if needs_input_size(name) and "input_size" not in options:
         options["input_size"] = [_probe_input_size(name, options)] * spatial_dims
-    with torch.random.fork_rng():  # the probe must not shift the seeded initialisation of the real one
-        probe = create_network(name, in_channels, num_classes, spatial_dims, **options)
+    # On the meta device: no memory and no initialisation cost (FCN-8s has 134M parameters); the forked
+    # RNG keeps the probe from shifting the seeded initialisation of the real network.
+    with torch.random.fork_rng():
+        probe = build_on_meta(create_network, name, in_channels, num_classes, spatial_dims, **options)
     return _divisor(probe, spatial_dims)
 
 
