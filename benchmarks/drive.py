@@ -55,15 +55,20 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="Folder for the dataset, model and predictions.")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--net", default="unet")
+    parser.add_argument("--tag", help="Name of this run's model/prediction folders (default: the network name).")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
+    parser.add_argument("--threshold", choices=("accuracy", "f1"),
+                        help="After training, choose the decision threshold maximising this metric on the "
+                             "training images (`medseg threshold`); default: argmax (p >= 0.5).")
     parser.add_argument("--monai-result", type=Path, help="JSON written by benchmarks/drive_monai.py.")
     parser.add_argument("--report-only", action="store_true", help="Only print the table from an earlier run in --work.")
     args = parser.parse_args()
 
     medseg = [sys.executable, "-m", "medseg"]
-    data, model, pred, evaluation = (args.work / n for n in ("dataset", f"model_{args.net}", f"pred_{args.net}", f"eval_{args.net}"))
+    tag = args.tag or args.net
+    data, model, pred, evaluation = (args.work / n for n in ("dataset", f"model_{tag}", f"pred_{tag}", f"eval_{tag}"))
     if args.report_only:
-        report(args, model, evaluation, json.loads((args.work / f"result_{args.net}.json").read_text(encoding="utf-8")))
+        report(args, model, evaluation, json.loads((args.work / f"result_{tag}.json").read_text(encoding="utf-8")))
         return
     if not data.exists():
         run(medseg + ["convert", "drive", str(args.drive), str(data)])
@@ -71,16 +76,17 @@ def main() -> None:
         medseg + ["train", str(data), "--out", str(model), "--net", args.net, "--time-limit", f"{args.minutes}m",
                   "--overwrite", "--no-progress", *[a for opt in args.train_option for a in shlex.split(opt)]]
     )
+    whole_image = ["--tile-size", "592,576", "--backend", "onnx"]
+    if args.threshold:
+        run(medseg + ["threshold", str(model), str(data), "--metric", args.threshold, *whole_image])
     predict_seconds = run(
         medseg + ["predict", str(model), "-i", str(data / "imagesTs"), "-o", str(pred), "--roi", str(data / "roisTs"),
-                  "--probabilities", "--overwrite", "--tile-size", "592,576", "--backend", "onnx"]
+                  "--probabilities", "--overwrite", *whole_image]
     )
     run(medseg + ["evaluate", str(pred), str(data / "labelsTs"), "--roi", str(data / "roisTs"),
                   "--probabilities", str(pred / "probabilities"), "--out", str(evaluation)])
 
-    timing = {"train_seconds": train_seconds, "predict_seconds_total": predict_seconds}
-    (args.work / f"result_{args.net}.json").write_text(json.dumps(timing, indent=2), encoding="utf-8")
-    report(args, model, evaluation, timing)
+    report(args, model, evaluation, {"train_seconds": train_seconds, "predict_seconds_total": predict_seconds})
 
 
 def report(args: argparse.Namespace, model: Path, evaluation: Path, timing: dict) -> None:
@@ -96,12 +102,14 @@ def report(args: argparse.Namespace, model: Path, evaluation: Path, timing: dict
     for name, values in rows:
         print(f"{name:<22}" + "".join(f"{values[m]:>13.4f}" if m in values else f"{'–':>13}" for m in METRICS))
     log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
+    iterations = int(log[-1].split(",")[0])
     print(f"\ntraining: {timing['train_seconds'] / 60:.1f} min wall including start-up (budget {args.minutes} min), "
-          f"{log[-1].split(',')[0]} iterations")
+          f"{iterations} iterations")
     print(f"prediction: {timing['predict_seconds_total'] / 20:.2f} s per image including process start-up "
           "(the per-image network time is printed by `medseg predict`)")
-    result = {"net": args.net, "ours": ours, "second_observer": observer, **timing}
-    (args.work / f"result_{args.net}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    result = {"net": args.net, "tag": args.tag or args.net, "ours": ours, "second_observer": observer,
+              "iterations": iterations, **timing}
+    (args.work / f"result_{args.tag or args.net}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def main() -> None:
     torch.set_num_threads(1)  # same single thread for every tool (edt and the KD-tree use one too)
 
     import medseg.metrics as ms
-    from medseg.metrics.surface import _surfaces, _bbox
+    from medseg.metrics.surface import _bbox, _surfaces
 
     prediction, reference = make_masks(args.size, spacing)
     sp, sr = _surfaces(prediction, reference, 1)
@@ -91,7 +91,7 @@ def main() -> None:
 
     for method in ("auto", "kdtree", "edt"):
         tag = f"medseg[{method}]"
-        add("HD95", "max directed P95", tag, lambda: ms.hd95(prediction, reference, spacing, method=method))
+        add("HD95", "max directed P95", tag, lambda method=method: ms.hd95(prediction, reference, spacing, method=method))
     add("HD95", "pooled P95", "medseg", lambda: ms.hd95(prediction, reference, spacing, percentile_mode="pooled"))
     add("ASSD", "pooled mean", "medseg", lambda: ms.assd(prediction, reference, spacing))
     add("ASSD", "mean of means", "medseg", lambda: ms.assd(prediction, reference, spacing, average_mode="mean_of_means"))
@@ -101,10 +101,12 @@ def main() -> None:
         lambda: ms.surface_metrics(prediction, reference, spacing, tolerance=tol)["hd95"])
 
     try:
-        from monai.metrics import (
-            compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice,
-        )
         import monai
+        from monai.metrics import (
+            compute_average_surface_distance,
+            compute_hausdorff_distance,
+            compute_surface_dice,
+        )
 
         p_t = torch.from_numpy(prediction)[None, None]
         r_t = torch.from_numpy(reference)[None, None]
@@ -118,8 +120,9 @@ def main() -> None:
     except ImportError:
         print("MONAI not installed: skipped")
     try:
-        from medpy.metric import binary as medpy_binary
         from importlib.metadata import version
+
+        from medpy.metric import binary as medpy_binary
 
         tool = f"MedPy {version('medpy')}"
         add("HD95", "pooled P95", tool, lambda: medpy_binary.hd95(prediction, reference, voxelspacing=spacing), 1)

@@ -50,6 +50,8 @@ class ModelConfig:
 
     ``labels`` maps names to the dataset's label values; the network's output channel ``i`` is label
     value ``label_values[i]`` (softmax), or region ``i`` of ``regions`` (sigmoid heads).
+    ``decision_threshold`` (binary softmax models only): label foreground where its probability is at
+    least this value instead of taking the argmax (``medseg threshold`` chooses it on training cases).
     """
 
     network: str
@@ -80,6 +82,7 @@ class ModelConfig:
     slice_axis: int | None = None
     crop_to_nonzero: bool = False
     resampling: dict[str, Any] | None = None
+    decision_threshold: float | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -93,6 +96,11 @@ class ModelConfig:
             self.slice_axis = None
         elif self.slice_axis is None:
             raise MedsegError(f"a {self.spatial_dims}D network on {self.data_dims}D data needs slice_axis")
+        if self.decision_threshold is not None:
+            if self.regions or self.num_classes != 2:
+                raise MedsegError("decision_threshold applies to binary (2-class softmax) models only")
+            if not 0.0 < self.decision_threshold < 1.0:
+                raise MedsegError(f"decision_threshold must lie in (0, 1); got {self.decision_threshold}")
 
     @property
     def data_patch_size(self) -> tuple[int, ...]:

@@ -13,19 +13,20 @@ from medseg.model_folder import ModelConfig
 
 
 def check_compatible(configs: Sequence[ModelConfig], folders: Sequence[Path | None] | None = None) -> None:
-    """Raise when ensemble members differ in labels, regions, input channels or data dimensionality.
+    """Raise when ensemble members differ in labels, regions, decision threshold, input channels or data
+    dimensionality.
 
     Preprocessing, spacing, patch size and network may differ: each member applies its own.
     """
     if not configs:
         raise MedsegError("an ensemble needs at least one model")
     first = configs[0]
-    key = lambda c: (c.label_values, c.regions, c.input_channels, c.data_dims)  # noqa: E731
+    key = lambda c: (c.label_values, c.regions, c.decision_threshold, c.input_channels, c.data_dims)  # noqa: E731
     for i, c in enumerate(configs[1:], start=1):
         if key(c) != key(first):
             where = folders[i] if folders else None
-            raise MedsegError("models of an ensemble must share labels, regions, input channels and "
-                              "dimensionality", where)
+            raise MedsegError("models of an ensemble must share labels, regions, decision threshold, input "
+                              "channels and dimensionality", where)
 
 
 def mean_probabilities(members: Iterable[np.ndarray]) -> np.ndarray:

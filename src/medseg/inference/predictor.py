@@ -198,6 +198,8 @@ def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: 
         for r, value in enumerate(values):
             out[(p[r] > threshold).numpy()] = value
         return out
+    if config.decision_threshold is not None:
+        return LabelMapping(config.label_values).decode((p[1] >= config.decision_threshold).numpy().astype(np.int16))
     return LabelMapping(config.label_values).decode(torch.argmax(p, 0).numpy())
 
 
@@ -205,12 +207,18 @@ def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, 
     """Label values on ``reference``'s grid from probabilities on ``grid``, one channel at a time."""
     from medseg.preprocessing.resample import resample_probabilities
 
+    def resampled(c: int) -> np.ndarray:
+        return resample_probabilities(grid.with_array(probabilities[c : c + 1].astype(np.float32), ("p",)),
+                                      reference, order=1).array[0]
+
+    if config.decision_threshold is not None:
+        index = (resampled(1) >= config.decision_threshold).astype(np.int16)
+        return LabelMapping(config.label_values).decode(index)
     best = index = None
     out = None
     values = region_label_values(config) if config.regions else None
     for c in range(probabilities.shape[0]):
-        p = resample_probabilities(grid.with_array(probabilities[c : c + 1].astype(np.float32), ("p",)),
-                                   reference, order=1).array[0]
+        p = resampled(c)
         if values is not None:  # regions: paint in order
             if out is None:
                 out = np.zeros(p.shape, np.uint8 if max(values + [0]) < 256 else np.int32)
@@ -235,6 +243,22 @@ def _region_label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tens
         return out
 
     return fn
+
+
+def _threshold_label_fn(threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    def fn(probs: torch.Tensor) -> torch.Tensor:
+        return (probs[1] >= threshold).to(torch.int16)
+
+    return fn
+
+
+def _label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """How the sliding window turns activated outputs into labels (None: argmax of the logits)."""
+    if config.regions:
+        return _region_label_fn(config)
+    if config.decision_threshold is not None:
+        return _threshold_label_fn(config.decision_threshold)
+    return None
 
 
 def estimate_roi(image: Image, fraction: float = 0.1) -> Image:
@@ -421,7 +445,7 @@ class Predictor:
             pre.array, model.network, tile, num_classes=cfg.num_classes,
             overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
             mirror_axes=mirror, activation=cfg.activation,
-            label_fn=_region_label_fn(cfg) if cfg.regions else None,
+            label_fn=_label_fn(cfg),
             return_labels=not need_probs, return_probabilities=need_probs,
             probabilities_dtype=np.float16 if cfg.data_dims == 3 and not want_probabilities else np.float32,
         )

@@ -1,0 +1,76 @@
+"""``medseg threshold MODEL DATASET``: choose a binary model's decision threshold on training cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medseg.cli import app
+from medseg.errors import MedsegError
+
+console = Console(stderr=True)
+
+
+@app.command("threshold")
+def threshold_command(
+    model: Path = typer.Argument(..., help="Model folder (binary softmax model)."),
+    dataset: Path = typer.Argument(..., help="Dataset with the cases to choose on (never the test set)."),
+    cases: str = typer.Option(None, "--cases", help="Comma-separated case names (default: the model's "
+                              "validation cases, else its training cases)."),
+    metric: str = typer.Option("accuracy", "--metric", help="accuracy or f1 (pixels inside each case's ROI)."),
+    tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict`."),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnx or auto, as for `medseg predict`."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the choice without writing it."),
+) -> None:
+    """Choose the foreground probability threshold that maximises pixel accuracy (or F1) on given cases,
+    and record it in MODEL/config.json; `medseg predict` then labels foreground where p ≥ threshold.
+
+    The search is exact (every distinct probability value). Pick the threshold on cases the model did not
+    train on when there are any; choosing it on the test set would make the test score optimistic.
+
+    Example: medseg threshold model/ dataset/ --metric accuracy
+    """
+    from dataclasses import replace
+
+    from medseg.datasets import load_dataset
+    from medseg.inference.predictor import Predictor
+    from medseg.inference.threshold import best_threshold, score_at
+    from medseg.model_folder import load_config, save_config
+    from medseg.training.config import parse_size
+
+    config = load_config(model)
+    if config.regions or config.num_classes != 2:
+        raise MedsegError("a decision threshold needs a binary (2-class softmax) model", model)
+    data = load_dataset(dataset)
+    names = [c for c in cases.split(",") if c] if cases else (config.val_cases or config.train_cases)
+    if not names:
+        raise MedsegError("no cases to choose the threshold on: pass --cases", model)
+    foreground = config.label_values[1]
+    predictor = Predictor.from_folder(model, backend=backend, tile_size=parse_size(tile_size) or None)
+    probabilities, references, rois = [], [], []
+    for name in names:
+        case = data.case(name)
+        label = case.read_label()
+        if label is None:
+            raise MedsegError(f"case '{name}' has no label", dataset)
+        roi = case.read_roi()
+        probabilities.append(predictor.predict_probabilities(case.read_image(), roi).array[1])
+        references.append(label.array[0] == foreground)
+        rois.append(None if roi is None else roi.array[0])
+    chosen, score = best_threshold(probabilities, references, rois, metric=metric)
+    at_half = score_at(probabilities, references, 0.5, rois, metric=metric)
+
+    table = Table(title=f"decision threshold on {len(names)} case(s) ({', '.join(names[:4])}"
+                        f"{', …' if len(names) > 4 else ''})")
+    table.add_column("threshold")
+    table.add_column(metric)
+    table.add_row("0.5 (argmax)", f"{at_half:.4f}")
+    table.add_row(f"{chosen:.4f} (best)", f"{score:.4f}")
+    console.print(table)
+    if dry_run:
+        return
+    save_config(model, replace(config, decision_threshold=chosen))
+    console.print(f"wrote decision_threshold {chosen:.4f} to {Path(model) / 'config.json'}", highlight=False)
