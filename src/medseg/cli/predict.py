@@ -238,7 +238,12 @@ def predict(
         t0 = time.perf_counter()
         image = read_image(files if len(files) > 1 else files[0])
         roi_image: Image | None = read_image(roi_paths[name]) if name in roi_paths else None
-        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
+        try:
+            labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
+        except MedsegError as exc:
+            if exc.path is not None:
+                raise
+            raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
         if prob_target is not None and probs is not None:
             write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
         try:

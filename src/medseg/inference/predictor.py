@@ -414,6 +414,20 @@ class Predictor:
         if roi is not None:
             image.check_same_geometry(roi, "image and ROI")
 
+    def _check_memory(self, pre: Image, spacing: Sequence[float] | None, cfg: ModelConfig) -> None:
+        """Stop before the work when the volume at the model's spacing cannot fit in RAM."""
+        from medseg.planning.machine import check_memory, resampled_shape
+
+        shape = resampled_shape(pre.spatial_shape, pre.spacing, spacing) if spacing else pre.spatial_shape
+        voxels, here = float(np.prod(shape)), float(np.prod(pre.spatial_shape))
+        # the preprocessed input (+ a float64 working copy while resampling), the network-grid input, and
+        # per-class probabilities (float16 in 3D, float32 when they are returned) on the network grid
+        needed = here * pre.num_channels * (4 + (8 if spacing else 0)) + voxels * (4 * pre.num_channels
+                                                                                   + 4 * cfg.num_classes)
+        check_memory(needed, f"predicting a {'×'.join(map(str, pre.spatial_shape))} image on a "
+                     f"{'×'.join(map(str, shape))} grid", "predict with --fast 2 (a coarser grid) or on a "
+                     "machine with more memory")
+
     def _predict_one(self, model: LoadedModel, image: Image, roi: Image | None, want_probabilities: bool):
         """Labels (label values) or probabilities of one model, on ``image``'s grid."""
         cfg = model.config
@@ -431,6 +445,7 @@ class Predictor:
         if self.fast:
             spacing = fast_spacing(spacing if spacing is not None else pre.spacing, self.fast, cfg.slice_axis)
         resampled = spacing is not None and not np.allclose(pre.spacing, spacing, rtol=1e-3)
+        self._check_memory(pre, spacing if resampled else None, cfg)
         if resampled:
             from medseg.preprocessing.resample import resample_image
 

@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 #: Effective fp32 convolution throughput assumed per CPU core (FLOP/s) when nothing is measured.
 #: Measured on the 2-core development machine by timing plain U-Net training steps against
@@ -95,6 +96,44 @@ def available_ram() -> int:
     if limit and limit.strip().isdigit():
         ram = min(ram, int(limit.strip()))
     return int(ram)
+
+
+def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]) -> tuple[int, ...]:
+    """Grid size after resampling ``shape`` from ``spacing`` to ``target_spacing`` (same extent).
+
+    Examples
+    --------
+    >>> resampled_shape((10, 256, 216), (10.0, 1.5, 1.5), (5.0, 1.0, 1.0))
+    (20, 384, 324)
+    """
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing))
+
+
+def check_memory(needed_bytes: float, what: str, advice: str, path: str | Path | None = None) -> None:
+    """Stop with a clear error, before the work starts, when ``what`` needs more RAM than is available.
+
+    Parameters
+    ----------
+    needed_bytes : float
+        Estimated peak memory of the step.
+    what : str
+        The step and its subject, e.g. ``"preparing case 'la_003' at spacing 0.3×0.3×0.3 mm"``.
+    advice : str
+        What the user can change.
+    path : path, optional
+        The file concerned (named in the error).
+
+    Raises
+    ------
+    MedsegError
+        ``needed_bytes`` exceeds :func:`available_ram`.
+    """
+    available = available_ram()
+    if needed_bytes > available:
+        from medseg.errors import MedsegError
+
+        raise MedsegError(f"{what} needs about {needed_bytes / 2**30:.1f} GiB of memory but "
+                          f"{available / 2**30:.1f} GiB is available: {advice}", path)
 
 
 def detect_machine(use_gpu: bool = True) -> Machine:

@@ -151,7 +151,15 @@ def prepare_case(
         roi = crop_image(roi, bbox) if roi is not None else None
     pre = preprocess_image(image, steps, None, roi)
     if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
+        from medseg.planning.machine import check_memory, resampled_shape
         from medseg.preprocessing.resample import resample_image, resample_label
+
+        voxels = float(np.prod(resampled_shape(pre.spatial_shape, pre.spacing, target_spacing)))
+        # resampling holds the input, a float64 working copy per channel and the float32 result; the
+        # label resampling keeps one float32 map per label value
+        check_memory(voxels * (12 * pre.num_channels + 4 * (len(mapping.values) + 1)),
+                     f"preparing training case '{case.name}' at spacing {tuple(target_spacing)} mm",
+                     "choose a coarser target_spacing in plan.json, or crop the images", case.image_paths[0])
 
         options = resampling or {}
         pre = resample_image(pre, tuple(target_spacing), order=int(options.get("image_order", 3)))
