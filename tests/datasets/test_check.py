@@ -75,3 +75,25 @@ def test_roi_checked(tmp_path):
     report = check_dataset(root)
     assert _problems(report) == [("case_001", "case_001.png", "an ROI mask must hold 0/1; found values [255]")]
     assert report.summary["cases_with_roi"] == 2
+
+
+def _empty_label(organs, case):
+    path = organs / "labelsTr" / f"{case}.nii.gz"
+    label = read_image(path)
+    write_image(label.with_array(np.zeros_like(label.array)), path)
+
+
+def test_empty_label_map_is_a_warning_then_a_problem_when_all_are_empty(organs, capsys):
+    from medseg.cli import main
+
+    _empty_label(organs, "case_001")
+    report = check_dataset(organs)
+    assert report.ok and report.summary["warnings"] == 1
+    assert [(w.case, w.file.name, w.problem) for w in report.warnings] == [
+        ("case_001", "case_001.nii.gz", "the label map is empty (background only)")]
+    assert main(["check", str(organs)]) == 0
+    assert "empty" in capsys.readouterr().out
+    for case in ("case_000", "case_002"):
+        _empty_label(organs, case)
+    report = check_dataset(organs)
+    assert not report.ok and "nothing to learn" in report.problems[0].problem

@@ -44,17 +44,19 @@ def _fmt(values) -> str:
 def print_report(report) -> None:
     """Render a CheckReport as rich tables (problems, then the summary)."""
     s = report.summary
-    if report.problems:
-        table = Table(title=f"{len(report.problems)} problem(s) in {s['root']}", title_style="bold red")
-        for column in ("case", "file", "problem"):
+    root = Path(s["root"])
+    for kind, items, style in (("problem", report.problems, "bold red"), ("warning", report.warnings, "yellow")):
+        if not items:
+            continue
+        table = Table(title=f"{len(items)} {kind}(s) in {s['root']}", title_style=style)
+        for column in ("case", "file", kind):
             table.add_column(column, overflow="fold")
-        root = Path(s["root"])
-        for p in report.problems[:200]:
+        for p in items[:200]:
             file = "-" if p.file is None else str(p.file.relative_to(root) if p.file.is_relative_to(root) else p.file)
             table.add_row(p.case or "-", file, p.problem)
         out.print(table)
-        if len(report.problems) > 200:
-            out.print(f"... and {len(report.problems) - 200} more")
+        if len(items) > 200:
+            out.print(f"... and {len(items) - 200} more")
     table = Table(title=f"dataset {s['name']}  ({s['root']})", show_header=False)
     table.add_column(style="bold")
     table.add_column()

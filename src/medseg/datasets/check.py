@@ -27,10 +27,12 @@ class Problem:
 
 @dataclass
 class CheckReport:
-    """What :func:`check_dataset` found. ``ok`` is True when there are no problems."""
+    """What :func:`check_dataset` found. ``ok`` is True when there are no problems; ``warnings`` are
+    legitimate but worth a look (e.g. a label map holding only background)."""
 
     dataset: Dataset
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -113,6 +115,9 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
             undeclared = sorted(set(values.tolist()) - allowed)
             if undeclared:
                 problem(path, f"label values {undeclared} are not declared in dataset.json (declared {sorted(allowed)})")
+            if not set(values.tolist()) - {0, dataset.ignore_label}:
+                report.warnings.append(Problem(case.name, Path(path), "the label map is empty (background only)"))
+                record["empty_label"] = True
             stats.add_label(values, counts)
         else:
             if not set(values.tolist()) <= {0, 1}:
@@ -171,6 +176,10 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(all_cases), case.name)
+    labelled = [r for r, c in zip(records, all_cases) if c in dataset.cases and c.label_path is not None]
+    if labelled and all(r.get("empty_label") for r in labelled):
+        report.problems.append(Problem(None, dataset.root, "every training label map is empty (background "
+                                                            "only): there is nothing to learn"))
     total = sum(stats.label_counts.values())
     names = {v: k for k, v in dataset.labels.items()}
     if dataset.ignore_label is not None:
@@ -196,5 +205,6 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         },
         "roi_fraction_mean": float(np.mean(stats.roi_fraction)) if stats.roi_fraction else None,
         "problems": len(report.problems),
+        "warnings": len(report.warnings),
     }
     return report

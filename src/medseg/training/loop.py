@@ -418,10 +418,14 @@ def resolve_layout(plan: dict[str, Any] | None, config: TrainingConfig, dataset:
     )
 
 
-def _check(dataset: Any) -> None:
+def _check(dataset: Any, console: Any) -> None:
     from medseg.datasets import check_dataset
 
     report = check_dataset(dataset)
+    if report.warnings:
+        cases = ", ".join(w.case or "-" for w in report.warnings[:5]) + (", …" if len(report.warnings) > 5 else "")
+        console.print(f"[yellow]warning:[/] {len(report.warnings)} case(s) to look at ({cases}): "
+                      f"{report.warnings[0].problem}; `medseg check` lists them", highlight=False)
     if report.problems:
         lines = [f"{p.case or '-'}: {p.file or ''}: {p.problem}" for p in report.problems[:10]]
         more = f" (and {len(report.problems) - 10} more)" if len(report.problems) > 10 else ""
@@ -509,8 +513,9 @@ def train(
         train_names, val_names = select_cases(dataset, fold, val_cases, config.seed)
         if not train_names:
             raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
+    console = console or _console()
     if check:  # after the cheap argument checks, before any training
-        _check(dataset)
+        _check(dataset, console)
 
     if config.threads:
         torch.set_num_threads(int(config.threads))
@@ -538,7 +543,6 @@ def train(
     if config.patch_size and len(config.patch_size) != spatial_dims:
         raise MedsegError(f"patch size {config.patch_size} does not match a {spatial_dims}D network")
 
-    console = console or _console()
     cache_dir = out / "cache" if config.cache == "mmap" else None
     out.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, PreparedCase] = {}
