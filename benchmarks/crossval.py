@@ -8,7 +8,8 @@ per-fold mean Dice.
     .venv/bin/python benchmarks/crossval.py ... --net vnet      # the same protocol for another network
 
 The folds are medseg's grouped 5-fold splits (seed 0; the dataset's own splits file when it has one),
-exactly what ``medseg train --fold K`` uses; each model folder records its held-out cases. Every step is a
+exactly what ``medseg train --fold K`` uses; each model folder records its held-out cases. Seconds per
+volume include the `medseg predict` process start-up (~3 s here). Every step is a
 plain `medseg` command, printed before it runs.
 """
 
@@ -41,14 +42,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/LA"))
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--minutes-per-fold", type=float, default=5.0)
     parser.add_argument("--net", default="unet")
     parser.add_argument("--configuration", choices=("2d", "3d"), default=None, help="Default: the planner's choice.")
     args = parser.parse_args()
 
+    from medseg.datasets import load_dataset
+    from medseg.datasets.splits import load_or_create_splits
+
     medseg = [sys.executable, "-m", "medseg"]
     args.work.mkdir(parents=True, exist_ok=True)
+    folds = len(load_or_create_splits(load_dataset(args.dataset)))  # what `medseg train --fold K` uses
     dataset = json.loads((args.dataset / "dataset.json").read_text(encoding="utf-8"))
     ending = dataset.get("file_ending", ".nii.gz")
     labels = {name: value for name, value in dataset["labels"].items() if int(value) != 0}
@@ -61,7 +65,7 @@ def main() -> None:
     pooled.mkdir(exist_ok=True)
     references.mkdir(exist_ok=True)
     train_seconds, predict_seconds, iterations, fold_cases = [], [], [], []
-    for fold in range(args.folds):
+    for fold in range(folds):
         model, pred = args.work / f"model_{tag}_fold{fold}", args.work / f"pred_{tag}_fold{fold}"
         command = medseg + ["train", str(args.dataset), "--out", str(model), "--net", args.net, "--plan", str(plan),
                             "--fold", str(fold), "--time-limit", f"{args.minutes_per_fold}m", "--val-every", "1000000",
