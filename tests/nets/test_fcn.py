@@ -94,3 +94,21 @@ def test_resnet_encoder_and_errors():
 def test_onnx_export_matches(tmp_path):
     net = create_network("fcn8s", 1, 2, 2, zero_init_score=False, **LIGHT)
     assert_onnx_matches(net, tmp_path, (1, 1, 64, 64), test_shapes=[(1, 1, 37, 45)])
+
+
+def test_fc6_training_path_equals_the_convolution():
+    # training computes fc6 as im2col + matmul (oneDNN's conv backward is ~30x slower on small maps)
+    import torch
+
+    from medseg.nets import create_network
+
+    torch.manual_seed(0)
+    decoder = next(m for m in create_network("fcn8s", 1, 2, 2).modules() if hasattr(m, "_fc6")).train()
+    x = torch.randn(2, 512, 5, 6, requires_grad=True)
+    fast = decoder._fc6(x)
+    fast_grads = torch.autograd.grad(fast.square().sum(), [x, decoder.fc6.weight, decoder.fc6.bias])
+    conv = decoder.fc6(x)
+    conv_grads = torch.autograd.grad(conv.square().sum(), [x, decoder.fc6.weight, decoder.fc6.bias])
+    torch.testing.assert_close(fast, conv, rtol=1e-4, atol=1e-4)
+    for g, h in zip(fast_grads, conv_grads):
+        torch.testing.assert_close(g, h, rtol=1e-3, atol=1e-3 * h.abs().max().item())

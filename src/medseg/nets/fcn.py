@@ -118,8 +118,19 @@ class FCN8sDecoder(nn.Module):
                 nn.init.normal_(conv.weight, 0, 0.01)
             nn.init.zeros_(conv.bias)
 
+    def _fc6(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.is_grad_enabled()):
+            return self.fc6(x)
+        # Training: the same convolution as im2col + one matrix product. Measured on the 2-core CPU
+        # (torch 2.13): oneDNN's backward of this 7×7, 512 → 4096 convolution on a 4×4 map (128² patches)
+        # took 16 s per batch of 4 (PyTorch's non-oneDNN path: 0.5 s); inference and ONNX keep the conv.
+        n, _, h, w = x.shape
+        columns = F.unfold(x, self.fc6.kernel_size, padding=self.fc6.padding)
+        out = torch.matmul(self.fc6.weight.flatten(1), columns) + self.fc6.bias[:, None]
+        return out.view(n, -1, h, w)
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = self.drop(F.relu(self.fc6(features[self.i5])))
+        x = self.drop(F.relu(self._fc6(features[self.i5])))
         x = self.drop(F.relu(self.fc7(x)))
         x = self.upscore2(self.score_fr(x))
         x = self.upscore_pool4(x + self.score_pool4(features[self.i4]))
