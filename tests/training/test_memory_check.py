@@ -11,7 +11,7 @@ from medseg.image import Image
 from medseg.inference.predictor import Predictor
 from medseg.io import write_image
 from medseg.planning import machine
-from medseg.planning.machine import resampled_shape
+from medseg.preprocessing.resample import resampled_shape
 from medseg.training.data import LabelMapping, prepare_case
 from tests.inference.test_predictor import make_model_folder
 

@@ -176,7 +176,7 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(all_cases), case.name)
-    labelled = [r for r, c in zip(records, all_cases) if c in dataset.cases and c.label_path is not None]
+    labelled = [r for r, c in zip(records, dataset.cases) if c.label_path is not None]  # training cases come first
     if labelled and all(r.get("empty_label") for r in labelled):
         report.problems.append(Problem(None, dataset.root, "every training label map is empty (background "
                                                             "only): there is nothing to learn"))

@@ -198,9 +198,9 @@ def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: 
         for r, value in enumerate(values):
             out[(p[r] > threshold).numpy()] = value
         return out
-    if config.decision_threshold is not None:
-        return LabelMapping(config.label_values).decode((p[1] >= config.decision_threshold).numpy().astype(np.int16))
-    return LabelMapping(config.label_values).decode(torch.argmax(p, 0).numpy())
+    index = (_threshold_label_fn(config.decision_threshold)(p) if config.decision_threshold is not None
+             else torch.argmax(p, 0))
+    return LabelMapping(config.label_values).decode(index.numpy())
 
 
 def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, config: ModelConfig) -> np.ndarray:
@@ -416,7 +416,8 @@ class Predictor:
 
     def _check_memory(self, pre: Image, spacing: Sequence[float] | None, cfg: ModelConfig) -> None:
         """Stop before the work when the volume at the model's spacing cannot fit in RAM."""
-        from medseg.planning.machine import check_memory, resampled_shape
+        from medseg.planning.machine import check_memory
+        from medseg.preprocessing.resample import resampled_shape
 
         shape = resampled_shape(pre.spatial_shape, pre.spacing, spacing) if spacing else pre.spatial_shape
         voxels, here = float(np.prod(shape)), float(np.prod(pre.spatial_shape))

@@ -11,7 +11,6 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 #: Effective fp32 convolution throughput assumed per CPU core (FLOP/s) when nothing is measured.
 #: Measured on the 2-core development machine by timing plain U-Net training steps against
@@ -96,17 +95,6 @@ def available_ram() -> int:
     if limit and limit.strip().isdigit():
         ram = min(ram, int(limit.strip()))
     return int(ram)
-
-
-def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]) -> tuple[int, ...]:
-    """Grid size after resampling ``shape`` from ``spacing`` to ``target_spacing`` (same extent).
-
-    Examples
-    --------
-    >>> resampled_shape((10, 256, 216), (10.0, 1.5, 1.5), (5.0, 1.0, 1.0))
-    (20, 384, 324)
-    """
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing))
 
 
 def check_memory(needed_bytes: float, what: str, advice: str, path: str | Path | None = None) -> None:

@@ -38,13 +38,25 @@ LABEL_METHODS = ("linear", "nearest")
 
 
 # --- grids ---------------------------------------------------------------------------------------
+def resampled_shape(shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]) -> tuple[int, ...]:
+    """Grid size after resampling ``shape`` from ``spacing`` to ``target_spacing``: ``round(extent /
+    target)`` voxels per axis, at least 1 (the grid of :func:`target_grid`, without building it).
+
+    Examples
+    --------
+    >>> resampled_shape((10, 256, 216), (10.0, 1.5, 1.5), (5.0, 1.0, 1.0))
+    (20, 384, 324)
+    """
+    extent = np.asarray(shape, float) * np.asarray(spacing, float)
+    return tuple(int(n) for n in np.maximum(1, np.round(extent / np.asarray(target_spacing, float))))
+
+
 def target_grid(image: Image, target_spacing: Sequence[float]) -> Image:
     """An empty (zero-channel-free) single-channel Image describing the grid of ``image`` at
     ``target_spacing``: same centre and direction, ``round(extent / target)`` voxels per axis."""
     target = _check_spacing(target_spacing, image.spatial_dims)
     old_shape = np.asarray(image.spatial_shape, float)
-    old_spacing = np.asarray(image.spacing, float)
-    new_shape = np.maximum(1, np.round(old_shape * old_spacing / target)).astype(int)
+    new_shape = np.asarray(resampled_shape(image.spatial_shape, image.spacing, target))
     # Keep the physical centre: centre index (n-1)/2 of both grids maps to the same point.
     centre = image.index_to_physical((old_shape - 1) / 2)
     origin = centre - image.direction @ (target * (new_shape - 1) / 2)

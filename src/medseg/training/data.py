@@ -151,8 +151,8 @@ def prepare_case(
         roi = crop_image(roi, bbox) if roi is not None else None
     pre = preprocess_image(image, steps, None, roi)
     if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
-        from medseg.planning.machine import check_memory, resampled_shape
-        from medseg.preprocessing.resample import resample_image, resample_label
+        from medseg.planning.machine import check_memory
+        from medseg.preprocessing.resample import resample_image, resample_label, resampled_shape
 
         voxels = float(np.prod(resampled_shape(pre.spatial_shape, pre.spacing, target_spacing)))
         # resampling holds the input, a float64 working copy per channel and the float32 result; the
