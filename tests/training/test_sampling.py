@@ -56,6 +56,17 @@ def test_ignored_voxels_are_not_foreground_centres():
     assert len(index.foreground[1]) == 1
 
 
+def test_background_centres_avoid_unlabelled_slices():
+    # a sparsely annotated volume: slices 2 and 6 labelled, the rest ignored (-1)
+    label = np.full((9, 40, 40), -1, np.int16)
+    label[[2, 6]] = 0
+    label[2, 10:14, 10:14] = 1
+    rng = np.random.default_rng(3)
+    index = build_sampling_index(label, ignore_index=-1)
+    slices = {int(choose_centre(index, rng, 0.0)[0]) for _ in range(300)}
+    assert slices == {2, 6}
+
+
 def test_patch_contains_its_centre_and_stays_inside():
     rng = np.random.default_rng(3)
     shape = (50, 60)

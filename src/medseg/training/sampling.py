@@ -51,7 +51,8 @@ def build_sampling_index(
     roi : ndarray of bool, optional
         Region of interest of the same shape; centres are drawn inside it.
     ignore_index : int, optional
-        Class value of unlabelled voxels (never a foreground centre).
+        Class value of unlabelled voxels. They are never a centre: in a sparsely annotated case
+        (a few labelled slices) a centre drawn anywhere would mostly give a patch that trains nothing.
     max_per_class : int
         Coordinates kept per class (random subset) so that large 3D cases stay cheap in RAM.
     seed : int
@@ -67,6 +68,10 @@ def build_sampling_index(
     elif label.ndim >= 3 and label.shape[0] == 1:
         label = label[0]
     roi_mask = None if roi is None else np.asarray(roi).reshape(label.shape).astype(bool)
+    if ignore_index is not None:
+        labelled = label != ignore_index
+        if labelled.any() and not labelled.all():
+            roi_mask = labelled if roi_mask is None else roi_mask & labelled
     rng = np.random.default_rng(seed)
 
     def subset(coords: np.ndarray) -> np.ndarray:
