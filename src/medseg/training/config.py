@@ -8,6 +8,8 @@ from typing import Any
 
 from medseg.errors import MedsegError
 
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+
 
 @dataclass
 class TrainingConfig:
@@ -70,6 +72,9 @@ class TrainingConfig:
     prune_selection : bool
         For networks with pruning levels (UNet++): after training, evaluate every level on the
         validation cases and record the choice in the model folder's pruning.json.
+    memory_format : {"auto", "contiguous", "channels_last"}
+        Layout of the network's tensors; "auto" times both on the first batch and keeps the faster
+        (see :mod:`medseg.training.memory_format`). The choice is written back into the configuration.
     """
 
     network: str = "unet"
@@ -102,6 +107,7 @@ class TrainingConfig:
     freeze_encoder: bool = False
     unfreeze_schedule: list[list[Any]] | None = None
     prune_selection: bool = True
+    memory_format: str = "auto"
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -128,6 +134,8 @@ class TrainingConfig:
             raise MedsegError(f"unknown cache '{self.cache}' (memory, mmap)")
         if self.cache_dtype not in ("float32", "float16"):
             raise MedsegError(f"unknown cache dtype '{self.cache_dtype}' (float32, float16)")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -27,6 +27,7 @@ from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
 from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
+from medseg.training.memory_format import choose_memory_format, torch_format
 from medseg.training.schedule import learning_rate_factor, training_progress
 
 if TYPE_CHECKING:
@@ -563,10 +564,17 @@ def train(
         network_options["features"] = 16
     # the network is built once the patch size is known: the automatic patch size respects the
     # network's size divisor, and some networks (SegResNet-VAE) are built for their patch size
+    divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, network_options)
     if not config.patch_size:
-        divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, network_options)
         shapes = [[s for a, s in enumerate(c.image.shape[1:]) if a != slice_axis] for c in train_cases]
         config.patch_size = automatic_patch_size(shapes, spatial_dims, divisor)
+    elif any(p % d for p, d in zip(config.patch_size, divisor)) and not resume:
+        # Rule: a patch (given, or planned for another network) is rounded up to the network's size
+        # divisor, e.g. a plan's 8-slice patch for V-Net, which halves every axis four times.
+        fitted = tuple(-(-p // d) * d for p, d in zip(config.patch_size, divisor))
+        console.print(f"patch {tuple(config.patch_size)} rounded up to {fitted}: {config.network} needs "
+                      f"multiples of {divisor}", highlight=False)
+        config.patch_size = fitted
     if not config.batch_size:
         config.batch_size = automatic_batch_size(config.patch_size)
     if needs_input_size(config.network) and not resume:
@@ -597,6 +605,30 @@ def train(
     augment = _augmentation(config.augmentation, spatial_dims,
                             _anisotropic_axis(target_spacing) if spatial_dims == 3 else None,
                             IGNORE_INDEX if dataset.ignore_label is not None else None)
+    loss_options = dict(config.loss_options)
+    loss_options.setdefault("ignore_index", IGNORE_INDEX)
+    loss_name = config.loss
+    if regions:
+        loss_name = "region" if loss_name == "dice_ce" else loss_name
+        loss_options.setdefault("regions", mapping.regions_as_indices(regions))
+    loss_options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))
+    loss_fn = build_loss(loss_name, **loss_options)
+
+    def make(iteration: int):
+        return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
+                          batch_size=config.batch_size, foreground_share=config.foreground_share,
+                          augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
+                          slice_axis=slice_axis)
+
+    if config.memory_format == "auto":
+        config.memory_format, timings = choose_memory_format(
+            model, loss_fn, *make(0), spatial_dims,
+            time_limit=config.time_limit, iterations=config.iterations)
+        if timings:
+            console.print("memory format: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
+                          + f" -> {config.memory_format}", highlight=False)
+    memory_format = torch_format(config.memory_format, spatial_dims)
+    model.to(memory_format=memory_format)
     model_config.training = config.to_dict()
     # the augmentation actually used, written out so a run can be repeated
     model_config.augmentation = augment.to_config() if hasattr(augment, "to_config") else (
@@ -607,14 +639,6 @@ def train(
 
         write_text_atomic(out / PLAN_NAME, json.dumps(plan_dict, indent=2) + "\n")
 
-    loss_options = dict(config.loss_options)
-    loss_options.setdefault("ignore_index", IGNORE_INDEX)
-    loss_name = config.loss
-    if regions:
-        loss_name = "region" if loss_name == "dice_ce" else loss_name
-        loss_options.setdefault("regions", mapping.regions_as_indices(regions))
-    loss_options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))
-    loss_fn = build_loss(loss_name, **loss_options)
     optimizer = build_optimizer(model, config)  # over all parameters: frozen ones simply get no gradient
     finetuning = bool(config.freeze_encoder or unfreezing)
 
@@ -626,12 +650,6 @@ def train(
         if unfreezing is not None:
             unfreezing(start_iteration)  # the stages already passed
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
-
-    def make(iteration: int):
-        return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
-                          batch_size=config.batch_size, foreground_share=config.foreground_share,
-                          augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
-                          slice_axis=slice_axis)
 
     def checkpoint(path: Path, iteration: int, elapsed: float) -> None:
         save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed,
@@ -667,6 +685,7 @@ def train(
                                                              config.warmup_iterations)
             set_learning_rate(optimizer, lr)
             image, label = producer.next()
+            image = image.contiguous(memory_format=memory_format)
             if unfreezing is not None:
                 for name in unfreezing(iteration)[:1]:
                     console.print(f"iteration {iteration}: unfreezing (first: {name})", highlight=False)
@@ -717,6 +736,7 @@ def train(
             best = last_metrics["val_dice"]
             checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
     checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+    model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
     save_weights(model, out / WEIGHTS_NAME)
     if val_prepared and config.prune_selection and hasattr(model, "set_prune_level"):
         choice = select_prune_level(model, val_prepared, model_config, out, config.val_overlap)

@@ -1,0 +1,67 @@
+"""Run set-up decisions: the memory format (probing restores the model, the choice is recorded) and patch fitting."""
+
+import json
+
+import pytest
+import torch
+
+from medseg.datasets.synthetic import make_vessels2d
+from medseg.errors import MedsegError
+from medseg.losses import build_loss
+from medseg.nets import create_network
+from medseg.training import TrainingConfig, train
+from medseg.training.memory_format import choose_memory_format
+
+
+def _batch_norm_unet():
+    torch.manual_seed(0)
+    return create_network("unet", 1, 2, 2, features=4, depth=2, norm="batch")
+
+
+def test_probe_restores_parameters_and_batchnorm_statistics():
+    model = _batch_norm_unet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    image, label = torch.randn(2, 1, 32, 32), torch.randint(0, 2, (2, 1, 32, 32))
+    name, seconds = choose_memory_format(model, build_loss("dice_ce"), image, label, 2, time_limit=1e6)
+    assert name in ("contiguous", "channels_last") and set(seconds) == {"contiguous", "channels_last"}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_probe_is_skipped_for_short_runs():
+    model = _batch_norm_unet()
+    image, label = torch.randn(2, 1, 32, 32), torch.randint(0, 2, (2, 1, 32, 32))
+    assert choose_memory_format(model, build_loss("dice_ce"), image, label, 2, iterations=5) == ("contiguous", {})
+
+
+def test_channels_last_training_matches_the_loss_path_and_saves_weights(tmp_path):
+    data = tmp_path / "data"
+    make_vessels2d(data, cases=3, size=48, seed=0)
+    losses = {}
+    for name in ("contiguous", "channels_last"):
+        config = TrainingConfig(iterations=3, patch_size=(32, 32), batch_size=2, memory_format=name,
+                                network_options={"features": 4, "depth": 2})
+        out = tmp_path / name
+        seen = []
+        train(data, out, config, progress=False, on_iteration=lambda i, loss: seen.append(loss))
+        losses[name] = seen
+        assert json.loads((out / "config.json").read_text(encoding="utf-8"))["training"]["memory_format"] == name
+        assert (out / "model.safetensors").is_file()
+    # the same batches and initial weights: the first loss agrees up to floating-point reordering
+    assert losses["contiguous"][0] == pytest.approx(losses["channels_last"][0], rel=1e-4)
+
+
+def test_unknown_memory_format_is_rejected():
+    with pytest.raises(MedsegError, match="memory format"):
+        TrainingConfig(iterations=1, memory_format="nhwc")
+
+
+def test_a_patch_is_rounded_up_to_the_network_divisor(tmp_path):
+    data = tmp_path / "data"
+    make_vessels2d(data, cases=2, size=48, seed=0)
+    config = TrainingConfig(iterations=1, patch_size=(36, 30), batch_size=1,
+                            network_options={"features": 4, "depth": 3})  # divisor 8
+    train(data, tmp_path / "model", config, progress=False)
+    config_json = json.loads((tmp_path / "model" / "config.json").read_text(encoding="utf-8"))
+    assert config_json["patch_size"] == [40, 32]
