@@ -65,3 +65,16 @@ def test_a_patch_is_rounded_up_to_the_network_divisor(tmp_path):
     train(data, tmp_path / "model", config, progress=False)
     config_json = json.loads((tmp_path / "model" / "config.json").read_text(encoding="utf-8"))
     assert config_json["patch_size"] == [40, 32]
+
+
+def test_a_diverging_loss_is_reported_once():
+    from rich.console import Console
+
+    from medseg.training.loop import DivergenceWarning
+
+    console = Console(record=True, width=200)
+    warning = DivergenceWarning()
+    seen = [warning.check(loss, i, console) for i, loss in enumerate([17.0, 50.0, 1.5e6, 6e10])]
+    assert seen == [False, False, True, False]
+    text = console.export_text()
+    assert "diverging" in text and "--lr" in text

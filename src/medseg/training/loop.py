@@ -671,6 +671,7 @@ def train(
     bar = _progress_bar(progress, console)
     task = bar.add_task("training", total=1000) if bar else None
     producer = BatchProducer(make, start=start_iteration, prefetch=config.prefetch)
+    divergence = DivergenceWarning()
     try:
         if bar:
             bar.start()
@@ -697,6 +698,7 @@ def train(
             if iteration % config.log_every == 0:
                 row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))}
                 losses = []
+                divergence.check(row["loss"], iteration, console)
             if val_prepared and iteration % config.val_every == 0:
                 last_metrics = validate(model, val_prepared, model_config, config.val_overlap)
                 row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **last_metrics}
@@ -751,6 +753,32 @@ def train(
         summary += "; " + ", ".join(f"{k} {v:.4f}" for k, v in last_metrics.items())
     console.print(summary, highlight=False)
     return TrainingResult(out, iteration, elapsed, best, last_metrics)
+
+
+class DivergenceWarning:
+    """Warns once when the logged loss grows far above its first value (the run is diverging).
+
+    A finite but exploding loss does not stop training (a user may still want the run), but it is never
+    what a user wants to discover only after the budget is spent. Rule: a mean loss more than ``factor``
+    times the first logged mean loss.
+    """
+
+    def __init__(self, factor: float = 100.0):
+        self.factor = factor
+        self.first: float | None = None
+        self.warned = False
+
+    def check(self, loss: float, iteration: int, console: Any) -> bool:
+        if self.first is None:
+            self.first = loss
+            return False
+        if self.warned or not self.first > 0 or loss <= self.factor * self.first:
+            return False
+        self.warned = True
+        console.print(f"warning: at iteration {iteration} the loss is {loss:.3g}, {loss / self.first:.0f}x its first "
+                      f"value {self.first:.3g}: training is diverging; lower the learning rate (--lr) or use a "
+                      "normalised network (e.g. --net-option norm=instance)", highlight=False)
+        return True
 
 
 def _anisotropic_axis(spacing: Sequence[float] | None, ratio: float = 3.0) -> int | None:
