@@ -1,11 +1,12 @@
 """Memory format of a training run: channels-last or contiguous, chosen by timing both.
 
-Measured on this project's 2-core CPU (torch 2.13, oneDNN), one training step (forward, backward):
+Measured on this project's 2-core CPU (torch 2.13, oneDNN), one training pass (forward, backward;
+``benchmarks/memory_format.py``, and ACDC's start-up probe):
 
-- 3D U-Net, instance norm, 2 × 48×48×64 and 2 × 8×96×128 (ACDC): channels-last 1.19× and 1.31× faster;
-- 2D U-Net, batch norm, 4 × 128²: channels-last 1.1× faster;
-- 2D U-Net, instance norm, 4 × 128² or 2 × 256×192: channels-last 1.33× *slower*;
-- DUNet (deformable convolutions, ``grid_sample``): 1.07× slower.
+- 3D U-Net, instance norm, 2 × 48×48×64 and 2 × 8×96×128 (ACDC): channels-last 1.20× and 1.31× faster;
+- 2D U-Net, batch norm, 4 × 128²: channels-last 1.15× faster;
+- 2D U-Net, instance norm, 4 × 128²: channels-last 1.27× *slower*;
+- DUNet (deformable convolutions, ``grid_sample``): 1.10× slower.
 
 No static rule predicts that, so ``"auto"`` times a few steps of each format on the run's own network
 and batch (as cuDNN's benchmark mode does for convolution algorithms) and keeps the faster one. The
