@@ -37,12 +37,14 @@ def main() -> None:
     parser.add_argument("--configuration", choices=("2d", "3d"), default=None, help="Default: the planner's choice.")
     parser.add_argument("--sparse", type=int, default=0, help="Labelled slices per training volume (0: dense).")
     parser.add_argument("--net", default="unet")
+    parser.add_argument("--tag", help="Name of this run's folders (default: network, configuration, sparsity).")
+    parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
     args = parser.parse_args()
 
     medseg = [sys.executable, "-m", "medseg"]
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.acdc
-    tag = f"{args.net}_{args.configuration or 'auto'}" + (f"_sparse{args.sparse}" if args.sparse else "")
+    tag = args.tag or f"{args.net}_{args.configuration or 'auto'}" + (f"_sparse{args.sparse}" if args.sparse else "")
     if args.sparse:
         data = args.work / f"acdc_sparse{args.sparse}"
         if not data.exists():
@@ -54,6 +56,7 @@ def main() -> None:
                           "--time-limit", f"{args.minutes}m", "--val-every", "1000000", "--overwrite", "--no-progress"]
     if args.configuration:
         train_cmd += ["--configuration", args.configuration]
+    train_cmd += [a for option in args.train_option for a in shlex.split(option)]
     train_seconds = run(train_cmd)
 
     splits = json.loads((args.acdc / "splits.json").read_text(encoding="utf-8"))
