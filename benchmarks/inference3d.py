@@ -7,6 +7,10 @@ fingerprint: isotropic 1 mm, one MR channel, background + one label), it times
 - ``medseg-torch``: :func:`medseg.inference.sliding_window.sliding_window_inference` with the torch
   network (Gaussian weighting, streaming accumulation, uint8 argmax labels);
 - ``medseg-onnx``: the same sliding window with an ONNX Runtime session as the ``predict_fn``;
+- ``medseg-compile``: the same sliding window with the network compiled by TorchInductor into a package
+  (:class:`medseg.inference.compiled.CompiledNetwork`, what ``medseg predict --backend compile|auto`` runs
+  in 3D). The one-off cost before the timed pass is reported separately: compiling the package (first
+  overlap: nothing cached) or loading it (later overlaps: the package is kept, as in a model folder);
 - ``monai``: ``monai.inferers.sliding_window_inference`` with the SAME network and weights, same roi
   size, overlap, Gaussian mode (sigma 0.125 × roi, as medseg), sw_batch_size, then argmax;
 
@@ -47,7 +51,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:  # runnable from any interpreter that has torch (e.g. the peers venv)
     sys.path.insert(0, str(SRC))
 
-BACKENDS = ("medseg-torch", "medseg-onnx", "monai")
+BACKENDS = ("medseg-torch", "medseg-onnx", "medseg-compile", "monai")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -122,6 +126,10 @@ def synthetic_volume(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 # --- workers (one subprocess per measurement) ----------------------------------------------------
 def _predict_fn(spec: dict, net):
     """The callable the sliding window runs: the torch network or an ONNX Runtime session."""
+    if spec["backend"] == "medseg-compile":
+        from medseg.inference.compiled import CompiledNetwork
+
+        return CompiledNetwork(net, spec["package_dir"])
     if spec["backend"] != "medseg-onnx":
         return net
     import onnxruntime as ort
@@ -169,6 +177,11 @@ def worker(spec: dict) -> dict:
         net.load_state_dict(torch.load(spec["weights"], weights_only=True))
         image = np.load(spec["image"])
         fn = _predict_fn(spec, net)
+    prepare = time.perf_counter()
+    if spec["backend"] == "medseg-compile":  # compile (or load) the package for full tile batches
+        with torch.no_grad():
+            fn(torch.zeros((spec["sw_batch_size"], 1, *spec["patch"])))
+    prepare = time.perf_counter() - prepare
     # warm-up: one whole (tiny) sliding-window pass, so lazy imports, first-call allocations and kernel
     # selection are timed for neither library
     _infer(spec, np.zeros((1, *spec["patch"]), np.float32), fn)
@@ -188,7 +201,7 @@ def worker(spec: dict) -> dict:
         np.save(spec["margin_out"], (top[0] - top[1]).to(torch.float16).numpy())
     return {"backend": spec["backend"], "kind": spec["kind"], "overlap": spec["overlap"],
             "sw_batch_size": spec["sw_batch_size"], "shape": list(spec["shape"]), "patch": list(spec["patch"]),
-            "seconds": statistics.median(times), "all_seconds": times, "peak_rss_bytes": peak,
+            "seconds": statistics.median(times), "all_seconds": times, "prepare_seconds": prepare, "peak_rss_bytes": peak,
             "baseline_rss_bytes": baseline, "threads": spec["threads"]}
 
 
@@ -286,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.skip_speed:
             base = {"kind": "speed", "network": network, "classes": args.classes, "patch": patch,
                     "sw_batch_size": bs, "threads": args.threads, "repeats": args.repeats, "shape": list(args.shape),
-                    "image": str(tmp / "image.npy"), "weights": str(tmp / "weights.pt"), "onnx": str(tmp / "net.onnx")}
+                    "image": str(tmp / "image.npy"), "weights": str(tmp / "weights.pt"), "onnx": str(tmp / "net.onnx"),
+                    "package_dir": str(tmp)}
             np.save(base["image"], synthetic_volume(args.shape))
             torch.manual_seed(0)
             net = build_network(base)
@@ -296,8 +310,9 @@ def main(argv: list[str] | None = None) -> None:
 
                 export_onnx(net, base["onnx"], (1, 1, *patch))
             print(f"\n## Speed: {'×'.join(map(str, args.shape))} volume\n")
-            print("| backend | overlap | sw batch | s / volume | peak RSS (MiB) | RSS growth (MiB) | argmax agreement vs medseg-torch |")
-            print("|---|---|---|---|---|---|---|")
+            print("| backend | overlap | sw batch | s / volume | one-off s (compile or load) | peak RSS (MiB) | "
+                  "RSS growth (MiB) | argmax agreement vs medseg-torch |")
+            print("|---|---|---|---|---|---|---|---|")
             for overlap in args.overlaps:
                 reference = None
                 for backend in backends:
@@ -321,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
                     if r.get("confident_agreement") is not None:
                         agree += (f" ({100 * r['confident_agreement']:.3f} % on the {100 * r['confident_fraction']:.0f} %"
                                   " of voxels with margin > 0.1)")
-                    print(f"| {backend} | {overlap:g} | {bs} | {r['seconds']:.2f} | {_mib(r['peak_rss_bytes'])} | "
+                    once = f"{r['prepare_seconds']:.1f}" if backend == "medseg-compile" else "–"
+                    print(f"| {backend} | {overlap:g} | {bs} | {r['seconds']:.2f} | {once} | {_mib(r['peak_rss_bytes'])} | "
                           f"{_mib(r['peak_rss_bytes'] - r['baseline_rss_bytes'])} | {agree} |", flush=True)
 
             if {"medseg-torch"} <= set(backends) and len(args.overlaps) > 1:

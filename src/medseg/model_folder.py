@@ -8,7 +8,10 @@
       checkpoint_last.pt   resumable state (weights, optimizer, RNG, iteration, elapsed)
       checkpoint_best.pt   the same at the best validation score (when validated)
       training_log.csv, training_curve.png
-      model.onnx           optional ONNX export (``medseg predict --backend onnx``)
+      model.onnx           optional ONNX export (``medseg predict --backend onnx``; model_best.onnx,
+                           model_L2.onnx for other checkpoints and pruned UNet++ levels)
+      model_<shape>_....pt2  optional compiled networks (``medseg predict --backend compile``), one per
+                           tile-batch shape, torch version, instruction set and thread count
       pruning.json         prunable networks (UNet++): validation Dice, parameters and seconds per case
                            of every level, and the level chosen (used by the predictor by default)
 
@@ -39,7 +42,6 @@ PLAN_NAME = "plan.json"
 WEIGHTS_NAME = "model.safetensors"
 LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
-ONNX_NAME = "model.onnx"
 PRUNING_NAME = "pruning.json"
 FORMAT_VERSION = 1
 

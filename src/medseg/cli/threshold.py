@@ -22,7 +22,7 @@ def threshold_command(
                               "validation cases, else its training cases)."),
     metric: str = typer.Option("accuracy", "--metric", help="accuracy or f1 (pixels inside each case's ROI)."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict`."),
-    backend: str = typer.Option("torch", "--backend", help="torch, onnx or auto, as for `medseg predict`."),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnx, compile or auto, as for `medseg predict`."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the choice without writing it."),
 ) -> None:
     """Choose the foreground probability threshold that maximises pixel accuracy (or F1) on given cases,

@@ -1,0 +1,54 @@
+"""Compiled backend (AOTInductor package in the model folder): same probabilities as eager PyTorch, partial
+batches padded, the package reused by a new predictor and stale once the weights change, and a
+failing compiler falls back to eager PyTorch with a warning."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.image import Image
+from medseg.inference.compiled import CompiledNetwork
+from medseg.inference.predictor import Predictor
+from medseg.nets import create_network
+from tests.inference.test_predictor import make_model_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_compiled_predictor_matches_torch_and_reuses_its_package(tmp_path):
+    folder = make_model_folder(tmp_path / "m", spatial_dims=3, num_classes=3, label_values=(0, 1, 2))
+    # 3 tiles per axis at overlap 0.5: 27 tiles in batches of 4, so the last batch (3 tiles) is padded
+    image = Image(np.random.default_rng(5).normal(size=(1, 32, 32, 32)).astype(np.float32))
+    ref = Predictor.from_folder(folder).predict_probabilities(image).array
+    compiled = Predictor.from_folder(folder, backend="compile").predict_probabilities(image).array
+    np.testing.assert_allclose(compiled, ref, atol=1e-4)
+    packages = sorted(folder.glob("model_4x1x16x16x16_*.pt2"))
+    assert len(packages) == 1, sorted(p.name for p in folder.iterdir())
+
+    stamp = packages[0].stat().st_mtime_ns
+    again = Predictor.from_folder(folder, backend="auto").predict_probabilities(image).array  # auto: compile in 3D
+    np.testing.assert_allclose(again, ref, atol=1e-4)
+    assert packages[0].stat().st_mtime_ns == stamp  # loaded, not recompiled
+
+    weights = folder / "model.safetensors"
+    os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # newer weights: the package is stale
+    assert not CompiledNetwork(torch.nn.Identity(), folder)._is_current(packages[0])
+
+
+def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch):
+    import medseg.inference.compiled as compiled
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(compiled, "compile_package", broken)
+    net = create_network("unet", 1, 2, 3, features=4, depth=2).eval()
+    run = CompiledNetwork(net, tmp_path)
+    x = torch.randn(2, 1, 16, 16, 16)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"), torch.no_grad():
+        out = run(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(x))
+    assert not list(tmp_path.glob("*.pt2"))
