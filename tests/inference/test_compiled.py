@@ -34,7 +34,7 @@ def test_compiled_predictor_matches_torch_and_reuses_its_package(tmp_path):
 
     weights = folder / "model.safetensors"
     os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # newer weights: the package is stale
-    assert not CompiledNetwork(torch.nn.Identity(), folder)._is_current(packages[0])
+    assert not CompiledNetwork(torch.nn.Identity(), folder, weights=weights)._is_current(packages[0])
 
 
 def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch):

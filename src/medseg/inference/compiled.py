@@ -66,21 +66,27 @@ class CompiledNetwork:
     folder : path-like, optional
         Where packages are kept (the model folder). ``None`` or a read-only folder: a temporary folder.
     stem : str
-        Package file-name stem (a pruned UNet++ level is a different graph: ``model_L2``).
+        Package file-name stem (``model_best`` for the best checkpoint, ``model_L2`` for a pruned UNet++).
+    weights : path-like, optional
+        The file ``model``'s weights came from: a package older than it is compiled again.
+
+    The first call for a tile shape fixes the package's batch size; smaller batches are padded, larger
+    ones run in chunks.
     """
 
-    def __init__(self, model: torch.nn.Module, folder: str | Path | None = None, stem: str = "model"):
+    def __init__(self, model: torch.nn.Module, folder: str | Path | None = None, stem: str = "model",
+                 weights: str | Path | None = None):
         self.model = model.eval()
         self.folder = Path(folder) if folder is not None else None
         self.stem = stem
-        self._runners: dict[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]] = {}
+        self.weights = Path(weights) if weights is not None else None
+        self._runners: dict[tuple[int, ...], tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = {}
         self._failed = False
 
-    def _runner(self, batch_shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The loaded package for tiles of ``batch_shape[1:]`` (its batch size is its key's first entry)."""
-        for shape, runner in self._runners.items():
-            if shape[1:] == batch_shape[1:]:
-                return runner
+    def _runner(self, batch_shape: tuple[int, ...]) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]] | None:
+        """(batch size, loaded package) for tiles of ``batch_shape[1:]``; None when compiling failed."""
+        if batch_shape[1:] in self._runners:
+            return self._runners[batch_shape[1:]]
         path = self._package_path(batch_shape)
         try:
             if not self._is_current(path):
@@ -91,8 +97,8 @@ class CompiledNetwork:
                           "predicting with eager PyTorch instead", RuntimeWarning, stacklevel=3)
             self._failed = True
             return None
-        self._runners[batch_shape] = runner
-        return runner
+        self._runners[batch_shape[1:]] = (batch_shape[0], runner)
+        return self._runners[batch_shape[1:]]
 
     def _package_path(self, batch_shape: tuple[int, ...]) -> Path:
         name = package_name(batch_shape, self.stem)
@@ -101,24 +107,17 @@ class CompiledNetwork:
         return Path(tempfile.mkdtemp(prefix="medseg-compiled-")) / name  # read-only folder: beside the process
 
     def _is_current(self, path: Path) -> bool:
-        """The package exists and is not older than the folder's weights."""
+        """The package exists and is not older than the weights it was compiled from."""
         if not path.is_file():
             return False
-        if self.folder is None or path.parent != self.folder:
-            return True
-        from medseg.model_folder import weights_path
-
-        try:
-            return path.stat().st_mtime >= weights_path(self.folder).stat().st_mtime
-        except (OSError, ValueError):
-            return True
+        return self.weights is None or not self.weights.is_file() or path.stat().st_mtime >= self.weights.stat().st_mtime
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.contiguous()
-        runner = None if self._failed else self._runner(tuple(batch.shape))
-        if runner is None:
+        compiled = None if self._failed else self._runner(tuple(batch.shape))
+        if compiled is None:
             return self.model(batch)
-        size = next(s[0] for s in self._runners if s[1:] == tuple(batch.shape[1:]))
+        size, runner = compiled
         outputs = []
         for start in range(0, batch.shape[0], size):
             chunk = batch[start:start + size]

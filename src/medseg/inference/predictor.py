@@ -343,8 +343,9 @@ def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Mo
         return _onnx_network(folder, config, model, checkpoint)
     if backend == "compile":
         from medseg.inference.compiled import CompiledNetwork
+        from medseg.model_folder import weights_path
 
-        return CompiledNetwork(model, folder, _graph_stem(model, checkpoint))
+        return CompiledNetwork(model, folder, _graph_stem(model, checkpoint), weights_path(folder, checkpoint))
     return model
 
 
