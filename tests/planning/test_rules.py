@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medseg.planning.machine import Machine
-from medseg.planning.rules import make_plan
+from medseg.planning.rules import choose_patch, make_plan, resampled_median_shape
 from medseg.planning.topology import divisibility
 
 
@@ -34,10 +34,11 @@ def thick_slice_fingerprint(synthetic_fingerprint, n=20):
     return synthetic_fingerprint(shapes, spacings)
 
 
-def test_isotropic_volumes_get_3d_and_median_spacing(cpu, iso_fp):
-    plan = make_plan(iso_fp, cpu)
+def test_isotropic_volumes_get_3d_and_median_spacing(iso_fp):
+    plan = make_plan(iso_fp, Machine("cpu", 2, 16 * 2**30, flops=1e12))  # a budget for full resolution
     assert plan.configuration == "3d" and plan.spatial_dims == 3
     assert plan.target_spacing == [1.0, 1.0, 1.0]
+    assert json.loads(_rule(plan, "3d.target_spacing")["decision"]) == [1.0, 1.0, 1.0]
     assert "2d" in plan.alternatives  # the other configuration is available
     assert _rule(plan, "configuration")["decision"] == "3d"
     assert plan.resampling["separate_axis"] is None
@@ -60,6 +61,33 @@ def test_thick_slices_get_2d_low_percentile_spacing_and_no_pooling_across_slices
     net3d = plan.alternatives["3d"]["network"]
     assert net3d["strides"][0][0] == 1 and net3d["strides"][0][1:] == [2, 2]
     assert net3d["kernel_sizes"][0][0] == 1 and net3d["kernel_sizes"][0][1:] == [3, 3]
+
+
+def test_small_budget_coarsens_the_3d_grid_until_the_patch_sees_a_quarter_of_the_image(cpu, iso_fp, thick_fp):
+    plan = make_plan(iso_fp, cpu)  # 2 cores: a full-resolution patch would see a small window
+    full = make_plan(iso_fp, Machine("cpu", 2, 16 * 2**30, flops=1e12))
+    assert plan.configuration == "3d"
+    spacing = plan.target_spacing
+    assert spacing[0] > 1.0 and spacing[0] == spacing[1] == spacing[2]  # isotropic data grow isotropically
+    assert json.loads(_rule(plan, "target_spacing")["decision"]) == [1.0, 1.0, 1.0]  # the median, before the 3D rule
+    reason = _rule(plan, "3d.target_spacing")["reason"]
+    assert "low resolution" in reason
+    shape = [round(s / spacing[0]) for s in (96, 128, 128)]
+    assert math.prod(plan.patch_size) >= 0.25 * math.prod(shape) * 0.97  # rounding of the median shape
+    assert math.prod(full.patch_size) >= 0.25 * 96 * 128 * 128
+    # one 3 % step less would not have been enough (the rule stops at the first sufficient grid)
+    finer = [v / 1.03 for v in spacing]
+    finer_shape = resampled_median_shape(iso_fp, finer)
+    fit, _ = choose_patch(finer, finer_shape, cpu, 4.0, 1, plan.num_classes)
+    assert math.prod(fit["patch_size"]) < 0.25 * math.prod(finer_shape)
+    # the 2D alternative keeps the full-resolution grid; switching configurations switches grids
+    two = plan.use_configuration("2d")
+    assert two.target_spacing == [1.0, 1.0, 1.0] and two.use_configuration("3d").target_spacing == spacing
+    # anisotropic data: the fine axes grow first (the thick axis keeps its spacing)
+    thick = make_plan(thick_fp, cpu).use_configuration("3d")
+    target = json.loads(_rule(thick, "target_spacing")["decision"])
+    assert thick.target_spacing[0] == target[0]
+    assert thick.target_spacing[1] == thick.target_spacing[2] > target[1]
 
 
 def test_forced_configuration_is_recorded(cpu, thick_fp):

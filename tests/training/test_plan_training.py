@@ -18,7 +18,9 @@ def organs_and_plan(tmp_path_factory):
                          num_organs=2, test_cases=1)
     dataset = load_dataset(root)
     plan = make_plan(compute_fingerprint(dataset), step_seconds=0.1).to_dict()
-    plan["target_spacing"] = [3.0, 2.0, 2.0]  # coarser in-plane: prediction must resample back
+    # coarser in-plane, in both configurations (each has its own grid): prediction must resample back
+    for cfg in (plan, *plan["alternatives"].values()):
+        cfg["target_spacing"] = [3.0, 2.0, 2.0]
     plan["patch_size"] = [12, 16, 16] if plan["configuration"] == "3d" else plan["patch_size"]
     return dataset, plan
 

@@ -20,8 +20,8 @@ from medseg.fileutil import write_text_atomic
 PLAN_VERSION = 1
 CONFIGURATIONS = ("2d", "3d")
 #: Fields a configuration (2d / 3d) owns; the rest is shared.
-CONFIGURATION_FIELDS = ("configuration", "spatial_dims", "slice_axis", "patch_size", "batch_size", "network",
-                        "training")
+CONFIGURATION_FIELDS = ("configuration", "spatial_dims", "slice_axis", "target_spacing", "patch_size", "batch_size",
+                        "network", "training")
 LABEL_RESAMPLING = ("linear", "nearest")
 
 
@@ -48,7 +48,8 @@ class Plan:
     channel_names, labels, regions, ignore_label, num_classes
         From the dataset (``labels`` without the ignore label; ``num_classes`` = network outputs).
     target_spacing : list of float
-        Spacing (mm, array-axis order, ``data_dims`` entries) every case is resampled to.
+        Spacing (mm, array-axis order, ``data_dims`` entries) every case is resampled to. Per
+        configuration: the 3D one may be coarser (the low-resolution rule).
     resampling : dict
         ``{"image_order": 3, "label": "linear"|"nearest", "separate_axis": int|None, "separate_order": 0}``.
     crop_to_nonzero : bool
@@ -152,7 +153,7 @@ class Plan:
             raise PlanError(f"field 'alternatives': no '{configuration}' configuration in this plan "
                             f"(available: {[self.configuration, *self.alternatives]})")
         current = {name: getattr(self, name) for name in CONFIGURATION_FIELDS}
-        other = dict(self.alternatives[configuration])
+        other = {"target_spacing": self.target_spacing, **self.alternatives[configuration]}  # older plans: shared
         alternatives = {k: v for k, v in self.alternatives.items() if k != configuration}
         alternatives[self.configuration] = current
         plan = replace(self, **{k: other[k] for k in CONFIGURATION_FIELDS}, alternatives=alternatives)
@@ -202,6 +203,10 @@ def validate_configuration(cfg: dict[str, Any], source: str = "plan", prefix: st
             _fail(source, name("slice_axis"), f"must be an array axis of the images or null; got {slice_axis!r}")
     elif data_dims == 3 and dims == 2:
         _fail(source, name("slice_axis"), "must name the axis to slice across for a 2D network on 3D images")
+    spacing = cfg.get("target_spacing", [1.0] * (data_dims or 1))  # older plans' alternatives lack it
+    if (not isinstance(spacing, list) or (data_dims is not None and len(spacing) != data_dims)
+            or not all(_is_number(s) and s > 0 for s in spacing)):
+        _fail(source, name("target_spacing"), f"must be {data_dims} positive numbers (mm); got {spacing!r}")
     _int_list(source, name("patch_size"), cfg.get("patch_size"), dims)
     batch = cfg.get("batch_size")
     if not _is_int(batch) or batch < 1:
@@ -291,10 +296,6 @@ def validate_plan(data: dict[str, Any], source: str = "plan") -> None:
     expected_classes = len(regions) if regions else len(labels)
     if data["num_classes"] != expected_classes:
         _fail(source, "num_classes", f"is {data['num_classes']!r} but the labels/regions give {expected_classes}")
-    spacing = data["target_spacing"]
-    if (not isinstance(spacing, list) or len(spacing) != data_dims
-            or not all(_is_number(s) and s > 0 for s in spacing)):
-        _fail(source, "target_spacing", f"must be {data_dims} positive numbers (mm); got {spacing!r}")
     res = data["resampling"]
     if not isinstance(res, dict):
         _fail(source, "resampling", f"must be an object; got {res!r}")
@@ -334,7 +335,7 @@ def validate_plan(data: dict[str, Any], source: str = "plan") -> None:
     for key, cfg in alternatives.items():
         if key not in CONFIGURATIONS or not isinstance(cfg, dict):
             _fail(source, f"alternatives.{key}", "must be a '2d' or '3d' configuration object")
-        missing = [k for k in CONFIGURATION_FIELDS if k not in cfg]
+        missing = [k for k in CONFIGURATION_FIELDS if k not in cfg and k != "target_spacing"]  # older plans
         if missing:
             _fail(source, f"alternatives.{key}.{missing[0]}", "is missing")
         validate_configuration(cfg, source, f"alternatives.{key}.", data_dims)

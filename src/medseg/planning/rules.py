@@ -31,6 +31,8 @@ NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-scor
 DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
+LOW_RESOLUTION_COVERAGE = 0.25    # 3D patch / median image voxels below which the 3D grid is coarsened (nnU-Net)
+LOW_RESOLUTION_GROWTH = 1.03      # spacing growth per step of that rule (nnU-Net's 3d_lowres increment)
 MIN_BATCH = 2
 MAX_FEATURES = {2: 512, 3: 320}
 DATASET_BATCH_SHARE = 0.05        # a batch covers at most 5 % of the dataset's voxels (nnU-Net)
@@ -188,6 +190,24 @@ def fit_patch(spacing: Sequence[float], median_shape: Sequence[int], features: i
         patch[a] = max(min_size, min(patch[a] - 1, rounded[a] - step))
 
 
+def choose_patch(spacing: Sequence[float], median_shape: Sequence[int], machine: Machine, step_seconds: float,
+                 in_channels: int, num_classes: int,
+                 features: Sequence[int] = FEATURE_CANDIDATES) -> tuple[dict[str, Any], str]:
+    """(the fit :func:`rule_patch_and_network` chooses, why) — without recording the rule."""
+    flops_budget = machine.flops * step_seconds
+    memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+    fits = [fit_patch(spacing, median_shape, f, flops_budget, memory_budget, in_channels, num_classes)
+            for f in features]
+    for fit in fits:
+        coverage = min(p / max(1, m) for p, m in zip(fit["patch_size"], median_shape))
+        if fit["fits"] and coverage >= CONTEXT_COVERAGE:
+            return fit, f"covers {100 * coverage:.0f}% (≥ {100 * CONTEXT_COVERAGE:.0f}%) of the median image per axis"
+    ok = [f for f in fits if f["fits"]] or [min(fits, key=lambda f: f["memory"])]
+    chosen = max(ok, key=lambda f: (math.prod(f["patch_size"]), f["features"]))
+    return chosen, ("no width covers the median image within budget; the largest patch wins" if chosen["fits"] else
+                    "NOTHING fits the budget even at the smallest patch; expect slower steps than planned")
+
+
 def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Sequence[int], machine: Machine,
                            step_seconds: float, in_channels: int, num_classes: int, log: RuleLog,
                            features: Sequence[int] = FEATURE_CANDIDATES) -> dict[str, Any]:
@@ -198,21 +218,9 @@ def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Se
     found; the first width whose patch still covers ≥ 75 % of the median image on every axis wins
     (context first), else the width with the largest patch (a wider network cannot compensate for
     not seeing the structure)."""
+    chosen, why = choose_patch(spacing, median_shape, machine, step_seconds, in_channels, num_classes, features)
     flops_budget = machine.flops * step_seconds
     memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
-    fits = [fit_patch(spacing, median_shape, f, flops_budget, memory_budget, in_channels, num_classes)
-            for f in features]
-    chosen = None
-    for fit in fits:
-        coverage = min(p / max(1, m) for p, m in zip(fit["patch_size"], median_shape))
-        if fit["fits"] and coverage >= CONTEXT_COVERAGE:
-            chosen, why = fit, f"covers {100 * coverage:.0f}% (≥ {100 * CONTEXT_COVERAGE:.0f}%) of the median image per axis"
-            break
-    if chosen is None:
-        ok = [f for f in fits if f["fits"]] or [min(fits, key=lambda f: f["memory"])]
-        chosen = max(ok, key=lambda f: (math.prod(f["patch_size"]), f["features"]))
-        why = ("no width covers the median image within budget; the largest patch wins" if chosen["fits"] else
-               "NOTHING fits the budget even at the smallest patch; expect slower steps than planned")
     budget = (f"{machine.device} {machine.flops / 1e9:.0f} GFLOP/s ({'measured' if machine.flops_measured else 'assumed'})"
               f" × {step_seconds:g} s = {flops_budget / 1e9:.0f} GFLOP/step, memory {memory_budget / 2**30:.1f} GiB")
     log.fire(f"{name}.patch_size", chosen["patch_size"],
@@ -224,6 +232,42 @@ def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Se
              "pool an axis while it stays ≥ 4 voxels and its spacing is within 2× of the finest; kernel 1 "
              f"along axes still coarser than that (spacing {_fmt(spacing)} mm)")
     return chosen
+
+
+def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Machine, step_seconds: float | None,
+                        num_classes: int, log: RuleLog,
+                        features: Sequence[int] = FEATURE_CANDIDATES) -> tuple[list[float], list[int]]:
+    """The 3D configuration's grid: nnU-Net's ``3d_lowres`` rule with the patch from *this* machine's
+    budget. While the patch the budget affords covers less than 25 % of the median image's voxels, the
+    spacing grows by 3 % — only the axes finer than half the coarsest while the data are anisotropic,
+    else all axes — and the patch is chosen again. On a CPU budget a full-resolution 3D patch is often a
+    small window onto the organ (LA at 0.625 mm: 48×48×64 of 88×144×185, 6 % of the voxels); a coarser grid
+    buys context, and the prediction is resampled back to the input grid. Returns (spacing, median shape)."""
+    in_channels = len(fingerprint["channel_names"])
+    step_seconds = step_seconds or DEFAULT_STEP_SECONDS[3]
+    spacing = [float(v) for v in target]
+    shape = resampled_median_shape(fingerprint, spacing)
+    chosen, _ = choose_patch(spacing, shape, machine, step_seconds, in_channels, num_classes, features)
+    start = math.prod(chosen["patch_size"]) / math.prod(shape)
+    coverage = start
+    while coverage < LOW_RESOLUTION_COVERAGE and min(shape) > 8:
+        coarsest = max(spacing)
+        finer = [s < coarsest / 2 for s in spacing]
+        grow = finer if any(finer) else [True] * len(spacing)
+        spacing = [s * LOW_RESOLUTION_GROWTH if g else s for s, g in zip(spacing, grow)]
+        shape = resampled_median_shape(fingerprint, spacing)
+        chosen, _ = choose_patch(spacing, shape, machine, step_seconds, in_channels, num_classes, features)
+        coverage = min(1.0, math.prod(chosen["patch_size"]) / math.prod(shape))
+    spacing = [round(s, 4) for s in spacing]
+    if spacing == [float(v) for v in target]:
+        log.fire("3d.target_spacing", spacing, f"the patch covers {100 * start:.0f}% (≥ "
+                 f"{100 * LOW_RESOLUTION_COVERAGE:.0f}%) of the median image's voxels at the target spacing")
+    else:
+        log.fire("3d.target_spacing", spacing,
+                 f"low resolution: at {_fmt(target)} mm the affordable patch covers only {100 * start:.0f}% of the "
+                 f"median image's voxels (< {100 * LOW_RESOLUTION_COVERAGE:.0f}%); at {_fmt(spacing)} mm it covers "
+                 f"{100 * coverage:.0f}% (median image {_fmt(shape)}); predictions are resampled back to the input grid")
+    return spacing, shape
 
 
 def rule_batch_size(name: str, chosen: dict, median_shape: Sequence[int], dataset_voxels: float, machine: Machine,
@@ -333,8 +377,12 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     configs = {}
     voxels = math.prod(shape) * fingerprint["num_cases"]
     if data_dims == 3:
-        configs["3d"] = plan_configuration("3d", target, shape, None, fingerprint, machine, time_limit,
-                                           step_seconds, num_classes, log, features, voxels)
+        spacing_3d, shape_3d = rule_low_resolution(fingerprint, target, machine, step_seconds, num_classes, log,
+                                                   features)
+        configs["3d"] = plan_configuration("3d", spacing_3d, shape_3d, None, fingerprint, machine, time_limit,
+                                           step_seconds, num_classes, log, features,
+                                           math.prod(shape_3d) * fingerprint["num_cases"])
+        configs["3d"]["target_spacing"] = spacing_3d
         in_plane = [a for a in range(3) if a != slice_axis]
         configs["2d"] = plan_configuration("2d", [target[a] for a in in_plane], [shape[a] for a in in_plane],
                                            slice_axis, fingerprint, machine, time_limit, step_seconds,
@@ -342,6 +390,7 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     else:
         configs["2d"] = plan_configuration("2d", target, shape, None, fingerprint, machine, time_limit,
                                            step_seconds, num_classes, log, features)
+    configs["2d"]["target_spacing"] = list(target)
     active = configs.pop(choice)
     plan = Plan(
         dataset=str(fingerprint.get("dataset") or ""),
@@ -351,7 +400,6 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
         regions=regions,
         ignore_label=fingerprint.get("ignore_label"),
         num_classes=num_classes,
-        target_spacing=target,
         resampling=resampling,
         crop_to_nonzero=crop,
         preprocessing=steps,
