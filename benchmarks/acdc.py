@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--configuration", choices=("2d", "3d"), default=None, help="Default: the planner's choice.")
     parser.add_argument("--sparse", type=int, default=0, help="Labelled slices per training volume (0: dense).")
     parser.add_argument("--net", default="unet")
+    parser.add_argument("--plan", type=Path, help="Use this plan.json instead of planning again (e.g. an earlier run's).")
     parser.add_argument("--tag", help="Name of this run's folders (default: network, configuration, sparsity).")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
     args = parser.parse_args()
@@ -49,8 +50,9 @@ def main() -> None:
         data = args.work / f"acdc_sparse{args.sparse}"
         if not data.exists():
             run(medseg + ["sparsify", str(args.acdc), str(data), "--slices-per-volume", str(args.sparse)])
-    plan = args.work / "plan.json"
-    run(medseg + ["plan", str(args.acdc), "--out", str(plan), "--time-budget", f"{args.minutes}m"])
+    plan = args.plan or args.work / "plan.json"
+    if not args.plan:
+        run(medseg + ["plan", str(args.acdc), "--out", str(plan), "--time-budget", f"{args.minutes}m"])
     model, pred, evaluation = (args.work / f"{n}_{tag}" for n in ("model", "pred", "eval"))
     train_cmd = medseg + ["train", str(data), "--out", str(model), "--net", args.net, "--plan", str(plan), "--fold", "0",
                           "--time-limit", f"{args.minutes}m", "--val-every", "1000000", "--overwrite", "--no-progress"]
