@@ -170,7 +170,7 @@ def predict(
     roi: list[Path] = typer.Option(None, "--roi", help="ROI mask file(s) or folder (matched by case name)."),
     largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    backend: str = typer.Option("torch", "--backend", help="torch (reference), onnx (ONNX Runtime), compile (TorchInductor, compiled once into the model folder; ~1.5× for 3D networks) or auto (compile in 3D, onnx in 2D)."),
+    backend: str = typer.Option("torch", "--backend", help="torch (reference), onnx (ONNX Runtime), compile (TorchInductor, compiled once into the model folder; ~1.25× for 3D networks) or auto (compile in 3D, onnx in 2D)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best weights."),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap (default: the model's, 0.5)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per network call."),

@@ -4,9 +4,10 @@ Why a third backend: ONNX Runtime runs medseg's 2D networks 1.5-1.7x faster than
 gives nothing for the 3D U-Net (benchmarks/inference3d.py), whose time is ~70 % oneDNN 3D convolutions
 and ~30 % instance norm, activations, copies and concatenations. Inductor with frozen weights (constants
 folded, convolution weights prepacked for oneDNN, norm + activation fused into generated C++ loops) runs
-the planned 3D U-Net's 2×48×48×64 tile batch ~1.5x faster than eager PyTorch on this CPU.
+the planned 3D U-Net's 2×48×48×64 tile batch ~1.5x faster than eager PyTorch on this CPU, and a whole
+160×192×160 volume 1.23x faster (26.5 → 21.5 s; MONAI 27.4 s; benchmarks/inference3d.py).
 
-Compiling costs 20-40 s here, so it happens once: the compiled network is packaged (AOTInductor ``.pt2``)
+Compiling costs ~20-40 s here, so it happens once: the compiled network is packaged (AOTInductor ``.pt2``)
 into the model folder beside the weights, like ``model.onnx``, and later predictions load it in
 milliseconds. A package holds one input shape and the code generated for this machine's instruction set
 and thread count, so its file name records all three (plus the torch version): a folder copied to another
