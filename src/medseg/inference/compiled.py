@@ -8,10 +8,10 @@ the planned 3D U-Net's 2×48×48×64 tile batch ~1.5x faster than eager PyTorch 
 160×192×160 volume 1.23x faster (26.5 → 21.5 s; MONAI 27.4 s; benchmarks/inference3d.py).
 
 Compiling costs ~20-40 s here, so it happens once: the compiled network is packaged (AOTInductor ``.pt2``)
-into the model folder beside the weights, like ``model.onnx``, and later predictions load it in
-milliseconds. A package holds one input shape and the code generated for this machine's instruction set
-and thread count, so its file name records all three (plus the torch version): a folder copied to another
-machine compiles its own package instead of running code built for another CPU. Partial batches (the last
+into the model folder beside the weights, like ``model.onnx``, and later predictions load it (~2 s here,
+mostly importing Inductor's runtime). A package holds one input shape and the code generated for this
+machine's instruction set and thread count, so its file name records all three (plus the torch version):
+a folder copied to another machine compiles its own package instead of running code built for another CPU. Partial batches (the last
 tiles of an image) are padded to the package's batch size; any other shape gets its own package.
 If compiling fails (no C++ compiler, an operator Inductor cannot export), prediction warns and falls
 back to eager PyTorch: same results, slower.
