@@ -22,6 +22,8 @@ def _fmt(values) -> str:
 
 def print_plan(plan) -> None:
     """Render a Plan: the rules that fired, then the chosen and the alternative configuration."""
+    from medseg.planning.plan import CONFIGURATION_FIELDS
+
     rules = Table(title=f"rules that fired for {plan.dataset or 'the dataset'}", title_justify="left")
     rules.add_column("rule", style="bold", no_wrap=True)
     rules.add_column("decision", overflow="fold")
@@ -31,11 +33,12 @@ def print_plan(plan) -> None:
     out.print(rules)
     table = Table(title="plan", show_header=True, title_justify="left")
     table.add_column("", style="bold")
-    configs = {plan.configuration: {k: getattr(plan, k) for k in ("patch_size", "batch_size", "network", "training")}}
+    configs = {plan.configuration: {k: getattr(plan, k) for k in CONFIGURATION_FIELDS}}
     configs.update(plan.alternatives)
     for name in configs:
         table.add_column(f"{name}{' (chosen)' if name == plan.configuration else ''}")
     rows = [
+        ("spacing (mm)", lambda c: _fmt(c.get("target_spacing", plan.target_spacing))),
         ("patch size", lambda c: _fmt(c["patch_size"])),
         ("batch size", lambda c: str(c["batch_size"])),
         ("features / depth", lambda c: f"{c['network']['features']} / {c['network']['depth']}"),
@@ -49,7 +52,7 @@ def print_plan(plan) -> None:
         table.add_row(label, *[get(c) for c in configs.values()])
     out.print(table)
     m = plan.machine
-    out.print(f"target spacing {_fmt(plan.target_spacing)} mm · {len(plan.channel_names)} channel(s) · "
+    out.print(f"{len(plan.channel_names)} channel(s) · "
               f"{plan.num_classes} classes · machine: {m.get('device')} {m.get('cpu_cores')} cores, "
               f"{m.get('ram_gib')} GiB RAM, {m.get('flops', 0) / 1e9:.0f} GFLOP/s "
               f"({'measured' if m.get('flops_measured') else 'assumed'})")
