@@ -6,6 +6,7 @@ per-fold mean Dice.
 
     .venv/bin/python benchmarks/crossval.py --dataset ../shared/data/LA --work /tmp/la_cv --minutes-per-fold 5
     .venv/bin/python benchmarks/crossval.py ... --net vnet      # the same protocol for another network
+    .venv/bin/python benchmarks/crossval.py ... --reuse-models --largest-component   # re-score with LCC
 
 The folds are medseg's grouped 5-fold splits (seed 0; the dataset's own splits file when it has one),
 exactly what ``medseg train --fold K`` uses; each model folder records its held-out cases. Seconds per
@@ -45,6 +46,11 @@ def main() -> None:
     parser.add_argument("--minutes-per-fold", type=float, default=5.0)
     parser.add_argument("--net", default="unet")
     parser.add_argument("--configuration", choices=("2d", "3d"), default=None, help="Default: the planner's choice.")
+    parser.add_argument("--largest-component", action="store_true",
+                        help="Predict keeping each label's largest component (separate pred/eval folders).")
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="Do not train a fold whose model folder already holds final weights (e.g. to "
+                             "re-score an earlier run with --largest-component).")
     args = parser.parse_args()
 
     from medseg.datasets import load_dataset
@@ -56,7 +62,8 @@ def main() -> None:
     dataset = json.loads((args.dataset / "dataset.json").read_text(encoding="utf-8"))
     ending = dataset.get("file_ending", ".nii.gz")
     labels = {name: value for name, value in dataset["labels"].items() if int(value) != 0}
-    tag = f"{args.net}_{args.configuration or 'auto'}"
+    model_tag = f"{args.net}_{args.configuration or 'auto'}"
+    tag = model_tag + ("_lcc" if args.largest_component else "")
     plan = args.work / "plan.json"
     if not plan.exists():
         run(medseg + ["plan", str(args.dataset), "--out", str(plan), "--time-budget", f"{args.minutes_per_fold}m"])
@@ -66,21 +73,23 @@ def main() -> None:
     references.mkdir(exist_ok=True)
     train_seconds, predict_seconds, iterations, fold_cases = [], [], [], []
     for fold in range(folds):
-        model, pred = args.work / f"model_{tag}_fold{fold}", args.work / f"pred_{tag}_fold{fold}"
+        model, pred = args.work / f"model_{model_tag}_fold{fold}", args.work / f"pred_{tag}_fold{fold}"
         command = medseg + ["train", str(args.dataset), "--out", str(model), "--net", args.net, "--plan", str(plan),
                             "--fold", str(fold), "--time-limit", f"{args.minutes_per_fold}m", "--val-every", "1000000",
                             "--overwrite", "--no-progress"]
         if args.configuration:
             command += ["--configuration", args.configuration]
-        train_seconds.append(run(command))
+        if not (args.reuse_models and (model / "model.safetensors").is_file()):
+            train_seconds.append(run(command))
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
         held_out = config["val_cases"]
         fold_cases.append(held_out)
         log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
         iterations.append(int(log[-1].split(",")[0]))
         inputs = [str(args.dataset / "imagesTr" / f"{case}_0000{ending}") for case in held_out]
-        predict_seconds.append(run(medseg + ["predict", str(model), "-i", *inputs, "-o", str(pred), "--overwrite"])
-                               / len(held_out))
+        options = ["--largest-component"] if args.largest_component else []
+        predict_seconds.append(run(medseg + ["predict", str(model), "-i", *inputs, "-o", str(pred), "--overwrite",
+                                             *options]) / len(held_out))
         for case in held_out:
             link(pred / f"{case}{ending}", pooled / f"{case}{ending}")
             link(args.dataset / "labelsTr" / f"{case}{ending}", references / f"{case}{ending}")
@@ -99,7 +108,7 @@ def main() -> None:
         "dice": {name: summary["metrics"][name]["dice"]["mean"] for name in labels},
         "hd95_mm": {name: summary["metrics"][name]["hd95"]["mean"] for name in labels},
         f"fold_dice_{first_label}": fold_dice, "iterations": iterations,
-        "train_minutes_per_fold": statistics.mean(train_seconds) / 60,
+        "train_minutes_per_fold": statistics.mean(train_seconds) / 60 if train_seconds else None,
         "seconds_per_volume": statistics.mean(predict_seconds),
     }
     (args.work / f"result_{tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
