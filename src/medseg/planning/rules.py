@@ -249,7 +249,7 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
     shape = resampled_median_shape(fingerprint, spacing)
     chosen, _ = choose_patch(spacing, shape, machine, step_seconds, in_channels, num_classes, features)
     start = math.prod(chosen["patch_size"]) / math.prod(shape)
-    coverage = start
+    coverage, steps = start, 0
     while coverage < LOW_RESOLUTION_COVERAGE and min(shape) > 8:
         coarsest = max(spacing)
         finer = [s < coarsest / 2 for s in spacing]
@@ -257,12 +257,12 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
         spacing = [s * LOW_RESOLUTION_GROWTH if g else s for s, g in zip(spacing, grow)]
         shape = resampled_median_shape(fingerprint, spacing)
         chosen, _ = choose_patch(spacing, shape, machine, step_seconds, in_channels, num_classes, features)
-        coverage = min(1.0, math.prod(chosen["patch_size"]) / math.prod(shape))
-    spacing = [round(s, 4) for s in spacing]
-    if spacing == [float(v) for v in target]:
-        log.fire("3d.target_spacing", spacing, f"the patch covers {100 * start:.0f}% (≥ "
-                 f"{100 * LOW_RESOLUTION_COVERAGE:.0f}%) of the median image's voxels at the target spacing")
+        coverage, steps = min(1.0, math.prod(chosen["patch_size"]) / math.prod(shape)), steps + 1
+    if steps == 0:
+        log.fire("3d.target_spacing", spacing, f"the target spacing: the patch covers {100 * start:.0f}% of the "
+                 f"median image's voxels (low resolution only below {100 * LOW_RESOLUTION_COVERAGE:.0f}%)")
     else:
+        spacing = [round(v, 4) for v in spacing]
         log.fire("3d.target_spacing", spacing,
                  f"low resolution: at {_fmt(target)} mm the affordable patch covers only {100 * start:.0f}% of the "
                  f"median image's voxels (< {100 * LOW_RESOLUTION_COVERAGE:.0f}%); at {_fmt(spacing)} mm it covers "
