@@ -331,8 +331,8 @@ def _onnx_network(folder: Path, config: ModelConfig, model: torch.nn.Module, che
 def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Module, checkpoint: str) -> Callable:
     """The callable a backend runs (see :meth:`Predictor.from_folder`)."""
     if backend == "auto":
-        # measured here: ONNX Runtime 1.5-1.7x faster than eager for 2D networks, no gain in 3D; compiled
-        # 3D U-Net ~1.5x (medseg.inference.compiled)
+        # measured here: ONNX Runtime 1.5-1.7x faster than eager for 2D networks, no gain in 3D; the compiled
+        # 3D U-Net 1.23x per volume (benchmarks/inference3d.py)
         backend = "compile" if config.spatial_dims == 3 else "onnx"
         if backend == "onnx":
             try:
