@@ -71,10 +71,10 @@ def test_a_patch_is_rounded_up_to_the_network_divisor(tmp_path):
 def test_a_diverging_loss_is_reported_once():
     from rich.console import Console
 
-    from medseg.training.loop import DivergenceWarning
+    from medseg.training.loop import DivergenceCheck
 
     console = Console(record=True, width=200)
-    warning = DivergenceWarning()
+    warning = DivergenceCheck()
     seen = [warning.check(loss, i, console) for i, loss in enumerate([17.0, 50.0, 1.5e6, 6e10])]
     assert seen == [False, False, True, False]
     text = console.export_text()

@@ -671,7 +671,7 @@ def train(
     bar = _progress_bar(progress, console)
     task = bar.add_task("training", total=1000) if bar else None
     producer = BatchProducer(make, start=start_iteration, prefetch=config.prefetch)
-    divergence = DivergenceWarning()
+    divergence = DivergenceCheck()
     try:
         if bar:
             bar.start()
@@ -755,7 +755,7 @@ def train(
     return TrainingResult(out, iteration, elapsed, best, last_metrics)
 
 
-class DivergenceWarning:
+class DivergenceCheck:
     """Warns once when the logged loss grows far above its first value (the run is diverging).
 
     A finite but exploding loss does not stop training (a user may still want the run), but it is never
