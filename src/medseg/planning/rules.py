@@ -190,12 +190,17 @@ def fit_patch(spacing: Sequence[float], median_shape: Sequence[int], features: i
         patch[a] = max(min_size, min(patch[a] - 1, rounded[a] - step))
 
 
+def step_memory_bytes(machine: Machine) -> float:
+    """Memory a training step may use: 40 % of available RAM on CPU, 85 % of GPU memory."""
+    return machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+
+
 def choose_patch(spacing: Sequence[float], median_shape: Sequence[int], machine: Machine, step_seconds: float,
                  in_channels: int, num_classes: int,
                  features: Sequence[int] = FEATURE_CANDIDATES) -> tuple[dict[str, Any], str]:
     """(the fit :func:`rule_patch_and_network` chooses, why) — without recording the rule."""
     flops_budget = machine.flops * step_seconds
-    memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+    memory_budget = step_memory_bytes(machine)
     fits = [fit_patch(spacing, median_shape, f, flops_budget, memory_budget, in_channels, num_classes)
             for f in features]
     for fit in fits:
@@ -220,7 +225,7 @@ def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Se
     not seeing the structure)."""
     chosen, why = choose_patch(spacing, median_shape, machine, step_seconds, in_channels, num_classes, features)
     flops_budget = machine.flops * step_seconds
-    memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+    memory_budget = step_memory_bytes(machine)
     budget = (f"{machine.device} {machine.flops / 1e9:.0f} GFLOP/s ({'measured' if machine.flops_measured else 'assumed'})"
               f" × {step_seconds:g} s = {flops_budget / 1e9:.0f} GFLOP/step, memory {memory_budget / 2**30:.1f} GiB")
     log.fire(f"{name}.patch_size", chosen["patch_size"],
@@ -279,7 +284,7 @@ def rule_batch_size(name: str, chosen: dict, median_shape: Sequence[int], datase
     one = unet_step_cost(chosen["patch_size"], 1, chosen["features"], chosen["strides"], chosen["kernel_sizes"],
                          in_channels, num_classes, MAX_FEATURES[dims])
     by_time = int(machine.flops * step_seconds // one["flops"])
-    memory_budget = machine.memory_bytes * MEMORY_FRACTION.get(machine.device, 0.4)
+    memory_budget = step_memory_bytes(machine)
     by_memory = int((memory_budget - one["parameter_bytes"]) // one["activation_bytes"])
     by_dataset = int(DATASET_BATCH_SHARE * dataset_voxels // math.prod(chosen["patch_size"]))
     batch = max(MIN_BATCH, min(by_time, by_memory, by_dataset))
