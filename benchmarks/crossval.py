@@ -6,6 +6,7 @@ per-fold mean Dice.
 
     .venv/bin/python benchmarks/crossval.py --dataset ../shared/data/LA --work /tmp/la_cv --minutes-per-fold 5
     .venv/bin/python benchmarks/crossval.py ... --net vnet      # the same protocol for another network
+    .venv/bin/python benchmarks/crossval.py ... --net vnet --tag vnet_instance --train-option="--net-option norm=instance"
     .venv/bin/python benchmarks/crossval.py ... --reuse-models --largest-component   # re-score with LCC
 
 The folds are medseg's grouped 5-fold splits (seed 0; the dataset's own splits file when it has one),
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--minutes-per-fold", type=float, default=5.0)
     parser.add_argument("--net", default="unet")
     parser.add_argument("--configuration", choices=("2d", "3d"), default=None, help="Default: the planner's choice.")
+    parser.add_argument("--tag", default=None, help="Name of this run's folders (default: NET_CONFIGURATION).")
+    parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
     parser.add_argument("--largest-component", action="store_true",
                         help="Predict keeping each label's largest component (separate pred/eval folders).")
     parser.add_argument("--reuse-models", action="store_true",
@@ -62,7 +65,7 @@ def main() -> None:
     dataset = json.loads((args.dataset / "dataset.json").read_text(encoding="utf-8"))
     ending = dataset.get("file_ending", ".nii.gz")
     labels = {name: value for name, value in dataset["labels"].items() if int(value) != 0}
-    model_tag = f"{args.net}_{args.configuration or 'auto'}"
+    model_tag = args.tag or f"{args.net}_{args.configuration or 'auto'}"
     tag = model_tag + ("_lcc" if args.largest_component else "")
     plan = args.work / "plan.json"
     if not plan.exists():
@@ -79,6 +82,7 @@ def main() -> None:
                             "--overwrite", "--no-progress"]
         if args.configuration:
             command += ["--configuration", args.configuration]
+        command += [a for option in args.train_option for a in shlex.split(option)]
         if not (args.reuse_models and (model / "model.safetensors").is_file()):
             train_seconds.append(run(command))
         config = json.loads((model / "config.json").read_text(encoding="utf-8"))
