@@ -205,7 +205,8 @@ def load_weights(model, path: str | Path) -> None:
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     try:
-        model.load_state_dict(payload["model"] if "model" in payload else payload)
+        # a checkpoint of a run with a weight average predicts with the average, like model.safetensors
+        model.load_state_dict(payload.get("averaged_model", payload.get("model", payload)))
     except RuntimeError as exc:
         raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
 

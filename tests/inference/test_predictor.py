@@ -137,3 +137,22 @@ def test_onnx_backend_matches_torch(tmp_path):
     onnx = Predictor.from_folder(folder, backend="onnx").predict_probabilities(image).array
     assert (folder / "model.onnx").is_file()
     np.testing.assert_allclose(onnx, ref, atol=1e-4)
+
+
+def test_tta_axes_make_the_prediction_mirror_equivariant_along_those_axes(tmp_path):
+    folder = make_model_folder(tmp_path / "m", seed=6)
+    config = load_config(folder)
+    config.mirror_axes = [0, 1]  # as training writes for 2D data
+    save_config(folder, config)
+    image = Image(np.random.default_rng(6).normal(size=(1, 24, 24)).astype(np.float32))
+    flipped = {axis: image.with_array(np.flip(image.array, 1 + axis).copy()) for axis in (0, 1)}
+
+    def equivariant(tta, axis):
+        predictor = Predictor.from_folder(folder, tta=tta, tile_size=(24, 24))  # one tile: a symmetric window
+        direct = predictor.predict_probabilities(image).array
+        mirrored = predictor.predict_probabilities(flipped[axis]).array
+        return np.allclose(np.flip(mirrored, 1 + axis), direct, atol=1e-5)
+
+    assert not equivariant(False, 0) and not equivariant(False, 1)  # the random network is not symmetric
+    assert equivariant((1,), 1) and not equivariant((1,), 0)
+    assert equivariant(True, 0) and equivariant(True, 1)  # the model's mirror axes: both in 2D

@@ -91,3 +91,17 @@ def test_threshold_cli_writes_the_choice(tmp_path, capsys):
     assert 0 < load_config(folder).decision_threshold < 1
     assert main(["threshold", str(folder), str(data), "--cases", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_threshold_and_predict_take_the_tta_axes(tmp_path, capsys):
+    from medseg.datasets.synthetic import make_vessels2d
+
+    data = make_vessels2d(tmp_path / "data", cases=1, seed=0, size=32)
+    folder = make_model_folder(tmp_path / "m", in_channels=1, input_channels=3,
+                               preprocessing=[{"name": "green_channel"}, {"name": "zscore"}])
+    assert main(["threshold", str(folder), str(data), "--cases", "case_000", "--tta-axes", "1"]) == 0
+    assert 0 < load_config(folder).decision_threshold < 1
+    image = str(next((data / "imagesTr").iterdir()))
+    assert main(["predict", str(folder), "-i", image, "-o", str(tmp_path / "p"), "--tta-axes", "0,1"]) == 0
+    assert main(["predict", str(folder), "-i", image, "-o", str(tmp_path / "q"), "--tta-axes", "left"]) == 1
+    assert "--tta-axes" in capsys.readouterr().err and not (tmp_path / "q").exists()

@@ -1,5 +1,7 @@
 """Resuming after an interruption continues exactly: N iterations in one go == N/2, interrupt, resume."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -23,24 +25,26 @@ def _config(**kw):
     return TrainingConfig(**base)
 
 
-def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("weight_average", [None, 0.9])
+def test_resume_matches_uninterrupted_run(tiny_dataset, tmp_path, weight_average):
     threads = torch.get_num_threads()
+    config = functools.partial(_config, weight_average=weight_average)
     try:
-        train(tiny_dataset, tmp_path / "full", _config(), progress=False)
+        train(tiny_dataset, tmp_path / "full", config(), progress=False)
 
         def interrupt(iteration, loss):
             if iteration == 3:
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_dataset, tmp_path / "split", _config(), progress=False, on_iteration=interrupt)
+            train(tiny_dataset, tmp_path / "split", config(), progress=False, on_iteration=interrupt)
         assert not (tmp_path / "split" / "model.safetensors").exists()
         ckpt = torch.load(tmp_path / "split" / "checkpoint_last.pt", weights_only=True)
         assert ckpt["iteration"] == 3
         # disturb the global RNGs: resume must restore them
         torch.manual_seed(12345)
         np.random.seed(999)
-        result = train(tiny_dataset, tmp_path / "split", _config(), resume=True, progress=False)
+        result = train(tiny_dataset, tmp_path / "split", config(), resume=True, progress=False)
         assert result.iterations == 6
     finally:
         torch.set_num_threads(threads)

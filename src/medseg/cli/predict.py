@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._options import TTA_AXES_HELP, tta_choice
 from medseg.errors import MedsegError
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ def predict(
                                        "OUTDIR/probabilities/<case> (channel c = label value c; binary: foreground "
                                        "only; float TIFF or .npz for raster inputs), ready for `medseg evaluate`."),
     tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (slower)."),
+    tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     roi: list[Path] = typer.Option(None, "--roi", help="ROI mask file(s) or folder (matched by case name)."),
     largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -209,7 +211,8 @@ def predict(
         torch.set_num_threads(threads)
     from medseg.training.config import parse_size
 
-    predictor = Predictor.from_folders(model_dirs, checkpoint=checkpoint, backend=backend, tta=tta,
+    predictor = Predictor.from_folders(model_dirs, checkpoint=checkpoint, backend=backend,
+                                       tta=tta_choice(tta, tta_axes),
                                        largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                                        tile_size=parse_size(tile_size) or None, prune_level=prune_level,
                                        fast=fast)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._options import TTA_AXES_HELP, tta_choice
 from medseg.errors import MedsegError
 
 console = Console(stderr=True)
@@ -23,6 +24,9 @@ def threshold_command(
     metric: str = typer.Option("accuracy", "--metric", help="accuracy or f1 (pixels inside each case's ROI)."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict`."),
     backend: str = typer.Option("torch", "--backend", help="torch, onnx, compile or auto, as for `medseg predict`."),
+    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation, as for `medseg predict` (choose "
+                             "the threshold with the TTA that will be used: averaging flips changes the probabilities)."),
+    tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the choice without writing it."),
 ) -> None:
     """Choose the foreground probability threshold that maximises pixel accuracy (or F1) on given cases,
@@ -49,7 +53,8 @@ def threshold_command(
     if not names:
         raise MedsegError("no cases to choose the threshold on: pass --cases", model)
     foreground = config.label_values[1]
-    predictor = Predictor.from_folder(model, backend=backend, tile_size=parse_size(tile_size) or None)
+    predictor = Predictor.from_folder(model, backend=backend, tile_size=parse_size(tile_size) or None,
+                                     tta=tta_choice(tta, tta_axes))
     probabilities, references, rois = [], [], []
     for name in names:
         case = data.case(name)

@@ -98,6 +98,9 @@ def train(
     cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
     memory_format: str = typer.Option("auto", "--memory-format", help="auto (time both on the first batch, keep "
                                       "the faster), contiguous or channels_last."),
+    weight_average: float = typer.Option(None, "--weight-average", help="Decay of an exponential moving average "
+                                         "of the weights, e.g. 0.999 (~1,000 steps); the average is validated, saved "
+                                         "and predicted with."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     net_option: list[str] = typer.Option(
         None, "--net-option", help="Network option KEY=VALUE (VALUE parsed as JSON when it can be), repeatable: "
@@ -139,6 +142,7 @@ def train(
         learning_rate=lr if lr is not None else (1e-2 if optimizer == "sgd" else 2e-3),
         schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, cache=cache, memory_format=memory_format,
+        weight_average=weight_average,
         augmentation={"enabled": False} if no_augmentation else _parse_augmentation(augmentation),
         encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule),

@@ -357,8 +357,10 @@ class Predictor:
     models : list of LoadedModel
     overlap : float, optional
         Tile overlap; default the model's (0.5).
-    tta : bool
-        Mirroring test-time augmentation over every spatial axis (up to 8× slower in 3D; off by default).
+    tta : bool or sequence of int
+        Mirroring test-time augmentation: True = over the model's mirror axes (every spatial axis of the
+        training patches; up to 8× slower in 3D), or over the given spatial axes only (0-based, e.g.
+        ``(1,)``: left-right, 2× the cost); off by default.
     batch_size : int
         Tiles per network call.
     largest_component : bool
@@ -372,7 +374,8 @@ class Predictor:
         module docstring for the accuracy / speed trade-off); the output stays on the input grid.
     """
 
-    def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None, tta: bool = False,
+    def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
+                 tta: bool | Sequence[int] = False,
                  batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None,
                  fast: float | None = None):
         if not models:
@@ -382,7 +385,7 @@ class Predictor:
 
         check_compatible([m.config for m in self.models], [m.folder for m in self.models])
         self.overlap = overlap
-        self.tta = tta
+        self.tta = tta if isinstance(tta, bool) else tuple(int(a) for a in tta)
         self.batch_size = batch_size
         self.largest_component = largest_component
         if fast is not None and float(fast) <= 0:
@@ -474,7 +477,7 @@ class Predictor:
 
             order = int((cfg.resampling or {}).get("image_order", 3))
             pre = resample_image(pre, tuple(spacing), order=order)
-        mirror = tuple(cfg.mirror_axes) if self.tta else ()
+        mirror = tuple(cfg.mirror_axes) if self.tta is True else (self.tta or ())
         need_probs = want_probabilities or resampled
         from medseg.inference.slices import volume_patch_size
 

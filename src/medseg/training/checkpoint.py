@@ -48,6 +48,7 @@ def save_checkpoint(
     iteration: int,
     elapsed: float,
     extra: dict[str, Any] | None = None,
+    averaged: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a resumable checkpoint atomically.
 
@@ -62,6 +63,9 @@ def save_checkpoint(
         Training seconds used so far (the wall-clock budget continues from here).
     extra : dict, optional
         Plain data (numbers, strings, lists, dicts, tensors): best metric, schedule state...
+    averaged : dict of tensors, optional
+        State dict of the weight average (:class:`medseg.training.averaging.WeightAverage`), which a
+        checkpoint then predicts with; ``model`` stays the training weights that resume needs.
     """
     payload = {
         "format": 1,
@@ -72,6 +76,8 @@ def save_checkpoint(
         "rng": rng_states(),
         "extra": extra or {},
     }
+    if averaged is not None:
+        payload["averaged_model"] = averaged
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 

@@ -75,6 +75,9 @@ class TrainingConfig:
     memory_format : {"auto", "contiguous", "channels_last"}
         Layout of the network's tensors; "auto" times both on the first batch and keeps the faster
         (see :mod:`medseg.training.memory_format`). The choice is written back into the configuration.
+    weight_average : float or None
+        Decay of an exponential moving average of the weights (e.g. 0.999), which is then what is
+        validated, saved and predicted with (see :mod:`medseg.training.averaging`); None = the last weights.
     """
 
     network: str = "unet"
@@ -108,6 +111,7 @@ class TrainingConfig:
     unfreeze_schedule: list[list[Any]] | None = None
     prune_selection: bool = True
     memory_format: str = "auto"
+    weight_average: float | None = None
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -134,6 +138,8 @@ class TrainingConfig:
             raise MedsegError(f"unknown cache '{self.cache}' (memory, mmap)")
         if self.cache_dtype not in ("float32", "float16"):
             raise MedsegError(f"unknown cache dtype '{self.cache_dtype}' (float32, float16)")
+        if self.weight_average is not None and not 0.0 < self.weight_average < 1.0:
+            raise MedsegError(f"the weight-average decay must lie in (0, 1), not {self.weight_average}")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 

@@ -27,6 +27,7 @@ from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
 from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
+from medseg.training.averaging import WeightAverage
 from medseg.training.memory_format import choose_memory_format, torch_format
 from medseg.training.schedule import learning_rate_factor, training_progress
 
@@ -629,6 +630,8 @@ def train(
                           + f" -> {config.memory_format}", highlight=False)
     memory_format = torch_format(config.memory_format, spatial_dims)
     model.to(memory_format=memory_format)
+    average = WeightAverage(model, config.weight_average) if config.weight_average else None
+    predicting = average.model if average else model  # what is validated, saved and predicted with
     model_config.training = config.to_dict()
     # the augmentation actually used, written out so a run can be repeated
     model_config.augmentation = augment.to_config() if hasattr(augment, "to_config") else (
@@ -647,13 +650,18 @@ def train(
         payload = load_checkpoint(out / LAST_CHECKPOINT, model, optimizer)
         start_iteration, elapsed_before = payload["iteration"], payload["elapsed"]
         best = payload["extra"].get("best_metric")
+        if average is not None:
+            average.load_state_dict(payload["averaged_model"], payload["extra"]["average_updates"])
         if unfreezing is not None:
             unfreezing(start_iteration)  # the stages already passed
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
 
     def checkpoint(path: Path, iteration: int, elapsed: float) -> None:
-        save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed,
-                        extra={"best_metric": best, "config": json.dumps(config.to_dict())})
+        extra = {"best_metric": best, "config": json.dumps(config.to_dict())}
+        if average is not None:
+            extra["average_updates"] = average.updates
+        save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed, extra=extra,
+                        averaged=average.state_dict() if average else None)
 
     console.print(
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
@@ -691,6 +699,8 @@ def train(
                 for name in unfreezing(iteration)[:1]:
                     console.print(f"iteration {iteration}: unfreezing (first: {name})", highlight=False)
             loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip, finetuning)
+            if average is not None:
+                average.update(model)
             iteration += 1
             losses.append(loss)
             elapsed = elapsed_before + (time.perf_counter() - t0)
@@ -700,7 +710,7 @@ def train(
                 losses = []
                 divergence.check(row["loss"], iteration, console)
             if val_prepared and iteration % config.val_every == 0:
-                last_metrics = validate(model, val_prepared, model_config, config.val_overlap)
+                last_metrics = validate(predicting, val_prepared, model_config, config.val_overlap)
                 row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **last_metrics}
                 if best is None or last_metrics["val_dice"] > best:
                     best = last_metrics["val_dice"]
@@ -731,17 +741,17 @@ def train(
     if losses:
         log.add({"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))})
     if val_prepared and iteration % config.val_every != 0 and iteration > start_iteration:
-        last_metrics = validate(model, val_prepared, model_config, config.val_overlap)
+        last_metrics = validate(predicting, val_prepared, model_config, config.val_overlap)
         log.rows[-1].update(last_metrics) if log.rows and log.rows[-1].get("iteration") == iteration else \
             log.add({"iteration": iteration, "elapsed": round(elapsed, 2), **last_metrics})
         if best is None or last_metrics["val_dice"] > best:
             best = last_metrics["val_dice"]
             checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
     checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
-    model.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
-    save_weights(model, out / WEIGHTS_NAME)
-    if val_prepared and config.prune_selection and hasattr(model, "set_prune_level"):
-        choice = select_prune_level(model, val_prepared, model_config, out, config.val_overlap)
+    predicting.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
+    save_weights(predicting, out / WEIGHTS_NAME)
+    if val_prepared and config.prune_selection and hasattr(predicting, "set_prune_level"):
+        choice = select_prune_level(predicting, val_prepared, model_config, out, config.val_overlap)
         console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
                       + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
                                   for r in choice["levels"]), highlight=False)
