@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--threshold", choices=("accuracy", "f1"),
                         help="After training, choose the decision threshold maximising this metric on the "
                              "training images (`medseg threshold`); default: argmax (p >= 0.5).")
+    parser.add_argument("--tta-axes", help="Mirroring test-time augmentation over these axes (e.g. 1), for the "
+                                           "threshold choice and the prediction alike.")
     parser.add_argument("--monai-result", type=Path, help="JSON written by benchmarks/drive_monai.py.")
     parser.add_argument("--report-only", action="store_true", help="Only print the table from an earlier run in --work.")
     args = parser.parse_args()
@@ -77,6 +79,8 @@ def main() -> None:
                   "--overwrite", "--no-progress", *[a for opt in args.train_option for a in shlex.split(opt)]]
     )
     whole_image = ["--tile-size", "592,576", "--backend", "onnx"]
+    if args.tta_axes:
+        whole_image += ["--tta-axes", args.tta_axes]
     if args.threshold:
         run(medseg + ["threshold", str(model), str(data), "--metric", args.threshold, *whole_image])
     predict_seconds = run(
