@@ -204,8 +204,9 @@ def validate_configuration(cfg: dict[str, Any], source: str = "plan", prefix: st
     elif data_dims == 3 and dims == 2:
         _fail(source, name("slice_axis"), "must name the axis to slice across for a 2D network on 3D images")
     spacing = cfg.get("target_spacing")  # required at the top level; older plans' alternatives lack it
-    if "target_spacing" in cfg and (not isinstance(spacing, list) or (data_dims is not None and len(spacing) != data_dims)
-                                    or not all(_is_number(s) and s > 0 for s in spacing)):
+    malformed = (not isinstance(spacing, list) or (data_dims is not None and len(spacing) != data_dims)
+                 or not all(_is_number(s) and s > 0 for s in spacing))
+    if "target_spacing" in cfg and malformed:
         _fail(source, name("target_spacing"), f"must be {data_dims} positive numbers (mm); got {spacing!r}")
     _int_list(source, name("patch_size"), cfg.get("patch_size"), dims)
     batch = cfg.get("batch_size")

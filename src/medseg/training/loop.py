@@ -23,11 +23,11 @@ from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX, build_loss
 from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, WEIGHTS_NAME, ModelConfig,
                                  load_config, save_config, save_weights)
+from medseg.training.averaging import WeightAverage
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
 from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
-from medseg.training.averaging import WeightAverage
 from medseg.training.memory_format import choose_memory_format, torch_format
 from medseg.training.schedule import learning_rate_factor, training_progress
 
