@@ -5,7 +5,8 @@ Zhu X., Hu H., Lin S., Dai J. "Deformable ConvNets v2: More Deformable, Better R
 (v2: a learned modulation scalar per sampling point).
 
 The sampling uses :func:`torch.nn.functional.grid_sample` (bilinear, zeros outside) on a grid of all
-``kh*kw`` kernel points, which gives an im2col matrix that a single 1×1 convolution multiplies by the weights.
+``kh*kw`` kernel points, which gives an im2col matrix that one batched matrix product multiplies by the
+weights.
 Why grid_sample and not an explicit 4-corner gather: grid_sample is one fused C++ kernel whose backward
 recomputes the bilinear weights, so autograd keeps one im2col-sized tensor instead of four (4x less
 memory) and it ran faster on these CPUs (see ``_bench_sampling`` in tests/nets/test_dunet.py). It also
@@ -101,11 +102,12 @@ def deform_conv2d(
         mask = mask.reshape(n * groups, 1, k, ho * wo)
         # In place when no graph is recorded: saves one im2col-sized allocation at inference.
         sampled = sampled * mask if torch.is_grad_enabled() else sampled.mul_(mask)
-    columns = sampled.reshape(n, c * k, ho, wo)  # channel-major, kernel point minor = weight layout
-    # A 1x1 convolution is the batched weight @ columns product; torch.matmul with a broadcast weight
-    # copied the columns first (measured 4x the time of the product itself), conv1d took a slow path.
-    # (flatten + unsqueeze keep the kernel shape static for the ONNX exporter; a reshape by sizes does not)
-    return F.conv2d(columns, weight.flatten(1)[:, :, None, None], bias)
+    columns = sampled.reshape(n, c * k, ho * wo)  # channel-major, kernel point minor = weight layout
+    # The weight product as a batched matrix product over an expanded (not copied) weight: forward +
+    # backward took 0.074 s against 0.167 s for the same product as a 1x1 convolution (4 x 288 x 128²
+    # columns, 16 outputs, 2 threads); torch.matmul with a broadcast weight copied the columns first.
+    out = torch.bmm(weight.flatten(1).expand(n, -1, -1), columns).reshape(n, out_ch, ho, wo)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 class DeformConv2d(nn.Module):
