@@ -39,13 +39,12 @@ NETWORKS: dict[str, dict[str, str]] = {
 METRICS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 
 
-def parameters(net: str, options: dict[str, str]) -> int:
-    from medseg.cli._options import parse_value
-    from medseg.nets import create_network
-    from medseg.nets.meta import count_parameters
+def trained_parameters(model_folder: Path) -> int:
+    """Parameters of the network as trained (the trainer may add options, e.g. the U-Net's CPU width)."""
+    from medseg.model_folder import load_model
 
-    typed = {k: parse_value(v) for k, v in options.items()}
-    return count_parameters(create_network, net, 1, 2, 2, **typed)
+    _, network = load_model(model_folder)
+    return sum(p.numel() for p in network.parameters())
 
 
 def main() -> None:
@@ -74,7 +73,7 @@ def main() -> None:
         ours = result["ours"]
         lines.append(
             f"| {net} | " + " | ".join(f"{ours[m]:.4f}" for m in METRICS)
-            + f" | {parameters(net, NETWORKS[net]) / 1e6:.2f}M | {result['iterations']:,} "
+            + f" | {trained_parameters(args.work / f'model_{net}') / 1e6:.2f}M | {result['iterations']:,} "
             f"| {result['train_seconds'] / 60:.1f} | {result['predict_seconds_total'] / 20:.2f} |"
         )
     table = "\n".join(lines)

@@ -13,6 +13,8 @@ import torch
 import medseg.inference.sliding_window as sw
 from medseg.inference.sliding_window import sliding_window_inference
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # one thread is faster on the shared 2-core machines
+
 K = 8  # many classes make the C × volume float32 accumulator dominate
 
 
@@ -28,7 +30,6 @@ class _TinyConv(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def case():
-    torch.set_num_threads(1)
     image = np.random.default_rng(0).normal(size=(1, 160, 40, 40)).astype(np.float32)
     return image, _TinyConv().eval()
 

@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -180,16 +178,3 @@ def test_dunet_onnx(tmp_path):
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     assert_onnx_matches(net, tmp_path, (1, 1, 16, 16), [(2, 1, 13, 19)])
-
-
-@pytest.mark.slow
-def test_bench_sampling_grid_sample_vs_gather():
-    """Why grid_sample: measured 2-4.5x faster than an explicit 4-corner gather (forward+backward)."""
-    torch.set_num_threads(1)
-    x = torch.randn(8, 32, 48, 48, requires_grad=True)
-    w = torch.randn(16, 32, 3, 3, requires_grad=True)
-    off = (torch.randn(8, 18, 48, 48) * 2).requires_grad_()
-    start = time.perf_counter()
-    for _ in range(3):
-        deform_conv2d(x, off, w, padding=1).sum().backward()
-    print(f"deform_conv2d fwd+bwd 8x32x48x48: {(time.perf_counter() - start) / 3 * 1000:.0f} ms")

@@ -106,10 +106,9 @@ def _nested_regions_case(gen, size=16):
 
 
 @pytest.mark.slow  # ~10 s of CPU: 40 training steps
-def test_learns_nested_regions_with_sigmoid_heads_and_vae_terms():
+def test_learns_nested_regions_with_sigmoid_heads_and_vae_terms(one_thread):
     # The whole network path on a synthetic 4-channel set: sigmoid region heads, Dice + 0.1 L2 + 0.1 KL
     # (the paper's loss, written inline here; medseg.losses owns the real one).
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     net = SegResNetVAE(4, 3, 3, input_size=(16, 16, 16), features=8, blocks_down=(1, 1, 1, 1), latent_dim=16,

@@ -12,9 +12,8 @@ from medseg.planning import make_plan  # noqa: E402
     ([(10, 64, 56)] * 3, [(6.0, 1.5, 1.5)] * 3),   # thick slices: 2D chosen, 3D anisotropic alternative
     ([(24, 24, 24)] * 3, [(1.0, 1.0, 1.0)] * 3),   # isotropic: 3D
 ])
-def test_planned_networks_build_and_run(synthetic_fingerprint, cpu, shapes, spacings):
+def test_planned_networks_build_and_run(synthetic_fingerprint, cpu, shapes, spacings, one_thread):
     plan = make_plan(synthetic_fingerprint(shapes, spacings), cpu)
-    torch.set_num_threads(1)
     for cfg in (plan, *[plan.use_configuration(c) for c in plan.alternatives]):
         options = dict(cfg.network)
         net = create_network(options.pop("name"), in_channels=1, num_classes=plan.num_classes,

@@ -1,7 +1,6 @@
-"""Plan the real datasets (../shared/data): fingerprint speed and the decisions that matter."""
+"""Plan the real datasets (../shared/data): the decisions that matter."""
 
 import json
-import time
 
 import pytest
 
@@ -13,9 +12,7 @@ pytestmark = pytest.mark.data
 
 def test_plan_acdc(shared_data, tmp_path):
     ds = load_dataset(shared_data / "ACDC")
-    t0 = time.perf_counter()
     fp = compute_fingerprint(ds, workers=2)
-    assert time.perf_counter() - t0 < 60
     assert fp["num_cases"] == 160
     assert fp["summary"]["median_spacing"] == [1.0, 1.0, 1.0]  # the release stores 1 mm (see README)
     plan = make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9))

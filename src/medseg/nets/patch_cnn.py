@@ -14,7 +14,7 @@ Two equivalent ways to run it:
   connected layers become convolutions, and each stride-2 max-pooling becomes a stride-1 pooling whose
   subsequent layers are dilated by the accumulated factor (the "filter rarefaction" / à trous trick,
   exactly equivalent to shift-and-stitch). The dense map equals the naive map exactly (up to float
-  rounding; tests/nets/test_patch_cnn.py checks it and measures the speed ratio).
+  rounding; tests/nets/test_patch_cnn.py checks it, benchmarks/patch_cnn_speed.py times both forms).
 
 The architecture is small and configurable: valid ``kernel_size`` convolutions with ReLU, each followed
 by 2×2 max-pooling (``features`` gives the widths), then a fully connected layer (a convolution covering

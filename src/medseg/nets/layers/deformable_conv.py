@@ -9,7 +9,7 @@ The sampling uses :func:`torch.nn.functional.grid_sample` (bilinear, zeros outsi
 weights.
 Why grid_sample and not an explicit 4-corner gather: grid_sample is one fused C++ kernel whose backward
 recomputes the bilinear weights, so autograd keeps one im2col-sized tensor instead of four (4x less
-memory) and it ran faster on these CPUs (see ``_bench_sampling`` in tests/nets/test_dunet.py). It also
+memory) and it ran faster on these CPUs (``benchmarks/dunet_step.py`` times both). It also
 exports to ONNX (GridSample, opset >= 16).
 
 Layout follows ``torchvision.ops.deform_conv2d``: ``offset`` is ``(N, 2*G*kh*kw, Ho, Wo)`` with
@@ -104,8 +104,8 @@ def deform_conv2d(
         sampled = sampled * mask if torch.is_grad_enabled() else sampled.mul_(mask)
     columns = sampled.reshape(n, c * k, ho * wo)  # channel-major, kernel point minor = weight layout
     # The weight product as a batched matrix product over an expanded (not copied) weight: forward +
-    # backward took 0.074 s against 0.167 s for the same product as a 1x1 convolution (4 x 288 x 128²
-    # columns, 16 outputs, 2 threads); torch.matmul with a broadcast weight copied the columns first.
+    # backward 2.3x faster than the same product as a 1x1 convolution (benchmarks/dunet_step.py);
+    # torch.matmul with a broadcast weight copied the columns first.
     out = torch.bmm(weight.flatten(1).expand(n, -1, -1), columns).reshape(n, out_ch, ho, wo)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
