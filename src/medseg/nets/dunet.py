@@ -73,7 +73,8 @@ class DUNet(nn.Module):
     deformable_decoder : sequence of int
         Decoder levels whose blocks are deformable (paper: 1, 0).
     modulation : bool
-        DCNv2 modulation (True) or DCNv1 offsets only (False, the authors' release).
+        DCNv2 modulation (True) or DCNv1 offsets only (False, the authors' release; a training step costs
+        ~0.7× the modulated one on CPU, ``benchmarks/dunet_step.py``).
     norm, activation : str
         Paper: batch norm and ReLU.
     input_skip : bool

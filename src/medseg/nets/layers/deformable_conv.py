@@ -104,7 +104,7 @@ def deform_conv2d(
         sampled = sampled * mask if torch.is_grad_enabled() else sampled.mul_(mask)
     columns = sampled.reshape(n, c * k, ho * wo)  # channel-major, kernel point minor = weight layout
     # The weight product as a batched matrix product over an expanded (not copied) weight: forward +
-    # backward 2.3x faster than the same product as a 1x1 convolution (benchmarks/dunet_step.py);
+    # backward about 2x faster than the same product as a 1x1 convolution (benchmarks/dunet_step.py);
     # torch.matmul with a broadcast weight copied the columns first.
     out = torch.bmm(weight.flatten(1).expand(n, -1, -1), columns).reshape(n, out_ch, ho, wo)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
