@@ -41,10 +41,13 @@ METRICS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc")
 
 def trained_parameters(model_folder: Path) -> int:
     """Parameters of the network as trained (the trainer may add options, e.g. the U-Net's CPU width)."""
-    from medseg.model_folder import load_model
+    from medseg.model_folder import load_config
+    from medseg.nets import create_network
+    from medseg.nets.meta import count_parameters
 
-    _, network = load_model(model_folder)
-    return sum(p.numel() for p in network.parameters())
+    cfg = load_config(model_folder)
+    return count_parameters(create_network, cfg.network, cfg.in_channels, cfg.num_classes, cfg.spatial_dims,
+                            **cfg.network_options)
 
 
 def main() -> None:

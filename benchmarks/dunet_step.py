@@ -12,24 +12,11 @@ that were chosen by timing, at the size of DUNet's widest deformable convolution
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import torch
 from torch.nn import functional as F
 
+from _timing import best_of
 from medseg.nets import create_network
-
-
-def best_of(run: Callable[[], None], repeats: int = 5, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def training_step_seconds(**options) -> float:

@@ -13,16 +13,8 @@ import time
 
 import torch
 
+from _timing import best_of
 from medseg.nets import create_network
-
-
-def seconds(run, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -33,7 +25,7 @@ def main() -> None:
         image = torch.randn(1, 1, size, size)
         with torch.inference_mode():
             dense = net(image)  # also the warm-up
-            t_dense = seconds(lambda: net(image), 3)
+            t_dense = best_of(lambda: net(image), repeats=3, warmup=0)
             start = time.perf_counter()
             naive = net.predict_naive(image)
             t_naive = time.perf_counter() - start
