@@ -1,0 +1,18 @@
+"""Numbers that several stages must agree on, each defined once.
+
+A value here is shared knowledge (two modules that disagree on it would give inconsistent results);
+a value used by one function only stays beside that function.
+"""
+
+from __future__ import annotations
+
+#: Spacing ratio above which an axis counts as thick-slice (nnU-Net's anisotropy threshold): planning,
+#: augmentation (in-plane only) and ``predict --fast`` (keep that axis) all use it.
+ANISOTROPY_RATIO = 3.0
+
+#: Probability at which a sigmoid region output counts as inside the region (training validation,
+#: prediction, evaluation of probabilities).
+REGION_THRESHOLD = 0.5
+
+#: Relative tolerance under which two spacings are the same grid (no resampling needed).
+SPACING_RTOL = 1e-3
