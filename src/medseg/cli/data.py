@@ -60,7 +60,9 @@ def print_report(report) -> None:
     table = Table(title=f"dataset {s['name']}  ({s['root']})", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("cases", f"{s['training_cases']} training, {s['test_cases']} test, {s['cases_with_roi']} with ROI")
+    unlabeled = f" ({s['unlabeled_cases']} unlabelled)" if s.get("unlabeled_cases") else ""
+    table.add_row("cases", f"{s['training_cases']} training{unlabeled}, {s['test_cases']} test, "
+                           f"{s['cases_with_roi']} with ROI")
     table.add_row("channels", ", ".join(s["channel_names"]))
     for key in ("shape", "spacing"):
         if s[key]:

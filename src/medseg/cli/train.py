@@ -58,6 +58,20 @@ def _parse_augmentation(text: str | None) -> dict | None:
     return config
 
 
+def _semi_supervised(labeled: str | None, unlabeled: Path | None, method: str | None,
+                     options: list[str] | None) -> dict | None:
+    """The semi-supervised settings the options ask for, or None (supervised training)."""
+    if labeled is None and unlabeled is None and method is None and not options:
+        return None
+    settings: dict = {"method": method or "bcp", **parse_key_values(options, "--ssl-option")}
+    if labeled is not None:
+        text = labeled.strip()
+        settings["labeled"] = int(text) if text.isdigit() else [n.strip() for n in text.split(",") if n.strip()]
+    if unlabeled is not None:
+        settings["unlabeled_folder"] = str(unlabeled)
+    return settings
+
+
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
     raise KeyboardInterrupt
 
@@ -112,6 +126,16 @@ def train(
                                         "(and its batch-norm statistics) stays fixed."),
     unfreeze_schedule: str = typer.Option(None, "--unfreeze-schedule", help="Staged unfreezing, ITERATION:TARGET "
                                           "pairs, e.g. '0:decoder,500:encoder.layer4,1000:all'."),
+    labeled: str = typer.Option(None, "--labeled", help="Semi-supervised: the labelled training cases, a number N "
+                                "(drawn with --seed) or comma-separated names; the other training cases (and those "
+                                "without a label file) are used without labels."),
+    unlabeled: Path = typer.Option(None, "--unlabeled", help="Semi-supervised: a folder of extra unlabelled images."),
+    semi_supervised: str = typer.Option(None, "--semi-supervised", help="Method: bcp (bidirectional copy-paste, "
+                                        "the default with --labeled/--unlabeled), mean_teacher or cps."),
+    ssl_option: list[str] = typer.Option(
+        None, "--ssl-option", help="Semi-supervised setting KEY=VALUE, repeatable: unlabeled_batch_size, weight, "
+        "rampup (share of the budget), ema_decay, confidence_threshold, teacher_noise, copy_paste_size, predict_with."
+    ),
 ) -> None:
     """Train a segmentation network on a dataset.
 
@@ -146,6 +170,7 @@ def train(
         augmentation={"enabled": False} if no_augmentation else _parse_augmentation(augmentation),
         encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule),
+        semi_supervised=_semi_supervised(labeled, unlabeled, semi_supervised, ssl_option),
     )
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

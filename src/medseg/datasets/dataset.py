@@ -27,6 +27,9 @@ from medseg.image import Image
 from medseg.io import read_image
 
 IGNORE_LABEL_NAME = "ignore"
+#: dataset.json key: ``true`` lets training cases lack a label file (they are unlabelled cases for
+#: semi-supervised training, see medseg.training.semi_supervised).
+ALLOW_UNLABELED = "allow_unlabeled"
 
 
 @dataclass
@@ -116,6 +119,11 @@ class Dataset:
     def spatial_dims(self) -> int | None:
         """2 or 3, judged from the file ending (raster -> 2), None when it needs a file to be read."""
         return 2 if self.file_ending in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif") else None
+
+    @property
+    def unlabeled_cases(self) -> list[Case]:
+        """Training cases without a label file (allowed when dataset.json sets ``"allow_unlabeled": true``)."""
+        return [c for c in self.cases if c.label_path is None]
 
     def case(self, name: str) -> Case:
         """The training or test case called ``name``."""
@@ -291,8 +299,9 @@ def _load(path: str | os.PathLike) -> tuple[Dataset, list[tuple[str | None, Path
         if not (root / "imagesTr").is_dir():
             problems.append((None, root / "imagesTr", "folder missing"))
         for case in cases:
-            if case.label_path is None:
-                problems.append((case.name, root / "labelsTr" / f"{case.name}{ending}", "label file missing"))
+            if case.label_path is None and not data.get(ALLOW_UNLABELED):
+                problems.append((case.name, root / "labelsTr" / f"{case.name}{ending}", "label file missing (a "
+                                 f"dataset with unlabelled cases declares \"{ALLOW_UNLABELED}\": true)"))
         expected = data.get("numTraining")
         if expected is not None and int(expected) != len(cases):
             problems.append((None, json_path, f"numTraining is {expected} but imagesTr holds {len(cases)} cases"))

@@ -78,6 +78,10 @@ class TrainingConfig:
     weight_average : float or None
         Decay of an exponential moving average of the weights (e.g. 0.999), which is then what is
         validated, saved and predicted with (see :mod:`medseg.training.averaging`); None = the last weights.
+    semi_supervised : dict or None
+        Semi-supervised training: the fields of
+        :class:`medseg.training.semi_supervised.SemiSupervisedSettings` (method, labelled and unlabelled
+        cases, batch mix, ramp-up, EMA decay, confidence threshold). None = supervised only.
     """
 
     network: str = "unet"
@@ -112,6 +116,7 @@ class TrainingConfig:
     prune_selection: bool = True
     memory_format: str = "auto"
     weight_average: float | None = None
+    semi_supervised: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -140,6 +145,9 @@ class TrainingConfig:
             raise MedsegError(f"unknown cache dtype '{self.cache_dtype}' (float32, float16)")
         if self.weight_average is not None and not 0.0 < self.weight_average < 1.0:
             raise MedsegError(f"the weight-average decay must lie in (0, 1), not {self.weight_average}")
+        if self.semi_supervised is not None and self.weight_average is not None:
+            raise MedsegError("--weight-average and semi-supervised training do not combine (the teacher is the "
+                              "weight average; predict with it through predict_with='teacher')")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 

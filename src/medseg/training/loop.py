@@ -26,7 +26,8 @@ from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, PR
 from medseg.training.averaging import WeightAverage
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
-from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
+from medseg.training.data import (BatchProducer, LabelMapping, PreparedCase, batch_generators, make_batch,
+                                  prepare_case)
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
 from medseg.training.schedule import learning_rate_factor, training_progress
@@ -420,6 +421,50 @@ def resolve_layout(plan: dict[str, Any] | None, config: TrainingConfig, dataset:
     )
 
 
+def _labeled_training_cases(dataset: Any, config: TrainingConfig, train_names: list[str],
+                            val_names: list[str]) -> list[str]:
+    """Supervised: the training cases that have labels. Semi-supervised: the ``--labeled`` ones, with the
+    unlabelled cases and every setting recorded into ``config.semi_supervised``."""
+    if config.semi_supervised is None:
+        without = {c.name for c in dataset.unlabeled_cases}
+        if without & set(val_names):
+            raise MedsegError(f"validation case(s) without a label: {', '.join(sorted(without & set(val_names))[:5])}",
+                              dataset.root)
+        labeled = [n for n in train_names if n not in without]
+        if not labeled:
+            raise MedsegError("no training case has a label (use --labeled for semi-supervised training)", dataset.root)
+        return labeled
+    from medseg.training.unlabeled import split_labeled
+
+    labeled, settings, _ = split_labeled(dataset, train_names, val_names, config.semi_supervised, config.seed)
+    config.semi_supervised = settings.to_dict()
+    return labeled
+
+
+def _prepare_unlabeled(dataset: Any, config: TrainingConfig, train_cases: Sequence[PreparedCase], channels: int,
+                       data_dims: int, layout: DataLayout) -> list[PreparedCase]:
+    """The unlabelled cases of a semi-supervised run on the training grid (checked before training)."""
+    if config.semi_supervised is None:
+        return []
+    from medseg.training.unlabeled import dataset_sources, folder_sources, prepare_unlabeled
+
+    settings = config.semi_supervised
+    folder = folder_sources(settings["unlabeled_folder"]) if settings.get("unlabeled_folder") else []
+    in_dataset = {c.name for c in dataset.cases}
+    by_name = {s.name: s for s in folder}
+    sources = [by_name.get(n) or dataset_sources(dataset, [n])[0] for n in settings["unlabeled"]
+               if n in by_name or n in in_dataset]
+    if layout.target_spacing is None:
+        spacings = np.asarray([c.spacing for c in train_cases], float)
+        spacing_range = (spacings.min(0), spacings.max(0))
+    else:
+        spacing_range = None
+    return [prepare_unlabeled(s, layout.preprocessing, target_spacing=layout.target_spacing, channels=channels,
+                              spatial_dims=data_dims, spacing_range=spacing_range, dtype=config.cache_dtype,
+                              crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling)
+            for s in sources]
+
+
 def _check(dataset: Any, console: Any) -> None:
     from medseg.datasets import check_dataset
 
@@ -515,6 +560,7 @@ def train(
         train_names, val_names = select_cases(dataset, fold, val_cases, config.seed)
         if not train_names:
             raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
+        train_names = _labeled_training_cases(dataset, config, train_names, val_names)
     console = console or _console()
     if check:  # after the cheap argument checks, before any training
         _check(dataset, console)
@@ -554,6 +600,7 @@ def train(
                                       crop_to_nonzero=crop, resampling=resampling)
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
+    unlabeled_cases = _prepare_unlabeled(dataset, config, train_cases, in_channels, data_dims, layout)
     input_channels, in_channels = in_channels, int(train_cases[0].image.shape[0])
 
     network_options = dict(config.network_options)
@@ -644,6 +691,16 @@ def train(
 
     optimizer = build_optimizer(model, config)  # over all parameters: frozen ones simply get no gradient
     finetuning = bool(config.freeze_encoder or unfreezing)
+    semi = None
+    if config.semi_supervised is not None:
+        from medseg.training.semi_supervised import SemiSupervised, SemiSupervisedSettings
+
+        def build_network() -> torch.nn.Module:
+            return create_network(config.network, in_channels, num_classes, spatial_dims,
+                                  **network_options).to(memory_format=memory_format)
+
+        semi = SemiSupervised(model, SemiSupervisedSettings(**config.semi_supervised), build_network, optimizer)
+        predicting = semi.predicting
 
     start_iteration, elapsed_before, best = 0, 0.0, None
     if resume:
@@ -652,6 +709,8 @@ def train(
         best = payload["extra"].get("best_metric")
         if average is not None:
             average.load_state_dict(payload["averaged_model"], payload["extra"]["average_updates"])
+        if semi is not None:
+            semi.load_state_dict(payload["extra"]["semi_supervised"])
         if unfreezing is not None:
             unfreezing(start_iteration)  # the stages already passed
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
@@ -660,6 +719,8 @@ def train(
         extra = {"best_metric": best, "config": json.dumps(config.to_dict())}
         if average is not None:
             extra["average_updates"] = average.updates
+        if semi is not None:
+            extra["semi_supervised"] = semi.state_dict()
         save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed, extra=extra,
                         averaged=average.state_dict() if average else None)
 
@@ -674,11 +735,23 @@ def train(
     iteration = start_iteration
     last_metrics: dict[str, float] = {}
     losses: list[float] = []
+    semi_parts: list[dict[str, float]] = []
     t0 = time.perf_counter()
     elapsed = elapsed_before
     bar = _progress_bar(progress, console)
     task = bar.add_task("training", total=1000) if bar else None
     producer = BatchProducer(make, start=start_iteration, prefetch=config.prefetch)
+    unlabeled_producer = None
+    if semi is not None:
+        from medseg.training.unlabeled import make_unlabeled_batch
+
+        mix = config.semi_supervised.get("unlabeled_batch_size") or config.batch_size
+        unlabeled_producer = BatchProducer(lambda i: make_unlabeled_batch(
+            unlabeled_cases, i, seed=config.seed, patch_size=config.patch_size, batch_size=mix, augment=augment,
+            slice_axis=slice_axis), start=start_iteration, prefetch=config.prefetch)
+        console.print(f"semi-supervised ({semi.settings.method}): {len(train_cases)} labelled + {len(unlabeled_cases)} "
+                      f"unlabelled case(s), {config.batch_size} + {mix} patches per batch, unlabelled weight "
+                      f"{semi.settings.weight} after a {semi.settings.rampup:.0%} ramp-up", highlight=False)
     divergence = DivergenceCheck()
     try:
         if bar:
@@ -698,7 +771,14 @@ def train(
             if unfreezing is not None:
                 for name in unfreezing(iteration)[:1]:
                     console.print(f"iteration {iteration}: unfreezing (first: {name})", highlight=False)
-            loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip, finetuning)
+            if semi is not None:  # semi-supervised: the method's step (medseg.training.semi_supervised)
+                parts = semi.step((image, label), unlabeled_producer.next().contiguous(memory_format=memory_format),
+                                  loss_fn, optimizer, frac, config.grad_clip,
+                                  batch_generators(config.seed + 104729, iteration)[1])
+                loss = parts["loss"]
+                semi_parts.append(parts)
+            else:
+                loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip, finetuning)
             if average is not None:
                 average.update(model)
             iteration += 1
@@ -708,6 +788,10 @@ def train(
             if iteration % config.log_every == 0:
                 row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))}
                 losses = []
+                if semi_parts:
+                    row.update({f"ssl_{k}": float(np.mean([p[k] for p in semi_parts])) for k in semi_parts[0]
+                                if k != "loss"})
+                    semi_parts = []
                 divergence.check(row["loss"], iteration, console)
             if val_prepared and iteration % config.val_every == 0:
                 last_metrics = validate(predicting, val_prepared, model_config, config.val_overlap)
@@ -735,6 +819,8 @@ def train(
         raise
     finally:
         producer.close()
+        if unlabeled_producer is not None:
+            unlabeled_producer.close()
         if bar:
             bar.stop()
 
