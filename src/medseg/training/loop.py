@@ -444,7 +444,7 @@ def _labeled_training_cases(dataset: Any, config: TrainingConfig, train_names: l
 def _prepare_unlabeled(dataset: Any, config: TrainingConfig, train_cases: Sequence[PreparedCase], channels: int,
                        data_dims: int, layout: DataLayout) -> list[PreparedCase]:
     """The unlabelled cases of a semi-supervised run on the training grid (checked before training)."""
-    if config.semi_supervised is None:
+    if config.semi_supervised is None or config.semi_supervised["method"] == "none":
         return []
     from medseg.training.unlabeled import dataset_sources, folder_sources, prepare_unlabeled
 
@@ -692,7 +692,7 @@ def train(
     optimizer = build_optimizer(model, config)  # over all parameters: frozen ones simply get no gradient
     finetuning = bool(config.freeze_encoder or unfreezing)
     semi = None
-    if config.semi_supervised is not None:
+    if config.semi_supervised is not None and config.semi_supervised["method"] != "none":
         from medseg.training.semi_supervised import SemiSupervised, SemiSupervisedSettings
 
         def build_network() -> torch.nn.Module:

@@ -33,12 +33,13 @@ from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX
 from medseg.training.averaging import WeightAverage
 
-METHODS = ("mean_teacher", "cps", "bcp")
+#: "none": the same labelled selection, trained supervised only (the baseline of every comparison).
+METHODS = ("mean_teacher", "cps", "bcp", "none")
 
 # Rule: weight of the unlabelled term at the end of the ramp-up, per method, from the papers' code.
 # SSL4MIS (mean teacher, CPS on ACDC) uses consistency 0.1; BCP weighs the unlabelled part of a mixed
 # image 0.5 against 1 for the labelled part.
-DEFAULT_WEIGHTS = {"mean_teacher": 0.1, "cps": 0.1, "bcp": 0.5}
+DEFAULT_WEIGHTS = {"mean_teacher": 0.1, "cps": 0.1, "bcp": 0.5, "none": 0.0}
 
 
 @dataclass
@@ -47,7 +48,7 @@ class SemiSupervisedSettings:
 
     Parameters
     ----------
-    method : {"mean_teacher", "cps", "bcp"}
+    method : {"mean_teacher", "cps", "bcp", "none"}
     labeled : list of str
         The labelled training cases (every other training case is used without its label).
     unlabeled : list of str

@@ -163,7 +163,7 @@ def split_labeled(dataset: Any, train_names: Sequence[str], val_names: Sequence[
                               f"{', '.join(both[:5])}", Path(folder))
         taken = {s.name for s in sources}
         sources += [s for s in extra if s.name not in taken]
-    if not sources:
+    if not sources and options.get("method") != "none":
         raise MedsegError("no unlabelled case: every training case is labelled and selected; choose fewer with "
                           "--labeled N or add --unlabeled FOLDER", dataset.root)
     options.pop("unlabeled", None)
