@@ -146,6 +146,8 @@ def split_labeled(dataset: Any, train_names: Sequence[str], val_names: Sequence[
     if not candidates:
         raise MedsegError("no labelled training case: semi-supervised training needs at least one", dataset.root)
     requested = options.pop("labeled", None)
+    if isinstance(requested, str) and not requested.strip().isdigit():
+        requested = [n.strip() for n in requested.split(",") if n.strip()]
     if isinstance(requested, (list, tuple)):
         named_unlabeled = sorted(set(requested) & without_label)
         if named_unlabeled:
