@@ -1,0 +1,58 @@
+"""`medseg train --labeled`, `medseg pseudolabel` and `medseg suggest` from the command line, on a tiny model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from medseg.cli import main
+from medseg.datasets import load_dataset, make_organs3d
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fl")
+    data = make_organs3d(root / "organs", cases=4, seed=1, shape=(6, 24, 24), test_cases=2)
+    model = root / "model"
+    assert main(["train", str(data), "--out", str(model), "--iterations", "2", "--patch-size", "4,16,16",
+                 "--batch-size", "2", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress",
+                 "--memory-format", "contiguous", "--labeled", "2", "--semi-supervised", "bcp",
+                 "--ssl-option", "ema_decay=0.95", "--ssl-option", "unlabeled_batch_size=1"]) == 0
+    return data, model
+
+
+def test_train_records_semi_supervised_options(trained):
+    _, model = trained
+    semi = json.loads((model / "config.json").read_text(encoding="utf-8"))["training"]["semi_supervised"]
+    assert semi["method"] == "bcp" and semi["ema_decay"] == 0.95 and semi["unlabeled_batch_size"] == 1
+    assert len(semi["labeled"]) == 2 and len(semi["unlabeled"]) == 2
+
+
+def test_unknown_ssl_option_is_one_line(trained, tmp_path, capsys):
+    data, _ = trained
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--iterations", "1", "--labeled", "2",
+                 "--ssl-option", "ema=0.9", "--no-progress"]) == 1
+    assert "unknown semi-supervised setting(s): ema" in capsys.readouterr().err
+
+
+def test_pseudolabel_and_suggest_commands(trained, tmp_path, capsys):
+    data, model = trained
+    out = tmp_path / "pseudo"
+    assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(out), "--voxel-threshold",
+                 "0.2", "--no-tta", "--threads", "1"]) == 0
+    assert load_dataset(out).ignore_label is not None
+    assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(out)]) == 1  # exists
+    # replacing a folder that holds the inputs would destroy them
+    assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(data), "--overwrite"]) == 1
+    assert (data / "imagesTs").is_dir()
+    table = tmp_path / "suggest.csv"
+    assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "1", "-o", str(table),
+                 "--threads", "1"]) == 0
+    rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    assert len(rows) == 1 and rows[0]["rank"] == "1" and rows[0]["reason"]
+    assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "0"]) == 1
+    capsys.readouterr()
+    assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "2", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.startswith("rank,case,score")
