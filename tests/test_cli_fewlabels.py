@@ -13,6 +13,9 @@ from medseg.datasets import load_dataset, make_organs3d
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()  # --threads 1 below must not leak into later tests
     root = tmp_path_factory.mktemp("fl")
     data = make_organs3d(root / "organs", cases=4, seed=1, shape=(6, 24, 24), test_cases=2)
     model = root / "model"
@@ -20,7 +23,8 @@ def trained(tmp_path_factory):
                  "--batch-size", "2", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress",
                  "--memory-format", "contiguous", "--labeled", "2", "--semi-supervised", "bcp",
                  "--ssl-option", "ema_decay=0.95", "--ssl-option", "unlabeled_batch_size=1"]) == 0
-    return data, model
+    yield data, model
+    torch.set_num_threads(threads)
 
 
 def test_train_records_semi_supervised_options(trained):
@@ -37,7 +41,7 @@ def test_unknown_ssl_option_is_one_line(trained, tmp_path, capsys):
     assert "unknown semi-supervised setting(s): ema" in capsys.readouterr().err
 
 
-def test_pseudolabel_and_suggest_commands(trained, tmp_path, capsys):
+def test_pseudolabel_and_suggest_commands(trained, tmp_path, capsys, one_thread):
     data, model = trained
     out = tmp_path / "pseudo"
     assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(out), "--voxel-threshold",

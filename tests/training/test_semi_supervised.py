@@ -145,7 +145,7 @@ def _config(**semi):
                           augmentation={"enabled": False}, semi_supervised=semi)
 
 
-def test_train_semi_supervised_records_settings(organs, tmp_path):
+def test_train_semi_supervised_records_settings(organs, tmp_path, one_thread):
     result = train(organs, tmp_path / "m", _config(method="mean_teacher", labeled=2), progress=False)
     config = json.loads((result.folder / "config.json").read_text(encoding="utf-8"))
     semi = config["training"]["semi_supervised"]
@@ -170,7 +170,7 @@ def _never(iteration, loss):
 @pytest.mark.parametrize("kind, message", [
     ("channels", "2 channel"), ("dims", "2D"), ("grid", "another grid"), ("both", "both labelled"),
 ])
-def test_bad_unlabelled_input_stops_before_training(organs, tmp_path, kind, message):
+def test_bad_unlabelled_input_stops_before_training(organs, tmp_path, kind, message, one_thread):
     rng = np.random.default_rng(0)
     good = Image(rng.random((1, 6, 24, 24), dtype=np.float32), spacing=(3.0, 1.0, 1.0))
     image = {
@@ -190,17 +190,17 @@ def test_bad_unlabelled_input_stops_before_training(organs, tmp_path, kind, mess
     assert "\n" not in str(info.value)
 
 
-def test_zero_labelled_cases_is_an_error(organs, tmp_path):
+def test_zero_labelled_cases_is_an_error(organs, tmp_path, one_thread):
     with pytest.raises(MedsegError, match="at least one labelled"):
         train(organs, tmp_path / "m", _config(method="bcp", labeled=0), progress=False, on_iteration=_never)
 
 
-def test_every_case_labelled_and_selected_leaves_nothing_unlabelled(organs, tmp_path):
+def test_every_case_labelled_and_selected_leaves_nothing_unlabelled(organs, tmp_path, one_thread):
     with pytest.raises(MedsegError, match="no unlabelled case"):
         train(organs, tmp_path / "m", _config(method="cps", labeled=4), progress=False, on_iteration=_never)
 
 
-def test_dataset_cases_without_labels_are_unlabelled(organs, tmp_path):
+def test_dataset_cases_without_labels_are_unlabelled(organs, tmp_path, one_thread):
     import shutil
 
     from medseg.datasets.check import check_dataset
@@ -223,3 +223,27 @@ def test_dataset_cases_without_labels_are_unlabelled(organs, tmp_path):
     assert semi["unlabeled"] == ["case_003"]
     with pytest.raises(MedsegError, match="without a label file"):
         train(root, tmp_path / "bad", _config(method="cps", labeled="case_000,case_003"), progress=False)
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "cps"])
+def test_semi_supervised_resume_matches_uninterrupted_run(organs, tmp_path, method, one_thread):
+    from safetensors.torch import load_file
+
+    def config():
+        c = _config(method=method, labeled=2)
+        c.iterations, c.checkpoint_every = 4, 100
+        return c
+
+    train(organs, tmp_path / "full", config(), progress=False)
+
+    def interrupt(iteration, loss):
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(organs, tmp_path / "split", config(), progress=False, on_iteration=interrupt)
+    torch.manual_seed(12345)  # resume restores every random state, the teacher and the partner
+    train(organs, tmp_path / "split", config(), resume=True, progress=False)
+    full, split = (load_file(tmp_path / n / "model.safetensors") for n in ("full", "split"))
+    for key in full:
+        assert torch.equal(full[key], split[key]), key
