@@ -63,7 +63,11 @@ def _semi_supervised(labeled: str | None, unlabeled: Path | None, method: str | 
     """The semi-supervised settings the options ask for, or None (supervised training)."""
     if labeled is None and unlabeled is None and method is None and not options:
         return None
-    settings: dict = {"method": method or "bcp", **parse_key_values(options, "--ssl-option")}
+    from medseg.training.semi_supervised import DEFAULT_METHOD, DEFAULT_METHOD_REASON
+
+    settings: dict = {"method": method or DEFAULT_METHOD, **parse_key_values(options, "--ssl-option")}
+    if method is None:
+        settings["reason"] = DEFAULT_METHOD_REASON
     if labeled is not None:
         text = labeled.strip()
         settings["labeled"] = int(text) if text.isdigit() else [n.strip() for n in text.split(",") if n.strip()]

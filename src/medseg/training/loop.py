@@ -751,7 +751,8 @@ def train(
             slice_axis=slice_axis), start=start_iteration, prefetch=config.prefetch)
         console.print(f"semi-supervised ({semi.settings.method}): {len(train_cases)} labelled + {len(unlabeled_cases)} "
                       f"unlabelled case(s), {config.batch_size} + {mix} patches per batch, unlabelled weight "
-                      f"{semi.settings.weight} after a {semi.settings.rampup:.0%} ramp-up", highlight=False)
+                      f"{semi.settings.weight} after a {semi.settings.rampup:.0%} ramp-up"
+                      + (f" ({semi.settings.reason})" if semi.settings.reason else ""), highlight=False)
     divergence = DivergenceCheck()
     try:
         if bar:
