@@ -109,8 +109,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="Training budget per run.")
     parser.add_argument("--labeled", default="3,7", help="Labelled patient counts.")
     parser.add_argument("--methods", default="none,mean_teacher,cps,bcp")
-    parser.add_argument("--stages", default="train,pseudolabel,suggest")
+    parser.add_argument("--stages", default="train,pseudolabel,selftrain,suggest")
     parser.add_argument("--threshold", type=float, default=0.9, help="Pseudo-label voxel confidence.")
+    parser.add_argument("--pseudo-cases", type=int, default=0,
+                        help="Pseudo-label only the first N unlabelled volumes (0: all).")
+    parser.add_argument("--pseudo-model", help="Method whose model pseudo-labels (default: the first semi-supervised).")
     parser.add_argument("--draws", type=int, default=3, help="Random draws in the suggest stage.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json.")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
@@ -145,20 +148,30 @@ def main() -> None:
                 results[tag] = entry
                 save()
                 print(tag, json.dumps(entry), flush=True)
-        semi = next((m for m in methods if m != "none"), None)
+        semi = args.pseudo_model or next((m for m in methods if m != "none"), None)
         if "pseudolabel" in stages and semi:
             model = work / f"model_{semi}_{n}"
             pseudo = work / f"pseudo_{semi}_{n}"
-            inputs = [str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in unlabeled]
+            targets = unlabeled[:args.pseudo_cases] if args.pseudo_cases else unlabeled
+            inputs = [str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in targets]
             run(medseg + ["pseudolabel", str(model), "-i", *inputs, "-o", str(pseudo), "--overwrite",
                           "--voxel-threshold", str(args.threshold)])
-            entry = pseudo_label_quality(pseudo, args.acdc, unlabeled)
+            entry = pseudo_label_quality(pseudo, args.acdc, targets)
+            entry["voxel_threshold"] = args.threshold
+            results[f"pseudolabel_{semi}_{n}"] = entry
+            save()
+        if "selftrain" in stages and semi:
+            pseudo = work / f"pseudo_{semi}_{n}"
+            entry = results[f"pseudolabel_{semi}_{n}"]
             # one round of self-training: the labelled volumes join the pseudo-labelled dataset
             for case in labeled:
                 for sub, suffix in (("imagesTr", "_0000"), ("labelsTr", "")):
                     link = pseudo / sub / f"{case}{suffix}.nii.gz"
                     if not link.exists():
                         link.symlink_to((args.acdc / sub / f"{case}{suffix}.nii.gz").resolve())
+            meta = json.loads((pseudo / "dataset.json").read_text(encoding="utf-8"))
+            meta["numTraining"] = len(list((pseudo / "labelsTr").iterdir()))
+            (pseudo / "dataset.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
             model2 = work / f"model_selftrain_{n}"
             cmd = medseg + ["train", str(pseudo), "--out", str(model2), "--plan", str(plan), "--time-limit",
                             f"{args.minutes}m", "--overwrite", "--no-progress", *extra]
