@@ -22,7 +22,7 @@ console = Console(stderr=True)
 def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None):
     import torch
 
-    from medseg.inference.predictor import Predictor
+    from medseg import Predictor
 
     if threads:
         torch.set_num_threads(int(threads))
