@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--pseudo-cases", type=int, default=0,
                         help="Pseudo-label only the first N unlabelled volumes (0: all).")
     parser.add_argument("--pseudo-model", help="Method whose model pseudo-labels (default: the first semi-supervised).")
+    parser.add_argument("--pseudo-option", action="append", default=[], help="Extra `medseg pseudolabel` arguments.")
     parser.add_argument("--draws", type=int, default=3, help="Random draws in the suggest stage.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json.")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
@@ -155,7 +156,8 @@ def main() -> None:
             targets = unlabeled[:args.pseudo_cases] if args.pseudo_cases else unlabeled
             inputs = [str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in targets]
             run(medseg + ["pseudolabel", str(model), "-i", *inputs, "-o", str(pseudo), "--overwrite",
-                          "--voxel-threshold", str(args.threshold)])
+                          "--voxel-threshold", str(args.threshold),
+                          *[a for option in args.pseudo_option for a in shlex.split(option)]])
             entry = pseudo_label_quality(pseudo, args.acdc, targets)
             entry["voxel_threshold"] = args.threshold
             results[f"pseudolabel_{semi}_{n}"] = entry
