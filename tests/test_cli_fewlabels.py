@@ -58,5 +58,7 @@ def test_pseudolabel_and_suggest_commands(trained, tmp_path, capsys, one_thread)
     assert len(rows) == 1 and rows[0]["rank"] == "1" and rows[0]["reason"]
     assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "0"]) == 1
     capsys.readouterr()
-    assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "2", "--threads", "1"]) == 0
-    assert capsys.readouterr().out.startswith("rank,case,score")
+    files = sorted(str(p) for p in (data / "imagesTs").iterdir())
+    assert main(["suggest", str(model), "-i", *files, "-n", "2", "--threads", "1"]) == 0  # -i a b
+    out = capsys.readouterr().out
+    assert out.startswith("rank,case,score") and len(out.strip().splitlines()) == 3

@@ -32,6 +32,7 @@ def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None
 
 
 def _cases(inputs: list[Path], channels: int, out: Path | None = None) -> list[tuple[str, list[Path]]]:
+    # `-i a b c`: click hands the values after the first over as extra arguments, appended by the callers
     from medseg.cli.predict import collect_inputs
 
     cases = collect_inputs(inputs, channels)
@@ -53,8 +54,9 @@ def _progress(task: str):
                                                                 description=f"{task} {name}"))
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def pseudolabel(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="Model folder."),
     inputs: list[Path] = typer.Option(..., "-i", "--input", help="Unlabelled image file(s) or folder(s)."),
     output: Path = typer.Option(..., "-o", "--output", help="Dataset folder to write (imagesTr, labelsTr, "
@@ -79,7 +81,7 @@ def pseudolabel(
     if output.exists() and not overwrite:
         raise MedsegError("output folder exists; use --overwrite to replace it", output)
     predictor = _predictor(model, tta, tta_axes, threads)
-    cases = _cases(inputs, predictor.config.input_channels, output)
+    cases = _cases(inputs + [Path(a) for a in ctx.args], predictor.config.input_channels, output)
     progress, update = _progress("pseudo-labelling")
     with progress:
         rows = write_pseudo_dataset(predictor, cases, output, voxel_threshold=voxel_threshold,
@@ -91,8 +93,9 @@ def pseudolabel(
                   highlight=False)
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def suggest(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., help="Model folder."),
     inputs: list[Path] = typer.Option(..., "-i", "--input", help="Unlabelled image file(s) or folder(s)."),
     count: int = typer.Option(10, "-n", "--count", help="How many cases to suggest."),
@@ -116,7 +119,7 @@ def suggest(
     if output is not None and output.exists() and not overwrite:
         raise MedsegError("output file exists; use --overwrite to replace it", output)
     predictor = _predictor(model, tta, tta_axes, threads)
-    cases = _cases(inputs, predictor.config.input_channels)
+    cases = _cases(inputs + [Path(a) for a in ctx.args], predictor.config.input_channels)
     if output is not None and any(output.resolve() == p.resolve() for _, paths in cases for p in paths):
         raise MedsegError("the output file is an input; outputs never overwrite inputs", output)
     progress, update = _progress("scoring")
