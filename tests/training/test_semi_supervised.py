@@ -247,3 +247,25 @@ def test_semi_supervised_resume_matches_uninterrupted_run(organs, tmp_path, meth
     full, split = (load_file(tmp_path / n / "model.safetensors") for n in ("full", "split"))
     for key in full:
         assert torch.equal(full[key], split[key]), key
+
+
+def test_unlabelled_cases_never_validate(organs, tmp_path, one_thread):
+    import shutil
+
+    root = tmp_path / "partial"
+    shutil.copytree(organs, root)
+    (root / "labelsTr" / "case_001.nii.gz").unlink()
+    meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    meta["allow_unlabeled"] = True
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(MedsegError, match="validation case.* without a label"):
+        train(root, tmp_path / "a", _config(method="bcp", labeled=1), val_cases=["case_001"], progress=False,
+              on_iteration=_never)
+    # a fold that holds the unlabelled case out gives it back to the unlabelled pool
+    splits = {"train": ["case_000", "case_002"], "val": ["case_001", "case_003"]}
+    (root / "splits.json").write_text(json.dumps(splits), encoding="utf-8")
+    config = _config(method="bcp", labeled=1)
+    config.iterations = 1
+    result = train(root, tmp_path / "b", config, fold=0, progress=False)
+    saved = json.loads((result.folder / "config.json").read_text(encoding="utf-8"))
+    assert "case_001" not in saved["val_cases"] and "case_001" in saved["training"]["semi_supervised"]["unlabeled"]

@@ -421,24 +421,30 @@ def resolve_layout(plan: dict[str, Any] | None, config: TrainingConfig, dataset:
     )
 
 
-def _labeled_training_cases(dataset: Any, config: TrainingConfig, train_names: list[str],
-                            val_names: list[str]) -> list[str]:
-    """Supervised: the training cases that have labels. Semi-supervised: the ``--labeled`` ones, with the
-    unlabelled cases and every setting recorded into ``config.semi_supervised``."""
+def _labeled_training_cases(dataset: Any, config: TrainingConfig, train_names: list[str], val_names: list[str],
+                            named_val: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """Training and validation cases once unlabelled cases are set apart.
+
+    Supervised: the training cases that have labels. Semi-supervised: the ``--labeled`` ones, with the
+    unlabelled cases and every setting recorded into ``config.semi_supervised``. Unlabelled cases that a
+    fold put into validation join the training side (a named ``--val-cases`` case without label is an error).
+    """
+    without = {c.name for c in dataset.unlabeled_cases}
+    if named_val and without & set(named_val):
+        raise MedsegError(f"validation case(s) without a label: {', '.join(sorted(without & set(named_val))[:5])}",
+                          dataset.root)
+    train_names = train_names + [n for n in val_names if n in without]
+    val_names = [n for n in val_names if n not in without]
     if config.semi_supervised is None:
-        without = {c.name for c in dataset.unlabeled_cases}
-        if without & set(val_names):
-            raise MedsegError(f"validation case(s) without a label: {', '.join(sorted(without & set(val_names))[:5])}",
-                              dataset.root)
         labeled = [n for n in train_names if n not in without]
         if not labeled:
             raise MedsegError("no training case has a label (use --labeled for semi-supervised training)", dataset.root)
-        return labeled
+        return labeled, val_names
     from medseg.training.unlabeled import split_labeled
 
     labeled, settings, _ = split_labeled(dataset, train_names, val_names, config.semi_supervised, config.seed)
     config.semi_supervised = settings.to_dict()
-    return labeled
+    return labeled, val_names
 
 
 def _prepare_unlabeled(dataset: Any, config: TrainingConfig, train_cases: Sequence[PreparedCase], channels: int,
@@ -560,7 +566,7 @@ def train(
         train_names, val_names = select_cases(dataset, fold, val_cases, config.seed)
         if not train_names:
             raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
-        train_names = _labeled_training_cases(dataset, config, train_names, val_names)
+        train_names, val_names = _labeled_training_cases(dataset, config, train_names, val_names, val_cases)
     console = console or _console()
     if check:  # after the cheap argument checks, before any training
         _check(dataset, console)
