@@ -113,8 +113,13 @@ def test_bcp_mixing_keeps_images_and_targets_together():
 def test_bcp_step_trains_the_student_and_ignores_unconfident_pseudo_labels(one_thread):
     student = _net(0)
     optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
-    semi = SemiSupervised(student, SemiSupervisedSettings("bcp", confidence_threshold=0.999), lambda: None, optimizer)
+    semi = SemiSupervised(student, SemiSupervisedSettings("bcp", confidence_threshold=0.999, pretrain=0.2),
+                          lambda: None, optimizer)
     labeled, unlabeled = _batches()
+    # pre-training: the labelled patches only, and the teacher follows by EMA
+    early = semi.losses(labeled, unlabeled, build_loss("dice_ce"), progress=0.1)
+    assert semi.weight(0.1) == 0.0 and float(early["unsupervised"]) == 0.0
+    assert semi.weight(0.2) == pytest.approx(0.5 * np.exp(-5)) and semi.weight(1.0) == 0.5
     losses = semi.losses(labeled, unlabeled, build_loss("dice_ce"), progress=1.0, generator=torch.Generator())
     # an untrained teacher is never 99.9 % sure: every pseudo-labelled voxel is ignored
     assert float(losses["unsupervised"].detach()) == 0.0

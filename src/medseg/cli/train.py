@@ -138,7 +138,8 @@ def train(
                                         "the default with --labeled/--unlabeled), mean_teacher, cps, or none (the --labeled cases, supervised only)."),
     ssl_option: list[str] = typer.Option(
         None, "--ssl-option", help="Semi-supervised setting KEY=VALUE, repeatable: unlabeled_batch_size, weight, "
-        "rampup (share of the budget), ema_decay, confidence_threshold, teacher_noise, copy_paste_size, predict_with."
+        "rampup (share of the budget), ema_decay, confidence_threshold, teacher_noise, copy_paste_size, pretrain (BCP), "
+        "predict_with."
     ),
 ) -> None:
     """Train a segmentation network on a dataset.

@@ -80,6 +80,10 @@ class SemiSupervisedSettings:
         Standard deviation of the Gaussian noise on the teacher's input (mean teacher), clipped to 2×.
     copy_paste_size : float
         Side of the pasted box as a share of the patch side (BCP: 2/3).
+    pretrain : float
+        BCP: share of the budget trained on the labelled patches only before the copy-paste self-training
+        starts (the paper pre-trains 10k of 40k iterations; the EMA teacher follows the student meanwhile,
+        so its first pseudo-labels come from a trained network rather than a random one).
     predict_with : {"student", "teacher"}
         Which network is validated, saved and predicted with.
     reason : str
@@ -97,6 +101,7 @@ class SemiSupervisedSettings:
     confidence_threshold: float = 0.0
     teacher_noise: float = 0.1
     copy_paste_size: float = 2.0 / 3.0
+    pretrain: float = 0.2
     predict_with: str = "student"
     reason: str = ""
 
@@ -111,6 +116,8 @@ class SemiSupervisedSettings:
             raise MedsegError(f"the ramp-up share must lie in [0, 1], not {self.rampup}")
         if not 0.0 <= self.confidence_threshold < 1.0:
             raise MedsegError(f"the confidence threshold must lie in [0, 1), not {self.confidence_threshold}")
+        if not 0.0 <= self.pretrain < 1.0:
+            raise MedsegError(f"the pre-training share must lie in [0, 1), not {self.pretrain}")
         if not 0.0 < self.copy_paste_size < 1.0:
             raise MedsegError(f"the copy-paste box share must lie in (0, 1), not {self.copy_paste_size}")
         if self.predict_with not in ("student", "teacher"):
@@ -350,7 +357,11 @@ class SemiSupervised:
         return self.teacher if self.settings.predict_with == "teacher" else self.student
 
     def weight(self, progress: float) -> float:
-        """The unlabelled loss weight at ``progress`` (0..1 of the budget)."""
+        """The unlabelled loss weight at ``progress`` (0..1 of the budget); BCP ramps up after pre-training."""
+        if self.settings.method == "bcp":
+            if progress < self.settings.pretrain:
+                return 0.0
+            progress = (progress - self.settings.pretrain) / (1.0 - self.settings.pretrain)
         return float(self.settings.weight) * sigmoid_rampup(progress, self.settings.rampup)
 
     def losses(self, labeled: tuple[torch.Tensor, torch.Tensor], unlabeled: torch.Tensor, loss_fn: Callable,
@@ -362,6 +373,10 @@ class SemiSupervised:
             self.partner.train()
             return cps_step(self.student, self.partner, loss_fn, labeled, unlabeled, weight, self.settings)
         self.teacher.train()  # as in the papers: the teacher sees the data as the student does (batch norm)
+        if self.settings.method == "bcp" and progress < self.settings.pretrain:
+            image, label = labeled
+            supervised = loss_fn(self.student(image), label, image)
+            return {"loss": supervised, "supervised": supervised, "unsupervised": torch.zeros(())}
         step = mean_teacher_step if self.settings.method == "mean_teacher" else bcp_step
         return step(self.student, self.teacher, loss_fn, labeled, unlabeled, weight, self.settings, generator)
 
