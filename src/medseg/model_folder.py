@@ -107,7 +107,7 @@ class ModelConfig:
     @property
     def data_patch_size(self) -> tuple[int, ...]:
         """Patch size in the data's dimensions (1 along the slice axis of a 2D-on-3D model)."""
-        from medseg.inference.slices import volume_patch_size
+        from medseg.tiling.slices import volume_patch_size
 
         return volume_patch_size(self.patch_size, self.slice_axis)
 

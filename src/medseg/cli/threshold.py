@@ -41,7 +41,7 @@ def threshold_command(
 
     from medseg.datasets import load_dataset
     from medseg.inference.predictor import Predictor
-    from medseg.inference.threshold import best_threshold, score_at
+    from medseg.planning.threshold import best_threshold, score_at
     from medseg.model_folder import load_config, save_config
     from medseg.training.config import parse_size
 

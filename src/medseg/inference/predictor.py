@@ -34,11 +34,11 @@ import torch
 
 from medseg.errors import MedsegError
 from medseg.image import Image
-from medseg.inference.sliding_window import sliding_window_inference
-from medseg.inference.slices import slice_network
 from medseg.model_folder import ModelConfig, load_model
 from medseg.postprocessing import keep_largest_component
-from medseg.training.data import LabelMapping, preprocess_image
+from medseg.preprocessing.grid import LabelMapping, preprocess_image
+from medseg.tiling.slices import slice_network
+from medseg.tiling.sliding_window import sliding_window_inference
 
 
 #: inference backends of :meth:`Predictor.from_folder`
@@ -479,7 +479,7 @@ class Predictor:
             pre = resample_image(pre, tuple(spacing), order=order)
         mirror = tuple(cfg.mirror_axes) if self.tta is True else (self.tta or ())
         need_probs = want_probabilities or resampled
-        from medseg.inference.slices import volume_patch_size
+        from medseg.tiling.slices import volume_patch_size
 
         tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_patch_size
         result = sliding_window_inference(

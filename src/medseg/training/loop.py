@@ -224,8 +224,8 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config
     outside ignored voxels), ``val_dice_<label>`` per class and, for binary tasks, ``val_auc`` (ROC AUC
     of the foreground probability inside the ROI, as reported for DRIVE).
     """
-    from medseg.inference.sliding_window import sliding_window_inference
-    from medseg.inference.slices import slice_network
+    from medseg.tiling.sliding_window import sliding_window_inference
+    from medseg.tiling.slices import slice_network
     from medseg.metrics.overlap import dice as dice_fn
 
     model.eval()
