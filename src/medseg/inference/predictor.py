@@ -32,12 +32,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from medseg.constants import ANISOTROPY_RATIO, REGION_THRESHOLD
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.model_folder import ModelConfig, load_model
 from medseg.postprocessing import keep_largest_component
-from medseg.preprocessing.grid import LabelMapping, preprocess_image
-from medseg.tiling.slices import slice_network
+from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
+from medseg.tiling.slices import slice_network, volume_patch_size
 from medseg.tiling.sliding_window import sliding_window_inference
 
 
@@ -84,7 +85,7 @@ def resolve_prune_level(model: torch.nn.Module, folder: str | Path | None, prune
 
 
 def fast_spacing(spacing: Sequence[float], factor: float, slice_axis: int | None = None,
-                 anisotropy_ratio: float = 3.0) -> tuple[float, ...]:
+                 anisotropy_ratio: float = ANISOTROPY_RATIO) -> tuple[float, ...]:
     """The coarser prediction spacing of ``--fast``: ``factor`` × ``spacing`` in-plane.
 
     A thick-slice axis (spacing > ``anisotropy_ratio`` × the finest, 3D) and the slice axis of a 2D network
@@ -191,7 +192,7 @@ def region_label_values(config: ModelConfig) -> list[int]:
 
 
 def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: ModelConfig,
-                              threshold: float = 0.5) -> np.ndarray:
+                              threshold: float = REGION_THRESHOLD) -> np.ndarray:
     """Label values from class probabilities (argmax) or region probabilities (threshold, nested paint)."""
     p = torch.as_tensor(np.asarray(probabilities, dtype=np.float32)
                         if not isinstance(probabilities, torch.Tensor) else probabilities)
@@ -207,13 +208,11 @@ def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: 
     return LabelMapping(config.label_values).decode(index.numpy())
 
 
-def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, config: ModelConfig) -> np.ndarray:
-    """Label values on ``reference``'s grid from probabilities on ``grid``, one channel at a time."""
-    from medseg.preprocessing.resample import resample_probabilities
-
+def _resampled_labels(probabilities: np.ndarray, grid: GridCase, config: ModelConfig) -> np.ndarray:
+    """Label values on the (cropped) input grid from probabilities on the network grid, one channel at a
+    time."""
     def resampled(c: int) -> np.ndarray:
-        return resample_probabilities(grid.with_array(probabilities[c : c + 1].astype(np.float32), ("p",)),
-                                      reference, order=1).array[0]
+        return grid.channel_to_input(probabilities[c])
 
     if config.decision_threshold is not None:
         index = (resampled(1) >= config.decision_threshold).astype(np.int16)
@@ -226,7 +225,7 @@ def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, 
         if values is not None:  # regions: paint in order
             if out is None:
                 out = np.zeros(p.shape, np.uint8 if max(values + [0]) < 256 else np.int32)
-            out[p > 0.5] = values[c]
+            out[p > REGION_THRESHOLD] = values[c]
             continue
         if best is None:
             best, index = p, np.zeros(p.shape, np.int16)
@@ -243,7 +242,7 @@ def _region_label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tens
     def fn(probs: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(probs.shape[1:], dtype=torch.int16)
         for r, value in enumerate(values):
-            out[probs[r] > 0.5] = value
+            out[probs[r] > REGION_THRESHOLD] = value
         return out
 
     return fn
@@ -459,28 +458,17 @@ class Predictor:
         cfg = model.config
         if roi is None and _uses_roi(cfg.preprocessing):
             roi = estimate_roi(image)  # statistics inside the field of view, as in training
-        bbox = None
-        full_shape = image.spatial_shape
-        if cfg.crop_to_nonzero:
-            from medseg.preprocessing.crop import crop_image, crop_to_nonzero
-
-            image, _, bbox = crop_to_nonzero(image)
-            roi = crop_image(roi, bbox) if roi is not None else None
-        pre = preprocess_image(image, cfg.preprocessing, None, roi)
         spacing = cfg.target_spacing
         if self.fast:
-            spacing = fast_spacing(spacing if spacing is not None else pre.spacing, self.fast, cfg.slice_axis)
-        resampled = spacing is not None and not np.allclose(pre.spacing, spacing, rtol=1e-3)
-        self._check_memory(pre, spacing if resampled else None, cfg)
-        if resampled:
-            from medseg.preprocessing.resample import resample_image
-
-            order = int((cfg.resampling or {}).get("image_order", 3))
-            pre = resample_image(pre, tuple(spacing), order=order)
+            # the coarse grid is relative to the preprocessed image's spacing (intensity steps keep it)
+            spacing = fast_spacing(spacing if spacing is not None else image.spacing, self.fast, cfg.slice_axis)
+        grid = to_network_grid(image, GridLayout.of(cfg), roi=roi, spacing=spacing,
+                               before_resampling=lambda pre, target: self._check_memory(pre, target, cfg))
+        if not grid.resampled:
+            self._check_memory(grid.image, None, cfg)
+        pre, resampled = grid.image, grid.resampled
         mirror = tuple(cfg.mirror_axes) if self.tta is True else (self.tta or ())
         need_probs = want_probabilities or resampled
-        from medseg.tiling.slices import volume_patch_size
-
         tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_patch_size
         result = sliding_window_inference(
             pre.array, model.network, tile, num_classes=cfg.num_classes,
@@ -493,32 +481,13 @@ class Predictor:
         if resampled and not want_probabilities:
             # labels only: bring one channel at a time back to the input grid and keep a running argmax,
             # so memory holds two float32 volumes instead of C of them
-            result.labels = _resampled_labels(result.probabilities, pre, image, cfg)
-            result.probabilities = None
-            need_probs = False
+            labels = _resampled_labels(result.probabilities, grid, cfg)
+            return grid.labels_to_input(labels), None
         if not need_probs:
-            labels = result.labels if cfg.regions or resampled else LabelMapping(cfg.label_values).decode(result.labels)
-            if bbox is not None:
-                from medseg.preprocessing.crop import uncrop
-
-                labels = uncrop(labels, bbox, full_shape, 0).astype(labels.dtype)
-            return labels, None
-        probs = result.probabilities
-        if resampled:
-            from medseg.preprocessing.resample import resample_probabilities
-
-            # probabilities (not labels) go back to the input grid: linear interpolation, then argmax
-            probs = resample_probabilities(pre.with_array(probs.astype(np.float32)), image, order=1).array
-        probs = probs.astype(np.float32)
-        if bbox is not None:
-            from medseg.preprocessing.crop import uncrop
-
-            full = uncrop(probs, bbox, full_shape, 0.0).astype(np.float32)
-            if not cfg.regions:  # outside the crop: certainly background
-                outside = uncrop(np.ones(probs.shape[1:], bool), bbox, full_shape, False) == 0
-                full[0][outside] = 1.0
-            probs = full
-        return None, probs
+            labels = result.labels if cfg.regions else LabelMapping(cfg.label_values).decode(result.labels)
+            return grid.labels_to_input(labels), None
+        # probabilities (not labels) go back to the input grid: linear interpolation, then argmax
+        return None, grid.probabilities_to_input(result.probabilities, background_outside=not cfg.regions)
 
     def predict_with_probabilities(self, image: Image, roi: Image | None = None, *,
                                    probabilities: bool = True) -> tuple[Image, Image | None]:

@@ -94,3 +94,172 @@ def preprocess_image(
     return image
 
 
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """How a case is brought onto the network's grid (recorded in the model folder's config.json).
+
+    Parameters
+    ----------
+    preprocessing : list of dict
+        Intensity steps (see :func:`medseg.preprocessing.apply_pipeline`), with fitted statistics.
+    target_spacing : sequence of float, optional
+        Spacing of the network's grid; None keeps each case's own.
+    crop_to_nonzero : bool
+        Crop to the bounding box of the non-zero voxels first.
+    resampling : dict, optional
+        A plan's ``{"image_order": 3, "label": "linear"|"nearest"}``.
+    """
+
+    preprocessing: tuple = ()
+    target_spacing: tuple[float, ...] | None = None
+    crop_to_nonzero: bool = False
+    resampling: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, config: Any) -> "GridLayout":
+        """The layout recorded in a model configuration (anything with the four attributes)."""
+        spacing = config.target_spacing
+        return cls(tuple(config.preprocessing or ()), tuple(float(v) for v in spacing) if spacing is not None else None,
+                   bool(config.crop_to_nonzero), config.resampling)
+
+    @property
+    def image_order(self) -> int:
+        return int((self.resampling or {}).get("image_order", 3))
+
+
+@dataclass
+class GridCase:
+    """One case on the network's grid, with what brings results back onto the input's exact grid.
+
+    Attributes
+    ----------
+    image : Image
+        Preprocessed image on the network grid.
+    label, roi : Image or None
+        On the network grid (labels keep their values; see :class:`LabelMapping` for class indices).
+    input_grid : Image
+        The input after cropping (before intensity steps and resampling): results on the network grid
+        are resampled onto this grid, then uncropped to ``full_shape``.
+    bbox : list of [start, stop) or None
+        The crop, when there was one.
+    full_shape : tuple of int
+        The input's spatial shape.
+    """
+
+    image: Image
+    label: Image | None
+    roi: Image | None
+    input_grid: Image
+    bbox: list[list[int]] | None
+    full_shape: tuple[int, ...]
+
+    @property
+    def resampled(self) -> bool:
+        """Whether the network grid differs from the input's (cropping aside)."""
+        return self.image.spatial_shape != self.input_grid.spatial_shape or not np.allclose(
+            self.image.spacing, self.input_grid.spacing, rtol=SPACING_RTOL)
+
+    def channel_to_input(self, channel: np.ndarray) -> np.ndarray:
+        """One probability channel from the network grid onto the (cropped) input grid, linearly."""
+        if not self.resampled:
+            return np.asarray(channel, np.float32)
+        from medseg.preprocessing.resample import resample_probabilities
+
+        grid = self.image.with_array(np.asarray(channel, np.float32)[None], ("p",))
+        return resample_probabilities(grid, self.input_grid, order=1).array[0]
+
+    def probabilities_to_input(self, probabilities: np.ndarray, background_outside: bool = True) -> np.ndarray:
+        """``(C, *S)`` probabilities onto the input's full grid (float32).
+
+        Outside the crop, channel 0 is 1 (certainly background) when ``background_outside``; sigmoid
+        region outputs (no background channel) pass ``False`` and stay 0 there.
+        """
+        probs = np.asarray(probabilities)
+        if self.resampled:
+            from medseg.preprocessing.resample import resample_probabilities
+
+            probs = resample_probabilities(self.image.with_array(probs.astype(np.float32)), self.input_grid,
+                                           order=1).array
+        probs = probs.astype(np.float32)
+        if self.bbox is None:
+            return probs
+        from medseg.preprocessing.crop import uncrop
+
+        full = uncrop(probs, self.bbox, self.full_shape, 0.0).astype(np.float32)
+        if background_outside:
+            outside = uncrop(np.ones(probs.shape[1:], bool), self.bbox, self.full_shape, False) == 0
+            full[0][outside] = 1.0
+        return full
+
+    def labels_to_input(self, labels: np.ndarray) -> np.ndarray:
+        """A label map on the (cropped) input grid onto the full input grid (background outside the crop).
+
+        Labels are never resampled: bring probabilities back (:meth:`channel_to_input`) and label there.
+        """
+        if self.bbox is None:
+            return labels
+        from medseg.preprocessing.crop import uncrop
+
+        return uncrop(labels, self.bbox, self.full_shape, 0).astype(labels.dtype)
+
+
+def to_network_grid(
+    image: Image,
+    layout: GridLayout,
+    *,
+    roi: Image | None = None,
+    label: Image | None = None,
+    spacing: Sequence[float] | None = None,
+    before_resampling: Any = None,
+) -> GridCase:
+    """Bring a case onto the network's grid: crop, intensity steps, resample.
+
+    Parameters
+    ----------
+    image : Image
+        The raw case (same grid as ``roi`` and ``label``).
+    layout : GridLayout
+    roi : Image, optional
+        Region of interest: intensity statistics are taken inside it; resampled with nearest neighbour.
+    label : Image, optional
+        Training label: resampled without inventing label values (``layout.resampling["label"]``).
+    spacing : sequence of float, optional
+        Override of ``layout.target_spacing`` (the predictor's ``--fast`` grid).
+    before_resampling : callable, optional
+        ``before_resampling(preprocessed, spacing)`` is called before a resampling, with the spacing (a
+        memory check: stop before a large allocation).
+
+    Returns
+    -------
+    GridCase
+
+    Examples
+    --------
+    >>> img = Image(np.arange(16, dtype=np.float32).reshape(1, 4, 4), spacing=(1.0, 1.0))
+    >>> case = to_network_grid(img, GridLayout(({"name": "zscore"},), (2.0, 2.0)))
+    >>> case.image.spatial_shape, case.probabilities_to_input(np.ones((2, 2, 2))).shape
+    ((2, 2), (2, 4, 4))
+    """
+    full_shape = image.spatial_shape
+    bbox = None
+    if layout.crop_to_nonzero:
+        from medseg.preprocessing.crop import crop_image, crop_to_nonzero
+
+        image, label, bbox = crop_to_nonzero(image, label)
+        roi = crop_image(roi, bbox) if roi is not None else None
+    source = image
+    pre = preprocess_image(image, list(layout.preprocessing), None, roi)
+    target = spacing if spacing is not None else layout.target_spacing
+    if target is not None and not np.allclose(pre.spacing, target, rtol=SPACING_RTOL):
+        if before_resampling is not None:
+            before_resampling(pre, tuple(float(v) for v in target))
+        from medseg.preprocessing.resample import resample_image, resample_label
+
+        pre = resample_image(pre, tuple(target), order=layout.image_order)
+        # labels and ROI onto the resampled image's exact grid, without inventing label values
+        if label is not None:
+            label = resample_label(label, pre, method=(layout.resampling or {}).get("label", "linear"))
+        roi = resample_label(roi, pre, method="nearest") if roi is not None else None
+    return GridCase(pre, label, roi, source, bbox, tuple(full_shape))

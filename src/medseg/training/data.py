@@ -19,7 +19,7 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.losses import IGNORE_INDEX
-from medseg.preprocessing.grid import LabelMapping, preprocess_image  # noqa: F401 (re-export)
+from medseg.preprocessing.grid import GridLayout, LabelMapping, preprocess_image, to_network_grid  # noqa: F401
 from medseg.training.sampling import SamplingIndex, build_sampling_index, sample_patch
 
 
@@ -72,29 +72,22 @@ def prepare_case(
     image.check_same_geometry(label, f"case '{case.name}': image and label")
     if roi is not None:
         image.check_same_geometry(roi, f"case '{case.name}': image and ROI")
-    if crop_to_nonzero:
-        from medseg.preprocessing.crop import crop_image
-        from medseg.preprocessing.crop import crop_to_nonzero as crop
 
-        image, label, bbox = crop(image, label)
-        roi = crop_image(roi, bbox) if roi is not None else None
-    pre = preprocess_image(image, steps, None, roi)
-    if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
+    def check(pre: Image, spacing: tuple[float, ...]) -> None:
         from medseg.planning.machine import check_memory
-        from medseg.preprocessing.resample import resample_image, resample_label, resampled_shape
+        from medseg.preprocessing.resample import resampled_shape
 
-        voxels = float(np.prod(resampled_shape(pre.spatial_shape, pre.spacing, target_spacing)))
+        voxels = float(np.prod(resampled_shape(pre.spatial_shape, pre.spacing, spacing)))
         # resampling holds the input, a float64 working copy per channel and the float32 result; the
         # label resampling keeps one float32 map per label value
         check_memory(voxels * (12 * pre.num_channels + 4 * (len(mapping.values) + 1)),
-                     f"preparing training case '{case.name}' at spacing {tuple(target_spacing)} mm",
+                     f"preparing training case '{case.name}' at spacing {spacing} mm",
                      "choose a coarser target_spacing in plan.json, or crop the images", case.image_paths[0])
 
-        options = resampling or {}
-        pre = resample_image(pre, tuple(target_spacing), order=int(options.get("image_order", 3)))
-        # labels and ROI onto the resampled image's exact grid, without inventing label values
-        label = resample_label(label, pre, method=options.get("label", "linear"))
-        roi = resample_label(roi, pre, method="nearest") if roi is not None else None
+    layout = GridLayout(tuple(steps), tuple(target_spacing) if target_spacing is not None else None,
+                        crop_to_nonzero, resampling)
+    grid = to_network_grid(image, layout, roi=roi, label=label, before_resampling=check)
+    pre, label, roi = grid.image, grid.label, grid.roi
     array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
     encoded = mapping.encode(label.array, f"label of case '{case.name}'")
     roi_mask = None if roi is None else np.asarray(roi.array[0] != 0)
