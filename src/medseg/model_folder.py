@@ -152,7 +152,7 @@ def load_config(folder: str | Path) -> ModelConfig:
 
 
 def save_pruning(folder: str | Path, pruning: dict[str, Any]) -> Path:
-    """Write ``pruning.json`` (see :func:`medseg.training.loop.select_prune_level`) atomically."""
+    """Write ``pruning.json`` (see :func:`medseg.training.validation.select_prune_level`) atomically."""
     path = Path(folder) / PRUNING_NAME
     write_text_atomic(path, json.dumps(pruning, indent=2) + "\n")
     return path

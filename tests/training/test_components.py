@@ -12,7 +12,8 @@ from medseg.training.checkpoint import load_checkpoint, rng_states, save_checkpo
 from medseg.training.config import TrainingConfig, parse_duration, parse_size
 from medseg.training.data import BatchProducer, LabelMapping, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
-from medseg.training.loop import automatic_batch_size, automatic_patch_size, default_preprocessing, select_cases
+from medseg.training.cases import select_cases
+from medseg.training.layout import automatic_batch_size, automatic_patch_size, default_preprocessing
 from medseg.training.schedule import learning_rate_factor, training_progress
 
 
