@@ -1,56 +1,14 @@
-"""The layout of a run: plan values, preprocessing, patch and batch size when nothing else decides."""
+"""A plan as the trainer reads it: its values, and the grid layout (spacing, 2D/3D, crop, resampling) it implies."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 from medseg.errors import MedsegError
 from medseg.model_folder import ModelConfig
-from medseg.training.config import TrainingConfig
-
-RASTER_ENDINGS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm")
-
-
-# --- decisions made without a plan ---------------------------------------------------------------
-def default_preprocessing(channel_names: Sequence[str], file_ending: str | None, has_roi: bool,
-                          spatial_dims: int) -> list[dict[str, Any]]:
-    """Automatic preprocessing when there is no plan.
-
-    Rule: a 2D RGB photograph (three channels, raster file) is treated as a fundus image: the green
-    channel carries the vessel contrast, CLAHE evens out illumination, then z-score inside the field of
-    view. Everything else: per-channel z-score (inside the ROI when there is one).
-    """
-    zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
-    names = [n.lower() for n in channel_names]
-    rgb = len(names) == 3 and (names == ["r", "g", "b"] or names == ["red", "green", "blue"]
-                               or (file_ending or "").lower() in RASTER_ENDINGS)
-    if spatial_dims == 2 and rgb:
-        return [{"name": "green_channel"}, {"name": "clahe"}, zscore]
-    return [zscore]
-
-
-def automatic_patch_size(shapes: Sequence[Sequence[int]], spatial_dims: int, divisor: int | Sequence[int] = 16,
-                         ) -> tuple[int, ...]:
-    """Patch size without a plan: 2D 128² (96² for images < 512 px would starve context less, but 128
-    fits two cores well), 3D 64³ — each clipped to the median image size rounded up to the divisor."""
-    target = 128 if spatial_dims == 2 else 64
-    median = np.median(np.asarray(shapes), axis=0) if len(shapes) else np.full(spatial_dims, target)
-    divs = [divisor] * spatial_dims if isinstance(divisor, int) else list(divisor)
-    out = []
-    for m, dv in zip(median, divs):
-        size = min(target, int(m))
-        out.append(max(dv, int(math.ceil(size / dv) * dv)))
-    return tuple(out)
-
-
-def automatic_batch_size(patch_size: Sequence[int], voxels_per_batch: int = 4 * 128 * 128) -> int:
-    """Batch size from a CPU budget: about ``voxels_per_batch`` voxels per iteration, at least 2."""
-    return int(max(2, min(32, voxels_per_batch // int(np.prod(patch_size)))))
+from medseg.preprocessing.grid import GridLayout
 
 
 def load_plan(plan: str | Path | dict | None, configuration: str | None = None) -> dict[str, Any] | None:
@@ -73,7 +31,7 @@ def load_plan(plan: str | Path | dict | None, configuration: str | None = None) 
     return plan.to_dict()
 
 
-def _plan_value(plan: dict | None, *keys: str) -> Any:
+def plan_value(plan: dict | None, *keys: str) -> Any:
     """First present key, looking in the plan and in a nested configuration (plan["configuration"])."""
     if not plan:
         return None
@@ -99,35 +57,34 @@ class DataLayout:
     def from_model_config(cls, c: ModelConfig) -> "DataLayout":
         return cls(c.preprocessing, c.target_spacing, c.spatial_dims, c.slice_axis, c.crop_to_nonzero, c.resampling)
 
+    @property
+    def grid(self) -> GridLayout:
+        """The case ↔ network-grid transform of this layout."""
+        return GridLayout.of(self)
 
-def resolve_layout(plan: dict[str, Any] | None, config: TrainingConfig, dataset: Any, data_dims: int,
-                   has_roi: bool, preprocessing: list[dict[str, Any]] | None = None) -> DataLayout:
-    """Decisions from the plan (when there is one) or the automatic defaults; fills the plan's network,
-    patch and batch size into ``config`` where the caller left them open."""
+
+def resolve_layout(plan: dict[str, Any] | None, network: str, data_dims: int, steps: list[dict[str, Any]],
+                   ) -> tuple[DataLayout, dict[str, Any], tuple[int, ...] | None, int | None]:
+    """The layout a plan implies (or the data's own without a plan), and the plan's network options
+    (when the plan is for ``network``), patch size and batch size."""
     # a plan may put a 2D network on 3D data (slices across `slice_axis`)
-    spatial_dims = int(_plan_value(plan, "spatial_dims") or data_dims)
-    slice_axis = _plan_value(plan, "slice_axis") if spatial_dims < data_dims else None
+    spatial_dims = int(plan_value(plan, "spatial_dims") or data_dims)
+    slice_axis = plan_value(plan, "slice_axis") if spatial_dims < data_dims else None
     if spatial_dims < data_dims and slice_axis is None:
         raise MedsegError("the plan puts a 2D network on 3D data but names no slice_axis")
-    steps = preprocessing if preprocessing is not None else (
-        _plan_value(plan, "preprocessing", "normalization_steps")
-        or default_preprocessing(dataset.channel_names, dataset.file_ending, has_roi, data_dims))
-    target_spacing = _plan_value(plan, "target_spacing", "spacing")
-    net_plan = _plan_value(plan, "network")
-    if isinstance(net_plan, dict) and net_plan.get("name", config.network) == config.network:
-        # the plan's topology, with options given explicitly (e.g. --features) taking precedence
+    target_spacing = plan_value(plan, "target_spacing", "spacing")
+    net_plan = plan_value(plan, "network")
+    options: dict[str, Any] = {}
+    if isinstance(net_plan, dict) and net_plan.get("name", network) == network:
         options = {k: v for k, v in net_plan.items() if k not in ("name", "options")}
         options.update(net_plan.get("options", {}))
-        options.update(config.network_options)
-        config.network_options = options
-    if not config.patch_size and _plan_value(plan, "patch_size"):
-        config.patch_size = tuple(int(p) for p in _plan_value(plan, "patch_size"))
-    if not config.batch_size and _plan_value(plan, "batch_size"):
-        config.batch_size = int(_plan_value(plan, "batch_size"))
-    return DataLayout(
+    patch = plan_value(plan, "patch_size")
+    batch = plan_value(plan, "batch_size")
+    layout = DataLayout(
         preprocessing=list(steps),
         target_spacing=[float(v) for v in target_spacing] if target_spacing is not None else None,
         spatial_dims=spatial_dims, slice_axis=slice_axis,
-        crop_to_nonzero=bool(_plan_value(plan, "crop_to_nonzero") or False),
-        resampling=_plan_value(plan, "resampling"),
+        crop_to_nonzero=bool(plan_value(plan, "crop_to_nonzero") or False),
+        resampling=plan_value(plan, "resampling"),
     )
+    return layout, options, tuple(int(p) for p in patch) if patch else None, int(batch) if batch else None

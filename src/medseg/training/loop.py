@@ -11,27 +11,32 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from medseg.constants import ANISOTROPY_RATIO
 from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX, build_loss
-from medseg.model_folder import (BEST_CHECKPOINT, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, WEIGHTS_NAME, ModelConfig,
-                                 load_config, save_config, save_weights)
+from medseg.model_folder import (BEST_CHECKPOINT, CONFIG_NAME, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, RULES_NAME,
+                                 WEIGHTS_NAME, ModelConfig, load_config, load_rules, save_config, save_rules,
+                                 save_weights)
+from medseg.planning.training_rules import describe
 from medseg.training.averaging import WeightAverage
-from medseg.training.cases import select_cases
+from medseg.training.cases import select_cases  # noqa: F401 (documented here)
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
 from medseg.training.data import BatchProducer, LabelMapping, PreparedCase, make_batch, prepare_case
-from medseg.training.layout import (DataLayout, automatic_batch_size, automatic_patch_size,  # noqa: F401
-                                    default_preprocessing, load_plan, resolve_layout)
+from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
-from medseg.training.networks import needs_input_size, network_size_divisor, setup_finetuning
+from medseg.training.networks import setup_finetuning
+from medseg.training.scope import scoped_run_state
+from medseg.training.selection import choose_after_training
+from medseg.training.spec import RunSpec, RunStart, complete_run, start_run
 from medseg.training.schedule import learning_rate_factor, training_progress
 from medseg.training.step import DivergenceCheck, build_optimizer, set_learning_rate, train_step
 from medseg.training.validation import select_prune_level, validate
@@ -121,95 +126,90 @@ def train(
     if not hasattr(dataset, "cases"):
         dataset = load_dataset(dataset)
     out = Path(out)
-
-    existing = (out / "config.json").is_file()
-    if resume:
-        if not (out / LAST_CHECKPOINT).is_file():
-            raise MedsegError(f"nothing to resume: no {LAST_CHECKPOINT}", out)
-        model_config = load_config(out)
-        saved = TrainingConfig.from_dict(model_config.training)
-        if config is not None:  # a resumed run may extend the budget
-            saved.iterations, saved.time_limit = config.iterations, config.time_limit
-            saved.threads = config.threads
-        config = saved
-        train_names, val_names = model_config.train_cases, model_config.val_cases
-        missing = sorted(set(train_names + val_names) - {c.name for c in dataset.cases})
-        if missing:
-            raise MedsegError(f"the model was trained on case(s) missing from this dataset: {', '.join(missing[:5])}",
-                              dataset.root)
-    else:
-        if existing and not overwrite:
-            raise MedsegError("model folder exists; use --resume to continue or --overwrite to replace it", out)
-        config = config or TrainingConfig(time_limit=1200.0)
-        train_names, val_names = select_cases(dataset, fold, val_cases, config.seed)
-        if not train_names:
-            raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
     console = console or _console()
+    if resume:
+        spec, model_config = _resumed_spec(dataset, out, config)
+        start, plan_dict, seed, threads = None, None, spec.config.seed, spec.config.threads
+    else:
+        if (out / CONFIG_NAME).is_file() and not overwrite:
+            raise MedsegError("model folder exists; use --resume to continue or --overwrite to replace it", out)
+        options = config or TrainingConfig()
+        first = dataset.case(dataset.cases[0].name).read_image() if dataset.cases else None
+        if first is None:
+            raise MedsegError("the dataset has no cases", dataset.root)
+        has_roi = any(c.roi_path is not None for c in dataset.cases)
+        plan_dict = load_plan(plan, configuration)
+        start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases)
+        spec, model_config, seed, threads = None, None, options.seed, options.threads
     if check:  # after the cheap argument checks, before any training
         _check(dataset, console)
+    with scoped_run_state(threads, seed):
+        return _run(dataset, out, start, spec, model_config, plan_dict, progress=progress, on_iteration=on_iteration,
+                    console=console)
 
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2**32)
 
-    first = dataset.case(train_names[0]).read_image()
-    data_dims = first.spatial_dims
-    in_channels = first.num_channels
-    plan_dict = load_plan(plan, configuration)
-    has_roi = any(c.roi_path is not None for c in dataset.cases)
+def _resumed_spec(dataset: Any, out: Path, config: TrainingConfig | None) -> tuple[RunSpec, ModelConfig]:
+    """The run as recorded in the model folder; a resumed run may only change the budget and threads."""
+    from medseg.planning.training_rules import Rule
+    from medseg.training.layout import DataLayout
 
+    if not (out / LAST_CHECKPOINT).is_file():
+        raise MedsegError(f"nothing to resume: no {LAST_CHECKPOINT}", out)
+    model_config = load_config(out)
+    saved = TrainingConfig.from_dict(model_config.training)
+    if config is not None and (config.iterations is not None or config.time_limit is not None):
+        saved = replace(saved, iterations=config.iterations, time_limit=config.time_limit)
+    if config is not None:
+        saved = replace(saved, threads=config.threads)
+    missing = sorted(set(model_config.train_cases + model_config.val_cases) - {c.name for c in dataset.cases})
+    if missing:
+        raise MedsegError(f"the model was trained on case(s) missing from this dataset: {', '.join(missing[:5])}",
+                          dataset.root)
+    recorded = tuple(Rule(**r) for r in load_rules(out))
+    structure = next((r.value for r in recorded if r.name == "structure"), "compact")
+    spec = RunSpec(saved, DataLayout.from_model_config(model_config), tuple(model_config.train_cases),
+                   tuple(model_config.val_cases), structure,
+                   tuple(model_config.tile_size) if model_config.tile_size else None, recorded)
+    return spec, model_config
+
+
+def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, model_config: ModelConfig | None,
+         plan_dict: dict | None, *, progress: bool, on_iteration: Callable[[int, float], None] | None,
+         console: Any) -> TrainingResult:
+    """Prepare the cases, complete the specification, build, loop, validate, choose, record."""
+    resume = spec is not None
+    names = (spec or start).train_names + (spec or start).val_names
+    first = dataset.case(names[0]).read_image()
+    data_dims, input_channels = first.spatial_dims, first.num_channels
     label_values = [v for v in dataset.label_values if v != dataset.ignore_label]
     mapping = LabelMapping(label_values, dataset.ignore_label)
     regions = dataset.regions or None
     num_classes = len(regions) if regions else mapping.num_classes
+    layout = (spec or start).layout
+    options = (spec or start).config
 
-    layout = (DataLayout.from_model_config(model_config) if resume else
-              resolve_layout(plan_dict, config, dataset, data_dims, has_roi, preprocessing))
-    steps, target_spacing = layout.preprocessing, layout.target_spacing
-    spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
-    crop, resampling = layout.crop_to_nonzero, layout.resampling
-    if len(config.patch_size) == 1:
-        config.patch_size = config.patch_size * spatial_dims
-    if config.patch_size and len(config.patch_size) != spatial_dims:
-        raise MedsegError(f"patch size {config.patch_size} does not match a {spatial_dims}D network")
-
-    cache_dir = out / "cache" if config.cache == "mmap" else None
+    cache_dir = out / "cache" if options.cache == "mmap" else None
     out.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, PreparedCase] = {}
-    for i, name in enumerate(train_names + val_names):
-        prepared[name] = prepare_case(dataset.case(name), steps, mapping, target_spacing=target_spacing,
-                                      dtype=config.cache_dtype, cache_dir=cache_dir, seed=config.seed + i,
-                                      crop_to_nonzero=crop, resampling=resampling)
+    for i, name in enumerate(names):
+        prepared[name] = prepare_case(dataset.case(name), layout.preprocessing, mapping,
+                                      target_spacing=layout.target_spacing, dtype=options.cache_dtype,
+                                      cache_dir=cache_dir, seed=options.seed + i,
+                                      crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling)
+    train_names, val_names = (spec or start).train_names, (spec or start).val_names
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
-    input_channels, in_channels = in_channels, int(train_cases[0].image.shape[0])
-
+    in_channels = int(train_cases[0].image.shape[0])
+    if spec is None:
+        spec = complete_run(start, [c.label[0] for c in train_cases], [c.spacing for c in train_cases],
+                            [c.image.shape[1:] for c in train_cases], in_channels, num_classes, data_dims)
+        console.print("decisions (recorded in rules.json):", highlight=False)
+        for rule in spec.rules:
+            console.print("  " + describe(rule), highlight=False, soft_wrap=True)
+    config = spec.config
+    spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
+    steps, target_spacing = layout.preprocessing, layout.target_spacing
     network_options = dict(config.network_options)
-    if config.network == "unet" and "deep_supervision" not in network_options:
-        network_options["deep_supervision"] = True
-    if config.network == "unet" and "features" not in network_options:
-        # Rule without a plan: 16 base features. Measured here (2 cores), a 32-feature 2D U-Net costs
-        # ~4-5x more per tile than 16 features, and the budget is minutes of CPU, not a GPU.
-        network_options["features"] = 16
-    # the network is built once the patch size is known: the automatic patch size respects the
-    # network's size divisor, and some networks (SegResNet-VAE) are built for their patch size
-    divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, network_options)
-    if not config.patch_size:
-        shapes = [[s for a, s in enumerate(c.image.shape[1:]) if a != slice_axis] for c in train_cases]
-        config.patch_size = automatic_patch_size(shapes, spatial_dims, divisor)
-    elif any(p % d for p, d in zip(config.patch_size, divisor)) and not resume:
-        # Rule: a patch (given, or planned for another network) is rounded up to the network's size
-        # divisor, e.g. a plan's 8-slice patch for V-Net, which halves every axis four times.
-        fitted = tuple(-(-p // d) * d for p, d in zip(config.patch_size, divisor))
-        console.print(f"patch {tuple(config.patch_size)} rounded up to {fitted}: {config.network} needs "
-                      f"multiples of {divisor}", highlight=False)
-        config.patch_size = fitted
-    if not config.batch_size:
-        config.batch_size = automatic_batch_size(config.patch_size)
-    if needs_input_size(config.network) and not resume:
-        network_options["input_size"] = list(config.patch_size)
-    config.network_options = network_options
     from medseg.nets import create_network
 
     model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
@@ -220,17 +220,18 @@ def train(
         model_config = ModelConfig(
             network=config.network, network_options=network_options, in_channels=in_channels,
             input_channels=input_channels, data_dims=data_dims, slice_axis=slice_axis,
-            crop_to_nonzero=crop, resampling=resampling,
+            crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
             num_classes=num_classes, spatial_dims=spatial_dims, channel_names=list(dataset.channel_names),
             labels={k: int(v) for k, v in dataset.labels.items()}, label_values=label_values,
             patch_size=list(config.patch_size), regions=regions,
             region_class_order=(dataset.raw or {}).get("regions_class_order") if regions else None,
             ignore_label=dataset.ignore_label, preprocessing=list(steps), target_spacing=target_spacing,
-            file_ending=dataset.file_ending, uses_roi=has_roi, mirror_axes=mirror_axes, overlap=0.5,
-            augmentation=config.augmentation, training=config.to_dict(), dataset=dataset.name,
-            train_cases=list(train_names), val_cases=list(val_names),
+            file_ending=dataset.file_ending, uses_roi=any(c.roi_path is not None for c in dataset.cases),
+            mirror_axes=mirror_axes, overlap=0.5, augmentation=config.augmentation, training=config.to_dict(),
+            dataset=dataset.name, train_cases=list(train_names), val_cases=list(val_names),
+            tile_size=list(spec.tile_size) if spec.tile_size else None,
         )
-        for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv", PRUNING_NAME):
+        for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv", PRUNING_NAME, RULES_NAME):
             (out / stale).unlink(missing_ok=True)
     augment = _augmentation(config.augmentation, spatial_dims,
                             _anisotropic_axis(target_spacing) if spatial_dims == 3 else None,
@@ -250,22 +251,26 @@ def train(
                           augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
                           slice_axis=slice_axis)
 
-    if config.memory_format == "auto":
-        config.memory_format, timings = choose_memory_format(
+    memory_format_name = config.memory_format
+    if memory_format_name == "auto":
+        memory_format_name, timings = choose_memory_format(
             model, loss_fn, *make(0), spatial_dims,
             time_limit=config.time_limit, iterations=config.iterations)
         if timings:
             console.print("memory format: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
-                          + f" -> {config.memory_format}", highlight=False)
-    memory_format = torch_format(config.memory_format, spatial_dims)
+                          + f" -> {memory_format_name}", highlight=False)
+    memory_format = torch_format(memory_format_name, spatial_dims)
     model.to(memory_format=memory_format)
     average = WeightAverage(model, config.weight_average) if config.weight_average else None
     predicting = average.model if average else model  # what is validated, saved and predicted with
-    model_config.training = config.to_dict()
+    recorded = config.to_dict()
+    recorded["memory_format"] = memory_format_name
     # the augmentation actually used, written out so a run can be repeated
-    model_config.augmentation = augment.to_config() if hasattr(augment, "to_config") else (
-        {"enabled": False} if augment is None else config.augmentation)
+    model_config = replace(model_config, training=recorded, augmentation=augment.to_config() if hasattr(
+        augment, "to_config") else ({"enabled": False} if augment is None else config.augmentation))
     save_config(out, model_config)
+    if not resume:
+        save_rules(out, [r.to_dict() for r in spec.rules])
     if plan_dict is not None and not resume:
         from medseg.fileutil import write_text_atomic
 
@@ -286,7 +291,7 @@ def train(
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
 
     def checkpoint(path: Path, iteration: int, elapsed: float) -> None:
-        extra = {"best_metric": best, "config": json.dumps(config.to_dict())}
+        extra = {"best_metric": best, "config": json.dumps(recorded)}
         if average is not None:
             extra["average_updates"] = average.updates
         save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed, extra=extra,
@@ -384,6 +389,14 @@ def train(
         console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
                       + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
                                   for r in choice["levels"]), highlight=False)
+    if val_prepared or not resume:
+        model_config, chosen = choose_after_training(predicting, val_prepared, model_config, config, spec.structure,
+                                                     config.val_overlap)
+        save_config(out, model_config)
+        recorded_rules = [r for r in load_rules(out) if r["name"] not in {c.name for c in chosen}]
+        save_rules(out, recorded_rules + [r.to_dict() for r in chosen])
+        for rule in chosen:
+            console.print("  " + describe(rule), highlight=False, soft_wrap=True)
     log.write()
     log.plot()
     log.close()
@@ -394,7 +407,7 @@ def train(
     return TrainingResult(out, iteration, elapsed, best, last_metrics)
 
 
-def _anisotropic_axis(spacing: Sequence[float] | None, ratio: float = 3.0) -> int | None:
+def _anisotropic_axis(spacing: Sequence[float] | None, ratio: float = ANISOTROPY_RATIO) -> int | None:
     """The thick-slice axis (spacing > ``ratio`` × the finest), for in-plane-only 3D augmentation."""
     if spacing is None or len(spacing) != 3:
         return None

@@ -3,8 +3,9 @@ meta device), whether it is built for its input size, and fine-tuning (encoder w
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -19,20 +20,32 @@ def _divisor(network: torch.nn.Module, spatial_dims: int) -> tuple[int, ...]:
     return tuple([int(d)] * spatial_dims) if isinstance(d, int) else tuple(int(v) for v in d)
 
 
-# Networks whose layers depend on the training patch size (SegResNet-VAE's dense VAE layers): the
-# trainer passes ``input_size = patch size``.
-_INPUT_SIZE_NETWORKS = frozenset({"segresnet_vae"})
+@dataclass(frozen=True)
+class NetworkNeeds:
+    """What a network's registry entry declares for training (see :mod:`medseg.nets.registry`)."""
+
+    training_defaults: dict[str, Any] = field(default_factory=dict)
+    norm_option: str | None = None
+    needs_input_size: bool = False
+    smallest_input_size: Callable[[dict[str, Any]], int] | None = None
 
 
-def needs_input_size(name: str) -> bool:
-    """Whether network ``name`` must be built with ``input_size`` = the training patch size."""
+def network_needs(name: str) -> NetworkNeeds:
+    """The training needs declared in network ``name``'s registry entry (empty for unknown names, which
+    fail later in :func:`medseg.nets.create_network` with the registry's message)."""
     from medseg.nets import NETWORKS
 
     try:
         metadata = NETWORKS.entry(name).metadata
-    except Exception:  # unknown names fail later, in create_network, with the registry's message
-        return False
-    return name in _INPUT_SIZE_NETWORKS or bool(metadata.get("needs_input_size"))
+    except Exception:
+        return NetworkNeeds()
+    return NetworkNeeds(dict(metadata.get("training_defaults") or {}), metadata.get("norm_option"),
+                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"))
+
+
+def needs_input_size(name: str) -> bool:
+    """Whether network ``name`` must be built with ``input_size`` = the training patch size."""
+    return network_needs(name).needs_input_size
 
 
 def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_dims: int,
@@ -46,19 +59,15 @@ def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_
     from medseg.nets.meta import build_on_meta
 
     options = dict(options)
-    if needs_input_size(name) and "input_size" not in options:
-        options["input_size"] = [_probe_input_size(name, options)] * spatial_dims
+    needs = network_needs(name)
+    if needs.needs_input_size and "input_size" not in options:
+        smallest = needs.smallest_input_size(options) if needs.smallest_input_size else 16
+        options["input_size"] = [smallest] * spatial_dims
     # On the meta device: no memory and no initialisation cost (FCN-8s has 134M parameters); the forked
     # RNG keeps the probe from shifting the seeded initialisation of the real network.
     with torch.random.fork_rng():
         probe = build_on_meta(create_network, name, in_channels, num_classes, spatial_dims, **options)
     return _divisor(probe, spatial_dims)
-
-
-def _probe_input_size(name: str, options: dict[str, Any]) -> int:
-    # SegResNet-VAE: the VAE halves the end-point of len(blocks_down) - 1 down-samplings once more
-    blocks = options.get("blocks_down", (1, 2, 2, 4))
-    return 2 ** len(blocks)
 
 
 def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,

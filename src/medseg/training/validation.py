@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medseg.constants import REGION_THRESHOLD
 from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX
 from medseg.model_folder import ModelConfig
@@ -40,7 +41,7 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config
         # probabilities only where needed (AUC, regions), compact in 3D; otherwise streamed argmax labels
         want_probs = binary or activation == "sigmoid"
         result = sliding_window_inference(
-            np.asarray(case.image, dtype=np.float32), network, model_config.data_patch_size, overlap=overlap,
+            np.asarray(case.image, dtype=np.float32), network, model_config.data_tile_size, overlap=overlap,
             activation=activation, return_probabilities=want_probs, return_labels=not want_probs, batch_size=4,
             probabilities_dtype=np.float16 if model_config.data_dims == 3 else np.float32,
         )
@@ -55,7 +56,7 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config
             regions = LabelMapping(model_config.label_values).regions_as_indices(model_config.regions)
             truth = region_targets(torch.from_numpy(target[None, None].astype(np.int64)), regions)[0].numpy() > 0
             for r, name in enumerate(names):
-                per_class[name].append(float(dice_fn(probs[r] > 0.5, truth[r], roi=valid)))
+                per_class[name].append(float(dice_fn(probs[r] > REGION_THRESHOLD, truth[r], roi=valid)))
         else:
             pred = np.argmax(probs, 0) if probs is not None else result.labels
             for k, name in enumerate(names, start=1):
