@@ -167,8 +167,9 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
     rows = {}
     for name, summary in (("Otsu threshold (green)", base_summary), ("medseg U-Net", model_summary)):
         values = {m: _mean(summary, "vessel", m) for m in metrics}
-        rows[name] = {m: (None if np.isnan(v) else v) for m, v in values.items()}  # strict JSON: null
-        table.add_row(name, *[("-" if np.isnan(v) else f"{v:.4f}") for v in values.values()])
+        # strict JSON: null (an empty prediction has an infinite HD95)
+        rows[name] = {m: (v if np.isfinite(v) else None) for m, v in values.items()}
+        table.add_row(name, *[(f"{v:.4f}" if np.isfinite(v) else "-") for v in values.values()])
     console.print(table)
     total = time.perf_counter() - t_start
     facts = {

@@ -170,14 +170,19 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (slower)."),
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     roi: list[Path] = typer.Option(None, "--roi", help="ROI mask file(s) or folder (matched by case name)."),
-    largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component."),
+    largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component "
+                                           "(on top of the model's recorded postprocessing)."),
+    postprocessing: bool = typer.Option(True, "--postprocessing/--no-postprocessing", help="Apply the postprocessing "
+                                        "recorded in the model folder (chosen on its validation cases)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    backend: str = typer.Option("torch", "--backend", help="torch (reference), onnx (ONNX Runtime), compile (TorchInductor, compiled once into the model folder; ~1.25× for 3D networks) or auto (compile in 3D, onnx in 2D)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (the fastest measured: compile in 3D, onnx in 2D), "
+                                "torch (eager, the reference), onnx (ONNX Runtime) or compile (TorchInductor, compiled "
+                                "once into the model folder; ~1.25× for 3D networks)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best weights."),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap (default: the model's, 0.5)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per network call."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, e.g. 512,512 (default: the "
-                                  "training patch; larger tiles are faster on CPU)."),
+                                  "model's recorded tile — whole 2D images when they fit — else the training patch)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     prune_level: str = typer.Option("auto", "--prune-level", help="UNet++ sub-network 1..depth, or auto (the "
                                     "level chosen on the validation cases at training, recorded in pruning.json)."),
@@ -215,7 +220,17 @@ def predict(
                                        tta=tta_choice(tta, tta_axes),
                                        largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                                        tile_size=parse_size(tile_size) or None, prune_level=prune_level,
-                                       fast=fast)
+                                       fast=fast, postprocessing=postprocessing)
+    if backend == "auto":
+        from medseg.inference.predictor import auto_backend
+        from medseg.planning.training_rules import describe
+
+        console.print(describe(auto_backend(predictor.config.spatial_dims)), highlight=False, soft_wrap=True)
+    if predictor.postprocessing:
+        from medseg.planning.training_rules import describe_steps
+
+        console.print(f"postprocessing (recorded): {describe_steps(predictor.postprocessing)}", highlight=False,
+                      soft_wrap=True)
     levels = [m.prune_level for m in predictor.models if m.prune_level is not None]
     if levels:
         console.print(f"UNet++ prune level(s): {', '.join(map(str, levels))}", highlight=False)

@@ -330,14 +330,7 @@ def _onnx_network(folder: Path, config: ModelConfig, model: torch.nn.Module, che
 def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Module, checkpoint: str) -> Callable:
     """The callable a backend runs (see :meth:`Predictor.from_folder`)."""
     if backend == "auto":
-        # measured here: ONNX Runtime 1.5-1.7x faster than eager for 2D networks, no gain in 3D; the compiled
-        # 3D U-Net 1.23x per volume (benchmarks/inference3d.py)
-        backend = "compile" if config.spatial_dims == 3 else "onnx"
-        if backend == "onnx":
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                backend = "torch"
+        backend = auto_backend(config.spatial_dims).value
     if backend == "onnx":
         return _onnx_network(folder, config, model, checkpoint)
     if backend == "compile":
@@ -346,6 +339,21 @@ def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Mo
 
         return CompiledNetwork(model, folder, _graph_stem(model, checkpoint), weights_path(folder, checkpoint))
     return model
+
+
+def auto_backend(spatial_dims: int):
+    """The backend rule of ``--backend auto`` (:func:`medseg.planning.training_rules.rule_backend`)."""
+    import importlib.util
+
+    from medseg.planning.training_rules import rule_backend
+
+    return rule_backend(spatial_dims, importlib.util.find_spec("onnxruntime") is not None)
+
+
+def ensemble_postprocessing(configs: Sequence[ModelConfig]) -> list[dict[str, Any]]:
+    """The recorded postprocessing steps every member of an ensemble chose (in the first member's order)."""
+    steps = list(configs[0].postprocessing or [])
+    return [s for s in steps if all(s in (c.postprocessing or []) for c in configs[1:])]
 
 
 class Predictor:
@@ -363,9 +371,13 @@ class Predictor:
     batch_size : int
         Tiles per network call.
     largest_component : bool
-        Keep only the largest connected component of each label.
+        Keep only the largest connected component of each label (on top of the recorded postprocessing).
+    postprocessing : bool
+        Apply the model folder's recorded postprocessing steps (chosen on the validation cases after
+        training; for an ensemble, the steps every member chose).
     tile_size : sequence of int, optional
-        Sliding-window tile (network dimensions); default the training patch size. Larger tiles mean
+        Sliding-window tile (network dimensions); default the model's recorded tile (whole 2D images when
+        they fit one), else the training patch size. Larger tiles mean
         fewer, better-shaped convolutions (a whole 584×565 DRIVE image in one tile is ~4× faster than
         81 overlapping 128² tiles here); networks with instance norm see slightly different statistics.
     fast : float, optional
@@ -376,7 +388,7 @@ class Predictor:
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
                  tta: bool | Sequence[int] = False,
                  batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None,
-                 fast: float | None = None):
+                 fast: float | None = None, postprocessing: bool = True):
         if not models:
             raise MedsegError("a predictor needs at least one model")
         self.models = list(models)
@@ -387,6 +399,7 @@ class Predictor:
         self.tta = tta if isinstance(tta, bool) else tuple(int(a) for a in tta)
         self.batch_size = batch_size
         self.largest_component = largest_component
+        self.postprocessing = ensemble_postprocessing([m.config for m in self.models]) if postprocessing else []
         if fast is not None and float(fast) <= 0:
             raise MedsegError(f"the --fast factor must be positive, not {fast}")
         self.fast = float(fast) if fast is not None and float(fast) != 1.0 else None
@@ -403,8 +416,8 @@ class Predictor:
 
         ``backend``: ``"torch"`` (eager, the reference), ``"onnx"`` (ONNX Runtime, exported once into the
         folder), ``"compile"`` (TorchInductor, compiled once per tile shape into the folder; see
-        :mod:`medseg.inference.compiled`) or ``"auto"`` (compiled for 3D networks, ONNX Runtime for 2D ones
-        when it is installed). ``prune_level``: see :func:`resolve_prune_level`.
+        :mod:`medseg.inference.compiled`) or ``"auto"`` (the backend rule, :func:`auto_backend`: compiled
+        for 3D networks, ONNX Runtime for 2D ones when it is installed; the default of ``medseg predict``). ``prune_level``: see :func:`resolve_prune_level`.
         """
         return cls.from_folders([path], checkpoint=checkpoint, backend=backend, prune_level=prune_level, **options)
 
@@ -469,7 +482,7 @@ class Predictor:
         pre, resampled = grid.image, grid.resampled
         mirror = tuple(cfg.mirror_axes) if self.tta is True else (self.tta or ())
         need_probs = want_probabilities or resampled
-        tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_patch_size
+        tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_tile_size
         result = sliding_window_inference(
             pre.array, model.network, tile, num_classes=cfg.num_classes,
             overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
@@ -521,6 +534,10 @@ class Predictor:
                 labels = self._predict_one(self.models[0], image, roi, False)[0]
         if roi is not None:
             labels = np.where(np.asarray(roi.array[0]) != 0, labels, 0).astype(labels.dtype)
+        if self.postprocessing:
+            from medseg.postprocessing import apply_steps
+
+            labels = apply_steps(labels, self.postprocessing, spacing=image.spacing)
         if self.largest_component:
             labels = keep_largest_component(labels, connectivity=labels.ndim)
         label_image = image.with_array(labels[None], ("label",))

@@ -26,7 +26,8 @@ VALIDATION_FOLDS = 5                  # a held-out fifth: fold 0 of grouped 5-fo
 DEFAULT_TIME_LIMIT = 1200.0           # 20 minutes when neither the user nor a plan gives a budget
 LEARNING_RATE = {"adamw": 2e-3, "sgd": 1e-2}
 WHOLE_IMAGE_TILE_PIXELS = 1024 * 1024  # 2D images up to this size are predicted in one tile
-THIN_BOUNDARY_SHARE = 0.5             # foreground share on its own boundary above which structures are thin
+THIN_BOUNDARY_SHARE = 0.5             # foreground share within 2 voxels of its boundary above which it is thin
+BOUNDARY_DEPTH = 2                    # measured: DRIVE vessels 0.76, ACDC heart 0.12, LA atrium 0.14
 FOREGROUND_SHARE = {"thin": 0.2, "compact": 0.5}
 PATCH_TARGET = {2: 128, 3: 64}
 VOXELS_PER_BATCH = 4 * 128 * 128
@@ -224,18 +225,21 @@ def rule_normalisation_layer(network: str, norm_option: str | None, options: dic
                 "training patch size: the statistics match", inputs)
 
 
-def boundary_share(labels: Sequence[np.ndarray], spacings: Sequence[Sequence[float]] | None = None) -> float:
-    """Share of foreground voxels that lie on the foreground's boundary (removed by one erosion).
+def boundary_share(labels: Sequence[np.ndarray], spacings: Sequence[Sequence[float]] | None = None,
+                   depth: int = BOUNDARY_DEPTH) -> float:
+    """Share of foreground voxels within ``depth`` voxels of the foreground's boundary (removed by
+    ``depth`` erosions).
 
-    Near 1 for vessels a few pixels wide, small for organs. The erosion stays in-plane along a thick-slice
-    axis (spacing > 3 × the finest), where a slice's top and bottom are not a boundary of the shape.
+    Near 1 for vessels a few pixels wide (DRIVE: 0.76), small for organs (ACDC: 0.12). The erosion stays
+    in-plane along a thick-slice axis (spacing > 3 × the finest), where a slice's top and bottom are not a
+    boundary of the shape.
 
     Examples
     --------
-    >>> line = np.zeros((20, 20), int); line[10, 2:18] = 1
-    >>> disc = np.zeros((20, 20), int); disc[4:16, 4:16] = 1
+    >>> line = np.zeros((20, 20), int); line[9:12, 2:18] = 1
+    >>> disc = np.zeros((30, 30), int); disc[4:26, 4:26] = 1
     >>> boundary_share([line]), round(boundary_share([disc]), 2)
-    (1.0, 0.31)
+    (1.0, 0.33)
     """
     from scipy import ndimage
 
@@ -254,19 +258,20 @@ def boundary_share(labels: Sequence[np.ndarray], spacings: Sequence[Sequence[flo
                 for k in (0, 2):
                     idx[thick] = k
                     structure[tuple(idx)] = False
-        inner = ndimage.binary_erosion(fg, structure, border_value=1)
+        inner = ndimage.binary_erosion(fg, structure, iterations=depth, border_value=1)
         total += int(fg.sum())
         edge += int((fg & ~inner).sum())
     return edge / total if total else 0.0
 
 
 def rule_structure(share: float) -> Rule:
-    """Structures are thin (vessels, nerves, membranes) when at least half their voxels lie on their own
-    boundary; such data get the thin-structure foreground share, augmentation and threshold metric."""
+    """Structures are thin (vessels, nerves, membranes) when at least half their voxels lie within two
+    voxels of their own boundary; such data get the thin-structure foreground share, augmentation and
+    threshold metric."""
     kind = "thin" if share >= THIN_BOUNDARY_SHARE else "compact"
     shown = "thin (vessel-like)" if kind == "thin" else "compact (organ-like)"
     return Rule("structure", "Shape of the labelled structures", kind, shown,
-                f"{100 * share:.0f}% of the foreground voxels lie on its boundary "
+                f"{100 * share:.0f}% of the foreground voxels lie within {BOUNDARY_DEPTH} voxels of its boundary "
                 f"({'≥' if kind == 'thin' else '<'} {100 * THIN_BOUNDARY_SHARE:.0f}%)",
                 {"boundary_share": round(share, 4)})
 
@@ -393,7 +398,7 @@ def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.nd
     :func:`medseg.postprocessing.choose_postprocessing`."""
     title = "Postprocessing"
     if user is not None:
-        return user_rule("postprocessing", title, list(user), _pp(user), "--postprocessing")
+        return user_rule("postprocessing", title, list(user), describe_steps(user), "--postprocessing")
     if not predictions:
         return Rule("postprocessing", title, [], "none", "no validation cases to test steps on")
     from medseg.postprocessing import choose_postprocessing
@@ -402,10 +407,11 @@ def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.nd
     reason = ("kept where it raised the label's validation Dice: " + "; ".join(
         f"{t['step']} on {t['label']} {t['dice_before']:.4f} → {t['dice_after']:.4f}" for t in trials if t["kept"])
               if steps else "no candidate step raised any label's validation Dice")
-    return Rule("postprocessing", title, steps, _pp(steps), reason, {"trials": trials})
+    return Rule("postprocessing", title, steps, describe_steps(steps), reason, {"trials": trials})
 
 
-def _pp(steps: Sequence[dict]) -> str:
+def describe_steps(steps: Sequence[dict]) -> str:
+    """Recorded postprocessing steps in words."""
     if not steps:
         return "none"
     return "; ".join(f"{s['step']}" + (f" < {s['min_size']:g} mm{'³' if s.get('dims', 3) == 3 else '²'}"
