@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from medseg.planning import training_rules as rules
 from medseg.planning.describe import describe_decision, describe_strides
@@ -102,3 +103,19 @@ def test_rules_read_as_one_line_of_words():
     assert describe_strides([[1, 2, 2], [2, 2, 2]]) == ("2 down-sampling levels: halves axis 1 and axis 2 at level 1, "
                                                          "halves every axis at level 2")
     assert describe_decision("3d.target_spacing", "[1.5625, 1.5625, 10.0]") == "voxels of 1.56 × 1.56 × 10 mm"
+
+
+@pytest.mark.data
+def test_structure_rule_on_real_labels(shared_data, tmp_path):
+    """DRIVE's vessels are thin, ACDC's heart and LA's atrium compact (first cases of each)."""
+    from medseg.datasets import convert_dataset, load_dataset
+
+    drive = load_dataset(convert_dataset("drive", shared_data / "DRIVE", tmp_path / "drive"))
+    shares = {}
+    for name, ds in (("drive", drive), ("acdc", load_dataset(shared_data / "ACDC")), ("la", load_dataset(shared_data / "LA"))):
+        cases = ds.cases[:4]
+        labels = [c.read_label() for c in cases]
+        shares[name] = rules.boundary_share([lab.array[0] for lab in labels], [lab.spacing for lab in labels])
+    assert rules.rule_structure(shares["drive"]).value == "thin"
+    assert rules.rule_structure(shares["acdc"]).value == "compact"
+    assert rules.rule_structure(shares["la"]).value == "compact"

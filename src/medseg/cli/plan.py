@@ -101,6 +101,10 @@ def plan(
     result.save(out_path)
     write_text_atomic(out_path.with_name("fingerprint.json"), json.dumps(fingerprint, indent=1) + "\n")
     out.print(f"wrote [bold]{out_path}[/] and {out_path.with_name('fingerprint.json')}")
+    out.print("`medseg train --plan` decides the rest by rule from the prepared cases (validation cases, the shape "
+              "of the structures, foreground share, augmentation, normalisation layer, inference tile; after "
+              "training the decision threshold and postprocessing), prints them and records them in "
+              "MODEL/rules.json", highlight=False)
 
 
 @app.command(no_args_is_help=True)
