@@ -290,13 +290,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
             unfreezing(start_iteration)  # the stages already passed
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
 
-    def checkpoint(path: Path, iteration: int, elapsed: float) -> None:
-        extra = {"best_metric": best, "config": json.dumps(recorded)}
-        if average is not None:
-            extra["average_updates"] = average.updates
-        save_checkpoint(path, model, optimizer, iteration=iteration, elapsed=elapsed, extra=extra,
-                        averaged=average.state_dict() if average else None)
-
+    session = Session(out, config, model, predicting, optimizer, loss_fn, average, unfreezing, finetuning,
+                      memory_format, val_prepared, model_config, log, console, recorded, best)
     console.print(
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
         f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}"
@@ -304,12 +299,55 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         f"batch {config.batch_size}, preprocessing {[s.get('name') for s in steps]}, "
         f"{torch.get_num_threads()} thread(s)" + (f"; resuming at iteration {start_iteration}" if resume else ""),
         highlight=False)
+    iteration, elapsed, _ = _loop(session, make, start_iteration, elapsed_before, progress, on_iteration)
+    return _finish(session, spec, iteration, elapsed, start_iteration, resume)
 
-    iteration = start_iteration
-    last_metrics: dict[str, float] = {}
+
+@dataclass
+class Session:
+    """What the loop, validation and checkpointing share during one run."""
+
+    out: Path
+    config: TrainingConfig
+    model: torch.nn.Module
+    predicting: torch.nn.Module     # what is validated, saved and predicted with (the weight average, if any)
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable
+    average: WeightAverage | None
+    unfreezing: Any
+    finetuning: bool
+    memory_format: torch.memory_format
+    val_cases: list[PreparedCase]
+    model_config: ModelConfig
+    log: TrainingLog
+    console: Any
+    recorded: dict[str, Any]        # the resolved options, as stored in config.json and the checkpoints
+    best: float | None = None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+    def checkpoint(self, path: Path, iteration: int, elapsed: float) -> None:
+        extra = {"best_metric": self.best, "config": json.dumps(self.recorded)}
+        if self.average is not None:
+            extra["average_updates"] = self.average.updates
+        save_checkpoint(path, self.model, self.optimizer, iteration=iteration, elapsed=elapsed, extra=extra,
+                        averaged=self.average.state_dict() if self.average else None)
+
+    def validate(self, iteration: int, elapsed: float) -> dict[str, float]:
+        """Validate, and keep the best checkpoint by mean validation Dice."""
+        self.last_metrics = validate(self.predicting, self.val_cases, self.model_config, self.config.val_overlap)
+        if self.best is None or self.last_metrics["val_dice"] > self.best:
+            self.best = self.last_metrics["val_dice"]
+            self.checkpoint(self.out / BEST_CHECKPOINT, iteration, elapsed)
+        return self.last_metrics
+
+
+def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, elapsed_before: float,
+          progress: bool, on_iteration: Callable[[int, float], None] | None) -> tuple[int, float, float]:
+    """Steps until the budget is used; returns ``(iteration, elapsed, last learning rate)``."""
+    config, console, log, out = session.config, session.console, session.log, session.out
+    iteration, elapsed, lr = start_iteration, elapsed_before, 0.0
     losses: list[float] = []
     t0 = time.perf_counter()
-    elapsed = elapsed_before
     bar = _progress_bar(progress, console)
     task = bar.add_task("training", total=1000) if bar else None
     producer = BatchProducer(make, start=start_iteration, prefetch=config.prefetch)
@@ -326,15 +364,16 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
             frac = training_progress(iteration, elapsed, config.iterations, config.time_limit)
             lr = config.learning_rate * learning_rate_factor(frac, iteration, config.schedule,
                                                              config.warmup_iterations)
-            set_learning_rate(optimizer, lr)
+            set_learning_rate(session.optimizer, lr)
             image, label = producer.next()
-            image = image.contiguous(memory_format=memory_format)
-            if unfreezing is not None:
-                for name in unfreezing(iteration)[:1]:
+            image = image.contiguous(memory_format=session.memory_format)
+            if session.unfreezing is not None:
+                for name in session.unfreezing(iteration)[:1]:
                     console.print(f"iteration {iteration}: unfreezing (first: {name})", highlight=False)
-            loss = train_step(model, loss_fn, optimizer, image, label, config.grad_clip, finetuning)
-            if average is not None:
-                average.update(model)
+            loss = train_step(session.model, session.loss_fn, session.optimizer, image, label, config.grad_clip,
+                              session.finetuning)
+            if session.average is not None:
+                session.average.update(session.model)
             iteration += 1
             losses.append(loss)
             elapsed = elapsed_before + (time.perf_counter() - t0)
@@ -343,27 +382,24 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                 row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))}
                 losses = []
                 divergence.check(row["loss"], iteration, console)
-            if val_prepared and iteration % config.val_every == 0:
-                last_metrics = validate(predicting, val_prepared, model_config, config.val_overlap)
-                row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **last_metrics}
-                if best is None or last_metrics["val_dice"] > best:
-                    best = last_metrics["val_dice"]
-                    checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
+            if session.val_cases and iteration % config.val_every == 0:
+                metrics = session.validate(iteration, elapsed)
+                row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **metrics}
             if row is not None:
                 log.add(row)
             if iteration % config.checkpoint_every == 0:
-                checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+                session.checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
                 log.write()
             if bar:
                 shown = f"it {iteration} loss {loss:.3f}" + (
-                    f" val dice {last_metrics['val_dice']:.3f}" if last_metrics else "")
+                    f" val dice {session.last_metrics['val_dice']:.3f}" if session.last_metrics else "")
                 bar.update(task, completed=int(1000 * training_progress(
                     iteration, elapsed, config.iterations, config.time_limit)), description=shown)
             if on_iteration is not None:
                 on_iteration(iteration, loss)
     except KeyboardInterrupt:
         # keep the finished iterations: the next --resume starts from here
-        checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+        session.checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
         log.write()
         log.plot()
         raise
@@ -371,26 +407,31 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         producer.close()
         if bar:
             bar.stop()
-
     if losses:
         log.add({"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))})
-    if val_prepared and iteration % config.val_every != 0 and iteration > start_iteration:
-        last_metrics = validate(predicting, val_prepared, model_config, config.val_overlap)
-        log.rows[-1].update(last_metrics) if log.rows and log.rows[-1].get("iteration") == iteration else \
-            log.add({"iteration": iteration, "elapsed": round(elapsed, 2), **last_metrics})
-        if best is None or last_metrics["val_dice"] > best:
-            best = last_metrics["val_dice"]
-            checkpoint(out / BEST_CHECKPOINT, iteration, elapsed)
-    checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+    return iteration, elapsed, lr
+
+
+def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, start_iteration: int,
+            resume: bool) -> TrainingResult:
+    """Last validation, weights, pruning level, the after-training rules, logs."""
+    config, out, log, console = session.config, session.out, session.log, session.console
+    val_cases, predicting = session.val_cases, session.predicting
+    if val_cases and iteration % config.val_every != 0 and iteration > start_iteration:
+        metrics = session.validate(iteration, elapsed)
+        log.rows[-1].update(metrics) if log.rows and log.rows[-1].get("iteration") == iteration else \
+            log.add({"iteration": iteration, "elapsed": round(elapsed, 2), **metrics})
+    session.checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
     predicting.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
     save_weights(predicting, out / WEIGHTS_NAME)
-    if val_prepared and config.prune_selection and hasattr(predicting, "set_prune_level"):
-        choice = select_prune_level(predicting, val_prepared, model_config, out, config.val_overlap)
+    model_config = session.model_config
+    if val_cases and config.prune_selection and hasattr(predicting, "set_prune_level"):
+        choice = select_prune_level(predicting, val_cases, model_config, out, config.val_overlap)
         console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
                       + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
                                   for r in choice["levels"]), highlight=False)
-    if val_prepared or not resume:
-        model_config, chosen = choose_after_training(predicting, val_prepared, model_config, config, spec.structure,
+    if val_cases or not resume:
+        model_config, chosen = choose_after_training(predicting, val_cases, model_config, config, spec.structure,
                                                      config.val_overlap)
         save_config(out, model_config)
         recorded_rules = [r for r in load_rules(out) if r["name"] not in {c.name for c in chosen}]
@@ -401,10 +442,10 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     log.plot()
     log.close()
     summary = f"finished {iteration} iterations in {elapsed:.0f} s"
-    if last_metrics:
-        summary += "; " + ", ".join(f"{k} {v:.4f}" for k, v in last_metrics.items())
+    if session.last_metrics:
+        summary += "; " + ", ".join(f"{k} {v:.4f}" for k, v in session.last_metrics.items())
     console.print(summary, highlight=False)
-    return TrainingResult(out, iteration, elapsed, best, last_metrics)
+    return TrainingResult(out, iteration, elapsed, session.best, session.last_metrics)
 
 
 def _anisotropic_axis(spacing: Sequence[float] | None, ratio: float = ANISOTROPY_RATIO) -> int | None:
