@@ -92,6 +92,13 @@ def test_budget_and_learning_rate_rules_live_in_the_library():
     assert rules.rule_learning_rate("adamw", 1e-4).overridden_by_user
 
 
+def test_validation_interval_rule():
+    rule = rules.rule_validation_interval(None, 40)
+    assert rule.value == {"every": 200, "time_share": 0.1} and not rule.overridden_by_user
+    fixed = rules.rule_validation_interval(50, 40)
+    assert fixed.value == {"every": 50, "time_share": None} and fixed.overridden_by_user
+
+
 def test_rules_read_as_one_line_of_words():
     line = rules.describe(rules.rule_foreground_share("thin", None))
     assert line.startswith("Foreground-centred patches: 20% of patches — ") and "\n" not in line

@@ -126,7 +126,8 @@ def train(
     postprocessing: str = typer.Option(None, "--postprocessing", help="Recorded postprocessing: 'none', or steps like "
                                        "'largest:1,fill_holes:1,min_size=20:1' (STEP:LABEL; default: chosen on the "
                                        "validation cases)."),
-    val_every: int = typer.Option(200, "--val-every", help="Validate every N iterations."),
+    val_every: int = typer.Option(None, "--val-every", help="Validate every N iterations (default: the rule, every "
+                                  "200, more when validation would take over 10% of the time)."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Checkpoint every N iterations."),
     no_augmentation: bool = typer.Option(False, "--no-augmentation", help="Switch data augmentation off."),
     augmentation: str = typer.Option(

@@ -32,6 +32,8 @@ FOREGROUND_SHARE = {"thin": 0.2, "compact": 0.5}
 PATCH_TARGET = {2: 128, 3: 64}
 VOXELS_PER_BATCH = 4 * 128 * 128
 THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
+VALIDATION_EVERY = 200               # first validation after this many steps
+VALIDATION_TIME_SHARE = 0.1           # validation may take at most this share of the run's time
 MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
 RASTER_ENDINGS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm")
 
@@ -354,6 +356,19 @@ def rule_batch_size(user: int, planned: int | None, patch_size: Sequence[int]) -
     value = int(max(2, min(32, VOXELS_PER_BATCH // int(np.prod(patch_size)))))
     return Rule("batch_size", title, value, f"{value} patches per step",
                 f"about {VOXELS_PER_BATCH:,} voxels per step on a CPU", {"patch_size": list(patch_size)})
+
+
+def rule_validation_interval(user: int | None, val_cases: int) -> Rule:
+    """Validate every 200 steps, stretched once the first validation is timed so that validation takes at
+    most 10 % of the run (40 3D validation volumes can cost as much as hundreds of steps on a CPU)."""
+    title = "Validation interval"
+    if user is not None:
+        return user_rule("validation_interval", title, {"every": int(user), "time_share": None},
+                         f"every {user} steps", "--val-every")
+    return Rule("validation_interval", title, {"every": VALIDATION_EVERY, "time_share": VALIDATION_TIME_SHARE},
+                f"every {VALIDATION_EVERY} steps or more",
+                f"at most {100 * VALIDATION_TIME_SHARE:.0f}% of the time goes to validating {val_cases} case(s): the "
+                "interval grows when one validation takes longer than that share", {"val_cases": val_cases})
 
 
 # --- after training, on the validation cases --------------------------------------------------------

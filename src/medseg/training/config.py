@@ -57,8 +57,13 @@ class TrainingConfig:
         Binary models: None = chosen on the validation cases after training (the rule), "argmax" = none.
     postprocessing : list of dict or None
         Steps for :func:`medseg.postprocessing.apply_steps`; None = chosen on the validation cases.
-    val_every : int
-        Validate every this many iterations (and at the end) when there are validation cases.
+    val_every : int or None
+        Validate every this many iterations (and at the end) when there are validation cases; None: the
+        validation-interval rule (every 200, stretched so that validation takes at most ``val_time_share``
+        of the time).
+    val_time_share : float or None
+        With the rule: the largest share of the run's time validation may take (measured on the first
+        validation); None: a fixed interval.
     checkpoint_every : int
         Write checkpoint_last every this many iterations (and on interruption / at the end).
     val_overlap : float
@@ -112,7 +117,8 @@ class TrainingConfig:
     augmentation: dict[str, Any] | None = None
     decision_threshold: float | str | None = None
     postprocessing: list[dict[str, Any]] | None = None
-    val_every: int = 200
+    val_every: int | None = None
+    val_time_share: float | None = None
     checkpoint_every: int = 100
     val_overlap: float = 0.5
     seed: int = 0

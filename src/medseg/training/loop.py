@@ -10,6 +10,7 @@ batches are a pure function of ``(seed, iteration)``, so ``--resume`` continues 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -291,7 +292,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
 
     session = Session(out, config, model, predicting, optimizer, loss_fn, average, unfreezing, finetuning,
-                      memory_format, val_prepared, model_config, log, console, recorded, best)
+                      memory_format, val_prepared, model_config, log, console, recorded, best,
+                      next_validation=(start_iteration // config.val_every + 1) * config.val_every)
     console.print(
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
         f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}"
@@ -324,6 +326,8 @@ class Session:
     recorded: dict[str, Any]        # the resolved options, as stored in config.json and the checkpoints
     best: float | None = None
     last_metrics: dict[str, float] = field(default_factory=dict)
+    next_validation: int = 0
+    validated_at: int | None = None
 
     def checkpoint(self, path: Path, iteration: int, elapsed: float) -> None:
         extra = {"best_metric": self.best, "config": json.dumps(self.recorded)}
@@ -332,12 +336,21 @@ class Session:
         save_checkpoint(path, self.model, self.optimizer, iteration=iteration, elapsed=elapsed, extra=extra,
                         averaged=self.average.state_dict() if self.average else None)
 
-    def validate(self, iteration: int, elapsed: float) -> dict[str, float]:
-        """Validate, and keep the best checkpoint by mean validation Dice."""
+    def validate(self, iteration: int, elapsed: float, step_seconds: float | None = None) -> dict[str, float]:
+        """Validate, keep the best checkpoint by mean validation Dice, and schedule the next validation."""
+        start = time.perf_counter()
         self.last_metrics = validate(self.predicting, self.val_cases, self.model_config, self.config.val_overlap)
         if self.best is None or self.last_metrics["val_dice"] > self.best:
             self.best = self.last_metrics["val_dice"]
             self.checkpoint(self.out / BEST_CHECKPOINT, iteration, elapsed)
+        self.validated_at = iteration
+        every = self.config.val_every
+        share = self.config.val_time_share
+        if share and step_seconds:
+            # the validation-interval rule: validating takes at most `share` of the time
+            seconds = time.perf_counter() - start
+            every = max(every, math.ceil(seconds * (1 - share) / (share * step_seconds)))
+        self.next_validation = iteration + every
         return self.last_metrics
 
 
@@ -382,8 +395,9 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
                 row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))}
                 losses = []
                 divergence.check(row["loss"], iteration, console)
-            if session.val_cases and iteration % config.val_every == 0:
-                metrics = session.validate(iteration, elapsed)
+            if session.val_cases and iteration >= session.next_validation:
+                step_seconds = (elapsed - elapsed_before) / max(1, iteration - start_iteration)
+                metrics = session.validate(iteration, elapsed, step_seconds)
                 row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **metrics}
             if row is not None:
                 log.add(row)
@@ -417,7 +431,7 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
     """Last validation, weights, pruning level, the after-training rules, logs."""
     config, out, log, console = session.config, session.out, session.log, session.console
     val_cases, predicting = session.val_cases, session.predicting
-    if val_cases and iteration % config.val_every != 0 and iteration > start_iteration:
+    if val_cases and session.validated_at != iteration and iteration > start_iteration:
         metrics = session.validate(iteration, elapsed)
         log.rows[-1].update(metrics) if log.rows and log.rows[-1].get("iteration") == iteration else \
             log.add({"iteration": iteration, "elapsed": round(elapsed, 2), **metrics})

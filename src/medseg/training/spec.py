@@ -121,12 +121,15 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
         fired.append(norm)
         if norm.value is not None:
             options[needs.norm_option] = norm.value
+    interval = rules.rule_validation_interval(config.val_every, len(start.val_names))
+    fired.append(interval)
     share = rules.rule_foreground_share(structure.value, config.foreground_share)
     augmentation = rules.rule_augmentation(structure.value, spatial_dims, config.augmentation)
     fired += [share, augmentation]
     if needs.needs_input_size:
         options["input_size"] = list(patch.value)
     resolved = replace(config, network_options=options, patch_size=tuple(patch.value), batch_size=batch.value,
-                       foreground_share=share.value, augmentation=augmentation.value)
+                       foreground_share=share.value, augmentation=augmentation.value,
+                       val_every=interval.value["every"], val_time_share=interval.value["time_share"])
     return RunSpec(resolved, layout, start.train_names, start.val_names, structure.value,
                    tuple(tile.value) if tile.value else None, tuple(fired))
