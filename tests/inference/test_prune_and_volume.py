@@ -11,7 +11,8 @@ from medseg.cli import main
 from medseg.datasets import make_organs3d, make_vessels2d
 from medseg.errors import MedsegError
 from medseg.image import Image
-from medseg.inference.predictor import Predictor, fast_spacing, label_volumes, write_volumes
+from medseg.inference.predictor import Predictor, fast_spacing
+from medseg.inference.volumes import label_volumes, write_volumes
 from medseg.io import read_image
 from medseg.model_folder import ModelConfig, load_pruning
 from medseg.training.config import TrainingConfig

@@ -200,7 +200,8 @@ def predict(
 
     import torch
 
-    from medseg.inference.predictor import Predictor, label_volumes, write_volumes
+    from medseg.inference.predictor import Predictor
+    from medseg.inference.volumes import label_volumes, write_volumes
     from medseg.io import read_image, write_image
     from medseg.model_folder import CONFIG_NAME
 
