@@ -100,3 +100,22 @@ def test_model_folder_rules_round_trip_as_json(run):
     _, folder, *_ = run
     text = (folder / "rules.json").read_text(encoding="utf-8")
     assert json.loads(text) == load_rules(folder)
+
+
+def test_cli_and_python_train_the_same_model(tmp_path):
+    from safetensors.torch import load_file
+
+    from medseg.cli import main
+
+    data = make_vessels2d(tmp_path / "v", cases=3, seed=1, size=40)
+    assert main(["train", str(data), "--out", str(tmp_path / "cli"), "--iterations", "2", "--features", "4",
+                 "--depth", "2", "--threads", "1", "--memory-format", "contiguous", "--no-progress"]) == 0
+    options = TrainingConfig(network_options={"features": 4, "depth": 2}, iterations=2, threads=1,
+                             memory_format="contiguous")
+    train(data, tmp_path / "py", options, progress=False)
+    cli, py = load_rules(tmp_path / "cli"), load_rules(tmp_path / "py")
+    assert [(r["name"], r["value"], r["overridden_by_user"]) for r in cli] == \
+        [(r["name"], r["value"], r["overridden_by_user"]) for r in py]
+    a, b = load_file(tmp_path / "cli" / "model.safetensors"), load_file(tmp_path / "py" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_config(tmp_path / "cli").training == load_config(tmp_path / "py").training
