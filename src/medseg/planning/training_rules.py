@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medseg.constants import ANISOTROPY_RATIO
+from medseg.io.formats import RASTER_EXTENSIONS
 
 #: Rule constants, named so that the rules read like their documentation.
 VALIDATION_FOLDS = 5                  # a held-out fifth: fold 0 of grouped 5-fold splits (nnU-Net)
@@ -35,7 +36,6 @@ THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
 VALIDATION_EVERY = 200               # first validation after this many steps
 VALIDATION_TIME_SHARE = 0.1           # validation may take at most this share of the run's time
 MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
-RASTER_ENDINGS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm")
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def rule_preprocessing(plan_steps: list | None, user_steps: list | None, channel
     zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
     names = [n.lower() for n in channel_names]
     rgb = len(names) == 3 and (names in (["r", "g", "b"], ["red", "green", "blue"])
-                               or (file_ending or "").lower() in RASTER_ENDINGS)
+                               or (file_ending or "").lower() in RASTER_EXTENSIONS)
     inputs = {"channels": list(channel_names), "file_ending": file_ending, "roi": has_roi, "dims": data_dims}
     if data_dims == 2 and rgb:
         steps = [{"name": "green_channel"}, {"name": "clahe"}, zscore]
