@@ -34,9 +34,13 @@ def test_thin_structures_are_told_from_compact_ones():
     compact = rules.rule_structure(rules.boundary_share([organ]))
     assert compact.value == "compact" and compact.inputs["boundary_share"] < 0.5
     # thick slices (5 mm vs 1 mm): the erosion stays in-plane, so a 3-slice organ is still compact
-    volume = np.zeros((5, 40, 40), np.uint8)
-    volume[1:4, 5:35, 5:35] = 1
+    volume = np.zeros((12, 40, 40), np.uint8)
+    volume[4:7, 5:35, 5:35] = 1
     assert rules.boundary_share([volume], [(5.0, 1.0, 1.0)]) < 0.5 < rules.boundary_share([volume], [(1.0, 1.0, 1.0)])
+    # a short stack (5 slices of 40 × 40) is eroded within slices whatever its recorded spacing says
+    stack = volume[2:7]
+    assert rules.boundary_share([stack], [(1.0, 1.0, 1.0)]) < 0.5
+    assert rules.boundary_share([volume], [(1.0, 1.0, 1.0)], slice_axis=0) < 0.5
 
 
 def test_thin_structure_recipe_is_the_drive_recipe():

@@ -97,7 +97,7 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     config, layout = start.config, start.layout
     fired = list(start.rules)
     spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
-    structure = rules.rule_structure(rules.boundary_share(train_labels, train_spacings))
+    structure = rules.rule_structure(rules.boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
     fired.append(structure)
 
     needs = network_needs(config.network)
