@@ -410,7 +410,7 @@ class Predictor:
         if self.fast:
             # the coarse grid is relative to the preprocessed image's spacing (intensity steps keep it)
             spacing = fast_spacing(spacing if spacing is not None else image.spacing, self.fast, cfg.slice_axis)
-        grid = to_network_grid(image, GridLayout.of(cfg), roi=roi, spacing=spacing,
+        grid = to_network_grid(image, GridLayout.of(cfg), roi=roi, spacing=spacing, keep_roi=False,
                                before_resampling=lambda pre, target: self._check_memory(pre, target, cfg))
         if not grid.resampled:
             self._check_memory(grid.image, None, cfg)

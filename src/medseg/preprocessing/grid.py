@@ -213,6 +213,7 @@ def to_network_grid(
     label: Image | None = None,
     spacing: Sequence[float] | None = None,
     before_resampling: Any = None,
+    keep_roi: bool = True,
 ) -> GridCase:
     """Bring a case onto the network's grid: crop, intensity steps, resample.
 
@@ -230,6 +231,9 @@ def to_network_grid(
     before_resampling : callable, optional
         ``before_resampling(preprocessed, spacing)`` is called before a resampling, with the spacing (a
         memory check: stop before a large allocation).
+    keep_roi : bool
+        Bring the ROI onto the network grid too (training samples patches inside it); the predictor only
+        needs it for the intensity statistics and passes False.
 
     Returns
     -------
@@ -261,5 +265,5 @@ def to_network_grid(
         # labels and ROI onto the resampled image's exact grid, without inventing label values
         if label is not None:
             label = resample_label(label, pre, method=(layout.resampling or {}).get("label", "linear"))
-        roi = resample_label(roi, pre, method="nearest") if roi is not None else None
+        roi = resample_label(roi, pre, method="nearest") if roi is not None and keep_roi else None
     return GridCase(pre, label, roi, source, bbox, tuple(full_shape))
