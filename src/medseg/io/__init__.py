@@ -22,6 +22,7 @@ from medseg.image import Image
 from medseg.io.dicom import is_dicom_file, read_dicom_file, read_dicom_series
 from medseg.io.formats import SUPPORTED_EXTENSIONS, backend_for, image_extension, strip_extension
 from medseg.io.itk import read_itk, write_itk
+from medseg.io.limits import check_header
 from medseg.io.raster import read_raster, write_raster
 
 __all__ = ["read_image", "write_image", "image_extension", "strip_extension", "SUPPORTED_EXTENSIONS"]
@@ -35,9 +36,11 @@ def _read_one(path: Path) -> Image:
     if path.stat().st_size == 0:
         raise ImageReadError("file is empty (0 bytes)", path)
     backend = backend_for(path)
+    if backend is None and is_dicom_file(path):  # DICOM files often have no extension
+        backend = "dicom"
+    if backend is not None:
+        check_header(path, backend)  # declared size vs file size and memory, before any pixel is read
     if backend is None:
-        if is_dicom_file(path):  # DICOM files often have no extension
-            return read_dicom_file(path)
         raise ImageReadError(
             f"unknown image extension '{image_extension(path)}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}",
             path,

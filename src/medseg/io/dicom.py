@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from medseg.errors import ImageReadError
 from medseg.image import Image
-from medseg.io.itk import _itk_reason, from_sitk
+from medseg.io.itk import _itk_reason, from_sitk, native_stderr_captured
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -50,7 +50,8 @@ def read_dicom_series(folder: Path) -> Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        img = reader.Execute()
+        with native_stderr_captured():
+            img = reader.Execute()
     except RuntimeError as exc:
         raise ImageReadError(f"cannot read DICOM series {series[0]}: {_itk_reason(exc)}", folder) from None
     return from_sitk(img)
@@ -59,7 +60,8 @@ def read_dicom_series(folder: Path) -> Image:
 def read_dicom_file(path: Path) -> Image:
     """Read one DICOM file (a single slice, or a multi-frame object) as an Image."""
     try:
-        img = sitk.ReadImage(str(path))
+        with native_stderr_captured():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise ImageReadError(f"cannot read as DICOM: {_itk_reason(exc)}", path) from None
     if img.GetDimension() == 3 and img.GetSize()[2] == 1:

@@ -17,7 +17,13 @@ Channels
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -87,6 +93,35 @@ def to_sitk(image: Image, channels_as: str = "vector") -> sitk.Image:
     return img
 
 
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Capture what native libraries (ITK's MetaIO, GDCM) print on file descriptor 2 inside the block.
+
+    Yields a list that receives the captured lines, so a reader can fold them into its own one-line
+    error instead of letting them surround medseg's message. Only in the main thread (the descriptor is
+    process-wide); elsewhere nothing is captured.
+    """
+    lines: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lines
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(ln.strip() for ln in sink.read().decode("utf-8", "replace").splitlines() if ln.strip())
+
+
 def read_itk(path: Path) -> Image:
     """Read NIfTI / MetaImage / NRRD with SimpleITK."""
     if image_extension(path) in (".nii", ".nii.gz"):
@@ -96,9 +131,12 @@ def read_itk(path: Path) -> Image:
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
-        img = reader.Execute()
+        with native_stderr_captured() as noise:
+            img = reader.Execute()
     except RuntimeError as exc:
         raise ImageReadError(f"cannot read as {image_extension(path)}: {_itk_reason(exc)}", path) from None
+    if any("not read completely" in line for line in noise):
+        raise ImageReadError(f"cannot read as {image_extension(path)}: truncated or corrupt pixel data", path)
     names: tuple[str, ...] = ()
     if img.HasMetaDataKey(CHANNEL_NAMES_KEY):
         names = tuple(n for n in img.GetMetaData(CHANNEL_NAMES_KEY).split("|"))
@@ -123,7 +161,11 @@ def write_itk(image: Image, path: Path) -> None:
 
 def _itk_reason(exc: RuntimeError) -> str:
     # ITK messages are multi-line with file/line noise; keep the last informative line.
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = str(exc)
+    if "No such file or directory" in text or "data not read completely" in text:
+        # MetaIO reports a short read of an existing file as errno's last value
+        return "truncated or corrupt pixel data"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if not line.startswith(("itk::", "Exception", "sitk::")) and len(line) > 3:
             return line

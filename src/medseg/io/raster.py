@@ -62,8 +62,11 @@ def read_raster(path: Path) -> Image:
                 pil.seek(index)
                 pil.load()  # forces decoding so truncated files fail here
                 frames.append(_frame_to_array(pil))
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read as {image_extension(path)}: {exc}", path) from None
+    except Exception as exc:  # noqa: BLE001 - Pillow plug-ins raise struct.error, IndexError... on corrupt data
+        raise ImageReadError(f"cannot read as {image_extension(path)} (corrupt data): {type(exc).__name__}: {exc}",
+                             path) from None
     array, names = frames[0]
     if len(frames) > 1:
         if any(a.shape != array.shape for a, _ in frames):

@@ -1,0 +1,240 @@
+"""Sizes a file's header declares, checked before any pixel is read.
+
+A 1 KB ``.nii.gz`` whose header claims 1100³ float32 voxels would make a reader allocate 5.4 GB before
+failing; a header near the machine's memory would take the machine down. So every reader's header is
+read first (NIfTI, MHA/MHD, NRRD, DICOM through SimpleITK's header pass; raster formats through Pillow's
+lazy open), and the declared number of bytes is compared with
+
+- the file's size: uncompressed data must fit in the file (else it is truncated), and compressed
+  (zlib / gzip / PNG's deflate) data cannot expand more than :data:`MAX_DEFLATE_RATIO` times;
+- the memory available now (:func:`medseg.resources.available_ram`), with room for one working copy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from medseg.errors import ImageReadError
+from medseg.io.formats import RASTER_EXTENSIONS, image_extension
+
+#: Deflate's largest possible expansion is 1032:1 (RFC 1951, 258-byte matches in ~2 bits); a larger
+#: declared/file-size ratio for zlib, gzip or PNG data cannot be a valid file.
+MAX_DEFLATE_RATIO = 1100
+#: Readers hold the decoded array plus at most one converted copy.
+READ_COPIES = 2
+
+_UNCOMPRESSED_DICOM = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
+def declared_bytes(shape, itemsize: int) -> int:
+    """Bytes of an array of ``shape`` with ``itemsize``-byte elements (Python ints: no overflow)."""
+    return math.prod(int(s) for s in shape) * int(itemsize)
+
+
+def check_declared(path: Path, nbytes: int, *, stored_bytes: int | None, compression: str | None,
+                   description: str) -> None:
+    """Refuse ``path`` when ``nbytes`` (declared by its header) cannot be in the file or in memory.
+
+    Parameters
+    ----------
+    nbytes : int
+        Bytes the header declares for the pixel data.
+    stored_bytes : int or None
+        Bytes available in the file for the pixel data (None: unknown).
+    compression : {"none", "deflate", None}
+        How the data is stored; None = another or unknown compression (only memory is checked).
+    description : str
+        The declared size in words, e.g. "1100×1100×1100 float32".
+    """
+    from medseg.resources import available_ram
+
+    if stored_bytes is not None and compression == "none" and nbytes > stored_bytes:
+        raise ImageReadError(
+            f"truncated: the header declares {description} ({_size(nbytes)}) but the file holds {_size(stored_bytes)} "
+            "of pixel data", path)
+    if stored_bytes is not None and compression == "deflate" and nbytes > MAX_DEFLATE_RATIO * max(stored_bytes, 1):
+        raise ImageReadError(
+            f"corrupt header: it declares {description} ({_size(nbytes)}), more than {_size(stored_bytes)} of "
+            f"compressed data can hold (at most {MAX_DEFLATE_RATIO}:1)", path)
+    available = available_ram()
+    if READ_COPIES * nbytes > available:
+        raise ImageReadError(
+            f"the header declares {description} ({_size(nbytes)}); reading it needs about "
+            f"{_size(READ_COPIES * nbytes)} of memory but {_size(available)} is available", path)
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def _describe(shape, dtype: str) -> str:
+    return f"{'×'.join(str(int(s)) for s in shape)} {dtype}"
+
+
+# --- per format ------------------------------------------------------------------------------------
+def _check_nifti(path: Path) -> None:
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(path)).header
+        shape = header.get_data_shape()
+        dtype = header.get_data_dtype()
+        offset = int(header.get("vox_offset", 0) or 0)
+    except Exception as exc:  # nibabel raises many types for a bad header
+        raise ImageReadError(f"cannot read as NIfTI (corrupt or truncated header): {exc}", path) from None
+    if any(int(s) < 0 for s in shape):
+        raise ImageReadError(f"corrupt header: negative dimension in {shape}", path)
+    nbytes = declared_bytes(shape, dtype.itemsize)
+    gz = path.name.lower().endswith(".gz")
+    size = path.stat().st_size
+    check_declared(path, nbytes, stored_bytes=size if gz else max(size - offset, 0),
+                   compression="deflate" if gz else "none", description=_describe(shape, str(dtype)))
+
+
+def _meta_header(path: Path) -> dict[str, str]:
+    """Key = value lines of a MetaImage header (up to ElementDataFile), lower-cased keys."""
+    fields: dict[str, str] = {}
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    for raw in head.split(b"\n"):
+        key, sep, value = raw.decode("latin-1").partition("=")
+        if not sep:
+            continue
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            fields["_header_bytes"] = str(head.index(raw) + len(raw) + 1)
+            break
+    return fields
+
+
+def _nrrd_header(path: Path) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    end = head.find(b"\n\n")
+    for raw in head[: end if end >= 0 else len(head)].split(b"\n"):
+        key, sep, value = raw.decode("latin-1").partition(":")
+        if sep and not key.startswith("#"):
+            fields[key.strip().lower()] = value.strip().lstrip("=").strip()
+    if end >= 0:
+        fields["_header_bytes"] = str(end + 2)
+    return fields
+
+
+def _stored(path: Path, ext: str) -> tuple[int | None, str | None]:
+    """Bytes of pixel data in the file and their compression, from the MetaImage / NRRD header."""
+    size = path.stat().st_size
+    try:
+        if ext in (".mha", ".mhd"):
+            fields = _meta_header(path)
+            compressed = fields.get("compresseddata", "false").lower() == "true"
+            data_file = fields.get("elementdatafile", "")
+            if data_file.upper() == "LOCAL" and "_header_bytes" in fields:
+                return size - int(fields["_header_bytes"]), "deflate" if compressed else "none"
+            target = path.parent / data_file
+            if data_file and target.is_file():
+                return target.stat().st_size, "deflate" if compressed else "none"
+            return None, None
+        fields = _nrrd_header(path)
+        encoding = fields.get("encoding", "raw").lower()
+        kind = {"raw": "none", "gzip": "deflate", "gz": "deflate"}.get(encoding)
+        data_file = fields.get("data file", fields.get("datafile"))
+        if data_file:
+            target = path.parent / data_file
+            return (target.stat().st_size if target.is_file() else None), kind
+        if "_header_bytes" in fields:
+            return size - int(fields["_header_bytes"]), kind
+    except (OSError, ValueError):
+        pass
+    return None, None
+
+
+def _check_itk(path: Path, ext: str) -> None:
+    import SimpleITK as sitk
+
+    from medseg.io.itk import _itk_reason, native_stderr_captured
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with native_stderr_captured():
+            reader.ReadImageInformation()
+    except RuntimeError as exc:
+        what = "DICOM" if ext in (".dcm", ".dicom", "") else ext
+        raise ImageReadError(f"cannot read as {what} (corrupt or truncated header): {_itk_reason(exc)}", path) from None
+    shape = tuple(reader.GetSize())
+    components = reader.GetNumberOfComponents()
+    components = max(int(components), 1)
+    try:  # bytes per component: the dtype of a one-voxel image of the declared pixel type
+        probe = sitk.Image([1] * min(len(shape), 3), reader.GetPixelID(), components)
+        itemsize = sitk.GetArrayViewFromImage(probe).dtype.itemsize
+    except (RuntimeError, TypeError, ValueError):
+        itemsize = 8  # unknown type: assume the widest
+    nbytes = declared_bytes(shape, itemsize * components)
+    description = _describe(shape + ((components,) if components > 1 else ()),
+                            sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+    if ext in (".mha", ".mhd", ".nrrd", ".nhdr"):
+        stored, compression = _stored(path, ext)
+    else:  # DICOM: uncompressed transfer syntaxes must hold every byte
+        syntax = reader.GetMetaData("0002|0010").strip(" \x00") if reader.HasMetaDataKey("0002|0010") else ""
+        stored, compression = path.stat().st_size, ("none" if syntax in _UNCOMPRESSED_DICOM else None)
+    check_declared(path, nbytes, stored_bytes=stored, compression=compression, description=description)
+
+
+_RASTER_ITEMSIZE = {"1": 1, "L": 1, "P": 1, "RGB": 3, "RGBA": 4, "LA": 2, "PA": 2, "CMYK": 4, "YCbCr": 3,
+                    "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
+
+
+def _check_raster(path: Path) -> None:
+    import warnings
+
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as pil:
+                width, height = pil.size
+                frames = int(getattr(pil, "n_frames", 1))
+                mode = pil.mode
+                fmt = pil.format
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"refused as a decompression bomb: {exc}", path) from None
+    except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error... on bad headers
+        raise ImageReadError(f"cannot read as {image_extension(path)}: {exc}", path) from None
+    nbytes = declared_bytes((frames, height, width), _RASTER_ITEMSIZE.get(mode, 4))
+    check_declared(path, nbytes, stored_bytes=path.stat().st_size,
+                   compression="deflate" if fmt == "PNG" else None,
+                   description=f"{frames}×{height}×{width} {mode}" if frames > 1 else f"{height}×{width} {mode}")
+
+
+def check_header(path: str | Path, backend: str) -> None:
+    """Read ``path``'s header and refuse it if the pixel data it declares cannot be in the file or in memory.
+
+    Parameters
+    ----------
+    path : path
+        An image file (not a folder).
+    backend : {"itk", "dicom", "raster"}
+        From :func:`medseg.io.formats.backend_for` ("dicom" also for extension-less DICOM files).
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file: unreadable header, truncated data, impossible compression ratio, or more
+        memory than is available.
+    """
+    path = Path(path)
+    ext = image_extension(path)
+    if backend == "raster" or ext in RASTER_EXTENSIONS:
+        _check_raster(path)
+    elif ext in (".nii", ".nii.gz"):
+        _check_nifti(path)
+    else:
+        _check_itk(path, ext if backend == "itk" else ".dcm")
