@@ -26,7 +26,7 @@ def test_otsu_noisy_disc_and_mask(disc):
     assert dice(segment_otsu(image), truth) > 0.95
     mask = np.zeros_like(truth)
     mask[:, :24] = True
-    lab = segment_otsu(image, mask=mask)
+    lab = segment_otsu(image, roi=mask)
     assert not lab[:, 24:].any() and dice(lab[:, :24], truth[:, :24]) > 0.95
 
 
