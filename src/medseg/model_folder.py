@@ -142,13 +142,17 @@ def load_config(folder: str | Path) -> ModelConfig:
         raise MedsegError("model folder not found", folder)
     if not path.is_file():
         raise MedsegError(f"not a model folder (no {CONFIG_NAME})", folder)
+    from medseg.io.jsonfile import read_json
+
+    data = read_json(path, "model configuration")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MedsegError(f"not valid JSON: {exc}", path) from None
-    if int(data.get("format_version", 1)) > FORMAT_VERSION:
-        raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
-    return ModelConfig.from_dict(data, path)
+        if int(data.get("format_version", 1)) > FORMAT_VERSION:
+            raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
+        return ModelConfig.from_dict(data, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a hand-edited or foreign config.json: name the file, not a Python error
+        raise MedsegError(f"model configuration has a missing or mistyped field ({type(exc).__name__}: {exc})",
+                          path) from None
 
 
 def save_pruning(folder: str | Path, pruning: dict[str, Any]) -> Path:
@@ -163,11 +167,10 @@ def load_pruning(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / PRUNING_NAME
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MedsegError(f"not valid JSON: {exc}", path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("level"), int):
+    from medseg.io.jsonfile import read_json
+
+    data = read_json(path, "UNet++ pruning choice")
+    if not isinstance(data.get("level"), int):
         raise MedsegError("pruning.json has no integer 'level'", path)
     return data
 

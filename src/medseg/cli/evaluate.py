@@ -52,7 +52,15 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
+    from medseg.cli.guards import check_number
+    from medseg.fileutil import check_outputs
     from medseg.metrics.evaluator import evaluate_folders
+
+    check_number(nsd_tolerance, "--nsd-tolerance", lower=0)
+    check_outputs([out], [p for p in (pred, gt, roi, probabilities) if p is not None], "--out")
+    for folder, option in ((pred, "PRED"), (gt, "GT"), (roi, "--roi"), (probabilities, "--probabilities")):
+        if folder is not None and not folder.is_dir():
+            raise MedsegError(f"{option}: folder not found" if not folder.exists() else f"{option}: not a folder", folder)
 
     summary = evaluate_folders(
         pred, gt, out, roi_dir=roi, probabilities_dir=probabilities,
@@ -75,4 +83,7 @@ def evaluate(
     missing = summary.counts["missing_predictions"]
     if missing:
         console.print(f"[yellow]{len(missing)} missing prediction(s) scored as failures:[/] {', '.join(missing[:10])}")
+    orphans = summary.counts["predictions_without_ground_truth"]
+    if orphans:
+        console.print(f"[yellow]{len(orphans)} prediction(s) without a ground truth, not scored:[/] {', '.join(orphans[:10])}")
     console.print(f"wrote {out / 'per_case.csv'}, {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")

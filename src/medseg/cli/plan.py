@@ -121,7 +121,9 @@ def sparsify(
     ds = load_dataset(dataset)
     with out.status(f"sparsifying {len(ds.cases)} cases ..."):
         path = sparsify_dataset(ds, dst, slices_per_volume, axis, seed, overwrite=overwrite)
-    ignore = json.loads((path / "dataset.json").read_text(encoding="utf-8"))["sparse_annotation"]["ignore_label"]
+    from medseg.io.jsonfile import read_json
+
+    ignore = read_json(path / "dataset.json", "dataset description")["sparse_annotation"]["ignore_label"]
     out.print(f"wrote [bold]{path}[/]: {slices_per_volume} slice(s) per volume along axis {axis}, "
               f"other voxels = ignore ({ignore})")
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.errors import ImageReadError
+from medseg.errors import ImageReadError, MedsegError
 from medseg.image import Image
 
 
-def as_label_map(image: Image, path: str | Path, what: str = "label map") -> Image:
+def as_label_map(image: Image, path: str | Path, what: str = "label map",
+                 error: type[MedsegError] = ImageReadError) -> Image:
     """``image`` as a one-channel integer label map, or an error naming ``path``.
 
     Parameters
@@ -24,6 +25,8 @@ def as_label_map(image: Image, path: str | Path, what: str = "label map") -> Ima
         The file (named in errors).
     what : str
         What the file is ("label map", "roi", "prediction", ...).
+    error : MedsegError subclass
+        Raised on a bad file (e.g. :class:`~medseg.errors.DatasetError` inside a dataset).
 
     Returns
     -------
@@ -40,27 +43,27 @@ def as_label_map(image: Image, path: str | Path, what: str = "label map") -> Ima
     medseg.errors.ImageReadError: x.nii.gz: a label map must hold whole numbers; found 0.5 (float64)
     """
     if image.num_channels != 1:
-        raise ImageReadError(f"a {what} must have one channel; this file has {image.num_channels}", path)
+        raise error(f"a {what} must have one channel; this file has {image.num_channels}", path)
     array = image.array
     if array.dtype == bool:
         array = array.astype(np.uint8)
     elif not np.issubdtype(array.dtype, np.integer):
         if not np.issubdtype(array.dtype, np.floating):
-            raise ImageReadError(f"a {what} must hold integers; this file holds {array.dtype}", path)
+            raise error(f"a {what} must hold integers; this file holds {array.dtype}", path)
         finite = np.isfinite(array)
         if not finite.all():
-            raise ImageReadError(f"a {what} must hold whole numbers; found NaN or infinite values", path)
+            raise error(f"a {what} must hold whole numbers; found NaN or infinite values", path)
         fraction = array != np.round(array)
         if fraction.any():
             example = array[fraction].flat[0]
-            raise ImageReadError(f"a {what} must hold whole numbers; found {example:g} ({array.dtype})", path)
+            raise error(f"a {what} must hold whole numbers; found {example:g} ({array.dtype})", path)
         low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
         target = np.uint8 if low >= 0 and high <= 255 else np.int16 if -2**15 <= low and high < 2**15 else np.int32
         array = array.astype(target)
     return image.with_array(array, (what.split()[0],))
 
 
-def read_label_map(path: str | Path, what: str = "label map") -> Image:
+def read_label_map(path: str | Path, what: str = "label map", error: type[MedsegError] = ImageReadError) -> Image:
     """Read ``path`` and apply :func:`as_label_map`.
 
     Examples
@@ -69,4 +72,4 @@ def read_label_map(path: str | Path, what: str = "label map") -> Image:
     """
     from medseg.io import read_image
 
-    return as_label_map(read_image(path), path, what)
+    return as_label_map(read_image(path), path, what, error)
