@@ -102,3 +102,27 @@ def refuse_existing(path: str | Path, overwrite: bool) -> None:
         raise MedsegError("output exists; pass --overwrite to replace it", path)
     if path.is_dir() and not path.is_symlink() and path.suffix:
         raise MedsegError("output is a folder; give a file name", path)
+
+
+#: Bytes of training memory per patch voxel and network feature (float32 activations of the encoder and
+#: decoder at full resolution, their gradients and the lower levels): a deliberately low estimate, so
+#: only settings that cannot fit are refused.
+TRAIN_BYTES_PER_VOXEL_FEATURE = 4 * 8
+
+
+def check_train_inputs(dataset, out, *, plan=None, lr=None, batch_size=None, iterations=None, threads=None,
+                       foreground_share=None, patch_size=None, features=None) -> None:
+    """Everything ``medseg train`` can check before it creates the model folder: option ranges, the
+    model folder is not the dataset (nor inside it), and a patch that cannot fit in memory."""
+    from medseg.fileutil import check_outputs
+    from medseg.resources import check_memory
+
+    check_train_options(lr=lr, batch_size=batch_size or None if batch_size != 0 else None, iterations=iterations,
+                        threads=threads, foreground_share=foreground_share, patch_size=patch_size)
+    check_number(features, "--features", lower=1, integer=True)
+    check_outputs([out], [dataset] + ([plan] if plan is not None else []), "--out")
+    if patch_size:
+        voxels = math.prod(int(s) for s in patch_size)
+        needed = max(batch_size or 1, 1) * voxels * (features or 16) * TRAIN_BYTES_PER_VOXEL_FEATURE
+        check_memory(needed, f"training on {'×'.join(map(str, patch_size))} patches",
+                     "choose a smaller --patch-size or --batch-size (or leave them automatic)")
