@@ -144,7 +144,11 @@ def load_config(folder: str | Path) -> ModelConfig:
         raise MedsegError(f"not a model folder (no {CONFIG_NAME})", folder)
     from medseg.io.jsonfile import read_json
 
+    from medseg.io.jsonfile import check_fields
+
     data = read_json(path, "model configuration")
+    check_fields(data, {"network": str, "num_classes": int, "in_channels": int, "spatial_dims": int, "labels": dict,
+                        "label_values": list, "patch_size": list, "network_options": dict}, path, "model configuration")
     try:
         if int(data.get("format_version", 1)) > FORMAT_VERSION:
             raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from medseg.errors import MedsegError
-from medseg.fileutil import make_folder, remove_stale_temporaries
+from medseg.fileutil import remove_stale_temporaries
 
 
 def check_number(value, option: str, *, lower: float | None = None, upper: float | None = None,
@@ -77,15 +77,25 @@ def check_writable(folder: str | Path) -> None:
 
 
 def prepare_output_folder(folder: str | Path, *subfolders: str | bool) -> Path:
-    """Create ``folder`` (and named sub-folders), check it is writable, and remove what a killed
-    earlier run left there (temporaries of dead processes)."""
-    folder = make_folder(folder)
-    check_writable(folder)
+    """Check that ``folder`` can be created and written, and remove what a killed earlier run left
+    there (temporaries of dead processes). The folder itself is not created: the first completed
+    output creates it, so a run refused on its first case leaves nothing behind."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MedsegError("output exists and is not a folder", folder)
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise MedsegError(f"cannot create the output folder: {existing} is a file", folder)
+    check_writable(existing)
     remove_stale_temporaries(folder)
     for sub in subfolders:
         if isinstance(sub, bool):
             sub = "probabilities" if sub else None
-        if sub and (folder / sub).is_dir():
+        if sub:
             remove_stale_temporaries(folder / sub)
     return folder
 

@@ -92,3 +92,20 @@ def field(data: dict, key: str, kind: type | tuple[type, ...], path: str | os.Pa
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise error(f"{what}: field '{key}' must be {names}; got {data[key]!r}", path)
     return value
+
+
+def check_fields(data: dict, schema: dict[str, type | tuple[type, ...]], path: str | os.PathLike, what: str,
+                 error: type[MedsegError] = MedsegError) -> None:
+    """Check the type of each field of ``schema`` that ``data`` holds (missing fields are left to the caller).
+
+    Examples
+    --------
+    >>> check_fields({"num_classes": 2}, {"num_classes": int}, "config.json", "model configuration")
+    >>> check_fields({"num_classes": "two"}, {"num_classes": int}, "config.json", "model configuration")
+    Traceback (most recent call last):
+    ...
+    medseg.errors.MedsegError: config.json: model configuration: field 'num_classes' must be int; got 'two'
+    """
+    for key, kind in schema.items():
+        if key in data:
+            field(data, key, kind, path, what, error)
