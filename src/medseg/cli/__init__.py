@@ -90,7 +90,7 @@ def _load_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # paths may be given as Path objects
     debug = "--debug" in argv
     _load_commands()
     try:
