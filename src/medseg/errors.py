@@ -18,8 +18,8 @@ class MedsegError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
-        self.message = message
-        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+        self.message = one_line(message)  # library messages (nibabel, ITK) may span lines; ours never do
+        super().__init__(f"{self.path}: {self.message}" if self.path is not None else self.message)
 
 
 class ImageReadError(MedsegError):

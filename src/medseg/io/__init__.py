@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from medseg.errors import GeometryError, ImageReadError, ImageWriteError
+from medseg.errors import GeometryError, ImageReadError, ImageWriteError, MedsegError
 from medseg.fileutil import atomic_path
 from medseg.image import Image
 from medseg.io.dicom import is_dicom_file, read_dicom_file, read_dicom_series
@@ -29,6 +29,18 @@ __all__ = ["read_image", "write_image", "image_extension", "strip_extension", "S
 
 
 def _read_one(path: Path) -> Image:
+    from nibabel.imageglobals import LoggingOutputSuppressor
+
+    try:
+        with LoggingOutputSuppressor():  # nibabel logs its header fixes to stderr; a bad file is our error
+            return _read_one_unchecked(path)
+    except MedsegError as exc:  # e.g. an impossible spacing in a header: name the file
+        if exc.path is None:
+            raise ImageReadError(f"invalid image: {exc.message}", path) from None
+        raise
+
+
+def _read_one_unchecked(path: Path) -> Image:
     if path.is_dir():
         return read_dicom_series(path)
     if not path.exists():

@@ -23,6 +23,10 @@ from medseg.io.formats import RASTER_EXTENSIONS, image_extension
 #: Deflate's largest possible expansion is 1032:1 (RFC 1951, 258-byte matches in ~2 bits); a larger
 #: declared/file-size ratio for zlib, gzip or PNG data cannot be a valid file.
 MAX_DEFLATE_RATIO = 1100
+#: Largest expansion of any other codec medseg's readers meet (LZW in TIFF/GIF reaches ~1365:1 with
+#: 12-bit codes, PackBits 64:1, RLE 128:1, JPEG and JPEG 2000 far less on real images): bound for
+#: raster files and compressed DICOM, so a few kilobytes can never claim gigabytes.
+MAX_CODEC_RATIO = 4096
 #: Readers hold the decoded array plus at most one converted copy.
 READ_COPIES = 2
 
@@ -44,8 +48,9 @@ def check_declared(path: Path, nbytes: int, *, stored_bytes: int | None, compres
         Bytes the header declares for the pixel data.
     stored_bytes : int or None
         Bytes available in the file for the pixel data (None: unknown).
-    compression : {"none", "deflate", None}
-        How the data is stored; None = another or unknown compression (only memory is checked).
+    compression : {"none", "deflate", "codec", None}
+        How the data is stored: uncompressed, zlib/gzip/PNG deflate, another bounded codec
+        (:data:`MAX_CODEC_RATIO`), or unknown (only memory is checked).
     description : str
         The declared size in words, e.g. "1100×1100×1100 float32".
     """
@@ -59,6 +64,10 @@ def check_declared(path: Path, nbytes: int, *, stored_bytes: int | None, compres
         raise ImageReadError(
             f"corrupt header: it declares {description} ({_size(nbytes)}), more than {_size(stored_bytes)} of "
             f"compressed data can hold (at most {MAX_DEFLATE_RATIO}:1)", path)
+    if stored_bytes is not None and compression == "codec" and nbytes > MAX_CODEC_RATIO * max(stored_bytes, 1):
+        raise ImageReadError(
+            f"corrupt header: it declares {description} ({_size(nbytes)}), more than {_size(stored_bytes)} of "
+            f"compressed data can hold (at most {MAX_CODEC_RATIO}:1)", path)
     available = available_ram()
     if READ_COPIES * nbytes > available:
         raise ImageReadError(
@@ -82,10 +91,12 @@ def _check_nifti(path: Path) -> None:
     import nibabel as nib
 
     try:
-        header = nib.load(str(path)).header
+        image = nib.load(str(path))
+        header = image.header
         shape = header.get_data_shape()
         dtype = header.get_data_dtype()
-        offset = int(header.get("vox_offset", 0) or 0)
+        # where nibabel will read the data (vox_offset 0 in a single file means "right after the header")
+        offset = int(getattr(image.dataobj, "offset", 0) or 0)
     except Exception as exc:  # nibabel raises many types for a bad header
         raise ImageReadError(f"cannot read as NIfTI (corrupt or truncated header): {exc}", path) from None
     if any(int(s) < 0 for s in shape):
@@ -183,8 +194,34 @@ def _check_itk(path: Path, ext: str) -> None:
         stored, compression = _stored(path, ext)
     else:  # DICOM: uncompressed transfer syntaxes must hold every byte
         syntax = reader.GetMetaData("0002|0010").strip(" \x00") if reader.HasMetaDataKey("0002|0010") else ""
-        stored, compression = path.stat().st_size, ("none" if syntax in _UNCOMPRESSED_DICOM else None)
+        stored, compression = path.stat().st_size, ("none" if syntax in _UNCOMPRESSED_DICOM else "codec")
     check_declared(path, nbytes, stored_bytes=stored, compression=compression, description=description)
+
+
+def _check_dicom_attributes(path: Path) -> None:
+    """The image attributes of a DICOM file, validated with pydicom before GDCM sees the file: GDCM
+    allocated ~740 MB for a 2.5 KB file whose Pixel Representation was 3 (found by fuzzing)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), defer_size=1024, force=True)
+        values = {"Rows": int(ds.Rows), "Columns": int(ds.Columns), "BitsAllocated": int(ds.BitsAllocated),
+                  "SamplesPerPixel": int(ds.get("SamplesPerPixel", 1) or 1),
+                  "PixelRepresentation": int(ds.get("PixelRepresentation", 0) or 0),
+                  "NumberOfFrames": int(ds.get("NumberOfFrames", 1) or 1)}
+        pixels = any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a corrupt file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"not a readable DICOM image ({reason})", path) from None
+    allowed = {"BitsAllocated": (1, 8, 16, 32, 64), "SamplesPerPixel": (1, 3, 4), "PixelRepresentation": (0, 1)}
+    for key, ok in allowed.items():
+        if values[key] not in ok:
+            raise ImageReadError(f"corrupt DICOM header: {key} is {values[key]} (expected one of {ok})", path)
+    for key in ("Rows", "Columns", "NumberOfFrames"):
+        if values[key] < 1:
+            raise ImageReadError(f"corrupt DICOM header: {key} is {values[key]}", path)
+    if not pixels:
+        raise ImageReadError("DICOM file holds no pixel data", path)
 
 
 _RASTER_ITEMSIZE = {"1": 1, "L": 1, "P": 1, "RGB": 3, "RGBA": 4, "LA": 2, "PA": 2, "CMYK": 4, "YCbCr": 3,
@@ -196,8 +233,11 @@ def _check_raster(path: Path) -> None:
 
     from PIL import Image as PILImage
 
+    from medseg.io.itk import native_stderr_captured
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), native_stderr_captured():
+            warnings.simplefilter("ignore")  # Pillow's notes on corrupt tags: the error below says it
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             with PILImage.open(path) as pil:
                 width, height = pil.size
@@ -210,7 +250,7 @@ def _check_raster(path: Path) -> None:
         raise ImageReadError(f"cannot read as {image_extension(path)}: {exc}", path) from None
     nbytes = declared_bytes((frames, height, width), _RASTER_ITEMSIZE.get(mode, 4))
     check_declared(path, nbytes, stored_bytes=path.stat().st_size,
-                   compression="deflate" if fmt == "PNG" else None,
+                   compression="deflate" if fmt == "PNG" else "codec",
                    description=f"{frames}×{height}×{width} {mode}" if frames > 1 else f"{height}×{width} {mode}")
 
 
@@ -237,4 +277,6 @@ def check_header(path: str | Path, backend: str) -> None:
     elif ext in (".nii", ".nii.gz"):
         _check_nifti(path)
     else:
+        if backend == "dicom":
+            _check_dicom_attributes(path)
         _check_itk(path, ext if backend == "itk" else ".dcm")

@@ -21,12 +21,13 @@ from medseg.image import Image
 
 def read_nifti(path: Path) -> Image:
     """Read a .nii / .nii.gz file (3D, 2D, 4D with channels on the 4th axis, or vector)."""
-    from medseg.io.itk import _geometry_from_itk, _itk_reason
+    from medseg.io.itk import _geometry_from_itk, _itk_reason, native_stderr_captured
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with native_stderr_captured():  # ITK's notes on odd headers ("unexpected scales in sform")
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         if _is_nifti2(path):  # ITK's NIfTI reader here reads NIfTI-1 only
             return _read_nifti2(path)

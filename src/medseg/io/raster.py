@@ -55,8 +55,13 @@ def _frame_to_array(frame: PILImage.Image) -> tuple[np.ndarray, tuple[str, ...]]
 
 def read_raster(path: Path) -> Image:
     """Read a raster file as a 2D (or, for multi-frame files, 3D) Image."""
+    import warnings
+
+    from medseg.io.itk import native_stderr_captured
+
     try:
-        with PILImage.open(path) as pil:
+        with PILImage.open(path) as pil, warnings.catch_warnings(), native_stderr_captured():
+            warnings.simplefilter("ignore")  # libtiff / Pillow notes on corrupt data: the error says it
             frames = []
             for index in range(getattr(pil, "n_frames", 1)):
                 pil.seek(index)
