@@ -29,15 +29,18 @@ __all__ = ["read_image", "write_image", "image_extension", "strip_extension", "S
 
 
 def _read_one(path: Path) -> Image:
-    from nibabel.imageglobals import LoggingOutputSuppressor
+    import logging
 
+    quiet = logging.getLogger("nibabel.global")  # nibabel logs its header fixes; a bad file is our error
+    was_disabled, quiet.disabled = quiet.disabled, True
     try:
-        with LoggingOutputSuppressor():  # nibabel logs its header fixes to stderr; a bad file is our error
-            return _read_one_unchecked(path)
+        return _read_one_unchecked(path)
     except MedsegError as exc:  # e.g. an impossible spacing in a header: name the file
         if exc.path is None:
             raise ImageReadError(f"invalid image: {exc.message}", path) from None
         raise
+    finally:
+        quiet.disabled = was_disabled
 
 
 def _read_one_unchecked(path: Path) -> Image:

@@ -201,15 +201,19 @@ def _check_itk(path: Path, ext: str) -> None:
 def _check_dicom_attributes(path: Path) -> None:
     """The image attributes of a DICOM file, validated with pydicom before GDCM sees the file: GDCM
     allocated ~740 MB for a 2.5 KB file whose Pixel Representation was 3 (found by fuzzing)."""
+    import warnings
+
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path), defer_size=1024, force=True)
-        values = {"Rows": int(ds.Rows), "Columns": int(ds.Columns), "BitsAllocated": int(ds.BitsAllocated),
-                  "SamplesPerPixel": int(ds.get("SamplesPerPixel", 1) or 1),
-                  "PixelRepresentation": int(ds.get("PixelRepresentation", 0) or 0),
-                  "NumberOfFrames": int(ds.get("NumberOfFrames", 1) or 1)}
-        pixels = any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's notes on invalid values: the checks below decide
+            ds = pydicom.dcmread(str(path), defer_size=1024, force=True)
+            values = {"Rows": int(ds.Rows), "Columns": int(ds.Columns), "BitsAllocated": int(ds.BitsAllocated),
+                      "SamplesPerPixel": int(ds.get("SamplesPerPixel", 1) or 1),
+                      "PixelRepresentation": int(ds.get("PixelRepresentation", 0) or 0),
+                      "NumberOfFrames": int(ds.get("NumberOfFrames", 1) or 1)}
+            pixels = any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a corrupt file
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise ImageReadError(f"not a readable DICOM image ({reason})", path) from None

@@ -60,7 +60,7 @@ def read_raster(path: Path) -> Image:
     from medseg.io.itk import native_stderr_captured
 
     try:
-        with PILImage.open(path) as pil, warnings.catch_warnings(), native_stderr_captured():
+        with warnings.catch_warnings(), native_stderr_captured(), PILImage.open(path) as pil:
             warnings.simplefilter("ignore")  # libtiff / Pillow notes on corrupt data: the error says it
             frames = []
             for index in range(getattr(pil, "n_frames", 1)):
