@@ -4,7 +4,9 @@ For each format a small valid seed file is written, then N mutants are made from
 bit flips (1-16 random bits), truncations (random length), and header field edits (random bytes, or
 extreme numbers written over the numeric fields of the header: dimensions, sizes, data type, offsets).
 Each mutant is read in a worker process; a result is "ok" (read), "clean" (medseg's MedsegError, one
-line naming the file) or "crash" (any other exception, or the worker dying on a signal). The worker's
+line naming the file), "net" (a library exception turned into that one line only by read_image's
+safety net: a place to add a proper check) or "crash" (any other exception, or the worker dying on a
+signal). The worker's
 peak resident memory (ru_maxrss) is reported against the bound the header checks guarantee:
 2 × 4096 × the seed file size (medseg.io.limits: declared bytes ≤ 4096 × file size, two copies) plus a
 fixed 32 MiB allowance, above the worker's memory after a warm-up read of the seed and of a truncated seed.
@@ -99,7 +101,12 @@ def worker(fmt: str, start: int, count: int, seed: int, folder: Path) -> None:
             read_image(target)
             result = "ok"
         except MedsegError as exc:
-            result = "clean" if str(target) in str(exc) and "\n" not in str(exc) else "unnamed"
+            if str(target) not in str(exc) or "\n" in str(exc):
+                result = "unnamed"
+            elif "unexpected reader failure" in str(exc):  # caught by read_image's safety net only
+                result = f"net:{str(exc)[:160]}"
+            else:
+                result = "clean"
         except Exception as exc:  # noqa: BLE001 - any other exception is what the fuzzing looks for
             result = f"crash:{type(exc).__name__}:{str(exc)[:120]}"
         print(json.dumps({"index": index, "kind": kind, "result": result,
@@ -125,7 +132,7 @@ def fuzz_format(fmt: str, mutants: int, seed: int, folder: Path) -> dict:
                 started = record["start"]
             else:
                 counts[record["result"].split(":")[0]] = counts.get(record["result"].split(":")[0], 0) + 1
-                if record["result"].startswith(("crash", "unnamed")):
+                if record["result"].startswith(("crash", "unnamed", "net")):
                     crashes.append(record)
                 peak = max(peak, record["rss_kib"])
                 index = record["index"] + 1

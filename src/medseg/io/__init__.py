@@ -39,6 +39,9 @@ def _read_one(path: Path) -> Image:
         if exc.path is None:
             raise ImageReadError(f"invalid image: {exc.message}", path) from None
         raise
+    except (ValueError, TypeError, IndexError, OverflowError, EOFError, OSError, MemoryError) as exc:
+        # a safety net: a reader library failing on a corrupt file is still a bad-input error naming the file
+        raise ImageReadError(f"unexpected reader failure ({type(exc).__name__}: {exc})", path) from None
     finally:
         quiet.disabled = was_disabled
 

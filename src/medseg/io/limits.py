@@ -138,32 +138,105 @@ def _nrrd_header(path: Path) -> dict[str, str]:
     return fields
 
 
-def _stored(path: Path, ext: str) -> tuple[int | None, str | None]:
-    """Bytes of pixel data in the file and their compression, from the MetaImage / NRRD header."""
-    size = path.stat().st_size
+_META_TYPES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+               "MET_LONG": 8, "MET_ULONG": 8, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+               "MET_DOUBLE": 8}
+_NRRD_ENCODINGS = {"raw": "none", "gzip": "deflate", "gz": "deflate", "bzip2": None, "bz2": None,
+                   "ascii": "text", "text": "text", "txt": "text", "hex": "text"}
+#: Axes an image header may declare (ITK reads up to 5; medseg uses 2-4).
+MAX_AXES = 5
+#: Channels per voxel a header may declare.
+MAX_COMPONENTS = 1024
+
+
+def _ints(text: str, path: Path, field: str, count: int | None = None) -> list[int]:
     try:
-        if ext in (".mha", ".mhd"):
-            fields = _meta_header(path)
-            compressed = fields.get("compresseddata", "false").lower() == "true"
-            data_file = fields.get("elementdatafile", "")
-            if data_file.upper() == "LOCAL" and "_header_bytes" in fields:
-                return size - int(fields["_header_bytes"]), "deflate" if compressed else "none"
-            target = path.parent / data_file
-            if data_file and target.is_file():
-                return target.stat().st_size, "deflate" if compressed else "none"
-            return None, None
-        fields = _nrrd_header(path)
-        encoding = fields.get("encoding", "raw").lower()
-        kind = {"raw": "none", "gzip": "deflate", "gz": "deflate"}.get(encoding)
-        data_file = fields.get("data file", fields.get("datafile"))
-        if data_file:
-            target = path.parent / data_file
-            return (target.stat().st_size if target.is_file() else None), kind
-        if "_header_bytes" in fields:
-            return size - int(fields["_header_bytes"]), kind
-    except (OSError, ValueError):
-        pass
-    return None, None
+        values = [int(v) for v in text.split()]
+    except ValueError:
+        raise ImageReadError(f"corrupt header: {field} '{text[:40]}' is not a list of integers", path) from None
+    if count is not None and len(values) != count:
+        raise ImageReadError(f"corrupt header: {field} has {len(values)} values for {count} axes", path)
+    if not values or any(v < 1 for v in values):
+        raise ImageReadError(f"corrupt header: {field} '{text[:40]}' must hold positive sizes", path)
+    return values
+
+
+def _nrrd_itemsize(kind: str) -> int | None:
+    kind = kind.lower()
+    for keys, size in ((("64", "long long", "longlong", "double"), 8), (("float",), 4), (("32",), 4),
+                       (("16", "short"), 2), (("int8", "char", "uint8"), 1), (("int",), 4)):
+        if any(k in kind for k in keys):
+            return size
+    return None
+
+
+def _declared_meta(path: Path) -> tuple[int, int | None, str | None, str]:
+    """MetaImage header, validated in Python before ITK parses it (MetaIO crashed with a segmentation
+    fault on ``NDims = 32768`` and on huge ``DimSize`` values: found by fuzzing)."""
+    fields = _meta_header(path)
+    ndims = _ints(fields.get("ndims", ""), path, "NDims")[0] if "ndims" in fields else 0
+    if not 1 <= ndims <= MAX_AXES:
+        raise ImageReadError(f"corrupt header: NDims must be 1..{MAX_AXES}; got {fields.get('ndims')!r}", path)
+    sizes = _ints(fields.get("dimsize", ""), path, "DimSize", ndims)
+    element = fields.get("elementtype", "")
+    if element not in _META_TYPES:
+        raise ImageReadError(f"corrupt header: unknown ElementType '{element[:40]}'", path)
+    channels = _ints(fields.get("elementnumberofchannels", "1"), path, "ElementNumberOfChannels", 1)[0]
+    if channels > MAX_COMPONENTS:
+        raise ImageReadError(f"corrupt header: {channels} channels per voxel", path)
+    compressed = fields.get("compresseddata", "false").lower() == "true"
+    data_file = fields.get("elementdatafile", "")
+    size = path.stat().st_size
+    if data_file.upper() == "LOCAL":
+        if "_header_bytes" not in fields:
+            raise ImageReadError("corrupt header: no data after ElementDataFile", path)
+        stored = size - int(fields["_header_bytes"])
+    else:
+        target = path.parent / data_file
+        if not data_file or "/" in data_file or not target.is_file():
+            raise ImageReadError(f"ElementDataFile {data_file[:60]!r} is not a file beside the header", path)
+        stored = target.stat().st_size
+    nbytes = declared_bytes(sizes, _META_TYPES[element] * channels)
+    return nbytes, stored, "deflate" if compressed else "none", _describe(sizes[::-1], element)
+
+
+def _declared_nrrd(path: Path) -> tuple[int, int | None, str | None, str]:
+    """NRRD header, validated in Python before ITK parses it."""
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if not magic.startswith(b"NRRD000"):
+        raise ImageReadError("not a NRRD file (no NRRD000x magic)", path)
+    fields = _nrrd_header(path)
+    try:
+        ndims = int(fields.get("dimension", "0"))
+    except ValueError:
+        ndims = 0
+    if not 1 <= ndims <= MAX_AXES + 1:  # + a vector axis
+        raise ImageReadError(f"corrupt header: dimension must be 1..{MAX_AXES + 1}; got {fields.get('dimension')!r}",
+                             path)
+    sizes = _ints(fields.get("sizes", ""), path, "sizes", ndims)
+    itemsize = _nrrd_itemsize(fields.get("type", ""))
+    if itemsize is None:
+        raise ImageReadError(f"corrupt header: unknown type '{fields.get('type', '')[:40]}'", path)
+    encoding = fields.get("encoding", "raw").lower()
+    if encoding not in _NRRD_ENCODINGS:
+        raise ImageReadError(f"corrupt header: unknown encoding '{encoding[:40]}'", path)
+    compression = _NRRD_ENCODINGS[encoding]
+    data_file = fields.get("data file", fields.get("datafile"))
+    if data_file:
+        target = path.parent / data_file
+        if "/" in data_file or not target.is_file():
+            raise ImageReadError(f"data file {data_file[:60]!r} is not a file beside the header", path)
+        stored = target.stat().st_size
+    elif "_header_bytes" in fields:
+        stored = path.stat().st_size - int(fields["_header_bytes"])
+    else:
+        raise ImageReadError("corrupt header: no blank line before the data", path)
+    nbytes = declared_bytes(sizes, itemsize)
+    if compression == "text":  # at least one character per value: the text is longer than the data it holds
+        compression, nbytes_stored = "none", stored * itemsize
+        return nbytes, nbytes_stored, compression, _describe(sizes[::-1], fields.get("type", ""))
+    return nbytes, stored, compression, _describe(sizes[::-1], fields.get("type", ""))
 
 
 def _check_itk(path: Path, ext: str) -> None:
@@ -171,6 +244,13 @@ def _check_itk(path: Path, ext: str) -> None:
 
     from medseg.io.itk import _itk_reason, native_stderr_captured
 
+    if ext in (".mha", ".mhd", ".nrrd", ".nhdr"):  # our own header pass first: ITK's parsers crash on some
+        try:
+            nbytes, stored, compression, description = (_declared_meta if ext in (".mha", ".mhd")
+                                                         else _declared_nrrd)(path)
+        except OSError as exc:
+            raise ImageReadError(f"cannot read: {exc.strerror}", path) from None
+        check_declared(path, nbytes, stored_bytes=stored, compression=compression, description=description)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -191,7 +271,7 @@ def _check_itk(path: Path, ext: str) -> None:
     description = _describe(shape + ((components,) if components > 1 else ()),
                             sitk.GetPixelIDValueAsString(reader.GetPixelID()))
     if ext in (".mha", ".mhd", ".nrrd", ".nhdr"):
-        stored, compression = _stored(path, ext)
+        stored, compression = None, None  # checked above from our own parse of the header
     else:  # DICOM: uncompressed transfer syntaxes must hold every byte
         syntax = reader.GetMetaData("0002|0010").strip(" \x00") if reader.HasMetaDataKey("0002|0010") else ""
         stored, compression = path.stat().st_size, ("none" if syntax in _UNCOMPRESSED_DICOM else "codec")

@@ -43,6 +43,9 @@ def read_nifti(path: Path) -> Image:
     size = tuple(reader.GetSize())
     dims = reader.GetDimension()
     components = reader.GetNumberOfComponents()
+    if data.size != int(np.prod(size, dtype=np.int64)) * components:  # nibabel and ITK read the header differently
+        raise ImageReadError(f"corrupt header: {data.size} voxel values for a {'×'.join(map(str, size))} image "
+                             f"with {components} component(s)", path)
     if components > 1:
         data = data.reshape(size + (components,), order="F")
     else:
