@@ -90,8 +90,8 @@ def segment_canny(
     image: np.ndarray | Image,
     sigma: float = 1.0,
     *,
-    low: float | None = None,
-    high: float | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
     radius: float = 1.0,
     roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
@@ -106,7 +106,7 @@ def segment_canny(
         Grey-level image, rescaled to [0, 1] inside ``roi`` first.
     sigma : float
         Gaussian smoothing in mm (in-plane spacing; voxels without ``spacing``).
-    low, high : float, optional
+    lower, upper : float, optional
         Hysteresis thresholds on the gradient of the [0, 1] image (scikit-image defaults 0.1, 0.2).
     radius : float
         Radius (in-plane, mm) of the closing that bridges gaps in the edges.
@@ -138,7 +138,7 @@ def segment_canny(
     rois = (roi[None] if roi.ndim == 2 else roi) if roi is not None else [None] * len(slices)
     out = np.zeros(slices.shape, bool)
     for k, (plane, m) in enumerate(zip(slices, rois)):
-        edges = feature.canny(plane, sigma=sig, low_threshold=low, high_threshold=high, mask=m)
+        edges = feature.canny(plane, sigma=sig, low_threshold=lower, high_threshold=upper, mask=m)
         closed = ndimage.binary_closing(np.pad(edges, r), footprint)[r:-r, r:-r] if r > 0 else edges
         out[k] = ndimage.binary_fill_holes(closed)
     return finish(out.reshape(unit.shape), roi)

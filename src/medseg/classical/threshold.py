@@ -218,22 +218,22 @@ def segment_local(
 @register("hysteresis", family="threshold", summary="hysteresis: strong voxels plus connected weak ones")
 def segment_hysteresis(
     image: np.ndarray | Image,
-    low: float | None = None,
-    high: float | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
     *,
     roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Keep voxels above ``low`` that are connected to a voxel above ``high``.
+    """Keep voxels above ``lower`` that are connected to a voxel above ``upper``.
 
     Parameters
     ----------
     image : (Y, X) or (Z, Y, X) ndarray or one-channel Image
         Grey-level image (for ``polarity="dark"`` it is negated first, and so are the thresholds).
-    low, high : float, optional
-        Thresholds; default: ``high`` = Otsu's value and ``low`` = half-way between the mean of the
-        background class and ``high``.
+    lower, upper : float, optional
+        Thresholds; default: ``upper`` = Otsu's value and ``lower`` = half-way between the mean of the
+        background class and ``upper``.
     roi : ndarray of bool, optional
         Outside it the result is 0.
     polarity : {"bright", "dark"}
@@ -249,24 +249,24 @@ def segment_hysteresis(
     Examples
     --------
     >>> x = np.array([[0, 3, 3, 9, 0, 3]], float)
-    >>> segment_hysteresis(x, low=2, high=8).tolist()
+    >>> segment_hysteresis(x, lower=2, upper=8).tolist()
     [[0, 1, 1, 1, 0, 0]]
     """
     img = as_scalar(image, spacing, "hysteresis")
     roi = check_roi(roi, img.array.shape)
     sign = 1.0 if check_polarity(polarity) else -1.0
     array = sign * img.array
-    if low is not None:
-        low = sign * low
-    if high is not None:
-        high = sign * high
+    if lower is not None:
+        lower = sign * lower
+    if upper is not None:
+        upper = sign * upper
     values = _values(array, roi)
-    if high is None:
-        high = otsu_value(values)
-    if low is None:
-        below = values[values <= high]
-        low = 0.5 * (float(below.mean()) + high) if below.size else high
-    if low > high:
-        raise MedsegError(f"low ({sign * low}) must not exceed high ({sign * high}) for polarity {polarity!r}")
+    if upper is None:
+        upper = otsu_value(values)
+    if lower is None:
+        below = values[values <= upper]
+        lower = 0.5 * (float(below.mean()) + upper) if below.size else upper
+    if lower > upper:
+        raise MedsegError(f"lower ({sign * lower}) must not exceed upper ({sign * upper}) for polarity {polarity!r}")
     work = np.where(roi, array, array.min()) if roi is not None else array
-    return finish(filters.apply_hysteresis_threshold(work, low, high), roi)
+    return finish(filters.apply_hysteresis_threshold(work, lower, upper), roi)

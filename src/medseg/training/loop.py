@@ -34,7 +34,7 @@ from medseg.training.schedule import learning_rate_factor, training_progress
 if TYPE_CHECKING:
     from medseg.nets.finetune import StagedUnfreezing
 
-RASTER_ENDINGS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm")
+from medseg.io.formats import RASTER_EXTENSIONS as RASTER_ENDINGS  # noqa: E402 - one owner of the raster list
 
 
 # --- decisions made without a plan ---------------------------------------------------------------
