@@ -249,10 +249,10 @@ def check_outputs(outputs: Iterable[str | Path], inputs: Iterable[str | Path], o
     Examples
     --------
     >>> check_outputs(["pred"], ["images"])
-    >>> check_outputs(["images/pred"], ["images"])
+    >>> check_outputs(["scan.nii.gz"], ["scan.nii.gz"], "-o")
     Traceback (most recent call last):
     ...
-    medseg.errors.MedsegError: images/pred: output lies inside the input folder images; ...
+    medseg.errors.MedsegError: scan.nii.gz: -o is the input scan.nii.gz; outputs never replace inputs: choose another path
     """
     ins = [(Path(p), _resolved(p)) for p in inputs if p is not None]
     for out in outputs:
