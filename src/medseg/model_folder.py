@@ -200,22 +200,24 @@ def load_weights(model, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise MedsegError("weights not found", path)
+    from medseg.io.weights import mismatch_message
+
     if path.suffix == ".safetensors":
         from safetensors.torch import load_model
 
         try:
             load_model(model, str(path), strict=True)
         except Exception as exc:
-            raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+            raise MedsegError(f"weights do not fit the network: {mismatch_message(exc)}", path) from None
         return
-    import torch
+    from medseg.io.weights import load_torch_file
 
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_torch_file(path, "weights file")
     try:
         # a checkpoint of a run with a weight average predicts with the average, like model.safetensors
         model.load_state_dict(payload.get("averaged_model", payload.get("model", payload)))
     except RuntimeError as exc:
-        raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+        raise MedsegError(f"weights do not fit the network: {mismatch_message(exc)}", path) from None
 
 
 def weights_path(folder: str | Path, which: str = "final") -> Path:

@@ -180,3 +180,20 @@ def test_truncated_dicom_is_named(tmp_path):
     with pytest.raises(MedsegError) as info:
         read_image(tmp_path / "cut.dcm")
     assert str(tmp_path / "cut.dcm") in str(info.value)
+
+
+def test_sigterm_during_synth_leaves_no_hidden_folder(tmp_path):
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "medseg", "synth", "organs3d", str(tmp_path / "d"), "--cases", "60",
+                             "--size", "16,32,32"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not any(tmp_path.iterdir()):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("synth finished before the signal")
+    assert proc.returncode == 130, err
+    assert list(tmp_path.iterdir()) == [], "a hidden temporary folder was left"

@@ -165,6 +165,43 @@ def test_predict_corrupt_weights(world, tmp_path, refused):
     refused(["predict", model, "-i", world.test_image, "-o", tmp_path / "out"], [model])
 
 
+def evil_pickle(path: Path) -> Path:
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.getpid, ())  # harmless, but code: weights_only refuses it
+
+    path.write_bytes(pickle.dumps({"model": Payload()}))
+    return path
+
+
+def test_predict_weights_of_another_network(world, tmp_path, refused):
+    import torch
+    from safetensors.torch import save_file
+
+    model = copy_model(world, tmp_path / "m")
+    save_file({"encoder.0.0.0.weight": torch.zeros(3, 3)}, str(model / "model.safetensors"))
+    refused(["predict", model, "-i", world.test_image, "-o", tmp_path / "out"],
+            [model / "model.safetensors", "another network"])
+
+
+def test_predict_pickled_code_in_checkpoint(world, tmp_path, refused):
+    model = copy_model(world, tmp_path / "m")
+    evil_pickle(model / "checkpoint_best.pt")
+    message = refused(["predict", model, "-i", world.test_image, "-o", tmp_path / "out", "--checkpoint", "best"],
+                      [model / "checkpoint_best.pt", "refused"])
+    assert "weights_only=False" not in message
+
+
+def test_train_resume_from_pickled_code(world, tmp_path, refused):
+    model = copy_model(world, tmp_path / "m")
+    evil_pickle(model / "checkpoint_last.pt")
+    refused(["train", world.data, "--out", model, "--resume", "--iterations", "3"], [model / "checkpoint_last.pt",
+                                                                                     "refused"])
+
+
 def test_predict_not_a_model_folder(world, tmp_path, refused):
     (tmp_path / "m").mkdir()
     refused(["predict", tmp_path / "m", "-i", world.test_image, "-o", tmp_path / "out"], [tmp_path / "m"])

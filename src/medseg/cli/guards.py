@@ -121,9 +121,10 @@ TRAIN_BYTES_PER_VOXEL_FEATURE = 4 * 8
 
 
 def check_train_inputs(dataset, out, *, plan=None, lr=None, batch_size=None, iterations=None, threads=None,
-                       foreground_share=None, patch_size=None, features=None) -> None:
-    """Everything ``medseg train`` can check before it creates the model folder: option ranges, the
-    model folder is not the dataset (nor inside it), and a patch that cannot fit in memory."""
+                       foreground_share=None, patch_size=None, features=None, resume=False) -> None:
+    """Everything ``medseg train`` can check before it creates or changes the model folder: option
+    ranges, the model folder is not the dataset (nor inside it), a patch that cannot fit in memory, and
+    (``--resume``) a checkpoint that can be read."""
     from medseg.fileutil import check_outputs
     from medseg.resources import check_memory
 
@@ -131,6 +132,12 @@ def check_train_inputs(dataset, out, *, plan=None, lr=None, batch_size=None, ite
                         threads=threads, foreground_share=foreground_share, patch_size=patch_size)
     check_number(features, "--features", lower=1, integer=True)
     check_outputs([out], [dataset] + ([plan] if plan is not None else []), "--out")
+    if resume:
+        from medseg.io.weights import load_torch_file
+        from medseg.model_folder import LAST_CHECKPOINT
+
+        if (Path(out) / LAST_CHECKPOINT).is_file():
+            load_torch_file(Path(out) / LAST_CHECKPOINT, "checkpoint")
     if patch_size:
         voxels = math.prod(int(s) for s in patch_size)
         needed = max(batch_size or 1, 1) * voxels * (features or 16) * TRAIN_BYTES_PER_VOXEL_FEATURE

@@ -128,7 +128,8 @@ def train(
     from medseg.cli.guards import check_train_inputs
 
     check_train_inputs(dataset, out, plan=plan, lr=lr, batch_size=batch_size, iterations=iterations, threads=threads,
-                       foreground_share=foreground_share, patch_size=parse_size(patch_size), features=features)
+                       foreground_share=foreground_share, patch_size=parse_size(patch_size), features=features,
+                       resume=resume)
     seconds = parse_duration(time_limit)
     if seconds is None and iterations is None:
         budget = (load_plan(plan, configuration) or {}).get("training", {}) if plan else {}
