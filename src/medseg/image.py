@@ -100,6 +100,9 @@ class Image:
         Direction cosines, column ``j`` for array axis ``j``. Default identity.
     channel_names : sequence of str, optional
         One name per channel. Default ``("0", "1", ...)``.
+    spacing_known : bool
+        False when the file gave no physical spacing (raster formats: PNG, JPEG, TIFF...): ``spacing``
+        is then 1 per pixel, and distances, areas and volumes are reported in pixels, not millimetres.
 
     Examples
     --------
@@ -114,6 +117,12 @@ class Image:
     origin: tuple[float, ...] = ()
     direction: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     channel_names: tuple[str, ...] = ()
+    spacing_known: bool = True
+
+    @property
+    def length_unit(self) -> str:
+        """``"mm"``, or ``"px"`` (pixels) when the file gave no physical spacing."""
+        return "mm" if self.spacing_known else "px"
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)

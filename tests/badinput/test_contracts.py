@@ -197,3 +197,22 @@ def test_sigterm_during_synth_leaves_no_hidden_folder(tmp_path):
         pytest.skip("synth finished before the signal")
     assert proc.returncode == 130, err
     assert list(tmp_path.iterdir()) == [], "a hidden temporary folder was left"
+
+
+def test_raster_sizes_are_reported_in_pixels(world, tmp_path):
+    assert main(["predict", world.model, "-i", world.data / "imagesTs", "-o", tmp_path / "p"]) == 0
+    volumes = (tmp_path / "p" / "volumes.csv").read_text(encoding="utf-8")
+    assert "pixels" in volumes and "mm2" not in volumes
+    assert main(["evaluate", tmp_path / "p", world.data / "labelsTs", "--out", tmp_path / "ev", "--workers", "1"]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["settings"]["length_unit"] == "px"
+
+
+def test_check_warns_when_every_volume_has_1mm_spacing(tmp_path):
+    from medseg.datasets.check import check_dataset
+    from medseg.datasets.synthetic import make_organs3d
+
+    lost = check_dataset(make_organs3d(tmp_path / "a", cases=2, seed=0, shape=(4, 8, 8), spacing=(1.0, 1.0, 1.0)))
+    assert lost.ok and any("1×1×1 mm" in w.problem for w in lost.warnings)
+    kept = check_dataset(make_organs3d(tmp_path / "b", cases=2, seed=0, shape=(4, 8, 8), spacing=(3.0, 1.0, 1.0)))
+    assert not any("1×1×1 mm" in w.problem for w in kept.warnings)

@@ -79,7 +79,8 @@ def evaluate(
         table.add_row(label, *cells, str(stats["hd95"].get("n_inf", "")))
     console = Console()
     console.print(table)
-    console.print("distances in mm, averaged over finite values; 'inf' counts cases with an empty mask on one side")
+    unit = "pixels (raster files carry no physical spacing)" if summary.length_unit == "px" else "mm"
+    console.print(f"distances in {unit}, averaged over finite values; 'inf' counts cases with an empty mask on one side")
     missing = summary.counts["missing_predictions"]
     if missing:
         console.print(f"[yellow]{len(missing)} missing prediction(s) scored as failures:[/] {', '.join(missing[:10])}")

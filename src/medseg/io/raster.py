@@ -77,7 +77,7 @@ def read_raster(path: Path) -> Image:
         if any(a.shape != array.shape for a, _ in frames):
             raise ImageReadError("frames of different sizes cannot form one image", path)
         array = np.stack([a for a, _ in frames], axis=1)  # (C, Z, Y, X)
-    return Image(np.ascontiguousarray(array), channel_names=names)
+    return Image(np.ascontiguousarray(array), channel_names=names, spacing_known=False)  # no geometry in rasters
 
 
 def _narrow(array: np.ndarray, allowed: tuple, path: Path) -> np.ndarray:

@@ -31,6 +31,7 @@ from medseg.fileutil import write_text_atomic
 from medseg.metrics.case import HIGHER_IS_BETTER, METRICS, PROBABILITY_METRICS, evaluate_case, label_values
 from medseg.metrics.statistics import summarize
 
+from medseg.io.formats import is_raster
 from medseg.io.probabilities import ARRAY_EXTENSIONS as _ARRAY_EXTENSIONS
 
 
@@ -59,6 +60,8 @@ class Summary:
     statistics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     metrics: tuple[str, ...] = METRICS
+    #: "mm", or "px" when the ground truths are raster files (no physical spacing).
+    length_unit: str = "mm"
 
     def mean(self, metric: str, label: str = "foreground_mean") -> float:
         """The mean of ``metric`` for ``label`` (default: averaged over labels)."""
@@ -348,11 +351,14 @@ def evaluate_folders(
             for label in items
         },
     }
-    summary = Summary(out_dir, items, rows, statistics, counts, metrics)
+    summary = Summary(out_dir, items, rows, statistics, counts, metrics,
+                      "px" if all(is_raster(p) for p in gts.values()) else "mm")
     settings = {
         "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "roi_dir": None if roi_dir is None else str(roi_dir),
         "probabilities_dir": None if probabilities_dir is None else str(probabilities_dir),
         "nsd_tolerance_mm": float(nsd_tolerance),
+        # raster ground truths (PNG, TIFF...) carry no spacing: distances are then in pixels, not mm
+        "length_unit": summary.length_unit,
     }
     _write_outputs(summary, settings)
     return summary

@@ -79,6 +79,9 @@ def write_reports(summary, settings: dict) -> None:
         f"- predictions: `{settings['pred_dir']}`", f"- ground truth: `{settings['gt_dir']}`",
         f"- roi: `{settings['roi_dir']}`" if settings["roi_dir"] else "- roi: none",
         f"- NSD tolerance: {settings['nsd_tolerance_mm']} mm",
+        f"- distances in: {settings.get('length_unit', 'mm')}"
+        + (" (raster files carry no physical spacing: pixels, not millimetres)"
+           if settings.get("length_unit") == "px" else ""),
         f"- cases: {counts['cases']}; missing predictions (scored as failures): "
         f"{len(counts['missing_predictions'])} {counts['missing_predictions'][:20] or ''}",
         f"- predictions without ground truth (ignored): {len(counts['predictions_without_ground_truth'])} "
