@@ -181,6 +181,7 @@ def segment(
     if image_extension(output) in (".jpg", ".jpeg"):
         raise MedsegError(f"a label map is never written as {image_extension(output)} (lossy); use "
                           f"{label_output_extension(output)}", output)
+    prepare_output_folder(output.parent)  # writable, before any work
     image = read_image(input).check_finite(input)
     single, used = _select_channel(image, channel, entry.name, entry.metadata.get("colour_channel"))
     if used is not None and channel is None:
@@ -209,7 +210,6 @@ def segment(
     if steps:
         labels = run_postprocess(labels, steps, spacing=single.spacing)
     elapsed = time.perf_counter() - start
-    prepare_output_folder(output.parent)
     write_image(image.with_array(labels, channel_names=("label",)), output)
     values, counts = np.unique(labels, return_counts=True)
     summary = ", ".join(f"{int(v)}: {int(c)}" for v, c in zip(values, counts))

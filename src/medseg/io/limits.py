@@ -242,7 +242,7 @@ def _declared_nrrd(path: Path) -> tuple[int, int | None, str | None, str]:
 def _check_itk(path: Path, ext: str) -> None:
     import SimpleITK as sitk
 
-    from medseg.io.itk import _itk_reason, native_stderr_captured
+    from medseg.io.itk import _itk_reason, native_memory_cap, native_stderr_captured
 
     if ext in (".mha", ".mhd", ".nrrd", ".nhdr"):  # our own header pass first: ITK's parsers crash on some
         try:
@@ -254,9 +254,9 @@ def _check_itk(path: Path, ext: str) -> None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with native_stderr_captured():
+        with native_stderr_captured(), native_memory_cap(path=path):
             reader.ReadImageInformation()
-    except RuntimeError as exc:
+    except (RuntimeError, MemoryError) as exc:
         what = "DICOM" if ext in (".dcm", ".dicom", "") else ext
         raise ImageReadError(f"cannot read as {what} (corrupt or truncated header): {_itk_reason(exc)}", path) from None
     shape = tuple(reader.GetSize())

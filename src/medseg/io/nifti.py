@@ -21,14 +21,14 @@ from medseg.image import Image
 
 def read_nifti(path: Path) -> Image:
     """Read a .nii / .nii.gz file (3D, 2D, 4D with channels on the 4th axis, or vector)."""
-    from medseg.io.itk import _geometry_from_itk, _itk_reason, native_stderr_captured
+    from medseg.io.itk import _geometry_from_itk, _itk_reason, native_memory_cap, native_stderr_captured
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        with native_stderr_captured():  # ITK's notes on odd headers ("unexpected scales in sform")
+        with native_stderr_captured(), native_memory_cap(path=path):  # ITK's notes on odd headers go to fd 2
             reader.ReadImageInformation()
-    except RuntimeError as exc:
+    except (RuntimeError, MemoryError) as exc:
         if _is_nifti2(path):  # ITK's NIfTI reader here reads NIfTI-1 only
             return _read_nifti2(path)
         raise ImageReadError(f"cannot read as NIfTI (corrupt or truncated header): {_itk_reason(exc)}", path) from None
