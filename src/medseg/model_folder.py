@@ -129,8 +129,11 @@ class ModelConfig:
 
 def save_config(folder: str | Path, config: ModelConfig) -> Path:
     """Write ``config.json`` atomically."""
+    from medseg.provenance import provenance
+
     path = Path(folder) / CONFIG_NAME
-    write_text_atomic(path, json.dumps(config.to_dict(), indent=2) + "\n")
+    # versions, machine and date of the run that wrote it (not read back into ModelConfig)
+    write_text_atomic(path, json.dumps({**config.to_dict(), "provenance": provenance()}, indent=2) + "\n")
     return path
 
 

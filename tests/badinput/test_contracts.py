@@ -216,3 +216,9 @@ def test_check_warns_when_every_volume_has_1mm_spacing(tmp_path):
     assert lost.ok and any("1×1×1 mm" in w.problem for w in lost.warnings)
     kept = check_dataset(make_organs3d(tmp_path / "b", cases=2, seed=0, shape=(4, 8, 8), spacing=(3.0, 1.0, 1.0)))
     assert not any("1×1×1 mm" in w.problem for w in kept.warnings)
+
+
+def test_model_folder_records_provenance(world):
+    made = json.loads((world.model / "config.json").read_text(encoding="utf-8"))["provenance"]
+    assert made["medseg"] and made["python"] and made["packages"]["torch"] and made["date"]
+    assert made["machine"]["architecture"] and made["machine"]["cpu_count"]
