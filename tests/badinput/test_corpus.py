@@ -4,6 +4,7 @@ refuses it cleanly (see conftest.py for what "cleanly" asserts)."""
 from __future__ import annotations
 
 import gzip
+import os
 import json
 import shutil
 import struct
@@ -447,7 +448,7 @@ def test_train_bad_option_creates_nothing(world, tmp_path, refused, option, valu
 
 
 def test_train_patch_beyond_memory(world, tmp_path, refused):
-    refused(["train", world.data, "--out", tmp_path / "m", "--patch-size", "4096,4096,4096", "--iterations", "1"],
+    refused(["train", world.data, "--out", tmp_path / "m", "--patch-size", "512,512,512", "--iterations", "1"],
             ["--patch-size", "memory"])
 
 
@@ -494,3 +495,20 @@ def test_threshold_dataset_without_json(world, tmp_path, refused):
 def test_unknown_option_is_a_usage_error(world, tmp_path, refused):
     refused(["predict", world.model, "-i", world.test_image, "-o", tmp_path / "out", "--no-such-option"],
             ["--no-such-option"], code=2, error_line=False)
+
+
+def test_train_augmentation_file_not_json(world, tmp_path, refused):
+    (tmp_path / "aug.json").write_text("{'single': 'quotes'}", encoding="utf-8")
+    refused(["train", world.data, "--out", tmp_path / "m", "--iterations", "1", "--augmentation", tmp_path / "aug.json"],
+            [tmp_path / "aug.json", "JSON"])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders: nothing to refuse")
+def test_predict_into_read_only_folder(world, tmp_path, refused):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        refused(["predict", world.model, "-i", world.test_image, "-o", folder / "out"], [folder])
+    finally:
+        folder.chmod(0o755)

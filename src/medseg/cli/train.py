@@ -21,7 +21,9 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
     if not text:
         return None
     if Path(text).is_file():
-        text = Path(text).read_text(encoding="utf-8")
+        from medseg.io.jsonfile import read_json
+
+        return read_json(Path(text), "preprocessing steps", list)
     if text.strip().startswith("["):
         try:
             steps = json.loads(text)
@@ -47,7 +49,9 @@ def _parse_augmentation(text: str | None) -> dict | None:
         return None
     source = Path(text) if Path(text).is_file() else None
     if source is not None:
-        text = source.read_text(encoding="utf-8")
+        from medseg.io.jsonfile import read_json
+
+        return read_json(source, "augmentation configuration", dict)
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
