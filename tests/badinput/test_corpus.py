@@ -512,3 +512,8 @@ def test_predict_into_read_only_folder(world, tmp_path, refused):
         refused(["predict", world.model, "-i", world.test_image, "-o", folder / "out"], [folder])
     finally:
         folder.chmod(0o755)
+
+
+def test_plan_output_inside_dataset(world, tmp_path, refused):
+    data = copy_data(world, tmp_path / "d")
+    refused(["plan", data, "--out", data / "plan.json"], [data / "plan.json", "inside"])

@@ -81,6 +81,9 @@ def plan(
     from medseg.planning import compute_fingerprint, detect_machine, make_plan, measure_throughput
     from medseg.training.config import parse_duration
 
+    from medseg.fileutil import check_outputs
+
+    check_outputs([out_path, out_path.with_name("fingerprint.json")], [dataset], "--out")
     if configuration is not None and configuration.lower() not in ("2d", "3d"):
         raise MedsegError(f"--config must be 2d or 3d; got '{configuration}'")
     limit = parse_duration(time_budget)
