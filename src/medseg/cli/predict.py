@@ -184,6 +184,14 @@ def predict(
     fast: float = typer.Option(None, "--fast", help="Predict on a grid FACTOR times coarser in-plane (e.g. --fast 2: "
                                "~4x fewer pixels in 2D, up to 8x fewer voxels in 3D), then resample to the input "
                                "grid. Faster; loses detail finer than the coarse voxels (thin vessels first)."),
+    output_format: str = typer.Option("auto", "--format", help="auto (a DICOM SEG for a DICOM series input, the "
+                                      "input's format otherwise), image (the input's format; .nii.gz for DICOM) or "
+                                      "dicom-seg (CASE.seg.dcm referencing the input series)."),
+    shard: str = typer.Option(None, "--shard", help="I/N: predict only shard I of N (1 <= I <= N) of the cases, "
+                              "sorted by name and dealt round-robin: N array jobs together predict every case once."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes sharing the cores (--threads or all), each "
+                                "with its own copy of the model; outputs are identical to a single process run with "
+                                "the same threads per process."),
 ) -> None:
     """Predict label maps with a trained model (or an ensemble of model folders).
 
@@ -191,12 +199,13 @@ def predict(
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
     """
-    import time
+    from functools import partial
 
     import torch
 
-    from medseg.inference.predictor import Predictor, label_volumes, write_volumes
-    from medseg.io import read_image, write_image
+    from medseg.inference.predictor import Predictor, write_volumes
+    from medseg.inference.sharding import map_cases, parse_shard, shard_items
+    from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, writes_dicom_seg
     from medseg.model_folder import CONFIG_NAME
 
     # `-i a.png b.png`: click hands the extra values over as positional arguments; a positional that is
@@ -211,53 +220,76 @@ def predict(
         torch.set_num_threads(threads)
     from medseg.training.config import parse_size
 
-    predictor = Predictor.from_folders(model_dirs, checkpoint=checkpoint, backend=backend,
-                                       tta=tta_choice(tta, tta_axes),
-                                       largest_component=largest_component, overlap=overlap, batch_size=batch_size,
-                                       tile_size=parse_size(tile_size) or None, prune_level=prune_level,
-                                       fast=fast)
+    predictor_options = dict(checkpoint=checkpoint, backend=backend, tta=tta_choice(tta, tta_axes),
+                             largest_component=largest_component, overlap=overlap, batch_size=batch_size,
+                             tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast)
+    predictor = Predictor.from_folders(model_dirs, **predictor_options)
     levels = [m.prune_level for m in predictor.models if m.prune_level is not None]
     if levels:
         console.print(f"UNet++ prune level(s): {', '.join(map(str, levels))}", highlight=False)
     cases = collect_inputs(inputs, predictor.config.input_channels)
     if not cases:
         raise MedsegError("no input images found")
+    if shard:
+        cases = shard_items(cases, *parse_shard(shard), key=lambda case: case[0])
+        console.print(f"shard {shard}: {len(cases)} case(s)", highlight=False)
     roi_paths = _match_rois(list(roi or []), cases)
 
     # every output is checked before any work, so a refused run writes nothing
     plan = []
     for name, files in cases:
         ext = output_extension(files[0])
-        target = output / f"{name}{ext}"
+        as_seg = writes_dicom_seg(output_format, files[0])
+        target = output / (f"{name}{DICOM_SEG_SUFFIX}" if as_seg else f"{name}{ext}")
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
         for t in (target, prob_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        plan.append((name, files, target, prob_target))
+        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg))
 
     output.mkdir(parents=True, exist_ok=True)
-    for i, (name, files, target, prob_target) in enumerate(plan, start=1):
-        t0 = time.perf_counter()
-        image = read_image(files if len(files) > 1 else files[0])
-        roi_image: Image | None = read_image(roi_paths[name]) if name in roi_paths else None
-        try:
-            labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
-        except MedsegError as exc:
-            if exc.path is not None:
-                raise
-            raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
-        if prob_target is not None and probs is not None:
-            write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
-        try:
-            write_image(labels, target)
-        except BaseException:
-            if prob_target is not None:
-                prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
-            raise
-        rows = label_volumes(labels, predictor.config, name)
+    make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
+    for i, (rows, line) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
+                                               workers=workers, threads=threads), start=1):
         write_volumes(rows, output / VOLUMES_NAME)  # rewritten atomically after every case
-        line = f"[{i}/{len(plan)}] {name} -> {target} ({time.perf_counter() - t0:.2f} s)"
-        if labels.spatial_dims == 3:
-            line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} mL" for r in rows)
-        console.print(line, highlight=False)
+        console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
+
+
+def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
+    """One case of ``medseg predict``: read, predict, write; returns its volume rows and a progress line.
+
+    Module-level so that ``--workers`` processes run this very function."""
+    import time
+
+    from medseg.inference.predictor import label_volumes
+    from medseg.io import read_image, write_image
+    from medseg.io.dicom_seg import write_dicom_seg
+
+    name, files, target, prob_target, roi_path, as_seg = job
+    probabilities = prob_target is not None
+    t0 = time.perf_counter()
+    image = read_image(files if len(files) > 1 else files[0])
+    roi_image: Image | None = read_image(roi_path) if roi_path is not None else None
+    try:
+        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
+    except MedsegError as exc:
+        if exc.path is not None:
+            raise
+        raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
+    if prob_target is not None and probs is not None:
+        write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
+    try:
+        if as_seg:
+            write_dicom_seg(labels, files[0], target, labels=predictor.config.labels)
+        else:
+            write_image(labels, target)
+    except BaseException:
+        if prob_target is not None:
+            prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
+        raise
+    rows = label_volumes(labels, predictor.config, name)
+    line = f"{name} -> {target} ({time.perf_counter() - t0:.2f} s)"
+    if labels.spatial_dims == 3:
+        line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} mL" for r in rows)
+    return rows, line
