@@ -195,7 +195,9 @@ def predict(
 ) -> None:
     """Predict label maps with a trained model (or an ensemble of model folders).
 
-    Outputs keep the input's format, size, spacing, origin and direction.
+    Outputs keep the input's format, size, spacing, origin and direction; a DICOM series folder gives a
+    DICOM SEG (CASE.seg.dcm) referencing it. --shard I/N and --workers K split the cases over array jobs
+    and over processes.
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
     """

@@ -201,6 +201,18 @@ def align_to_series(label_map: Image, series: SeriesGrid) -> np.ndarray:
                         f"{difference}")
 
 
+def _values_present(array: np.ndarray) -> np.ndarray:
+    """The distinct values of a label map, slice by slice: no sorted copy (np.unique) or int64 copy
+    (np.bincount) of the whole volume."""
+    if array.dtype.kind == "u" and array.dtype.itemsize <= 2:
+        counts = np.zeros(int(array.max(initial=0)) + 1, np.int64)
+        for plane in array:
+            plane_counts = np.bincount(plane.ravel())
+            counts[: len(plane_counts)] += plane_counts
+        return np.flatnonzero(counts)
+    return np.unique(array)
+
+
 def _segment_array(array: np.ndarray, values: list[int]) -> np.ndarray:
     """Label values -> segment numbers 1..K (0 stays background), in the smallest unsigned type."""
     lut = np.zeros(max(values) + 1, np.uint8 if len(values) < 256 else np.uint16)
@@ -269,7 +281,7 @@ def write_dicom_seg(label_map: Image, source: str | Path | SeriesGrid, path: str
         array = array.astype(np.int64)
     if array.dtype.kind not in "iub" or (array.size and array.min() < 0):
         raise ImageWriteError("label map values must be non-negative integers", path)
-    values = [int(v) for v in np.unique(array) if v != 0]
+    values = [int(v) for v in _values_present(array) if v != 0]
     declared = [int(v) for v in (labels or {}).values() if isinstance(v, (int, np.integer)) and int(v) != 0]
     values = sorted(set(values) | set(declared))  # declared but absent labels still get their segment
     if not values:
@@ -379,19 +391,22 @@ def read_dicom_seg(path: str | Path, source: str | Path | SeriesGrid, *,
         regions = tuple(_concept_of(r) for r in (d.anatomic_regions or ()))
         segments.append(SegmentInfo(number, str(d.segment_label), _concept_of(d.segmented_property_category),
                                     _concept_of(d.segmented_property_type), regions))
+    by_name = {normalise_label_name(n): int(v) for n, v in (labels or {}).items()}
+    for s in segments:
+        s.value = by_name.get(normalise_label_name(s.name), s.number)
+    top = max([s.number for s in segments] + [s.value for s in segments] + [1])
+    dtype = np.min_scalar_type(top)  # uint8 for < 256 labels: the full volume is allocated in it
     try:
         numbers = seg.get_pixels_by_source_instance(
-            [str(h.SOPInstanceUID) for h in series.headers], combine_segments=True, relabel=False,
-            dtype=np.uint16)
+            [str(h.SOPInstanceUID) for h in series.headers], combine_segments=True, relabel=False, dtype=dtype)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ImageReadError(f"cannot place the segmentation on series {series.series_uid}: {exc}", path) from None
-    by_name = {normalise_label_name(n): int(v) for n, v in (labels or {}).items()}
-    lut = np.arange(max(seg.segment_numbers, default=0) + 1, dtype=np.int64)
+    lut = np.arange(max(seg.segment_numbers, default=0) + 1).astype(dtype)
     for s in segments:
-        s.value = lut[s.number] = by_name.get(normalise_label_name(s.name), s.number)
-    label_map = lut[numbers]
-    label_map = label_map.astype(np.min_scalar_type(max(int(lut.max()), 1)))
-    return DicomSeg(series.grid.with_array(label_map[None]), segments, series.series_uid, frame_uid,
+        lut[s.number] = s.value
+    if np.any(lut != np.arange(len(lut))):
+        numbers = lut[numbers]
+    return DicomSeg(series.grid.with_array(numbers[None]), segments, series.series_uid, frame_uid,
                     str(seg.SeriesInstanceUID))
 
 
