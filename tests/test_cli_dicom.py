@@ -127,14 +127,19 @@ def test_shards_give_the_single_run_outputs(tmp_path, nifti_cases, single_run):
     expected = sorted(p.name for p in single.glob("*.nii.gz"))
     assert len(expected) == 4
     parts = []
+    out = tmp_path / "shared"  # array jobs write into one folder
     for i in (1, 2, 3):
-        out = tmp_path / str(i)
+        before = set(out.glob("*.nii.gz"))
         assert main(["predict", str(model), "-i", str(nifti_cases), "-o", str(out), "--threads", "1",
                      "--shard", f"{i}/3"]) == 0
-        parts.append(sorted(p.name for p in out.glob("*.nii.gz")))
-        for name in parts[-1]:
-            assert np.array_equal(read_image(out / name).array, read_image(single / name).array)
+        parts.append(sorted(p.name for p in set(out.glob("*.nii.gz")) - before))
     assert sorted(sum(parts, [])) == expected and all(parts)  # disjoint, together every case
+    for name in expected:
+        assert np.array_equal(read_image(out / name).array, read_image(single / name).array)
+    rows = sorted(line for i in (1, 2, 3)
+                  for line in (out / f"volumes.shard-{i}-of-3.csv").read_text(encoding="utf-8").splitlines()[1:])
+    assert rows == sorted((single / "volumes.csv").read_text(encoding="utf-8").splitlines()[1:])
+    assert not (out / "volumes.csv").exists()
 
 
 def test_workers_give_the_single_run_outputs(tmp_path, nifti_cases, single_run):

@@ -188,7 +188,8 @@ def predict(
                                       "input's format otherwise), image (the input's format; .nii.gz for DICOM) or "
                                       "dicom-seg (CASE.seg.dcm referencing the input series)."),
     shard: str = typer.Option(None, "--shard", help="I/N: predict only shard I of N (1 <= I <= N) of the cases, "
-                              "sorted by name and dealt round-robin: N array jobs together predict every case once."),
+                              "sorted by name and dealt round-robin: N array jobs together predict every case once "
+                              "(volumes in OUTDIR/volumes.shard-I-of-N.csv)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes sharing the cores (--threads or all), each "
                                 "with its own copy of the model; outputs are identical to a single process run with "
                                 "the same threads per process."),
@@ -206,7 +207,7 @@ def predict(
     import torch
 
     from medseg.inference.predictor import Predictor, write_volumes
-    from medseg.inference.sharding import map_cases, parse_shard, shard_items
+    from medseg.inference.sharding import map_cases, parse_shard, shard_file_name, shard_items
     from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, writes_dicom_seg
     from medseg.model_folder import CONFIG_NAME
 
@@ -232,8 +233,10 @@ def predict(
     cases = collect_inputs(inputs, predictor.config.input_channels)
     if not cases:
         raise MedsegError("no input images found")
+    volumes_path = output / VOLUMES_NAME
     if shard:
         cases = shard_items(cases, *parse_shard(shard), key=lambda case: case[0])
+        volumes_path = output / shard_file_name(VOLUMES_NAME, *parse_shard(shard))  # array jobs share OUTDIR
         console.print(f"shard {shard}: {len(cases)} case(s)", highlight=False)
     roi_paths = _match_rois(list(roi or []), cases)
 
@@ -254,7 +257,7 @@ def predict(
     make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
     for i, (rows, line) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
                                                workers=workers, threads=threads), start=1):
-        write_volumes(rows, output / VOLUMES_NAME)  # rewritten atomically after every case
+        write_volumes(rows, volumes_path)  # rewritten atomically after every case
         console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
 
 

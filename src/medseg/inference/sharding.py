@@ -59,6 +59,18 @@ def shard_items(items: Iterable[T], index: int, count: int, key: Callable[[T], s
     return ordered[index - 1::count]
 
 
+def shard_file_name(name: str, index: int, count: int) -> str:
+    """A per-shard name for a file that every shard would otherwise rewrite in a shared output folder.
+
+    Examples
+    --------
+    >>> shard_file_name("volumes.csv", 2, 4)
+    'volumes.shard-2-of-4.csv'
+    """
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.shard-{index}-of-{count}.{suffix}" if dot else f"{name}.shard-{index}-of-{count}"
+
+
 def threads_per_worker(workers: int, threads: int | None = None) -> int:
     """Threads for each of ``workers`` processes sharing ``threads`` (default: all cores); one at least."""
     total = threads or os.cpu_count() or 1
