@@ -213,3 +213,20 @@ def test_real_volume_as_oblique_series_roundtrip(shared_data, tmp_path, dataset,
     assert np.array_equal(decode_with_pydicom(seg, grid), label_map)
     assert [(s.name, s.type.value) for s in back.segments] == [(name, code)]
     assert back.referenced_series_uid == grid.series_uid and back.frame_of_reference_uid == grid.frame_of_reference_uid
+
+
+def test_seg_and_series_pass_the_dicom_validator(series, tmp_path):
+    """dciodvfy (dicom3tools, David Clunie's IOD validator) finds no error in the SEG or the source slices."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (Debian package dicom3tools; .ci/run installs it)")
+    image, grid = series
+    label_map = label_map_for(image.spatial_shape)
+    out = write_dicom_seg(grid.grid.with_array(label_map[None]), grid, tmp_path / "case.seg.dcm", labels=LABELS)
+    for path, iod in ((out, "Segmentation"), (grid.files[0], "MRImage")):
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        text = report.stdout + report.stderr
+        assert iod in text
+        assert [line for line in text.splitlines() if line.startswith("Error")] == [], text

@@ -265,12 +265,15 @@ def write_dicom_series(image: Image, folder: str | Path, *, series_uid: str | No
             ds.PixelSpacing = [_ds(image.spacing[1]), _ds(image.spacing[2])]
             ds.SliceThickness = _ds(image.spacing[0])
             ds.SpacingBetweenSlices = _ds(image.spacing[0])
-            ds.ImageType = ["DERIVED", "SECONDARY"]
+            ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+            ds.Laterality, ds.PatientPosition = "", "HFS"
             ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "RM", "NONE", "", "3D"
+            ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = "", "", ""
             ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
             ds.Rows, ds.Columns = plane.shape
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-            ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = _ds(slope), _ds(intercept), "US"
+            if (slope, intercept) != (1.0, 0.0):  # not in the MR IOD: only when values need it
+                ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = _ds(slope), _ds(intercept), "US"
             ds.PixelData = np.ascontiguousarray(plane).tobytes()
             ds.save_as(tmp / f"slice_{k:04d}.dcm", enforce_file_format=True)
     return read_series_grid(folder)
