@@ -154,3 +154,26 @@ def test_workers_give_the_single_run_outputs(tmp_path, nifti_cases, single_run):
         pa, pb = read_image(single / "probabilities" / path.name), read_image(pooled / "probabilities" / path.name)
         assert np.array_equal(pa.array, pb.array)
     assert (single / "volumes.csv").read_text(encoding="utf-8") == (pooled / "volumes.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.data
+def test_predict_real_dicom_series_seg_equals_nifti(shared_data, tmp_path):
+    """`medseg predict` on a PROMISE12 volume laid out as an oblique, anisotropic DICOM series: the SEG it
+    writes by default decodes to the NIfTI prediction voxel for voxel on the source grid."""
+    from scipy.spatial.transform import Rotation
+
+    volume = read_image(shared_data / "PROMISE12" / "imagesTr" / "Case00_0000.nii.gz")
+    direction = Rotation.from_euler("zyx", [12, -25, 8], degrees=True).as_matrix()
+    crop = volume.array[:, 16:28, 64:192, 64:192]  # the gland's region: one tile, a few seconds of CPU
+    image = Image(crop, spacing=(3.6, 0.625, 0.625), origin=(-80.0, 40.0, -120.5), direction=direction)
+    grid = write_dicom_series(image, tmp_path / "dicom" / "Case00", seed=11)
+    model = make_model_folder(tmp_path / "model", spatial_dims=3, num_classes=2, label_values=(0, 1),
+                              preprocessing=[{"name": "zscore"}], patch=(12, 128, 128))
+    assert main(["predict", str(model), "-i", str(grid.folder), "-o", str(tmp_path / "seg"), "--threads", "1"]) == 0
+    assert main(["predict", str(model), "-i", str(grid.folder), "-o", str(tmp_path / "nii"), "--threads", "1",
+                 "--format", "image"]) == 0
+    nifti = read_image(tmp_path / "nii" / "Case00.nii.gz")
+    back = read_dicom_seg(tmp_path / "seg" / "Case00.seg.dcm", grid.folder, labels={"l1": 1})
+    assert 0 < np.count_nonzero(nifti.array) < nifti.array.size  # a non-trivial prediction
+    assert np.array_equal(back.label_map.array, nifti.array) and back.label_map.geometry_difference(nifti) is None
+    assert back.referenced_series_uid == grid.series_uid and back.frame_of_reference_uid == grid.frame_of_reference_uid
