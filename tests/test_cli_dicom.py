@@ -80,12 +80,34 @@ def test_predict_dicom_series_writes_seg(tmp_path, rng, capsys):
     assert back.label_map.geometry_difference(nifti) is None
     assert {s.name for s in back.segments} == {"l1", "l2"}
 
+    # a second series in a later case's folder: one line naming it, and no output at all
     capsys.readouterr()
+    bad = write_dicom_series(oblique_image(rng, shape=(6, 16, 18)), tmp_path / "cases" / "patient2")
+    other = write_dicom_series(oblique_image(rng, shape=(6, 16, 18)), tmp_path / "other")
+    other.files[0].rename(bad.folder / "intruder.dcm")
+    fresh = tmp_path / "fresh"
+    assert main(["predict", str(model), "-i", str(grid.folder), str(bad.folder), "-o", str(fresh)]) == 1
+    line = _error_line(capsys)
+    assert str(bad.folder) in line and "mixes 2 DICOM series" in line
+    assert not fresh.exists()
+
     nii = tmp_path / "case.nii.gz"
     write_image(read_image(grid.folder), nii)
     assert main(["predict", str(model), "-i", str(nii), "-o", str(tmp_path / "p2"), "--format", "dicom-seg"]) == 1
     assert "needs a DICOM series" in _error_line(capsys)
     assert not (tmp_path / "p2").exists()
+
+
+def test_label_names_from_text_dataset_or_model(tmp_path):
+    from medseg.cli.dicom import parse_labels
+
+    assert parse_labels("prostate=1, tumour=4") == {"prostate": 1, "tumour": 4}
+    (tmp_path / "dataset.json").write_text('{"labels": {"background": 0, "wt": [1, 2], "la": 1}}', encoding="utf-8")
+    assert parse_labels(str(tmp_path / "dataset.json")) == {"background": 0, "la": 1}  # regions skipped
+    model = make_model_folder(tmp_path / "model", label_values=(0, 1))
+    assert parse_labels(str(model)) == {"background": 0, "l1": 1}
+    with pytest.raises(MedsegError, match="name=value"):
+        parse_labels("prostate")
 
 
 def test_shards_partition_the_cases():

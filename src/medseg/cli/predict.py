@@ -209,6 +209,7 @@ def predict(
     from medseg.inference.predictor import Predictor, write_volumes
     from medseg.inference.sharding import map_cases, parse_shard, shard_file_name, shard_items
     from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, writes_dicom_seg
+    from medseg.io.dicom_series import read_series_grid
     from medseg.model_folder import CONFIG_NAME
 
     # `-i a.png b.png`: click hands the extra values over as positional arguments; a positional that is
@@ -245,6 +246,8 @@ def predict(
     for name, files in cases:
         ext = output_extension(files[0])
         as_seg = writes_dicom_seg(output_format, files[0])
+        if files[0].is_dir():
+            read_series_grid(files[0])  # a bad series (two series, a missing slice) stops the run before any output
         target = output / (f"{name}{DICOM_SEG_SUFFIX}" if as_seg else f"{name}{ext}")
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None

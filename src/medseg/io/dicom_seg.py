@@ -220,6 +220,21 @@ def _segment_array(array: np.ndarray, values: list[int]) -> np.ndarray:
     return lut[array]
 
 
+def _segment_descriptions(names: dict[int, str], codes: SegmentCodes, algorithm) -> list:
+    """One highdicom SegmentDescription per label value (in increasing value: segment numbers 1..K)."""
+    import highdicom as hd
+
+    descriptions = []
+    for number, value in enumerate(sorted(names), start=1):
+        code = codes.lookup(names[value])
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=names[value][:64],  # LO: 64 characters at most
+            segmented_property_category=_coded(code.category), segmented_property_type=_coded(code.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
+            anatomic_regions=[_coded(code.region)] if code.region else None))
+    return descriptions
+
+
 def write_dicom_seg(label_map: Image, source: str | Path | SeriesGrid, path: str | Path, *,
                     labels: Mapping[str, int] | None = None, codes: SegmentCodes | None = None,
                     series_description: str = "medseg segmentation", series_number: int = 300,
@@ -286,19 +301,10 @@ def write_dicom_seg(label_map: Image, source: str | Path | SeriesGrid, path: str
     values = sorted(set(values) | set(declared))  # declared but absent labels still get their segment
     if not values:
         raise ImageWriteError("label map is empty and no labels are declared: nothing to segment", path)
-    codes = codes or load_segment_codes()
-    names = _label_names(values, labels)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, version=algorithm_version or medseg.__version__,
         family=dicom_codes.cid7162.ArtificialIntelligence)
-    descriptions = []
-    for number, value in enumerate(values, start=1):
-        code = codes.lookup(names[value])
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=number, segment_label=names[value][:64],
-            segmented_property_category=_coded(code.category), segmented_property_type=_coded(code.type),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
-            anatomic_regions=[_coded(code.region)] if code.region else None))
+    descriptions = _segment_descriptions(_label_names(values, labels), codes or load_segment_codes(), algorithm)
     segments = _segment_array(array, values)
     seg = hd.seg.Segmentation(
         source_images=series.headers, pixel_array=segments,
