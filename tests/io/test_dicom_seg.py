@@ -230,3 +230,13 @@ def test_seg_and_series_pass_the_dicom_validator(series, tmp_path):
         text = report.stdout + report.stderr
         assert iod in text
         assert [line for line in text.splitlines() if line.startswith("Error")] == [], text
+
+
+def test_single_slice_series(tmp_path, rng):
+    image = Image(rng.integers(0, 100, (1, 1, 12, 10)).astype(np.int16), spacing=(2.5, 0.5, 0.6))
+    grid = write_dicom_series(image, tmp_path / "one")
+    source = read_image(grid.folder)
+    label_map = np.zeros((1, 12, 10), np.uint8)
+    label_map[0, 3:7, 2:5] = 1
+    out = write_dicom_seg(source.with_array(label_map[None]), grid, tmp_path / "one.seg.dcm", labels={"fluid": 1})
+    assert np.array_equal(read_dicom_seg(out, grid).label_map.array[0], label_map)

@@ -188,6 +188,8 @@ def align_to_series(label_map: Image, series: SeriesGrid) -> np.ndarray:
     if label_map.spatial_dims != 3 or label_map.num_channels != 1:
         raise GeometryError(f"a DICOM SEG is written from a single-channel 3D label map; got shape "
                             f"{label_map.array.shape}")
+    if grid.spatial_shape[0] == 1 and label_map.spatial_shape[0] == 1:  # one slice has no defined step
+        grid = Image(grid.array, (label_map.spacing[0], *grid.spacing[1:]), grid.origin, grid.direction)
     difference = label_map.geometry_difference(grid)
     if difference is None:
         return label_map.array[0]

@@ -137,7 +137,7 @@ def read_series_grid(folder: str | Path) -> SeriesGrid:
     order = np.argsort([p @ normal for p in positions], kind="stable")
     found = [found[i] for i in order]
     positions = np.asarray([positions[i] for i in order])
-    step = _slice_step(positions, normal, [p for p, _ in found])
+    step = _slice_step(positions, normal, [p for p, _ in found]) if len(found) > 1 else _single_slice_step(first)
     # ITK's axes (column, row, slice) as physical vectors; medseg keeps them in array-axis order, reversed
     axes = np.stack([row, col, normal], axis=1)
     grid = Image(np.broadcast_to(np.zeros((), np.uint8), (1, len(found), *size)),
@@ -146,10 +146,15 @@ def read_series_grid(folder: str | Path) -> SeriesGrid:
     return SeriesGrid(folder, [ds for _, ds in found], [p for p, _ in found], grid)
 
 
+def _single_slice_step(ds: Dataset) -> float:
+    """A single slice's step as GDCM reads an MR slice: Spacing Between Slices, else 1 mm (the step of one
+    slice is not defined; :func:`medseg.io.dicom_seg.align_to_series` does not compare it)."""
+    value = ds.get("SpacingBetweenSlices")
+    return float(value) if value not in (None, "") and float(value) > 0 else 1.0
+
+
 def _slice_step(positions: np.ndarray, normal: np.ndarray, files: Sequence[Path]) -> float:
     """The one distance between neighbouring slices; uneven steps and sheared stacks are errors."""
-    if len(positions) == 1:
-        return 1.0  # a single slice: the step is not defined; 1 mm like ITK
     offsets = positions - positions[0]
     along = offsets @ normal
     off_normal = np.linalg.norm(offsets - along[:, None] * normal, axis=1)
