@@ -78,7 +78,15 @@ def test_predict_dicom_series_writes_seg(tmp_path, rng, capsys):
     back = read_dicom_seg(seg, grid.folder, labels={"l1": 1, "l2": 2})
     assert np.array_equal(back.label_map.array, nifti.array)  # the SEG equals the NIfTI prediction
     assert back.label_map.geometry_difference(nifti) is None
-    assert {s.name for s in back.segments} == {"l1", "l2"}
+    assert [(s.name, s.type.meaning) for s in back.segments] == [("l1", "Tissue"), ("l2", "Tissue")]
+
+    # the user's code file names the model's labels
+    codes = tmp_path / "codes.json"
+    codes.write_text('{"concepts": [{"names": ["l2"], "category": "anatomical structure", "type": '
+                     '{"scheme": "SCT", "value": "41216001", "meaning": "Prostate"}}]}', encoding="utf-8")
+    assert main(["predict", str(model), "-i", str(grid.folder), "-o", str(pred), "--threads", "1",
+                 "--codes", str(codes), "--overwrite"]) == 0
+    assert [s.type.meaning for s in read_dicom_seg(seg, grid.folder).segments] == ["Tissue", "Prostate"]
 
     # a second series in a later case's folder: one line naming it, and no output at all
     capsys.readouterr()

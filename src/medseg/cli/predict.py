@@ -187,6 +187,8 @@ def predict(
     output_format: str = typer.Option("auto", "--format", help="auto (a DICOM SEG for a DICOM series input, the "
                                       "input's format otherwise), image (the input's format; .nii.gz for DICOM) or "
                                       "dicom-seg (CASE.seg.dcm referencing the input series)."),
+    codes: Path = typer.Option(None, "--codes", help="DICOM SEG: JSON file of extra label name -> SNOMED CT codes, "
+                               "searched before medseg's (format of medseg/io/segment_codes.json)."),
     shard: str = typer.Option(None, "--shard", help="I/N: predict only shard I of N (1 <= I <= N) of the cases, "
                               "sorted by name and dealt round-robin: N array jobs together predict every case once "
                               "(volumes in OUTDIR/volumes.shard-I-of-N.csv)."),
@@ -208,7 +210,7 @@ def predict(
 
     from medseg.inference.predictor import Predictor, write_volumes
     from medseg.inference.sharding import map_cases, parse_shard, shard_file_name, shard_items
-    from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, writes_dicom_seg
+    from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, load_segment_codes, writes_dicom_seg
     from medseg.io.dicom_series import read_series_grid
     from medseg.model_folder import CONFIG_NAME
 
@@ -242,6 +244,8 @@ def predict(
     roi_paths = _match_rois(list(roi or []), cases)
 
     # every output is checked before any work, so a refused run writes nothing
+    if codes is not None:
+        load_segment_codes(codes)  # a malformed code file stops the run here
     plan = []
     for name, files in cases:
         ext = output_extension(files[0])
@@ -254,7 +258,7 @@ def predict(
         for t in (target, prob_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg))
+        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes))
 
     output.mkdir(parents=True, exist_ok=True)
     make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
@@ -272,9 +276,9 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
 
     from medseg.inference.predictor import label_volumes
     from medseg.io import read_image, write_image
-    from medseg.io.dicom_seg import write_dicom_seg
+    from medseg.io.dicom_seg import load_segment_codes, write_dicom_seg
 
-    name, files, target, prob_target, roi_path, as_seg = job
+    name, files, target, prob_target, roi_path, as_seg, codes = job
     probabilities = prob_target is not None
     t0 = time.perf_counter()
     image = read_image(files if len(files) > 1 else files[0])
@@ -289,7 +293,7 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
         write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
     try:
         if as_seg:
-            write_dicom_seg(labels, files[0], target, labels=predictor.config.labels)
+            write_dicom_seg(labels, files[0], target, labels=predictor.config.labels, codes=load_segment_codes(codes))
         else:
             write_image(labels, target)
     except BaseException:
