@@ -240,3 +240,17 @@ def test_single_slice_series(tmp_path, rng):
     label_map[0, 3:7, 2:5] = 1
     out = write_dicom_seg(source.with_array(label_map[None]), grid, tmp_path / "one.seg.dcm", labels={"fluid": 1})
     assert np.array_equal(read_dicom_seg(out, grid).label_map.array[0], label_map)
+
+
+def test_slices_without_position(tmp_path, rng):
+    """One image without position tags (a projection X-ray) still reads; a stack of them is refused."""
+    grid = write_dicom_series(Image(rng.integers(0, 100, (1, 2, 6, 7)).astype(np.int16)), tmp_path / "xr")
+    for f in grid.files:
+        ds = pydicom.dcmread(f)
+        del ds.ImagePositionPatient
+        ds.save_as(f)
+    with pytest.raises(ImageReadError, match="ImagePositionPatient") as info:
+        read_image(grid.folder)
+    assert str(grid.files[0]) in str(info.value)
+    grid.files[1].unlink()
+    assert read_image(grid.folder).spatial_shape == (6, 7)

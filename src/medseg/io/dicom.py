@@ -39,9 +39,15 @@ def read_dicom_series(folder: Path) -> Image:
         When the folder holds no DICOM series, several (their Series Instance UIDs are named), or slices
         that do not form one regular grid (the offending file is named).
     """
-    from medseg.io.dicom_series import read_series_grid
+    from medseg.io.dicom_series import MissingPositionError, read_series_grid
 
-    series = read_series_grid(folder)
+    try:
+        series = read_series_grid(folder)
+    except MissingPositionError:
+        files = [p for p in Path(folder).iterdir() if p.is_file() and is_dicom_file(p)]
+        if len(files) == 1:  # one projection image (X-ray, secondary capture) has no position to check
+            return read_dicom_file(files[0])
+        raise
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])
     try:

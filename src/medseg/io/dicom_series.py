@@ -33,6 +33,10 @@ _POSITION_ATOL = 1e-3
 _ORIENTATION_ATOL = 1e-4
 
 
+class MissingPositionError(ImageReadError):
+    """A slice has no Image Position / Orientation (Patient) or Pixel Spacing: it cannot be placed in space."""
+
+
 @dataclass
 class SeriesGrid:
     """The slices of one series, sorted along the slice normal, and the grid they span.
@@ -72,7 +76,7 @@ def _dicom_headers(folder: Path) -> list[tuple[Path, Dataset]]:
 def _vector(ds: Dataset, keyword: str, size: int, path: Path) -> np.ndarray:
     value = ds.get(keyword)
     if value is None or len(value) != size:
-        raise ImageReadError(f"no valid {keyword} ({size} numbers): cannot place the slice in space", path)
+        raise MissingPositionError(f"no valid {keyword} ({size} numbers): cannot place the slice in space", path)
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
