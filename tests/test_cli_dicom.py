@@ -80,6 +80,14 @@ def test_predict_dicom_series_writes_seg(tmp_path, rng, capsys):
     assert back.label_map.geometry_difference(nifti) is None
     assert [(s.name, s.type.meaning) for s in back.segments] == [("l1", "Tissue"), ("l2", "Tissue")]
 
+    # a folder of series folders: one case per series
+    root = tmp_path / "study"
+    for name in ("t2", "adc"):
+        write_dicom_series(oblique_image(rng, shape=(6, 16, 18)), root / name)
+    assert main(["predict", str(model), "-i", str(root), "-o", str(tmp_path / "study_pred"), "--threads", "1",
+                 "--shard", "2/2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "study_pred").glob("*.dcm")) == ["t2.seg.dcm"]
+
     # the user's code file names the model's labels
     codes = tmp_path / "codes.json"
     codes.write_text('{"concepts": [{"names": ["l2"], "category": "anatomical structure", "type": '

@@ -35,10 +35,11 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
     """Group input files into cases: ``(case name, [one file per channel] or [one file])``.
 
     Folders contribute their image files; a DICOM series folder (no image files with known extensions
-    inside) is one case. Files named ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as
+    inside) is one case, and so is each series folder inside a folder that holds only folders. Files named ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as
     channels when the model takes more than one channel.
     """
     from medseg.io import image_extension, strip_extension
+    from medseg.io.dicom_series import series_folders
     from medseg.io.formats import DICOM_EXTENSIONS
 
     files: list[Path] = []
@@ -48,6 +49,8 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
             inside = _image_files(p)
             if inside and not all(image_extension(f) in DICOM_EXTENSIONS for f in inside):
                 files += inside
+            elif not any(q.is_file() for q in p.iterdir()) and series_folders(p):
+                cases += [(s.name, [s]) for s in series_folders(p)]  # a folder of DICOM series folders
             else:
                 cases.append((p.name, [p]))  # a DICOM series folder: one case
         elif p.is_file():

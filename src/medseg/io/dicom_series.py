@@ -80,6 +80,18 @@ def _vector(ds: Dataset, keyword: str, size: int, path: Path) -> np.ndarray:
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
+def series_folders(root: str | Path) -> list[Path]:
+    """The sub-folders of ``root`` that hold DICOM files (one level down), sorted by name: one series each,
+    as a PACS export or a study laid out per series gives them."""
+    from medseg.io.dicom import is_dicom_file
+
+    found = []
+    for sub in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any(is_dicom_file(f) for f in sub.iterdir() if f.is_file()):
+            found.append(sub)
+    return found
+
+
 def read_series_grid(folder: str | Path) -> SeriesGrid:
     """Read, check and sort the headers of the single DICOM series in ``folder``.
 
