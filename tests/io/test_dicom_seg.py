@@ -254,3 +254,15 @@ def test_slices_without_position(tmp_path, rng):
     assert str(grid.files[0]) in str(info.value)
     grid.files[1].unlink()
     assert read_image(grid.folder).spatial_shape == (6, 7)
+
+
+def test_float_label_map_and_bad_values(series, tmp_path):
+    image, grid = series
+    label_map = label_map_for(image.spatial_shape)
+    out = write_dicom_seg(grid.grid.with_array(label_map[None].astype(np.float32)), grid, tmp_path / "f.seg.dcm")
+    assert np.array_equal(read_dicom_seg(out, grid, labels={"label 4": 4}).label_map.array[0], label_map)
+    for bad in (label_map + 0.5, label_map.astype(np.int16) - 1):
+        with pytest.raises(MedsegError, match="integer") as info:
+            write_dicom_seg(grid.grid.with_array(bad[None]), grid, tmp_path / "bad.seg.dcm")
+        assert str(tmp_path / "bad.seg.dcm") in str(info.value)
+    assert not (tmp_path / "bad.seg.dcm").exists()

@@ -203,6 +203,24 @@ def align_to_series(label_map: Image, series: SeriesGrid) -> np.ndarray:
                         f"{difference}")
 
 
+def _label_values(array: np.ndarray, path: Path) -> np.ndarray:
+    """``array`` as unsigned integers (a float or signed label map, e.g. a scaled NIfTI, is converted
+    slice by slice into the smallest unsigned type: no float64 / int64 copy of the volume)."""
+    if array.dtype.kind in "ub":
+        return array
+    if array.dtype.kind not in "iuf":
+        raise ImageWriteError(f"label map of type {array.dtype} cannot hold label values", path)
+    lower, upper = (array.min(), array.max()) if array.size else (0, 0)
+    if not (np.isfinite(lower) and np.isfinite(upper)) or lower < 0 or upper > np.iinfo(np.uint16).max:
+        raise ImageWriteError(f"label map values must be integers in 0..65535; found {lower}..{upper}", path)
+    out = np.empty(array.shape, np.min_scalar_type(int(upper)))
+    for k, plane in enumerate(array):
+        out[k] = plane
+        if np.any(out[k] != plane):
+            raise ImageWriteError("label map holds non-integer values; a DICOM SEG takes label values", path)
+    return out
+
+
 def _values_present(array: np.ndarray) -> np.ndarray:
     """The distinct values of a label map, slice by slice: no sorted copy (np.unique) or int64 copy
     (np.bincount) of the whole volume."""
@@ -271,7 +289,7 @@ def write_dicom_seg(label_map: Image, source: str | Path | SeriesGrid, path: str
     GeometryError
         The label map is not on the series' grid.
     ImageWriteError
-        Label values that are not non-negative integers.
+        Label values that are not integers in 0..65535.
 
     Examples
     --------
@@ -291,13 +309,7 @@ def write_dicom_seg(label_map: Image, source: str | Path | SeriesGrid, path: str
 
     path = Path(path)
     series = _series(source)
-    array = align_to_series(label_map, series)
-    if array.dtype.kind == "f":
-        if not np.all(np.mod(array, 1) == 0):
-            raise ImageWriteError("label map holds non-integer values; a DICOM SEG takes label values", path)
-        array = array.astype(np.int64)
-    if array.dtype.kind not in "iub" or (array.size and array.min() < 0):
-        raise ImageWriteError("label map values must be non-negative integers", path)
+    array = _label_values(align_to_series(label_map, series), path)
     values = [int(v) for v in _values_present(array) if v != 0]
     declared = [int(v) for v in (labels or {}).values() if isinstance(v, (int, np.integer)) and int(v) != 0]
     values = sorted(set(values) | set(declared))  # declared but absent labels still get their segment

@@ -116,7 +116,7 @@ def read_series_grid(folder: str | Path) -> SeriesGrid:
     --------
     >>> import tempfile, pathlib, numpy as np
     >>> folder = pathlib.Path(tempfile.mkdtemp()) / "series"
-    >>> write_dicom_series(Image(np.zeros((1, 3, 4, 5), np.int16), spacing=(2.5, 0.8, 0.8)), folder)
+    >>> _ = write_dicom_series(Image(np.zeros((1, 3, 4, 5), np.int16), spacing=(2.5, 0.8, 0.8)), folder)
     >>> read_series_grid(folder).grid.spacing
     (2.5, 0.8, 0.8)
     """
