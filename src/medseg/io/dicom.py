@@ -39,13 +39,13 @@ def read_dicom_series(folder: Path) -> Image:
         When the folder holds no DICOM series, several (their Series Instance UIDs are named), or slices
         that do not form one regular grid (the offending file is named).
     """
-    from medseg.io.dicom_series import MissingPositionError, read_series_grid
+    from medseg.io.dicom_series import NotASliceStackError, read_series_grid
 
     try:
         series = read_series_grid(folder)
-    except MissingPositionError:
+    except NotASliceStackError:
         files = [p for p in Path(folder).iterdir() if p.is_file() and is_dicom_file(p)]
-        if len(files) == 1:  # one projection image (X-ray, secondary capture) has no position to check
+        if len(files) == 1:  # one multi-frame object, or one projection image (X-ray) without position
             return read_dicom_file(files[0])
         raise
     reader = sitk.ImageSeriesReader()

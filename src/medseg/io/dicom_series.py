@@ -33,8 +33,9 @@ _POSITION_ATOL = 1e-3
 _ORIENTATION_ATOL = 1e-4
 
 
-class MissingPositionError(ImageReadError):
-    """A slice has no Image Position / Orientation (Patient) or Pixel Spacing: it cannot be placed in space."""
+class NotASliceStackError(ImageReadError):
+    """The files are no stack of single-frame slices with positions: a multi-frame object, or a slice
+    without Image Position / Orientation (Patient) or Pixel Spacing (a projection image)."""
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _dicom_headers(folder: Path) -> list[tuple[Path, Dataset]]:
 def _vector(ds: Dataset, keyword: str, size: int, path: Path) -> np.ndarray:
     value = ds.get(keyword)
     if value is None or len(value) != size:
-        raise MissingPositionError(f"no valid {keyword} ({size} numbers): cannot place the slice in space", path)
+        raise NotASliceStackError(f"no valid {keyword} ({size} numbers): cannot place the slice in space", path)
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
@@ -132,8 +133,8 @@ def read_series_grid(folder: str | Path) -> SeriesGrid:
                              "put each series in its own folder", folder)
     if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for _, ds in found):
         path = next(p for p, ds in found if int(ds.get("NumberOfFrames", 1) or 1) > 1)
-        raise ImageReadError("multi-frame DICOM objects are not read as a series; give a folder of "
-                             "single-frame slices", path)
+        raise NotASliceStackError("multi-frame DICOM objects are not read as a series; give a folder of "
+                                  "single-frame slices", path)
     first_path, first = found[0]
     orientation = _vector(first, "ImageOrientationPatient", 6, first_path)
     row, col = orientation[:3], orientation[3:]
