@@ -266,3 +266,21 @@ def test_float_label_map_and_bad_values(series, tmp_path):
             write_dicom_seg(grid.grid.with_array(bad[None]), grid, tmp_path / "bad.seg.dcm")
         assert str(tmp_path / "bad.seg.dcm") in str(info.value)
     assert not (tmp_path / "bad.seg.dcm").exists()
+
+
+def test_rounded_positions_are_one_grid_but_uneven_steps_are_not(tmp_path, rng):
+    image = Image(rng.integers(0, 100, (1, 6, 6, 7)).astype(np.int16), spacing=(2.5, 0.7, 0.7),
+                  origin=(0.123456, 1.0, 2.0))
+    grid = write_dicom_series(image, tmp_path / "rounded")
+    for f in grid.files:  # positions rounded to 2 decimals, as some exports write them
+        ds = pydicom.dcmread(f)
+        ds.ImagePositionPatient = [f"{float(v):.2f}" for v in ds.ImagePositionPatient]
+        ds.save_as(f)
+    assert read_series_grid(grid.folder).grid.spatial_shape == (6, 6, 7)
+    ds = pydicom.dcmread(grid.files[3])
+    ds.ImagePositionPatient = [ds.ImagePositionPatient[0], ds.ImagePositionPatient[1],
+                               float(ds.ImagePositionPatient[2]) + 0.2]  # 2.7 / 2.3 mm steps
+    ds.save_as(grid.files[3])
+    with pytest.raises(ImageReadError, match="uneven slice spacing") as info:
+        read_series_grid(grid.folder)
+    assert grid.files[3].name in str(info.value)

@@ -28,8 +28,12 @@ from medseg.image import Image
 #: MR Image Storage: what :func:`write_dicom_series` writes.
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 _DICOMDIR = "1.2.840.10008.1.3.10"
-#: Millimetres under which two slice positions or steps are the same (positions are decimal strings).
-_POSITION_ATOL = 1e-3
+#: Millimetres under which two slice positions or steps are the same: scanners and exports round Image
+#: Position (Patient) to as little as 2 decimals.
+_POSITION_ATOL = 0.01
+#: Relative deviation of a slice step from the median step that counts as uneven: far below the 100 % of
+#: a missing slice, above the rounding of positions.
+_STEP_RTOL = 0.01
 _ORIENTATION_ATOL = 1e-4
 
 
@@ -175,7 +179,7 @@ def _slice_step(positions: np.ndarray, normal: np.ndarray, files: Sequence[Path]
     offsets = positions - positions[0]
     along = offsets @ normal
     off_normal = np.linalg.norm(offsets - along[:, None] * normal, axis=1)
-    if off_normal.max() > max(_POSITION_ATOL, SPACING_RTOL * abs(along[-1])):
+    if off_normal.max() > max(_POSITION_ATOL, _STEP_RTOL * abs(along[-1]) / max(len(along) - 1, 1)):
         k = int(np.argmax(off_normal))
         raise ImageReadError(f"slice lies {off_normal[k]:.3g} mm off the slice normal through {files[0].name} "
                              "(gantry tilt or a sheared stack): not a regular grid", files[k])
@@ -185,7 +189,7 @@ def _slice_step(positions: np.ndarray, normal: np.ndarray, files: Sequence[Path]
         raise ImageReadError(f"two slices at the same position ({files[k].name} and {files[k + 1].name})",
                              files[k + 1])
     step = float(np.median(steps))
-    bad = np.flatnonzero(np.abs(steps - step) > max(_POSITION_ATOL, SPACING_RTOL * step))
+    bad = np.flatnonzero(np.abs(steps - step) > max(_POSITION_ATOL, _STEP_RTOL * step))
     if bad.size:
         k = int(bad[0])
         hint = f" ({round(steps[k] / step) - 1} missing slice(s)?)" if steps[k] > step else ""
