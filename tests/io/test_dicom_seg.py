@@ -85,7 +85,8 @@ def test_seg_roundtrip_equals_label_map(series, tmp_path):
     segments = {s.SegmentLabel: s for s in ds.SegmentSequence}
     assert list(segments) == ["RV", "myocardium", "enhancing_tumour"]
     rv = segments["RV"]
-    assert (rv.SegmentedPropertyTypeCodeSequence[0].CodeValue, rv.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator) == ("53085002", "SCT")
+    rv_type = rv.SegmentedPropertyTypeCodeSequence[0]
+    assert (rv_type.CodeValue, rv_type.CodingSchemeDesignator) == ("53085002", "SCT")
     assert rv.SegmentedPropertyCategoryCodeSequence[0].CodeMeaning == "Anatomical Structure"
     tumour = segments["enhancing_tumour"]
     assert tumour.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Neoplasm"

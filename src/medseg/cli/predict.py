@@ -35,8 +35,9 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
     """Group input files into cases: ``(case name, [one file per channel] or [one file])``.
 
     Folders contribute their image files; a DICOM series folder (no image files with known extensions
-    inside) is one case, and so is each series folder inside a folder that holds only folders. Files named ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as
-    channels when the model takes more than one channel.
+    inside) is one case, and so is each series folder inside a folder that holds only folders. Files named
+    ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as channels when the model takes more than
+    one channel.
     """
     from medseg.io import image_extension, strip_extension
     from medseg.io.dicom_series import series_folders

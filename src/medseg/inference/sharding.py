@@ -55,7 +55,8 @@ def shard_items(items: Iterable[T], index: int, count: int, key: Callable[[T], s
     keys = [key(item) for item in ordered]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:  # the split must not depend on the input order
-        raise MedsegError(f"case names are not unique, so shards would not be well defined: {', '.join(duplicates[:5])}")
+        raise MedsegError("case names are not unique, so shards would not be well defined: "
+                          + ", ".join(duplicates[:5]))
     return ordered[index - 1::count]
 
 

@@ -88,7 +88,8 @@ def _concept(data: Any, where: str, path: Path | None) -> Concept:
         raise MedsegError(f"{where} must be an object with scheme, value and meaning", path) from None
 
 
-def _parse_codes(data: Any, path: Path | None, categories: dict[str, Concept]) -> tuple[list[tuple[list[str], SegmentCode]], SegmentCode | None]:
+def _parse_codes(data: Any, path: Path | None, categories: dict[str, Concept]
+                 ) -> tuple[list[tuple[list[str], SegmentCode]], SegmentCode | None]:
     if not isinstance(data, dict):
         raise MedsegError("a segment code file is a JSON object with 'concepts' (and 'categories', 'default')", path)
     for key, value in (data.get("categories") or {}).items():
@@ -100,7 +101,8 @@ def _parse_codes(data: Any, path: Path | None, categories: dict[str, Concept]) -
         category = entry["category"]
         if isinstance(category, str):
             if normalise_label_name(category) not in categories:
-                raise MedsegError(f"{where}: unknown category '{category}' (known: {', '.join(sorted(categories))})", path)
+                known = ", ".join(sorted(categories))
+                raise MedsegError(f"{where}: unknown category '{category}' (known: {known})", path)
             category = categories[normalise_label_name(category)]
         else:
             category = _concept(category, f"{where} category", path)
