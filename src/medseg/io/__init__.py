@@ -3,7 +3,8 @@ file extension (or, for folders, on DICOM).
 
 Supported: NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) and DICOM through
 SimpleITK; PNG, TIFF, GIF, JPEG, PPM/PGM/PBM and BMP through Pillow (see :mod:`medseg.io.raster` for
-the raster conventions). DICOM is read-only.
+the raster conventions). DICOM images are read-only here; DICOM Segmentation objects are written and read by
+:mod:`medseg.io.dicom_seg`.
 """
 
 from __future__ import annotations
