@@ -29,9 +29,10 @@ def trained(tmp_path_factory):
 
 def test_train_records_semi_supervised_options(trained):
     _, model = trained
-    semi = json.loads((model / "config.json").read_text(encoding="utf-8"))["training"]["semi_supervised"]
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    semi = config["training"]["semi_supervised"]
     assert semi["method"] == "bcp" and semi["ema_decay"] == 0.95 and semi["unlabeled_batch_size"] == 1
-    assert len(semi["labeled"]) == 2 and len(semi["unlabeled"]) == 2
+    assert len(semi["labeled"]) == 2 and len(semi["labeled"] + semi["unlabeled"] + config["val_cases"]) == 4
 
 
 def test_unknown_ssl_option_is_one_line(trained, tmp_path, capsys):

@@ -154,7 +154,9 @@ def test_train_semi_supervised_records_settings(organs, tmp_path, one_thread):
     result = train(organs, tmp_path / "m", _config(method="mean_teacher", labeled=2), progress=False)
     config = json.loads((result.folder / "config.json").read_text(encoding="utf-8"))
     semi = config["training"]["semi_supervised"]
-    assert semi["method"] == "mean_teacher" and len(semi["labeled"]) == 2 and len(semi["unlabeled"]) == 2
+    # the training cases (after the automatic validation hold-out) split into 2 labelled + the rest
+    assert semi["method"] == "mean_teacher" and len(semi["labeled"]) == 2
+    assert sorted(semi["labeled"] + semi["unlabeled"] + config["val_cases"]) == [f"case_{i:03d}" for i in range(4)]
     assert sorted(config["train_cases"]) == sorted(semi["labeled"])
     assert {"ema_decay", "rampup", "unlabeled_batch_size", "confidence_threshold", "weight"} <= set(semi)
     log = (result.folder / "training_log.csv").read_text(encoding="utf-8")
@@ -202,7 +204,8 @@ def test_zero_labelled_cases_is_an_error(organs, tmp_path, one_thread):
 
 def test_every_case_labelled_and_selected_leaves_nothing_unlabelled(organs, tmp_path, one_thread):
     with pytest.raises(MedsegError, match="no unlabelled case"):
-        train(organs, tmp_path / "m", _config(method="cps", labeled=4), progress=False, on_iteration=_never)
+        train(organs, tmp_path / "m", _config(method="cps", labeled=3), val_cases=["case_003"], progress=False,
+              on_iteration=_never)
 
 
 def test_dataset_cases_without_labels_are_unlabelled(organs, tmp_path, one_thread):

@@ -3,7 +3,7 @@
 Unlabelled cases are the dataset's cases without a label file (``"allow_unlabeled": true`` in
 dataset.json), the labelled training cases left out of ``--labeled``, and the images of an
 ``--unlabeled FOLDER``. They go through exactly the preprocessing of labelled cases
-(:func:`medseg.training.data.preprocess_image`), so both reach the network on the same grid.
+(:func:`medseg.preprocessing.grid.to_network_grid`), so both reach the network on the same grid.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.losses import IGNORE_INDEX
-from medseg.training.data import PreparedCase, make_batch, preprocess_image
+from medseg.training.data import PreparedCase, make_batch
 from medseg.training.sampling import build_sampling_index
 
 # Rule: without a target spacing nothing is resampled, so an unlabelled image whose spacing lies outside
@@ -94,17 +94,11 @@ def prepare_unlabeled(source: UnlabeledSource, steps: Sequence[dict[str, Any]], 
                           "into the dataset with its ROI in roisTr/)", source.path)
     if roi is not None:
         image.check_same_geometry(roi, f"unlabelled case '{source.name}': image and ROI")
-    if crop_to_nonzero:
-        from medseg.preprocessing.crop import crop_image
-        from medseg.preprocessing.crop import crop_to_nonzero as crop
+    from medseg.preprocessing.grid import GridLayout, to_network_grid
 
-        image, _, bbox = crop(image)
-        roi = crop_image(roi, bbox) if roi is not None else None
-    pre = preprocess_image(image, steps, None, roi)
-    if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
-        from medseg.preprocessing.resample import resample_image
-
-        pre = resample_image(pre, tuple(target_spacing), order=int((resampling or {}).get("image_order", 3)))
+    layout = GridLayout(tuple(steps), tuple(target_spacing) if target_spacing is not None else None,
+                        crop_to_nonzero, resampling)
+    pre = to_network_grid(image, layout, roi=roi).image  # the same transform as labelled cases and prediction
     array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
     label = np.broadcast_to(np.int16(IGNORE_INDEX), (1, *array.shape[1:]))
     index = build_sampling_index(label, ignore_index=IGNORE_INDEX)
@@ -171,3 +165,51 @@ def split_labeled(dataset: Any, train_names: Sequence[str], val_names: Sequence[
     options.pop("unlabeled", None)
     settings = SemiSupervisedSettings(labeled=list(labeled), unlabeled=[s.name for s in sources], **options)
     return list(labeled), settings, sources
+
+
+def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, seed: int, train_names: Sequence[str],
+                        val_names: Sequence[str], named_val: Sequence[str] | None,
+                        ) -> tuple[list[str], list[str], dict[str, Any] | None]:
+    """Training and validation cases once unlabelled cases are set apart, and the recorded settings.
+
+    Supervised (``semi_supervised`` None): the training cases that have labels. Semi-supervised: the
+    ``--labeled`` ones (:func:`split_labeled`), the settings completed with the unlabelled cases.
+    Unlabelled cases that a fold put into validation join the training side; a named ``--val-cases``
+    case without a label is an error.
+    """
+    without = {c.name for c in dataset.unlabeled_cases}
+    if named_val and without & set(named_val):
+        raise MedsegError(f"validation case(s) without a label: {', '.join(sorted(without & set(named_val))[:5])}",
+                          dataset.root)
+    train_names = list(train_names) + [n for n in val_names if n in without]
+    val_names = [n for n in val_names if n not in without]
+    if semi_supervised is None:
+        labeled = [n for n in train_names if n not in without]
+        if not labeled:
+            raise MedsegError("no training case has a label (use --labeled for semi-supervised training)", dataset.root)
+        return labeled, val_names, None
+    labeled, settings, _ = split_labeled(dataset, train_names, val_names, semi_supervised, seed)
+    return labeled, val_names, settings.to_dict()
+
+
+def prepare_unlabeled_cases(dataset: Any, settings: dict[str, Any] | None, train_cases: Sequence[PreparedCase],
+                            channels: int, data_dims: int, layout: Any, dtype: str = "float32") -> list[PreparedCase]:
+    """The unlabelled cases of a semi-supervised run on the training grid (checked before training).
+
+    ``layout``: the run's data layout (preprocessing, target_spacing, crop_to_nonzero, resampling).
+    """
+    if settings is None or settings["method"] == "none":
+        return []
+    folder = folder_sources(settings["unlabeled_folder"]) if settings.get("unlabeled_folder") else []
+    in_dataset = {c.name for c in dataset.cases}
+    by_name = {s.name: s for s in folder}
+    sources = [by_name.get(n) or dataset_sources(dataset, [n])[0] for n in settings["unlabeled"]
+               if n in by_name or n in in_dataset]
+    spacing_range = None
+    if layout.target_spacing is None:
+        spacings = np.asarray([c.spacing for c in train_cases], float)
+        spacing_range = (spacings.min(0), spacings.max(0))
+    return [prepare_unlabeled(s, layout.preprocessing, target_spacing=layout.target_spacing, channels=channels,
+                              spatial_dims=data_dims, spacing_range=spacing_range, dtype=dtype,
+                              crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling)
+            for s in sources]
