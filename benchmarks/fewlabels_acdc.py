@@ -78,28 +78,34 @@ def train(medseg: list[str], data: Path, model: Path, plan: Path, labeled: list[
     return {"train_minutes": seconds / 60, "iterations": int(float(log[-1]["iteration"]))}
 
 
-def pseudo_label_quality(pseudo: Path, acdc: Path, cases: list[str]) -> dict:
-    """Dice (RV/MYO/LV mean) of the confident pseudo-label voxels against the withheld labels."""
+def pseudo_label_quality(pseudo: Path, acdc: Path, cases: list[str], thresholds: tuple[float, ...] = (0.9,)) -> dict:
+    """Per voxel-confidence threshold: share of voxels kept and mean Dice (RV/MYO/LV) of the kept voxels
+    against the withheld labels (from the written confidence maps, so one pseudo-labelling serves all)."""
     from medseg.io import read_image
 
-    ignore = json.loads((pseudo / "dataset.json").read_text(encoding="utf-8"))["labels"]["ignore"]
-    dices, kept = [], []
+    out: dict = {"of": len(cases)}
+    volumes = []
     for case in cases:
         path = pseudo / "labelsTr" / f"{case}.nii.gz"
-        if not path.exists():
-            continue  # the case was not confident enough
-        guess = read_image(path).array[0]
-        truth = read_image(acdc / "labelsTr" / f"{case}.nii.gz").array[0]
-        confident = guess != ignore
-        kept.append(float(confident.mean()))
-        per = []
-        for value in (1, 2, 3):
-            a, b = (guess == value) & confident, (truth == value) & confident
-            if a.sum() + b.sum():
-                per.append(2 * float((a & b).sum()) / float(a.sum() + b.sum()))
-        dices.append(float(np.mean(per)) if per else float("nan"))
-    return {"cases": len(dices), "of": len(cases), "confident_voxel_share": float(np.mean(kept)) if kept else 0.0,
-            "confident_dice": float(np.nanmean(dices)) if dices else float("nan")}
+        if path.exists():  # cases below the case threshold are not written
+            volumes.append((read_image(path).array[0], read_image(pseudo / "confidenceTr" / f"{case}.nii.gz").array[0],
+                            read_image(acdc / "labelsTr" / f"{case}.nii.gz").array[0]))
+    out["cases"] = len(volumes)
+    for threshold in thresholds:
+        dices, kept = [], []
+        for guess, confidence, truth in volumes:
+            keep = confidence >= threshold
+            kept.append(float(keep.mean()))
+            per = []
+            for value in (1, 2, 3):
+                a, b = (guess == value) & keep, (truth == value) & keep
+                if a.sum() + b.sum():
+                    per.append(2 * float((a & b).sum()) / float(a.sum() + b.sum()))
+            if per:
+                dices.append(float(np.mean(per)))
+        out[f"threshold_{threshold}"] = {"kept_voxel_share": float(np.mean(kept)) if kept else 0.0,
+                                         "confident_dice": float(np.mean(dices)) if dices else None}
+    return out
 
 
 def main() -> None:
@@ -115,11 +121,17 @@ def main() -> None:
                         help="Pseudo-label only the first N unlabelled volumes (0: all).")
     parser.add_argument("--pseudo-model", help="Method whose model pseudo-labels (default: the first semi-supervised).")
     parser.add_argument("--pseudo-option", action="append", default=[], help="Extra `medseg pseudolabel` arguments.")
+    parser.add_argument("--quality-of", type=Path, help="Only score this pseudo-label folder against the withheld "
+                        "labels (at several confidence thresholds) and exit.")
     parser.add_argument("--draws", type=int, default=3, help="Random draws in the suggest stage.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json.")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
     args = parser.parse_args()
 
+    if args.quality_of:
+        cases = sorted(p.name[: -len(".nii.gz")] for p in (args.quality_of / "labelsTr").iterdir())
+        print(json.dumps(pseudo_label_quality(args.quality_of, args.acdc, cases, (0.0, 0.3, 0.5, 0.7, 0.9)), indent=2))
+        return
     medseg = [sys.executable, "-m", "medseg"]
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -158,7 +170,7 @@ def main() -> None:
             run(medseg + ["pseudolabel", str(model), "-i", *inputs, "-o", str(pseudo), "--overwrite",
                           "--voxel-threshold", str(args.threshold),
                           *[a for option in args.pseudo_option for a in shlex.split(option)]])
-            entry = pseudo_label_quality(pseudo, args.acdc, targets)
+            entry = pseudo_label_quality(pseudo, args.acdc, targets, (0.0, 0.3, 0.5, 0.7, 0.9, args.threshold))
             entry["voxel_threshold"] = args.threshold
             results[f"pseudolabel_{semi}_{n}"] = entry
             save()
