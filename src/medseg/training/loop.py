@@ -415,9 +415,9 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
                 for name in session.unfreezing(iteration)[:1]:
                     console.print(f"iteration {iteration}: unfreezing (first: {name})", highlight=False)
             if session.semi is not None:  # semi-supervised: the method's step (medseg.training.semi_supervised)
-                parts = session.semi.step((image, label), unlabeled.next().contiguous(memory_format=session.memory_format),
-                                          session.loss_fn, session.optimizer, frac, config.grad_clip,
-                                          batch_generators(config.seed + 104729, iteration)[1])
+                unlabeled_image = unlabeled.next().contiguous(memory_format=session.memory_format)
+                parts = session.semi.step((image, label), unlabeled_image, session.loss_fn, session.optimizer, frac,
+                                          config.grad_clip, batch_generators(config.seed + 104729, iteration)[1])
                 loss = parts["loss"]
                 semi_parts.append(parts)
             else:
