@@ -164,6 +164,7 @@ def predict(
     from medseg.inference.predictor import Predictor, label_volumes, write_volumes
     from medseg.io import read_image, write_image
     from medseg.io.formats import label_format_note
+    from medseg.io.labels import read_label_map
     from medseg.io.probabilities import probabilities_extension, write_probabilities
     from medseg.model_folder import CONFIG_NAME
 
@@ -216,7 +217,7 @@ def predict(
     for i, (name, files, target, prob_target) in enumerate(plan, start=1):
         t0 = time.perf_counter()
         image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
-        roi_image: Image | None = read_image(roi_paths[name]) if name in roi_paths else None
+        roi_image: Image | None = read_label_map(roi_paths[name], "roi") if name in roi_paths else None
         try:
             labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
         except MedsegError as exc:
