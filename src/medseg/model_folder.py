@@ -12,6 +12,8 @@
                            model_L2.onnx for other checkpoints and pruned UNet++ levels)
       model_<shape>_....pt2  optional compiled networks (``medseg predict --backend compile``), one per
                            tile-batch shape, torch version, instruction set and thread count
+      rules.json           every automatic choice of the run (name, inputs, value, reason, and whether
+                           the user overrode it), see :mod:`medseg.planning.training_rules`
       pruning.json         prunable networks (UNet++): validation Dice, parameters and seconds per case
                            of every level, and the level chosen (used by the predictor by default)
 
@@ -43,6 +45,7 @@ WEIGHTS_NAME = "model.safetensors"
 LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
 PRUNING_NAME = "pruning.json"
+RULES_NAME = "rules.json"
 FORMAT_VERSION = 1
 
 
@@ -53,7 +56,10 @@ class ModelConfig:
     ``labels`` maps names to the dataset's label values; the network's output channel ``i`` is label
     value ``label_values[i]`` (softmax), or region ``i`` of ``regions`` (sigmoid heads).
     ``decision_threshold`` (binary softmax models only): label foreground where its probability is at
-    least this value instead of taking the argmax (``medseg threshold`` chooses it on training cases).
+    least this value instead of taking the argmax (chosen on the validation cases after training).
+    ``tile_size``: the sliding-window tile the predictor uses by default (None: the patch size).
+    ``postprocessing``: per-label steps applied to every prediction (see
+    :func:`medseg.postprocessing.apply_steps`), kept after training where they raised validation Dice.
     """
 
     network: str
@@ -85,6 +91,8 @@ class ModelConfig:
     crop_to_nonzero: bool = False
     resampling: dict[str, Any] | None = None
     decision_threshold: float | None = None
+    tile_size: list[int] | None = None
+    postprocessing: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -107,9 +115,16 @@ class ModelConfig:
     @property
     def data_patch_size(self) -> tuple[int, ...]:
         """Patch size in the data's dimensions (1 along the slice axis of a 2D-on-3D model)."""
-        from medseg.inference.slices import volume_patch_size
+        from medseg.tiling.slices import volume_patch_size
 
         return volume_patch_size(self.patch_size, self.slice_axis)
+
+    @property
+    def data_tile_size(self) -> tuple[int, ...]:
+        """The default sliding-window tile in the data's dimensions (the recorded tile, else the patch)."""
+        from medseg.tiling.slices import volume_patch_size
+
+        return volume_patch_size(self.tile_size, self.slice_axis) if self.tile_size else self.data_patch_size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,7 +178,7 @@ def load_config(folder: str | Path) -> ModelConfig:
 
 
 def save_pruning(folder: str | Path, pruning: dict[str, Any]) -> Path:
-    """Write ``pruning.json`` (see :func:`medseg.training.loop.select_prune_level`) atomically."""
+    """Write ``pruning.json`` (see :func:`medseg.training.validation.select_prune_level`) atomically."""
     path = Path(folder) / PRUNING_NAME
     write_text_atomic(path, json.dumps(pruning, indent=2) + "\n")
     return path
@@ -179,6 +194,27 @@ def load_pruning(folder: str | Path) -> dict[str, Any] | None:
     data = read_json(path, "UNet++ pruning choice")
     if not isinstance(data.get("level"), int):
         raise MedsegError("pruning.json has no integer 'level'", path)
+    return data
+
+
+def save_rules(folder: str | Path, rules: list[dict[str, Any]]) -> Path:
+    """Write ``rules.json`` (a list of rule records) atomically."""
+    path = Path(folder) / RULES_NAME
+    write_text_atomic(path, json.dumps(rules, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_rules(folder: str | Path) -> list[dict[str, Any]]:
+    """A model folder's ``rules.json`` (empty when the model predates it)."""
+    path = Path(folder) / RULES_NAME
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MedsegError(f"not valid JSON: {exc}", path) from None
+    if not isinstance(data, list):
+        raise MedsegError("rules.json must hold a list of rules", path)
     return data
 
 
