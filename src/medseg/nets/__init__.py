@@ -6,6 +6,7 @@ from medseg.nets import (  # noqa: F401
     dunet,
     encoders,
     fcn,
+    litemedsam,
     patch_cnn,
     segnet,
     segresnet_vae,
