@@ -12,6 +12,7 @@ from medseg.nets import (  # noqa: F401
     segresnet_vae,
     unet,
     unet_plus_plus,
+    vit_seg,
     vnet,
 )
 from medseg.nets.registry import NETWORKS, create_network
