@@ -219,3 +219,21 @@ def test_cli_folder_with_released_weights(tmp_path):
     assert 2 * ((pred == 2) & truth).sum() / ((pred == 2).sum() + truth.sum()) > 0.9
     rows = (out / "confidence.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0] == "case,label,predicted_iou,voxels,slices" and rows[1].startswith("c1,2,")
+
+
+def test_boxes_from_a_coarse_models_components():
+    from medseg.inference.prompt import boxes_from_model
+
+    class Coarse:
+        def predict(self, image):
+            lab = np.zeros(image.spatial_shape, np.uint8)
+            lab[2:10, 3:12] = 1
+            lab[20:30, 20:25] = 1
+            lab[40, 40] = 1  # a speck below min_voxels
+            return image.with_array(lab[None])
+
+    image = Image(np.zeros((1, 50, 50), np.float32))
+    boxes = boxes_from_model(Coarse(), image)
+    assert sorted((b.lower, b.upper) for b in boxes) == [((2, 3), (9, 11)), ((20, 20), (29, 24))]
+    result = Prompter(BoxEcho()).segment(image, boxes)
+    assert result.label_map.array[0, 5, 5] == 1 and len(result.structures) == 2

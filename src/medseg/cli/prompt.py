@@ -41,6 +41,8 @@ def prompt_command(
     boxes_from: Path = typer.Option(None, "--boxes-from", help="Label map on the image's grid: one box per "
                                     "label (or per connected component with --per-component)."),
     per_component: bool = typer.Option(False, "--per-component", help="With --boxes-from: a box per component."),
+    coarse_model: Path = typer.Option(None, "--coarse-model", help="Model folder whose prediction's connected "
+                                      "components (>= 10 voxels) become the boxes (localise, then prompt)."),
     jitter: int = typer.Option(0, "--jitter", help="With --boxes-from: push each box side out by 0..N pixels of "
                                "LiteMedSAM's 256-pixel frame (MedSAM's protocol uses 5)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the jitter."),
@@ -63,7 +65,7 @@ def prompt_command(
     if threads is not None:
         torch.set_num_threads(threads)
     if boxes_csv is not None or input_folder is not None:
-        if image is not None or box or point or boxes_from is not None:
+        if image is not None or box or point or boxes_from is not None or coarse_model is not None:
             raise MedsegError("--boxes/-i segments a folder: do not also give IMAGE, --box, --point or --boxes-from")
         if boxes_csv is None or input_folder is None:
             raise MedsegError("a folder needs both --boxes boxes.csv and -i FOLDER")
@@ -71,15 +73,15 @@ def prompt_command(
         return
     if image is None:
         raise MedsegError("give an IMAGE with --box/--point/--boxes-from, or --boxes boxes.csv -i FOLDER")
-    _prompt_one(image, box or [], point or [], boxes_from, per_component, jitter, seed, output, channel,
-                weights, encoder_onnx)
+    _prompt_one(image, box or [], point or [], boxes_from, per_component, coarse_model, jitter, seed, output,
+                channel, weights, encoder_onnx)
 
 
 def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], boxes_from: Path | None,
-                per_component: bool, jitter: int, seed: int, output: Path, channel: int | None,
-                weights: Path | None, encoder_onnx: Path | None) -> None:
+                per_component: bool, coarse_model: Path | None, jitter: int, seed: int, output: Path,
+                channel: int | None, weights: Path | None, encoder_onnx: Path | None) -> None:
     from medseg.inference.boxes import BoxPrompt, boxes_from_label_map, parse_box, parse_point
-    from medseg.inference.prompt import Prompter
+    from medseg.inference.prompt import Prompter, boxes_from_model
     from medseg.io import read_image, write_image
 
     _not_an_input(output, [image_path] + ([boxes_from] if boxes_from else []))
@@ -97,6 +99,13 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
         boxes += boxes_from_label_map(ref.array[0], jitter=jitter, seed=seed, per_component=per_component)
         if not boxes:
             raise MedsegError("no labelled voxels to draw boxes around", boxes_from)
+    if coarse_model is not None:
+        from medseg.inference import Predictor
+
+        found = boxes_from_model(Predictor.from_folder(coarse_model), img, jitter=jitter, seed=seed)
+        if not found:
+            raise MedsegError(f"the coarse model found nothing to box in {image_path.name}", coarse_model)
+        boxes += found
     loose_points = points if not boxes else []
     prompter = Prompter(weights=weights, encoder_onnx=encoder_onnx)
     result = prompter.segment(img, boxes, loose_points, channel, name=str(image_path))

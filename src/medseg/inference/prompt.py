@@ -245,6 +245,32 @@ class Prompter:
             yield z, logits, iou
 
 
+def boxes_from_model(predictor, image: Image, min_voxels: int = 10, jitter: int = 0,
+                     seed: int | None = None) -> list[BoxPrompt]:
+    """Boxes around a coarse model's connected components (localise, then prompt).
+
+    Parameters
+    ----------
+    predictor : object with ``predict(image) -> Image``
+        E.g. :class:`medseg.Predictor` of a trained model folder.
+    image : Image
+    min_voxels : int
+        Components smaller than this are taken for noise and not prompted.
+    jitter, seed
+        As in :func:`~medseg.inference.boxes.boxes_from_label_map`.
+
+    Returns
+    -------
+    list of BoxPrompt
+        One box per component, labelled with the model's label value.
+    """
+    from medseg.inference.boxes import boxes_from_label_map
+
+    label_map = predictor.predict(image)
+    return boxes_from_label_map(label_map.array[0], per_component=True, min_voxels=min_voxels, jitter=jitter,
+                                seed=seed)
+
+
 def encoder_session(model: LiteMedSAM, path: str | Path):
     """An ONNX Runtime session for ``model``'s image encoder, exported to ``path`` if it does not exist."""
     from medseg.nets.export import export_onnx, onnx_session
@@ -283,4 +309,4 @@ def prompt_image(image: Image, boxes: Sequence[BoxPrompt] = (), points: Sequence
     return Prompter(model=model, weights=weights).segment(image, boxes, points, channel)
 
 
-__all__ = ["PERCENTILES", "PromptResult", "Prompter", "encoder_session", "intensity_window", "prompt_image", "slice_frame"]
+__all__ = ["PERCENTILES", "PromptResult", "Prompter", "boxes_from_model", "encoder_session", "intensity_window", "prompt_image", "slice_frame"]
