@@ -169,6 +169,7 @@ def test_cli_errors_write_nothing(tmp_path):
     assert main(["prompt", str(src), "--box", "5,5,3,9", "-o", str(out), "--weights", str(tmp_path / "none.pth")]) == 1
     assert main(["prompt", str(src), "--box", "1,2,3,4", "-o", str(src)]) == 1
     assert main(["prompt", "--boxes", str(tmp_path / "b.csv"), "-o", str(out)]) == 1
+    assert main(["prompt", str(src), "--boxes-from", str(src), "--point", "3,3", "-o", str(out)]) == 1
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["scan.png"]
 
 

@@ -88,6 +88,9 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
     img = read_image(image_path)
     ndim = img.spatial_dims
     points = [parse_point(t, ndim) for t in point_texts]
+    if points and not box_texts and (boxes_from is not None or coarse_model is not None):
+        raise MedsegError("--point refines a --box (or stands alone on a 2D image); it cannot refine boxes from "
+                          "--boxes-from or --coarse-model")
     boxes = []
     for label, text in enumerate(box_texts, start=1):
         lower, upper = parse_box(text)
