@@ -10,8 +10,9 @@ under 10 minutes on one thread:
 - BraTS: whole tumour (labels 1, 2, 4) on FLAIR (channel 0), slices with tumour.
 - DukeDME: B-scans with fluid; one box per connected fluid component of >= 20 pixels (fluid is scattered).
 
-Timing: the image encoder once per slice (eager PyTorch and ONNX Runtime), the prompt encoder + mask
-decoder once per box. The Dice loop runs the encoder with ONNX Runtime (same outputs to ~1e-5).
+Timing: the image encoder once per slice, the prompt encoder + mask decoder once per box, each in eager
+PyTorch and in ONNX Runtime (interleaved, best and median). The Dice loop runs both with ONNX Runtime
+(`Prompter(onnx_dir=...)`, what `medseg prompt --onnx DIR` does).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/litemedsam.py --data ../shared/data --work /tmp/litemedsam_bench
 """
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from medseg.inference.boxes import MEDSAM_JITTER, boxes_from_label_map
-from medseg.inference.prompt import Prompter, encoder_session, intensity_window, slice_frame
+from medseg.inference.prompt import Prompter, intensity_window, slice_frame
 from medseg.io import read_image
 from medseg.metrics import dice
 from medseg.nets.litemedsam import LiteMedSAM
@@ -48,16 +49,15 @@ def nnunet_cases(folder: Path, suffix: str) -> list[tuple[Path, Path]]:
 
 
 class Runner:
-    def __init__(self, prompter: Prompter, session, seed: int):
+    def __init__(self, prompter: Prompter, seed: int):
         self.prompter = prompter
-        self.session = session
         self.rng = np.random.default_rng(seed)
         self.encoder_times: list[float] = []
         self.decoder_times: list[float] = []
 
     def embed(self, frame: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
-        emb = torch.from_numpy(self.session.run(None, {"image": np.ascontiguousarray(frame.numpy())})[0])
+        emb = self.prompter.encode(frame)
         self.encoder_times.append(time.perf_counter() - start)
         return emb
 
@@ -119,52 +119,38 @@ def run_duke(runner: Runner, data: Path, scans: int) -> dict[str, list[float]]:
     return {"fluid": scores}
 
 
-def time_encoders(model: LiteMedSAM, session, repeats: int) -> dict[str, float]:
+def _interleaved(a, b, repeats: int) -> tuple[list[float], list[float]]:
+    a(), b()  # warm-up
+    ta, tb = [], []
+    for _ in range(repeats):
+        for f, times in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - start)
+    return ta, tb
+
+
+def time_parts(eager: Prompter, onnx: Prompter, repeats: int) -> dict[str, float]:
+    """Encoder and box decoder, eager vs ONNX Runtime, interleaved (both see the same load)."""
     frame = torch.rand(1, 3, 256, 256)
     out = {}
-    with torch.inference_mode():
-        model.encode_image(frame)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.encode_image(frame)
-            times.append(time.perf_counter() - start)
-    out["eager_median_s"], out["eager_best_s"] = statistics.median(times), min(times)
-    x = np.ascontiguousarray(frame.numpy())
-    session.run(None, {"image": x})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {"image": x})
-        times.append(time.perf_counter() - start)
-    out["onnx_median_s"], out["onnx_best_s"] = statistics.median(times), min(times)
-    with torch.inference_mode():
-        diff = float(np.abs(session.run(None, {"image": x})[0] - model.encode_image(frame).numpy()).max())
-    out["onnx_max_abs_diff"] = diff
-    with torch.inference_mode():
-        emb = model.encode_image(frame)
-        box = torch.tensor([[60.0, 70.0, 150.0, 180.0]])
-        times = []
-        for _ in range(4 * repeats):
-            start = time.perf_counter()
-            model.decode(emb, boxes=box)
-            times.append(time.perf_counter() - start)
-    out["decoder_median_s"], out["decoder_best_s"] = statistics.median(times), min(times)
+    te, to = _interleaved(lambda: eager.encode(frame), lambda: onnx.encode(frame), repeats)
+    out.update(encoder_eager_best_s=min(te), encoder_eager_median_s=statistics.median(te),
+               encoder_onnx_best_s=min(to), encoder_onnx_median_s=statistics.median(to),
+               encoder_max_abs_diff=float((eager.encode(frame) - onnx.encode(frame)).abs().max()))
+    emb = eager.encode(frame)
+    box = torch.tensor([[60.0, 70.0, 150.0, 180.0]])
+    te, to = _interleaved(lambda: eager.decode(emb, box), lambda: onnx.decode(emb, box), 4 * repeats)
+    out.update(decoder_eager_best_s=min(te), decoder_eager_median_s=statistics.median(te),
+               decoder_onnx_best_s=min(to), decoder_onnx_median_s=statistics.median(to),
+               decoder_max_abs_diff=float((eager.decode(emb, box)[0] - onnx.decode(emb, box)[0]).abs().max()))
     return out
 
 
 def random_weights_lv(data: Path, slices: int, seed: int) -> dict[str, float]:
     """The same protocol on ACDC LV with an untrained network (eager): what chance gives."""
     torch.manual_seed(seed)
-    model = LiteMedSAM().eval()
-    prompter = Prompter(model)
-
-    class Eager:
-        def run(self, _, feeds):
-            with torch.inference_mode():
-                return [model.encode_image(torch.from_numpy(feeds["image"])).numpy()]
-
-    runner = Runner(prompter, Eager(), seed)
+    runner = Runner(Prompter(LiteMedSAM().eval()), seed)
     scores = run_volumes(runner, acdc_cases(data)[:slices], {"LV": [3]}, 1)
     return {"LV_random_weights": float(np.mean(scores["LV"])), "slices": len(scores["LV"])}
 
@@ -189,15 +175,15 @@ def main() -> None:
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    prompter = Prompter()
+    eager = Prompter()
     start = time.perf_counter()
-    session = encoder_session(prompter.model, args.work / "litemedsam_encoder.onnx")
-    export_s = time.perf_counter() - start
-    results: dict = {"export_and_session_s": export_s, "encoder": time_encoders(prompter.model, session, args.timing_repeats)}
+    prompter = Prompter(eager.model, onnx_dir=args.work)  # exports on the first run only
+    results: dict = {"onnx_export_and_sessions_s": time.perf_counter() - start,
+                     "timing": time_parts(eager, prompter, args.timing_repeats)}
     print(json.dumps(results, indent=1), flush=True)
     if args.timing_only:
         return
-    runner = Runner(prompter, session, args.seed)
+    runner = Runner(prompter, args.seed)
     sets = {
         "ACDC val": lambda: run_volumes(runner, acdc_cases(args.data), ACDC, args.acdc_slices),
         "PROMISE12": lambda: run_volumes(runner, nnunet_cases(args.data / "PROMISE12", ".nii.gz"), {"prostate": [1]},

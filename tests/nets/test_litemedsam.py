@@ -113,3 +113,23 @@ def test_missing_and_altered_weight_files(tmp_path):
     with pytest.raises(MedsegError, match="cannot read"):
         load_litemedsam(altered, check_sha256=False)
     assert len(WEIGHTS_SHA256) == 64
+
+
+@pytest.mark.slow  # exports encoder and decoder (~15-30 s)
+def test_onnx_runtime_matches_eager(tmp_path):
+    from medseg.inference.prompt import Prompter
+
+    torch.manual_seed(0)
+    model = LiteMedSAM().eval()
+    eager, onnx = Prompter(model), Prompter(model, onnx_dir=tmp_path)
+    assert len(list(tmp_path.glob("litemedsam_*.onnx"))) == 2
+    frame = torch.rand(1, 3, 256, 256)
+    emb = eager.encode(frame)
+    assert torch.allclose(emb, onnx.encode(frame), atol=1e-4)
+    box = torch.tensor([[30.0, 40.0, 120.0, 200.0]])
+    assert torch.allclose(eager.decode(emb, box)[0], onnx.decode(emb, box)[0], atol=1e-3)
+    # other weights get their own files, never a stale export
+    with torch.no_grad():
+        model.mask_decoder.iou_token.weight.add_(1.0)
+    Prompter(model, onnx_dir=tmp_path)
+    assert len(list(tmp_path.glob("litemedsam_*.onnx"))) == 4

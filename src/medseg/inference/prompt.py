@@ -93,9 +93,10 @@ class Prompter:
         ``check_sha256=False``).
     cache_slices : int
         Slice embeddings kept (4 MiB each) so that several boxes on one slice share one encoder pass.
-    encoder_onnx : path, optional
-        Run the image encoder with ONNX Runtime from this file (1.5x faster than eager PyTorch here,
-        BENCHMARKS.md); exported there from ``model`` first if the file does not exist.
+    onnx_dir : path, optional
+        Run the image encoder and the box decoder with ONNX Runtime (1.5-1.9x faster than eager PyTorch
+        here, BENCHMARKS.md), from files in this folder named after the weights' fingerprint; exported
+        there on first use. Prompts with clicks use the eager decoder.
 
     Examples
     --------
@@ -108,25 +109,38 @@ class Prompter:
     """
 
     def __init__(self, model: LiteMedSAM | None = None, weights: str | Path | None = None,
-                 check_sha256: bool = True, cache_slices: int = 32, encoder_onnx: str | Path | None = None):
+                 check_sha256: bool = True, cache_slices: int = 32, onnx_dir: str | Path | None = None):
         self.model = model if model is not None else load_litemedsam(weights, check_sha256=check_sha256)
         self.model.eval()
         self.cache_slices = cache_slices
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._session = None
-        if encoder_onnx is not None:
-            self._session = encoder_session(self.model, encoder_onnx)
+        self._encoder = self._decoder = None
+        if onnx_dir is not None:
+            self._encoder, self._decoder = onnx_sessions(self.model, onnx_dir)
 
     # --- one slice -----------------------------------------------------------------------------------
+    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+        """The image embedding ``(1, 256, 64, 64)`` of a frame from :func:`slice_frame`."""
+        if self._encoder is not None:
+            return torch.from_numpy(self._encoder.run(None, {"image": np.ascontiguousarray(frame.numpy())})[0])
+        with torch.inference_mode():
+            return self.model.encode_image(frame)
+
+    def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
+               points: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits ``(1, 1, 256, 256)`` and predicted IoU for prompts in the 256-pixel frame."""
+        if self._decoder is not None and boxes is not None and points is None:
+            feeds = {"embedding": np.ascontiguousarray(embedding.numpy()), "boxes": boxes.numpy()}
+            logits, iou = self._decoder.run(None, feeds)
+            return torch.from_numpy(logits), torch.from_numpy(iou)
+        with torch.inference_mode():
+            return self.model.decode(embedding, boxes=boxes, points=points)
+
     def _embedding(self, key: int, frame: torch.Tensor) -> torch.Tensor:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        if self._session is not None:
-            emb = torch.from_numpy(self._session.run(None, {"image": np.ascontiguousarray(frame.numpy())})[0])
-        else:
-            with torch.inference_mode():
-                emb = self.model.encode_image(frame)
+        emb = self.encode(frame)
         self._cache[key] = emb
         if len(self._cache) > self.cache_slices:
             self._cache.popitem(last=False)
@@ -148,8 +162,7 @@ class Prompter:
             coords = torch.tensor([[[p[1], p[0]] for p, _ in points]], dtype=torch.float32) * scale
             labels = torch.tensor([[lab for _, lab in points]], dtype=torch.int64)
             prompt_points = (coords, labels)
-        with torch.inference_mode():
-            logits, iou = self.model.decode(embedding, boxes=boxes, points=prompt_points)
+        logits, iou = self.decode(embedding, boxes, prompt_points)
         h, w = shape
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         logits = F.interpolate(logits[..., :nh, :nw], size=(h, w), mode="bilinear", align_corners=False)
@@ -271,14 +284,32 @@ def boxes_from_model(predictor, image: Image, min_voxels: int = 10, jitter: int 
                                 seed=seed)
 
 
-def encoder_session(model: LiteMedSAM, path: str | Path):
-    """An ONNX Runtime session for ``model``'s image encoder, exported to ``path`` if it does not exist."""
-    from medseg.nets.export import export_onnx, onnx_session
+def onnx_sessions(model: LiteMedSAM, folder: str | Path):
+    """ONNX Runtime sessions ``(encoder, box decoder)`` for ``model``, exported into ``folder`` on first use.
 
-    path = Path(path)
-    if not path.is_file():
-        export_onnx(model.image_encoder, path, (1, 3, IMAGE_SIZE, IMAGE_SIZE), dynamic_spatial=False)
-    return onnx_session(path, threads=torch.get_num_threads())
+    The files are named after :func:`~medseg.nets.litemedsam.parameter_fingerprint`, so other weights
+    (fine-tuned, random) never pick up a stale export.
+    """
+    import warnings
+
+    from medseg.fileutil import atomic_path
+    from medseg.nets.export import export_onnx, onnx_session
+    from medseg.nets.litemedsam import BoxDecoder, parameter_fingerprint
+
+    folder = Path(folder)
+    key = parameter_fingerprint(model)[:16]
+    encoder = folder / f"litemedsam_encoder_{key}.onnx"
+    decoder = folder / f"litemedsam_decoder_{key}.onnx"
+    if not encoder.is_file():
+        export_onnx(model.image_encoder, encoder, (1, 3, IMAGE_SIZE, IMAGE_SIZE), dynamic_spatial=False)
+    if not decoder.is_file():
+        example = (torch.zeros(1, 256, 64, 64), torch.tensor([[0.0, 0.0, IMAGE_SIZE - 1.0, IMAGE_SIZE - 1.0]]))
+        with atomic_path(decoder) as tmp, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(BoxDecoder(model).eval(), example, str(tmp), opset_version=17, dynamo=False,
+                              input_names=["embedding", "boxes"], output_names=["logits", "iou"])
+    threads = torch.get_num_threads()
+    return onnx_session(encoder, threads=threads), onnx_session(decoder, threads=threads)
 
 
 def _prompt_channels(image: Image, channel: int | None, name: str) -> np.ndarray:
@@ -309,4 +340,4 @@ def prompt_image(image: Image, boxes: Sequence[BoxPrompt] = (), points: Sequence
     return Prompter(model=model, weights=weights).segment(image, boxes, points, channel)
 
 
-__all__ = ["PERCENTILES", "PromptResult", "Prompter", "boxes_from_model", "encoder_session", "intensity_window", "prompt_image", "slice_frame"]
+__all__ = ["PERCENTILES", "PromptResult", "Prompter", "boxes_from_model", "onnx_sessions", "intensity_window", "prompt_image", "slice_frame"]

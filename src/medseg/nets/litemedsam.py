@@ -536,6 +536,29 @@ class LiteMedSAM(nn.Module):
         return torch.cat([torch.zeros_like(logits), logits], dim=1)
 
 
+class BoxDecoder(nn.Module):
+    """``model.decode`` for one box prompt as a module of tensors only (what ONNX export traces).
+
+    ``forward(embedding (1, 256, 64, 64), boxes (1, 4))`` → mask logits (1, 1, 256, 256), IoU (1, 1).
+    """
+
+    def __init__(self, model: LiteMedSAM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, embedding: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode(embedding, boxes=boxes)
+
+
+def parameter_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of a network's parameters and buffers (names, shapes, values): which weights an export holds."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Released weights
 # ----------------------------------------------------------------------------------------------------
@@ -619,5 +642,5 @@ def build_litemedsam(in_channels: int = 3, num_classes: int = 2, spatial_dims: i
     return LiteMedSAM(in_channels, num_classes, spatial_dims)
 
 
-__all__ = ["CITATION", "IMAGE_SIZE", "LiteMedSAM", "WEIGHTS_SHA256", "build_litemedsam", "file_sha256",
+__all__ = ["BoxDecoder", "CITATION", "IMAGE_SIZE", "LiteMedSAM", "parameter_fingerprint", "WEIGHTS_SHA256", "build_litemedsam", "file_sha256",
            "load_litemedsam", "released_weights_path"]
