@@ -191,21 +191,7 @@ class Prompter:
         PromptResult
         """
         array = _prompt_channels(image, channel, name)
-        spatial = image.spatial_shape
-        if int(np.prod(spatial)) > MAX_VOXELS:
-            raise MedsegError(f"image of shape {spatial} is too large to prompt ({MAX_VOXELS} voxels at most)", name)
-        if not boxes and not points:
-            raise MedsegError("nothing to segment: give a box (or, on a 2D image, a click inside the structure)",
-                              name)
-        for box in boxes:
-            check_box(box, spatial, name)
-        if points:
-            if image.spatial_dims == 3:
-                raise MedsegError("a click on a volume needs a box: the box gives the slices to segment", name)
-            if not any(lab == 1 for _, lab in points):
-                raise MedsegError("clicks without a box need at least one point inside the structure "
-                                  "(label 1)", name)
-            check_box(BoxPrompt((0, 0), tuple(s - 1 for s in spatial), points=tuple(points)), spatial, name)
+        _check_prompts(image.spatial_shape, boxes, points, name)
         volume = array if image.spatial_dims == 3 else array[:, None]  # (C, Z, Y, X)
         lower, upper = intensity_window(volume)
         self._cache.clear()
@@ -310,6 +296,22 @@ def onnx_sessions(model: LiteMedSAM, folder: str | Path):
                               input_names=["embedding", "boxes"], output_names=["logits", "iou"])
     threads = torch.get_num_threads()
     return onnx_session(encoder, threads=threads), onnx_session(decoder, threads=threads)
+
+
+def _check_prompts(spatial: tuple[int, ...], boxes: Sequence[BoxPrompt], points: Sequence[Point], name: str) -> None:
+    """One-line errors for prompts that cannot be run on an image of this shape."""
+    if int(np.prod(spatial)) > MAX_VOXELS:
+        raise MedsegError(f"image of shape {spatial} is too large to prompt ({MAX_VOXELS} voxels at most)", name)
+    if not boxes and not points:
+        raise MedsegError("nothing to segment: give a box (or, on a 2D image, a click inside the structure)", name)
+    for box in boxes:
+        check_box(box, spatial, name)
+    if points:
+        if len(spatial) == 3:
+            raise MedsegError("a click on a volume needs a box: the box gives the slices to segment", name)
+        if not any(lab == 1 for _, lab in points):
+            raise MedsegError("clicks without a box need at least one point inside the structure (label 1)", name)
+        check_box(BoxPrompt((0, 0), tuple(s - 1 for s in spatial), points=tuple(points)), spatial, name)
 
 
 def _prompt_channels(image: Image, channel: int | None, name: str) -> np.ndarray:
