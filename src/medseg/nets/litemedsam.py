@@ -473,7 +473,7 @@ class LiteMedSAM(nn.Module):
     """TinyViT image encoder + SAM prompt encoder + SAM mask decoder (9.8 M parameters).
 
     The promptable API works in the 256 × 256 input frame: :meth:`encode_image` once per image, then
-    :meth:`decode` per prompt (see :mod:`medseg.prompting` for images of any size, volumes and files).
+    :meth:`decode` per prompt (see :mod:`medseg.inference.prompt` for images of any size, volumes and files).
     ``forward(x)`` follows medseg's network contract for a binary task: the whole image is the box, the
     input is resized to 256 × 256, and the output is ``(N, 2, H, W)`` logits ``[0, l]`` (softmax = sigmoid(l)).
 
