@@ -35,7 +35,7 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 # Modules that add commands to `app`; each owns one stage.
-COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "dicom")
+COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "dicom", "prompt")
 
 
 def _print_version(value: bool) -> None:
