@@ -4,7 +4,7 @@ Two candidates, both scikit-learn, both suited to tens of cases and a dozen meas
 
 - ``logistic``: log(1 + x) of every measurement (sizes are heavy-tailed), standardised, L2 logistic
   regression;
-- ``gradient_boosting``: 100 depth-2 trees (``GradientBoostingClassifier``), shrinkage 0.1.
+- ``gradient_boosting``: 50 depth-2 trees (``GradientBoostingClassifier``), shrinkage 0.1.
 
 Each is wrapped in Platt (sigmoid) calibration (``CalibratedClassifierCV``): isotonic calibration needs
 hundreds of cases, sigmoid two parameters. The rules (each recorded with its numbers):
@@ -55,7 +55,7 @@ def make_classifier(name: str, seed: int = 0, inner_folds: int = INNER_FOLDS) ->
     if name == "logistic":
         base = make_pipeline(FunctionTransformer(_log1p), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     elif name == "gradient_boosting":
-        base = GradientBoostingClassifier(n_estimators=100, max_depth=2, learning_rate=0.1, random_state=seed)
+        base = GradientBoostingClassifier(n_estimators=50, max_depth=2, learning_rate=0.1, random_state=seed)
     else:
         raise MedsegError(f"unknown classifier {name!r}; choose from {', '.join(CANDIDATES)}")
     # unshuffled stratified folds: the fit is a deterministic function of the table (refit on load)
@@ -69,12 +69,12 @@ def _log1p(x: np.ndarray) -> np.ndarray:
 def check_classes(y: np.ndarray, groups: np.ndarray, class_names: Sequence[str]) -> int:
     """Number of grouped folds the table allows; a single class or too few cases is an error."""
     counts = np.bincount(y, minlength=2)
-    if len(class_names) != 2:
-        raise MedsegError(f"the cascade classifies two classes (e.g. refer / do not refer); got {len(class_names)}: "
-                          f"{', '.join(class_names)}")
-    if counts.min() == 0:
+    if len(class_names) == 2 and counts.min() == 0 or len(class_names) == 1:
         present = class_names[int(np.argmax(counts))]
         raise MedsegError(f"all training cases are of class {present!r}: a classifier needs both classes")
+    if len(class_names) != 2 or len(counts) != 2:
+        raise MedsegError(f"the cascade classifies two classes (e.g. refer / do not refer); got {len(class_names)}: "
+                          f"{', '.join(class_names)}")
     for c in (0, 1):
         if len(np.unique(groups[y == c])) < 2:
             raise MedsegError(f"class {class_names[c]!r} has {counts[c]} case(s) from fewer than 2 patients: "

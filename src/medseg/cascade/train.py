@@ -76,7 +76,14 @@ def train_cascade(segmentation_model: str | Path, dataset: str | Path, classes_p
 
     ds = load_dataset(dataset)
     all_cases = {c.name: c for c in ds.cases + ds.test_cases}
-    classes = read_classes(classes_path or Path(dataset) / "dataset.json", list(all_cases))
+    classes_path = Path(classes_path or Path(dataset) / "dataset.json")
+    classes = read_classes(classes_path, list(all_cases))
+    names = sorted(set(classes.values()))
+    if len(names) != 2:  # before segmenting anything
+        what = f"all {len(classes)} labelled cases are of class {names[0]!r}" if len(names) == 1 else \
+            f"{len(names)} classes ({', '.join(names[:6])})"
+        raise MedsegError(f"{what}: the cascade classifier needs exactly two classes (e.g. refer / do not refer)",
+                          classes_path)
     config = load_config(segmentation_model)
     seen = sorted(set(classes) & set(config.train_cases))
     if seen:
