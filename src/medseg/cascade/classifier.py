@@ -41,6 +41,7 @@ MAX_FOLDS = 5            # grouped folds of the selection and threshold (fewer w
 INNER_FOLDS = 3          # calibration folds inside CalibratedClassifierCV (fewer with fewer cases)
 TIE_LOG_LOSS = 0.005     # log-loss difference below which the simpler (logistic) model wins
 DEFAULT_CRITERION = "youden"
+MIN_CASES_PER_CLASS = 3  # every training fold must keep 2 of each class for the inner calibration
 
 
 def make_classifier(name: str, seed: int = 0, inner_folds: int = INNER_FOLDS) -> Any:
@@ -76,6 +77,9 @@ def check_classes(y: np.ndarray, groups: np.ndarray, class_names: Sequence[str])
         raise MedsegError(f"the cascade classifies two classes (e.g. refer / do not refer); got {len(class_names)}: "
                           f"{', '.join(class_names)}")
     for c in (0, 1):
+        if counts[c] < MIN_CASES_PER_CLASS:
+            raise MedsegError(f"class {class_names[c]!r} has {counts[c]} case(s); at least {MIN_CASES_PER_CLASS} "
+                              "are needed to cross-validate and calibrate the classifier")
         if len(np.unique(groups[y == c])) < 2:
             raise MedsegError(f"class {class_names[c]!r} has {counts[c]} case(s) from fewer than 2 patients: "
                               "too few to cross-validate and calibrate")
