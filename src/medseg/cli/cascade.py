@@ -60,7 +60,7 @@ def train_classifier(
 
 
 def _overlay(image, labels, text: str, path: Path) -> None:
-    """The input (first channel, or RGB) with the label map's outline-free tint and the decision as title."""
+    """The input (first channel, or RGB) with the label map tinted over it and the decision as its title."""
     import matplotlib
 
     matplotlib.use("Agg")
