@@ -145,6 +145,9 @@ def main() -> None:
     if not (model / "model.safetensors").is_file():
         run(medseg + ["train", str(dataset), "--out", str(model), "--time-limit", f"{args.minutes}m", "--threads", "1",
                       "--no-progress", "--overwrite", "--seed", "0"])
+    from medseg.inference.fov import save_fov_diameter
+
+    save_fov_diameter(model, drive_diameter, "median aperture diameter of DRIVE's 20 training FOV masks")
     results = zero_shot(args.data, model, drive_diameter)
     run(medseg + ["predict", str(model), "-i", str(dataset / "imagesTs"), "-o", str(args.work / "pred_drive"),
                   "--roi", str(dataset / "roisTs"), "--probabilities", "--overwrite", "--threads", "1"])

@@ -51,3 +51,16 @@ def test_training_diameter_and_errors():
         FovNormalisedPredictor(ThresholdPredictor(), 100).predict(Image(np.zeros((3, 40, 40), np.uint8)))
     with pytest.raises(MedsegError, match="positive"):
         FovNormalisedPredictor(ThresholdPredictor(), 0)
+
+
+def test_fov_record_in_a_model_folder(tmp_path):
+    from medseg.inference.fov import load_fov_diameter, save_fov_diameter
+
+    assert load_fov_diameter(tmp_path) is None
+    with pytest.raises(MedsegError, match="not recorded"):
+        FovNormalisedPredictor.from_folder(tmp_path)
+    save_fov_diameter(tmp_path, 537.7, "median of the training FOV masks")
+    assert load_fov_diameter(tmp_path) == pytest.approx(537.7)
+    (tmp_path / "fov.json").write_text('{"fov_diameter": "wide"}')
+    with pytest.raises(MedsegError, match="fov.json"):
+        load_fov_diameter(tmp_path)

@@ -1,10 +1,11 @@
 """Predicting on fundus photographs from another camera: find the field of view, zoom the image so that
 the FOV has the training camera's diameter, predict, and return labels/probabilities at the input's size.
 
-The training camera's diameter is a number recorded with the model (``fov_diameter``, pixels;
-:func:`training_fov_diameter` measures it on the training images or their FOV masks). Until the model
-folder records it as a preprocessing step, :class:`FovNormalisedPredictor` wraps any predictor that has
-``predict_with_probabilities(image, roi, probabilities=...)`` (:class:`~medseg.inference.predictor.Predictor`).
+The training camera's diameter is a number recorded with the model (pixels; :func:`training_fov_diameter`
+measures it on the training images or their FOV masks; :func:`save_fov_diameter` writes it to the model
+folder's ``fov.json`` until config.json's preprocessing steps hold it). :class:`FovNormalisedPredictor`
+wraps any predictor that has ``predict_with_probabilities(image, roi, probabilities=...)``
+(:class:`~medseg.inference.predictor.Predictor`).
 
 Examples
 --------
@@ -14,11 +15,14 @@ Examples
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.fileutil import write_text_atomic
 from medseg.image import Image
 from medseg.preprocessing.fov import find_fov, fit_fov_circle, rescale_to_diameter, restore_size
 
@@ -42,6 +46,33 @@ def training_fov_diameter(images: Iterable[np.ndarray], rois: Iterable[np.ndarra
     return float(np.median(diameters))
 
 
+#: sidecar of a model folder recording its training camera's FOV diameter (until config.json holds it)
+FOV_NAME = "fov.json"
+
+
+def save_fov_diameter(folder: str | Path, diameter: float, source: str) -> Path:
+    """Record a model's training FOV diameter (pixels) and how it was measured in ``MODEL/fov.json``."""
+    if not diameter > 0:
+        raise MedsegError(f"FOV diameter must be positive; got {diameter}")
+    path = Path(folder) / FOV_NAME
+    write_text_atomic(path, json.dumps({"fov_diameter": float(diameter), "source": source}, indent=2) + "\n")
+    return path
+
+
+def load_fov_diameter(folder: str | Path) -> float | None:
+    """The recorded training FOV diameter of a model folder, or None when it has none."""
+    path = Path(folder) / FOV_NAME
+    if not path.is_file():
+        return None
+    try:
+        value = float(json.loads(path.read_text(encoding="utf-8"))["fov_diameter"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MedsegError(f"unreadable FOV record: {exc}", path) from None
+    if not value > 0:
+        raise MedsegError(f"FOV diameter must be positive; got {value}", path)
+    return value
+
+
 class FovNormalisedPredictor:
     """A predictor that sees every fundus photograph at the training camera's FOV diameter.
 
@@ -57,6 +88,16 @@ class FovNormalisedPredictor:
         if not fov_diameter > 0:
             raise MedsegError(f"fov_diameter must be positive; got {fov_diameter}")
         self.predictor, self.fov_diameter = predictor, float(fov_diameter)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, **predictor_options: Any) -> "FovNormalisedPredictor":
+        """A model folder's predictor at its recorded FOV diameter (``fov.json``; an error without one)."""
+        from medseg.inference.predictor import Predictor
+
+        diameter = load_fov_diameter(folder)
+        if diameter is None:
+            raise MedsegError(f"no {FOV_NAME}: the training FOV diameter was not recorded (save_fov_diameter)", folder)
+        return cls(Predictor.from_folder(folder, **predictor_options), diameter)
 
     @property
     def config(self) -> Any:
