@@ -118,8 +118,8 @@ def zero_shot(data: Path, model: Path, target_diameter: float) -> dict:
             seconds[variant] += time.perf_counter() - t0
             fg = np.asarray(probs.array[-1], np.float32)
             m = overlap_metrics(fg >= 0.5, label, roi=fov)
-            rows[variant].append({"auc": roc_auc(fg, label, fov),
-                                  **{k: m[k] for k in ("accuracy", "sensitivity", "specificity", "f1")}})
+            rows[variant].append({"auc": roc_auc(fg, label, fov), "accuracy": m["accuracy"],
+                                  "sensitivity": m["recall"], "specificity": m["specificity"], "f1": m["f1"]})
         print(name, {k: round(v[-1]["auc"], 4) for k, v in rows.items()}, flush=True)
     return {k: {**{m: float(np.mean([r[m] for r in v])) for m in v[0]}, "seconds_per_image": seconds[k] / len(v),
                 "scale_median": float(np.median(scales))} for k, v in rows.items()}
