@@ -89,8 +89,13 @@ def run_fold(args: argparse.Namespace, k: int) -> None:
     val = fold_cases(args.data, k)
     model = args.work / f"fold{k}"
     data = scaled_dataset(args.data, args.work, args.scale)
-    run(medseg + ["train", str(data), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
-                  f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0"])
+    if not (args.reuse_models and (model / "model.safetensors").is_file()):
+        run(medseg + ["train", str(data), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
+                      f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0"])
+    if args.threshold:
+        # chosen on the fold's training B-scans only (the default would be its validation = test cases)
+        train = [c for k2 in range(FOLDS) if k2 != k for c in fold_cases(args.data, k2)]
+        run(medseg + ["threshold", str(model), str(data), "--cases", ",".join(train), "--metric", "f1"])
     images = image_folder(data, val, args.work / f"images_fold{k}")
     seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
                             "--threads", "1", "--overwrite"])
@@ -110,6 +115,9 @@ def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
     from medseg.preprocessing.fov import restore_size
 
     labels = json.loads((args.data / "dataset.json").read_text())["labels"]
+    # the fold model's decision threshold (`--threshold`), else the argmax's 0.5
+    thresholds = [json.loads((args.work / f"fold{k}" / "config.json").read_text()).get("decision_threshold") or 0.5
+                  for k in range(FOLDS)]
     rows, features = {}, {}
     for k in range(FOLDS):
         for c in fold_cases(args.data, k):
@@ -117,7 +125,7 @@ def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
             fg = np.asarray(read_image(args.work / "pred" / "probabilities" / f"{c}.tif").array[0], np.float32)
             if fg.shape != ref.shape:  # a model trained at --scale: probabilities back to the B-scan's size
                 fg = restore_size(fg, ref.shape)
-            pred = (fg >= 0.5).astype(np.uint8)
+            pred = (fg >= thresholds[k]).astype(np.uint8)
             probs = np.stack([1 - fg, fg])
             rows[c] = {"fold": k, "reference_area": int((ref == 1).sum()), "predicted_area": int((pred == 1).sum()),
                        "dice": dice(pred == 1, ref == 1), "tp": int(((pred == 1) & (ref == 1)).sum())}
@@ -221,6 +229,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="Training budget of a fold.")
     parser.add_argument("--scale", type=float, default=0.5, help="Zoom of the B-scans for training and prediction "
                         "(the report scores at full size).")
+    parser.add_argument("--threshold", action="store_true", help="After training, choose the fluid decision "
+                        "threshold maximising pixel F1 on the fold's training B-scans (`medseg threshold`).")
+    parser.add_argument("--reuse-models", action="store_true", help="Do not retrain a fold that has weights.")
     parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
     parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")
     args = parser.parse_args()

@@ -155,6 +155,15 @@ def test_cascade_folder_is_bound_to_its_segmentation_model(lesions, tmp_path, on
     shutil.copytree(other, seg)
     with pytest.raises(MedsegError, match="sha256"):
         CascadeModel.load(cls)
+    # a changed configuration (here: a decision threshold) changes the tissue maps: refused
+    shutil.rmtree(seg)
+    shutil.copytree(other, seg)
+    fit_and_save(cls, seg, {"background": 0, "lesion": 1}, table, classes, positive="lesion")
+    config = json.loads((seg / "config.json").read_text())
+    config["decision_threshold"] = 0.7
+    (seg / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MedsegError, match="configuration"):
+        CascadeModel.load(cls)
     # a tampered training table no longer reproduces the recorded classifier
     text = (cls / "features.csv").read_text().splitlines()
     text[1] = text[1].replace("lesion", "healthy") if ",lesion," in text[1] else text[1].replace("healthy", "lesion")

@@ -1,7 +1,8 @@
 """What a cascade model is on disk, and applying it: segmentation → measurements → class → decision.
 
     CLS/
-      cascade.json     the segmentation model it reads (path relative to CLS + SHA-256 of its weights),
+      cascade.json     the segmentation model it reads (path relative to CLS + SHA-256 of its weights and
+                       of its config.json),
                        its labels, the classes and the positive class, the feature names, the classifier
                        chosen (rule with the cross-validated scores of every candidate), the calibration,
                        the decision threshold (value, criterion, training sensitivity/specificity), the
@@ -15,8 +16,8 @@ refitted model reproduces the recorded training probabilities (to 1e-6), so a di
 that would change the model is an error, not a silent change.
 
 A cascade is bound to its segmentation model: the features mean what they mean only for the tissue
-maps of that model. Applying it with other weights (another model, or the same folder retrained) is an
-error naming both hashes.
+maps of that model. Applying it with other weights (another model, or the same folder retrained) or a
+changed configuration (e.g. a new decision threshold from `medseg threshold`) is an error.
 
 Examples
 --------
@@ -65,14 +66,32 @@ def weights_sha256(folder: str | Path) -> str:
     return digest.hexdigest()
 
 
+def config_sha256(folder: str | Path) -> str:
+    """SHA-256 of a segmentation model's configuration (canonical JSON of config.json): its preprocessing,
+    labels and decision threshold decide the tissue maps as much as the weights do."""
+    from medseg.model_folder import CONFIG_NAME
+
+    path = Path(folder) / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MedsegError(f"not a segmentation model folder ({CONFIG_NAME}: {exc})", folder) from None
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def check_segmentation_model(record: Mapping[str, Any], folder: Path, cascade_folder: Path | None = None) -> None:
-    """Refuse a segmentation model whose weights are not the ones the classifier was trained on."""
+    """Refuse a segmentation model whose weights or configuration are not the ones the classifier was
+    trained on."""
     actual = weights_sha256(folder)
+    where = f" (trained on {record['path']})" if record.get("path") else ""
     if actual != record["sha256"]:
-        where = f" (trained on {record['path']})" if record.get("path") else ""
         raise MedsegError(f"this segmentation model's weights (sha256 {actual[:12]}…) are not the ones the "
                           f"classifier {cascade_folder or ''} was trained on (sha256 {record['sha256'][:12]}…){where}; "
                           "train a classifier on this model's tissue maps (`medseg train-classifier`)", folder)
+    if "config_sha256" in record and config_sha256(folder) != record["config_sha256"]:
+        raise MedsegError(f"this segmentation model's configuration (config.json: preprocessing, labels or decision "
+                          f"threshold) changed since the classifier {cascade_folder or ''} was trained{where}; "
+                          "retrain it (`medseg train-classifier`)", folder)
 
 
 def _write_table(path: Path, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -98,7 +117,8 @@ def save_cascade(folder: str | Path, segmentation_model: str | Path, labels: Map
     record = {
         "format_version": FORMAT_VERSION,
         "segmentation_model": {"path": os.path.relpath(Path(segmentation_model).resolve(), folder.resolve()),
-                               "sha256": weights_sha256(segmentation_model)},
+                               "sha256": weights_sha256(segmentation_model),
+                               "config_sha256": config_sha256(segmentation_model)},
         "labels": dict(labels),
         "classes": list(class_names),
         "positive_class": class_names[1],

@@ -126,6 +126,9 @@ def bootstrap_intervals(y_true: np.ndarray, p: np.ndarray, threshold: float = 0.
     replacement, ``seed`` fixed: the same inputs give the same intervals). Resamples where a metric is
     undefined (e.g. AUC with one class drawn) are left out of that metric's interval.
 
+    The expected calibration error is biased upwards under resampling (duplicated cases fill bins
+    unevenly), so its interval can lie above the estimate: read it as a range of how large it may be.
+
     A resample is a vector of case weights (how often each case was drawn), so every metric of all
     resamples is a few matrix products (AUC with ties handled as in :func:`binary_metrics`).
 
