@@ -64,3 +64,40 @@ def test_fov_record_in_a_model_folder(tmp_path):
     (tmp_path / "fov.json").write_text('{"fov_diameter": "wide"}')
     with pytest.raises(MedsegError, match="fov.json"):
         load_fov_diameter(tmp_path)
+
+
+def test_cli_fov_record_and_predict(tmp_path, capsys, one_thread):
+    """`medseg fov-record` + `medseg predict-fov` on fundus-like photographs of two 'cameras'."""
+    from medseg.cli import main
+    from medseg.datasets.dataset import write_dataset_json
+    from medseg.inference.fov import load_fov_diameter
+    from medseg.io import read_image, write_image
+
+    data = tmp_path / "small_camera"
+    for i, radius in enumerate((20, 21, 22)):
+        image, fov = photograph(radius)
+        write_image(image, data / "imagesTr" / f"c{i}_0000.png")
+        write_image(image.with_array(((image.array[1] < 40) & fov)[None].astype(np.uint8)), data / "labelsTr" / f"c{i}.png")
+        write_image(image.with_array(fov[None].astype(np.uint8)), data / "roisTr" / f"c{i}.png")
+    write_dataset_json(data, name="small", channel_names=["R", "G", "B"], labels={"background": 0, "vessel": 1},
+                       file_ending=".png", num_training=3)
+    model = tmp_path / "model"
+    assert main(["train", str(data), "--out", str(model), "--iterations", "1", "--patch-size", "32", "--batch-size",
+                 "2", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress"]) == 0
+    assert main(["predict-fov", str(model), "-i", str(data / "imagesTr"), "-o", str(tmp_path / "x")]) == 1
+    assert "fov-record" in capsys.readouterr().err
+    assert main(["fov-record", str(model), str(data)]) == 0
+    assert load_fov_diameter(model) == pytest.approx(2 * 21, abs=2)
+    big = tmp_path / "big_camera"
+    image, fov = photograph(60)
+    write_image(image, big / "eye.png")
+    out = tmp_path / "out"
+    assert main(["predict-fov", str(model), "-i", str(big), "-o", str(out), "--probabilities"]) == 0
+    assert read_image(out / "eye.png").spatial_shape == image.spatial_shape
+    assert (out / "probabilities" / "eye.tif").is_file()
+    assert np.mean((read_image(out / "fov" / "eye.png").array[0] > 0) == fov) > 0.99
+    write_image(Image(np.zeros((3, 40, 40), np.uint8)), tmp_path / "black" / "black.png")
+    capsys.readouterr()
+    assert main(["predict-fov", str(model), "-i", str(tmp_path / "black"), "-o", str(tmp_path / "o2")]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no field of view found" in err and "black.png" in err and not (tmp_path / "o2" / "black.png").exists()
