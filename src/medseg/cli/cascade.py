@@ -127,8 +127,8 @@ def predict_cascade(
     import time
 
     from medseg.cascade import CascadeModel
-    from medseg.cli.predict import (collect_inputs, output_extension, probabilities_extension,
-                                    probabilities_for_evaluation, write_probabilities)
+    from medseg.cli.predict import collect_inputs, output_extension, probabilities_for_evaluation
+    from medseg.io.probabilities import probabilities_extension, write_probabilities
     from medseg.io import read_image, write_image
 
     if threads:

@@ -74,8 +74,8 @@ def predict_fov(
 
     import numpy as np
 
-    from medseg.cli.predict import (collect_inputs, output_extension, probabilities_extension,
-                                    probabilities_for_evaluation, write_probabilities)
+    from medseg.cli.predict import collect_inputs, output_extension, probabilities_for_evaluation
+    from medseg.io.probabilities import probabilities_extension, write_probabilities
     from medseg.inference.fov import FovNormalisedPredictor, load_fov_diameter
     from medseg.inference.predictor import Predictor
     from medseg.io import read_image, write_image
