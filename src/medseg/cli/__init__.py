@@ -26,7 +26,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Modules that add commands to `app`; each owns one stage.
-COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets")
+COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "serve")
 
 
 @app.callback()
