@@ -2,8 +2,9 @@
 // Plain DOM + canvas, no dependencies, nothing fetched from outside this server.
 "use strict";
 
-// Okabe & Ito (2008) colour-blind-safe palette, black left out (it is the background of most images).
-const PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"];
+// Okabe & Ito (2008) colour-blind-safe palette, black left out (the background of most images); sky blue first:
+// it stands out on both grey scans and red fundus photographs, where orange would not.
+const PALETTE = ["#56B4E9", "#E69F00", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"];
 const POLL_MS = 250;
 
 const $ = (id) => document.getElementById(id);
