@@ -23,6 +23,8 @@ def serve_command(
     keep: str = typer.Option("1h", "--keep", help="How long finished results are kept."),
     threads: int = typer.Option(0, "--threads", help="Torch threads per job (0: the cores shared among --jobs)."),
     backend: str = typer.Option("torch", "--backend", help="torch, onnx, compile or auto, as for `medseg predict`."),
+    tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict` (e.g. "
+                                  "592,576: a whole DRIVE image in one tile)."),
     work_dir: Path = typer.Option(None, "--work-dir", help="Where the server makes its temporary folder "
                                   "(default: the system's temporary directory); removed when it stops."),
 ) -> None:
@@ -36,11 +38,12 @@ def serve_command(
     """
     from medseg.serve.limits import MIB, ServeLimits
     from medseg.serve.server import serve
-    from medseg.training.config import parse_duration
+    from medseg.training.config import parse_duration, parse_size
 
     limits = ServeLimits(max_upload_bytes=int(max_upload_mb * MIB), max_voxels=max_voxels,
                          max_concurrent_jobs=jobs, max_queued_jobs=max(queue, jobs),
                          job_timeout_s=parse_duration(job_timeout), result_ttl_s=parse_duration(keep),
                          threads_per_job=threads)
-    serve(models, host, port, limits, backend=backend, work_dir=work_dir,
+    options = {"tile_size": parse_size(tile_size)} if tile_size else {}
+    serve(models, host, port, limits, backend=backend, work_dir=work_dir, predictor_options=options,
           announce=lambda line: typer.echo(line, err=False))

@@ -84,7 +84,7 @@ async def _send_error(send, status: int, detail: str) -> None:
 
 
 def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None = None, *, backend: str = "torch",
-               work_dir: str | Path | None = None) -> FastAPI:
+               work_dir: str | Path | None = None, predictor_options: dict[str, Any] | None = None) -> FastAPI:
     """The service for the given model folders.
 
     Parameters
@@ -98,6 +98,8 @@ def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None =
     work_dir : path, optional
         Where the server makes its own temporary folder (default: the system's temporary directory); the
         folder and every job's files are removed when the server stops.
+    predictor_options : dict, optional
+        Passed to :meth:`medseg.Predictor.from_folder` (e.g. ``tile_size``, ``tta``, ``fast``).
 
     Returns
     -------
@@ -118,7 +120,8 @@ def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None =
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         root = Path(tempfile.mkdtemp(prefix="medseg-serve-", dir=work_dir))
-        jobs = JobQueue({name: m.folder for name, m in models.items()}, limits, root, backend=backend)
+        jobs = JobQueue({name: m.folder for name, m in models.items()}, limits, root, backend=backend,
+                        predictor_options=predictor_options)
         state["jobs"] = _app.state.jobs = jobs
         jobs.start()
         try:

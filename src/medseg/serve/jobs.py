@@ -77,7 +77,8 @@ class _Slot(threading.Thread):
         context = multiprocessing.get_context("spawn")  # fork is unsafe beside torch and server threads
         parent, child = context.Pipe()
         self.process = context.Process(target=worker_main, args=(child, self.jobs.model_folders,
-                                                                   self.jobs.limits.threads, self.jobs.backend),
+                                                                   self.jobs.limits.threads, self.jobs.backend,
+                                                                   self.jobs.predictor_options),
                                        daemon=True, name="medseg-serve-worker")
         try:
             self.process.start()
@@ -191,13 +192,17 @@ class JobQueue:
         The server-owned folder that holds one sub-folder per job.
     backend : str
         Inference backend of the workers (see :meth:`medseg.Predictor.from_folder`).
+    predictor_options : dict, optional
+        Further options of :meth:`medseg.Predictor.from_folder` (tile size, TTA, ...).
     """
 
-    def __init__(self, model_folders: dict[str, str], limits: ServeLimits, root: Path, backend: str = "torch"):
+    def __init__(self, model_folders: dict[str, str], limits: ServeLimits, root: Path, backend: str = "torch",
+                 predictor_options: dict[str, Any] | None = None):
         self.model_folders = {k: str(v) for k, v in model_folders.items()}
         self.limits = limits
         self.root = Path(root)
         self.backend = backend
+        self.predictor_options = dict(predictor_options or {})
         self.pending: queue.Queue[Job | None] = queue.Queue()
         self.stopping = threading.Event()
         self._jobs: dict[str, Job] = {}

@@ -52,7 +52,7 @@ def url_of(sock: socket.socket) -> str:
 
 def serve(model_folders: Sequence[str | Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           limits: ServeLimits | None = None, *, backend: str = "torch", work_dir: str | Path | None = None,
-          announce: Callable[[str], None] = print, log_level: str = "warning") -> None:
+          predictor_options: dict | None = None, announce: Callable[[str], None] = print, log_level: str = "warning") -> None:
     """Serve the models until interrupted; ``announce`` receives the address line once listening.
 
     Examples
@@ -64,7 +64,7 @@ def serve(model_folders: Sequence[str | Path], host: str = DEFAULT_HOST, port: i
 
     from medseg.serve.app import create_app
 
-    app = create_app(model_folders, limits, backend=backend, work_dir=work_dir)
+    app = create_app(model_folders, limits, backend=backend, work_dir=work_dir, predictor_options=predictor_options)
     sock = bind(host, port)
     url = url_of(sock)
     if not is_loopback(host):

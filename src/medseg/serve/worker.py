@@ -36,7 +36,8 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
     return {"formats": formats, "shape": list(label_map.spatial_shape), "spatial_dims": label_map.spatial_dims}
 
 
-def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = "torch") -> None:
+def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = "torch",
+                options: dict[str, Any] | None = None) -> None:
     """Entry point of a worker process (``multiprocessing`` spawn target)."""
     import torch
 
@@ -44,7 +45,8 @@ def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str 
 
     torch.set_num_threads(max(1, int(threads)))
     try:
-        predictors = {name: Predictor.from_folder(folder, backend=backend) for name, folder in model_folders.items()}
+        predictors = {name: Predictor.from_folder(folder, backend=backend, **(options or {}))
+                      for name, folder in model_folders.items()}
     except Exception as exc:  # noqa: BLE001 — reported to the queue, which fails the jobs with the reason
         conn.send(("broken", f"{type(exc).__name__}: {exc}"))
         return
