@@ -19,7 +19,7 @@ def serve_command(
     queue: int = typer.Option(32, "--queue", help="Most jobs queued or running; more get HTTP 503."),
     job_timeout: str = typer.Option("10m", "--job-timeout", help="Time limit per job (e.g. 90s, 10m)."),
     max_upload_mb: float = typer.Option(512, "--max-upload-mb", help="Largest upload in MiB."),
-    max_voxels: int = typer.Option(512 * 512 * 1024, "--max-voxels", help="Largest image, voxels × channels."),
+    max_voxels: int = typer.Option(512 * 512 * 512, "--max-voxels", help="Largest image, voxels × channels."),
     keep: str = typer.Option("1h", "--keep", help="How long finished results are kept."),
     threads: int = typer.Option(0, "--threads", help="Torch threads per job (0: the cores shared among --jobs)."),
     backend: str = typer.Option("torch", "--backend", help="torch, onnx, compile or auto, as for `medseg predict`."),

@@ -52,7 +52,7 @@ class ServeLimits:
     max_upload_bytes: int = 512 * MIB
     max_unzipped_bytes: int = 2048 * MIB
     max_zip_members: int = 5000
-    max_voxels: int = 512 * 512 * 1024
+    max_voxels: int = 512 * 512 * 512
     max_concurrent_jobs: int = 1
     max_queued_jobs: int = 32
     job_timeout_s: float = 600.0
