@@ -126,6 +126,17 @@ def test_predict_3d_nifti_and_dicom_zip(client, organ_model, organs_data, tmp_pa
     status = wait(client, job)
     assert status["status"] == "done" and status["shape"] == list(image.spatial_shape)
     assert ("dicom-seg" in status["formats"]) == dicom_seg_available()
+    from_dicom = tmp_path / "d.nii.gz"
+    from_dicom.write_bytes(client.get(f"/jobs/{job}/result").content)
+    if dicom_seg_available():  # the SEG decodes to the same label map as the NIfTI result
+        from medseg.io.dicom_seg import read_dicom_seg
+
+        seg = tmp_path / "labels.dcm"
+        response = client.get(f"/jobs/{job}/result", params={"format": "dicom-seg"})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/dicom"
+        seg.write_bytes(response.content)
+        decoded = read_dicom_seg(seg, series, labels=load_config(organ_model).labels).label_map
+        assert np.array_equal(np.asarray(decoded.array), read_image(from_dicom).array)
 
 
 def test_bad_input_gets_a_clear_4xx(client, vessels_data, organs_data, tmp_path):

@@ -78,9 +78,9 @@ def write_results(folder: Path, image: Image, label_map: Image, labels: dict[str
         write_image(Image(values.astype(dtype)), folder / RESULT_FILES["png"])  # PNG: pixels, no geometry
         formats.append("png")
     if dicom_source is not None and dicom_seg_available():
-        from medseg.serve.dicom_seg import write_job_dicom_seg
+        from medseg.io.dicom_seg import write_dicom_seg
 
-        write_job_dicom_seg(label_map, dicom_source, labels, folder / RESULT_FILES["dicom-seg"])
+        write_dicom_seg(label_map, dicom_source, folder / RESULT_FILES["dicom-seg"], labels=labels)
         formats.append("dicom-seg")
     write_text_atomic(folder / "volumes.json", json.dumps(volumes, indent=1) + "\n")
     write_text_atomic(folder / "lesions.json", json.dumps(lesions) + "\n")
