@@ -41,13 +41,13 @@ def _browser_paths() -> tuple[str, str]:
 
 
 @pytest.fixture
-def server(vessel_model, tmp_path):
-    """`medseg serve MODEL --port 0` in a subprocess; yields (url, work folder)."""
+def server(vessel_model, organ_model, tmp_path):
+    """`medseg serve VESSELS ORGANS --port 0` in a subprocess; yields (url, work folder)."""
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
                                                          os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "medseg", "serve", str(vessel_model), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "medseg", "serve", str(vessel_model), str(organ_model), "--port", "0",
                              "--threads", "1", "--work-dir", str(work)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -82,7 +82,7 @@ def _set_input(driver, element_id: str, value) -> None:
                           "e.dispatchEvent(new Event('input'));", element_id, str(value))
 
 
-def test_viewer_in_chromium(server, vessel_model, vessels_data, tmp_path):
+def test_viewer_in_chromium(server, vessel_model, vessels_data, organs_data, tmp_path):
     chromium, chromedriver = _browser_paths()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -98,7 +98,7 @@ def test_viewer_in_chromium(server, vessel_model, vessels_data, tmp_path):
     try:
         wait = WebDriverWait(driver, 180)
         driver.get(url)
-        wait.until(lambda d: len(Select(d.find_element("id", "model")).options) == 1)
+        wait.until(lambda d: len(Select(d.find_element("id", "model")).options) == 2)
         Select(driver.find_element("id", "model")).select_by_value("vessels")
         case = vessels_data / "imagesTs" / "case_003_0000.png"
         driver.find_element("id", "file").send_keys(str(case))
@@ -140,6 +140,36 @@ def test_viewer_in_chromium(server, vessel_model, vessels_data, tmp_path):
         links = driver.execute_script("return Array.from(document.querySelectorAll('#download-list a')).map(a => a.href);")
         assert any(link.endswith(f"/jobs/{job}/result?format=nifti") for link in links)
         assert (tmp_path / "viewer.png").stat().st_size > 0
+
+        # a 3D case: the slider scrolls through its slices
+        Select(driver.find_element("id", "model")).select_by_value("organs")
+        volume = organs_data / "imagesTs" / "case_002_0000.nii.gz"
+        driver.find_element("id", "file").clear()
+        driver.find_element("id", "file").send_keys(str(volume))
+        driver.find_element("id", "upload").click()
+        wait.until(lambda d: d.execute_script("return window.medsegViewer.job;") != job)
+        _wait_ready(driver, wait)
+        slices = read_image(volume).spatial_shape[0]
+        assert driver.find_element("id", "slice").get_attribute("max") == str(slices - 1)
+        first = _canvas(driver)
+        assert first.shape[:2] == read_image(volume).spatial_shape[1:]
+        _set_input(driver, "slice", 0)
+        wait.until(lambda d: d.find_element("id", "viewer").get_attribute("data-slice") == "0")
+        _wait_ready(driver, wait)
+        assert not np.array_equal(_canvas(driver), first)  # another slice of the phantom
+        assert driver.find_element("id", "slice-label").text == f"1 / {slices}"
+        driver.save_screenshot(str(tmp_path / "viewer3d.png"))
+
+        # a file that is not an image: the page shows the server's one-line reason
+        text = tmp_path / "notes.txt"
+        text.write_text("not an image", encoding="utf-8")
+        driver.find_element("id", "file").clear()
+        driver.find_element("id", "file").send_keys(str(text))
+        driver.find_element("id", "upload").click()
+        wait.until(lambda d: d.find_element("id", "error").is_displayed())
+        assert "415" in driver.find_element("id", "error").text and "not an image" in driver.find_element(
+            "id", "error").text
+        assert driver.find_element("id", "viewer").get_attribute("hidden") is not None
     finally:
         driver.quit()
 
@@ -147,31 +177,3 @@ def test_viewer_in_chromium(server, vessel_model, vessels_data, tmp_path):
 def _js_number(value: float) -> str:
     """How JavaScript's String(number) writes a volume (integers without '.0')."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def test_browser_page_reports_bad_upload(server, tmp_path):
-    chromium, chromedriver = _browser_paths()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    url, _ = server
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(url)
-        wait.until(lambda d: d.find_element("id", "model").get_attribute("value") == "vessels")
-        text = tmp_path / "notes.txt"
-        text.write_text("not an image", encoding="utf-8")
-        driver.find_element("id", "file").send_keys(str(text))
-        driver.find_element("id", "upload").click()
-        wait.until(lambda d: d.find_element("id", "error").is_displayed())
-        assert "415" in driver.find_element("id", "error").text
-        assert driver.find_element("id", "viewer").get_attribute("hidden") is not None
-    finally:
-        driver.quit()
