@@ -80,7 +80,7 @@ def start_server(model: Path, work: Path, threads: int, extra: list[str]) -> tup
     command = [sys.executable, "-m", "medseg", "serve", str(model), "--port", "0", "--threads", str(threads),
                "--work-dir", str(work), *extra]
     print("$", shlex.join(command), flush=True)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, encoding="utf-8")
     line = proc.stdout.readline()
     if "viewer at " not in line:
         proc.kill()

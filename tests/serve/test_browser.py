@@ -49,7 +49,7 @@ def server(vessel_model, organ_model, tmp_path):
                                                          os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "medseg", "serve", str(vessel_model), str(organ_model), "--port", "0",
                              "--threads", "1", "--work-dir", str(work)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env)
     try:
         line = proc.stdout.readline()
         assert "viewer at http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")

@@ -58,7 +58,7 @@ def serve(model_folders: Sequence[str | Path], host: str = DEFAULT_HOST, port: i
     Examples
     --------
     >>> serve(["demo_output/model"], port=8000)      # doctest: +SKIP
-    medseg serve: viewer at http://127.0.0.1:8000/ · API docs at http://127.0.0.1:8000/docs
+    medseg serve: viewer at http://127.0.0.1:8000/ - API docs at http://127.0.0.1:8000/docs (Ctrl+C stops)
     """
     import uvicorn
 
@@ -69,7 +69,7 @@ def serve(model_folders: Sequence[str | Path], host: str = DEFAULT_HOST, port: i
     url = url_of(sock)
     if not is_loopback(host):
         announce(f"warning: {host} is reachable from other machines and the service has no authentication")
-    announce(f"medseg serve: viewer at {url} · API docs at {url}docs (Ctrl+C stops)")
+    announce(f"medseg serve: viewer at {url} - API docs at {url}docs (Ctrl+C stops)")
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
     try:
         uvicorn.Server(config).run(sockets=[sock])
