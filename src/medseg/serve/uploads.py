@@ -218,6 +218,8 @@ def read_upload(path: Path, work: Path, limits: ServeLimits) -> tuple[Image, Pat
         image = read_image(source)
     except MedsegError as exc:
         raise RequestError(400, f"the upload cannot be read as an image: {exc.message}") from None
+    except (OSError, ValueError, RuntimeError, EOFError) as exc:  # a reader library's own complaint
+        raise RequestError(400, f"the upload cannot be read as an image: {type(exc).__name__}: {exc}") from None
     if int(image.array.size) > limits.max_voxels:
         raise RequestError(413, f"the image has {image.array.size} voxels × channels; the limit is "
                            f"{limits.max_voxels}")
