@@ -160,6 +160,14 @@ def test_viewer_in_chromium(server, vessel_model, vessels_data, organs_data, tmp
         assert driver.find_element("id", "slice-label").text == f"1 / {slices}"
         driver.save_screenshot(str(tmp_path / "viewer3d.png"))
 
+        # the API docs render offline (Swagger UI served by the app, no CDN)
+        driver.get(f"{url}docs")
+        wait.until(lambda d: "medseg" in d.execute_script(
+            "const t = document.querySelector('.swagger-ui .info .title'); return t ? t.textContent : '';"))
+        assert "/predict" in driver.find_element("css selector", ".swagger-ui").text
+        driver.get(url)
+        wait.until(lambda d: len(Select(d.find_element("id", "model")).options) == 2)
+
         # a file that is not an image: the page shows the server's one-line reason
         text = tmp_path / "notes.txt"
         text.write_text("not an image", encoding="utf-8")

@@ -24,6 +24,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 import medseg
 from medseg.errors import MedsegError
@@ -130,9 +131,10 @@ def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None =
             jobs.stop()
             shutil.rmtree(root, ignore_errors=True)
 
-    app = FastAPI(title="medseg", version=medseg.__version__, lifespan=lifespan,
-                  description="Medical image segmentation as a service: upload an image, get its label map, "
-                  "volumes and lesions. The viewer is at /.")
+    # fastapi-offline serves the /docs page's Swagger UI from the package (FastAPI's default loads it from a CDN)
+    app = FastAPIOffline(title="medseg", version=medseg.__version__, lifespan=lifespan,
+                         description="Medical image segmentation as a service: upload an image, get its label "
+                         "map, volumes and lesions. The viewer is at /.")
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
