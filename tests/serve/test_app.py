@@ -262,3 +262,18 @@ def test_upload_size_limit(vessel_model, tmp_path):
     assert response.status_code == 413
     assert client.get("/models").status_code == 200
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.data
+def test_real_drive_tiff_upload(client, shared_data, tmp_path):
+    """A DRIVE test photograph as distributed (565×584 RGB TIFF) goes through the service."""
+    path = shared_data / "DRIVE" / "test" / "images" / "01_test.tif"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    response = _upload(client, path, name="01_test.tif")
+    assert response.status_code == 202, response.text
+    status = wait(client, response.json()["id"], timeout=600)
+    assert status["status"] == "done" and status["shape"] == [584, 565]
+    out = tmp_path / "drive.png"
+    out.write_bytes(client.get(f"/jobs/{status['id']}/result", params={"format": "png"}).content)
+    assert read_image(out).spatial_shape == read_image(path).spatial_shape
