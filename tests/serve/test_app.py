@@ -196,7 +196,7 @@ def test_result_before_done_409_and_busy_503(client, vessels_data):
     from PIL import Image as PILImage
 
     buffer = io.BytesIO()
-    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (384, 384, 3), dtype=np.uint8)).save(buffer, "PNG")
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)).save(buffer, "PNG")
     png = (vessels_data / "imagesTs" / "case_003_0000.png").read_bytes()
     try:
         jobs.limits = replace(limits, max_queued_jobs=2)
