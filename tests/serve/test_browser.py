@@ -8,6 +8,8 @@ Selenium are not installed (`.ci/run` installs them).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import signal
@@ -153,6 +155,13 @@ def test_viewer_in_chromium(server, vessel_model, vessels_data, organs_data, tmp
         assert driver.find_element("id", "slice").get_attribute("max") == str(slices - 1)
         first = _canvas(driver)
         assert first.shape[:2] == read_image(volume).spatial_shape[1:]
+        components = driver.find_elements("css selector", "#components button")
+        assert components, "no component listed"
+        components[0].click()  # jumps to the slice through the largest component's centroid
+        lesions = json.loads(urllib.request.urlopen(f"{url}jobs/{driver.execute_script('return window.medsegViewer.job;')}"
+                                                    "/lesions", timeout=30).read())
+        target = str(math.floor(lesions["lesions"][0]["centroid_voxel"][0] + 0.5))  # JavaScript Math.round
+        wait.until(lambda d: d.find_element("id", "viewer").get_attribute("data-slice") == target)
         _set_input(driver, "slice", 0)
         wait.until(lambda d: d.find_element("id", "viewer").get_attribute("data-slice") == "0")
         _wait_ready(driver, wait)

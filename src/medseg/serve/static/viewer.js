@@ -115,6 +115,7 @@ async function showResult(id) {
   buildLegend(preview.labels);
   fillVolumes(volumes);
   fillLesions(lesions);
+  fillComponents(lesions, preview.spatial_dims);
   fillDownloads(id, preview.formats);
   const view = $("view");
   view.width = preview.shape[preview.shape.length - 1];
@@ -175,6 +176,25 @@ function fillLesions(table) {
     cell(tr, label); cell(tr, String(count));
     cell(tr, largest ? `${largest.volume} ${table.unit}` : "–");
     body.appendChild(tr);
+  }
+}
+
+const COMPONENTS_LISTED = 10;
+
+function fillComponents(table, spatialDims) {
+  // the largest components; a click shows the slice through the component's centroid
+  const list = $("components");
+  list.textContent = "";
+  for (const c of table.lesions.slice(0, COMPONENTS_LISTED)) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    const z = spatialDims === 3 ? Math.round(c.centroid_voxel[0]) : 0;
+    button.textContent = `${c.label}: ${c.volume} ${table.unit}, ${c.voxels} voxels` +
+      (spatialDims === 3 ? ` (slice ${z + 1})` : "");
+    button.addEventListener("click", () => { state.slice = z; $("slice").value = String(z); draw(); });
+    li.appendChild(button);
+    list.appendChild(li);
   }
 }
 
