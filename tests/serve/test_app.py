@@ -14,7 +14,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from medseg import Image, Predictor, read_image, write_image  # noqa: E402
-from medseg.inference.predictor import label_volumes  # noqa: E402
+from medseg.inference.volumes import label_volumes  # noqa: E402
 from medseg.model_folder import load_config  # noqa: E402
 from medseg.serve import ServeLimits, create_app  # noqa: E402
 from medseg.serve.results import dicom_seg_available  # noqa: E402
@@ -84,7 +84,12 @@ def test_predict_2d_png(client, vessel_model, vessels_data):
 
     config = load_config(vessel_model)
     volumes = client.get(f"/jobs/{job_id}/volumes").json()
-    assert volumes == json.loads(json.dumps(label_volumes(served, config, case="case")))
+    png_path = client.app.state.jobs.root / "check.png"
+    png_path.write_bytes(png.content)
+    as_png = read_image(png_path)  # a raster input: sizes in pixels
+    png_path.unlink()
+    assert volumes == json.loads(json.dumps(label_volumes(as_png, config, case="case")))
+    assert volumes[0]["unit"] == "pixels"
     assert volumes[0]["voxels"] == int((served.array == 1).sum()) > 0
     lesions = client.get(f"/jobs/{job_id}/lesions").json()
     import cc3d

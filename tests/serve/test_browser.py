@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from medseg import read_image
-from medseg.inference.predictor import label_volumes
+from medseg.inference.volumes import label_volumes
 from medseg.model_folder import load_config
 
 pytestmark = pytest.mark.browser
@@ -136,7 +136,11 @@ def test_viewer_in_chromium(server, vessel_model, vessels_data, organs_data, tmp
         rows = driver.execute_script(
             "return Array.from(document.querySelectorAll('#volumes tbody tr')).map("
             "r => Array.from(r.cells).map(c => c.textContent));")
-        expected = label_volumes(read_image(result), load_config(vessel_model), case="case")
+        as_png = tmp_path / "labels.png"  # the PNG input's label map: no physical size, as on the page
+        with urllib.request.urlopen(f"{url}jobs/{job}/result?format=png", timeout=30) as response:
+            as_png.write_bytes(response.read())
+        expected = label_volumes(read_image(as_png), load_config(vessel_model), case="case")
+        assert expected[0]["unit"] == "pixels"
         assert rows == [[r["label"], r["value"], str(r["voxels"]), _js_number(r["volume"]), r["unit"]]
                         for r in expected]
         links = driver.execute_script("return Array.from(document.querySelectorAll('#download-list a')).map(a => a.href);")

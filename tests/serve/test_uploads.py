@@ -119,3 +119,9 @@ def test_lesion_table_3d_geometry():
     assert big["centroid_voxel"] == [1.5, 1.5, 1.5]
     assert big["centroid_mm"] == pytest.approx([13.0, 1.5, 0.75])
     assert lesion_table(Image(np.zeros((1, 3, 3), np.uint8)), {"background": 0, "x": 1})["counts"] == {"x": 0}
+
+
+def test_lesion_table_without_physical_size():
+    raster = Image(np.array([[[1, 1, 0], [0, 0, 0]]], np.uint8), spacing_known=False)
+    table = lesion_table(raster, {"background": 0, "x": 1})
+    assert table["unit"] == "pixels" and table["lesions"][0]["volume"] == 2 and table["lesions"][0]["centroid_mm"] is None

@@ -4,7 +4,6 @@ size of every predicted label (mL in 3D, mm² in 2D)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 VOLUMES_NAME = "volumes.csv"
-_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -39,6 +37,7 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
     channels when the model takes more than one channel.
     """
     from medseg.io import image_extension, strip_extension
+    from medseg.io.cases import split_channel
     from medseg.io.formats import DICOM_EXTENSIONS
 
     files: list[Path] = []
@@ -56,12 +55,8 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
             raise MedsegError("input not found", p)
     groups: dict[str, list[tuple[int, Path]]] = {}
     for f in files:
-        stem = strip_extension(f)
-        m = _CHANNEL_SUFFIX.match(stem)
-        if m:
-            groups.setdefault(m.group("case"), []).append((int(m.group("channel")), f))
-        else:
-            groups.setdefault(stem, []).append((0, f))
+        case, channel = split_channel(strip_extension(f))
+        groups.setdefault(case, []).append((channel or 0, f))
     for name, members in groups.items():
         members.sort()
         if len(members) > 1 and channels == 1:  # not channels: separate single-channel cases
@@ -77,22 +72,10 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
 
 
 def output_extension(first_input: Path) -> str:
-    """The input's own extension; DICOM (read-only) becomes .nii.gz."""
-    from medseg.io import image_extension
-    from medseg.io.formats import DICOM_EXTENSIONS
+    """The label map's extension: the input's own when lossless (see :func:`medseg.io.formats.label_output_extension`)."""
+    from medseg.io.formats import label_output_extension
 
-    ext = image_extension(first_input) if first_input.is_file() else ""
-    return ".nii.gz" if not ext or ext in DICOM_EXTENSIONS else ext
-
-
-def probabilities_extension(ext: str, channels: int) -> str:
-    """Float-capable format: the input's for NIfTI/MHA/NRRD; for raster inputs float TIFF (1 or 3 channels)
-    or ``.npz`` (key ``probabilities``) otherwise."""
-    from medseg.io.formats import RASTER_EXTENSIONS
-
-    if ext in RASTER_EXTENSIONS:
-        return ".tif" if channels in (1, 3) else ".npz"
-    return ext
+    return label_output_extension(first_input)
 
 
 def probabilities_for_evaluation(probs: Image, config: ModelConfig) -> Image:
@@ -117,24 +100,6 @@ def _probability_channels(config) -> int:
         return len(config.regions)
     values = config.label_values
     return 1 if len(values) == 2 and values[0] == 0 else max(values) + 1
-
-
-def write_probabilities(probs, path: Path) -> None:
-    """Write probabilities as an image, or as ``.npz`` (key ``probabilities``) atomically."""
-    if path.suffix == ".npz":
-        import numpy as np
-
-        from medseg.fileutil import atomic_path
-
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, probabilities=probs.array.astype(np.float32),
-                                    spacing=np.asarray(probs.spacing), origin=np.asarray(probs.origin),
-                                    direction=probs.direction)
-        return
-    from medseg.io import write_image
-
-    write_image(probs, path)
 
 
 def _match_rois(rois: list[Path], cases: list[tuple[str, list[Path]]]) -> dict[str, Path]:
@@ -170,14 +135,19 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (slower)."),
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     roi: list[Path] = typer.Option(None, "--roi", help="ROI mask file(s) or folder (matched by case name)."),
-    largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component."),
+    largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component "
+                                           "(on top of the model's recorded postprocessing)."),
+    postprocessing: bool = typer.Option(True, "--postprocessing/--no-postprocessing", help="Apply the postprocessing "
+                                        "recorded in the model folder (chosen on its validation cases)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    backend: str = typer.Option("torch", "--backend", help="torch (reference), onnx (ONNX Runtime), compile (TorchInductor, compiled once into the model folder; ~1.25× for 3D networks) or auto (compile in 3D, onnx in 2D)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (the fastest measured: compile in 3D, onnx in 2D), "
+                                "torch (eager, the reference), onnx (ONNX Runtime) or compile (TorchInductor, compiled "
+                                "once into the model folder; ~1.25× for 3D networks)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best weights."),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap (default: the model's, 0.5)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per network call."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, e.g. 512,512 (default: the "
-                                  "training patch; larger tiles are faster on CPU)."),
+                                  "model's recorded tile — whole 2D images when they fit — else the training patch)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     prune_level: str = typer.Option("auto", "--prune-level", help="UNet++ sub-network 1..depth, or auto (the "
                                     "level chosen on the validation cases at training, recorded in pruning.json)."),
@@ -195,9 +165,15 @@ def predict(
 
     import torch
 
-    from medseg.inference.predictor import Predictor, label_volumes, write_volumes
+    from medseg.cli.guards import check_predict_options, prepare_output_folder, require_finite
+    from medseg.inference.predictor import Predictor
+    from medseg.inference.volumes import label_volumes, write_volumes
     from medseg.io import read_image, write_image
+    from medseg.io.formats import label_format_note
+    from medseg.io.probabilities import probabilities_extension, write_probabilities
     from medseg.model_folder import CONFIG_NAME
+
+    check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
 
     # `-i a.png b.png`: click hands the extra values over as positional arguments; a positional that is
     # not a model folder is an input.
@@ -207,6 +183,9 @@ def predict(
     inputs = list(inputs) + [p for p in positional if p not in model_dirs]
     if not model_dirs:
         raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
+    from medseg.fileutil import check_outputs
+
+    check_outputs([output], list(inputs) + list(roi or []) + model_dirs, "--output")
     if threads:
         torch.set_num_threads(threads)
     from medseg.training.config import parse_size
@@ -215,7 +194,17 @@ def predict(
                                        tta=tta_choice(tta, tta_axes),
                                        largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                                        tile_size=parse_size(tile_size) or None, prune_level=prune_level,
-                                       fast=fast)
+                                       fast=fast, postprocessing=postprocessing)
+    if backend == "auto":
+        from medseg.inference.predictor import auto_backend
+        from medseg.planning.training_rules import describe
+
+        console.print(describe(auto_backend(predictor.config.spatial_dims)), highlight=False, soft_wrap=True)
+    if predictor.postprocessing:
+        from medseg.planning.training_rules import describe_steps
+
+        console.print(f"postprocessing (recorded): {describe_steps(predictor.postprocessing)}", highlight=False,
+                      soft_wrap=True)
     levels = [m.prune_level for m in predictor.models if m.prune_level is not None]
     if levels:
         console.print(f"UNet++ prune level(s): {', '.join(map(str, levels))}", highlight=False)
@@ -236,10 +225,13 @@ def predict(
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
         plan.append((name, files, target, prob_target))
 
-    output.mkdir(parents=True, exist_ok=True)
+    note = label_format_note(plan[0][1][0])
+    if note:
+        console.print(note, highlight=False)
+    prepare_output_folder(output, probabilities)
     for i, (name, files, target, prob_target) in enumerate(plan, start=1):
         t0 = time.perf_counter()
-        image = read_image(files if len(files) > 1 else files[0])
+        image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
         roi_image: Image | None = read_image(roi_paths[name]) if name in roi_paths else None
         try:
             labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
@@ -247,9 +239,9 @@ def predict(
             if exc.path is not None:
                 raise
             raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
-        if prob_target is not None and probs is not None:
-            write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
         try:
+            if prob_target is not None and probs is not None:
+                write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
             write_image(labels, target)
         except BaseException:
             if prob_target is not None:

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from medseg.errors import ImageReadError
 from medseg.image import Image
-from medseg.io.itk import _itk_reason, from_sitk
+from medseg.io.itk import _itk_reason, execute_guarded, from_sitk, native_memory_cap, native_stderr_captured
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -50,8 +50,9 @@ def read_dicom_series(folder: Path) -> Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        img = reader.Execute()
-    except RuntimeError as exc:
+        with native_stderr_captured():
+            img = execute_guarded(reader, folder, "DICOM")
+    except (RuntimeError, MemoryError) as exc:
         raise ImageReadError(f"cannot read DICOM series {series[0]}: {_itk_reason(exc)}", folder) from None
     return from_sitk(img)
 
@@ -59,8 +60,10 @@ def read_dicom_series(folder: Path) -> Image:
 def read_dicom_file(path: Path) -> Image:
     """Read one DICOM file (a single slice, or a multi-frame object) as an Image."""
     try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        img = execute_guarded(reader, path, "DICOM")
+    except (RuntimeError, MemoryError) as exc:
         raise ImageReadError(f"cannot read as DICOM: {_itk_reason(exc)}", path) from None
     if img.GetDimension() == 3 and img.GetSize()[2] == 1:
         img = img[:, :, 0]  # a single slice is a 2D image

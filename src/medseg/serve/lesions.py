@@ -13,8 +13,9 @@ def lesion_table(labels: Image, names: dict[str, int], max_rows: int = 500) -> d
     """Connected components per foreground label: count, and per component voxels, volume, box, centroid.
 
     Components are face-and-edge connected (8 in 2D, 26 in 3D); a component never spans two labels.
-    Volumes are in mL (3D) or mm² (2D); ``bbox`` is ``[lower, upper)`` voxel indices per array axis;
-    ``centroid_mm`` is the physical position (the image's origin, spacing and direction).
+    Volumes are in mL (3D) or mm² (2D), pixels when the spacing is unknown (raster inputs); ``bbox`` is
+    ``[lower, upper)`` voxel indices per array axis; ``centroid_mm`` is the physical position (the image's
+    origin, spacing and direction; None when the spacing is unknown).
 
     Parameters
     ----------
@@ -43,6 +44,9 @@ def lesion_table(labels: Image, names: dict[str, int], max_rows: int = 500) -> d
     three_d = array.ndim == 3
     voxel = float(np.prod(labels.spacing))
     scale, unit = (voxel / 1000.0, "mL") if three_d else (voxel, "mm2")
+    known = getattr(labels, "spacing_known", True)
+    if not known:  # a raster input has no physical size (as in label_volumes)
+        scale, unit = 1.0, "pixels"
     by_value = {int(v): str(k) for k, v in names.items()}
     background = min(names.values()) if names else 0
     work = np.where(array == background, 0, array) if background != 0 else array
@@ -66,6 +70,6 @@ def lesion_table(labels: Image, names: dict[str, int], max_rows: int = 500) -> d
             "voxels": int(stats["voxel_counts"][cid]), "volume": round(float(stats["voxel_counts"][cid]) * scale, 6),
             "bbox": [[int(s.start), int(s.stop)] for s in box],
             "centroid_voxel": [round(float(c), 3) for c in centroid],
-            "centroid_mm": [round(float(c), 3) for c in labels.index_to_physical(centroid)],
+            "centroid_mm": [round(float(c), 3) for c in labels.index_to_physical(centroid)] if known else None,
         })
     return {"unit": unit, "counts": counts, "lesions": rows, "truncated": n > max_rows}

@@ -5,7 +5,7 @@ One job folder (named by the server) holds:
 - ``labels.nii.gz``: the label map on the input's exact grid (lossless geometry);
 - ``labels.png``: the same label map for a 2D input (PNG keeps no geometry: pixel values are label values);
 - ``labels.dcm``: a DICOM Segmentation for a DICOM input, when :mod:`medseg.io.dicom_seg` is installed;
-- ``volumes.json`` (:func:`medseg.inference.predictor.label_volumes`) and ``lesions.json``
+- ``volumes.json`` (:func:`medseg.inference.volumes.label_volumes`) and ``lesions.json``
   (:func:`medseg.serve.lesions.lesion_table`);
 - ``preview_image.npy`` / ``preview_labels.npy`` / ``preview.json``: 8-bit slices for the viewer (grey or
   RGB image; labels as indices into the model's foreground labels).

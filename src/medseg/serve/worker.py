@@ -17,7 +17,7 @@ from medseg.errors import MedsegError
 
 def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report) -> dict[str, Any]:
     """Predict one uploaded case and write its results into ``folder``; ``report(fraction, stage)``."""
-    from medseg.inference.predictor import label_volumes
+    from medseg.inference.volumes import label_volumes
     from medseg.io import read_image
     from medseg.serve.lesions import lesion_table
     from medseg.serve.results import write_results
