@@ -188,6 +188,9 @@ def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, se
         if not labeled:
             raise MedsegError("no training case has a label (use --labeled for semi-supervised training)", dataset.root)
         return labeled, val_names, None
+    if dataset.regions and semi_supervised.get("method") != "none":
+        # the consistency and pseudo-label terms are written for one softmax class per voxel
+        raise MedsegError("semi-supervised training supports label tasks, not region (sigmoid) tasks", dataset.root)
     labeled, settings, _ = split_labeled(dataset, train_names, val_names, semi_supervised, seed)
     return labeled, val_names, settings.to_dict()
 
