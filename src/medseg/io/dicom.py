@@ -13,17 +13,8 @@ import SimpleITK as sitk
 
 from medseg.errors import ImageReadError
 from medseg.image import Image
+from medseg.io.dicom_series import is_dicom_file  # noqa: F401  (lives beside the series reader; re-exported)
 from medseg.io.itk import _itk_reason, execute_guarded, from_sitk, native_memory_cap, native_stderr_captured
-
-
-def is_dicom_file(path: Path) -> bool:
-    """True when ``path`` carries the DICOM preamble magic ("DICM" at byte 128)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def read_dicom_series(folder: Path) -> Image:
