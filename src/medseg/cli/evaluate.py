@@ -42,6 +42,8 @@ def evaluate(
     ),
     nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="Normalised surface Dice tolerance (mm)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Cases evaluated in parallel."),
+    convention: str = typer.Option("auto", "--convention", help="Empty-mask scoring: medseg (one side empty -> "
+                                   "distances inf), brats (Dice 0 / HD95 373.13 mm), auto (brats for region tasks)."),
 ) -> None:
     """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs).
 
@@ -57,7 +59,7 @@ def evaluate(
     summary = evaluate_folders(
         pred, gt, out, roi_dir=roi, probabilities_dir=probabilities,
         labels=_parse_pairs(labels, "--labels", many=False), regions=_parse_pairs(regions, "--regions", many=True),
-        nsd_tolerance=nsd_tolerance, workers=workers,
+        nsd_tolerance=nsd_tolerance, workers=workers, convention=convention,
     )
     shown = [m for m in ("dice", "iou", "hd95", "assd", "nsd", "roc_auc", "pr_auc") if m in summary.metrics]
     table = Table(title=f"Mean over {summary.counts['cases']} cases")

@@ -1,6 +1,7 @@
 """``medseg predict MODEL [MODEL...] -i INPUT [INPUT...] -o OUTDIR``: label maps in the inputs' own format
 and geometry; several model folders are ensembled (probabilities averaged). OUTDIR/volumes.csv lists the
-size of every predicted label (mL in 3D, mm² in 2D)."""
+size of every predicted label (mL in 3D, mm² in 2D), OUTDIR/lesions.json its connected components;
+``--report`` adds a clinical HTML report per case."""
 
 from __future__ import annotations
 
@@ -184,6 +185,10 @@ def predict(
     fast: float = typer.Option(None, "--fast", help="Predict on a grid FACTOR times coarser in-plane (e.g. --fast 2: "
                                "~4x fewer pixels in 2D, up to 8x fewer voxels in 3D), then resample to the input "
                                "grid. Faster; loses detail finer than the coarse voxels (thin vessels first)."),
+    report: bool = typer.Option(False, "--report", help="Also write OUTDIR/<case>_report.html: overlays, volumes, "
+                                "lesions and the model's provenance in one self-contained file."),
+    spacing_unknown: bool = typer.Option(False, "--spacing-unknown", help="The inputs' spacing is a placeholder "
+                                         "(e.g. PROMISE12 as released): volumes and lesions in voxels."),
 ) -> None:
     """Predict label maps with a trained model (or an ensemble of model folders).
 
@@ -196,6 +201,7 @@ def predict(
     import torch
 
     from medseg.inference.predictor import Predictor, label_volumes, write_volumes
+    from medseg.measure import LESIONS_NAME, lesions, rows_in_voxels, write_lesions
     from medseg.io import read_image, write_image
     from medseg.model_folder import CONFIG_NAME
 
@@ -231,7 +237,8 @@ def predict(
         target = output / f"{name}{ext}"
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
-        for t in (target, prob_target):
+        report_target = output / f"{name}_report.html" if report else None
+        for t in (target, prob_target, report_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
         plan.append((name, files, target, prob_target))
@@ -256,8 +263,21 @@ def predict(
                 prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
             raise
         rows = label_volumes(labels, predictor.config, name)
+        if spacing_unknown:
+            rows = rows_in_voxels(rows)
         write_volumes(rows, output / VOLUMES_NAME)  # rewritten atomically after every case
+        found = lesions(labels, predictor.config.regions, predictor.config.labels,
+                        spacing_known=not spacing_unknown, case=name)
+        write_lesions([found], output / LESIONS_NAME)
+        if report:
+            from medseg.report.clinical import write_prediction_report
+
+            notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
+            if spacing_unknown:
+                notes.append("spacing unknown (stored as a placeholder): sizes in voxels")
+            write_prediction_report(image, labels, predictor.config, model_dirs, name, rows, found,
+                                    output / f"{name}_report.html", notes)
         line = f"[{i}/{len(plan)}] {name} -> {target} ({time.perf_counter() - t0:.2f} s)"
         if labels.spatial_dims == 3:
-            line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} mL" for r in rows)
+            line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} {r['unit']}" for r in rows)
         console.print(line, highlight=False)
