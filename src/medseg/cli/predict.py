@@ -209,7 +209,9 @@ def predict(
     # not a model folder is an input.
     extra = [Path(a) for a in ctx.args]
     positional = list(models) + extra
-    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file()]
+    from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
+
+    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)]
     inputs = list(inputs) + [p for p in positional if p not in model_dirs]
     if not model_dirs:
         raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
@@ -217,11 +219,16 @@ def predict(
         torch.set_num_threads(threads)
     from medseg.training.config import parse_size
 
-    predictor = Predictor.from_folders(model_dirs, checkpoint=checkpoint, backend=backend,
-                                       tta=tta_choice(tta, tta_axes),
-                                       largest_component=largest_component, overlap=overlap, batch_size=batch_size,
-                                       tile_size=parse_size(tile_size) or None, prune_level=prune_level,
-                                       fast=fast)
+    options = dict(checkpoint=checkpoint, backend=backend, tta=tta_choice(tta, tta_axes),
+                   largest_component=largest_component, overlap=overlap, batch_size=batch_size,
+                   tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast)
+    if any(is_localise_folder(p) for p in model_dirs):  # a coarse + fine pair (localise.json)
+        if len(model_dirs) > 1 or probabilities:
+            raise MedsegError("a localise-then-segment folder predicts labels alone (no ensemble, no --probabilities)",
+                              model_dirs[0])
+        predictor = LocaliseThenSegment.from_folder(model_dirs[0], **options)
+    else:
+        predictor = Predictor.from_folders(model_dirs, **options)
     levels = [m.prune_level for m in predictor.models if m.prune_level is not None]
     if levels:
         console.print(f"UNet++ prune level(s): {', '.join(map(str, levels))}", highlight=False)

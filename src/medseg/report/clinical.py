@@ -227,7 +227,11 @@ def write_prediction_report(image: Image, label_map: Image, config: Any, model_f
     from medseg.inference.predictor import region_label_values
 
     names = value_names(config.labels, config.regions, region_label_values(config) if config.regions else None)
-    model = model_summary(model_folders[0])
+    from medseg.inference.localise import fine_folder, is_localise_folder
+
+    model = model_summary(fine_folder(model_folders[0]))
+    if is_localise_folder(model_folders[0]):
+        model["model"] = f"{Path(model_folders[0]).name} (localise with a coarse model, segment with {model['model']})"
     if len(model_folders) > 1:
         model["model"] = f"ensemble of {len(model_folders)}: " + ", ".join(Path(f).name for f in model_folders)
     # underneath: FLAIR-like first channel unless a T2/FLAIR channel is named elsewhere
