@@ -41,7 +41,7 @@ from medseg.errors import MedsegError
 from medseg.image import Image
 
 __all__ = ["LOCALISE_NAME", "MAX_BOX_FRACTION", "MIN_TILES", "LocalisedResult", "LocaliseThenSegment",
-           "box_with_margin", "coarse_plan", "localise_rule", "write_localise_folder", "is_localise_folder"]
+           "box_with_margin", "box_fraction", "coarse_plan", "localise_rule", "write_localise_folder", "is_localise_folder"]
 
 #: The file that makes a folder a coarse + fine pair.
 LOCALISE_NAME = "localise.json"
@@ -80,6 +80,21 @@ def box_with_margin(foreground: np.ndarray, spacing: Sequence[float], margin_mm:
             lower, upper = max(0, min(lower, upper - need)), min(int(shape[axis]), max(upper, lower + need))
         box.append([lower, upper])
     return box
+
+
+def box_fraction(foreground: np.ndarray, spacing: Sequence[float], margin_mm: float,
+                 min_size: Sequence[int] = ()) -> float:
+    """Share of the image inside :func:`box_with_margin` (the input of :func:`localise_rule`, e.g. the median
+    over the training labels).
+
+    Examples
+    --------
+    >>> fg = np.zeros((10, 10, 10), bool); fg[4:6, 4:6, 4:6] = True
+    >>> box_fraction(fg, (1, 1, 1), 1.0)
+    0.064
+    """
+    box = box_with_margin(np.asarray(foreground, bool), spacing, margin_mm, min_size)
+    return float(np.prod([b - a for a, b in box]) / np.prod(np.shape(foreground)))
 
 
 def localise_rule(image_shape: Sequence[int], spacing: Sequence[float], fine_spacing: Sequence[float] | None,

@@ -131,18 +131,30 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.1 else f"{value:.2g}"  # a 1-voxel lesion is not 0.00
+
+
+#: Lesions listed per structure in the report (largest first); the rest are summed in one row.
+MAX_LESIONS_LISTED = 10
 
 
 def _lesion_rows(lesions: dict[str, Any]) -> list[list[Any]]:
     rows = []
     physical = lesions.get("spacing_known", True)
     for name, structure in lesions.get("structures", {}).items():
-        for inst in structure["instances"]:
+        rest = structure["instances"][MAX_LESIONS_LISTED:]
+        if rest:
+            rows_rest = [name, f"{len(rest)} smaller", _fmt(float(sum(float(i["volume"]) for i in rest))),
+                         sum(i["voxels"] for i in rest), "", ""]
+        for inst in structure["instances"][:MAX_LESIONS_LISTED]:
             centre = inst.get("centroid_mm") if physical else inst["centroid_voxel"]
             rows.append([name, inst["id"], _fmt(float(inst["volume"])), inst["voxels"],
                          ", ".join(f"{c:.1f}" for c in centre),
                          " × ".join(str(u - l) for l, u in zip(inst["bbox_lower"], inst["bbox_upper"]))])
+        if rest:
+            rows.append(rows_rest)
     return rows
 
 
@@ -174,7 +186,7 @@ def write_case_report(image: Image, label_map: Image, report: CaseReport, path: 
     Path
     """
     from medseg.fileutil import write_text_atomic
-    from medseg.report.figures import orthogonal_overlay
+    from medseg.report.figures import label_colours, orthogonal_overlay
 
     path = Path(path)
     unit = report.lesions.get("unit", "")
@@ -185,6 +197,9 @@ def write_case_report(image: Image, label_map: Image, report: CaseReport, path: 
     counts = [[name, s["count"], _fmt(float(s["volume"])), unit]
               for name, s in report.lesions.get("structures", {}).items()]
     model_rows = [[k.replace("_", " "), v] for k, v in report.model.items()]
+    colours = label_colours(list(report.names))
+    legend = " ".join(f'<span style="display:inline-block;width:12px;height:12px;background:{colours[v]};'
+                      f'vertical-align:middle"></span> {v}: {html.escape(n)}&nbsp;&nbsp;' for v, n in report.names.items())
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     text = f"""<!DOCTYPE html>
@@ -197,13 +212,14 @@ def write_case_report(image: Image, label_map: Image, report: CaseReport, path: 
 <p>Three orthogonal planes through the centroid of the segmented structure; colours from the Okabe–Ito
 colour-blind-safe palette (legend under the planes).</p>
 {_img(overlay, 'orthogonal overlay planes')}
+<p>{legend}</p>
 <div class="grid"><div>
 <h2>Volumes</h2>
 {_table(["structure", "label value(s)", "voxels", "volume", "unit"], volume_rows)}
 <h2>Lesions (connected components)</h2>
 {_table(["structure", "count", "total volume", "unit"], counts)}
 {_table(["structure", "lesion", f"volume ({unit})", "voxels",
-         "centroid (mm)" if report.lesions.get("spacing_known", True) else "centroid (voxel)",
+         "centroid (mm, z y x)" if report.lesions.get("spacing_known", True) else "centroid (voxel, z y x)",
          "bounding box (voxels)"], _lesion_rows(report.lesions))}
 </div><div>
 <h2>Model</h2>

@@ -80,7 +80,7 @@ def _draw(ax, image_plane, label_plane, colours, spacing_pair, window, flip):  #
             continue
         ax.imshow(np.ma.masked_where(~mask, mask), cmap=ListedColormap([colour]), alpha=0.45, aspect=aspect,
                   origin=origin, interpolation="nearest")
-        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=0.8, origin=origin)
+        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=0.8)  # index coordinates, as imshow
     ax.set_xticks([])
     ax.set_yticks([])
 
