@@ -17,6 +17,7 @@ def tumour(tmp_path_factory):
                          brats_values=True, background_zero=True)
 
 
+@pytest.mark.slow
 def test_train_predict_report_evaluate(tumour, tmp_path, one_thread):
     model, pred, ev = tmp_path / "m", tmp_path / "pred", tmp_path / "eval"
     plan = tmp_path / "plan.json"
@@ -39,7 +40,10 @@ def test_train_predict_report_evaluate(tumour, tmp_path, one_thread):
     html = (pred / "case_002_report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "not for clinical use" in html.lower()
     assert "segresnet_vae" in html and "whole_tumour" in html
-    assert main(["evaluate", str(pred), str(tumour / "labelsTs"), "--out", str(ev), "--workers", "1"]) == 0
+    assert main(["evaluate", str(pred), str(tumour / "labelsTs"), "--out", str(ev), "--workers", "1",
+                 "--images", str(tumour / "imagesTs")]) == 0
+    gallery = (ev / "cases.html").read_text(encoding="utf-8")
+    assert gallery.count("data:image/png;base64,") == 1 and "case_002" in gallery
     summary = json.loads((ev / "summary.json").read_text(encoding="utf-8"))
     assert summary["settings"]["convention"] == "brats"
     assert set(summary["labels"]) == {"whole_tumour", "tumour_core", "enhancing"}
