@@ -55,6 +55,8 @@ class CaseReport:
         Extra lines (e.g. "spacing unknown: volumes in voxels", prediction time).
     channel : int
         Image channel under the overlay.
+    channel_name : str, optional
+        Its name (default: the image's channel name).
     """
 
     case: str
@@ -64,6 +66,7 @@ class CaseReport:
     model: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     channel: int = 0
+    channel_name: str | None = None
 
 
 def value_names(labels: Mapping[str, int], regions: Mapping[str, Sequence[int]] | None = None,
@@ -190,7 +193,8 @@ def write_case_report(image: Image, label_map: Image, report: CaseReport, path: 
 
     path = Path(path)
     unit = report.lesions.get("unit", "")
-    channel_name = image.channel_names[report.channel] if image.channel_names else str(report.channel)
+    channel_name = report.channel_name or (image.channel_names[report.channel] if image.channel_names
+                                           else str(report.channel))
     overlay = orthogonal_overlay(image, label_map, report.names, channel=report.channel,
                                  title=f"{report.case}: prediction over {channel_name}")
     volume_rows = [[r["label"], r["value"], r["voxels"], _fmt(float(r["volume"])), r["unit"]] for r in report.volumes]
@@ -252,5 +256,6 @@ def write_prediction_report(image: Image, label_map: Image, config: Any, model_f
         model["model"] = f"ensemble of {len(model_folders)}: " + ", ".join(Path(f).name for f in model_folders)
     # underneath: FLAIR-like first channel unless a T2/FLAIR channel is named elsewhere
     channel = next((i for i, n in enumerate(config.channel_names) if n.lower() in ("flair", "t2")), 0)
-    report = CaseReport(case, names, list(volumes), lesions, model, list(notes), channel)
+    report = CaseReport(case, names, list(volumes), lesions, model, list(notes), channel,
+                        config.channel_names[channel] if channel < len(config.channel_names) else None)
     return write_case_report(image, label_map, report, path)
