@@ -45,7 +45,7 @@ def evaluate(
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the input images: adds cases.html, one "
                                           "row per case with a thumbnail (prediction over the image, reference outlined)."),
     convention: str = typer.Option("auto", "--convention", help="Empty-mask scoring: medseg (one side empty -> "
-                                   "distances inf), brats (Dice 0 / HD95 373.13 mm), auto (brats for region tasks)."),
+                                   "distances inf), brats (Dice 0 / HD95 373.13 mm), auto (brats when the dataset.json declares regions)."),
 ) -> None:
     """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs).
 

@@ -18,6 +18,7 @@ Correctness details:
   the normalised image (a z-score inside the box alone would see other statistics than in training);
 - the box is widened to at least one fine training patch, so the network sees as much context as it was
   trained with;
+- the box encloses the coarse model's main components (:data:`MIN_COMPONENT_SHARE`), not every speck;
 - a coarse pass that finds nothing falls back to the whole-volume fine pass (a miss of the localiser must
   not silently drop a lesion); :attr:`LocalisedResult.fallback` says so.
 
@@ -41,7 +42,7 @@ from medseg.errors import MedsegError
 from medseg.image import Image
 
 __all__ = ["LOCALISE_NAME", "MAX_BOX_FRACTION", "MIN_TILES", "LocalisedResult", "LocaliseThenSegment",
-           "box_with_margin", "box_fraction", "coarse_plan", "localise_rule", "write_localise_folder", "is_localise_folder"]
+           "main_components", "box_with_margin", "box_fraction", "coarse_plan", "localise_rule", "write_localise_folder", "is_localise_folder"]
 
 #: The file that makes a folder a coarse + fine pair.
 LOCALISE_NAME = "localise.json"
@@ -49,9 +50,34 @@ LOCALISE_NAME = "localise.json"
 #: pass then costs ≤ 30 % of the whole-volume pass, and with the coarse pass (``factor``³ fewer voxels)
 #: the pair stays ≥ 3× faster only below about a quarter to a third (the issue's target: ≥ 3×).
 MAX_BOX_FRACTION = 0.3
+#: Coarse components smaller than this share of the largest one are ignored when placing the box: an
+#: under-trained or noisy coarse model scatters specks that would stretch the box to the whole image, while
+#: the main lesions of a multi-focal tumour (each ≥ 10 % of the largest) are kept.
+MIN_COMPONENT_SHARE = 0.1
 #: ...and when the whole-volume fine pass needs at least this many tiles (a small image is one or two
 #: tiles, so there is nothing to save and the coarse pass is pure overhead).
 MIN_TILES = 4
+
+
+def main_components(foreground: np.ndarray, min_share: float = MIN_COMPONENT_SHARE) -> np.ndarray:
+    """The connected components of ``foreground`` holding at least ``min_share`` of the largest one's voxels.
+
+    Examples
+    --------
+    >>> fg = np.zeros((1, 20, 20), bool); fg[0, 2:8, 2:8] = True; fg[0, 15, 15] = True
+    >>> int(main_components(fg).sum())
+    36
+    """
+    import cc3d
+
+    foreground = np.asarray(foreground, bool)
+    if not foreground.any():
+        return foreground
+    components = cc3d.connected_components(foreground.astype(np.uint8), connectivity=26 if foreground.ndim == 3 else 8)
+    counts = np.bincount(components.ravel())
+    counts[0] = 0
+    keep = np.flatnonzero(counts >= min_share * counts.max())
+    return np.isin(components, keep)
 
 
 def box_with_margin(foreground: np.ndarray, spacing: Sequence[float], margin_mm: float,
@@ -193,7 +219,7 @@ class LocaliseThenSegment:
         from medseg.training.data import preprocess_image
 
         coarse = self.coarse.predict(image, roi)
-        foreground = np.asarray(coarse.array[0]) != 0
+        foreground = main_components(np.asarray(coarse.array[0]) != 0)
         if not foreground.any():
             labels = self.fine.predict(image, roi)
             return LocalisedResult(labels, [[0, int(s)] for s in image.spatial_shape], True, 1.0)

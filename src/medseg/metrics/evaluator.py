@@ -262,10 +262,7 @@ def _resolve_convention(convention: str, gt_dir: Path, labels, regions) -> str:
         raise MedsegError(f"unknown convention '{convention}' (auto, medseg, brats)")
     if convention != "auto":
         return convention
-    if regions:
-        return "brats"
-    if labels:
-        return "medseg"
+    # a region-based task is one whose dataset.json declares regions; --regions alone is a label group
     from medseg.datasets.dataset import read_labels
 
     for folder in (gt_dir, gt_dir.parent, gt_dir.parent.parent):
@@ -312,7 +309,8 @@ def evaluate_folders(
     convention : {"auto", "medseg", "brats"}
         How an empty mask scores. ``"medseg"``: exactly one empty -> distances inf; ``"brats"``: the BraTS
         rules of :mod:`medseg.metrics.brats` (exactly one empty -> Dice 0, HD95 373.13 mm); ``"auto"``:
-        ``"brats"`` for region tasks (``regions`` given, or declared by the dataset.json), else ``"medseg"``.
+        ``"brats"`` for region-based tasks (the dataset.json beside ``gt_dir`` declares regions), else
+        ``"medseg"``.
 
     Returns
     -------

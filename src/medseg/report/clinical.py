@@ -95,8 +95,6 @@ def value_names(labels: Mapping[str, int], regions: Mapping[str, Sequence[int]] 
 
 def model_summary(folder: str | Path) -> dict[str, Any]:
     """Name, version, training data and date of a model folder, for the report's provenance box."""
-    import json
-
     import medseg
     from medseg.model_folder import CONFIG_NAME, load_config
 
@@ -105,7 +103,6 @@ def model_summary(folder: str | Path) -> dict[str, Any]:
     path = folder / CONFIG_NAME
     trained = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
     training = config.training or {}
-    raw = json.loads(path.read_text(encoding="utf-8"))
     return {
         "model": folder.name,
         "network": config.network,
@@ -118,9 +115,23 @@ def model_summary(folder: str | Path) -> dict[str, Any]:
             n for n, v in config.labels.items() if v != 0),
         "preprocessing": ", ".join(s.get("name", "?") + (f" (inside {s['mask']})" if s.get("mask") else "")
                                    for s in config.preprocessing),
-        "iterations": training.get("iterations", raw.get("iterations", "")),
+        "iterations": _trained_iterations(folder) or training.get("iterations") or "unknown",
+        "time limit": f"{training['time_limit'] / 60:.0f} min" if training.get("time_limit") else "none",
+        "loss": training.get("loss", ""),
         "trained": trained.strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _trained_iterations(folder: Path) -> int | None:
+    """Iterations actually trained: the last row of ``training_log.csv`` (None without a log)."""
+    log = folder / "training_log.csv"
+    if not log.is_file():
+        return None
+    lines = [line for line in log.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    try:
+        return int(lines[-1].split(",")[0]) if lines else None
+    except ValueError:
+        return None
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -256,6 +267,9 @@ def write_prediction_report(image: Image, label_map: Image, config: Any, model_f
         model["model"] = f"ensemble of {len(model_folders)}: " + ", ".join(Path(f).name for f in model_folders)
     # underneath: FLAIR-like first channel unless a T2/FLAIR channel is named elsewhere
     channel = next((i for i, n in enumerate(config.channel_names) if n.lower() in ("flair", "t2")), 0)
+    # volume rows of painted values named like the legend ("2" -> "whole_tumor outside tumor_core")
+    volumes = [{**r, "label": names.get(int(r["value"]), r["label"])} if str(r.get("value", "")).isdigit()
+               and r["label"] == str(r["value"]) else r for r in volumes]
     report = CaseReport(case, names, list(volumes), lesions, model, list(notes), channel,
                         config.channel_names[channel] if channel < len(config.channel_names) else None)
     return write_case_report(image, label_map, report, path)
