@@ -98,8 +98,18 @@ def main() -> None:
         train_fractions.append(box_fraction(np.isin(label.array[0], values), label.spacing, args.margin_mm))
         shapes.append(label.spatial_shape)
         spacings.append(label.spacing)
+    crop = 1.0
+    if config.crop_to_nonzero:  # the fine pass covers only the non-zero region
+        from medseg.preprocessing.crop import bounding_box
+
+        crops = []
+        for name in names[:-args.held_out]:
+            array = dataset.case(name).read_image().array
+            box = bounding_box(np.any(array != 0, axis=0))
+            crops.append(float(np.prod([b - a for a, b in box]) / np.prod(array.shape[1:])))
+        crop = float(np.median(crops))
     decision = localise_rule(np.median(shapes, 0).astype(int).tolist(), np.median(spacings, 0).tolist(),
-                             config.target_spacing, config.data_patch_size, float(np.median(train_fractions)))
+                             config.target_spacing, config.data_patch_size, float(np.median(train_fractions)), crop)
     write_localise_folder(pair, "coarse", "fine", margin_mm=args.margin_mm, rule=decision)
     result = {
         "dataset": dataset.name, "held_out": held_out, "factor": args.factor, "margin_mm": args.margin_mm,

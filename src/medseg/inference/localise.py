@@ -54,9 +54,11 @@ MAX_BOX_FRACTION = 0.3
 #: under-trained or noisy coarse model scatters specks that would stretch the box to the whole image, while
 #: the main lesions of a multi-focal tumour (each ≥ 10 % of the largest) are kept.
 MIN_COMPONENT_SHARE = 0.1
-#: ...and when the whole-volume fine pass needs at least this many tiles (a small image is one or two
-#: tiles, so there is nothing to save and the coarse pass is pure overhead).
-MIN_TILES = 4
+#: ...and when the whole-volume fine pass (after the fine model's own crop to the non-zero region) needs at
+#: least this many tiles. Measured on BraTS (benchmarks/localise.py, BENCHMARKS.md): a planned fine pass of
+#: 8 tiles took 8.3 s and localising it 18.4 s — the coarse pass reads, normalises and resamples the whole
+#: 4-channel volume twice (to the coarse grid and back), a fixed cost worth about 8 tiles here.
+MIN_TILES = 16
 
 
 def main_components(foreground: np.ndarray, min_share: float = MIN_COMPONENT_SHARE) -> np.ndarray:
@@ -124,7 +126,7 @@ def box_fraction(foreground: np.ndarray, spacing: Sequence[float], margin_mm: fl
 
 
 def localise_rule(image_shape: Sequence[int], spacing: Sequence[float], fine_spacing: Sequence[float] | None,
-                  fine_patch: Sequence[int], box_fraction: float) -> tuple[bool, str]:
+                  fine_patch: Sequence[int], box_fraction: float, crop_fraction: float = 1.0) -> tuple[bool, str]:
     """Whether localise-then-segment pays for images like this one, and why (a named, recorded rule).
 
     Parameters
@@ -137,6 +139,9 @@ def localise_rule(image_shape: Sequence[int], spacing: Sequence[float], fine_spa
         The fine model's tile.
     box_fraction : float
         Typical share of the image inside the structure's box plus margin (e.g. the training labels' median).
+    crop_fraction : float
+        Share of the image the fine model keeps by cropping to the non-zero region (1: no crop); the
+        whole-volume pass only covers that.
 
     Returns
     -------
@@ -147,16 +152,19 @@ def localise_rule(image_shape: Sequence[int], spacing: Sequence[float], fine_spa
     >>> localise_rule((155, 240, 240), (1, 1, 1), (1, 1, 1), (64, 64, 64), 0.12)[0]
     True
     >>> localise_rule((88, 112, 112), (1, 1, 1), None, (96, 112, 112), 0.12)
-    (False, 'the whole-volume pass needs 1 tile(s) (< 4): nothing to save')
+    (False, 'the whole-volume pass needs 1 tile(s) (< 16): the coarse pass costs more than it saves')
     """
     fine_spacing = spacing if fine_spacing is None else fine_spacing
-    grid = [max(1, int(round(n * s / f))) for n, s, f in zip(image_shape, spacing, fine_spacing)]
+    side = float(crop_fraction) ** (1.0 / len(image_shape))  # the crop, as an equal share per axis
+    grid = [max(1, int(round(n * s / f * side))) for n, s, f in zip(image_shape, spacing, fine_spacing)]
     tiles = int(np.prod([max(1, math.ceil(g / p)) for g, p in zip(grid, fine_patch)]))
     if tiles < MIN_TILES:
-        return False, f"the whole-volume pass needs {tiles} tile(s) (< {MIN_TILES}): nothing to save"
-    if box_fraction > MAX_BOX_FRACTION:
+        return False, (f"the whole-volume pass needs {tiles} tile(s) (< {MIN_TILES}): the coarse pass costs more "
+                       "than it saves")
+    if box_fraction > MAX_BOX_FRACTION * crop_fraction:
         return False, (f"the structure's box with margin covers {100 * box_fraction:.0f}% of the image "
-                       f"(> {100 * MAX_BOX_FRACTION:.0f}%): the fine pass would cost nearly as much")
+                       f"(> {100 * MAX_BOX_FRACTION:.0f}% of the {100 * crop_fraction:.0f}% the fine pass covers): "
+                       "the fine pass would cost nearly as much")
     return True, (f"the whole-volume pass needs {tiles} tiles (≥ {MIN_TILES}) and the box with margin covers "
                   f"{100 * box_fraction:.0f}% of the image (≤ {100 * MAX_BOX_FRACTION:.0f}%)")
 
