@@ -119,7 +119,9 @@ def test_trained_pair_through_the_cli(tmp_path):
     assert main(["train", str(data), "--out", str(pair / "coarse"), "--plan", str(tmp_path / "coarse_plan.json"),
                  *common]) == 0
     write_localise_folder(pair, "coarse", "fine", margin_mm=4.0, rule=(True, "test"))
-    assert main(["predict", str(pair), "-i", str(data / "imagesTs"), "-o", str(tmp_path / "pred")]) == 0
+    assert main(["predict", str(pair), "-i", str(data / "imagesTs"), "-o", str(tmp_path / "pred"), "--report"]) == 0
+    report = (tmp_path / "pred" / "case_002_report.html").read_text(encoding="utf-8")
+    assert "localise with a coarse model" in report
     out = read_image(tmp_path / "pred" / "case_002.nii.gz")
     assert out.same_geometry(read_image(data / "imagesTs" / "case_002_0000.nii.gz"))
     assert set(np.unique(out.array).tolist()) <= {0, 1}

@@ -246,6 +246,10 @@ class LocaliseThenSegment:
         full = uncrop(np.asarray(part.array[0]), box, image.spatial_shape, 0).astype(part.array.dtype)
         if roi is not None:
             full = np.where(np.asarray(roi.array[0]) != 0, full, 0).astype(full.dtype)
+        if self.fine.largest_component:
+            from medseg.postprocessing import keep_largest_component
+
+            full = keep_largest_component(full, connectivity=full.ndim)
         fraction = float(np.prod([b - a for a, b in box]) / np.prod(image.spatial_shape))
         return LocalisedResult(image.with_array(full[None], ("label",)), box, False, fraction)
 
