@@ -4,7 +4,9 @@ and that case's Dice / HD95 per label, worst cases first, so a person can look i
 
 Examples
 --------
->>> # write_case_gallery(summary, images_dir, pred_dir, gt_dir)   # doctest: +SKIP
+>>> summary = evaluate_folders("pred", "labelsTs", "eval")                    # doctest: +SKIP
+>>> write_case_gallery(summary, "imagesTs", "pred", "labelsTs").name          # doctest: +SKIP
+'cases.html'
 """
 
 from __future__ import annotations
