@@ -54,8 +54,10 @@ def main() -> None:
     if not args.plan:
         run(medseg + ["plan", str(args.acdc), "--out", str(plan), "--time-budget", f"{args.minutes}m"])
     model, pred, evaluation = (args.work / f"{n}_{tag}" for n in ("model", "pred", "eval"))
-    train_cmd = medseg + ["train", str(data), "--out", str(model), "--net", args.net, "--plan", str(plan), "--fold", "0",
-                          "--time-limit", f"{args.minutes}m", "--val-every", "1000000", "--overwrite", "--no-progress"]
+    # validation cases: the rule's held-out fold 0 = ACDC's own splits.json "val"; the validation-interval rule
+    # keeps validating them under 10% of the time
+    train_cmd = medseg + ["train", str(data), "--out", str(model), "--net", args.net, "--plan", str(plan),
+                          "--time-limit", f"{args.minutes}m", "--overwrite", "--no-progress"]
     if args.configuration:
         train_cmd += ["--configuration", args.configuration]
     train_cmd += [a for option in args.train_option for a in shlex.split(option)]
@@ -75,8 +77,9 @@ def main() -> None:
         "configuration": tag, "spatial_dims": config["spatial_dims"], "patch_size": config["patch_size"],
         "iterations": int(log[-1].split(",")[0]), "train_minutes": train_seconds / 60,
     }
-    # The same model scored twice: raw argmax, and keeping each label's largest connected component.
-    for variant, options in (("raw", []), ("largest_component", ["--largest-component"])):
+    # The same model scored twice: with the postprocessing recorded at training (the default), and raw.
+    result["postprocessing"] = config.get("postprocessing", [])
+    for variant, options in (("recorded_postprocessing", []), ("raw", ["--no-postprocessing"])):
         pred_dir, eval_dir = (Path(f"{d}_{variant}") for d in (pred, evaluation))
         seconds = run(medseg + ["predict", str(model), "-i", *val_inputs, "-o", str(pred_dir), "--overwrite", *options])
         run(medseg + ["evaluate", str(pred_dir), str(val_labels), "--out", str(eval_dir),

@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--tag", help="Name of this run's model/prediction folders (default: the network name).")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
     parser.add_argument("--threshold", choices=("accuracy", "f1"),
-                        help="After training, choose the decision threshold maximising this metric on the "
-                             "training images (`medseg threshold`); default: argmax (p >= 0.5).")
+                        help="Re-choose the decision threshold with `medseg threshold` (e.g. with --tta-axes); "
+                             "default: the threshold `medseg train` chose on its validation images.")
     parser.add_argument("--tta-axes", help="Mirroring test-time augmentation over these axes (e.g. 1), for the "
                                            "threshold choice and the prediction alike.")
     parser.add_argument("--monai-result", type=Path, help="JSON written by benchmarks/drive_monai.py.")
@@ -74,18 +74,19 @@ def main() -> None:
         return
     if not data.exists():
         run(medseg + ["convert", "drive", str(args.drive), str(data)])
+    net = ["--net", args.net] if args.net != "unet" else []
     train_seconds = run(
-        medseg + ["train", str(data), "--out", str(model), "--net", args.net, "--time-limit", f"{args.minutes}m",
+        medseg + ["train", str(data), "--out", str(model), *net, "--time-limit", f"{args.minutes}m",
                   "--overwrite", "--no-progress", *[a for opt in args.train_option for a in shlex.split(opt)]]
     )
-    whole_image = ["--tile-size", "592,576", "--backend", "onnx"]
-    if args.tta_axes:
-        whole_image += ["--tta-axes", args.tta_axes]
+    # the defaults do the rest: whole-image tile and ONNX Runtime (recorded tile, --backend auto), the
+    # threshold and postprocessing chosen on the held-out validation images
+    tta = ["--tta-axes", args.tta_axes] if args.tta_axes else []
     if args.threshold:
-        run(medseg + ["threshold", str(model), str(data), "--metric", args.threshold, *whole_image])
+        run(medseg + ["threshold", str(model), str(data), "--metric", args.threshold, "--backend", "auto", *tta])
     predict_seconds = run(
         medseg + ["predict", str(model), "-i", str(data / "imagesTs"), "-o", str(pred), "--roi", str(data / "roisTs"),
-                  "--probabilities", "--overwrite", *whole_image]
+                  "--probabilities", "--overwrite", *tta]
     )
     run(medseg + ["evaluate", str(pred), str(data / "labelsTs"), "--roi", str(data / "roisTs"),
                   "--probabilities", str(pred / "probabilities"), "--out", str(evaluation)])

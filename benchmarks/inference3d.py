@@ -4,7 +4,7 @@ Issue 5 benchmark. On a synthetic single-channel volume (default 160×192×160) 
 planner chooses for a 3D dataset of that shape on THIS machine (medseg.planning rules on a synthetic
 fingerprint: isotropic 1 mm, one MR channel, background + one label), it times
 
-- ``medseg-torch``: :func:`medseg.inference.sliding_window.sliding_window_inference` with the torch
+- ``medseg-torch``: :func:`medseg.tiling.sliding_window.sliding_window_inference` with the torch
   network (Gaussian weighting, streaming accumulation, uint8 argmax labels);
 - ``medseg-onnx``: the same sliding window with an ONNX Runtime session as the ``predict_fn``;
 - ``medseg-compile``: the same sliding window with the network compiled by TorchInductor into a package
@@ -158,7 +158,7 @@ def _infer(spec: dict, image: np.ndarray, fn, keep: dict | None = None) -> np.nd
                 keep["logits"] = logits[0]
             # argmax of the averaged logits = argmax of their softmax (medseg applies the softmax)
             return torch.argmax(logits[0], 0).to(torch.uint8).numpy()
-    from medseg.inference.sliding_window import sliding_window_inference
+    from medseg.tiling.sliding_window import sliding_window_inference
 
     return sliding_window_inference(image, fn, patch, overlap=overlap, batch_size=bs, sigma_scale=0.125).labels
 
@@ -223,7 +223,7 @@ def projected_bytes(shape: tuple[int, ...], patch: tuple[int, ...], overlap: flo
     sum is needed for argmax labels) and chunk / tile-batch temporaries."""
     import itertools
 
-    from medseg.inference.sliding_window import FINALISE_BYTES, tile_starts
+    from medseg.tiling.sliding_window import FINALISE_BYTES, tile_starts
 
     padded = tuple(max(s, p) for s, p in zip(shape, patch))
     tiles = list(itertools.product(*[tile_starts(s, p, overlap) for s, p in zip(padded, patch)]))

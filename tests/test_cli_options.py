@@ -41,3 +41,19 @@ def test_train_augmentation_option(tmp_path):
     for bad in ("{not json", "[1, 2]"):
         with pytest.raises(MedsegError, match="--augmentation"):
             _parse_augmentation(bad)
+
+
+def test_train_postprocessing_and_threshold_options_parse():
+    from medseg.cli.train import _parse_postprocessing, _parse_threshold
+    from medseg.errors import MedsegError
+
+    assert _parse_postprocessing(None) is None and _parse_postprocessing("none") == []
+    assert _parse_postprocessing("largest:1, min_size=20:2") == [
+        {"step": "largest", "label": 1}, {"step": "min_size", "label": 2, "min_size": 20.0}]
+    assert _parse_threshold(None) is None and _parse_threshold("argmax") == "argmax"
+    assert _parse_threshold("0.7") == 0.7
+    for bad in ("dilate:1", "largest"):
+        with pytest.raises(MedsegError):
+            _parse_postprocessing(bad)
+    with pytest.raises(MedsegError):
+        _parse_threshold("high")

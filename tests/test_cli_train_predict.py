@@ -82,7 +82,7 @@ def test_train_3d_and_predict_nifti(tmp_path):
     assert main(["train", str(data), "--out", str(model), "--iterations", "2", "--patch-size", "8,16,16",
                  "--batch-size", "1", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress"]) == 0
     pred = tmp_path / "p3"
-    assert main(["predict", str(model), "-i", str(data / "imagesTs"), "-o", str(pred)]) == 0
+    assert main(["predict", str(model), "-i", str(data / "imagesTs"), "-o", str(pred), "--backend", "torch"]) == 0
     src = read_image(data / "imagesTs" / "case_002_0000.nii.gz")
     out = read_image(pred / "case_002.nii.gz")
     assert out.same_geometry(src)

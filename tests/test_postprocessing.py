@@ -78,3 +78,35 @@ def test_postprocess_steps_and_bad_input():
         fill_holes(np.zeros((3, 3), float))
     with pytest.raises(MedsegError, match="2D or 3D"):
         fill_holes(np.zeros(3, np.uint8))
+
+
+def test_one_canonical_name_per_step():
+    x = np.zeros((6, 6), np.uint8)
+    x[0:3, 0:3] = 1
+    x[5, 5] = 1
+    assert postprocess(x, ["largest"]).sum() == 9
+    for alias in ("keep_largest", "largest_component", "holes", "fill-holes", "remove_small", "remove_small_objects=2"):
+        with pytest.raises(MedsegError, match="unknown postprocess"):
+            postprocess(x, [alias])
+
+
+def test_postprocessing_is_kept_only_where_it_raises_validation_dice():
+    from medseg.postprocessing import apply_steps, choose_postprocessing
+
+    ref = np.zeros((2, 30, 30), np.uint8)
+    ref[0, 3:13, 3:13] = 1          # label 1: one blob per case; the prediction adds a far speck
+    ref[0, 18:28, 18:28] = 2        # label 2: two true blobs; "largest" would delete one
+    ref[1, 5:15, 5:15] = 1
+    ref[1, 20:24, 2:6] = 2
+    ref[1, 20:28, 20:28] = 2
+    pred = ref.copy()
+    pred[0, 0, 29] = 1
+    pred[1, 29, 29] = 1
+    steps, trials = choose_postprocessing(list(pred), list(ref), [(1.0, 1.0)] * 2, [0, 1, 2])
+    assert {"step": "largest", "label": 1} in steps
+    assert not any(s["label"] == 2 and s["step"] == "largest" for s in steps)
+    assert any(t["label"] == 2 and t["step"] == "largest" and not t["kept"] for t in trials)
+    cleaned = apply_steps(pred[0], steps, spacing=(1.0, 1.0))
+    assert cleaned[0, 29] == 0 and (cleaned == 2).sum() == (ref[0] == 2).sum()
+    with pytest.raises(MedsegError, match="unknown postprocessing step"):
+        apply_steps(pred[0], [{"step": "dilate", "label": 1}])

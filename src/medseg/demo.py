@@ -102,7 +102,6 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
     progress : bool
         Show the training progress bar.
     """
-    import torch
     from rich.console import Console
     from rich.table import Table
 
@@ -112,12 +111,11 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
     from medseg.metrics.evaluator import evaluate_folders
     from medseg.training.config import TrainingConfig
     from medseg.training.loop import train
+    from medseg.training.scope import scoped_run_state
 
     console = Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if threads:
-        torch.set_num_threads(threads)
     t_start = time.perf_counter()
     data = make_vessels2d(out / "dataset", cases=cases, seed=seed, size=size, test_cases=test_cases, overwrite=True)
     dataset = load_dataset(data)
@@ -128,7 +126,7 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
         network="unet", network_options={"features": features, "depth": 4}, patch_size=(patch_size, patch_size),
         batch_size=batch_size,
         time_limit=time_limit, iterations=iterations, learning_rate=3e-3, warmup_iterations=20,
-        foreground_share=0.5, val_every=50, checkpoint_every=100, log_every=10, seed=seed, threads=threads,
+        val_every=50, checkpoint_every=100, log_every=10, seed=seed, threads=threads,
     )
     console.print(f"[bold]2/4[/] training a 2D U-Net for {time_limit:.0f} s (validation cases {', '.join(val)})")
     result = train(dataset, out / "model", config, val_cases=val, overwrite=True, progress=progress)
@@ -138,21 +136,22 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
     pred_dir, prob_dir, base_dir, overlay_dir = (out / "predictions", out / "predictions" / "probabilities",
                                                  out / "baseline_otsu", out / "overlays")
     t_pred = []
-    for case in dataset.test_cases:
-        image, roi, label = case.read_image(), case.read_roi(), case.read_label()
-        t0 = time.perf_counter()
-        labels, probs = predictor.predict_with_probabilities(image, roi)
-        t_pred.append(time.perf_counter() - t0)
-        ext = dataset.file_ending
-        write_image(labels, pred_dir / f"{case.name}{ext}")
-        write_image(probs.with_array(probs.array[1:2], ("vessel",)), prob_dir / f"{case.name}.tif")
-        roi_mask = roi.array[0] > 0
-        baseline = otsu_baseline(image.array, roi_mask)
-        write_image(image.with_array(baseline[None], ("label",)), base_dir / f"{case.name}{ext}")
-        write_overlay(image.array, labels.array[0], label.array[0], roi_mask, overlay_dir / f"{case.name}.png",
-                      f"{case.name}: medseg U-Net")
-        write_overlay(image.array, baseline, label.array[0], roi_mask, overlay_dir / f"{case.name}_otsu.png",
-                      f"{case.name}: Otsu threshold (baseline)")
+    with scoped_run_state(threads, seed):  # the thread count is restored afterwards
+        for case in dataset.test_cases:
+            image, roi, label = case.read_image(), case.read_roi(), case.read_label()
+            t0 = time.perf_counter()
+            labels, probs = predictor.predict_with_probabilities(image, roi)
+            t_pred.append(time.perf_counter() - t0)
+            ext = dataset.file_ending
+            write_image(labels, pred_dir / f"{case.name}{ext}")
+            write_image(probs.with_array(probs.array[1:2], ("vessel",)), prob_dir / f"{case.name}.tif")
+            roi_mask = roi.array[0] > 0
+            baseline = otsu_baseline(image.array, roi_mask)
+            write_image(image.with_array(baseline[None], ("label",)), base_dir / f"{case.name}{ext}")
+            write_overlay(image.array, labels.array[0], label.array[0], roi_mask, overlay_dir / f"{case.name}.png",
+                          f"{case.name}: medseg U-Net")
+            write_overlay(image.array, baseline, label.array[0], roi_mask, overlay_dir / f"{case.name}_otsu.png",
+                          f"{case.name}: Otsu threshold (baseline)")
 
     console.print("[bold]4/4[/] evaluating inside the field of view")
     gt, rois = data / "labelsTs", data / "roisTs"
@@ -167,8 +166,9 @@ def run_demo(out: str | Path, *, cases: int = 16, test_cases: int = 6, size: int
     rows = {}
     for name, summary in (("Otsu threshold (green)", base_summary), ("medseg U-Net", model_summary)):
         values = {m: _mean(summary, "vessel", m) for m in metrics}
-        rows[name] = {m: (None if np.isnan(v) else v) for m, v in values.items()}  # strict JSON: null
-        table.add_row(name, *[("-" if np.isnan(v) else f"{v:.4f}") for v in values.values()])
+        # strict JSON: null (an empty prediction has an infinite HD95)
+        rows[name] = {m: (v if np.isfinite(v) else None) for m, v in values.items()}
+        table.add_row(name, *[(f"{v:.4f}" if np.isfinite(v) else "-") for v in values.values()])
     console.print(table)
     total = time.perf_counter() - t_start
     facts = {

@@ -12,6 +12,8 @@
                            model_L2.onnx for other checkpoints and pruned UNet++ levels)
       model_<shape>_....pt2  optional compiled networks (``medseg predict --backend compile``), one per
                            tile-batch shape, torch version, instruction set and thread count
+      rules.json           every automatic choice of the run (name, inputs, value, reason, and whether
+                           the user overrode it), see :mod:`medseg.planning.training_rules`
       pruning.json         prunable networks (UNet++): validation Dice, parameters and seconds per case
                            of every level, and the level chosen (used by the predictor by default)
 
@@ -43,6 +45,7 @@ WEIGHTS_NAME = "model.safetensors"
 LAST_CHECKPOINT = "checkpoint_last.pt"
 BEST_CHECKPOINT = "checkpoint_best.pt"
 PRUNING_NAME = "pruning.json"
+RULES_NAME = "rules.json"
 FORMAT_VERSION = 1
 
 
@@ -53,7 +56,10 @@ class ModelConfig:
     ``labels`` maps names to the dataset's label values; the network's output channel ``i`` is label
     value ``label_values[i]`` (softmax), or region ``i`` of ``regions`` (sigmoid heads).
     ``decision_threshold`` (binary softmax models only): label foreground where its probability is at
-    least this value instead of taking the argmax (``medseg threshold`` chooses it on training cases).
+    least this value instead of taking the argmax (chosen on the validation cases after training).
+    ``tile_size``: the sliding-window tile the predictor uses by default (None: the patch size).
+    ``postprocessing``: per-label steps applied to every prediction (see
+    :func:`medseg.postprocessing.apply_steps`), kept after training where they raised validation Dice.
     """
 
     network: str
@@ -85,6 +91,8 @@ class ModelConfig:
     crop_to_nonzero: bool = False
     resampling: dict[str, Any] | None = None
     decision_threshold: float | None = None
+    tile_size: list[int] | None = None
+    postprocessing: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -107,9 +115,16 @@ class ModelConfig:
     @property
     def data_patch_size(self) -> tuple[int, ...]:
         """Patch size in the data's dimensions (1 along the slice axis of a 2D-on-3D model)."""
-        from medseg.inference.slices import volume_patch_size
+        from medseg.tiling.slices import volume_patch_size
 
         return volume_patch_size(self.patch_size, self.slice_axis)
+
+    @property
+    def data_tile_size(self) -> tuple[int, ...]:
+        """The default sliding-window tile in the data's dimensions (the recorded tile, else the patch)."""
+        from medseg.tiling.slices import volume_patch_size
+
+        return volume_patch_size(self.tile_size, self.slice_axis) if self.tile_size else self.data_patch_size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,8 +144,11 @@ class ModelConfig:
 
 def save_config(folder: str | Path, config: ModelConfig) -> Path:
     """Write ``config.json`` atomically."""
+    from medseg.provenance import provenance
+
     path = Path(folder) / CONFIG_NAME
-    write_text_atomic(path, json.dumps(config.to_dict(), indent=2) + "\n")
+    # versions, machine and date of the run that wrote it (not read back into ModelConfig)
+    write_text_atomic(path, json.dumps({**config.to_dict(), "provenance": provenance()}, indent=2) + "\n")
     return path
 
 
@@ -142,17 +160,25 @@ def load_config(folder: str | Path) -> ModelConfig:
         raise MedsegError("model folder not found", folder)
     if not path.is_file():
         raise MedsegError(f"not a model folder (no {CONFIG_NAME})", folder)
+    from medseg.io.jsonfile import read_json
+
+    from medseg.io.jsonfile import check_fields
+
+    data = read_json(path, "model configuration")
+    check_fields(data, {"network": str, "num_classes": int, "in_channels": int, "spatial_dims": int, "labels": dict,
+                        "label_values": list, "patch_size": list, "network_options": dict}, path, "model configuration")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MedsegError(f"not valid JSON: {exc}", path) from None
-    if int(data.get("format_version", 1)) > FORMAT_VERSION:
-        raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
-    return ModelConfig.from_dict(data, path)
+        if int(data.get("format_version", 1)) > FORMAT_VERSION:
+            raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
+        return ModelConfig.from_dict(data, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a hand-edited or foreign config.json: name the file, not a Python error
+        raise MedsegError(f"model configuration has a missing or mistyped field ({type(exc).__name__}: {exc})",
+                          path) from None
 
 
 def save_pruning(folder: str | Path, pruning: dict[str, Any]) -> Path:
-    """Write ``pruning.json`` (see :func:`medseg.training.loop.select_prune_level`) atomically."""
+    """Write ``pruning.json`` (see :func:`medseg.training.validation.select_prune_level`) atomically."""
     path = Path(folder) / PRUNING_NAME
     write_text_atomic(path, json.dumps(pruning, indent=2) + "\n")
     return path
@@ -163,12 +189,32 @@ def load_pruning(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / PRUNING_NAME
     if not path.is_file():
         return None
+    from medseg.io.jsonfile import read_json
+
+    data = read_json(path, "UNet++ pruning choice")
+    if not isinstance(data.get("level"), int):
+        raise MedsegError("pruning.json has no integer 'level'", path)
+    return data
+
+
+def save_rules(folder: str | Path, rules: list[dict[str, Any]]) -> Path:
+    """Write ``rules.json`` (a list of rule records) atomically."""
+    path = Path(folder) / RULES_NAME
+    write_text_atomic(path, json.dumps(rules, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_rules(folder: str | Path) -> list[dict[str, Any]]:
+    """A model folder's ``rules.json`` (empty when the model predates it)."""
+    path = Path(folder) / RULES_NAME
+    if not path.is_file():
+        return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise MedsegError(f"not valid JSON: {exc}", path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("level"), int):
-        raise MedsegError("pruning.json has no integer 'level'", path)
+    if not isinstance(data, list):
+        raise MedsegError("rules.json must hold a list of rules", path)
     return data
 
 
@@ -193,22 +239,24 @@ def load_weights(model, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise MedsegError("weights not found", path)
+    from medseg.io.weights import mismatch_message
+
     if path.suffix == ".safetensors":
         from safetensors.torch import load_model
 
         try:
             load_model(model, str(path), strict=True)
         except Exception as exc:
-            raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+            raise MedsegError(f"weights do not fit the network: {mismatch_message(exc)}", path) from None
         return
-    import torch
+    from medseg.io.weights import load_torch_file
 
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_torch_file(path, "weights file")
     try:
         # a checkpoint of a run with a weight average predicts with the average, like model.safetensors
         model.load_state_dict(payload.get("averaged_model", payload.get("model", payload)))
     except RuntimeError as exc:
-        raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+        raise MedsegError(f"weights do not fit the network: {mismatch_message(exc)}", path) from None
 
 
 def weights_path(folder: str | Path, which: str = "final") -> Path:

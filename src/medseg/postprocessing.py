@@ -11,7 +11,7 @@ label value at once, which is far faster than a scipy ``ndimage.label`` per labe
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import cc3d
 import numpy as np
@@ -19,7 +19,8 @@ from scipy import ndimage
 
 from medseg.errors import MedsegError
 
-__all__ = ["fill_holes", "remove_small_objects", "keep_largest_component", "postprocess", "POSTPROCESS_STEPS"]
+__all__ = ["fill_holes", "remove_small_objects", "keep_largest_component", "postprocess", "apply_steps",
+           "choose_postprocessing", "POSTPROCESS_STEPS"]
 
 _CC3D_CONNECTIVITY = {(2, 1): 4, (2, 2): 8, (3, 1): 6, (3, 2): 18, (3, 3): 26}
 
@@ -185,11 +186,12 @@ def keep_largest_component(
     return out
 
 
-POSTPROCESS_STEPS = ("fill_holes", "largest", "min_size=<size>")
+#: the canonical step names (one per step): ``fill_holes``, ``largest`` (largest component), ``min_size``
+POSTPROCESS_STEPS = ("fill_holes", "largest", "min_size")
 
 
 def postprocess(labels: np.ndarray, steps: Sequence[str], spacing: Sequence[float] | None = None) -> np.ndarray:
-    """Apply named steps in order: ``fill_holes``, ``largest``, ``min_size=<voxels or mm³>``.
+    """Apply named steps in order to every label: ``fill_holes``, ``largest``, ``min_size=<voxels or mm³>``.
 
     Examples
     --------
@@ -201,16 +203,122 @@ def postprocess(labels: np.ndarray, steps: Sequence[str], spacing: Sequence[floa
     for step in steps:
         name, _, arg = step.strip().partition("=")
         name = name.strip().lower()
-        if name in ("fill_holes", "fill-holes", "holes"):
-            out = fill_holes(out)
-        elif name in ("largest", "keep_largest", "largest_component"):
-            out = keep_largest_component(out)
-        elif name in ("min_size", "remove_small", "remove_small_objects"):
+        if name == "min_size":
             try:
                 size = float(arg)
             except ValueError:
                 raise MedsegError(f"postprocess step '{step}' needs a size, e.g. min_size=100") from None
             out = remove_small_objects(out, size, spacing=spacing)
+        elif name in ("fill_holes", "largest") and not arg:
+            out = fill_holes(out) if name == "fill_holes" else keep_largest_component(out)
         else:
-            raise MedsegError(f"unknown postprocess step '{step}'; known: {', '.join(POSTPROCESS_STEPS)}")
+            raise MedsegError(f"unknown postprocess step '{step}'; known: fill_holes, largest, min_size=<size>")
     return out
+
+
+def apply_steps(labels: np.ndarray, steps: Sequence[dict[str, Any]], spacing: Sequence[float] | None = None,
+                ) -> np.ndarray:
+    """Apply recorded per-label steps (a model folder's ``postprocessing``, see :func:`choose_postprocessing`).
+
+    Each step is ``{"step": "largest" | "fill_holes" | "min_size", "label": value}`` (``min_size`` also
+    carries ``"min_size"``: mm² in 2D / mm³ in 3D when ``spacing`` is given, else voxels).
+
+    Examples
+    --------
+    >>> x = np.zeros((6, 6), np.uint8); x[0:3, 0:3] = 1; x[5, 5] = 1; x[5, 0] = 2
+    >>> int(apply_steps(x, [{"step": "largest", "label": 1}]).sum())
+    11
+    """
+    out = _check_labels(labels)
+    for step in steps:
+        name, value = step.get("step"), step.get("label")
+        if name == "largest":
+            out = keep_largest_component(out, values=value)
+        elif name == "fill_holes":
+            out = fill_holes(out, values=value)
+        elif name == "min_size":
+            out = remove_small_objects(out, float(step["min_size"]), spacing=spacing, values=value)
+        else:
+            raise MedsegError(f"unknown postprocessing step {step!r}; known: {', '.join(POSTPROCESS_STEPS)}")
+    return out
+
+
+def _dice(pred: np.ndarray, ref: np.ndarray, roi: np.ndarray | None) -> float:
+    if roi is not None:
+        pred, ref = pred & roi, ref & roi
+    total = int(pred.sum()) + int(ref.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & ref).sum()) / total
+
+
+def _candidate_size(references: Sequence[np.ndarray], value: int, voxel: Sequence[float]) -> float | None:
+    """Half the 5th percentile of the reference components' sizes (mm² / mm³) of label ``value``."""
+    sizes = []
+    for ref, vol in zip(references, voxel):
+        _, counts, owner = _components((np.asarray(ref) == value).astype(np.uint8), 1)
+        sizes += list(counts[1:][owner[1:] == 1] * vol)
+    return 0.5 * float(np.percentile(sizes, 5)) if sizes else None
+
+
+def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                          spacings: Sequence[Sequence[float]], label_values: Sequence[int],
+                          rois: Sequence[np.ndarray | None] | None = None,
+                          min_improvement: float = 1e-4) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep a postprocessing step for a label only where it raises that label's mean Dice (nnU-Net).
+
+    For each foreground label, in turn: largest component, fill holes, remove components smaller than
+    half the 5th percentile of the reference components' sizes; a step that raises the label's mean Dice
+    over the cases by more than ``min_improvement`` is kept and the next candidate starts from its output.
+
+    Parameters
+    ----------
+    predictions, references : sequence of ndarray
+        Label maps (label values) per case, on the same grid per case.
+    spacings : sequence of sequence of float
+        Voxel size per case (sizes are physical, so the steps apply on any grid).
+    label_values : sequence of int
+        The model's label values (the first is background).
+    rois : sequence of ndarray or None, optional
+        Voxels scored per case.
+
+    Returns
+    -------
+    steps : list of dict
+        For :func:`apply_steps`.
+    trials : list of dict
+        Every candidate tried: ``step``, ``label``, ``dice_before``, ``dice_after``, ``kept``.
+
+    Examples
+    --------
+    >>> ref = np.zeros((20, 20), np.uint8); ref[5:15, 5:15] = 1
+    >>> pred = ref.copy(); pred[0, 0] = 1                         # a false-positive speck
+    >>> steps, _ = choose_postprocessing([pred], [ref], [(1.0, 1.0)], [0, 1])
+    >>> [s["step"] for s in steps]
+    ['largest']
+    """
+    rois = list(rois) if rois is not None else [None] * len(predictions)
+    rois = [None if r is None else np.asarray(r) != 0 for r in rois]
+    current = [_check_labels(np.asarray(p)) for p in predictions]
+    voxel = [float(np.prod(s)) for s in spacings]
+    steps: list[dict[str, Any]] = []
+    trials: list[dict[str, Any]] = []
+    for value in [int(v) for v in label_values[1:]]:
+        refs = [np.asarray(r) == value for r in references]
+
+        def score(preds: list[np.ndarray]) -> float:
+            return float(np.mean([_dice(p == value, r, roi) for p, r, roi in zip(preds, refs, rois)]))
+
+        base = score(current)
+        candidates: list[dict[str, Any]] = [{"step": "largest", "label": value}, {"step": "fill_holes", "label": value}]
+        size = _candidate_size(references, value, voxel)
+        if size is not None and size > 0:
+            candidates.append({"step": "min_size", "label": value, "min_size": round(size, 6),
+                               "dims": int(current[0].ndim)})
+        for candidate in candidates:
+            trial = [apply_steps(p, [candidate], spacing=s) for p, s in zip(current, spacings)]
+            after = score(trial)
+            kept = after > base + min_improvement
+            trials.append({**candidate, "dice_before": round(base, 6), "dice_after": round(after, 6), "kept": kept})
+            if kept:
+                steps.append(candidate)
+                current, base = trial, after
+    return steps, trials

@@ -64,7 +64,7 @@ def _fine_folder(tmp_path):
 def test_fine_runs_in_box_on_whole_image_statistics(tmp_path):
     from medseg.inference.predictor import Predictor
     from medseg.preprocessing.crop import crop_image
-    from medseg.training.data import preprocess_image
+    from medseg.preprocessing.grid import preprocess_image
 
     rng = np.random.default_rng(0)
     image = Image(rng.normal(5, 2, (1, 24, 40, 40)).astype(np.float32), spacing=(2.0, 1.0, 1.0),

@@ -12,7 +12,8 @@ from medseg.training.checkpoint import load_checkpoint, rng_states, save_checkpo
 from medseg.training.config import TrainingConfig, parse_duration, parse_size
 from medseg.training.data import BatchProducer, LabelMapping, make_batch, prepare_case
 from medseg.training.logging import TrainingLog
-from medseg.training.loop import automatic_batch_size, automatic_patch_size, default_preprocessing, select_cases
+from medseg.training.cases import select_cases
+from medseg.planning.training_rules import rule_batch_size, rule_patch_size, rule_preprocessing
 from medseg.training.schedule import learning_rate_factor, training_progress
 
 
@@ -40,8 +41,7 @@ def test_config_parsing_and_validation():
         parse_duration("soon")
     with pytest.raises(MedsegError):
         parse_size("a,b")
-    with pytest.raises(MedsegError, match="iteration count, a time limit"):
-        TrainingConfig()
+    assert TrainingConfig().time_limit is None  # no budget given: the budget rule decides when training starts
     with pytest.raises(MedsegError, match="optimizer"):
         TrainingConfig(iterations=1, optimizer="adam9")
     c = TrainingConfig(iterations=3, patch_size=(32, 32))
@@ -99,7 +99,7 @@ def prepared(tmp_path_factory):
 
     root = make_vessels2d(tmp_path_factory.mktemp("v") / "v", cases=2, seed=0, size=40)
     ds = load_dataset(root)
-    steps = default_preprocessing(ds.channel_names, ds.file_ending, True, 2)
+    steps = rule_preprocessing(None, None, ds.channel_names, ds.file_ending, True, 2).value
     return ds, steps
 
 
@@ -141,13 +141,19 @@ def test_memory_mapped_cache_matches_memory(prepared, tmp_path):
 
 
 def test_automatic_defaults():
-    assert default_preprocessing(["R", "G", "B"], ".png", True, 2)[0] == {"name": "green_channel"}
-    assert default_preprocessing(["R", "G", "B"], ".png", True, 2)[-1] == {"name": "zscore", "mask": "roi"}
-    assert default_preprocessing(["CT"], ".nii.gz", False, 3) == [{"name": "zscore"}]
-    assert automatic_patch_size([(584, 565)] * 3, 2, 16) == (128, 128)
-    assert automatic_patch_size([(50, 70)], 2, 16) == (64, 80)
-    assert automatic_patch_size([(20, 200, 200)], 3, (1, 16, 16)) == (20, 64, 64)
-    assert automatic_batch_size((128, 128)) == 4 and automatic_batch_size((64, 64, 64)) == 2
+    def steps(*args):
+        return rule_preprocessing(None, None, *args).value
+
+    def patch(shapes, dims, divisor):
+        return tuple(rule_patch_size((), None, shapes, dims, divisor).value)
+
+    assert steps(["R", "G", "B"], ".png", True, 2)[0] == {"name": "green_channel"}
+    assert steps(["R", "G", "B"], ".png", True, 2)[-1] == {"name": "zscore", "mask": "roi"}
+    assert steps(["CT"], ".nii.gz", False, 3) == [{"name": "zscore"}]
+    assert patch([(584, 565)] * 3, 2, (16, 16)) == (128, 128)
+    assert patch([(50, 70)], 2, (16, 16)) == (64, 80)
+    assert patch([(20, 200, 200)], 3, (1, 16, 16)) == (20, 64, 64)
+    assert rule_batch_size(0, None, (128, 128)).value == 4 and rule_batch_size(0, None, (64, 64, 64)).value == 2
 
 
 def test_case_selection(prepared):

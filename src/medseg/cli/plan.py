@@ -22,6 +22,7 @@ def _fmt(values) -> str:
 
 def print_plan(plan) -> None:
     """Render a Plan: the rules that fired, then the chosen and the alternative configuration."""
+    from medseg.planning.describe import describe_decision, describe_kernels, describe_strides
     from medseg.planning.plan import CONFIGURATION_FIELDS
 
     rules = Table(title=f"rules that fired for {plan.dataset or 'the dataset'}", title_justify="left")
@@ -29,7 +30,7 @@ def print_plan(plan) -> None:
     rules.add_column("decision", overflow="fold")
     rules.add_column("why", overflow="fold")
     for r in plan.rules_fired:
-        rules.add_row(r["rule"], r["decision"], r["reason"])
+        rules.add_row(r["rule"], describe_decision(r["rule"], r["decision"]), r["reason"])
     out.print(rules)
     table = Table(title="plan", show_header=True, title_justify="left")
     table.add_column("", style="bold")
@@ -42,8 +43,8 @@ def print_plan(plan) -> None:
         ("patch size", lambda c: _fmt(c["patch_size"])),
         ("batch size", lambda c: str(c["batch_size"])),
         ("features / depth", lambda c: f"{c['network']['features']} / {c['network']['depth']}"),
-        ("strides", lambda c: " ".join("".join(map(str, s)) for s in c["network"]["strides"])),
-        ("kernels", lambda c: " ".join("".join(map(str, k)) for k in c["network"]["kernel_sizes"])),
+        ("down-sampling", lambda c: describe_strides(c["network"]["strides"])),
+        ("kernels", lambda c: describe_kernels(c["network"]["kernel_sizes"])),
         ("est. s / step", lambda c: f"{c['training']['estimated_step_seconds']:.2f}"),
         ("est. memory", lambda c: f"{c['training']['estimated_memory_gib']:.2f} GiB"),
         ("iterations", lambda c: str(c["training"]["iterations"])),
@@ -81,6 +82,9 @@ def plan(
     from medseg.planning import compute_fingerprint, detect_machine, make_plan, measure_throughput
     from medseg.training.config import parse_duration
 
+    from medseg.fileutil import check_outputs
+
+    check_outputs([out_path, out_path.with_name("fingerprint.json")], [dataset], "--out")
     if configuration is not None and configuration.lower() not in ("2d", "3d"):
         raise MedsegError(f"--config must be 2d or 3d; got '{configuration}'")
     limit = parse_duration(time_budget)
@@ -100,6 +104,10 @@ def plan(
     result.save(out_path)
     write_text_atomic(out_path.with_name("fingerprint.json"), json.dumps(fingerprint, indent=1) + "\n")
     out.print(f"wrote [bold]{out_path}[/] and {out_path.with_name('fingerprint.json')}")
+    out.print("`medseg train --plan` decides the rest by rule from the prepared cases (validation cases, the shape "
+              "of the structures, foreground share, augmentation, normalisation layer, inference tile; after "
+              "training the decision threshold and postprocessing), prints them and records them in "
+              "MODEL/rules.json", highlight=False)
 
 
 @app.command(no_args_is_help=True)
@@ -121,7 +129,9 @@ def sparsify(
     ds = load_dataset(dataset)
     with out.status(f"sparsifying {len(ds.cases)} cases ..."):
         path = sparsify_dataset(ds, dst, slices_per_volume, axis, seed, overwrite=overwrite)
-    ignore = json.loads((path / "dataset.json").read_text(encoding="utf-8"))["sparse_annotation"]["ignore_label"]
+    from medseg.io.jsonfile import read_json
+
+    ignore = read_json(path / "dataset.json", "dataset description")["sparse_annotation"]["ignore_label"]
     out.print(f"wrote [bold]{path}[/]: {slices_per_volume} slice(s) per volume along axis {axis}, "
               f"other voxels = ignore ({ignore})")
 

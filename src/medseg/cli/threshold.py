@@ -1,4 +1,7 @@
-"""``medseg threshold MODEL DATASET``: choose a binary model's decision threshold on training cases."""
+"""``medseg threshold MODEL DATASET``: (re-)choose a binary model's decision threshold on held-out cases.
+
+`medseg train` already chooses it on the validation cases (the decision-threshold rule); this command
+re-chooses it, e.g. with test-time augmentation or another metric."""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def threshold_command(
 
     from medseg.datasets import load_dataset
     from medseg.inference.predictor import Predictor
-    from medseg.inference.threshold import best_threshold, score_at
+    from medseg.planning.threshold import best_threshold, score_at
     from medseg.model_folder import load_config, save_config
     from medseg.training.config import parse_size
 
@@ -52,6 +55,9 @@ def threshold_command(
     names = [c for c in cases.split(",") if c] if cases else (config.val_cases or config.train_cases)
     if not names:
         raise MedsegError("no cases to choose the threshold on: pass --cases", model)
+    if not cases and not config.val_cases:
+        console.print("[yellow]warning:[/] the model has no validation cases: choosing on its training cases, "
+                      "which makes the threshold optimistic (pass --cases with held-out cases)", highlight=False)
     foreground = config.label_values[1]
     predictor = Predictor.from_folder(model, backend=backend, tile_size=parse_size(tile_size) or None,
                                      tta=tta_choice(tta, tta_axes))

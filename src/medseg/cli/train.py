@@ -21,7 +21,9 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
     if not text:
         return None
     if Path(text).is_file():
-        text = Path(text).read_text(encoding="utf-8")
+        from medseg.io.jsonfile import read_json
+
+        return read_json(Path(text), "preprocessing steps", list)
     if text.strip().startswith("["):
         try:
             steps = json.loads(text)
@@ -47,7 +49,9 @@ def _parse_augmentation(text: str | None) -> dict | None:
         return None
     source = Path(text) if Path(text).is_file() else None
     if source is not None:
-        text = source.read_text(encoding="utf-8")
+        from medseg.io.jsonfile import read_json
+
+        return read_json(source, "augmentation configuration", dict)
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -56,6 +60,38 @@ def _parse_augmentation(text: str | None) -> dict | None:
         raise MedsegError(f"--augmentation must be a JSON object such as {{\"transforms\": [...]}}; got {config!r}",
                           source)
     return config
+
+
+def _parse_threshold(text: str | None) -> float | str | None:
+    if text is None or text.strip().lower() == "argmax":
+        return None if text is None else "argmax"
+    try:
+        return float(text)
+    except ValueError:
+        raise MedsegError(f"--decision-threshold must be a number in (0, 1) or 'argmax', not '{text}'") from None
+
+
+def _parse_postprocessing(text: str | None) -> list[dict] | None:
+    """``none`` or ``largest:1,fill_holes:2,min_size=20:1`` (STEP:LABEL; min_size in mm² / mm³)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    steps = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        head, _, label = part.rpartition(":")
+        name, _, size = head.partition("=")
+        try:
+            step: dict = {"step": name.strip(), "label": int(label)}
+            if name.strip() == "min_size":
+                step["min_size"] = float(size)
+        except ValueError:
+            raise MedsegError(f"cannot read the postprocessing step '{part}'; write STEP:LABEL, e.g. largest:1 "
+                              "or min_size=20:1") from None
+        if step["step"] not in ("largest", "fill_holes", "min_size"):
+            raise MedsegError(f"unknown postprocessing step '{name}' (largest, fill_holes, min_size)")
+        steps.append(step)
+    return steps
 
 
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
@@ -83,17 +119,24 @@ def train(
                                       help="Steps, e.g. 'green_channel,clahe,zscore:mask=\"roi\"', a JSON list or file; 'none'."),
     features: int = typer.Option(None, "--features", help="Network width (first level)."),
     depth: int = typer.Option(None, "--depth", help="Network depth (down-sampling steps)."),
-    lr: float = typer.Option(None, "--lr", help="Learning rate (default 2e-3 AdamW, 1e-2 SGD)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the rule, 2e-3 AdamW, 1e-2 SGD)."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd (Nesterov)."),
     schedule: str = typer.Option("poly", "--schedule", help="poly, cosine or constant."),
     loss: str = typer.Option("dice_ce", "--loss", help="dice_ce, dice, ce, vnet_dice, region."),
-    foreground_share: float = typer.Option(0.5, "--foreground-share", help="Share of patches centred on foreground."),
-    val_every: int = typer.Option(200, "--val-every", help="Validate every N iterations."),
+    foreground_share: float = typer.Option(None, "--foreground-share", help="Share of patches centred on foreground "
+                                           "(default: the rule, 0.2 for thin structures, else 0.5)."),
+    decision_threshold: str = typer.Option(None, "--decision-threshold", help="Binary models: a foreground "
+                                           "probability threshold, or 'argmax' (default: chosen on the validation cases)."),
+    postprocessing: str = typer.Option(None, "--postprocessing", help="Recorded postprocessing: 'none', or steps like "
+                                       "'largest:1,fill_holes:1,min_size=20:1' (STEP:LABEL; default: chosen on the "
+                                       "validation cases)."),
+    val_every: int = typer.Option(None, "--val-every", help="Validate every N iterations (default: the rule, every "
+                                  "200, more when validation would take over 10% of the time)."),
     checkpoint_every: int = typer.Option(100, "--checkpoint-every", help="Checkpoint every N iterations."),
     no_augmentation: bool = typer.Option(False, "--no-augmentation", help="Switch data augmentation off."),
     augmentation: str = typer.Option(
         None, "--augmentation", help="Augmentation config: a JSON object or a .json file "
-        '(e.g. \'{"transforms": [{"name": "flip"}, {"name": "affine", "p": 0.3}]}\'); default: medseg\'s defaults.'
+        '(e.g. \'{"transforms": [{"name": "flip"}, {"name": "affine", "p": 0.3}]}\'); default: the augmentation rule.'
     ),
     cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
     memory_format: str = typer.Option("auto", "--memory-format", help="auto (time both on the first batch, keep "
@@ -115,21 +158,23 @@ def train(
 ) -> None:
     """Train a segmentation network on a dataset.
 
-    Without --iterations or --time-limit: the plan's budget, else 20 minutes. Stops before training
-    when `medseg check` finds problems. Ctrl-C (or kill) keeps the finished iterations; --resume continues.
+    Every option left out is decided by a named rule (validation cases, budget — the plan's, else 20
+    minutes —, normalisation layer, foreground share, augmentation, patch and batch size, and after
+    training the decision threshold and postprocessing), printed and recorded in MODEL/rules.json.
+    Stops before training when `medseg check` finds problems. Ctrl-C (or kill) keeps the finished
+    iterations; --resume continues.
 
     Example: medseg train data/drive --out models/drive --time-limit 20m --val-cases drive_39,drive_40
     """
     from medseg.training.config import TrainingConfig, parse_duration, parse_size, parse_unfreeze_schedule
     from medseg.training.loop import train as run
 
-    from medseg.training.loop import load_plan
+    from medseg.cli.guards import check_train_inputs
 
+    check_train_inputs(dataset, out, plan=plan, lr=lr, batch_size=batch_size, iterations=iterations, threads=threads,
+                       foreground_share=foreground_share, patch_size=parse_size(patch_size), features=features,
+                       resume=resume)
     seconds = parse_duration(time_limit)
-    if seconds is None and iterations is None:
-        budget = (load_plan(plan, configuration) or {}).get("training", {}) if plan else {}
-        seconds = budget.get("time_limit") or (None if budget.get("iterations") else 1200.0)
-        iterations = budget.get("iterations")
     options: dict = {}
     if features is not None:
         options["features"] = features
@@ -139,8 +184,8 @@ def train(
     config = TrainingConfig(
         network=net, network_options=options, patch_size=parse_size(patch_size), batch_size=batch_size,
         iterations=iterations, time_limit=seconds, optimizer=optimizer,
-        learning_rate=lr if lr is not None else (1e-2 if optimizer == "sgd" else 2e-3),
-        schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
+        learning_rate=lr, schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
+        decision_threshold=_parse_threshold(decision_threshold), postprocessing=_parse_postprocessing(postprocessing),
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, cache=cache, memory_format=memory_format,
         weight_average=weight_average,
         augmentation={"enabled": False} if no_augmentation else _parse_augmentation(augmentation),

@@ -224,7 +224,7 @@ class LocaliseThenSegment:
         """Coarse labels → box + margin → fine labels inside the box, on the input's grid."""
         from medseg.inference.predictor import LoadedModel, Predictor
         from medseg.preprocessing.crop import crop_image, uncrop
-        from medseg.training.data import preprocess_image
+        from medseg.preprocessing.grid import preprocess_image
 
         coarse = self.coarse.predict(image, roi)
         foreground = main_components(np.asarray(coarse.array[0]) != 0)

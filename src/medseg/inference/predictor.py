@@ -15,7 +15,8 @@ Options beyond the plain prediction:
   F² (2D) to F³ (isotropic 3D) fewer voxels go through the network; the price is detail smaller than the
   coarse voxels: thin structures (vessels a pixel or two wide) are lost first, compact organs barely change
   (boundary error up to about half a coarse voxel). The output geometry always equals the input's.
-- :func:`label_volumes` / :func:`write_volumes`: voxels and volume (mL in 3D, mm² in 2D) per label.
+- :func:`~medseg.inference.volumes.label_volumes` / :func:`~medseg.inference.volumes.write_volumes`: voxels
+  and volume (mL in 3D, mm² in 2D) per label.
 
 Examples
 --------
@@ -32,13 +33,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from medseg.constants import ANISOTROPY_RATIO, REGION_THRESHOLD
 from medseg.errors import MedsegError
 from medseg.image import Image
-from medseg.inference.sliding_window import sliding_window_inference
-from medseg.inference.slices import slice_network
+from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
 from medseg.model_folder import ModelConfig, load_model
 from medseg.postprocessing import keep_largest_component
-from medseg.training.data import LabelMapping, preprocess_image
+from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
+from medseg.tiling.slices import slice_network, volume_patch_size
+from medseg.tiling.sliding_window import sliding_window_inference
 
 
 #: inference backends of :meth:`Predictor.from_folder`
@@ -84,7 +87,7 @@ def resolve_prune_level(model: torch.nn.Module, folder: str | Path | None, prune
 
 
 def fast_spacing(spacing: Sequence[float], factor: float, slice_axis: int | None = None,
-                 anisotropy_ratio: float = 3.0) -> tuple[float, ...]:
+                 anisotropy_ratio: float = ANISOTROPY_RATIO) -> tuple[float, ...]:
     """The coarser prediction spacing of ``--fast``: ``factor`` × ``spacing`` in-plane.
 
     A thick-slice axis (spacing > ``anisotropy_ratio`` × the finest, 3D) and the slice axis of a 2D network
@@ -106,73 +109,6 @@ def fast_spacing(spacing: Sequence[float], factor: float, slice_axis: int | None
     return tuple(out)
 
 
-VOLUME_COLUMNS = ("case", "label", "value", "voxels", "volume", "unit")
-
-
-def label_volumes(labels: Image, config: ModelConfig, case: str = "") -> list[dict[str, Any]]:
-    """Voxel count and physical size of every foreground label (and region) of a label map.
-
-    3D: volume in mL (voxels × spacing product in mm³ / 1000) — V-Net's organ volume; 2D: area in mm².
-    Every label of the model is listed, absent ones with 0. Region models (sigmoid heads) also list each
-    region (the union of its label values, e.g. the whole tumour).
-
-    Examples
-    --------
-    >>> from medseg.model_folder import ModelConfig
-    >>> cfg = ModelConfig("unet", {}, 1, 2, 3, ["0"], {"background": 0, "prostate": 1}, [0, 1], [8, 8, 8])
-    >>> lab = Image(np.ones((1, 10, 10, 10), np.uint8), spacing=(2.0, 1.0, 1.0))
-    >>> label_volumes(lab, cfg, "c")[0]["volume"]
-    2.0
-    """
-    array = np.asarray(labels.array[0])
-    voxel = float(np.prod(labels.spacing))
-    three_d = labels.spatial_dims == 3
-    scale, unit = (voxel / 1000.0, "mL") if three_d else (voxel, "mm2")
-    values, counts = np.unique(array, return_counts=True)
-    count = {int(v): int(c) for v, c in zip(values, counts)}
-    by_value = {int(v): k for k, v in config.labels.items()}
-    rows = []
-    background = config.label_values[0] if config.label_values else 0
-    for value in sorted(set(config.label_values) | set(count)):
-        if value == background or value == config.ignore_label:
-            continue
-        n = count.get(value, 0)
-        rows.append({"case": case, "label": str(by_value.get(value, value)), "value": str(value), "voxels": n,
-                     "volume": round(n * scale, 6), "unit": unit})
-    for name, members in (config.regions or {}).items():
-        n = sum(count.get(int(v), 0) for v in members)
-        rows.append({"case": case, "label": str(name), "value": "+".join(str(int(v)) for v in members),
-                     "voxels": n, "volume": round(n * scale, 6), "unit": unit})
-    return rows
-
-
-def write_volumes(rows: Sequence[dict[str, Any]], path: str | Path, replace_cases: bool = True) -> Path:
-    """Write ``volumes.csv`` atomically; rows of other cases already in the file are kept.
-
-    ``replace_cases``: rows of a case in ``rows`` replace that case's old rows (a re-prediction).
-    """
-    import csv
-    import io
-
-    from medseg.fileutil import write_text_atomic
-
-    path = Path(path)
-    kept: list[dict[str, Any]] = []
-    new_cases = {str(r["case"]) for r in rows}
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames and list(reader.fieldnames) == list(VOLUME_COLUMNS):
-                kept = [r for r in reader if not (replace_cases and r["case"] in new_cases)]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=VOLUME_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in [*kept, *rows]:
-        writer.writerow({k: row.get(k, "") for k in VOLUME_COLUMNS})
-    write_text_atomic(path, buffer.getvalue())
-    return path
-
-
 def region_label_values(config: ModelConfig) -> list[int]:
     """The label value painted for each region, in region order (nnU-Net's ``regions_class_order``).
 
@@ -191,7 +127,7 @@ def region_label_values(config: ModelConfig) -> list[int]:
 
 
 def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: ModelConfig,
-                              threshold: float = 0.5) -> np.ndarray:
+                              threshold: float = REGION_THRESHOLD) -> np.ndarray:
     """Label values from class probabilities (argmax) or region probabilities (threshold, nested paint)."""
     p = torch.as_tensor(np.asarray(probabilities, dtype=np.float32)
                         if not isinstance(probabilities, torch.Tensor) else probabilities)
@@ -207,13 +143,11 @@ def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: 
     return LabelMapping(config.label_values).decode(index.numpy())
 
 
-def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, config: ModelConfig) -> np.ndarray:
-    """Label values on ``reference``'s grid from probabilities on ``grid``, one channel at a time."""
-    from medseg.preprocessing.resample import resample_probabilities
-
+def _resampled_labels(probabilities: np.ndarray, grid: GridCase, config: ModelConfig) -> np.ndarray:
+    """Label values on the (cropped) input grid from probabilities on the network grid, one channel at a
+    time."""
     def resampled(c: int) -> np.ndarray:
-        return resample_probabilities(grid.with_array(probabilities[c : c + 1].astype(np.float32), ("p",)),
-                                      reference, order=1).array[0]
+        return grid.channel_to_input(probabilities[c])
 
     if config.decision_threshold is not None:
         index = (resampled(1) >= config.decision_threshold).astype(np.int16)
@@ -226,7 +160,7 @@ def _resampled_labels(probabilities: np.ndarray, grid: Image, reference: Image, 
         if values is not None:  # regions: paint in order
             if out is None:
                 out = np.zeros(p.shape, np.uint8 if max(values + [0]) < 256 else np.int32)
-            out[p > 0.5] = values[c]
+            out[p > REGION_THRESHOLD] = values[c]
             continue
         if best is None:
             best, index = p, np.zeros(p.shape, np.int16)
@@ -243,7 +177,7 @@ def _region_label_fn(config: ModelConfig) -> Callable[[torch.Tensor], torch.Tens
     def fn(probs: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(probs.shape[1:], dtype=torch.int16)
         for r, value in enumerate(values):
-            out[probs[r] > 0.5] = value
+            out[probs[r] > REGION_THRESHOLD] = value
         return out
 
     return fn
@@ -331,14 +265,7 @@ def _onnx_network(folder: Path, config: ModelConfig, model: torch.nn.Module, che
 def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Module, checkpoint: str) -> Callable:
     """The callable a backend runs (see :meth:`Predictor.from_folder`)."""
     if backend == "auto":
-        # measured here: ONNX Runtime 1.5-1.7x faster than eager for 2D networks, no gain in 3D; the compiled
-        # 3D U-Net 1.23x per volume (benchmarks/inference3d.py)
-        backend = "compile" if config.spatial_dims == 3 else "onnx"
-        if backend == "onnx":
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                backend = "torch"
+        backend = auto_backend(config.spatial_dims).value
     if backend == "onnx":
         return _onnx_network(folder, config, model, checkpoint)
     if backend == "compile":
@@ -347,6 +274,21 @@ def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Mo
 
         return CompiledNetwork(model, folder, _graph_stem(model, checkpoint), weights_path(folder, checkpoint))
     return model
+
+
+def auto_backend(spatial_dims: int):
+    """The backend rule of ``--backend auto`` (:func:`medseg.planning.training_rules.rule_backend`)."""
+    import importlib.util
+
+    from medseg.planning.training_rules import rule_backend
+
+    return rule_backend(spatial_dims, importlib.util.find_spec("onnxruntime") is not None)
+
+
+def ensemble_postprocessing(configs: Sequence[ModelConfig]) -> list[dict[str, Any]]:
+    """The recorded postprocessing steps every member of an ensemble chose (in the first member's order)."""
+    steps = list(configs[0].postprocessing or [])
+    return [s for s in steps if all(s in (c.postprocessing or []) for c in configs[1:])]
 
 
 class Predictor:
@@ -364,9 +306,13 @@ class Predictor:
     batch_size : int
         Tiles per network call.
     largest_component : bool
-        Keep only the largest connected component of each label.
+        Keep only the largest connected component of each label (on top of the recorded postprocessing).
+    postprocessing : bool
+        Apply the model folder's recorded postprocessing steps (chosen on the validation cases after
+        training; for an ensemble, the steps every member chose).
     tile_size : sequence of int, optional
-        Sliding-window tile (network dimensions); default the training patch size. Larger tiles mean
+        Sliding-window tile (network dimensions); default the model's recorded tile (whole 2D images when
+        they fit one), else the training patch size. Larger tiles mean
         fewer, better-shaped convolutions (a whole 584×565 DRIVE image in one tile is ~4× faster than
         81 overlapping 128² tiles here); networks with instance norm see slightly different statistics.
     fast : float, optional
@@ -377,7 +323,7 @@ class Predictor:
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
                  tta: bool | Sequence[int] = False,
                  batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None,
-                 fast: float | None = None):
+                 fast: float | None = None, postprocessing: bool = True):
         if not models:
             raise MedsegError("a predictor needs at least one model")
         self.models = list(models)
@@ -388,6 +334,7 @@ class Predictor:
         self.tta = tta if isinstance(tta, bool) else tuple(int(a) for a in tta)
         self.batch_size = batch_size
         self.largest_component = largest_component
+        self.postprocessing = ensemble_postprocessing([m.config for m in self.models]) if postprocessing else []
         if fast is not None and float(fast) <= 0:
             raise MedsegError(f"the --fast factor must be positive, not {fast}")
         self.fast = float(fast) if fast is not None and float(fast) != 1.0 else None
@@ -404,8 +351,8 @@ class Predictor:
 
         ``backend``: ``"torch"`` (eager, the reference), ``"onnx"`` (ONNX Runtime, exported once into the
         folder), ``"compile"`` (TorchInductor, compiled once per tile shape into the folder; see
-        :mod:`medseg.inference.compiled`) or ``"auto"`` (compiled for 3D networks, ONNX Runtime for 2D ones
-        when it is installed). ``prune_level``: see :func:`resolve_prune_level`.
+        :mod:`medseg.inference.compiled`) or ``"auto"`` (the backend rule, :func:`auto_backend`: compiled
+        for 3D networks, ONNX Runtime for 2D ones when it is installed; the default of ``medseg predict``). ``prune_level``: see :func:`resolve_prune_level`.
         """
         return cls.from_folders([path], checkpoint=checkpoint, backend=backend, prune_level=prune_level, **options)
 
@@ -459,29 +406,18 @@ class Predictor:
         cfg = model.config
         if roi is None and _uses_roi(cfg.preprocessing):
             roi = estimate_roi(image)  # statistics inside the field of view, as in training
-        bbox = None
-        full_shape = image.spatial_shape
-        if cfg.crop_to_nonzero:
-            from medseg.preprocessing.crop import crop_image, crop_to_nonzero
-
-            image, _, bbox = crop_to_nonzero(image)
-            roi = crop_image(roi, bbox) if roi is not None else None
-        pre = preprocess_image(image, cfg.preprocessing, None, roi)
         spacing = cfg.target_spacing
         if self.fast:
-            spacing = fast_spacing(spacing if spacing is not None else pre.spacing, self.fast, cfg.slice_axis)
-        resampled = spacing is not None and not np.allclose(pre.spacing, spacing, rtol=1e-3)
-        self._check_memory(pre, spacing if resampled else None, cfg)
-        if resampled:
-            from medseg.preprocessing.resample import resample_image
-
-            order = int((cfg.resampling or {}).get("image_order", 3))
-            pre = resample_image(pre, tuple(spacing), order=order)
+            # the coarse grid is relative to the preprocessed image's spacing (intensity steps keep it)
+            spacing = fast_spacing(spacing if spacing is not None else image.spacing, self.fast, cfg.slice_axis)
+        grid = to_network_grid(image, GridLayout.of(cfg), roi=roi, spacing=spacing, keep_roi=False,
+                               before_resampling=lambda pre, target: self._check_memory(pre, target, cfg))
+        if not grid.resampled:
+            self._check_memory(grid.image, None, cfg)
+        pre, resampled = grid.image, grid.resampled
         mirror = tuple(cfg.mirror_axes) if self.tta is True else (self.tta or ())
         need_probs = want_probabilities or resampled
-        from medseg.inference.slices import volume_patch_size
-
-        tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_patch_size
+        tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_tile_size
         result = sliding_window_inference(
             pre.array, model.network, tile, num_classes=cfg.num_classes,
             overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
@@ -493,32 +429,13 @@ class Predictor:
         if resampled and not want_probabilities:
             # labels only: bring one channel at a time back to the input grid and keep a running argmax,
             # so memory holds two float32 volumes instead of C of them
-            result.labels = _resampled_labels(result.probabilities, pre, image, cfg)
-            result.probabilities = None
-            need_probs = False
+            labels = _resampled_labels(result.probabilities, grid, cfg)
+            return grid.labels_to_input(labels), None
         if not need_probs:
-            labels = result.labels if cfg.regions or resampled else LabelMapping(cfg.label_values).decode(result.labels)
-            if bbox is not None:
-                from medseg.preprocessing.crop import uncrop
-
-                labels = uncrop(labels, bbox, full_shape, 0).astype(labels.dtype)
-            return labels, None
-        probs = result.probabilities
-        if resampled:
-            from medseg.preprocessing.resample import resample_probabilities
-
-            # probabilities (not labels) go back to the input grid: linear interpolation, then argmax
-            probs = resample_probabilities(pre.with_array(probs.astype(np.float32)), image, order=1).array
-        probs = probs.astype(np.float32)
-        if bbox is not None:
-            from medseg.preprocessing.crop import uncrop
-
-            full = uncrop(probs, bbox, full_shape, 0.0).astype(np.float32)
-            if not cfg.regions:  # outside the crop: certainly background
-                outside = uncrop(np.ones(probs.shape[1:], bool), bbox, full_shape, False) == 0
-                full[0][outside] = 1.0
-            probs = full
-        return None, probs
+            labels = result.labels if cfg.regions else LabelMapping(cfg.label_values).decode(result.labels)
+            return grid.labels_to_input(labels), None
+        # probabilities (not labels) go back to the input grid: linear interpolation, then argmax
+        return None, grid.probabilities_to_input(result.probabilities, background_outside=not cfg.regions)
 
     def predict_with_probabilities(self, image: Image, roi: Image | None = None, *,
                                    probabilities: bool = True) -> tuple[Image, Image | None]:
@@ -552,6 +469,10 @@ class Predictor:
                 labels = self._predict_one(self.models[0], image, roi, False)[0]
         if roi is not None:
             labels = np.where(np.asarray(roi.array[0]) != 0, labels, 0).astype(labels.dtype)
+        if self.postprocessing:
+            from medseg.postprocessing import apply_steps
+
+            labels = apply_steps(labels, self.postprocessing, spacing=image.spacing)
         if self.largest_component:
             labels = keep_largest_component(labels, connectivity=labels.ndim)
         label_image = image.with_array(labels[None], ("label",))

@@ -142,7 +142,7 @@ class DUNet(nn.Module):
         return crop_to(self.head(x), shape)
 
 
-@NETWORKS.register("dunet", dims=(2,), citation=CITATION,
+@NETWORKS.register("dunet", dims=(2,), citation=CITATION, norm_option="norm",
                    summary="DUNet: U-Net with deformable convolution blocks (retinal vessels)")
 def build_dunet(in_channels: int, num_classes: int, spatial_dims: int = 2, **options: Any) -> DUNet:
     """Build a :class:`DUNet` (see its parameters)."""

@@ -9,7 +9,15 @@ Network contract (all networks, so that trainer, predictor and exporter treat th
   ``"deep_supervision"`` (list of lower-resolution logits, finest first) and, for VAE-regularised
   networks, ``"reconstruction"``, ``"mu"``, ``"logvar"``. :mod:`medseg.losses` knows these keys.
 - Attribute ``size_divisor`` (int, or tuple per spatial axis): patch sizes divisible by it need no padding.
-- Registry metadata: ``dims`` (tuple of supported spatial dims), ``citation`` (str), ``summary`` (str).
+- Registry metadata: ``dims`` (tuple of supported spatial dims), ``citation`` (str), ``summary`` (str), and
+  what the trainer must know (so that it names no network):
+
+  - ``training_defaults`` (dict): options applied when training unless given (U-Net: 16 features, deep
+    supervision);
+  - ``norm_option`` (str): the option choosing the normalisation layer (``"norm"``), which the
+    normalisation-layer rule may set to ``"batch"``;
+  - ``needs_input_size`` (bool): the network is built for its input size (``input_size`` = the training
+    patch), with ``smallest_input_size(options) -> int`` the smallest size its architecture accepts.
 """
 
 from __future__ import annotations

@@ -210,7 +210,13 @@ class SegResNetVAE(nn.Module):
         return {"logits": logits, "reconstruction": reconstruction, "mu": mu, "logvar": logvar}
 
 
-@NETWORKS.register("segresnet_vae", dims=(3, 2), citation=CITATION,
+def _smallest_input_size(options: dict[str, Any]) -> int:
+    # the VAE halves the end-point of len(blocks_down) - 1 down-samplings once more
+    return 2 ** len(options.get("blocks_down", (1, 2, 2, 4)))
+
+
+@NETWORKS.register("segresnet_vae", dims=(3, 2), citation=CITATION, needs_input_size=True,
+                   smallest_input_size=_smallest_input_size,
                    summary="SegResNet-VAE: ResNet encoder, light decoder, VAE regulariser (train only)")
 def build_segresnet_vae(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> SegResNetVAE:
     """Build a :class:`SegResNetVAE` (see its parameters; pass ``input_size`` = the training patch size)."""

@@ -228,7 +228,7 @@ def pruning_report(
     return rows
 
 
-@NETWORKS.register("unet_plus_plus", dims=(2, 3), citation=CITATION,
+@NETWORKS.register("unet_plus_plus", dims=(2, 3), citation=CITATION, norm_option="norm",
                    summary="UNet++: nested dense skip pathways, deep supervision, prunable at inference")
 def build_unet_plus_plus(in_channels: int, num_classes: int, spatial_dims: int = 2, **options: Any) -> UNetPlusPlus:
     """Build a :class:`UNetPlusPlus` (see its parameters)."""

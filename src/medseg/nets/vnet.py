@@ -151,7 +151,7 @@ class VNet(nn.Module):
         return crop_to(self.head(x), shape)
 
 
-@NETWORKS.register("vnet", dims=(3, 2), citation=CITATION,
+@NETWORKS.register("vnet", dims=(3, 2), citation=CITATION, norm_option="norm",
                    summary="V-Net: 3D residual encoder-decoder, 5x5x5 convs, strided-conv down-sampling, PReLU")
 def build_vnet(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> VNet:
     """Build a :class:`VNet` (see its parameters)."""

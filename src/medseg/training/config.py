@@ -1,4 +1,10 @@
-"""The training configuration: one flat dataclass, saved verbatim into the model folder's config.json."""
+"""The training options: one flat dataclass, saved (resolved) into the model folder's config.json.
+
+A field left at None (or ``()`` / 0 for patch and batch size) is decided by a named rule of
+:mod:`medseg.planning.training_rules` when the run starts (or, for the decision threshold and the
+postprocessing, on the validation cases after training); a value given here overrides the rule, and
+the model folder's rules.json records which.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +35,11 @@ class TrainingConfig:
         Stop after this many iterations (None: only the time limit).
     time_limit : float or None
         Wall-clock budget in seconds. With only a time limit the schedule runs over the time budget
-        (progress = elapsed / time_limit).
+        (progress = elapsed / time_limit). Neither: the budget rule (the plan's, else 20 minutes).
     optimizer : {"adamw", "sgd"}
-    learning_rate, weight_decay, momentum : float
+    learning_rate : float or None
+        None: the learning-rate rule (AdamW 2e-3, SGD 1e-2).
+    weight_decay, momentum : float
     schedule : {"poly", "cosine", "constant"}
     warmup_iterations : int
         Linear learning-rate warm-up.
@@ -39,13 +47,23 @@ class TrainingConfig:
         Gradient norm clipping (nnU-Net: 12).
     loss, loss_options : str, dict
         See :func:`medseg.losses.build_loss`.
-    foreground_share : float
-        Probability that a patch is centred on a foreground voxel.
+    foreground_share : float or None
+        Probability that a patch is centred on a foreground voxel; None: the rule (thin structures 0.2,
+        else 0.5).
     augmentation : dict or None
-        Passed to :func:`medseg.augmentation.build_augmentation`; None = that module's defaults,
+        Passed to :func:`medseg.augmentation.build_augmentation`; None = the augmentation rule,
         ``{"enabled": False}`` switches it off.
-    val_every : int
-        Validate every this many iterations (and at the end) when there are validation cases.
+    decision_threshold : float, "argmax" or None
+        Binary models: None = chosen on the validation cases after training (the rule), "argmax" = none.
+    postprocessing : list of dict or None
+        Steps for :func:`medseg.postprocessing.apply_steps`; None = chosen on the validation cases.
+    val_every : int or None
+        Validate every this many iterations (and at the end) when there are validation cases; None: the
+        validation-interval rule (every 200, stretched so that validation takes at most ``val_time_share``
+        of the time).
+    val_time_share : float or None
+        With the rule: the largest share of the run's time validation may take (measured on the first
+        validation); None: a fixed interval.
     checkpoint_every : int
         Write checkpoint_last every this many iterations (and on interruption / at the end).
     val_overlap : float
@@ -87,7 +105,7 @@ class TrainingConfig:
     iterations: int | None = None
     time_limit: float | None = None
     optimizer: str = "adamw"
-    learning_rate: float = 2e-3
+    learning_rate: float | None = None
     weight_decay: float = 1e-4
     momentum: float = 0.99
     schedule: str = "poly"
@@ -95,9 +113,12 @@ class TrainingConfig:
     grad_clip: float | None = 12.0
     loss: str = "dice_ce"
     loss_options: dict[str, Any] = field(default_factory=dict)
-    foreground_share: float = 0.5
+    foreground_share: float | None = None
     augmentation: dict[str, Any] | None = None
-    val_every: int = 200
+    decision_threshold: float | str | None = None
+    postprocessing: list[dict[str, Any]] | None = None
+    val_every: int | None = None
+    val_time_share: float | None = None
     checkpoint_every: int = 100
     val_overlap: float = 0.5
     seed: int = 0
@@ -122,8 +143,6 @@ class TrainingConfig:
         if self.freeze_encoder and self.unfreeze_schedule:
             raise MedsegError("give --freeze-encoder or --unfreeze-schedule, not both "
                               "(a schedule starts with everything frozen)")
-        if self.iterations is None and self.time_limit is None:
-            raise MedsegError("give an iteration count, a time limit, or both")
         if self.iterations is not None and self.iterations < 1:
             raise MedsegError(f"iterations must be >= 1, not {self.iterations}")
         if self.time_limit is not None and self.time_limit <= 0:
@@ -132,7 +151,7 @@ class TrainingConfig:
             raise MedsegError(f"unknown optimizer '{self.optimizer}' (adamw, sgd)")
         if self.schedule not in ("poly", "cosine", "constant"):
             raise MedsegError(f"unknown schedule '{self.schedule}' (poly, cosine, constant)")
-        if not 0.0 <= self.foreground_share <= 1.0:
+        if self.foreground_share is not None and not 0.0 <= self.foreground_share <= 1.0:
             raise MedsegError(f"foreground share must lie in [0, 1], not {self.foreground_share}")
         if self.cache not in ("memory", "mmap"):
             raise MedsegError(f"unknown cache '{self.cache}' (memory, mmap)")
@@ -140,6 +159,9 @@ class TrainingConfig:
             raise MedsegError(f"unknown cache dtype '{self.cache_dtype}' (float32, float16)")
         if self.weight_average is not None and not 0.0 < self.weight_average < 1.0:
             raise MedsegError(f"the weight-average decay must lie in (0, 1), not {self.weight_average}")
+        if self.decision_threshold is not None and str(self.decision_threshold) != "argmax" and not (
+                isinstance(self.decision_threshold, (int, float)) and 0.0 < float(self.decision_threshold) < 1.0):
+            raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 

@@ -19,58 +19,8 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.losses import IGNORE_INDEX
+from medseg.preprocessing.grid import GridLayout, LabelMapping, preprocess_image, to_network_grid  # noqa: F401
 from medseg.training.sampling import SamplingIndex, build_sampling_index, sample_patch
-
-
-@dataclass
-class LabelMapping:
-    """Maps a dataset's label values (e.g. 0, 255 or 0, 1, 2, 4) onto class indices 0..K-1.
-
-    The dataset's ignore label maps onto :data:`medseg.losses.IGNORE_INDEX`.
-
-    Examples
-    --------
-    >>> m = LabelMapping([0, 1, 2, 4], ignore_label=None)
-    >>> m.encode(np.array([0, 4, 2])).tolist(), m.decode(np.array([0, 3, 2])).tolist()
-    ([0, 3, 2], [0, 4, 2])
-    """
-
-    values: list[int]
-    ignore_label: int | None = None
-
-    def __post_init__(self) -> None:
-        self.values = sorted(int(v) for v in self.values)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.values)
-
-    def encode(self, label: np.ndarray, where: str = "label") -> np.ndarray:
-        label = np.asarray(label)
-        out = np.full(label.shape, IGNORE_INDEX, dtype=np.int16)
-        known = np.zeros(label.shape, bool)
-        for index, value in enumerate(self.values):
-            hit = label == value
-            out[hit] = index
-            known |= hit
-        if self.ignore_label is not None:
-            known |= label == self.ignore_label
-        if not known.all():
-            unknown = sorted(set(np.unique(label[~known]).tolist()))[:5]
-            raise MedsegError(f"{where} holds value(s) {unknown} not declared in dataset.json labels {self.values}")
-        return out
-
-    def decode(self, index: np.ndarray) -> np.ndarray:
-        lut = np.asarray(self.values)
-        dtype = np.uint8 if lut.max(initial=0) < 256 and lut.min(initial=0) >= 0 else np.int32
-        return lut[np.asarray(index)].astype(dtype)
-
-    def regions_as_indices(self, regions: dict[str, list[int]] | None) -> list[list[int]] | None:
-        """Regions (lists of label values) as lists of class indices."""
-        if not regions:
-            return None
-        lookup = {v: i for i, v in enumerate(self.values)}
-        return [[lookup[v] for v in members if v in lookup] for members in regions.values()]
 
 
 @dataclass
@@ -98,27 +48,6 @@ class PreparedCase:
     index: SamplingIndex
 
 
-def preprocess_image(
-    image: Image,
-    steps: Sequence[dict[str, Any]],
-    target_spacing: Sequence[float] | None = None,
-    roi: Image | None = None,
-) -> Image:
-    """Apply the recorded preprocessing steps, then resample to ``target_spacing`` (if any).
-
-    The same function runs at training and prediction time, so both see identical intensities.
-    """
-    if steps:
-        from medseg.preprocessing import apply_pipeline
-
-        image = apply_pipeline(image, list(steps), roi=roi)
-    if target_spacing is not None and not np.allclose(image.spacing, target_spacing, rtol=1e-3):
-        from medseg.preprocessing.resample import resample_image
-
-        image = resample_image(image, tuple(target_spacing))
-    return image
-
-
 def prepare_case(
     case: Any,
     steps: Sequence[dict[str, Any]],
@@ -143,29 +72,22 @@ def prepare_case(
     image.check_same_geometry(label, f"case '{case.name}': image and label")
     if roi is not None:
         image.check_same_geometry(roi, f"case '{case.name}': image and ROI")
-    if crop_to_nonzero:
-        from medseg.preprocessing.crop import crop_image
-        from medseg.preprocessing.crop import crop_to_nonzero as crop
 
-        image, label, bbox = crop(image, label)
-        roi = crop_image(roi, bbox) if roi is not None else None
-    pre = preprocess_image(image, steps, None, roi)
-    if target_spacing is not None and not np.allclose(pre.spacing, target_spacing, rtol=1e-3):
+    def check(pre: Image, spacing: tuple[float, ...]) -> None:
         from medseg.planning.machine import check_memory
-        from medseg.preprocessing.resample import resample_image, resample_label, resampled_shape
+        from medseg.preprocessing.resample import resampled_shape
 
-        voxels = float(np.prod(resampled_shape(pre.spatial_shape, pre.spacing, target_spacing)))
+        voxels = float(np.prod(resampled_shape(pre.spatial_shape, pre.spacing, spacing)))
         # resampling holds the input, a float64 working copy per channel and the float32 result; the
         # label resampling keeps one float32 map per label value
         check_memory(voxels * (12 * pre.num_channels + 4 * (len(mapping.values) + 1)),
-                     f"preparing training case '{case.name}' at spacing {tuple(target_spacing)} mm",
+                     f"preparing training case '{case.name}' at spacing {spacing} mm",
                      "choose a coarser target_spacing in plan.json, or crop the images", case.image_paths[0])
 
-        options = resampling or {}
-        pre = resample_image(pre, tuple(target_spacing), order=int(options.get("image_order", 3)))
-        # labels and ROI onto the resampled image's exact grid, without inventing label values
-        label = resample_label(label, pre, method=options.get("label", "linear"))
-        roi = resample_label(roi, pre, method="nearest") if roi is not None else None
+    layout = GridLayout(tuple(steps), tuple(target_spacing) if target_spacing is not None else None,
+                        crop_to_nonzero, resampling)
+    grid = to_network_grid(image, layout, roi=roi, label=label, before_resampling=check)
+    pre, label, roi = grid.image, grid.label, grid.roi
     array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
     encoded = mapping.encode(label.array, f"label of case '{case.name}'")
     roi_mask = None if roi is None else np.asarray(roi.array[0] != 0)
@@ -209,7 +131,7 @@ def make_batch(
 
     With ``slice_axis`` (a 2D network on 3D data) ``patch_size`` is 2D and each patch is one slice.
     """
-    from medseg.inference.slices import volume_patch_size
+    from medseg.tiling.slices import volume_patch_size
 
     rng, gen = batch_generators(seed, iteration)
     network_patch = tuple(patch_size)

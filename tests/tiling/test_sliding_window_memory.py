@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import medseg.inference.sliding_window as sw
-from medseg.inference.sliding_window import sliding_window_inference
+import medseg.tiling.sliding_window as sw
+from medseg.tiling.sliding_window import sliding_window_inference
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one thread is faster on the shared 2-core machines
 

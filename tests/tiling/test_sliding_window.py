@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.inference.sliding_window import (gaussian_importance, mirror_axes_combinations,
+from medseg.tiling.sliding_window import (gaussian_importance, mirror_axes_combinations,
                                              sliding_window_inference, tile_starts)
 
 
@@ -136,7 +136,7 @@ def test_streaming_equals_naive_when_batches_span_slices(batch_size):
 
 
 def test_2d_network_on_a_volume_slice_by_slice():
-    from medseg.inference.slices import slice_network, volume_patch_size
+    from medseg.tiling.slices import slice_network, volume_patch_size
 
     net2d = _TinyConv(3, dims=2).eval()
     volume = np.random.default_rng(6).normal(size=(1, 5, 24, 20)).astype(np.float32)

@@ -10,7 +10,7 @@ from medseg.cli import main
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.predictor import Predictor, labels_from_probabilities
-from medseg.inference.threshold import best_threshold, score_at
+from medseg.planning.threshold import best_threshold, score_at
 from medseg.model_folder import load_config, save_config
 from tests.inference.test_predictor import make_model_folder
 

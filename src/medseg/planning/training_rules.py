@@ -1,0 +1,465 @@
+"""The rules that complete a run: every default the trainer (and the predictor) would otherwise pick silently.
+
+:mod:`medseg.planning.rules` turns a dataset fingerprint into a plan (spacing, 2D/3D, topology, patch and
+batch from the machine's budget). The rules here take the plan (or its absence), the user's options and
+what the prepared training cases show, and decide the rest: validation cases, budget, learning rate,
+network defaults, the inference tile, the normalisation layer, the share of foreground-centred patches,
+the augmentation, patch and batch size — and, after training, on the validation cases, the decision
+threshold and the postprocessing. Each returns a :class:`Rule` (value, inputs, reason); the trainer
+writes them all to the model folder's ``rules.json`` and prints them (:func:`describe`). A user option
+always wins, and is recorded as such (``overridden_by_user``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from medseg.constants import ANISOTROPY_RATIO
+from medseg.io.formats import RASTER_EXTENSIONS
+from medseg.planning.rules import SLICE_SHAPE_RATIO
+
+#: Rule constants, named so that the rules read like their documentation.
+VALIDATION_FOLDS = 5                  # a held-out fifth: fold 0 of grouped 5-fold splits (nnU-Net)
+DEFAULT_TIME_LIMIT = 1200.0           # 20 minutes when neither the user nor a plan gives a budget
+LEARNING_RATE = {"adamw": 2e-3, "sgd": 1e-2}
+WHOLE_IMAGE_TILE_PIXELS = 1024 * 1024  # 2D images up to this size are predicted in one tile
+THIN_BOUNDARY_SHARE = 0.5             # foreground share within 2 voxels of its boundary above which it is thin
+BOUNDARY_DEPTH = 2                    # measured: DRIVE vessels 0.76, ACDC heart 0.12, LA atrium 0.22
+FOREGROUND_SHARE = {"thin": 0.2, "compact": 0.5}
+PATCH_TARGET = {2: 128, 3: 64}
+VOXELS_PER_BATCH = 4 * 128 * 128
+THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
+VALIDATION_EVERY = 200               # first validation after this many steps
+VALIDATION_TIME_SHARE = 0.1           # validation may take at most this share of the run's time
+MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One decision: its name, value, what it was decided from and why.
+
+    ``shown`` is the value in words (for a clinician-researcher reading ``medseg train``'s output);
+    ``overridden_by_user`` marks a value the user gave, in which case ``reason`` says so.
+    """
+
+    name: str
+    title: str
+    value: Any
+    shown: str
+    reason: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    overridden_by_user: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return json.loads(json.dumps(d, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (tuple, set, np.ndarray)):
+        return list(value)
+    return str(value)
+
+
+def describe(rule: Rule | dict[str, Any]) -> str:
+    """One line in words: ``Title: value — reason`` (``(your choice)`` for user overrides)."""
+    r = rule if isinstance(rule, dict) else rule.to_dict()
+    mark = " (your choice)" if r.get("overridden_by_user") else ""
+    return f"{r['title']}: {r['shown']}{mark} — {r['reason']}"
+
+
+def user_rule(name: str, title: str, value: Any, shown: str, option: str) -> Rule:
+    """The record of a value the user gave (the rule did not run)."""
+    return Rule(name, title, value, shown, f"given with {option}", {}, True)
+
+
+def _size(values: Sequence[int]) -> str:
+    return " × ".join(str(int(v)) for v in values)
+
+
+# --- before training ------------------------------------------------------------------------------
+def rule_validation(case_names: Sequence[str], fold: int | str | None, val_cases: Sequence[str] | None) -> Rule:
+    """Validation cases are never silently none. Given cases or a fold win. Otherwise: five or more
+    cases → fold 0 of grouped 5-fold splits (a held-out fifth, deterministic for a seed, so runs of
+    several folds fit together); two to four cases → the last case is held out; a single case cannot
+    be split (recorded). ``fold="all"`` trains on every case without validation (the user's choice).
+
+    Returns a Rule whose value is ``{"fold": k}``, ``{"val_cases": [...]}`` or ``{"fold": "all"}``."""
+    title = "Validation cases"
+    if val_cases:
+        return user_rule("validation", title, {"val_cases": list(val_cases)},
+                         f"{len(val_cases)} case(s): {', '.join(list(val_cases)[:4])}", "--val-cases")
+    if fold is not None:
+        shown = "none (train on every case)" if str(fold) == "all" else f"fold {fold} of the splits"
+        return user_rule("validation", title, {"fold": fold if str(fold) == "all" else int(fold)}, shown, "--fold")
+    n = len(case_names)
+    inputs = {"cases": n}
+    if n >= VALIDATION_FOLDS:
+        return Rule("validation", title, {"fold": 0}, f"a held-out fifth (fold 0 of {VALIDATION_FOLDS})",
+                    f"{n} cases: one fold of {VALIDATION_FOLDS} is held out to choose the best checkpoint, "
+                    "the decision threshold and the postprocessing on cases the network did not train on", inputs)
+    if n >= 2:
+        return Rule("validation", title, {"val_cases": [case_names[-1]]}, f"1 case ({case_names[-1]})",
+                    f"only {n} cases: one is held out so that choices are made on an unseen case", inputs)
+    return Rule("validation", title, {"fold": "all"}, "none",
+                "a single case cannot be split: no best checkpoint, threshold or postprocessing choice", inputs)
+
+
+def rule_budget(iterations: int | None, time_limit: float | None, plan_training: dict[str, Any] | None) -> Rule:
+    """The training budget: the user's iterations / time limit; else the plan's; else 20 minutes."""
+    title = "Training budget"
+    if iterations is not None or time_limit is not None:
+        shown = ", ".join(([f"{iterations} iterations"] if iterations else [])
+                          + ([f"{time_limit / 60:g} minutes"] if time_limit else []))
+        return user_rule("budget", title, {"iterations": iterations, "time_limit": time_limit}, shown,
+                         "--iterations / --time-limit")
+    plan_training = plan_training or {}
+    if plan_training.get("time_limit") or plan_training.get("iterations"):
+        it, tl = plan_training.get("iterations"), plan_training.get("time_limit")
+        shown = f"{tl / 60:g} minutes" if tl else f"{it} iterations"
+        return Rule("budget", title, {"iterations": it, "time_limit": tl}, shown,
+                    "the plan's budget (planned for this machine)", {"plan": plan_training})
+    return Rule("budget", title, {"iterations": None, "time_limit": DEFAULT_TIME_LIMIT},
+                f"{DEFAULT_TIME_LIMIT / 60:g} minutes", "no budget given and no plan: the default CPU budget")
+
+
+def rule_learning_rate(optimizer: str, learning_rate: float | None) -> Rule:
+    """AdamW 2·10⁻³ (stable on small CPU batches), SGD with Nesterov momentum 10⁻² (nnU-Net)."""
+    title = "Learning rate"
+    if learning_rate is not None:
+        return user_rule("learning_rate", title, float(learning_rate), f"{learning_rate:g}", "--lr")
+    value = LEARNING_RATE[optimizer]
+    return Rule("learning_rate", title, value, f"{value:g}", f"the starting rate for {optimizer.upper()} "
+                "(decayed to zero over the budget)", {"optimizer": optimizer})
+
+
+def rule_preprocessing(plan_steps: list | None, user_steps: list | None, channel_names: Sequence[str],
+                       file_ending: str | None, has_roi: bool, data_dims: int) -> Rule:
+    """The plan's intensity steps; without a plan, a 2D RGB photograph (three channels, raster file) is a
+    fundus image: green channel (the vessel contrast), CLAHE (even illumination), z-score inside the field
+    of view. Anything else: per-channel z-score (inside the ROI when there is one)."""
+    title = "Intensity preprocessing"
+    if user_steps is not None:
+        return user_rule("preprocessing", title, list(user_steps), _steps(user_steps), "--preprocessing")
+    if plan_steps:
+        return Rule("preprocessing", title, list(plan_steps), _steps(plan_steps), "the plan's normalisation")
+    zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
+    names = [n.lower() for n in channel_names]
+    rgb = len(names) == 3 and (names in (["r", "g", "b"], ["red", "green", "blue"])
+                               or (file_ending or "").lower() in RASTER_EXTENSIONS)
+    inputs = {"channels": list(channel_names), "file_ending": file_ending, "roi": has_roi, "dims": data_dims}
+    if data_dims == 2 and rgb:
+        steps = [{"name": "green_channel"}, {"name": "clahe"}, zscore]
+        return Rule("preprocessing", title, steps, _steps(steps), "2D colour photographs: the green channel "
+                    "carries the vessel contrast, CLAHE evens out the illumination", inputs)
+    return Rule("preprocessing", title, [zscore], _steps([zscore]), "intensities in arbitrary units: each "
+                "case standardised on its own" + (" inside its region of interest" if has_roi else ""), inputs)
+
+
+def _steps(steps: Sequence[dict]) -> str:
+    return ", then ".join(str(s.get("name")) + (" inside the ROI" if s.get("mask") == "roi" else "") for s in steps) \
+        or "none"
+
+
+def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[str, Any],
+                          user: set[str] | None = None) -> list[Rule]:
+    """Options the network's registry entry declares as its training defaults (e.g. the U-Net's 16
+    base features — a 32-wide 2D U-Net costs 4–5× more per step on two cores — and deep supervision),
+    applied where the user gave none."""
+    out = []
+    for key, value in defaults.items():
+        title = f"Network option {key}"
+        if key in (user or set()):
+            out.append(user_rule(f"network.{key}", title, options[key], str(options[key]), "--net-option"))
+        elif key in options:
+            out.append(Rule(f"network.{key}", title, options[key], str(options[key]), "the plan's network",
+                            {"network": network}))
+        else:
+            out.append(Rule(f"network.{key}", title, value, str(value),
+                            f"the {network} network's training default (declared in its registry entry)",
+                            {"network": network}))
+    return out
+
+
+def rule_inference_tile(data_dims: int, spatial_dims: int, shapes: Sequence[Sequence[int]],
+                        divisor: Sequence[int], patch_size: Sequence[int]) -> Rule:
+    """2D images up to 1024² pixels are predicted whole, in one tile (the largest training image
+    rounded up to the network's size divisor): one well-shaped convolution pass is ~4× faster than
+    overlapping patches (DRIVE: 592 × 576 vs 81 tiles of 128²) and has no tile seams. Larger images
+    and volumes use overlapping tiles of the patch size."""
+    title = "Inference tile"
+    largest = [int(v) for v in np.max(np.asarray(shapes), axis=0)] if len(shapes) else []
+    inputs = {"largest_image": largest, "patch_size": list(patch_size)}
+    if data_dims == 2 and spatial_dims == 2 and largest and math.prod(largest) <= WHOLE_IMAGE_TILE_PIXELS:
+        tile = [int(-(-s // d) * d) for s, d in zip(largest, divisor)]
+        return Rule("inference_tile", title, tile, f"the whole image ({_size(tile)} pixels)",
+                    f"2D images of at most {_size(largest)} pixels fit one tile: no seams, fewer and larger "
+                    "convolutions", inputs)
+    return Rule("inference_tile", title, None, f"overlapping tiles of the patch size ({_size(patch_size)})",
+                "volumes and large images are predicted tile by tile", inputs)
+
+
+def rule_normalisation_layer(network: str, norm_option: str | None, options: dict[str, Any],
+                             whole_image_tile: bool) -> Rule | None:
+    """Batch norm when whole images are predicted in one tile: instance-norm statistics of a training
+    patch differ from those of a whole image, batch-norm running statistics do not depend on the tile.
+    Otherwise the network's own default (instance norm for the U-Net family: small CPU batches).
+    None for networks without a normalisation option."""
+    if not norm_option:
+        return None
+    title = "Normalisation layer"
+    if norm_option in options:
+        return user_rule("normalisation_layer", title, options[norm_option], f"{options[norm_option]} norm",
+                         f"--net-option {norm_option}=…")
+    inputs = {"network": network, "whole_image_tile": whole_image_tile}
+    if whole_image_tile:
+        return Rule("normalisation_layer", title, "batch", "batch normalisation", "whole images are predicted "
+                    "in one tile, where instance-norm statistics would differ from the training patches'", inputs)
+    return Rule("normalisation_layer", title, None, "the network's default", "predicted in tiles of the "
+                "training patch size: the statistics match", inputs)
+
+
+def _slice_axis(shape: Sequence[int], spacing: Sequence[float] | None, slice_axis: int | None) -> int | None:
+    """The axis across which a volume is a stack of slices: the network's slice axis, a thick-slice axis
+    (spacing > 3 × the finest), or an axis with 4× fewer voxels than the others (a short stack whose
+    recorded spacing may not say so); None for a volume to erode in 3D."""
+    if slice_axis is not None:
+        return slice_axis
+    if spacing is not None:
+        sp = np.asarray(spacing, float)
+        if sp.max() > ANISOTROPY_RATIO * sp.min():
+            return int(np.argmax(sp))
+    fewest = int(np.argmin(shape))
+    others = [s for a, s in enumerate(shape) if a != fewest]
+    return fewest if min(others) > SLICE_SHAPE_RATIO * shape[fewest] else None
+
+
+def boundary_share(labels: Sequence[np.ndarray], spacings: Sequence[Sequence[float]] | None = None,
+                   depth: int = BOUNDARY_DEPTH, slice_axis: int | None = None) -> float:
+    """Share of foreground voxels within ``depth`` voxels of the foreground's boundary (removed by
+    ``depth`` erosions).
+
+    Near 1 for vessels a few pixels wide (DRIVE: 0.76), small for organs (ACDC: 0.12). In a stack of
+    slices (see :func:`_slice_axis`) the erosion stays within slices, where the first and last slice of a
+    structure are not its boundary.
+
+    Examples
+    --------
+    >>> line = np.zeros((20, 20), int); line[9:12, 2:18] = 1
+    >>> disc = np.zeros((30, 30), int); disc[4:26, 4:26] = 1
+    >>> boundary_share([line]), round(boundary_share([disc]), 2)
+    (1.0, 0.33)
+    """
+    from scipy import ndimage
+
+    total = edge = 0
+    for i, label in enumerate(labels):
+        fg = np.asarray(label) > 0
+        if not fg.any():
+            continue
+        structure = ndimage.generate_binary_structure(fg.ndim, 1)
+        if fg.ndim == 3:
+            axis = _slice_axis(fg.shape, spacings[i] if spacings is not None else None, slice_axis)
+            if axis is not None:
+                structure = structure.copy()
+                idx = [1, 1, 1]
+                for k in (0, 2):
+                    idx[axis] = k
+                    structure[tuple(idx)] = False
+        inner = ndimage.binary_erosion(fg, structure, iterations=depth, border_value=1)
+        total += int(fg.sum())
+        edge += int((fg & ~inner).sum())
+    return edge / total if total else 0.0
+
+
+def rule_structure(share: float) -> Rule:
+    """Structures are thin (vessels, nerves, membranes) when at least half their voxels lie within two
+    voxels of their own boundary; such data get the thin-structure foreground share, augmentation and
+    threshold metric."""
+    kind = "thin" if share >= THIN_BOUNDARY_SHARE else "compact"
+    shown = "thin (vessel-like)" if kind == "thin" else "compact (organ-like)"
+    return Rule("structure", "Shape of the labelled structures", kind, shown,
+                f"{100 * share:.0f}% of the foreground voxels lie within {BOUNDARY_DEPTH} voxels of its boundary "
+                f"({'≥' if kind == 'thin' else '<'} {100 * THIN_BOUNDARY_SHARE:.0f}%)",
+                {"boundary_share": round(share, 4)})
+
+
+def rule_foreground_share(structure: str, user: float | None) -> Rule:
+    """Share of training patches centred on a foreground voxel: thin structures 0.2 (they run through
+    most patches anyway; more background patches teach the background, as the DRIVE recipe measured),
+    compact structures 0.5 (small organs would otherwise be seen rarely)."""
+    title = "Foreground-centred patches"
+    if user is not None:
+        return user_rule("foreground_share", title, float(user), f"{100 * user:.0f}% of patches", "--foreground-share")
+    value = FOREGROUND_SHARE[structure]
+    return Rule("foreground_share", title, value, f"{100 * value:.0f}% of patches",
+                f"{structure} structures", {"structure": structure})
+
+
+def thin_structure_augmentation() -> dict[str, Any]:
+    """The augmentation for thin structures (benchmarks/configs/drive_augmentation.json): the defaults
+    without blur and low-resolution simulation (both erase a vessel one or two pixels wide), with half the
+    noise and gentler brightness, contrast and gamma (vessel contrast is what the network must learn)."""
+    return {"transforms": [
+        {"name": "affine", "rotation": [-180.0, 180.0], "scale": [0.85, 1.25], "p": 0.3},
+        {"name": "noise", "std": [0.0, 0.05], "p": 0.1},
+        {"name": "brightness", "factor": [0.8, 1.2], "p": 0.15},
+        {"name": "contrast", "factor": [0.8, 1.2], "p": 0.15},
+        {"name": "gamma", "gamma": [0.8, 1.25], "p": 0.3},
+        {"name": "flip", "p": 0.5},
+    ]}
+
+
+def rule_augmentation(structure: str, spatial_dims: int, user: dict[str, Any] | None) -> Rule:
+    """Thin structures: no blur and no low-resolution simulation, gentler intensity changes
+    (:func:`thin_structure_augmentation`); otherwise medseg's nnU-Net-like defaults (in-plane only for
+    thick-slice 3D data)."""
+    title = "Data augmentation"
+    if user is not None:
+        shown = "off" if user.get("enabled", True) is False else "the given transforms"
+        return user_rule("augmentation", title, user, shown, "--augmentation / --no-augmentation")
+    if structure == "thin" and spatial_dims == 2:
+        return Rule("augmentation", title, thin_structure_augmentation(),
+                    "rotation, zoom, flips, mild noise and intensity changes; no blur or low resolution",
+                    "blurring or down-sampling erases structures one or two pixels wide", {"structure": structure})
+    return Rule("augmentation", title, None, "rotation, zoom, flips, noise, blur, intensity, low resolution",
+                "medseg's defaults (nnU-Net-like)", {"structure": structure, "spatial_dims": spatial_dims})
+
+
+def rule_patch_size(user: Sequence[int], planned: Sequence[int] | None, shapes: Sequence[Sequence[int]],
+                    spatial_dims: int, divisor: Sequence[int]) -> Rule:
+    """The user's or the plan's patch, rounded up to the network's size divisor (e.g. a plan's 8-slice
+    patch for V-Net, which halves every axis four times). Without either: 128² in 2D, 64³ in 3D, each
+    axis clipped to the median image size rounded up to the divisor (two cores afford these)."""
+    title = "Training patch"
+
+    def fit(p: Sequence[int]) -> list[int]:
+        return [int(-(-int(v) // d) * d) for v, d in zip(p, divisor)]
+
+    if user:
+        fitted = fit(user)
+        note = "" if list(user) == fitted else f" (rounded up from {_size(user)} to the network's multiples)"
+        return Rule("patch_size", title, fitted, _size(fitted) + note, "given with --patch-size", {}, True)
+    if planned:
+        fitted = fit(planned)
+        note = "" if list(planned) == fitted else f", rounded up from {_size(planned)} to multiples of {_size(divisor)}"
+        return Rule("patch_size", title, fitted, _size(fitted), "the plan's patch (fits this machine's step "
+                    f"budget){note}", {"planned": list(planned), "divisor": list(divisor)})
+    target = PATCH_TARGET[spatial_dims]
+    median = np.median(np.asarray(shapes), axis=0) if len(shapes) else np.full(spatial_dims, target)
+    out = [max(int(d), int(math.ceil(min(target, int(m)) / d) * d)) for m, d in zip(median, divisor)]
+    return Rule("patch_size", title, out, _size(out), f"{target} per axis on two cores, clipped to the median "
+                f"image ({_size(median)})", {"median_shape": [int(v) for v in median], "divisor": list(divisor)})
+
+
+def rule_batch_size(user: int, planned: int | None, patch_size: Sequence[int]) -> Rule:
+    """The user's or the plan's; else about 4 × 128² voxels per step (at least 2, at most 32)."""
+    title = "Batch size"
+    if user:
+        return user_rule("batch_size", title, int(user), f"{user} patches per step", "--batch-size")
+    if planned:
+        return Rule("batch_size", title, int(planned), f"{planned} patches per step", "the plan's batch size")
+    value = int(max(2, min(32, VOXELS_PER_BATCH // int(np.prod(patch_size)))))
+    return Rule("batch_size", title, value, f"{value} patches per step",
+                f"about {VOXELS_PER_BATCH:,} voxels per step on a CPU", {"patch_size": list(patch_size)})
+
+
+def rule_validation_interval(user: int | None, val_cases: int) -> Rule:
+    """Validate every 200 steps, stretched once the first validation is timed so that validation takes at
+    most 10 % of the run (40 3D validation volumes can cost as much as hundreds of steps on a CPU)."""
+    title = "Validation interval"
+    if user is not None:
+        return user_rule("validation_interval", title, {"every": int(user), "time_share": None},
+                         f"every {user} steps", "--val-every")
+    return Rule("validation_interval", title, {"every": VALIDATION_EVERY, "time_share": VALIDATION_TIME_SHARE},
+                f"every {VALIDATION_EVERY} steps or more",
+                f"at most {100 * VALIDATION_TIME_SHARE:.0f}% of the time goes to validating {val_cases} case(s): the "
+                "interval grows when one validation takes longer than that share", {"val_cases": val_cases})
+
+
+# --- after training, on the validation cases --------------------------------------------------------
+def rule_decision_threshold(user: float | str | None, binary: bool, structure: str,
+                            probabilities: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                            rois: Sequence[np.ndarray | None]) -> Rule | None:
+    """Binary softmax models: the foreground probability threshold that maximises pixel accuracy (thin
+    structures: the retinal-vessel convention) or Dice (compact structures) on the validation cases — a
+    Dice + CE model over-segments thin vessels at p = 0.5. Kept only when it beats 0.5 there; never
+    chosen on training cases (optimistic) — without validation cases the argmax stays."""
+    title = "Decision threshold"
+    if not binary:
+        return None
+    if user is not None:
+        if str(user) == "argmax":
+            return user_rule("decision_threshold", title, None, "argmax (p ≥ 0.5)", "--decision-threshold")
+        return user_rule("decision_threshold", title, float(user), f"p ≥ {float(user):.3f}", "--decision-threshold")
+    if not probabilities:
+        return Rule("decision_threshold", title, None, "argmax (p ≥ 0.5)",
+                    "no validation cases to choose on (choosing on training cases would be optimistic)")
+    from medseg.planning.threshold import best_threshold, score_at
+
+    metric = THRESHOLD_METRIC[structure]
+    chosen, score = best_threshold(probabilities, references, rois, metric=metric)
+    at_half = score_at(probabilities, references, 0.5, rois, metric=metric)
+    inputs = {"metric": metric, "cases": len(probabilities), "score_at_0.5": round(at_half, 5),
+              "score_at_chosen": round(score, 5)}
+    if not score > at_half + MIN_IMPROVEMENT or not 0.0 < chosen < 1.0:
+        return Rule("decision_threshold", title, None, "argmax (p ≥ 0.5)",
+                    f"no threshold beat 0.5 on the {len(probabilities)} validation case(s) ({metric} {at_half:.4f})",
+                    inputs)
+    return Rule("decision_threshold", title, float(chosen), f"p ≥ {chosen:.3f}",
+                f"maximises {metric} on the {len(probabilities)} validation case(s): {at_half:.4f} at 0.5 → "
+                f"{score:.4f}", inputs)
+
+
+def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.ndarray],
+                        references: Sequence[np.ndarray], spacings: Sequence[Sequence[float]],
+                        label_values: Sequence[int], rois: Sequence[np.ndarray | None] | None = None) -> Rule:
+    """Per label, candidate steps (largest component, fill holes, remove objects below a size) are kept
+    only where they raise the label's mean Dice on the validation cases (nnU-Net's rule); see
+    :func:`medseg.postprocessing.choose_postprocessing`."""
+    title = "Postprocessing"
+    if user is not None:
+        return user_rule("postprocessing", title, list(user), describe_steps(user), "--postprocessing")
+    if not predictions:
+        return Rule("postprocessing", title, [], "none", "no validation cases to test steps on")
+    from medseg.postprocessing import choose_postprocessing
+
+    steps, trials = choose_postprocessing(predictions, references, spacings, label_values, rois=rois)
+    reason = ("kept where it raised the label's validation Dice: " + "; ".join(
+        f"{t['step']} on {t['label']} {t['dice_before']:.4f} → {t['dice_after']:.4f}" for t in trials if t["kept"])
+              if steps else "no candidate step raised any label's validation Dice")
+    return Rule("postprocessing", title, steps, describe_steps(steps), reason, {"trials": trials})
+
+
+def describe_steps(steps: Sequence[dict]) -> str:
+    """Recorded postprocessing steps in words."""
+    if not steps:
+        return "none"
+    return "; ".join(f"{s['step']}" + (f" < {s['min_size']:g} mm{'³' if s.get('dims', 3) == 3 else '²'}"
+                                          if s["step"] == "min_size" else "") + f" (label {s['label']})"
+                     for s in steps)
+
+
+# --- at prediction time ---------------------------------------------------------------------------------
+def rule_backend(spatial_dims: int, onnx_available: bool) -> Rule:
+    """``--backend auto``: ONNX Runtime for 2D networks (measured 1.5–1.7× faster than eager PyTorch
+    here), a TorchInductor-compiled network for 3D ones (1.23× per volume; ONNX Runtime gains nothing in
+    3D), eager PyTorch when ONNX Runtime is not installed (benchmarks/inference3d.py)."""
+    title = "Inference backend"
+    inputs = {"spatial_dims": spatial_dims, "onnxruntime": onnx_available}
+    if spatial_dims == 3:
+        return Rule("backend", title, "compile", "compiled network (TorchInductor)",
+                    "3D networks: compiled 1.23× faster per volume; ONNX Runtime gains nothing in 3D", inputs)
+    if onnx_available:
+        return Rule("backend", title, "onnx", "ONNX Runtime", "2D networks: 1.5–1.7× faster than eager PyTorch",
+                    inputs)
+    return Rule("backend", title, "torch", "eager PyTorch", "ONNX Runtime is not installed", inputs)

@@ -1,0 +1,92 @@
+"""What the trainer needs to know about a network before training it: its size divisor (probed on the
+meta device), whether it is built for its input size, and fine-tuning (encoder weights, freezing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from medseg.errors import MedsegError
+from medseg.training.config import TrainingConfig
+
+if TYPE_CHECKING:
+    from medseg.nets.finetune import StagedUnfreezing
+
+def _divisor(network: torch.nn.Module, spatial_dims: int) -> tuple[int, ...]:
+    d = getattr(network, "size_divisor", 1)
+    return tuple([int(d)] * spatial_dims) if isinstance(d, int) else tuple(int(v) for v in d)
+
+
+@dataclass(frozen=True)
+class NetworkNeeds:
+    """What a network's registry entry declares for training (see :mod:`medseg.nets.registry`)."""
+
+    training_defaults: dict[str, Any] = field(default_factory=dict)
+    norm_option: str | None = None
+    needs_input_size: bool = False
+    smallest_input_size: Callable[[dict[str, Any]], int] | None = None
+
+
+def network_needs(name: str) -> NetworkNeeds:
+    """The training needs declared in network ``name``'s registry entry (empty for unknown names, which
+    fail later in :func:`medseg.nets.create_network` with the registry's message)."""
+    from medseg.nets import NETWORKS
+
+    try:
+        metadata = NETWORKS.entry(name).metadata
+    except Exception:
+        return NetworkNeeds()
+    return NetworkNeeds(dict(metadata.get("training_defaults") or {}), metadata.get("norm_option"),
+                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"))
+
+
+def needs_input_size(name: str) -> bool:
+    """Whether network ``name`` must be built with ``input_size`` = the training patch size."""
+    return network_needs(name).needs_input_size
+
+
+def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_dims: int,
+                         options: dict[str, Any]) -> tuple[int, ...]:
+    """The size divisor of the network as it will be trained, before its patch size is known.
+
+    A probe network is built; networks built for an input size get the smallest size their
+    architecture accepts (its divisor is the same for every valid size).
+    """
+    from medseg.nets import create_network
+    from medseg.nets.meta import build_on_meta
+
+    options = dict(options)
+    needs = network_needs(name)
+    if needs.needs_input_size and "input_size" not in options:
+        smallest = needs.smallest_input_size(options) if needs.smallest_input_size else 16
+        options["input_size"] = [smallest] * spatial_dims
+    # On the meta device: no memory and no initialisation cost (FCN-8s has 134M parameters); the forked
+    # RNG keeps the probe from shifting the seeded initialisation of the real network.
+    with torch.random.fork_rng():
+        probe = build_on_meta(create_network, name, in_channels, num_classes, spatial_dims, **options)
+    return _divisor(probe, spatial_dims)
+
+
+def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,
+                     load_weights: bool = True) -> StagedUnfreezing | None:
+    """Encoder weights, frozen encoder or staged unfreezing, as ``config`` asks.
+
+    Returns the :class:`~medseg.nets.finetune.StagedUnfreezing` (call it every iteration) or None.
+    """
+    from medseg.nets.finetune import StagedUnfreezing, freeze_encoder
+
+    if config.encoder_weights and load_weights:
+        from medseg.nets.encoders.weights import load_encoder_weights
+
+        path = Path(config.encoder_weights)
+        if not path.is_file():
+            raise MedsegError("encoder weights not found", path)
+        load_encoder_weights(model, path)
+    if config.freeze_encoder:
+        freeze_encoder(model)
+    if config.unfreeze_schedule:
+        return StagedUnfreezing(model, [(int(i), str(t)) for i, t in config.unfreeze_schedule])
+    return None

@@ -1,0 +1,135 @@
+"""The run specification: every value of a training run, decided once, before the first step.
+
+:func:`start_run` resolves what needs only the dataset, the plan and the options (cases, budget, learning
+rate, grid layout); the cases are then prepared on the network grid, and :func:`complete_run` resolves
+what needs them (structure shape, network defaults, patch and batch size, inference tile, normalisation
+layer, foreground share, augmentation). The result is a frozen :class:`RunSpec` holding a resolved copy
+of the options and every :class:`~medseg.planning.training_rules.Rule` that fired: the caller's
+:class:`TrainingConfig` is never changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from medseg.errors import MedsegError
+from medseg.planning import training_rules as rules
+from medseg.planning.training_rules import Rule
+from medseg.preprocessing.grid import GridLayout
+from medseg.training.config import TrainingConfig
+from medseg.training.layout import DataLayout, plan_value, resolve_layout
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What is known before the cases are prepared."""
+
+    config: TrainingConfig
+    layout: DataLayout
+    train_names: tuple[str, ...]
+    val_names: tuple[str, ...]
+    plan_options: dict[str, Any]
+    plan_patch: tuple[int, ...] | None
+    plan_batch: int | None
+    rules: tuple[Rule, ...]
+
+    @property
+    def grid(self) -> GridLayout:
+        return self.layout.grid
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A training run, fully decided (see the module docstring)."""
+
+    config: TrainingConfig
+    layout: DataLayout
+    train_names: tuple[str, ...]
+    val_names: tuple[str, ...]
+    structure: str
+    tile_size: tuple[int, ...] | None
+    rules: tuple[Rule, ...]
+
+    @property
+    def grid(self) -> GridLayout:
+        return self.layout.grid
+
+    def rule(self, name: str) -> Rule | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+
+def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None, data_dims: int, has_roi: bool,
+              preprocessing: list[dict[str, Any]] | None, fold: int | str | None,
+              val_cases: Sequence[str] | None) -> RunStart:
+    """Cases, budget, learning rate and grid layout (rules that need no prepared case)."""
+    from medseg.training.cases import select_cases
+
+    fired: list[Rule] = []
+    names = [c.name for c in dataset.cases]
+    validation = rules.rule_validation(names, fold, val_cases)
+    fired.append(validation)
+    train_names, val_names = select_cases(dataset, validation.value.get("fold"), validation.value.get("val_cases"),
+                                          options.seed)
+    if not train_names:
+        raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
+    budget = rules.rule_budget(options.iterations, options.time_limit, (plan or {}).get("training"))
+    lr = rules.rule_learning_rate(options.optimizer, options.learning_rate)
+    fired += [budget, lr]
+    plan_steps = plan_value(plan, "preprocessing", "normalization_steps")
+    steps = rules.rule_preprocessing(plan_steps, preprocessing, dataset.channel_names, dataset.file_ending, has_roi,
+                                     data_dims)
+    fired.append(steps)
+    layout, plan_options, plan_patch, plan_batch = resolve_layout(plan, options.network, data_dims, steps.value)
+    config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
+                     time_limit=budget.value["time_limit"], learning_rate=lr.value)
+    return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
+                    tuple(fired))
+
+
+def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
+                 train_shapes: Sequence[Sequence[int]], in_channels: int, num_classes: int, data_dims: int) -> RunSpec:
+    """The rules that look at the prepared training cases (labels and shapes on the network grid)."""
+    from medseg.training.networks import network_needs, network_size_divisor
+
+    config, layout = start.config, start.layout
+    fired = list(start.rules)
+    spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
+    structure = rules.rule_structure(rules.boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
+    fired.append(structure)
+
+    needs = network_needs(config.network)
+    given = {**start.plan_options, **config.network_options}
+    options = dict(given)
+    for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
+                                            user=set(config.network_options)):
+        fired.append(rule)
+        options[rule.name.split(".", 1)[1]] = rule.value
+    divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, options)
+    shapes = [[s for a, s in enumerate(shape) if a != slice_axis] for shape in train_shapes]
+    user_patch = tuple(config.patch_size) * spatial_dims if len(config.patch_size) == 1 else tuple(config.patch_size)
+    if user_patch and len(user_patch) != spatial_dims:
+        raise MedsegError(f"patch size {user_patch} does not match a {spatial_dims}D network")
+    patch = rules.rule_patch_size(user_patch, start.plan_patch, shapes, spatial_dims, divisor)
+    batch = rules.rule_batch_size(config.batch_size, start.plan_batch, patch.value)
+    tile = rules.rule_inference_tile(data_dims, spatial_dims, shapes, divisor, patch.value)
+    fired += [patch, batch, tile]
+    norm = rules.rule_normalisation_layer(config.network, needs.norm_option, given, tile.value is not None)
+    if norm is not None:
+        fired.append(norm)
+        if norm.value is not None:
+            options[needs.norm_option] = norm.value
+    interval = rules.rule_validation_interval(config.val_every, len(start.val_names))
+    fired.append(interval)
+    share = rules.rule_foreground_share(structure.value, config.foreground_share)
+    augmentation = rules.rule_augmentation(structure.value, spatial_dims, config.augmentation)
+    fired += [share, augmentation]
+    if needs.needs_input_size:
+        options["input_size"] = list(patch.value)
+    resolved = replace(config, network_options=options, patch_size=tuple(patch.value), batch_size=batch.value,
+                       foreground_share=share.value, augmentation=augmentation.value,
+                       val_every=interval.value["every"], val_time_share=interval.value["time_share"])
+    return RunSpec(resolved, layout, start.train_names, start.val_names, structure.value,
+                   tuple(tile.value) if tile.value else None, tuple(fired))

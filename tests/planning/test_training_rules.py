@@ -1,0 +1,132 @@
+"""The rules that complete a training run: each decides, records its inputs and reason, and yields to the user."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medseg.planning import training_rules as rules
+from medseg.planning.describe import describe_decision, describe_strides
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_validation_cases_are_never_silently_none():
+    names = [f"c{i}" for i in range(20)]
+    assert rules.rule_validation(names, None, None).value == {"fold": 0}
+    few = rules.rule_validation(["a", "b", "c"], None, None)
+    assert few.value == {"val_cases": ["c"]} and not few.overridden_by_user
+    single = rules.rule_validation(["a"], None, None)
+    assert single.value == {"fold": "all"} and "single case" in single.reason
+    user = rules.rule_validation(names, "all", None)
+    assert user.overridden_by_user and user.value == {"fold": "all"}
+    assert rules.rule_validation(names, None, ["c3"]).value == {"val_cases": ["c3"]}
+
+
+def test_thin_structures_are_told_from_compact_ones():
+    vessels = np.zeros((64, 64), np.uint8)
+    for row in range(4, 60, 8):
+        vessels[row:row + 2, 2:62] = 1               # lines two pixels wide
+    organ = np.zeros((64, 64), np.uint8)
+    organ[10:50, 12:52] = 1
+    assert rules.rule_structure(rules.boundary_share([vessels])).value == "thin"
+    compact = rules.rule_structure(rules.boundary_share([organ]))
+    assert compact.value == "compact" and compact.inputs["boundary_share"] < 0.5
+    # thick slices (5 mm vs 1 mm): the erosion stays in-plane, so a 3-slice organ is still compact
+    volume = np.zeros((12, 40, 40), np.uint8)
+    volume[4:7, 5:35, 5:35] = 1
+    assert rules.boundary_share([volume], [(5.0, 1.0, 1.0)]) < 0.5 < rules.boundary_share([volume], [(1.0, 1.0, 1.0)])
+    # a short stack (5 slices of 40 × 40) is eroded within slices whatever its recorded spacing says
+    stack = volume[2:7]
+    assert rules.boundary_share([stack], [(1.0, 1.0, 1.0)]) < 0.5
+    assert rules.boundary_share([volume], [(1.0, 1.0, 1.0)], slice_axis=0) < 0.5
+
+
+def test_thin_structure_recipe_is_the_drive_recipe():
+    from medseg.augmentation import build_augmentation
+
+    drive = json.loads((REPO / "benchmarks" / "configs" / "drive_augmentation.json").read_text(encoding="utf-8"))
+    chosen = rules.rule_augmentation("thin", 2, None)
+    assert build_augmentation(chosen.value, 2).to_config() == build_augmentation(drive, 2).to_config()
+    assert not any(t["name"] in ("blur", "low_resolution") for t in chosen.value["transforms"])
+    assert rules.rule_augmentation("compact", 2, None).value is None  # medseg's defaults
+    off = rules.rule_augmentation("thin", 2, {"enabled": False})
+    assert off.overridden_by_user and off.shown == "off"
+    assert rules.rule_foreground_share("thin", None).value == 0.2
+    assert rules.rule_foreground_share("compact", None).value == 0.5
+    user = rules.rule_foreground_share("thin", 0.7)
+    assert user.value == 0.7 and user.overridden_by_user
+
+
+def test_whole_image_tile_brings_batch_norm():
+    tile = rules.rule_inference_tile(2, 2, [(584, 565), (584, 565)], (16, 16), (128, 128))
+    assert tile.value == [592, 576]
+    norm = rules.rule_normalisation_layer("unet", "norm", {}, tile.value is not None)
+    assert norm.value == "batch"
+    volumes = rules.rule_inference_tile(3, 3, [(10, 200, 200)], (1, 16, 16), (8, 96, 96))
+    assert volumes.value is None
+    assert rules.rule_normalisation_layer("unet", "norm", {}, False).value is None
+    kept = rules.rule_normalisation_layer("unet", "norm", {"norm": "instance"}, True)
+    assert kept.value == "instance" and kept.overridden_by_user
+    assert rules.rule_normalisation_layer("fcn8s", None, {}, True) is None  # no normalisation option
+
+
+def test_decision_threshold_is_chosen_on_validation_cases_only():
+    rng = np.random.default_rng(0)
+    truth = rng.random((40, 40)) < 0.2
+    # an over-segmenting model: background pixels often get p ≈ 0.6
+    probs = np.where(truth, 0.9, np.where(rng.random((40, 40)) < 0.3, 0.6, 0.1))
+    chosen = rules.rule_decision_threshold(None, True, "thin", [probs], [truth], [None])
+    assert 0.6 < chosen.value < 0.9 and chosen.inputs["score_at_chosen"] > chosen.inputs["score_at_0.5"]
+    assert rules.rule_decision_threshold(None, True, "thin", [], [], []).value is None
+    assert rules.rule_decision_threshold(None, False, "thin", [probs], [truth], [None]) is None
+    assert rules.rule_decision_threshold("argmax", True, "thin", [probs], [truth], [None]).value is None
+    calibrated = np.where(truth, 0.9, 0.1)  # nothing beats 0.5
+    assert rules.rule_decision_threshold(None, True, "compact", [calibrated], [truth], [None]).value is None
+
+
+def test_budget_and_learning_rate_rules_live_in_the_library():
+    assert rules.rule_budget(None, None, None).value == {"iterations": None, "time_limit": 1200.0}
+    planned = rules.rule_budget(None, None, {"time_limit": 3600.0, "iterations": 900})
+    assert planned.value["time_limit"] == 3600.0 and "plan" in planned.reason
+    assert rules.rule_budget(5, None, {"time_limit": 3600.0}).overridden_by_user
+    assert rules.rule_learning_rate("sgd", None).value == 1e-2
+    assert rules.rule_learning_rate("adamw", None).value == 2e-3
+    assert rules.rule_learning_rate("adamw", 1e-4).overridden_by_user
+
+
+def test_validation_interval_rule():
+    rule = rules.rule_validation_interval(None, 40)
+    assert rule.value == {"every": 200, "time_share": 0.1} and not rule.overridden_by_user
+    fixed = rules.rule_validation_interval(50, 40)
+    assert fixed.value == {"every": 50, "time_share": None} and fixed.overridden_by_user
+
+
+def test_rules_read_as_one_line_of_words():
+    line = rules.describe(rules.rule_foreground_share("thin", None))
+    assert line.startswith("Foreground-centred patches: 20% of patches — ") and "\n" not in line
+    assert "(your choice)" in rules.describe(rules.rule_foreground_share("thin", 0.3))
+    record = rules.rule_backend(2, True).to_dict()
+    assert set(record) >= {"name", "inputs", "value", "reason", "overridden_by_user"} and record["value"] == "onnx"
+    assert rules.rule_backend(3, True).value == "compile" and rules.rule_backend(2, False).value == "torch"
+    # a plan's strides as words, not "122 222"
+    assert describe_strides([[1, 2, 2], [2, 2, 2]]) == ("2 down-sampling levels: halves axis 1 and axis 2 at level 1, "
+                                                         "halves every axis at level 2")
+    assert describe_decision("3d.target_spacing", "[1.5625, 1.5625, 10.0]") == "voxels of 1.56 × 1.56 × 10 mm"
+
+
+@pytest.mark.data
+def test_structure_rule_on_real_labels(shared_data, tmp_path):
+    """DRIVE's vessels are thin, ACDC's heart and LA's atrium compact (first cases of each)."""
+    from medseg.datasets import convert_dataset, load_dataset
+
+    drive = load_dataset(convert_dataset("drive", shared_data / "DRIVE", tmp_path / "drive"))
+    shares = {}
+    for name, ds in (("drive", drive), ("acdc", load_dataset(shared_data / "ACDC")), ("la", load_dataset(shared_data / "LA"))):
+        cases = ds.cases[:4]
+        labels = [c.read_label() for c in cases]
+        shares[name] = rules.boundary_share([lab.array[0] for lab in labels], [lab.spacing for lab in labels])
+    assert rules.rule_structure(shares["drive"]).value == "thin"
+    assert rules.rule_structure(shares["acdc"]).value == "compact"
+    assert rules.rule_structure(shares["la"]).value == "compact"
