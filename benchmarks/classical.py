@@ -60,12 +60,12 @@ def drive_cases(root: Path, subset: str):
 
 
 def frangi_score(green, fov):
-    return vesselness(green, (1.0, 2.0, 3.0), method="frangi", polarity="dark", mask=fov)
+    return vesselness(green, (1.0, 2.0, 3.0), method="frangi", polarity="dark", roi=fov)
 
 
 def clahe_sato_score(green, fov):
     enhanced = exposure.equalize_adapthist(green, clip_limit=0.01)
-    return vesselness(enhanced, (1.0, 2.0, 3.0), method="sato", polarity="dark", mask=fov)
+    return vesselness(enhanced, (1.0, 2.0, 3.0), method="sato", polarity="dark", roi=fov)
 
 
 SCORES: dict[str, Callable] = {"Frangi": frangi_score, "CLAHE + Sato": clahe_sato_score}

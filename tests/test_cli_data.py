@@ -44,11 +44,15 @@ def test_check_without_dataset_json(tmp_path, capsys):
 
 
 def test_convert_unknown_kind_and_existing_dst(tmp_path, capsys):
-    assert main(["convert", "nosuch", str(tmp_path), str(tmp_path / "out")]) == 1
+    src = tmp_path / "src"
+    src.mkdir()
+    assert main(["convert", "nosuch", str(src), str(tmp_path / "out")]) == 1
     assert "nosuch" in capsys.readouterr().err
     (tmp_path / "out").mkdir()
-    assert main(["convert", "drive", str(tmp_path), str(tmp_path / "out")]) == 1
+    assert main(["convert", "drive", str(src), str(tmp_path / "out")]) == 1
     assert "exists" in capsys.readouterr().err
+    assert main(["convert", "drive", str(src), str(src / "converted")]) == 1  # never inside the source
+    assert "inside the input folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["convert", "check", "synth"])

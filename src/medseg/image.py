@@ -54,28 +54,32 @@ def check_spacing(spacing: float | Sequence[float] | None, ndim: int, name: str 
     return tuple(float(v) for v in values)
 
 
-def check_mask(mask: np.ndarray | Image | None, spatial_shape: Sequence[int], name: str = "mask") -> np.ndarray | None:
-    """``mask`` as a non-empty boolean array of ``spatial_shape``, or None.
+def check_roi(roi: np.ndarray | Image | None, spatial_shape: Sequence[int], name: str = "roi") -> np.ndarray | None:
+    """``roi`` (region of interest) as a non-empty boolean array of ``spatial_shape``, or None.
 
     An :class:`Image` or an array with a leading channel axis of 1 is accepted as well.
 
     Examples
     --------
-    >>> check_mask(np.array([[[0, 1]]]), (1, 2))
+    >>> check_roi(np.array([[[0, 1]]]), (1, 2))
     array([[False,  True]])
     """
-    if mask is None:
+    if roi is None:
         return None
-    mask = np.asarray(mask.array if isinstance(mask, Image) else mask)
-    if mask.ndim == len(spatial_shape) + 1 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.shape != tuple(spatial_shape):
-        raise MedsegError(f"{name} of shape {mask.shape} does not match the image's spatial shape "
+    roi = np.asarray(roi.array if isinstance(roi, Image) else roi)
+    if roi.ndim == len(spatial_shape) + 1 and roi.shape[0] == 1:
+        roi = roi[0]
+    if roi.shape != tuple(spatial_shape):
+        raise MedsegError(f"{name} of shape {roi.shape} does not match the image's spatial shape "
                           f"{tuple(spatial_shape)}")
-    mask = mask.astype(bool, copy=False)
-    if not mask.any():
+    roi = roi.astype(bool, copy=False)
+    if not roi.any():
         raise MedsegError(f"{name} is empty: it selects no voxel")
-    return mask
+    return roi
+
+
+#: Former name of :func:`check_roi` (the vocabulary says ``roi``); kept for existing callers.
+check_mask = check_roi
 
 
 def _as_float_tuple(values: Sequence[float]) -> tuple[float, ...]:
@@ -96,6 +100,9 @@ class Image:
         Direction cosines, column ``j`` for array axis ``j``. Default identity.
     channel_names : sequence of str, optional
         One name per channel. Default ``("0", "1", ...)``.
+    spacing_known : bool
+        False when the file gave no physical spacing (raster formats: PNG, JPEG, TIFF...): ``spacing``
+        is then 1 per pixel, and distances, areas and volumes are reported in pixels, not millimetres.
 
     Examples
     --------
@@ -110,6 +117,12 @@ class Image:
     origin: tuple[float, ...] = ()
     direction: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     channel_names: tuple[str, ...] = ()
+    spacing_known: bool = True
+
+    @property
+    def length_unit(self) -> str:
+        """``"mm"``, or ``"px"`` (pixels) when the file gave no physical spacing."""
+        return "mm" if self.spacing_known else "px"
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
@@ -209,6 +222,25 @@ class Image:
             self.channel_names if array.shape[0] == self.num_channels else ()
         )
         return replace(self, array=array, channel_names=names, direction=self.direction.copy())
+
+    def check_finite(self, path=None) -> "Image":
+        """Return ``self``; raise :class:`MedsegError` naming ``path`` when a voxel is NaN or ±Inf.
+
+        Every command that reads images calls this: a NaN would otherwise turn into an all-background
+        label map with exit code 0.
+
+        Examples
+        --------
+        >>> Image(np.array([[[np.nan, 1.0]]])).check_finite("x.nii.gz")
+        Traceback (most recent call last):
+        ...
+        medseg.errors.MedsegError: x.nii.gz: image holds 1 NaN/infinite voxel(s); fix or mask them first
+        """
+        if np.issubdtype(self.array.dtype, np.floating) or np.issubdtype(self.array.dtype, np.complexfloating):
+            bad = int(np.count_nonzero(~np.isfinite(self.array)))
+            if bad:
+                raise MedsegError(f"image holds {bad} NaN/infinite voxel(s); fix or mask them first", path)
+        return self
 
     def channel(self, index: int) -> "Image":
         """One channel as a single-channel Image."""

@@ -144,8 +144,11 @@ class ModelConfig:
 
 def save_config(folder: str | Path, config: ModelConfig) -> Path:
     """Write ``config.json`` atomically."""
+    from medseg.provenance import provenance
+
     path = Path(folder) / CONFIG_NAME
-    write_text_atomic(path, json.dumps(config.to_dict(), indent=2) + "\n")
+    # versions, machine and date of the run that wrote it (not read back into ModelConfig)
+    write_text_atomic(path, json.dumps({**config.to_dict(), "provenance": provenance()}, indent=2) + "\n")
     return path
 
 
@@ -157,13 +160,21 @@ def load_config(folder: str | Path) -> ModelConfig:
         raise MedsegError("model folder not found", folder)
     if not path.is_file():
         raise MedsegError(f"not a model folder (no {CONFIG_NAME})", folder)
+    from medseg.io.jsonfile import read_json
+
+    from medseg.io.jsonfile import check_fields
+
+    data = read_json(path, "model configuration")
+    check_fields(data, {"network": str, "num_classes": int, "in_channels": int, "spatial_dims": int, "labels": dict,
+                        "label_values": list, "patch_size": list, "network_options": dict}, path, "model configuration")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MedsegError(f"not valid JSON: {exc}", path) from None
-    if int(data.get("format_version", 1)) > FORMAT_VERSION:
-        raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
-    return ModelConfig.from_dict(data, path)
+        if int(data.get("format_version", 1)) > FORMAT_VERSION:
+            raise MedsegError(f"written by a newer medseg (format {data['format_version']}); upgrade medseg", path)
+        return ModelConfig.from_dict(data, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # a hand-edited or foreign config.json: name the file, not a Python error
+        raise MedsegError(f"model configuration has a missing or mistyped field ({type(exc).__name__}: {exc})",
+                          path) from None
 
 
 def save_pruning(folder: str | Path, pruning: dict[str, Any]) -> Path:
@@ -178,11 +189,10 @@ def load_pruning(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / PRUNING_NAME
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MedsegError(f"not valid JSON: {exc}", path) from None
-    if not isinstance(data, dict) or not isinstance(data.get("level"), int):
+    from medseg.io.jsonfile import read_json
+
+    data = read_json(path, "UNet++ pruning choice")
+    if not isinstance(data.get("level"), int):
         raise MedsegError("pruning.json has no integer 'level'", path)
     return data
 
@@ -229,22 +239,24 @@ def load_weights(model, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise MedsegError("weights not found", path)
+    from medseg.io.weights import mismatch_message
+
     if path.suffix == ".safetensors":
         from safetensors.torch import load_model
 
         try:
             load_model(model, str(path), strict=True)
         except Exception as exc:
-            raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+            raise MedsegError(f"weights do not fit the network: {mismatch_message(exc)}", path) from None
         return
-    import torch
+    from medseg.io.weights import load_torch_file
 
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_torch_file(path, "weights file")
     try:
         # a checkpoint of a run with a weight average predicts with the average, like model.safetensors
         model.load_state_dict(payload.get("averaged_model", payload.get("model", payload)))
     except RuntimeError as exc:
-        raise MedsegError(f"weights do not fit the network: {str(exc).splitlines()[0]}", path) from None
+        raise MedsegError(f"weights do not fit the network: {mismatch_message(exc)}", path) from None
 
 
 def weights_path(folder: str | Path, which: str = "final") -> Path:

@@ -31,7 +31,7 @@ def test_registry_lists_every_method_with_metadata():
         assert entry.factory is getattr(classical, f"segment_{entry.name}")
         assert set(entry.metadata) >= {"dims", "seeds", "output", "family", "summary"}
         params = inspect.signature(entry.factory).parameters
-        assert list(params)[0] == "image" and "spacing" in params and "mask" in params
+        assert list(params)[0] == "image" and "spacing" in params and "roi" in params
         if entry.metadata["seeds"] != "no":
             assert "seeds" in params and "physical" in params
         assert "Examples" in entry.factory.__doc__
@@ -56,14 +56,17 @@ def test_every_method_runs_on_a_small_image_and_refuses_colour(name):
 def test_image_input_and_bad_shapes():
     x = np.zeros((10, 10))
     x[2:6, 2:6] = 1
-    assert np.array_equal(classical.segment_otsu(Image(x[None])), classical.segment_otsu(x))
+    image = Image(x[None], spacing=(0.5, 2.0), origin=(3.0, -1.0))
+    labels = classical.segment_otsu(image)  # an Image in: an Image out, geometry kept
+    assert isinstance(labels, Image) and labels.geometry_difference(image) is None
+    assert np.array_equal(labels.array[0], classical.segment_otsu(x))
     with pytest.raises(MedsegError, match="2D or 3D"):
         classical.segment_otsu(np.zeros(10))
     with pytest.raises(MedsegError, match="2D or 3D"):
         classical.segment_otsu(np.zeros((2, 3, 4, 5)))
     with pytest.raises(MedsegError, match="spacing"):
         classical.segment_otsu(x, spacing=(1.0, 1.0, 1.0))
-    with pytest.raises(MedsegError, match="mask"):
-        classical.segment_otsu(x, mask=np.ones((3, 3)))
+    with pytest.raises(MedsegError, match="roi"):
+        classical.segment_otsu(x, roi=np.ones((3, 3)))
     with pytest.raises(MedsegError, match="NaN"):
         classical.segment_otsu(np.full((4, 4), np.nan))

@@ -44,11 +44,11 @@ def test_colour_needs_channel_except_vesselness(tmp_path, capsys):
     assert "--channel" in capsys.readouterr().err and not out.exists()
     assert main(["segment", "kmeans", str(tmp_path / "rgb.png"), "-o", str(out), "--classes", "2", "--channel", "R"]) == 0
     assert dice(read_image(out).array[0] == 1, truth) > 0.95
-    assert main(["segment", "otsu", str(tmp_path / "rgb.png"), "-o", str(out), "--channel", "G", "--polarity", "dark"]) == 0
+    assert main(["segment", "otsu", str(tmp_path / "rgb.png"), "-o", str(out), "--channel", "G", "--polarity", "dark", "--overwrite"]) == 0
     assert dice(read_image(out).array[0], truth) > 0.95
     assert main(["segment", "sato", str(tmp_path / "rgb.png"), "-o", str(tmp_path / "v.png")]) == 0
     assert "channel 1 (G)" in capsys.readouterr().out
-    assert main(["segment", "otsu", str(tmp_path / "rgb.png"), "-o", str(out), "--channel", "7"]) == 1
+    assert main(["segment", "otsu", str(tmp_path / "rgb.png"), "-o", str(out), "--channel", "7", "--overwrite"]) == 1
     assert "no such channel" in capsys.readouterr().err
 
 

@@ -24,7 +24,7 @@ def test_mask_and_3d(method, blobs3d):
     image, a, b, spacing = blobs3d
     mask = np.zeros(image.shape, bool)
     mask[:, :, :16] = True
-    lab = method(image, classes=2, mask=mask)
+    lab = method(image, classes=2, roi=mask)
     assert not lab[~mask].any()
     assert dice(lab[mask], (a | b)[mask]) > 0.9
 

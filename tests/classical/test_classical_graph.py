@@ -19,7 +19,7 @@ def test_random_walker_3d_with_mask_and_spacing(blobs3d):
     mask = np.ones(image.shape, bool)
     mask[:, :, 28:] = False
     lab = segment_random_walker(image, seeds=[(5, 10, 10), (10, 22, 22), (0, 0, 0)], seed_labels=[1, 1, 2],
-                                spacing=spacing, mask=mask)
+                                spacing=spacing, roi=mask)
     assert not lab[~mask].any() and dice(lab == 1, a | b) > 0.85
 
 

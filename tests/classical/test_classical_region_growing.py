@@ -27,7 +27,7 @@ def test_connected_threshold_respects_mask(two_level):
     image, truth = two_level
     mask = np.zeros_like(truth)
     mask[:, :20] = True
-    lab = segment_connected_threshold(image, seeds=[(16, 12)], lower=800, upper=1000, mask=mask)
+    lab = segment_connected_threshold(image, seeds=[(16, 12)], lower=800, upper=1000, roi=mask)
     assert np.array_equal(lab.astype(bool), truth & mask)
 
 

@@ -26,7 +26,7 @@ def test_otsu_noisy_disc_and_mask(disc):
     assert dice(segment_otsu(image), truth) > 0.95
     mask = np.zeros_like(truth)
     mask[:, :24] = True
-    lab = segment_otsu(image, mask=mask)
+    lab = segment_otsu(image, roi=mask)
     assert not lab[:, 24:].any() and dice(lab[:, :24], truth[:, :24]) > 0.95
 
 
@@ -61,12 +61,12 @@ def test_hysteresis_keeps_connected_weak_voxels():
     x[5, 2:18] = 5.0  # weak line
     x[5, 10] = 10.0  # one strong voxel on it
     x[15, 2:18] = 5.0  # weak line without a strong voxel
-    lab = segment_hysteresis(x, low=3, high=8)
+    lab = segment_hysteresis(x, lower=3, upper=8)
     assert lab[5, 2:18].all() and not lab[15].any()
-    dark = segment_hysteresis(-x, low=-3, high=-8, polarity="dark")
+    dark = segment_hysteresis(-x, lower=-3, upper=-8, polarity="dark")
     assert np.array_equal(dark, lab)
-    with pytest.raises(MedsegError, match="low"):
-        segment_hysteresis(x, low=9, high=8)
+    with pytest.raises(MedsegError, match="lower"):
+        segment_hysteresis(x, lower=9, upper=8)
 
 
 def test_hysteresis_default_thresholds(disc):

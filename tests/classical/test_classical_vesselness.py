@@ -32,11 +32,11 @@ def test_mask_hides_field_of_view_edge(tube):
     mask = np.zeros(truth.shape, bool)
     mask[4:44, 4:60] = True
     framed = np.where(mask, image, 0.0)  # black surround, like a fundus photograph
-    score = vesselness(framed, mask=mask)
+    score = vesselness(framed, roi=mask)
     assert not score[~mask].any()
     inner = mask.copy()
     assert _auc(score[inner], truth[inner]) > 0.95
-    assert dice(segment_frangi(framed, mask=mask)[inner], truth[inner]) > 0.7
+    assert dice(segment_frangi(framed, roi=mask)[inner], truth[inner]) > 0.7
 
 
 def test_sigmas_in_mm(tube):
@@ -88,6 +88,6 @@ def test_drive_image_sato_p_tile(shared_data):
     green = read_image(root / "images" / "01_test.tif").array[1]
     truth = read_image(root / "1st_manual" / "01_manual1.gif").array[0] > 0
     fov = read_image(root / "mask" / "01_test_mask.gif").array[0] > 0
-    score = vesselness(green, (1.0, 2.0, 3.0), method="sato", mask=fov)
+    score = vesselness(green, (1.0, 2.0, 3.0), method="sato", roi=fov)
     assert roc_auc(score, truth, fov) > 0.9
-    assert f1(segment_sato(green, fraction=0.13, mask=fov), truth, fov) > 0.65
+    assert f1(segment_sato(green, fraction=0.13, roi=fov), truth, fov) > 0.65

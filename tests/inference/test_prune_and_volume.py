@@ -105,7 +105,8 @@ def test_cli_prune_level_and_non_prunable_model(unetpp, organs_model, vessels, t
     data, folder = organs_model
     assert main(["predict", str(folder), "-i", str(data / "imagesTs"), "-o", str(tmp_path / "p3"), "--backend", "torch",
                  "--prune-level", "2"]) == 1
-    assert "cannot be pruned" in capsys.readouterr().err.replace("\n", " ")
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot be pruned" in errors[0]  # the message, on one line, not the layout
 
 
 # --- volumes --------------------------------------------------------------------------------------

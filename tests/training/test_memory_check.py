@@ -10,7 +10,7 @@ from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.predictor import Predictor
 from medseg.io import write_image
-from medseg.planning import machine
+from medseg import resources
 from medseg.preprocessing.resample import resampled_shape
 from medseg.training.data import LabelMapping, prepare_case
 from tests.inference.test_predictor import make_model_folder
@@ -18,7 +18,7 @@ from tests.inference.test_predictor import make_model_folder
 
 @pytest.fixture
 def little_memory(monkeypatch):
-    monkeypatch.setattr(machine, "available_ram", lambda: 64 * 2**10)  # 64 KiB
+    monkeypatch.setattr(resources, "available_ram", lambda: 64 * 2**10)  # 64 KiB
 
 
 def test_resampled_shape_keeps_the_extent():
@@ -43,7 +43,7 @@ def test_prediction_too_large_is_refused_before_work(tmp_path, monkeypatch, caps
     folder = make_model_folder(tmp_path / "m", spatial_dims=3)
     image = Image(np.zeros((1, 12, 20, 20), np.float32))
     write_image(image, tmp_path / "big.nii.gz")
-    monkeypatch.setattr(machine, "available_ram", lambda: 64 * 2**10)
+    monkeypatch.setattr(resources, "available_ram", lambda: 64 * 2**10)
     with pytest.raises(MedsegError, match="--fast 2"):
         Predictor.from_folder(folder).predict(image)
     out = tmp_path / "out"

@@ -2,7 +2,7 @@
 methods and vesselness — plain ``segment_<name>(image, ..., spacing=None) -> labels`` functions.
 
 Shared conventions (see :mod:`medseg.classical._common`): one-channel 2D/3D arrays (or one-channel
-Images) in, integer label maps out; lengths in mm when ``spacing`` is given; ``mask`` restricts the
+Images) in, integer label maps (Images on the same grid) out; lengths in mm when ``spacing`` is given; ``roi`` restricts the
 statistics and the output; ``seeds`` are voxel indices (array order) or physical points with
 ``physical=True``; ``polarity`` is "bright" or "dark"; multi-class methods label classes 0..K-1 by
 increasing intensity.

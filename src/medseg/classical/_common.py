@@ -6,7 +6,7 @@ Conventions (the same in every ``segment_*`` function):
   is accepted too (its spacing and geometry are then used).
 - ``spacing``: voxel size per array axis. Lengths (``sigma``, ``block_size``, ``radius``) are in the
   units of ``spacing`` (mm), i.e. in voxels when ``spacing`` is None.
-- ``mask``: boolean region of interest; voxels outside it are labelled 0 and do not inform thresholds.
+- ``roi``: boolean region of interest; voxels outside it are labelled 0 and do not inform thresholds.
 - ``seeds``: voxel indices in array order ``(z, y, x)`` / ``(y, x)``, or physical points (mm, array-axis
   order) with ``physical=True``; ``seed_labels`` gives each seed's label.
 - ``polarity``: "bright" (object brighter than background) or "dark".
@@ -175,10 +175,10 @@ def fit_sample(values: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarra
     return values[rng.choice(values.shape[0], max_samples, replace=False)]
 
 
-def finish(labels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Zero outside ``mask`` and cast to the smallest unsigned integer type."""
+def finish(labels: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+    """Zero outside ``roi`` and cast to the smallest unsigned integer type."""
     labels = np.asarray(labels)
-    if mask is not None:
-        labels = np.where(mask, labels, 0)
+    if roi is not None:
+        labels = np.where(roi, labels, 0)
     top = int(labels.max()) if labels.size else 0
     return labels.astype(label_dtype(top), copy=False)

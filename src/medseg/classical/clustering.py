@@ -1,7 +1,7 @@
 """Intensity clustering: k-means, fuzzy c-means and Gaussian mixtures.
 
-Every method clusters voxel intensities (inside ``mask``) into ``classes`` groups and returns labels
-ordered by intensity: 0 is the darkest class, ``classes - 1`` the brightest; voxels outside ``mask`` are 0.
+Every method clusters voxel intensities (inside ``roi``) into ``classes`` groups and returns labels
+ordered by intensity: 0 is the darkest class, ``classes - 1`` the brightest; voxels outside ``roi`` are 0.
 Models are fitted on at most ``max_samples`` randomly chosen voxels (a 1D intensity model does not improve
 beyond ~10⁵ samples) and then applied to every voxel.
 """
@@ -15,19 +15,19 @@ import numpy as np
 from medseg.classical._common import as_scalar, check_classes, finish, fit_sample, order_by_intensity
 from medseg.classical.registry import register
 from medseg.errors import MedsegError
-from medseg.image import Image, check_mask
+from medseg.image import Image, check_roi
 
 __all__ = ["segment_kmeans", "segment_fuzzy_cmeans", "segment_gaussian_mixture", "fuzzy_cmeans"]
 
 
-def _prepare(image, spacing, mask, classes, method):
+def _prepare(image, spacing, roi, classes, method):
     img = as_scalar(image, spacing, method)
     classes = check_classes(classes)
-    mask = check_mask(mask, img.array.shape)
-    values = (img.array[mask] if mask is not None else img.array.ravel()).astype(np.float64)
+    roi = check_roi(roi, img.array.shape)
+    values = (img.array[roi] if roi is not None else img.array.ravel()).astype(np.float64)
     if np.unique(values[:100_000]).size < classes and np.unique(values).size < classes:
         raise MedsegError(f"classes={classes} but the image has only {np.unique(values).size} distinct values")
-    return img, mask, classes, values
+    return img, roi, classes, values
 
 
 def _nearest_rank(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -37,11 +37,11 @@ def _nearest_rank(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.digitize(values, (ordered[1:] + ordered[:-1]) / 2.0)
 
 
-def _scatter(img_shape, mask, labels_in_mask):
+def _scatter(img_shape, roi, labels_in_mask):
     out = np.zeros(img_shape, np.int64)
-    if mask is None:
+    if roi is None:
         return labels_in_mask.reshape(img_shape)
-    out[mask] = labels_in_mask
+    out[roi] = labels_in_mask
     return out
 
 
@@ -50,9 +50,9 @@ def segment_kmeans(
     image: np.ndarray | Image,
     classes: int = 3,
     *,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     max_samples: int = 100_000,
-    random_state: int = 0,
+    seed: int = 0,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Cluster intensities with k-means (scikit-learn).
@@ -63,11 +63,11 @@ def segment_kmeans(
         Grey-level image.
     classes : int
         Number of clusters.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Only voxels inside it are clustered; outside the result is 0.
     max_samples : int
         Voxels used to fit the centres.
-    random_state : int
+    seed : int
         Seed of the initialisation and the sub-sampling.
     spacing : sequence of float, optional
         Voxel size (unused; accepted for a uniform interface).
@@ -85,14 +85,14 @@ def segment_kmeans(
     """
     from sklearn.cluster import KMeans
 
-    img, mask, classes, values = _prepare(image, spacing, mask, classes, "kmeans")
-    fit = fit_sample(values, max_samples, random_state)[:, None]
-    model = KMeans(n_clusters=classes, n_init=3, random_state=random_state).fit(fit)
-    return finish(_scatter(img.array.shape, mask, _nearest_rank(values, model.cluster_centers_[:, 0])), mask)
+    img, roi, classes, values = _prepare(image, spacing, roi, classes, "kmeans")
+    fit = fit_sample(values, max_samples, seed)[:, None]
+    model = KMeans(n_clusters=classes, n_init=3, random_state=seed).fit(fit)
+    return finish(_scatter(img.array.shape, roi, _nearest_rank(values, model.cluster_centers_[:, 0])), roi)
 
 
 def fuzzy_cmeans(
-    values: np.ndarray, classes: int, m: float = 2.0, iterations: int = 100, tol: float = 1e-4, random_state: int = 0
+    values: np.ndarray, classes: int, m: float = 2.0, iterations: int = 100, tol: float = 1e-4, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuzzy c-means (Bezdek 1981) of 1D or ``(N, F)`` feature values.
 
@@ -111,7 +111,7 @@ def fuzzy_cmeans(
         Maximum number of updates.
     tol : float
         Stop when no membership changes by more than this.
-    random_state : int
+    seed : int
         Seed of the initial memberships.
 
     Returns
@@ -130,7 +130,7 @@ def fuzzy_cmeans(
         raise MedsegError(f"m (fuzzifier) must be > 1; got {m}")
     x = np.asarray(values, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(seed)
     u = rng.dirichlet(np.ones(classes), size=x.shape[0])
     centres = np.zeros((classes, x.shape[1]))
     for _ in range(int(iterations)):
@@ -155,9 +155,9 @@ def segment_fuzzy_cmeans(
     *,
     m: float = 2.0,
     iterations: int = 100,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     max_samples: int = 20_000,
-    random_state: int = 0,
+    seed: int = 0,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Fuzzy c-means clustering of intensities (the classic for MR tissue classes), hardened by maximum
@@ -173,13 +173,13 @@ def segment_fuzzy_cmeans(
         Fuzzifier (> 1).
     iterations : int
         Maximum number of updates.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Only voxels inside it are clustered; outside the result is 0.
     max_samples : int
         Voxels used to fit the centres (fewer than for k-means: each fuzzy update touches every
         sample-class pair; on an ACDC volume, 10⁵ samples with tol 1e-5 took 5.8 s, 2·10⁴ with tol 1e-4
         0.45 s, centres within 0.5 % of the intensity range).
-    random_state : int
+    seed : int
         Seed of the initial memberships.
     spacing : sequence of float, optional
         Voxel size (unused; accepted for a uniform interface).
@@ -195,11 +195,11 @@ def segment_fuzzy_cmeans(
     >>> segment_fuzzy_cmeans(x, classes=3)[:, 0].tolist()
     [0, 1, 2]
     """
-    img, mask, classes, values = _prepare(image, spacing, mask, classes, "fuzzy_cmeans")
-    centres, _ = fuzzy_cmeans(fit_sample(values, max_samples, random_state), classes, m, iterations,
-                              random_state=random_state)
+    img, roi, classes, values = _prepare(image, spacing, roi, classes, "fuzzy_cmeans")
+    centres, _ = fuzzy_cmeans(fit_sample(values, max_samples, seed), classes, m, iterations,
+                              seed=seed)
     # Maximum membership = nearest centre (memberships decrease monotonically with distance).
-    return finish(_scatter(img.array.shape, mask, _nearest_rank(values, centres[:, 0])), mask)
+    return finish(_scatter(img.array.shape, roi, _nearest_rank(values, centres[:, 0])), roi)
 
 
 @register("gaussian_mixture", output="classes", family="clustering",
@@ -208,9 +208,9 @@ def segment_gaussian_mixture(
     image: np.ndarray | Image,
     classes: int = 3,
     *,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     max_samples: int = 100_000,
-    random_state: int = 0,
+    seed: int = 0,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Fit a Gaussian mixture (scikit-learn, EM) to intensities and label by maximum posterior.
@@ -224,11 +224,11 @@ def segment_gaussian_mixture(
         Grey-level image.
     classes : int
         Number of components.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Only voxels inside it are modelled; outside the result is 0.
     max_samples : int
         Voxels used to fit the mixture.
-    random_state : int
+    seed : int
         Seed of the initialisation and the sub-sampling.
     spacing : sequence of float, optional
         Voxel size (unused; accepted for a uniform interface).
@@ -248,9 +248,9 @@ def segment_gaussian_mixture(
     """
     from sklearn.mixture import GaussianMixture
 
-    img, mask, classes, values = _prepare(image, spacing, mask, classes, "gaussian_mixture")
-    fit = fit_sample(values, max_samples, random_state)[:, None]
-    model = GaussianMixture(n_components=classes, random_state=random_state, n_init=1).fit(fit)
+    img, roi, classes, values = _prepare(image, spacing, roi, classes, "gaussian_mixture")
+    fit = fit_sample(values, max_samples, seed)[:, None]
+    model = GaussianMixture(n_components=classes, random_state=seed, n_init=1).fit(fit)
     assigned = model.predict(values[:, None])
     centres = model.means_[:, 0]
-    return finish(_scatter(img.array.shape, mask, order_by_intensity(assigned, values, centres)), mask)
+    return finish(_scatter(img.array.shape, roi, order_by_intensity(assigned, values, centres)), roi)

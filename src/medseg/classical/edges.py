@@ -21,7 +21,7 @@ from medseg.classical._common import (
 from medseg.classical.registry import register
 from medseg.classical.threshold import otsu_value
 from medseg.errors import MedsegError
-from medseg.image import Image, check_mask
+from medseg.image import Image, check_roi
 
 __all__ = [
     "segment_canny",
@@ -33,12 +33,12 @@ __all__ = [
 ]
 
 
-def _unit(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Rescale to [0, 1] using the range inside ``mask`` (edge and contour parameters assume it)."""
-    values = array[mask] if mask is not None else array
+def _unit(array: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+    """Rescale to [0, 1] using the range inside ``roi`` (edge and contour parameters assume it)."""
+    values = array[roi] if roi is not None else array
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
-        raise MedsegError("image is constant (inside the mask): there is no contrast to segment")
+        raise MedsegError("image is constant (inside the roi): there is no contrast to segment")
     return np.clip((array.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
 
 
@@ -62,11 +62,11 @@ def gradient_magnitude(image: np.ndarray, sigma: float | Sequence[float] = 1.0,
     return np.sqrt(sum(g * g for g in grads))
 
 
-def _oriented(region: np.ndarray, array: np.ndarray, bright: bool, mask: np.ndarray | None) -> np.ndarray:
+def _oriented(region: np.ndarray, array: np.ndarray, bright: bool, roi: np.ndarray | None) -> np.ndarray:
     """Level-set methods split the image in two without saying which side is the object: pick the side
     whose mean is brighter (or darker) than the other."""
-    inside = region & mask if mask is not None else region
-    outside = ~region & mask if mask is not None else ~region
+    inside = region & roi if roi is not None else region
+    outside = ~region & roi if roi is not None else ~region
     if not inside.any() or not outside.any():
         return region
     brighter = array[inside].mean() >= array[outside].mean()
@@ -90,10 +90,10 @@ def segment_canny(
     image: np.ndarray | Image,
     sigma: float = 1.0,
     *,
-    low: float | None = None,
-    high: float | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
     radius: float = 1.0,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Detect Canny edges, close gaps with a disk, and fill the enclosed regions.
@@ -103,14 +103,14 @@ def segment_canny(
     Parameters
     ----------
     image : (Y, X) or (Z, Y, X) ndarray or one-channel Image
-        Grey-level image, rescaled to [0, 1] inside ``mask`` first.
+        Grey-level image, rescaled to [0, 1] inside ``roi`` first.
     sigma : float
         Gaussian smoothing in mm (in-plane spacing; voxels without ``spacing``).
-    low, high : float, optional
+    lower, upper : float, optional
         Hysteresis thresholds on the gradient of the [0, 1] image (scikit-image defaults 0.1, 0.2).
     radius : float
         Radius (in-plane, mm) of the closing that bridges gaps in the edges.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Edges are searched inside it; outside the result is 0.
     spacing : sequence of float, optional
         Voxel size.
@@ -128,20 +128,20 @@ def segment_canny(
     (True, False)
     """
     img = as_scalar(image, spacing, "canny")
-    mask = check_mask(mask, img.array.shape)
-    unit = _unit(img.array, mask)
+    roi = check_roi(roi, img.array.shape)
+    unit = _unit(img.array, roi)
     plane_spacing = img.spacing[-2:]
     sig = float(np.mean(to_voxels(sigma, plane_spacing, "sigma")))
     r = int(round(float(np.mean(to_voxels(radius, plane_spacing, "radius")))))
     footprint = morphology.disk(max(r, 0))
     slices = unit[None] if unit.ndim == 2 else unit
-    masks = (mask[None] if mask.ndim == 2 else mask) if mask is not None else [None] * len(slices)
+    rois = (roi[None] if roi.ndim == 2 else roi) if roi is not None else [None] * len(slices)
     out = np.zeros(slices.shape, bool)
-    for k, (plane, m) in enumerate(zip(slices, masks)):
-        edges = feature.canny(plane, sigma=sig, low_threshold=low, high_threshold=high, mask=m)
+    for k, (plane, m) in enumerate(zip(slices, rois)):
+        edges = feature.canny(plane, sigma=sig, low_threshold=lower, high_threshold=upper, mask=m)
         closed = ndimage.binary_closing(np.pad(edges, r), footprint)[r:-r, r:-r] if r > 0 else edges
         out[k] = ndimage.binary_fill_holes(closed)
-    return finish(out.reshape(unit.shape), mask)
+    return finish(out.reshape(unit.shape), roi)
 
 
 @register("watershed", seeds="optional", output="regions", family="edges",
@@ -156,7 +156,7 @@ def segment_watershed(
     sigma: float = 1.0,
     compactness: float = 0.0,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -184,7 +184,7 @@ def segment_watershed(
         Compact watershed (0 = classic).
     physical : bool
         Seeds are physical points (mm, array-axis order) rather than voxel indices.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Flooding is restricted to it.
     polarity : {"bright", "dark"}
         Object polarity for ``markers="distance"`` (Otsu foreground).
@@ -194,7 +194,7 @@ def segment_watershed(
     Returns
     -------
     ndarray of uint8 / uint16
-        One label per marker (0 outside ``mask`` and, for "distance", in the background).
+        One label per marker (0 outside ``roi`` and, for "distance", in the background).
 
     Examples
     --------
@@ -204,7 +204,7 @@ def segment_watershed(
     (1, 2, True, True)
     """
     img = as_scalar(image, spacing, "watershed")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     kind = markers or ("seeds" if seeds is not None and len(seeds) else "h_minima")
     if kind == "seeds":
         index = seed_indices(seeds, img, physical)
@@ -212,7 +212,7 @@ def segment_watershed(
         marker_map = np.zeros(img.array.shape, np.int32)
         marker_map[tuple(index.T)] = values
         relief = gradient_magnitude(img.array, sigma, img.spacing)
-        flood_mask = mask
+        flood_mask = roi
     elif kind == "h_minima":
         relief = gradient_magnitude(img.array, sigma, img.spacing)
         depth = h if h is not None else 0.05 * float(np.ptp(relief))
@@ -221,13 +221,13 @@ def segment_watershed(
         marker_map = ndimage.label(morphology.h_minima(relief, depth))[0]
         if marker_map.max() == 0:
             raise MedsegError(f"h={depth:g} is deeper than every minimum of the gradient (range {np.ptp(relief):g}): no markers")
-        flood_mask = mask
+        flood_mask = roi
     elif kind == "distance":
-        values = img.array[mask] if mask is not None else img.array
+        values = img.array[roi] if roi is not None else img.array
         t = otsu_value(values)
         fg = img.array > t if check_polarity(polarity) else img.array < t
-        if mask is not None:
-            fg &= mask
+        if roi is not None:
+            fg &= roi
         dist = ndimage.distance_transform_edt(fg, sampling=img.spacing)
         height = h if h is not None else float(min(img.spacing))
         marker_map = ndimage.label(morphology.h_maxima(dist, height) & fg)[0]
@@ -236,7 +236,7 @@ def segment_watershed(
     else:
         raise MedsegError(f"markers must be 'seeds', 'h_minima' or 'distance'; got {markers!r}")
     labels = segmentation.watershed(relief, marker_map, mask=flood_mask, compactness=compactness)
-    return finish(labels, mask)
+    return finish(labels, roi)
 
 
 @register("chan_vese", dims=(2,), family="edges", summary="Chan-Vese active contour without edges (2D)")
@@ -245,7 +245,7 @@ def segment_chan_vese(
     *,
     mu: float = 0.25,
     iterations: int = 200,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -259,7 +259,7 @@ def segment_chan_vese(
         Length penalty: larger gives smoother, rounder regions.
     iterations : int
         Maximum number of iterations.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Outside it the result is 0 (the contour still evolves on the whole image).
     polarity : {"bright", "dark"}
         Which phase is returned as the object.
@@ -281,10 +281,10 @@ def segment_chan_vese(
     from skimage.segmentation import chan_vese
 
     img = as_scalar(image, spacing, "chan_vese", dims=(2,))
-    mask = check_mask(mask, img.array.shape)
-    unit = _unit(img.array, mask)
+    roi = check_roi(roi, img.array.shape)
+    unit = _unit(img.array, roi)
     region = chan_vese(unit, mu=mu, max_num_iter=int(iterations), tol=1e-3)
-    return finish(_oriented(region, unit, check_polarity(polarity), mask), mask)
+    return finish(_oriented(region, unit, check_polarity(polarity), roi), roi)
 
 
 @register("morphological_chan_vese", seeds="optional", family="edges",
@@ -297,7 +297,7 @@ def segment_morphological_chan_vese(
     smoothing: int = 1,
     radius: float = 5.0,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -317,7 +317,7 @@ def segment_morphological_chan_vese(
         Radius (mm) of the initial balls around seeds.
     physical : bool
         Seeds are physical points.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Outside it the result is 0.
     polarity : {"bright", "dark"}
         Which phase is returned as the object.
@@ -337,11 +337,11 @@ def segment_morphological_chan_vese(
     (True, False, True)
     """
     img = as_scalar(image, spacing, "morphological_chan_vese")
-    mask = check_mask(mask, img.array.shape)
-    unit = _unit(img.array, mask)
+    roi = check_roi(roi, img.array.shape)
+    unit = _unit(img.array, roi)
     init = _seed_balls(img, seeds, physical, radius).astype(np.int8) if seeds is not None and len(seeds) else "checkerboard"
     region = segmentation.morphological_chan_vese(unit, int(iterations), init_level_set=init, smoothing=int(smoothing))
-    return finish(_oriented(region.astype(bool), unit, check_polarity(polarity), mask), mask)
+    return finish(_oriented(region.astype(bool), unit, check_polarity(polarity), roi), roi)
 
 
 @register("geodesic_active_contour", seeds="optional", family="edges",
@@ -357,7 +357,7 @@ def segment_geodesic_active_contour(
     smoothing: int = 1,
     radius: float = 3.0,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Morphological geodesic active contour on the inverse Gaussian gradient.
@@ -385,7 +385,7 @@ def segment_geodesic_active_contour(
         Radius (mm) of the initial balls.
     physical : bool
         Seeds are physical points.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Outside it the result is 0.
     spacing : sequence of float, optional
         Voxel size.
@@ -404,8 +404,8 @@ def segment_geodesic_active_contour(
     (True, False)
     """
     img = as_scalar(image, spacing, "geodesic_active_contour")
-    mask = check_mask(mask, img.array.shape)
-    unit = _unit(img.array, mask)
+    roi = check_roi(roi, img.array.shape)
+    unit = _unit(img.array, roi)
     sig = float(np.mean(to_voxels(sigma, img.spacing, "sigma")))
     gimage = segmentation.inverse_gaussian_gradient(unit, alpha=alpha, sigma=sig)
     if seeds is not None and len(seeds):
@@ -417,4 +417,4 @@ def segment_geodesic_active_contour(
     region = segmentation.morphological_geodesic_active_contour(
         gimage, int(iterations), init_level_set=init, smoothing=int(smoothing), threshold="auto", balloon=force
     )
-    return finish(region.astype(bool), mask)
+    return finish(region.astype(bool), roi)

@@ -18,7 +18,7 @@ from medseg.classical._common import (
 from medseg.classical.registry import register
 from medseg.classical.threshold import otsu_value
 from medseg.errors import MedsegError
-from medseg.image import Image, check_mask
+from medseg.image import Image, check_roi
 
 __all__ = ["segment_random_walker", "segment_graph_cut"]
 
@@ -32,7 +32,7 @@ def segment_random_walker(
     seed_labels: Sequence[int] | None = None,
     beta: float = 130.0,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Label each voxel with the seed label a random walker starting there most likely reaches first.
@@ -49,7 +49,7 @@ def segment_random_walker(
         Edge weight sensitivity (scikit-image normalises it by the image's standard deviation).
     physical : bool
         Seeds are physical points (mm, array-axis order).
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Voxels outside it are not part of the graph and are labelled 0.
     spacing : sequence of float, optional
         Voxel size, used to map physical seeds (edge weights are isotropic, see the note in the code).
@@ -69,28 +69,28 @@ def segment_random_walker(
     from skimage.segmentation import random_walker
 
     img = as_scalar(image, spacing, "random_walker")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     index = seed_indices(seeds, img, physical)
     values = seed_label_values(seed_labels, len(index))
     if np.unique(values).size < 2:
         raise MedsegError("seeds: random walker needs seeds of at least two different labels (seed_labels)")
     markers = np.zeros(img.array.shape, np.int32)
-    if mask is not None:
-        markers[~mask] = -1  # inactive: excluded from the graph
+    if roi is not None:
+        markers[~roi] = -1  # inactive: excluded from the graph
     markers[tuple(index.T)] = values
     # scikit-image's edge weights exp(-beta |dI|^2 / (10 std)) are not scale-free: they assume [0, 1]
     # intensities, so rescale (on raw CT/MR values nearly all weights underflow and CG does not converge).
-    inside = img.array[mask] if mask is not None else img.array
+    inside = img.array[roi] if roi is not None else img.array
     lo, hi = float(inside.min()), float(inside.max())
     if hi <= lo:
-        raise MedsegError("image is constant (inside the mask): there is no contrast to segment")
+        raise MedsegError("image is constant (inside the roi): there is no contrast to segment")
     unit = np.clip((img.array.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
     # spacing is deliberately not passed on: with scikit-image 0.26 any spacing of 2 along one axis sent
     # every voxel of our 3D test phantom to one label in all solver modes (measured; spacing 1.2 was fine),
     # so the graph uses isotropic neighbour weights and spacing only maps physical seeds.
     labels = random_walker(unit, markers, beta=beta, mode="cg_j", tol=1e-3)
     labels = np.where(labels < 0, 0, labels)
-    return finish(labels, mask)
+    return finish(labels, roi)
 
 
 def _gaussian_cost(values: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -137,7 +137,7 @@ def segment_graph_cut(
     seed_labels: Sequence[int] | None = None,
     smoothness: float = 1.0,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -158,7 +158,7 @@ def segment_graph_cut(
         Weight λ of the pairwise term (larger: smoother boundaries, fewer small islands).
     physical : bool
         Seeds are physical points (mm, array-axis order).
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Voxels outside it are forced to background.
     polarity : {"bright", "dark"}
         Which Otsu class is the object when a class has no seeds.
@@ -181,7 +181,7 @@ def segment_graph_cut(
     import maxflow
 
     img = as_scalar(image, spacing, "graph_cut")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     if smoothness < 0:
         raise MedsegError(f"smoothness must be >= 0; got {smoothness}")
     index = seed_indices(seeds, img, physical, required=False)
@@ -189,7 +189,7 @@ def segment_graph_cut(
     if np.any((values != 1) & (values != 2)):
         raise MedsegError(f"seed_labels for graph_cut must be 1 (object) or 2 (background); got {values.tolist()}")
     array = img.array.astype(np.float64)
-    inside = array[mask] if mask is not None else array.ravel()
+    inside = array[roi] if roi is not None else array.ravel()
     fg_pts, bg_pts = index[values == 1], index[values == 2]
     if len(fg_pts) == 0 or len(bg_pts) == 0:
         t = otsu_value(inside)
@@ -203,8 +203,8 @@ def segment_graph_cut(
     base = np.minimum(cost_fg, cost_bg)
     cost_fg, cost_bg = cost_fg - base, cost_bg - base
     hard = float(cost_fg.max() + cost_bg.max()) * 10 + 1e6
-    if mask is not None:
-        cost_fg[~mask], cost_bg[~mask] = hard, 0.0
+    if roi is not None:
+        cost_fg[~roi], cost_bg[~roi] = hard, 0.0
     cost_fg[tuple(fg_pts.T)], cost_bg[tuple(fg_pts.T)] = 0.0, hard
     cost_fg[tuple(bg_pts.T)], cost_bg[tuple(bg_pts.T)] = hard, 0.0
 
@@ -216,4 +216,4 @@ def segment_graph_cut(
     graph.add_grid_tedges(nodes, cost_bg, cost_fg)
     graph.maxflow()
     sink = graph.get_grid_segments(nodes)
-    return finish(~sink, mask)
+    return finish(~sink, roi)

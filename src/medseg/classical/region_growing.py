@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from medseg.classical._common import Scalar, as_scalar, finish, seed_indices
 from medseg.classical.registry import register
 from medseg.errors import MedsegError
-from medseg.image import Image, check_mask
+from medseg.image import Image, check_roi
 
 __all__ = ["segment_connected_threshold", "segment_confidence_connected"]
 
@@ -50,7 +50,7 @@ def segment_connected_threshold(
     multiplier: float = 2.5,
     radius: int = 1,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Grow from ``seeds`` over face-connected voxels whose value lies in ``[lower, upper]``.
@@ -70,8 +70,8 @@ def segment_connected_threshold(
         Neighbourhood (voxels) around each seed for the default interval.
     physical : bool
         Seeds are physical points (mm, array-axis order).
-    mask : ndarray of bool, optional
-        Growth does not leave the mask.
+    roi : ndarray of bool, optional
+        Growth does not leave the roi.
     spacing : sequence of float, optional
         Voxel size (for physical seeds).
 
@@ -92,7 +92,7 @@ def segment_connected_threshold(
     9
     """
     img = as_scalar(image, spacing, "connected_threshold")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     index = seed_indices(seeds, img, physical)
     if lower is None or upper is None:
         mean, std = _neighbourhood_stats(img.array, index, int(radius))
@@ -102,14 +102,14 @@ def segment_connected_threshold(
     if lower > upper:
         raise MedsegError(f"lower ({lower}) must not exceed upper ({upper})")
     work = img
-    if mask is not None:
-        # Voxels outside the mask get a value outside [lower, upper], so growth stops at the mask.
-        blocked = np.where(mask, img.array, lower - abs(upper - lower) - 1.0)
+    if roi is not None:
+        # Voxels outside the roi get a value outside [lower, upper], so growth stops at the roi.
+        blocked = np.where(roi, img.array, lower - abs(upper - lower) - 1.0)
         work = Scalar(blocked, img.spacing, img.origin, img.direction)
     grown = sitk.ConnectedThreshold(
         _to_itk(work), seedList=_itk_seeds(index), lower=float(lower), upper=float(upper), replaceValue=1
     )
-    return finish(sitk.GetArrayFromImage(grown), mask)
+    return finish(sitk.GetArrayFromImage(grown), roi)
 
 
 @register("confidence_connected", seeds="required", family="region growing",
@@ -122,7 +122,7 @@ def segment_confidence_connected(
     iterations: int = 5,
     radius: int = 1,
     physical: bool = False,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Confidence-connected region growing: the interval ``mean ± multiplier × std`` is computed from
@@ -143,7 +143,7 @@ def segment_confidence_connected(
         Neighbourhood radius (voxels) around each seed for the first statistics.
     physical : bool
         Seeds are physical points (mm, array-axis order).
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Outside it the result is 0.
     spacing : sequence of float, optional
         Voxel size (for physical seeds).
@@ -161,13 +161,13 @@ def segment_confidence_connected(
     True
     """
     img = as_scalar(image, spacing, "confidence_connected")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     index = seed_indices(seeds, img, physical)
     work = img
-    if mask is not None:
-        # Push outside-mask voxels far from any plausible interval so growth stays inside.
+    if roi is not None:
+        # Push outside-roi voxels far from any plausible interval so growth stays inside.
         span = float(np.ptp(img.array)) + 1.0
-        blocked = np.where(mask, img.array, img.array.min() - 1e3 * span)
+        blocked = np.where(roi, img.array, img.array.min() - 1e3 * span)
         work = Scalar(blocked, img.spacing, img.origin, img.direction)
     grown = sitk.ConfidenceConnected(
         _to_itk(work),
@@ -177,4 +177,4 @@ def segment_confidence_connected(
         initialNeighborhoodRadius=int(radius),
         replaceValue=1,
     )
-    return finish(sitk.GetArrayFromImage(grown), mask)
+    return finish(sitk.GetArrayFromImage(grown), roi)

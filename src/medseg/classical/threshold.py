@@ -1,6 +1,6 @@
 """Thresholding: a global value, Otsu, multi-Otsu, a local (adaptive) mean, and hysteresis.
 
-Thresholds are computed from the voxels inside ``mask`` only (e.g. a fundus field of view), so the
+Thresholds are computed from the voxels inside ``roi`` only (e.g. a fundus field of view), so the
 black surround of a photograph does not pull them down.
 """
 
@@ -15,14 +15,14 @@ from skimage import filters
 from medseg.classical._common import as_scalar, check_classes, check_polarity, finish, to_voxels
 from medseg.classical.registry import register
 from medseg.errors import MedsegError
-from medseg.image import Image, check_mask
+from medseg.image import Image, check_roi
 
 __all__ = ["segment_threshold", "segment_otsu", "segment_multi_otsu", "segment_local", "segment_hysteresis",
            "otsu_value"]
 
 
-def _values(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    return array[mask] if mask is not None else array.ravel()
+def _values(array: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+    return array[roi] if roi is not None else array.ravel()
 
 
 def _compare(array: np.ndarray, threshold, bright: bool) -> np.ndarray:
@@ -33,7 +33,7 @@ def otsu_value(values: np.ndarray, nbins: int = 256) -> float:
     """Otsu's threshold of a set of values (raises a clear error on a constant image)."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0 or values.min() == values.max():
-        raise MedsegError("image is constant (inside the mask): no threshold separates two classes")
+        raise MedsegError("image is constant (inside the roi): no threshold separates two classes")
     return float(filters.threshold_otsu(values, nbins=nbins))
 
 
@@ -42,7 +42,7 @@ def segment_threshold(
     image: np.ndarray | Image,
     threshold: float,
     *,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -54,7 +54,7 @@ def segment_threshold(
         Grey-level image.
     threshold : float
         The value; voxels equal to it are background.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Region of interest; outside it the result is 0.
     polarity : {"bright", "dark"}
         Whether the object is brighter or darker than the background.
@@ -74,15 +74,15 @@ def segment_threshold(
     img = as_scalar(image, spacing, "threshold")
     if threshold is None or not np.isfinite(threshold):
         raise MedsegError(f"threshold must be a finite number; got {threshold}")
-    mask = check_mask(mask, img.array.shape)
-    return finish(_compare(img.array, threshold, check_polarity(polarity)), mask)
+    roi = check_roi(roi, img.array.shape)
+    return finish(_compare(img.array, threshold, check_polarity(polarity)), roi)
 
 
-@register("otsu", family="threshold", summary="Otsu's global threshold (inside the mask)")
+@register("otsu", family="threshold", summary="Otsu's global threshold (inside the roi)")
 def segment_otsu(
     image: np.ndarray | Image,
     *,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -92,8 +92,8 @@ def segment_otsu(
     ----------
     image : (Y, X) or (Z, Y, X) ndarray or one-channel Image
         Grey-level image.
-    mask : ndarray of bool, optional
-        The threshold is computed inside the mask; outside it the result is 0.
+    roi : ndarray of bool, optional
+        The threshold is computed inside the roi; outside it the result is 0.
     polarity : {"bright", "dark"}
         Whether the object is brighter or darker than the background.
     spacing : sequence of float, optional
@@ -111,9 +111,9 @@ def segment_otsu(
     16
     """
     img = as_scalar(image, spacing, "otsu")
-    mask = check_mask(mask, img.array.shape)
-    t = otsu_value(_values(img.array, mask))
-    return finish(_compare(img.array, t, check_polarity(polarity)), mask)
+    roi = check_roi(roi, img.array.shape)
+    t = otsu_value(_values(img.array, roi))
+    return finish(_compare(img.array, t, check_polarity(polarity)), roi)
 
 
 @register("multi_otsu", output="classes", family="threshold", summary="multi-Otsu: K intensity classes (--classes)")
@@ -121,7 +121,7 @@ def segment_multi_otsu(
     image: np.ndarray | Image,
     classes: int = 3,
     *,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Split the histogram into ``classes`` classes with the multi-level Otsu criterion.
@@ -132,8 +132,8 @@ def segment_multi_otsu(
         Grey-level image.
     classes : int
         Number of classes (2 to 5 is practical; the search is exhaustive over 256 bins).
-    mask : ndarray of bool, optional
-        Thresholds are computed inside the mask; outside it the result is 0.
+    roi : ndarray of bool, optional
+        Thresholds are computed inside the roi; outside it the result is 0.
     spacing : sequence of float, optional
         Voxel size (unused; accepted for a uniform interface).
 
@@ -150,15 +150,15 @@ def segment_multi_otsu(
     """
     img = as_scalar(image, spacing, "multi_otsu")
     classes = check_classes(classes)
-    mask = check_mask(mask, img.array.shape)
-    values = _values(img.array, mask)
+    roi = check_roi(roi, img.array.shape)
+    values = _values(img.array, roi)
     if np.unique(values[: 200_000]).size < classes and np.unique(values).size < classes:
         raise MedsegError(f"classes={classes} but the image has only {np.unique(values).size} distinct values")
     try:
         thresholds = filters.threshold_multiotsu(values, classes=classes)
     except ValueError as exc:
         raise MedsegError(f"multi_otsu with classes={classes} failed: {exc}") from None
-    return finish(np.digitize(img.array, thresholds), mask)
+    return finish(np.digitize(img.array, thresholds), roi)
 
 
 @register("local", family="threshold", summary="adaptive threshold against the local (Gaussian) mean")
@@ -167,7 +167,7 @@ def segment_local(
     block_size: float | Sequence[float] = 15.0,
     *,
     offset: float = 0.0,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
@@ -184,7 +184,7 @@ def segment_local(
         Neighbourhood width in mm (voxels when ``spacing`` is None), per axis or for all axes.
     offset : float
         Subtracted from the local mean: a voxel is object when ``value > mean - offset`` (bright).
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Outside it the result is 0.
     polarity : {"bright", "dark"}
         Whether the object is brighter or darker than its surround.
@@ -203,7 +203,7 @@ def segment_local(
     (True, False)
     """
     img = as_scalar(image, spacing, "local")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     size = to_voxels(block_size, img.spacing, "block_size")
     if np.any(size < 3):
         raise MedsegError(f"block_size is smaller than 3 voxels along some axis ({np.round(size, 2).tolist()} voxels)")
@@ -212,29 +212,29 @@ def segment_local(
     local_mean = ndimage.gaussian_filter(img.array.astype(np.float64), sigma, mode="reflect")
     bright = check_polarity(polarity)
     result = img.array > local_mean - offset if bright else img.array < local_mean + offset
-    return finish(result, mask)
+    return finish(result, roi)
 
 
 @register("hysteresis", family="threshold", summary="hysteresis: strong voxels plus connected weak ones")
 def segment_hysteresis(
     image: np.ndarray | Image,
-    low: float | None = None,
-    high: float | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
     *,
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     polarity: str = "bright",
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Keep voxels above ``low`` that are connected to a voxel above ``high``.
+    """Keep voxels above ``lower`` that are connected to a voxel above ``upper``.
 
     Parameters
     ----------
     image : (Y, X) or (Z, Y, X) ndarray or one-channel Image
         Grey-level image (for ``polarity="dark"`` it is negated first, and so are the thresholds).
-    low, high : float, optional
-        Thresholds; default: ``high`` = Otsu's value and ``low`` = half-way between the mean of the
-        background class and ``high``.
-    mask : ndarray of bool, optional
+    lower, upper : float, optional
+        Thresholds; default: ``upper`` = Otsu's value and ``lower`` = half-way between the mean of the
+        background class and ``upper``.
+    roi : ndarray of bool, optional
         Outside it the result is 0.
     polarity : {"bright", "dark"}
         Whether the object is brighter or darker than the background.
@@ -249,24 +249,24 @@ def segment_hysteresis(
     Examples
     --------
     >>> x = np.array([[0, 3, 3, 9, 0, 3]], float)
-    >>> segment_hysteresis(x, low=2, high=8).tolist()
+    >>> segment_hysteresis(x, lower=2, upper=8).tolist()
     [[0, 1, 1, 1, 0, 0]]
     """
     img = as_scalar(image, spacing, "hysteresis")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     sign = 1.0 if check_polarity(polarity) else -1.0
     array = sign * img.array
-    if low is not None:
-        low = sign * low
-    if high is not None:
-        high = sign * high
-    values = _values(array, mask)
-    if high is None:
-        high = otsu_value(values)
-    if low is None:
-        below = values[values <= high]
-        low = 0.5 * (float(below.mean()) + high) if below.size else high
-    if low > high:
-        raise MedsegError(f"low ({sign * low}) must not exceed high ({sign * high}) for polarity {polarity!r}")
-    work = np.where(mask, array, array.min()) if mask is not None else array
-    return finish(filters.apply_hysteresis_threshold(work, low, high), mask)
+    if lower is not None:
+        lower = sign * lower
+    if upper is not None:
+        upper = sign * upper
+    values = _values(array, roi)
+    if upper is None:
+        upper = otsu_value(values)
+    if lower is None:
+        below = values[values <= upper]
+        lower = 0.5 * (float(below.mean()) + upper) if below.size else upper
+    if lower > upper:
+        raise MedsegError(f"lower ({sign * lower}) must not exceed upper ({sign * upper}) for polarity {polarity!r}")
+    work = np.where(roi, array, array.min()) if roi is not None else array
+    return finish(filters.apply_hysteresis_threshold(work, lower, upper), roi)

@@ -16,17 +16,17 @@ from medseg.classical._common import as_scalar, check_polarity, finish, to_voxel
 from medseg.classical.registry import register
 from medseg.classical.threshold import otsu_value
 from medseg.errors import MedsegError
-from medseg.image import Image, check_mask
+from medseg.image import Image, check_roi
 
 __all__ = ["vesselness", "segment_frangi", "segment_sato"]
 
 _FILTERS = {"frangi": filters.frangi, "sato": filters.sato}
 
 
-def _fill_outside(array: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Replace voxels outside ``mask`` by the nearest inside value, so the edge of a field of view is not
+def _fill_outside(array: np.ndarray, roi: np.ndarray) -> np.ndarray:
+    """Replace voxels outside ``roi`` by the nearest inside value, so the edge of a field of view is not
     mistaken for a vessel wall by the Hessian."""
-    _, nearest = ndimage.distance_transform_edt(~mask, return_indices=True)
+    _, nearest = ndimage.distance_transform_edt(~roi, return_indices=True)
     return array[tuple(nearest)]
 
 
@@ -36,7 +36,7 @@ def vesselness(
     *,
     method: str = "frangi",
     polarity: str = "dark",
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Continuous vesselness map in [0, 1] (the score for ROC curves), 2D or 3D.
@@ -53,7 +53,7 @@ def vesselness(
         Frangi et al. 1998 (tubular, blob-suppressing) or Sato et al. 1998 (line filter).
     polarity : {"dark", "bright"}
         Dark vessels on a bright background (retinal photographs) or bright ones (angiography).
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Field of view: values outside it are replaced by their nearest inside value before filtering
         and the response is 0 outside it.
     spacing : sequence of float, optional
@@ -62,7 +62,7 @@ def vesselness(
     Returns
     -------
     ndarray of float32
-        Response scaled so that its maximum (inside the mask) is 1.
+        Response scaled so that its maximum (inside the roi) is 1.
 
     Examples
     --------
@@ -74,7 +74,7 @@ def vesselness(
     img = as_scalar(image, spacing, "vesselness")
     if method not in _FILTERS:
         raise MedsegError(f"method must be one of {', '.join(_FILTERS)}; got {method!r}")
-    mask = check_mask(mask, img.array.shape)
+    roi = check_roi(roi, img.array.shape)
     if np.ndim(sigmas) == 0:
         sigmas = (float(sigmas),)  # type: ignore[assignment]
     if len(sigmas) == 0:
@@ -84,28 +84,28 @@ def vesselness(
     if any(s <= 0 for s in scales):
         raise MedsegError(f"sigmas must be > 0; got {list(sigmas)}")
     array = img.array.astype(np.float64)
-    if mask is not None:
-        array = _fill_outside(array, mask)
+    if roi is not None:
+        array = _fill_outside(array, roi)
     black = not check_polarity(polarity)
     response = _FILTERS[method](array, sigmas=scales, black_ridges=black, mode="reflect")
-    if mask is not None:
-        response = np.where(mask, response, 0.0)
+    if roi is not None:
+        response = np.where(roi, response, 0.0)
     top = float(response.max())
     if top > 0:
         response = response / top
     return response.astype(np.float32)
 
 
-def _segment(image, sigmas, threshold, fraction, method, polarity, mask, spacing, name):
-    score = vesselness(image, sigmas, method=method, polarity=polarity, mask=mask, spacing=spacing)
-    m = check_mask(mask, score.shape)
+def _segment(image, sigmas, threshold, fraction, method, polarity, roi, spacing, name):
+    score = vesselness(image, sigmas, method=method, polarity=polarity, roi=roi, spacing=spacing)
+    m = check_roi(roi, score.shape)
     inside = score[m] if m is not None else score.ravel()
     if threshold is not None and fraction is not None:
         raise MedsegError(f"{name}: give threshold or fraction, not both")
     if fraction is not None:
         if not 0.0 < fraction < 1.0:
             raise MedsegError(f"{name}: fraction must lie in (0, 1); got {fraction}")
-        # p-tile thresholding (Doyle 1962): the object is known to cover about this share of the mask.
+        # p-tile thresholding (Doyle 1962): the object is known to cover about this share of the roi.
         threshold = float(np.quantile(inside, 1.0 - fraction))
     elif threshold is None:
         threshold = otsu_value(inside)
@@ -123,10 +123,10 @@ def segment_frangi(
     threshold: float | None = None,
     fraction: float | None = None,
     polarity: str = "dark",
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Vessels as the Frangi vesselness above a threshold (Otsu's, inside the mask, by default).
+    """Vessels as the Frangi vesselness above a threshold (Otsu's, inside the roi, by default).
 
     Parameters
     ----------
@@ -141,7 +141,7 @@ def segment_frangi(
         (p-tile thresholding; about 0.12 for retinal vessels in the field of view).
     polarity : {"dark", "bright"}
         Vessel polarity.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Field of view.
     spacing : sequence of float, optional
         Voxel size.
@@ -158,7 +158,7 @@ def segment_frangi(
     >>> bool(lab[16, 16]), bool(lab[16, 4])
     (True, False)
     """
-    return _segment(image, sigmas, threshold, fraction, "frangi", polarity, mask, spacing, "frangi")
+    return _segment(image, sigmas, threshold, fraction, "frangi", polarity, roi, spacing, "frangi")
 
 
 @register("sato", family="vesselness", colour_channel=1,
@@ -170,10 +170,10 @@ def segment_sato(
     threshold: float | None = None,
     fraction: float | None = None,
     polarity: str = "dark",
-    mask: np.ndarray | None = None,
+    roi: np.ndarray | None = None,
     spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Vessels as the Sato tubeness above a threshold (Otsu's, inside the mask, by default).
+    """Vessels as the Sato tubeness above a threshold (Otsu's, inside the roi, by default).
 
     Parameters
     ----------
@@ -188,7 +188,7 @@ def segment_sato(
         (p-tile thresholding; about 0.12 for retinal vessels in the field of view).
     polarity : {"dark", "bright"}
         Vessel polarity.
-    mask : ndarray of bool, optional
+    roi : ndarray of bool, optional
         Field of view.
     spacing : sequence of float, optional
         Voxel size.
@@ -205,4 +205,4 @@ def segment_sato(
     >>> bool(lab[16, 16]), bool(lab[16, 4])
     (True, False)
     """
-    return _segment(image, sigmas, threshold, fraction, "sato", polarity, mask, spacing, "sato")
+    return _segment(image, sigmas, threshold, fraction, "sato", polarity, roi, spacing, "sato")

@@ -30,7 +30,9 @@ def convert(
     Example: medseg convert drive ~/data/DRIVE /tmp/drive && medseg check /tmp/drive
     """
     from medseg.datasets.converters import convert_dataset
+    from medseg.fileutil import check_outputs
 
+    check_outputs([dst], [src], "DST")
     options = {"images": images, "labels": labels, "rois": rois} if kind.lower() == "folder" else {}
     with out.status(f"converting {src} ({kind}) ..."):
         path = convert_dataset(kind, src, dst, overwrite=overwrite, **options)

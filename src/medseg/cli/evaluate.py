@@ -52,7 +52,15 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
+    from medseg.cli.guards import check_number
+    from medseg.fileutil import check_outputs
     from medseg.metrics.evaluator import evaluate_folders
+
+    check_number(nsd_tolerance, "--nsd-tolerance", lower=0)
+    check_outputs([out], [p for p in (pred, gt, roi, probabilities) if p is not None], "--out")
+    for folder, option in ((pred, "PRED"), (gt, "GT"), (roi, "--roi"), (probabilities, "--probabilities")):
+        if folder is not None and not folder.is_dir():
+            raise MedsegError(f"{option}: folder not found" if not folder.exists() else f"{option}: not a folder", folder)
 
     summary = evaluate_folders(
         pred, gt, out, roi_dir=roi, probabilities_dir=probabilities,
@@ -71,8 +79,12 @@ def evaluate(
         table.add_row(label, *cells, str(stats["hd95"].get("n_inf", "")))
     console = Console()
     console.print(table)
-    console.print("distances in mm, averaged over finite values; 'inf' counts cases with an empty mask on one side")
+    unit = "pixels (raster files carry no physical spacing)" if summary.length_unit == "px" else "mm"
+    console.print(f"distances in {unit}, averaged over finite values; 'inf' counts cases with an empty mask on one side")
     missing = summary.counts["missing_predictions"]
     if missing:
         console.print(f"[yellow]{len(missing)} missing prediction(s) scored as failures:[/] {', '.join(missing[:10])}")
+    orphans = summary.counts["predictions_without_ground_truth"]
+    if orphans:
+        console.print(f"[yellow]{len(orphans)} prediction(s) without a ground truth, not scored:[/] {', '.join(orphans[:10])}")
     console.print(f"wrote {out / 'per_case.csv'}, {out / 'summary.json'}, {out / 'report.md'}, {out / 'report.html'}")

@@ -82,6 +82,9 @@ def plan(
     from medseg.planning import compute_fingerprint, detect_machine, make_plan, measure_throughput
     from medseg.training.config import parse_duration
 
+    from medseg.fileutil import check_outputs
+
+    check_outputs([out_path, out_path.with_name("fingerprint.json")], [dataset], "--out")
     if configuration is not None and configuration.lower() not in ("2d", "3d"):
         raise MedsegError(f"--config must be 2d or 3d; got '{configuration}'")
     limit = parse_duration(time_budget)
@@ -126,7 +129,9 @@ def sparsify(
     ds = load_dataset(dataset)
     with out.status(f"sparsifying {len(ds.cases)} cases ..."):
         path = sparsify_dataset(ds, dst, slices_per_volume, axis, seed, overwrite=overwrite)
-    ignore = json.loads((path / "dataset.json").read_text(encoding="utf-8"))["sparse_annotation"]["ignore_label"]
+    from medseg.io.jsonfile import read_json
+
+    ignore = read_json(path / "dataset.json", "dataset description")["sparse_annotation"]["ignore_label"]
     out.print(f"wrote [bold]{path}[/]: {slices_per_volume} slice(s) per volume along axis {axis}, "
               f"other voxels = ignore ({ignore})")
 

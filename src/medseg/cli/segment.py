@@ -20,6 +20,7 @@ from rich.table import Table
 from medseg.cli import app
 from medseg.cli._options import parse_key_values
 from medseg.errors import MedsegError
+from medseg.image import Image
 
 out = Console()
 
@@ -60,7 +61,7 @@ def _select_channel(image, channel: str | None, method: str, default: int | None
 
 
 def build_kwargs(func, *, seeds=None, physical=False, classes=None, threshold=None, sigma=None,
-                 polarity=None, mask=None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+                 polarity=None, roi=None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Map CLI options onto ``func``'s parameters; an option the method does not take is an error."""
     params = inspect.signature(func).parameters
     kwargs: dict[str, Any] = {}
@@ -94,13 +95,28 @@ def build_kwargs(func, *, seeds=None, physical=False, classes=None, threshold=No
             put("sigma", sigma[0] if len(sigma) == 1 else list(sigma), "--sigma")
     if polarity is not None:
         put("polarity", polarity, "--polarity")
-    if mask is not None:
-        put("mask", mask, "--mask")
+    if roi is not None:
+        put("roi", roi, "--roi")
     for key, value in (options or {}).items():
         if key in ("image", "spacing"):
             raise MedsegError(f"--option {key}: set by the command itself")
         put(key, value, f"--option {key}")
     return kwargs
+
+
+_FLAGS = {"seeds": "--seed z,y,x", "threshold": "--threshold VALUE", "classes": "--classes N",
+          "sigma": "--sigma MM", "sigmas": "--sigma MM", "polarity": "--polarity bright|dark", "roi": "--roi FILE"}
+
+
+def _require_parameters(func, kwargs: dict[str, Any]) -> None:
+    """Name the option a method needs (e.g. ``--seed`` for region growing) instead of a Python error."""
+    missing = [name for name, p in inspect.signature(func).parameters.items()
+               if p.default is inspect.Parameter.empty and name not in kwargs and name not in ("image", "spacing")
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing:
+        method = func.__name__.removeprefix("segment_")
+        needs = ", ".join(_FLAGS.get(m, f"--option {m}=VALUE") for m in missing)
+        raise MedsegError(f"method '{method}' needs {needs}")
 
 
 def _list_methods() -> None:
@@ -131,9 +147,11 @@ def segment(
     channel: Optional[str] = typer.Option(None, "--channel", help="Channel index or name for multi-channel input."),
     sigma: Optional[list[float]] = typer.Option(None, "--sigma", help="Scale(s) in mm; repeat for several."),
     polarity: Optional[str] = typer.Option(None, "--polarity", help="bright or dark object."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Region-of-interest image on the same grid."),
+    roi: Optional[Path] = typer.Option(None, "--roi", "--mask", help="Region-of-interest image on the same grid "
+                                       "(--mask is the former name)."),
     postprocess: Optional[str] = typer.Option(None, "--postprocess", help="Comma-separated: fill_holes, largest, min_size=N (mm³)."),
     option: Optional[list[str]] = typer.Option(None, "--option", "-O", help="Extra method parameter key=value; repeat."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Segment an image with a classical method (threshold, contours, region growing, clustering, graph,
     vesselness) and write the label map in the input's geometry.
@@ -148,31 +166,47 @@ def segment(
     if output is None:
         raise MedsegError("--output: give the label map to write (-o OUTPUT)")
     from medseg.classical import METHODS
+    from medseg.cli.guards import prepare_output_folder, refuse_existing
+    from medseg.fileutil import check_outputs
     from medseg.io import read_image, write_image
+    from medseg.io.formats import label_format_note, label_output_extension
+    from medseg.io.labels import read_label_map
     from medseg.postprocessing import postprocess as run_postprocess
 
     entry = METHODS.entry(method)
-    image = read_image(input)
+    check_outputs([output], [input] + ([roi] if roi is not None else []), "--output")
+    refuse_existing(output, overwrite)
+    from medseg.io import image_extension
+
+    if image_extension(output) in (".jpg", ".jpeg"):
+        raise MedsegError(f"a label map is never written as {image_extension(output)} (lossy); use "
+                          f"{label_output_extension(output)}", output)
+    prepare_output_folder(output.parent)  # writable, before any work
+    image = read_image(input).check_finite(input)
     single, used = _select_channel(image, channel, entry.name, entry.metadata.get("colour_channel"))
     if used is not None and channel is None:
         out.print(f"colour input: using channel {used} ({image.channel_names[used]}) for {entry.name}")
-    mask_array = None
-    if mask is not None:
-        roi = read_image(mask)
-        if roi.spatial_shape != image.spatial_shape:
-            raise MedsegError(f"--mask {mask}: shape {roi.spatial_shape} differs from the input's {image.spatial_shape}")
-        image.check_same_geometry(roi, f"--mask {mask} and {input}")
-        mask_array = roi.array[0] != 0
+    roi_array = None
+    if roi is not None:
+        roi_image = read_label_map(roi, "roi")
+        if roi_image.spatial_shape != image.spatial_shape:
+            raise MedsegError(f"--roi: shape {roi_image.spatial_shape} differs from the input's {image.spatial_shape}",
+                              roi)
+        image.check_same_geometry(roi_image, f"--roi {roi} and {input}")
+        roi_array = roi_image.array[0] != 0
     options = parse_key_values(option, "--option")
     seeds = [_parse_seed(s) for s in seed or []]
     kwargs = build_kwargs(entry.factory, seeds=seeds, physical=physical_seeds, classes=classes,
-                          threshold=threshold, sigma=sigma, polarity=polarity, mask=mask_array, options=options)
+                          threshold=threshold, sigma=sigma, polarity=polarity, roi=roi_array, options=options)
+    _require_parameters(entry.factory, kwargs)
     steps = [s for s in (postprocess or "").split(",") if s.strip()]
     start = time.perf_counter()
     try:
         labels = entry.factory(single, spacing=single.spacing, **kwargs)
     except TypeError as exc:  # a missing required parameter, e.g. the threshold value
         raise MedsegError(f"{entry.name}: {exc}") from None
+    if isinstance(labels, Image):  # given an Image, a method returns one on the same grid
+        labels = labels.array[0]
     if steps:
         labels = run_postprocess(labels, steps, spacing=single.spacing)
     elapsed = time.perf_counter() - start

@@ -21,7 +21,9 @@ def _parse_preprocessing(text: str | None) -> list[dict] | None:
     if not text:
         return None
     if Path(text).is_file():
-        text = Path(text).read_text(encoding="utf-8")
+        from medseg.io.jsonfile import read_json
+
+        return read_json(Path(text), "preprocessing steps", list)
     if text.strip().startswith("["):
         try:
             steps = json.loads(text)
@@ -47,7 +49,9 @@ def _parse_augmentation(text: str | None) -> dict | None:
         return None
     source = Path(text) if Path(text).is_file() else None
     if source is not None:
-        text = source.read_text(encoding="utf-8")
+        from medseg.io.jsonfile import read_json
+
+        return read_json(source, "augmentation configuration", dict)
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -165,6 +169,11 @@ def train(
     from medseg.training.config import TrainingConfig, parse_duration, parse_size, parse_unfreeze_schedule
     from medseg.training.loop import train as run
 
+    from medseg.cli.guards import check_train_inputs
+
+    check_train_inputs(dataset, out, plan=plan, lr=lr, batch_size=batch_size, iterations=iterations, threads=threads,
+                       foreground_share=foreground_share, patch_size=parse_size(patch_size), features=features,
+                       resume=resume)
     seconds = parse_duration(time_limit)
     options: dict = {}
     if features is not None:

@@ -125,6 +125,44 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
             stats.roi_fraction.append(float(np.count_nonzero(mask.array)) / mask.array.size)
 
 
+def _check_orphans(dataset: Dataset, report: CheckReport) -> None:
+    """Label / ROI files with no image, and image folders whose files do not end with ``file_ending``."""
+    from medseg.io.cases import case_name
+    from medseg.io.formats import image_extension
+
+    ending = dataset.file_ending
+    known = {c.name for c in dataset.cases + dataset.test_cases}
+    for folder in ("labelsTr", "labelsTs", "roisTr", "roisTs"):
+        path = dataset.root / folder
+        if not path.is_dir():
+            continue
+        for entry in sorted(path.iterdir()):
+            if entry.name.startswith(".") or not entry.is_file() or not entry.name.endswith(ending):
+                continue
+            if case_name(entry) not in known:
+                report.problems.append(Problem(case_name(entry), entry, f"{folder[:-2]} file has no image in "
+                                               f"images{folder[-2:]} (expected {case_name(entry)}_0000{ending})"))
+    for folder in ("imagesTr", "imagesTs"):
+        path = dataset.root / folder
+        if not path.is_dir():
+            continue
+        others = sorted({image_extension(p) for p in path.iterdir()
+                         if p.is_file() and not p.name.startswith(".") and not p.name.endswith(ending)})
+        if others:
+            report.problems.append(Problem(None, path, f"holds {', '.join(others)} files but dataset.json's "
+                                                       f"file_ending is '{ending}': they are not read"))
+
+
+def _check_unit_spacing(dataset: Dataset, records: list[dict], report: CheckReport) -> None:
+    """Warn when every 3D volume has exactly 1 mm spacing: often spacing lost upstream (volumes in mL and
+    distances in mm computed from it would be wrong)."""
+    spacings = [tuple(r["spacing"]) for r in records if "spacing" in r and len(r["spacing"]) == 3]
+    if len(spacings) >= 2 and all(all(v == 1.0 for v in sp) for sp in spacings):
+        report.warnings.append(Problem(None, dataset.root, "every volume has exactly 1×1×1 mm spacing: check that "
+                                                           "the spacing was not lost in conversion (volumes and "
+                                                           "distances are computed from it)"))
+
+
 def _range(values: list[tuple[float, ...]]) -> dict[str, list[float]] | None:
     if not values:
         return None
@@ -176,6 +214,8 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(all_cases), case.name)
+    _check_orphans(dataset, report)
+    _check_unit_spacing(dataset, records, report)
     labelled = [r for r, c in zip(records, dataset.cases) if c.label_path is not None]  # training cases come first
     if labelled and all(r.get("empty_label") for r in labelled):
         report.problems.append(Problem(None, dataset.root, "every training label map is empty (background "

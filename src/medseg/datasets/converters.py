@@ -20,6 +20,7 @@ import numpy as np
 
 from medseg.errors import DatasetError
 from medseg.fileutil import atomic_dir
+from medseg.io.cases import channel_file_name
 from medseg.image import Image
 from medseg.io import read_image, write_image
 from medseg.io.formats import RASTER_EXTENSIONS, image_extension
@@ -214,7 +215,7 @@ def convert_dataset(kind: str, src: str | os.PathLike, dst: str | os.PathLike, o
                     channel_names = list(image.channel_names) if image.num_channels > 1 else ["image"]
                 if image.num_channels != len(channel_names):
                     raise DatasetError(f"has {image.num_channels} channels, expected {len(channel_names)}", image_path)
-                write_image(image, tmp / f"images{sub}" / f"{name}_0000{ending}")
+                write_image(image, tmp / f"images{sub}" / channel_file_name(name, 0, ending))
                 for folder, path in ((f"labels{sub}", label_path), (f"rois{sub}", roi_path)):
                     if path is None:
                         continue

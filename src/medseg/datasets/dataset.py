@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -63,17 +62,10 @@ class Case:
 
 
 def _read_mask(path: Path, name: str) -> Image:
-    image = read_image(path)
-    if image.num_channels != 1:
-        raise DatasetError(f"a {name} map must have one channel; this file has {image.num_channels}", path)
-    array = image.array
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    elif not np.issubdtype(array.dtype, np.integer):
-        if not (np.all(np.isfinite(array)) and np.array_equal(array, np.round(array))):
-            raise DatasetError(f"a {name} map must hold integer values; found non-integers ({array.dtype})", path)
-        array = array.astype(np.int16 if array.min() < 0 or array.max() > 255 else np.uint8)
-    return image.with_array(array, (name,))
+    # one label-reading policy for the dataset and the evaluator (medseg.io.labels)
+    from medseg.io.labels import read_label_map
+
+    return read_label_map(path, name if name != "label" else "label map", DatasetError)
 
 
 @dataclass
@@ -115,7 +107,9 @@ class Dataset:
     @property
     def spatial_dims(self) -> int | None:
         """2 or 3, judged from the file ending (raster -> 2), None when it needs a file to be read."""
-        return 2 if self.file_ending in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif") else None
+        from medseg.io.formats import is_raster
+
+        return 2 if is_raster(self.file_ending) else None
 
     def case(self, name: str) -> Case:
         """The training or test case called ``name``."""
@@ -126,15 +120,11 @@ class Dataset:
 
 
 def _load_json(path: Path) -> dict:
+    from medseg.io.jsonfile import read_json
+
     if not path.is_file():
         raise DatasetError("dataset.json not found (a dataset is a folder with dataset.json)", path.parent)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"not valid JSON: {exc}", path) from None
-    if not isinstance(data, dict):
-        raise DatasetError("must hold a JSON object", path)
-    return data
+    return read_json(path, "dataset description", dict, DatasetError)
 
 
 def _require(data: dict, keys: Sequence[str], path: Path, layout: str) -> None:
@@ -227,12 +217,14 @@ def _scan_nnunet(root: Path, images: str, labels: str, rois: str, ending: str, p
     folder = root / images
     if not folder.is_dir():
         return []
-    pattern = re.compile(rf"^(.+)_(\d{{4}}){re.escape(ending)}$")
+    from medseg.io.cases import channel_file_pattern
+
+    pattern = channel_file_pattern(ending)
     channels: dict[str, dict[int, Path]] = {}
     for entry in sorted(os.listdir(folder)):
         match = pattern.match(entry)
         if match:  # other files are ignored, as nnU-Net does
-            channels.setdefault(match.group(1), {})[int(match.group(2))] = folder / entry
+            channels.setdefault(match.group("case"), {})[int(match.group("channel"))] = folder / entry
     cases = []
     for name, files in channels.items():
         indices = sorted(files)
@@ -307,9 +299,9 @@ def _load(path: str | os.PathLike) -> tuple[Dataset, list[tuple[str | None, Path
 
 
 def _case_name(path: Path) -> str:
-    from medseg.io import strip_extension
+    from medseg.io.cases import case_name
 
-    return strip_extension(path)
+    return case_name(path)
 
 
 def load_dataset(path: str | os.PathLike) -> Dataset:

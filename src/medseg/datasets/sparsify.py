@@ -25,6 +25,7 @@ import numpy as np
 
 from medseg.errors import DatasetError, MedsegError
 from medseg.fileutil import atomic_dir
+from medseg.io.jsonfile import read_json
 from medseg.image import Image
 
 IGNORE_NAME = "ignore"
@@ -147,7 +148,8 @@ def sparsify_dataset(dataset: Any, dst: str | os.PathLike, slices_per_volume: in
         for case in getattr(dataset, "test_cases", []):
             for path in case.image_paths + [p for p in (case.label_path, case.roi_path) if p]:
                 _copy(Path(path), root, tmp)
-        raw = json.loads((root / "dataset.json").read_text(encoding="utf-8")) if (root / "dataset.json").is_file() else dict(dataset.raw)
+        raw = read_json(root / "dataset.json", "dataset description", dict, DatasetError) \
+            if (root / "dataset.json").is_file() else dict(dataset.raw)
         labels = dict(raw.get("labels", {}))
         msd = isinstance(raw.get("training"), list)
         if msd:  # MSD: value -> name

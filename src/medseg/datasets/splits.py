@@ -92,13 +92,10 @@ def parse_splits(data: Any, case_names: Sequence[str], source: Path | None = Non
 
 def read_splits(path: str | os.PathLike, case_names: Sequence[str]) -> list[Split]:
     """Read and normalise a splits file (see module docstring)."""
+    from medseg.io.jsonfile import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError("splits file not found", path) from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"not valid JSON (line {exc.lineno}: {exc.msg})", path) from None
+    data = read_json(path, "splits file", (dict, list), DatasetError)
     return parse_splits(data, case_names, path)
 
 

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from medseg.errors import MedsegError
 from medseg.fileutil import atomic_dir
+from medseg.io.cases import channel_file_name
 from medseg.image import Image
 from medseg.io import write_image
 from medseg.datasets.dataset import write_dataset_json
@@ -211,7 +212,7 @@ def _write_cases(tmp: Path, make, cases: int, test_cases: int, seed: int, ending
         image, label = parts[0], parts[1]
         channel_images = [image.channel(c) for c in range(image.num_channels)] if split_channels else [image]
         for c, part in enumerate(channel_images):
-            write_image(part, tmp / f"images{sub}" / f"{name}_{c:04d}{ending}")
+            write_image(part, tmp / f"images{sub}" / channel_file_name(name, c, ending))
         write_image(label, tmp / f"labels{sub}" / f"{name}{ending}")
         if len(parts) > 2:
             write_image(parts[2], tmp / f"rois{sub}" / f"{name}{ending}")

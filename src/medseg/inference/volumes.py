@@ -33,6 +33,8 @@ def label_volumes(labels: Image, config: ModelConfig, case: str = "") -> list[di
     voxel = float(np.prod(labels.spacing))
     three_d = labels.spatial_dims == 3
     scale, unit = (voxel / 1000.0, "mL") if three_d else (voxel, "mm2")
+    if not getattr(labels, "spacing_known", True):  # a raster input has no physical size
+        scale, unit = 1.0, "pixels"
     values, counts = np.unique(array, return_counts=True)
     count = {int(v): int(c) for v, c in zip(values, counts)}
     by_value = {int(v): k for k, v in config.labels.items()}

@@ -3,7 +3,8 @@ file extension (or, for folders, on DICOM).
 
 Supported: NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) and DICOM through
 SimpleITK; PNG, TIFF, GIF, JPEG, PPM/PGM/PBM and BMP through Pillow (see :mod:`medseg.io.raster` for
-the raster conventions). DICOM is read-only.
+the raster conventions). DICOM images are read-only here; DICOM Segmentation objects are written and read by
+:mod:`medseg.io.dicom_seg`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,38 @@ from typing import Sequence
 
 import numpy as np
 
-from medseg.errors import GeometryError, ImageReadError, ImageWriteError
+from medseg.errors import GeometryError, ImageReadError, ImageWriteError, MedsegError
 from medseg.fileutil import atomic_path
 from medseg.image import Image
 from medseg.io.dicom import is_dicom_file, read_dicom_file, read_dicom_series
 from medseg.io.formats import SUPPORTED_EXTENSIONS, backend_for, image_extension, strip_extension
 from medseg.io.itk import read_itk, write_itk
+from medseg.io.nifti import read_nifti
+from medseg.io.limits import check_header
 from medseg.io.raster import read_raster, write_raster
 
 __all__ = ["read_image", "write_image", "image_extension", "strip_extension", "SUPPORTED_EXTENSIONS"]
 
 
 def _read_one(path: Path) -> Image:
+    import logging
+
+    quiet = logging.getLogger("nibabel.global")  # nibabel logs its header fixes; a bad file is our error
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        return _read_one_unchecked(path)
+    except MedsegError as exc:  # e.g. an impossible spacing in a header: name the file
+        if exc.path is None:
+            raise ImageReadError(f"invalid image: {exc.message}", path) from None
+        raise
+    except (ValueError, TypeError, IndexError, OverflowError, EOFError, OSError, MemoryError) as exc:
+        # a safety net: a reader library failing on a corrupt file is still a bad-input error naming the file
+        raise ImageReadError(f"unexpected reader failure ({type(exc).__name__}: {exc})", path) from None
+    finally:
+        quiet.disabled = was_disabled
+
+
+def _read_one_unchecked(path: Path) -> Image:
     if path.is_dir():
         return read_dicom_series(path)
     if not path.exists():
@@ -35,15 +56,18 @@ def _read_one(path: Path) -> Image:
     if path.stat().st_size == 0:
         raise ImageReadError("file is empty (0 bytes)", path)
     backend = backend_for(path)
+    if backend is None and is_dicom_file(path):  # DICOM files often have no extension
+        backend = "dicom"
+    if backend is not None:
+        check_header(path, backend)  # declared size vs file size and memory, before any pixel is read
     if backend is None:
-        if is_dicom_file(path):  # DICOM files often have no extension
-            return read_dicom_file(path)
         raise ImageReadError(
             f"unknown image extension '{image_extension(path)}'; supported: {', '.join(SUPPORTED_EXTENSIONS)}",
             path,
         )
     if backend == "itk":
-        return read_itk(path)
+        # NIfTI: voxel values with nibabel, geometry with SimpleITK (NOTES.md, "Data model and I/O")
+        return read_nifti(path) if image_extension(path) in (".nii", ".nii.gz") else read_itk(path)
     if backend == "dicom":
         return read_dicom_file(path)
     return read_raster(path)

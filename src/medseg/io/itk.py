@@ -17,7 +17,13 @@ Channels
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -87,17 +93,124 @@ def to_sitk(image: Image, channels_as: str = "vector") -> sitk.Image:
     return img
 
 
-def read_itk(path: Path) -> Image:
-    """Read NIfTI / MetaImage / NRRD with SimpleITK."""
-    if image_extension(path) in (".nii", ".nii.gz"):
-        from medseg.io.nifti import read_nifti
+#: Address space a native header pass may add beyond what the process has (plus twice the file size, as
+#: GDCM reads the whole file): GDCM allocated 0.8–12 GB on a few fuzzed 2.5 KB DICOM files, so native
+#: reads run under a cap. 512 MiB leaves room for allocator arenas of reader threads.
+HEADER_PASS_BYTES = 512 << 20
 
-        return read_nifti(path)
+
+def _vm_size() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def native_memory_cap(extra_bytes: int = HEADER_PASS_BYTES, path: Path | None = None) -> Iterator[None]:
+    """Limit the address space the process may grow by inside the block (Linux, main thread), so a
+    native reader fooled by a corrupt header fails with an error instead of taking the machine's memory.
+
+    The previous limit is restored on exit. Elsewhere (other threads, other systems) nothing changes.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        yield
+        return
+    current = _vm_size()
+    if path is not None:
+        try:
+            extra_bytes += 2 * Path(path).stat().st_size
+        except OSError:
+            pass
+    if current is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = current + int(extra_bytes)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def reader_bytes(reader: sitk.ImageFileReader) -> int:
+    """Bytes of the pixel data a reader's header (after ``ReadImageInformation``) declares."""
+    import math
+
+    components = max(int(reader.GetNumberOfComponents()), 1)
+    try:
+        probe = sitk.Image([1] * min(reader.GetDimension(), 3), reader.GetPixelID(), components)
+        itemsize = sitk.GetArrayViewFromImage(probe).dtype.itemsize
+    except (RuntimeError, TypeError, ValueError):
+        itemsize = 8
+    return math.prod(int(s) for s in reader.GetSize()) * itemsize * components
+
+
+def execute_guarded(reader, path: Path, what: str):
+    """``reader.Execute()`` with native stderr captured and memory capped at twice the declared size."""
+    extra = HEADER_PASS_BYTES
+    if isinstance(reader, sitk.ImageFileReader):
+        with native_stderr_captured(), native_memory_cap(path=path):
+            reader.ReadImageInformation()
+        extra += 2 * reader_bytes(reader)
+    with native_stderr_captured() as noise, native_memory_cap(extra, path if path.is_file() else None):
+        image = reader.Execute()
+    if any("not read completely" in line for line in noise):
+        raise ImageReadError(f"cannot read as {what}: truncated or corrupt pixel data", path)
+    return image
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Capture what native libraries (ITK's MetaIO, GDCM) print on file descriptor 2 inside the block.
+
+    Yields a list that receives the captured lines, so a reader can fold them into its own one-line
+    error instead of letting them surround medseg's message. Only in the main thread (the descriptor is
+    process-wide); elsewhere nothing is captured.
+    """
+    lines: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lines
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(ln.strip() for ln in sink.read().decode("utf-8", "replace").splitlines() if ln.strip())
+
+
+def read_itk(path: Path) -> Image:
+    """Read MetaImage / NRRD (and NIfTI geometry) with SimpleITK; NIfTI voxels go through
+    :func:`medseg.io.nifti.read_nifti` (chosen by :func:`medseg.io.read_image`)."""
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
-        img = reader.Execute()
-    except RuntimeError as exc:
+        img = execute_guarded(reader, path, image_extension(path))
+    except (RuntimeError, MemoryError) as exc:
         raise ImageReadError(f"cannot read as {image_extension(path)}: {_itk_reason(exc)}", path) from None
     names: tuple[str, ...] = ()
     if img.HasMetaDataKey(CHANNEL_NAMES_KEY):
@@ -121,9 +234,15 @@ def write_itk(image: Image, path: Path) -> None:
         raise ImageWriteError(f"cannot write {ext}: {_itk_reason(exc)}", path) from None
 
 
-def _itk_reason(exc: RuntimeError) -> str:
+def _itk_reason(exc: Exception) -> str:
     # ITK messages are multi-line with file/line noise; keep the last informative line.
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "bad_alloc" in text or "memory" in text.lower():
+        return "the reader ran out of its memory allowance (corrupt header?)"
+    if "No such file or directory" in text or "data not read completely" in text:
+        # MetaIO reports a short read of an existing file as errno's last value
+        return "truncated or corrupt pixel data"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if not line.startswith(("itk::", "Exception", "sitk::")) and len(line) > 3:
             return line

@@ -55,21 +55,29 @@ def _frame_to_array(frame: PILImage.Image) -> tuple[np.ndarray, tuple[str, ...]]
 
 def read_raster(path: Path) -> Image:
     """Read a raster file as a 2D (or, for multi-frame files, 3D) Image."""
+    import warnings
+
+    from medseg.io.itk import native_stderr_captured
+
     try:
-        with PILImage.open(path) as pil:
+        with warnings.catch_warnings(), native_stderr_captured(), PILImage.open(path) as pil:
+            warnings.simplefilter("ignore")  # libtiff / Pillow notes on corrupt data: the error says it
             frames = []
             for index in range(getattr(pil, "n_frames", 1)):
                 pil.seek(index)
                 pil.load()  # forces decoding so truncated files fail here
                 frames.append(_frame_to_array(pil))
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read as {image_extension(path)}: {exc}", path) from None
+    except Exception as exc:  # noqa: BLE001 - Pillow plug-ins raise struct.error, IndexError... on corrupt data
+        raise ImageReadError(f"cannot read as {image_extension(path)} (corrupt data): {type(exc).__name__}: {exc}",
+                             path) from None
     array, names = frames[0]
     if len(frames) > 1:
         if any(a.shape != array.shape for a, _ in frames):
             raise ImageReadError("frames of different sizes cannot form one image", path)
         array = np.stack([a for a, _ in frames], axis=1)  # (C, Z, Y, X)
-    return Image(np.ascontiguousarray(array), channel_names=names)
+    return Image(np.ascontiguousarray(array), channel_names=names, spacing_known=False)  # no geometry in rasters
 
 
 def _narrow(array: np.ndarray, allowed: tuple, path: Path) -> np.ndarray:

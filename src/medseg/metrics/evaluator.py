@@ -31,7 +31,8 @@ from medseg.fileutil import write_text_atomic
 from medseg.metrics.case import HIGHER_IS_BETTER, METRICS, PROBABILITY_METRICS, evaluate_case, label_values
 from medseg.metrics.statistics import summarize
 
-_ARRAY_EXTENSIONS = (".npz", ".npy")
+from medseg.io.formats import is_raster
+from medseg.io.probabilities import ARRAY_EXTENSIONS as _ARRAY_EXTENSIONS
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Summary:
     statistics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     metrics: tuple[str, ...] = METRICS
+    #: "mm", or "px" when the ground truths are raster files (no physical spacing).
+    length_unit: str = "mm"
 
     def mean(self, metric: str, label: str = "foreground_mean") -> float:
         """The mean of ``metric`` for ``label`` (default: averaged over labels)."""
@@ -67,11 +70,9 @@ class Summary:
 
 # --- finding files -------------------------------------------------------------------------------
 def _case_name(path: Path) -> str:
-    from medseg.io import strip_extension
+    from medseg.io.cases import case_name
 
-    if path.name.endswith(_ARRAY_EXTENSIONS):
-        return path.name[: -4]
-    return strip_extension(path)
+    return case_name(path)
 
 
 def _index(folder: Path, what: str, arrays: bool = False) -> dict[str, Path]:
@@ -120,37 +121,29 @@ def _unique_labels(path: str) -> list[int]:
 
 
 # --- one case ------------------------------------------------------------------------------------
-def _read_label_map(path: Path, what: str):
-    from medseg.io import read_image
+def _read_label_map(path: Path, what: str, declared: set[int] | None = None):
+    # the dataset's policy (medseg.io.labels): whole-number floats accepted, fractions are an error
+    from medseg.io.labels import read_label_map
 
-    image = read_image(path)
-    if image.num_channels != 1:
-        raise MedsegError(f"{what} must have one channel; got {image.num_channels}", path)
+    image = read_label_map(path, what)
     array = image.array[0]
-    if np.issubdtype(array.dtype, np.floating):
-        array = np.rint(array).astype(np.int64)
+    if declared is not None:
+        extra = sorted(set(np.unique(array).tolist()) - declared)
+        if extra:
+            raise MedsegError(f"{what} holds value(s) {', '.join(map(str, extra[:5]))} that no evaluated label declares "
+                              f"(declared: {', '.join(map(str, sorted(declared)))}); pass --labels or fix the file", path)
     return image, array
 
 
 def _read_probabilities(path: Path, reference, gt_path: Path) -> np.ndarray:
-    if path.name.endswith((".npz", ".npy")):
-        import zipfile
+    from medseg.io.probabilities import read_probabilities
 
-        try:
-            if path.name.endswith(".npy"):
-                return np.load(path).astype(np.float32)
-            with np.load(path) as data:
-                key = "probabilities" if "probabilities" in data.files else data.files[0]
-                return np.asarray(data[key], dtype=np.float32)
-        except (OSError, ValueError, IndexError, zipfile.BadZipFile) as exc:
-            raise MedsegError(f"cannot read probabilities: {exc}", path) from None
-    from medseg.io import read_image
-
-    image = read_image(path)
-    diff = reference.geometry_difference(image)
-    if diff is not None:
-        raise GeometryError(f"probabilities {path} and ground truth {gt_path} do not share a voxel grid: {diff}")
-    return image.array.astype(np.float32)
+    array, image = read_probabilities(path)
+    if image is not None:
+        diff = reference.geometry_difference(image)
+        if diff is not None:
+            raise GeometryError(f"probabilities {path} and ground truth {gt_path} do not share a voxel grid: {diff}")
+    return array
 
 
 def _failure(metrics: dict[str, float]) -> dict[str, float]:
@@ -184,7 +177,11 @@ def _evaluate_one(task: dict) -> list[dict]:
     if missing:
         prediction = np.zeros_like(reference)
     else:
-        prediction_image, prediction = _read_label_map(Path(task["pred"]), "prediction")
+        # values a prediction may hold: the evaluated labels' and whatever this case's ground truth holds
+        # (so --labels may pick a subset); anything else is a prediction the evaluation would silently ignore
+        declared = {0} | {v for values in task["labels"].values() for v in label_values(values)}
+        declared |= set(np.unique(reference).tolist())
+        prediction_image, prediction = _read_label_map(Path(task["pred"]), "prediction", declared)
         diff = reference_image.geometry_difference(prediction_image)
         if diff is not None:
             raise GeometryError(
@@ -302,6 +299,12 @@ def evaluate_folders(
     if not gts:
         raise MedsegError("no ground-truth images found", gt_dir)
     preds = _index(pred_dir, "prediction")
+    if not preds:
+        raise MedsegError("prediction folder holds no label maps (nothing to evaluate)", pred_dir)
+    unmatched = sorted(set(preds) - set(gts))
+    if unmatched and not set(preds) & set(gts):
+        raise MedsegError(f"no prediction matches a ground-truth case: predictions {', '.join(unmatched[:5])} vs "
+                          f"ground truths {', '.join(sorted(gts)[:5])} (cases are matched by file name)", pred_dir)
     rois = _index(Path(roi_dir), "roi") if roi_dir is not None else None
     probs = _index(Path(probabilities_dir), "probabilities", arrays=True) if probabilities_dir is not None else None
     if rois is not None:
@@ -348,11 +351,14 @@ def evaluate_folders(
             for label in items
         },
     }
-    summary = Summary(out_dir, items, rows, statistics, counts, metrics)
+    summary = Summary(out_dir, items, rows, statistics, counts, metrics,
+                      "px" if all(is_raster(p) for p in gts.values()) else "mm")
     settings = {
         "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "roi_dir": None if roi_dir is None else str(roi_dir),
         "probabilities_dir": None if probabilities_dir is None else str(probabilities_dir),
         "nsd_tolerance_mm": float(nsd_tolerance),
+        # raster ground truths (PNG, TIFF...) carry no spacing: distances are then in pixels, not mm
+        "length_unit": summary.length_unit,
     }
     _write_outputs(summary, settings)
     return summary
@@ -397,7 +403,10 @@ def _write_outputs(summary: Summary, settings: dict) -> None:
     for row in summary.per_case:
         writer.writerow({c: (repr(row[c]) if isinstance(row[c], float) else row[c]) for c in columns})
     write_text_atomic(out / "per_case.csv", buffer.getvalue())
+    from medseg.provenance import provenance
+
     payload = {
+        "provenance": provenance(),
         "settings": settings,
         "labels": {n: list(v) for n, v in summary.labels.items()},
         "counts": summary.counts,

@@ -64,17 +64,29 @@ def _plot(summary, path) -> None:
 
 def write_reports(summary, settings: dict) -> None:
     """Write ``boxplots.png``, ``report.md`` and ``report.html`` into ``summary.out_dir``."""
+    from medseg.provenance import provenance
+
     out = summary.out_dir
     _plot(summary, out / "boxplots.png")
     counts = summary.counts
+    made = provenance()
+    made_by = (f"medseg {made['medseg']}, Python {made['python']}, "
+               + ", ".join(f"{k} {v}" for k, v in made["packages"].items())
+               + f"; {made['machine']['hostname']} ({made['machine']['architecture']}, {made['machine']['cpu_count']} CPUs); "
+               + made["date"])
     lines = [
         "# Evaluation report", "",
         f"- predictions: `{settings['pred_dir']}`", f"- ground truth: `{settings['gt_dir']}`",
         f"- roi: `{settings['roi_dir']}`" if settings["roi_dir"] else "- roi: none",
         f"- NSD tolerance: {settings['nsd_tolerance_mm']} mm",
+        f"- distances in: {settings.get('length_unit', 'mm')}"
+        + (" (raster files carry no physical spacing: pixels, not millimetres)"
+           if settings.get("length_unit") == "px" else ""),
         f"- cases: {counts['cases']}; missing predictions (scored as failures): "
         f"{len(counts['missing_predictions'])} {counts['missing_predictions'][:20] or ''}",
-        f"- predictions without ground truth (ignored): {len(counts['predictions_without_ground_truth'])}",
+        f"- predictions without ground truth (ignored): {len(counts['predictions_without_ground_truth'])} "
+        f"{counts['predictions_without_ground_truth'][:20] or ''}",
+        f"- made with: {made_by}",
         "", "## Empty masks", "",
         "| label | reference empty | prediction empty | both empty | exactly one empty |", "|---|---|---|---|---|",
     ]
@@ -105,6 +117,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 <p>Predictions <code>{html.escape(settings['pred_dir'])}</code> vs ground truth <code>{html.escape(settings['gt_dir'])}</code>;
 {counts['cases']} cases; missing predictions (scored as failures): {len(counts['missing_predictions'])}
 {html.escape(', '.join(counts['missing_predictions'][:20]))}; NSD tolerance {settings['nsd_tolerance_mm']} mm.</p>
+<p>Made with {html.escape(made_by)}.</p>
 <h2>Empty masks</h2><table>{''.join(empty_rows)}</table>
 <h2>Metrics</h2><table>{row(table[0], 'th')}{''.join(row(r) for r in table[1:])}</table>
 <p>Statistics over finite values; inf and nan counted. HD95 = max of the directed 95th percentiles.</p>

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from medseg.resources import available_ram, check_memory  # noqa: F401 - owned by medseg.resources
+
 #: Effective fp32 convolution throughput assumed per CPU core (FLOP/s) when nothing is measured.
 #: Measured on the 2-core development machine by timing plain U-Net training steps against
 #: :func:`medseg.planning.cost.unet_step_cost`: 14–45 GFLOP/s per core when the machine was quiet
@@ -74,54 +76,6 @@ def cpu_cores() -> int:
             except ValueError:
                 pass
     return max(1, cores)
-
-
-def available_ram() -> int:
-    """Bytes of RAM available now: ``MemAvailable`` from /proc/meminfo (else total physical memory),
-    capped by a cgroup v2 memory limit when one is set."""
-    ram = None
-    meminfo = _read_text(Path("/proc/meminfo"))
-    if meminfo:
-        for line in meminfo.splitlines():
-            if line.startswith("MemAvailable:"):
-                ram = int(line.split()[1]) * 1024
-                break
-    if ram is None:
-        try:
-            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            ram = 4 * 2**30  # nothing to go by: assume a small laptop
-    limit = _read_text(Path("/sys/fs/cgroup/memory.max"))
-    if limit and limit.strip().isdigit():
-        ram = min(ram, int(limit.strip()))
-    return int(ram)
-
-
-def check_memory(needed_bytes: float, what: str, advice: str, path: str | Path | None = None) -> None:
-    """Stop with a clear error, before the work starts, when ``what`` needs more RAM than is available.
-
-    Parameters
-    ----------
-    needed_bytes : float
-        Estimated peak memory of the step.
-    what : str
-        The step and its subject, e.g. ``"preparing case 'la_003' at spacing 0.3×0.3×0.3 mm"``.
-    advice : str
-        What the user can change.
-    path : path, optional
-        The file concerned (named in the error).
-
-    Raises
-    ------
-    MedsegError
-        ``needed_bytes`` exceeds :func:`available_ram`.
-    """
-    available = available_ram()
-    if needed_bytes > available:
-        from medseg.errors import MedsegError
-
-        raise MedsegError(f"{what} needs about {needed_bytes / 2**30:.1f} GiB of memory but "
-                          f"{available / 2**30:.1f} GiB is available: {advice}", path)
 
 
 def detect_machine(use_gpu: bool = True) -> Machine:

@@ -128,15 +128,10 @@ class Plan:
         PlanError
             The file is not JSON, or a field is missing, unknown or invalid (named in the message).
         """
+        from medseg.io.jsonfile import read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PlanError("plan file not found", path) from None
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", path) from None
-        if not isinstance(data, dict):
-            raise PlanError("a plan must be a JSON object", path)
+        data = read_json(path, "plan file", dict, PlanError)
         return cls.from_dict(data, str(path))
 
     # --- configurations ----------------------------------------------------------------------

@@ -89,14 +89,13 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise MedsegError("checkpoint not found (nothing to resume)", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MedsegError(f"cannot read checkpoint: {exc}", path) from None
+    from medseg.io.weights import load_torch_file, mismatch_message
+
+    payload = load_torch_file(path, "checkpoint")
     try:
         model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise MedsegError(f"checkpoint does not fit the network: {str(exc).splitlines()[0]}", path) from None
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise MedsegError(f"checkpoint does not fit the network: {mismatch_message(exc)}", path) from None
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
     if restore_rng:
