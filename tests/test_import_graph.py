@@ -29,11 +29,6 @@ FORBIDDEN = [
 ]
 
 
-#: Cycles another change of issue 15 removes (item 5: io/itk.py and io/nifti.py import each other's private
-#: helpers). test_known_cycles_are_still_there fails once one is gone: then delete its entry here.
-KNOWN_CYCLES = [{"medseg.io.itk", "medseg.io.nifti"}]
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -148,14 +143,8 @@ def _reachable(edges: dict[str, set[str]], start: str) -> set[str]:
 
 
 def test_no_import_cycle():
-    new = [c for c in cycles(graph()) if c not in KNOWN_CYCLES]
-    assert not new, "import cycle(s): " + "; ".join(" <-> ".join(sorted(c)) for c in new)
-
-
-def test_known_cycles_are_still_there():
     found = cycles(graph())
-    for known in KNOWN_CYCLES:
-        assert known in found, f"{sorted(known)} no longer import each other: remove the entry from KNOWN_CYCLES"
+    assert not found, "import cycle(s): " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 
 def test_cycle_finder_finds_a_planted_cycle():
