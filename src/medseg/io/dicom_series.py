@@ -37,6 +37,16 @@ _STEP_RTOL = 0.01
 _ORIENTATION_ATOL = 1e-4
 
 
+def is_dicom_file(path: Path) -> bool:
+    """True when ``path`` carries the DICOM preamble magic ("DICM" at byte 128)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 class NotASliceStackError(ImageReadError):
     """The files are no stack of single-frame slices with positions: a multi-frame object, or a slice
     without Image Position / Orientation (Patient) or Pixel Spacing (a projection image)."""
@@ -85,19 +95,10 @@ def _vector(ds: Dataset, keyword: str, size: int, path: Path) -> np.ndarray:
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
-def is_dicom_file(path: Path) -> bool:
-    """True when ``path`` carries the DICOM preamble magic ("DICM" at byte 128)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def series_folders(root: str | Path) -> list[Path]:
     """The sub-folders of ``root`` that hold DICOM files (one level down), sorted by name: one series each,
     as a PACS export or a study laid out per series gives them."""
+
     found = []
     for sub in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):
         if any(is_dicom_file(f) for f in sub.iterdir() if f.is_file()):
