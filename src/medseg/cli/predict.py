@@ -33,11 +33,13 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
     """Group input files into cases: ``(case name, [one file per channel] or [one file])``.
 
     Folders contribute their image files; a DICOM series folder (no image files with known extensions
-    inside) is one case. Files named ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as
-    channels when the model takes more than one channel.
+    inside) is one case, and so is each series folder inside a folder that holds only folders. Files named
+    ``case_0000``, ``case_0001``... (nnU-Net layout) are stacked as channels when the model takes more than
+    one channel.
     """
     from medseg.io import image_extension, strip_extension
     from medseg.io.cases import split_channel
+    from medseg.io.dicom_series import series_folders
     from medseg.io.formats import DICOM_EXTENSIONS
 
     files: list[Path] = []
@@ -47,6 +49,8 @@ def collect_inputs(paths: list[Path], channels: int) -> list[tuple[str, list[Pat
             inside = _image_files(p)
             if inside and not all(image_extension(f) in DICOM_EXTENSIONS for f in inside):
                 files += inside
+            elif not any(q.is_file() for q in p.iterdir()) and series_folders(p):
+                cases += [(s.name, [s]) for s in series_folders(p)]  # a folder of DICOM series folders
             else:
                 cases.append((p.name, [p]))  # a DICOM series folder: one case
         elif p.is_file():
@@ -154,23 +158,38 @@ def predict(
     fast: float = typer.Option(None, "--fast", help="Predict on a grid FACTOR times coarser in-plane (e.g. --fast 2: "
                                "~4x fewer pixels in 2D, up to 8x fewer voxels in 3D), then resample to the input "
                                "grid. Faster; loses detail finer than the coarse voxels (thin vessels first)."),
+    output_format: str = typer.Option("auto", "--format", help="auto (a DICOM SEG for a DICOM series input, the "
+                                      "input's format otherwise), image (the input's format; .nii.gz for DICOM) or "
+                                      "dicom-seg (CASE.seg.dcm referencing the input series)."),
+    codes: Path = typer.Option(None, "--codes", help="DICOM SEG: JSON file of extra label name -> SNOMED CT codes, "
+                               "searched before medseg's (format of medseg/io/segment_codes.json)."),
+    shard: str = typer.Option(None, "--shard", help="I/N: predict only shard I of N (1 <= I <= N) of the cases, "
+                              "sorted by name and dealt round-robin: N array jobs together predict every case once "
+                              "(volumes in OUTDIR/volumes.shard-I-of-N.csv)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes sharing the cores (--threads or all), each "
+                                "with its own copy of the model; outputs are identical to a single process run with "
+                                "the same threads per process."),
 ) -> None:
     """Predict label maps with a trained model (or an ensemble of model folders).
 
-    Outputs keep the input's format, size, spacing, origin and direction.
+    Outputs keep the input's format, size, spacing, origin and direction; a DICOM series folder gives a
+    DICOM SEG (CASE.seg.dcm) referencing it. --shard I/N and --workers K split the cases over array jobs
+    and over processes.
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
     """
-    import time
+    from functools import partial
 
     import torch
 
-    from medseg.cli.guards import check_predict_options, prepare_output_folder, require_finite
+    from medseg.cli.guards import check_predict_options, prepare_output_folder
     from medseg.inference.predictor import Predictor
-    from medseg.inference.volumes import label_volumes, write_volumes
-    from medseg.io import read_image, write_image
+    from medseg.inference.sharding import map_cases, parse_shard, shard_file_name, shard_items
+    from medseg.inference.volumes import write_volumes
+    from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, load_segment_codes, writes_dicom_seg
+    from medseg.io.dicom_series import read_series_grid
     from medseg.io.formats import label_format_note
-    from medseg.io.probabilities import probabilities_extension, write_probabilities
+    from medseg.io.probabilities import probabilities_extension
     from medseg.model_folder import CONFIG_NAME
 
     check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
@@ -190,11 +209,11 @@ def predict(
         torch.set_num_threads(threads)
     from medseg.training.config import parse_size
 
-    predictor = Predictor.from_folders(model_dirs, checkpoint=checkpoint, backend=backend,
-                                       tta=tta_choice(tta, tta_axes),
-                                       largest_component=largest_component, overlap=overlap, batch_size=batch_size,
-                                       tile_size=parse_size(tile_size) or None, prune_level=prune_level,
-                                       fast=fast, postprocessing=postprocessing)
+    predictor_options = dict(checkpoint=checkpoint, backend=backend, tta=tta_choice(tta, tta_axes),
+                             largest_component=largest_component, overlap=overlap, batch_size=batch_size,
+                             tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast,
+                             postprocessing=postprocessing)
+    predictor = Predictor.from_folders(model_dirs, **predictor_options)
     if backend == "auto":
         from medseg.inference.predictor import auto_backend
         from medseg.planning.training_rules import describe
@@ -211,45 +230,77 @@ def predict(
     cases = collect_inputs(inputs, predictor.config.input_channels)
     if not cases:
         raise MedsegError("no input images found")
+    volumes_path = output / VOLUMES_NAME
+    if shard:
+        cases = shard_items(cases, *parse_shard(shard), key=lambda case: case[0])
+        volumes_path = output / shard_file_name(VOLUMES_NAME, *parse_shard(shard))  # array jobs share OUTDIR
+        console.print(f"shard {shard}: {len(cases)} case(s)", highlight=False)
     roi_paths = _match_rois(list(roi or []), cases)
 
     # every output is checked before any work, so a refused run writes nothing
+    if codes is not None:
+        load_segment_codes(codes)  # a malformed code file stops the run here
     plan = []
     for name, files in cases:
         ext = output_extension(files[0])
-        target = output / f"{name}{ext}"
+        as_seg = writes_dicom_seg(output_format, files[0])
+        if files[0].is_dir():
+            read_series_grid(files[0])  # a bad series (two series, a missing slice) stops the run before any output
+        target = output / (f"{name}{DICOM_SEG_SUFFIX}" if as_seg else f"{name}{ext}")
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
         for t in (target, prob_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        plan.append((name, files, target, prob_target))
+        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes))
 
     note = label_format_note(plan[0][1][0])
     if note:
         console.print(note, highlight=False)
     prepare_output_folder(output, probabilities)
-    for i, (name, files, target, prob_target) in enumerate(plan, start=1):
-        t0 = time.perf_counter()
-        image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
-        roi_image: Image | None = read_image(roi_paths[name]) if name in roi_paths else None
-        try:
-            labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
-        except MedsegError as exc:
-            if exc.path is not None:
-                raise
-            raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
-        try:
-            if prob_target is not None and probs is not None:
-                write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
-            write_image(labels, target)
-        except BaseException:
-            if prob_target is not None:
-                prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
+    make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
+    for i, (rows, line) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
+                                               workers=workers, threads=threads), start=1):
+        write_volumes(rows, volumes_path)  # rewritten atomically after every case
+        console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
+
+
+def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
+    """One case of ``medseg predict``: read, predict, write; returns its volume rows and a progress line.
+
+    Module-level so that ``--workers`` processes run this very function."""
+    import time
+
+    from medseg.cli.guards import require_finite
+    from medseg.inference.volumes import label_volumes
+    from medseg.io import read_image, write_image
+    from medseg.io.dicom_seg import load_segment_codes, write_dicom_seg
+    from medseg.io.probabilities import write_probabilities
+
+    name, files, target, prob_target, roi_path, as_seg, codes = job
+    probabilities = prob_target is not None
+    t0 = time.perf_counter()
+    image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
+    roi_image: Image | None = read_image(roi_path) if roi_path is not None else None
+    try:
+        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
+    except MedsegError as exc:
+        if exc.path is not None:
             raise
-        rows = label_volumes(labels, predictor.config, name)
-        write_volumes(rows, output / VOLUMES_NAME)  # rewritten atomically after every case
-        line = f"[{i}/{len(plan)}] {name} -> {target} ({time.perf_counter() - t0:.2f} s)"
-        if labels.spatial_dims == 3:
-            line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} mL" for r in rows)
-        console.print(line, highlight=False)
+        raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
+    try:
+        if prob_target is not None and probs is not None:
+            write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
+        if as_seg:
+            write_dicom_seg(labels, files[0], target, labels=predictor.config.labels, codes=load_segment_codes(codes))
+        else:
+            write_image(labels, target)
+    except BaseException:
+        if prob_target is not None:
+            prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
+        raise
+    rows = label_volumes(labels, predictor.config, name)
+    line = f"{name} -> {target} ({time.perf_counter() - t0:.2f} s)"
+    if labels.spatial_dims == 3:
+        line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} mL" for r in rows)
+    return rows, line

@@ -3,7 +3,8 @@ file extension (or, for folders, on DICOM).
 
 Supported: NIfTI (.nii, .nii.gz), MetaImage (.mha, .mhd), NRRD (.nrrd, .nhdr) and DICOM through
 SimpleITK; PNG, TIFF, GIF, JPEG, PPM/PGM/PBM and BMP through Pillow (see :mod:`medseg.io.raster` for
-the raster conventions). DICOM is read-only.
+the raster conventions). DICOM images are read-only here; DICOM Segmentation objects are written and read by
+:mod:`medseg.io.dicom_seg`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from medseg.image import Image
 from medseg.io.dicom import is_dicom_file, read_dicom_file, read_dicom_series
 from medseg.io.formats import SUPPORTED_EXTENSIONS, backend_for, image_extension, strip_extension
 from medseg.io.itk import read_itk, write_itk
+from medseg.io.nifti import read_nifti
 from medseg.io.limits import check_header
 from medseg.io.raster import read_raster, write_raster
 
@@ -64,7 +66,8 @@ def _read_one_unchecked(path: Path) -> Image:
             path,
         )
     if backend == "itk":
-        return read_itk(path)
+        # NIfTI: voxel values with nibabel, geometry with SimpleITK (NOTES.md, "Data model and I/O")
+        return read_nifti(path) if image_extension(path) in (".nii", ".nii.gz") else read_itk(path)
     if backend == "dicom":
         return read_dicom_file(path)
     return read_raster(path)

@@ -1,8 +1,8 @@
 """DICOM: a folder holding one series, or a single DICOM file, read through SimpleITK (GDCM).
 
-SimpleITK sorts the slices along the slice normal and computes spacing and direction from the
-Image Position / Orientation (Patient) tags, which is what we need for geometry; pydicom would make us
-re-implement that sorting.
+The slices of a series are checked and sorted from their headers by :mod:`medseg.io.dicom_series`;
+SimpleITK reads their voxels (with the rescale and every transfer syntax GDCM decodes) and computes the
+same spacing and direction from the Image Position / Orientation (Patient) tags.
 """
 
 from __future__ import annotations
@@ -13,47 +13,39 @@ import SimpleITK as sitk
 
 from medseg.errors import ImageReadError
 from medseg.image import Image
+from medseg.io.dicom_series import is_dicom_file  # noqa: F401 - re-exported: medseg.io reads it here
 from medseg.io.itk import _itk_reason, execute_guarded, from_sitk, native_memory_cap, native_stderr_captured
-
-
-def is_dicom_file(path: Path) -> bool:
-    """True when ``path`` carries the DICOM preamble magic ("DICM" at byte 128)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def read_dicom_series(folder: Path) -> Image:
     """Read the single DICOM series in ``folder``.
 
+    The slices are checked and sorted by :func:`medseg.io.dicom_series.read_series_grid` (one series,
+    one orientation and size, evenly spaced slices: a missing slice is an error, not a silently stretched
+    volume); SimpleITK then reads their voxels in that order.
+
     Raises
     ------
     ImageReadError
-        When the folder holds no DICOM series, or several (their Series Instance UIDs are named).
+        When the folder holds no DICOM series, several (their Series Instance UIDs are named), or slices
+        that do not form one regular grid (the offending file is named).
     """
+    from medseg.io.dicom_series import NotASliceStackError, read_series_grid
+
     try:
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    except RuntimeError as exc:
-        raise ImageReadError(f"cannot scan for DICOM series: {_itk_reason(exc)}", folder) from None
-    if not series:
-        raise ImageReadError("folder holds no DICOM series", folder)
-    if len(series) > 1:
-        raise ImageReadError(
-            f"folder mixes {len(series)} DICOM series ({', '.join(series)}); "
-            "put each series in its own folder",
-            folder,
-        )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+        series = read_series_grid(folder)
+    except NotASliceStackError:
+        files = [p for p in Path(folder).iterdir() if p.is_file() and is_dicom_file(p)]
+        if len(files) == 1:  # one multi-frame object, or one projection image (X-ray) without position
+            return read_dicom_file(files[0])
+        raise
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    reader.SetFileNames([str(f) for f in series.files])
     try:
         with native_stderr_captured():
             img = execute_guarded(reader, folder, "DICOM")
     except (RuntimeError, MemoryError) as exc:
-        raise ImageReadError(f"cannot read DICOM series {series[0]}: {_itk_reason(exc)}", folder) from None
+        raise ImageReadError(f"cannot read DICOM series {series.series_uid}: {_itk_reason(exc)}", folder) from None
     return from_sitk(img)
 
 

@@ -204,11 +204,8 @@ def native_stderr_captured() -> Iterator[list[str]]:
 
 
 def read_itk(path: Path) -> Image:
-    """Read NIfTI / MetaImage / NRRD with SimpleITK."""
-    if image_extension(path) in (".nii", ".nii.gz"):
-        from medseg.io.nifti import read_nifti
-
-        return read_nifti(path)
+    """Read MetaImage / NRRD (and NIfTI geometry) with SimpleITK; NIfTI voxels go through
+    :func:`medseg.io.nifti.read_nifti` (chosen by :func:`medseg.io.read_image`)."""
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))

@@ -6,11 +6,13 @@ from medseg.nets import (  # noqa: F401
     dunet,
     encoders,
     fcn,
+    litemedsam,
     patch_cnn,
     segnet,
     segresnet_vae,
     unet,
     unet_plus_plus,
+    vit_seg,
     vnet,
 )
 from medseg.nets.registry import NETWORKS, create_network

@@ -1,0 +1,248 @@
+"""OCT referral cascade on DukeDME: fluid segmentation → "fluid present" classification, split by patient.
+
+Three folds of two patients each (subject01+02, 03+04, 05+06). One fold per run (each run ≤ 10 min):
+
+    .venv/bin/python benchmarks/oct_cascade.py --data ../shared/data/DukeDME --work /tmp/oct_cascade --fold 0 --minutes 5
+    .venv/bin/python benchmarks/oct_cascade.py ... --fold 1 --minutes 5
+    .venv/bin/python benchmarks/oct_cascade.py ... --fold 2 --minutes 5
+    .venv/bin/python benchmarks/oct_cascade.py --data ../shared/data/DukeDME --work /tmp/oct_cascade --report
+
+A fold run: `medseg train` (U-Net, the automatic plan, --time-limit) on the other four patients, then
+`medseg predict --probabilities` of the fold's B-scans (timed per B-scan). With ``--scale 0.5`` (default)
+training and prediction see the B-scans at half size (248×384, written once to WORK/dataset_x0.5); the
+report brings the probabilities back to 496×768 (bilinear) and scores there. The report:
+
+1. fluid Dice of the out-of-fold label maps at full size (p ≥ 0.5; mean over B-scans with fluid; pooled
+   over all pixels);
+2. B-scan "fluid present" (reference fluid area > 0) from the out-of-fold tissue maps: nested
+   leave-one-patient-out — on five patients medseg.cascade chooses and calibrates the classifier and its
+   threshold (Youden), the sixth patient is classified — → AUC, sensitivity/specificity at the threshold,
+   ECE, bootstrap 95 % CIs; next to the bare rule "predicted fluid area > 0";
+3. the CLI end to end on fold 0: `medseg train-classifier` (on the fold's 44 training B-scans, segmented
+   by the fold's model — in-sample tissue maps), `medseg predict-cascade --overlays` of the 22 held-out
+   B-scans, `medseg evaluate-classification`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+FOLDS = 3
+
+
+def run(args: list[str]) -> float:
+    print("$", shlex.join(args), flush=True)
+    start = time.perf_counter()
+    subprocess.run(args, check=True)
+    return time.perf_counter() - start
+
+
+def fold_patients(k: int) -> tuple[str, str]:
+    return f"subject{2 * k + 1:02d}", f"subject{2 * k + 2:02d}"
+
+
+def fold_cases(data: Path, k: int) -> list[str]:
+    cases = sorted(p.name[: -len(".png")] for p in (data / "labelsTr").glob("*.png"))
+    return [c for c in cases if c.split("_")[0] in fold_patients(k)]
+
+
+def scaled_dataset(data: Path, work: Path, scale: float) -> Path:
+    """DukeDME with every B-scan zoomed by ``scale`` (images bilinear, labels nearest): 4× fewer pixels per
+    training patch at 0.5, so that a few minutes of CPU training see more of each B-scan."""
+    if scale == 1:
+        return data
+    from PIL import Image as PILImage
+
+    out = work / f"dataset_x{scale:g}"
+    if (out / "dataset.json").is_file():
+        return out
+    for sub, resample in (("imagesTr", PILImage.BILINEAR), ("labelsTr", PILImage.NEAREST)):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((data / sub).glob("*.png")):
+            image = PILImage.open(path)
+            size = (round(image.width * scale), round(image.height * scale))
+            image.resize(size, resample).save(out / sub / path.name)
+    (out / "dataset.json").write_text((data / "dataset.json").read_text())
+    return out
+
+
+def image_folder(data: Path, cases: list[str], folder: Path) -> Path:
+    """Symlinks to the images of ``cases`` (medseg predict reads a folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        link = folder / f"{c}_0000.png"
+        if not link.exists():
+            link.symlink_to((data / "imagesTr" / f"{c}_0000.png").resolve())
+    return folder
+
+
+def run_fold(args: argparse.Namespace, k: int) -> None:
+    medseg = [sys.executable, "-m", "medseg"]
+    val = fold_cases(args.data, k)
+    model = args.work / f"fold{k}"
+    data = scaled_dataset(args.data, args.work, args.scale)
+    if not (args.reuse_models and (model / "model.safetensors").is_file()):
+        run(medseg + ["train", str(data), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
+                      f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0"])
+    if args.threshold:
+        # chosen on the fold's training B-scans only (the default would be its validation = test cases)
+        train = [c for k2 in range(FOLDS) if k2 != k for c in fold_cases(args.data, k2)]
+        run(medseg + ["threshold", str(model), str(data), "--cases", ",".join(train), "--metric", "f1"])
+    images = image_folder(data, val, args.work / f"images_fold{k}")
+    seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
+                            "--threads", "1", "--overwrite"])
+    (args.work / f"timing_fold{k}.json").write_text(json.dumps({"predict_seconds": seconds, "cases": len(val)}))
+
+
+def read_png(path: Path) -> np.ndarray:
+    from medseg.io import read_image
+
+    return np.asarray(read_image(path).array[0])
+
+
+def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
+    from medseg.cascade import segmentation_features
+    from medseg.io import read_image
+    from medseg.metrics import dice
+    from medseg.preprocessing.fov import restore_size
+
+    labels = json.loads((args.data / "dataset.json").read_text())["labels"]
+    # the fold model's decision threshold (`--threshold`), else the argmax's 0.5
+    thresholds = [json.loads((args.work / f"fold{k}" / "config.json").read_text()).get("decision_threshold") or 0.5
+                  for k in range(FOLDS)]
+    rows, features = {}, {}
+    for k in range(FOLDS):
+        for c in fold_cases(args.data, k):
+            ref = read_png(args.data / "labelsTr" / f"{c}.png")
+            fg = np.asarray(read_image(args.work / "pred" / "probabilities" / f"{c}.tif").array[0], np.float32)
+            if fg.shape != ref.shape:  # a model trained at --scale: probabilities back to the B-scan's size
+                fg = restore_size(fg, ref.shape)
+            pred = (fg >= thresholds[k]).astype(np.uint8)
+            probs = np.stack([1 - fg, fg])
+            rows[c] = {"fold": k, "reference_area": int((ref == 1).sum()), "predicted_area": int((pred == 1).sum()),
+                       "dice": dice(pred == 1, ref == 1), "tp": int(((pred == 1) & (ref == 1)).sum())}
+            features[c] = segmentation_features(pred, labels, probs)
+    return rows, features
+
+
+def nested_classification(features: dict, truth: dict[str, int], seed: int = 0) -> tuple[np.ndarray, list]:
+    """Leave-one-patient-out: the cascade's own selection + calibration + threshold on five patients."""
+    from medseg.cascade import fit_classifier
+    from medseg.datasets.splits import case_group
+
+    cases = sorted(features)
+    names = list(features[cases[0]])
+    X = np.array([[features[c][f] for f in names] for c in cases])
+    y = np.array([truth[c] for c in cases])
+    groups = np.array([case_group(c) for c in cases])
+    p, decisions, chosen = np.zeros(len(cases)), np.zeros(len(cases), int), []
+    for patient in sorted(set(groups)):
+        test = groups == patient
+        fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"))
+        p[test] = fit.predict_proba(X[test])
+        decisions[test] = p[test] >= fit.threshold["value"]
+        chosen.append((patient, fit.name, round(fit.threshold["value"], 3),
+                       {n: round(s["log_loss"], 3) for n, s in fit.scores.items()}))
+    return p, decisions, y, cases, chosen
+
+
+def report(args: argparse.Namespace) -> None:
+    from medseg.metrics.classification import binary_metrics, bootstrap_intervals
+
+    rows, features = segmentation_table(args)
+    cases = sorted(rows)
+    with_fluid = [c for c in cases if rows[c]["reference_area"] > 0]
+    dices = [rows[c]["dice"] for c in with_fluid]
+    tp = sum(rows[c]["tp"] for c in cases)
+    pooled = 2 * tp / (sum(rows[c]["reference_area"] + rows[c]["predicted_area"] for c in cases))
+    per_fold = [np.mean([rows[c]["dice"] for c in with_fluid if rows[c]["fold"] == k]) for k in range(FOLDS)]
+    timings = [json.loads((args.work / f"timing_fold{k}.json").read_text()) for k in range(FOLDS)]
+    per_scan = sum(t["predict_seconds"] for t in timings) / sum(t["cases"] for t in timings)
+    print(f"\nfluid Dice, out-of-fold: mean over {len(with_fluid)} B-scans with fluid {np.mean(dices):.3f} "
+          f"(folds {', '.join(f'{d:.3f}' for d in per_fold)}); pooled over all 66 B-scans {pooled:.3f}; "
+          f"`medseg predict` {per_scan:.2f} s per B-scan incl. process start-up")
+
+    truth = {c: int(rows[c]["reference_area"] > 0) for c in cases}
+    p, decisions, y, order, chosen = nested_classification(features, truth)
+    threshold_free = binary_metrics(y, p)
+    at_thr = {"sensitivity": float(decisions[y == 1].mean()), "specificity": float(1 - decisions[y == 0].mean()),
+              "accuracy": float((decisions == y).mean())}
+    ci = bootstrap_intervals(y, p, seed=0)
+    area = np.array([rows[c]["predicted_area"] for c in order], float)
+    area_rule = binary_metrics(y, (area > 0).astype(float), 0.5)
+    area_auc = binary_metrics(y, area / area.max(), 0.5)["auc"]
+    print(f"B-scan 'fluid present' ({int(y.sum())} with fluid / {int((1 - y).sum())} without), nested "
+          f"leave-one-patient-out:\n  cascade classifier: AUC {threshold_free['auc']:.3f} "
+          f"[{ci['auc'][0]:.3f}, {ci['auc'][1]:.3f}], ECE {threshold_free['ece']:.3f} "
+          f"[{ci['ece'][0]:.3f}, {ci['ece'][1]:.3f}], Brier {threshold_free['brier']:.3f}; at each fold's threshold: "
+          f"accuracy {at_thr['accuracy']:.3f}, sensitivity {at_thr['sensitivity']:.3f}, specificity "
+          f"{at_thr['specificity']:.3f}")
+    print(f"  rule 'predicted fluid area > 0': accuracy {area_rule['accuracy']:.3f}, sensitivity "
+          f"{area_rule['sensitivity']:.3f}, specificity {area_rule['specificity']:.3f}; predicted area as score: "
+          f"AUC {area_auc:.3f}")
+    print("  classifier chosen per held-out patient (patient, model, threshold, CV log loss):")
+    for row in chosen:
+        print("   ", *row)
+    patients = sorted({c.split("_")[0] for c in order})
+    for patient in patients:
+        sel = np.array([c.startswith(patient) for c in order])
+        print(f"  patient {patient}: {int(decisions[sel].sum())}/{int(sel.sum())} B-scans referred "
+              f"(reference: {int(y[sel].sum())} with fluid) → patient decision "
+              f"{'refer' if decisions[sel].any() else 'routine'}")
+    (args.work / "result.json").write_text(json.dumps(
+        {"dice_mean_with_fluid": float(np.mean(dices)), "dice_pooled": pooled, "dice_per_fold": per_fold,
+         "seconds_per_bscan": per_scan, "classification": threshold_free, "at_threshold": at_thr, "ci": ci,
+         "area_rule": area_rule, "chosen": chosen}, indent=2, default=str))
+    if not args.skip_cli:
+        cli_end_to_end(args, truth)
+
+
+def cli_end_to_end(args: argparse.Namespace, truth: dict[str, int]) -> None:
+    medseg = [sys.executable, "-m", "medseg"]
+    val = set(fold_cases(args.data, 0))
+    name = {1: "fluid", 0: "no_fluid"}
+    train_csv, test_csv = args.work / "classes_train_fold0.csv", args.work / "classes_test_fold0.csv"
+    train_csv.write_text("case,class\n" + "".join(f"{c},{name[v]}\n" for c, v in sorted(truth.items()) if c not in val))
+    test_csv.write_text("case,class\n" + "".join(f"{c},{name[v]}\n" for c, v in sorted(truth.items()) if c in val))
+    cls, out = args.work / "cascade_fold0", args.work / "cascade_pred_fold0"
+    run(medseg + ["train-classifier", str(args.work / "fold0"), str(scaled_dataset(args.data, args.work, args.scale)),
+                  "--labels", str(train_csv),
+                  "--positive", "fluid", "--out", str(cls), "--overwrite", "--threads", "1"])
+    run(medseg + ["predict-cascade", str(cls), "-i", str(args.work / "images_fold0"), "-o", str(out), "--overlays",
+                  "--overwrite", "--threads", "1"])
+    run(medseg + ["evaluate-classification", str(out), "--labels", str(test_csv), "--out", str(args.work / "eval_fold0")])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/DukeDME"))
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--fold", type=int, choices=range(FOLDS), help="Train and predict this fold.")
+    parser.add_argument("--minutes", type=float, default=5.0, help="Training budget of a fold.")
+    parser.add_argument("--scale", type=float, default=0.5, help="Zoom of the B-scans for training and prediction "
+                        "(the report scores at full size).")
+    parser.add_argument("--threshold", action="store_true", help="After training, choose the fluid decision "
+                        "threshold maximising pixel F1 on the fold's training B-scans (`medseg threshold`).")
+    parser.add_argument("--reuse-models", action="store_true", help="Do not retrain a fold that has weights.")
+    parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
+    parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.fold is not None:
+        run_fold(args, args.fold)
+    if args.report:
+        report(args)
+    if args.fold is None and not args.report:
+        parser.error("give --fold K or --report")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The field of view (FOV) of a fundus photograph, and rescaling an image so that its FOV has a given
+diameter — what differs most between fundus cameras, normalised before the network sees the image.
+
+:func:`find_fov`: the camera's circular aperture is bright against a dark surround. Median-filter the
+brightest channel (red in fundus photographs, strong even over dark vessels), threshold it at a fixed
+share of the way from the surround's level (1st percentile) to the retina's (90th percentile), keep the
+largest component, fill its holes and open it with a small disc (removes glare and the thin bright
+borders some cameras print). STARE ships no FOV masks; DRIVE's masks measure it (BENCHMARKS.md).
+
+:func:`fit_fov_circle` / :func:`fov_diameter`: the aperture's circle fitted to the FOV's edge (RANSAC,
+robust to the straight cuts at the top and bottom in DRIVE and STARE and to the sides cut by the sensor).
+
+:func:`rescale_to_diameter` / :func:`restore_size`: zoom an image so that its FOV diameter equals the
+training camera's (recorded in the model as ``fov_diameter``), and bring a prediction back to the
+input's size.
+
+Examples
+--------
+>>> import numpy as np
+>>> yy, xx = np.mgrid[:200, :240]
+>>> disc = ((yy - 100) ** 2 + (xx - 120) ** 2 < 90 ** 2).astype(np.float32)
+>>> rgb = np.stack([disc * 180, disc * 90, disc * 40]) + 5
+>>> roi = find_fov(rgb)
+>>> round(fov_diameter(roi))
+180
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.errors import MedsegError
+
+#: threshold = surround + FOV_LEVEL * (retina - surround); 0.25 sits well above the camera's dark noise
+#: and below the darkest retina at the rim
+FOV_LEVEL = 0.25
+SURROUND_PERCENTILE = 1.0
+RETINA_PERCENTILE = 90.0
+MIN_CONTRAST = 10.0 / 255.0     # retina - surround below this share of the dynamic range: no aperture
+MIN_FOV_FRACTION = 0.05         # a FOV covering less of the image than this was not found
+OPENING_FRACTION = 0.01         # opening disc radius as a share of the image's smaller side
+RANSAC_TRIALS = 300             # triples of edge pixels tried when fitting the aperture circle
+RANSAC_TOLERANCE = 1.5          # pixels from the circle that count as on it
+
+
+def _disc(radius: int) -> np.ndarray:
+    r = max(int(radius), 1)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return yy ** 2 + xx ** 2 <= r ** 2
+
+
+def find_fov(image: np.ndarray, level: float = FOV_LEVEL, name: str = "image") -> np.ndarray:
+    """The field of view of a fundus photograph as a boolean roi.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, Y, X) or (Y, X)
+        Colour (channels first) or grey photograph, any intensity range.
+    level : float
+        Threshold position between the surround and the retina level (0..1).
+    name : str
+        Named in the error message (e.g. the file).
+
+    Returns
+    -------
+    ndarray of bool, shape (Y, X)
+
+    Raises
+    ------
+    MedsegError
+        When no aperture stands out from the surround (e.g. an all-black image).
+    """
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise MedsegError(f"{name}: a field of view is found in a 2D photograph (C, Y, X); got shape {array.shape}")
+    # brightest channel: red in fundus photographs, the one where the retina stands out most from black
+    channel = array[int(np.argmax(array.reshape(len(array), -1).mean(1)))]
+    dynamic = float(channel.max() - channel.min()) if channel.size else 0.0
+    span = max(float(np.abs(channel).max()), 1e-12) if channel.size else 1.0
+    scale = 255.0 if span > 1.5 else 1.0  # 8-bit or [0, 1] images
+    smooth = ndimage.median_filter(channel, size=5)  # edge-preserving: the aperture keeps its size
+    surround = float(np.percentile(smooth, SURROUND_PERCENTILE))
+    retina = float(np.percentile(smooth, RETINA_PERCENTILE))
+    if dynamic <= 0 or retina - surround < MIN_CONTRAST * scale:
+        raise MedsegError(f"{name}: no field of view found (the image has no bright aperture on a dark surround; "
+                          f"brightest channel spans {surround:.3g}..{retina:.3g})")
+    roi = smooth > surround + level * (retina - surround)
+    components, n = ndimage.label(roi)
+    if n == 0:
+        raise MedsegError(f"{name}: no field of view found")
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    roi = ndimage.binary_fill_holes(components == int(np.argmax(sizes)))
+    radius = round(OPENING_FRACTION * min(roi.shape))
+    # opening removes bright borders/glare attached to the aperture; pad so the image edge is not eroded
+    padded = np.pad(roi, radius + 1, mode="edge")
+    roi = ndimage.binary_opening(padded, _disc(radius))[radius + 1:-radius - 1, radius + 1:-radius - 1]
+    components, n = ndimage.label(roi)
+    if n > 1:
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        roi = components == int(np.argmax(sizes))
+    if roi.mean() < MIN_FOV_FRACTION:
+        raise MedsegError(f"{name}: no field of view found (the bright region covers {roi.mean():.1%} of the image)")
+    return roi
+
+
+def fit_fov_circle(roi: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """The camera's circular aperture fitted to the FOV's edge: ``(centre_y, centre_x, radius)`` in pixels.
+
+    Edge pixels on the image border are left out (the sensor cuts the circle there), and the circle is
+    found by RANSAC over triples of edge pixels (seeded, so the same roi gives the same circle), refined by
+    a least-squares fit of its inliers: straight cuts of the aperture (top and bottom in DRIVE and STARE)
+    do not pull it.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:100, :140]
+    >>> roi = ((yy - 50) ** 2 + (xx - 70) ** 2 < 60 ** 2)   # cut off at the top and bottom
+    >>> [round(v) for v in fit_fov_circle(roi)]
+    [50, 70, 60]
+    """
+    roi = np.asarray(roi, dtype=bool)
+    if roi.ndim != 2 or not roi.any():
+        raise MedsegError("the field of view is empty")
+    edge = roi & ~ndimage.binary_erosion(roi)
+    edge[:2], edge[-2:], edge[:, :2], edge[:, -2:] = False, False, False, False
+    points = np.argwhere(edge).astype(np.float64)
+    if len(points) < 3:
+        raise MedsegError("the field of view has no edge inside the image: its aperture cannot be fitted")
+    rng = np.random.default_rng(seed)
+    best, best_inliers = None, -1
+    for _ in range(RANSAC_TRIALS):
+        circle = _circle_through(points[rng.choice(len(points), 3, replace=False)])
+        if circle is None:
+            continue
+        residual = np.abs(np.hypot(*(points - circle[:2]).T) - circle[2])
+        inliers = int((residual < RANSAC_TOLERANCE).sum())
+        if inliers > best_inliers:
+            best, best_inliers = circle, inliers
+    if best is None:
+        raise MedsegError("the field of view's edge is a straight line: no circular aperture")
+    inside = np.abs(np.hypot(*(points - best[:2]).T) - best[2]) < RANSAC_TOLERANCE
+    cy, cx, radius = _least_squares_circle(points[inside])
+    return cy, cx, radius + 0.5  # edge pixel centres lie half a pixel inside the aperture's outline
+
+
+def _circle_through(p: np.ndarray) -> np.ndarray | None:
+    (y1, x1), (y2, x2), (y3, x3) = p
+    d = 2 * (y1 * (x2 - x3) + y2 * (x3 - x1) + y3 * (x1 - x2))
+    if abs(d) < 1e-9:
+        return None
+    s1, s2, s3 = y1 ** 2 + x1 ** 2, y2 ** 2 + x2 ** 2, y3 ** 2 + x3 ** 2
+    cy = (s1 * (x2 - x3) + s2 * (x3 - x1) + s3 * (x1 - x2)) / d
+    cx = (s1 * (y3 - y2) + s2 * (y1 - y3) + s3 * (y2 - y1)) / d
+    return np.array([cy, cx, np.hypot(y1 - cy, x1 - cx)])
+
+
+def _least_squares_circle(points: np.ndarray) -> tuple[float, float, float]:
+    # Kåsa's algebraic fit: y² + x² = 2a·y + 2b·x + c, radius² = c + a² + b²
+    A = np.c_[2 * points, np.ones(len(points))]
+    (a, b, c), *_ = np.linalg.lstsq(A, (points ** 2).sum(1), rcond=None)
+    return float(a), float(b), float(np.sqrt(c + a * a + b * b))
+
+
+def fov_diameter(roi: np.ndarray) -> float:
+    """Diameter of the camera's aperture in pixels (twice the radius of :func:`fit_fov_circle`); unlike
+    the FOV's width, it does not shrink when the sensor cuts the circle at the sides."""
+    return 2.0 * fit_fov_circle(roi)[2]
+
+
+def fov_scale(roi: np.ndarray, target_diameter: float) -> float:
+    """Zoom factor that brings this FOV to ``target_diameter`` pixels."""
+    if not target_diameter > 0:
+        raise MedsegError(f"target FOV diameter must be positive; got {target_diameter}")
+    return float(target_diameter) / fov_diameter(roi)
+
+
+def rescale_to_diameter(image: np.ndarray, roi: np.ndarray, target_diameter: float, order: int = 1
+                        ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Zoom an image (C, Y, X) and its FOV so that the FOV is ``target_diameter`` pixels wide.
+
+    Returns
+    -------
+    (ndarray, ndarray of bool, float)
+        Rescaled image (float32), rescaled FOV, and the zoom factor applied.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:100, :120]
+    >>> img = np.ones((3, 100, 120), np.float32); roi = (yy - 50) ** 2 + (xx - 60) ** 2 < 40 ** 2
+    >>> out, out_roi, scale = rescale_to_diameter(img, roi, fov_diameter(roi) / 2)
+    >>> out.shape, scale
+    ((3, 50, 60), 0.5)
+    """
+    scale = fov_scale(roi, target_diameter)
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    shape = tuple(max(1, round(s * scale)) for s in array.shape[1:])
+    if int(np.prod(shape)) * len(array) * 4 > 2 ** 31:
+        raise MedsegError(f"rescaling to FOV diameter {target_diameter:g} would give a {shape} image: too large")
+    out = np.stack([_resize(c, shape, order) for c in array])
+    out_roi = _resize(roi.astype(np.float32), shape, 1) >= 0.5
+    return out, out_roi, scale
+
+
+def _resize(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+    # zoom factors from the exact shapes, so that restore_size returns the very same grid
+    factors = [t / s for t, s in zip(shape, array.shape)]
+    return ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=True)
+
+
+def restore_size(array: np.ndarray, shape: Sequence[int], order: int = 1) -> np.ndarray:
+    """Bring a prediction made on the rescaled image back to the input's ``shape`` (Y, X).
+
+    Probabilities (C, Y, X) or (Y, X) with ``order=1``; label maps with ``order=0``.
+    """
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return _resize(array.astype(np.float32) if order else array, shape, order).astype(array.dtype, copy=False)
+    return np.stack([_resize(c.astype(np.float32) if order else c, shape, order) for c in array]).astype(
+        array.dtype, copy=False)

@@ -1,0 +1,174 @@
+"""The cascade end to end through the CLI on phantoms with / without a lesion (the right class is known):
+train → train-classifier → predict-cascade → evaluate-classification; and its bad inputs."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from medseg.cli import main
+from medseg.datasets.dataset import write_dataset_json
+from medseg.image import Image
+from medseg.io import write_image
+
+SIZE = 40
+
+
+def phantom(rng, lesion: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A grey 'scan' (textured tissue) and its label map: a bright lesion disc, or none."""
+    image = 60 + 20 * rng.random((SIZE, SIZE))
+    label = np.zeros((SIZE, SIZE), np.uint8)
+    if lesion:
+        cy, cx = rng.integers(10, SIZE - 10, 2)
+        r = rng.integers(4, 8)
+        yy, xx = np.mgrid[:SIZE, :SIZE]
+        label[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+        image[label == 1] = 200 + 20 * rng.random(int(label.sum()))
+    return image.astype(np.uint8), label
+
+
+@pytest.fixture(scope="module")
+def lesions(tmp_path_factory):
+    """8 patients x 2 scans for training (one with a lesion, one without) + 6 test scans."""
+    root = tmp_path_factory.mktemp("cascade") / "lesions"
+    rng = np.random.default_rng(0)
+    classes = {}
+    for folder, prefix, n in (("Tr", "p", 16), ("Ts", "q", 6)):
+        for i in range(n):
+            name = f"{prefix}{i // 2:02d}_scan{i % 2}"
+            image, label = phantom(rng, lesion=i % 2 == 1)
+            write_image(Image(image[None]), root / f"images{folder}" / f"{name}_0000.png")
+            write_image(Image(label[None]), root / f"labels{folder}" / f"{name}.png")
+            classes[name] = "lesion" if i % 2 else "healthy"
+    write_dataset_json(root, name="lesions", channel_names=["scan"], labels={"background": 0, "lesion": 1},
+                       file_ending=".png", num_training=16)
+    return root, classes
+
+
+def _write_classes(path, classes):
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([("case", "class"), *sorted(classes.items())])
+    return path
+
+
+def _train(data, out, iterations, seed=0):
+    return main(["train", str(data), "--out", str(out), "--iterations", str(iterations), "--patch-size", "32",
+                 "--batch-size", "4", "--features", "8", "--depth", "2", "--threads", "1", "--no-progress",
+                 "--seed", str(seed), "--lr", "0.01"])
+
+
+@pytest.mark.slow  # about 15 s on an idle 2-core machine (a 60-iteration U-Net, 22 predictions)
+def test_cascade_end_to_end(lesions, tmp_path, capsys, one_thread):
+    data, classes = lesions
+    seg = tmp_path / "models" / "seg"
+    assert _train(data, seg, 60) == 0
+    train_classes = _write_classes(tmp_path / "classes.csv", {k: v for k, v in classes.items() if k.startswith("p")})
+    cls = tmp_path / "models" / "cls"
+    assert main(["train-classifier", str(seg), str(data), "--labels", str(train_classes), "--out", str(cls),
+                 "--positive", "lesion", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "classifier_choice" in err and "threshold" in err and "training cases" in err  # in-sample warning
+    record = json.loads((cls / "cascade.json").read_text())
+    assert record["segmentation_model"]["path"] == "../seg" and len(record["segmentation_model"]["sha256"]) == 64
+    assert record["classes"] == ["healthy", "lesion"] and record["threshold"]["criterion"] == "youden"
+    assert set(record["classifier"]["cross_validation"]["scores"]) == {"logistic", "gradient_boosting"}
+    assert (cls / "features.csv").read_text().startswith("case,group,class,lesion_area")
+
+    # the folder pair is relocatable (relative path)
+    moved = tmp_path / "moved"
+    (tmp_path / "models").rename(moved)
+    seg, cls = moved / "seg", moved / "cls"
+    out = tmp_path / "out"
+    assert main(["predict-cascade", str(cls), "-i", str(data / "imagesTs"), "-o", str(out), "--overlays",
+                 "--threads", "1"]) == 0
+    with open(out / "classification.csv", newline="") as fh:
+        rows = {r["case"]: r for r in csv.DictReader(fh)}
+    assert len(rows) == 6 and {"probability_lesion", "threshold", "decision", "lesion_area"} <= set(rows["q00_scan0"])
+    correct = [rows[c]["decision"] == classes[c] for c in rows]
+    assert np.mean(correct) >= 5 / 6
+    assert (out / "q00_scan1.png").is_file() and (out / "overlays" / "q00_scan1.png").is_file()
+    assert json.loads((out / "classification.json").read_text())["cascade"]["positive_class"] == "lesion"
+
+    test_classes = _write_classes(tmp_path / "test.csv", {k: v for k, v in classes.items() if k.startswith("q")})
+    assert main(["evaluate-classification", str(out), "--labels", str(test_classes), "--out", str(tmp_path / "eval"),
+                 "--bootstrap", "200"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "classification_metrics.json").read_text())
+    assert metrics["accuracy"] >= 5 / 6 and metrics["n"] == 6 and len(metrics["auc_ci"]) == 2
+
+    # bad input: another segmentation model's tissue maps → one line, nothing written
+    other = tmp_path / "other"
+    assert _train(data, other, 2, seed=1) == 0
+    capsys.readouterr()
+    assert main(["predict-cascade", str(cls), "-i", str(data / "imagesTs"), "-o", str(tmp_path / "o2"),
+                 "--segmentation-model", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "not the ones the classifier" in " ".join(err.split()) and str(other) in err.replace("\n", "")
+    assert not (tmp_path / "o2").exists()
+    # evaluation with a case that has no true class
+    partial = _write_classes(tmp_path / "partial.csv", {"q00_scan0": "healthy"})
+    assert main(["evaluate-classification", str(out), "--labels", str(partial), "--out", str(tmp_path / "e2")]) == 1
+    assert "no true class" in " ".join(capsys.readouterr().err.split()) and not (tmp_path / "e2").exists()
+
+
+def test_train_classifier_bad_labels(lesions, tmp_path, capsys, one_thread):
+    data, classes = lesions
+    seg = tmp_path / "seg"
+    assert _train(data, seg, 1) == 0
+    capsys.readouterr()
+    # class labels for a case that does not exist
+    bad = _write_classes(tmp_path / "bad.csv", {**classes, "nobody_scan0": "lesion"})
+    assert main(["train-classifier", str(seg), str(data), "--labels", str(bad), "--out", str(tmp_path / "c1")]) == 1
+    err = capsys.readouterr().err
+    assert "nobody_scan0" in err and str(bad) in err.replace("\n", "") and not (tmp_path / "c1").exists()
+    # a single class
+    one = _write_classes(tmp_path / "one.csv", {k: "lesion" for k in classes if k.startswith("p")})
+    assert main(["train-classifier", str(seg), str(data), "--labels", str(one), "--out", str(tmp_path / "c2")]) == 1
+    assert "all 16 labelled cases are of class 'lesion'" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "c2").exists()
+    # classes from dataset.json: a missing "classes" key is named
+    assert main(["train-classifier", str(seg), str(data), "--out", str(tmp_path / "c3")]) == 1
+    assert '"classes"' in capsys.readouterr().err and not (tmp_path / "c3").exists()
+
+
+def test_cascade_folder_is_bound_to_its_segmentation_model(lesions, tmp_path, one_thread):
+    from medseg.cascade import CascadeModel, fit_and_save
+    from medseg.errors import MedsegError
+
+    data, classes = lesions
+    seg, other = tmp_path / "seg", tmp_path / "other"
+    assert _train(data, seg, 1) == 0 and _train(data, other, 1, seed=1) == 0
+    rng = np.random.default_rng(0)
+    table = {c: {"lesion_area": float(rng.random() + (k == "lesion")), "lesion_components": float(k == "lesion")}
+             for c, k in classes.items()}
+    cls = tmp_path / "cls"
+    fit_and_save(cls, seg, {"background": 0, "lesion": 1}, table, classes, positive="lesion")
+    model = CascadeModel.load(cls)
+    p, decision = model.classify({"lesion_area": 1.8, "lesion_components": 1.0})
+    assert decision == "lesion" and p >= model.threshold
+    with pytest.raises(MedsegError, match="not the ones the classifier"):
+        CascadeModel.load(cls, other)
+    # a retrained (changed) segmentation model in the recorded place is refused as well
+    import shutil
+
+    shutil.rmtree(seg)
+    shutil.copytree(other, seg)
+    with pytest.raises(MedsegError, match="sha256"):
+        CascadeModel.load(cls)
+    # a changed configuration (here: a decision threshold) changes the tissue maps: refused
+    shutil.rmtree(seg)
+    shutil.copytree(other, seg)
+    fit_and_save(cls, seg, {"background": 0, "lesion": 1}, table, classes, positive="lesion")
+    config = json.loads((seg / "config.json").read_text())
+    config["decision_threshold"] = 0.7
+    (seg / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MedsegError, match="configuration"):
+        CascadeModel.load(cls)
+    # a tampered training table no longer reproduces the recorded classifier
+    text = (cls / "features.csv").read_text().splitlines()
+    text[1] = text[1].replace("lesion", "healthy") if ",lesion," in text[1] else text[1].replace("healthy", "lesion")
+    (cls / "features.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(MedsegError, match="refitted"):
+        from medseg.cascade.model import _refit, read_cascade
+
+        _refit(cls, read_cascade(cls))
