@@ -52,7 +52,8 @@ class Job:
             "progress": round(self.progress, 3), "error": self.error,
             "queued_seconds": round((self.started or now) - self.created, 3),
             "run_seconds": round((self.finished or now) - self.started, 3) if self.started else 0.0,
-            "formats": self.info.get("formats", []), "shape": self.info.get("shape"),
+            "formats": self.info.get("formats", []), "notes": self.info.get("notes", {}),
+            "shape": self.info.get("shape"),
         }
 
 
