@@ -517,3 +517,9 @@ def test_predict_into_read_only_folder(world, tmp_path, refused):
 def test_plan_output_inside_dataset(world, tmp_path, refused):
     data = copy_data(world, tmp_path / "d")
     refused(["plan", data, "--out", data / "plan.json"], [data / "plan.json", "inside"])
+
+
+def test_predict_roi_with_fractions(world, tmp_path, refused):
+    roi = tmp_path / "roi.tif"
+    write_image(Image(np.full((1, 32, 32), 0.5, np.float32)), roi)
+    refused(["predict", world.model, "-i", world.test_image, "-o", tmp_path / "out", "--roi", roi], [roi, "whole numbers"])

@@ -275,13 +275,14 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
     from medseg.inference.volumes import label_volumes
     from medseg.io import read_image, write_image
     from medseg.io.dicom_seg import load_segment_codes, write_dicom_seg
+    from medseg.io.labels import read_label_map
     from medseg.io.probabilities import write_probabilities
 
     name, files, target, prob_target, roi_path, as_seg, codes = job
     probabilities = prob_target is not None
     t0 = time.perf_counter()
     image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
-    roi_image: Image | None = read_image(roi_path) if roi_path is not None else None
+    roi_image: Image | None = read_label_map(roi_path, "roi") if roi_path is not None else None
     try:
         labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
     except MedsegError as exc:

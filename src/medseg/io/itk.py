@@ -167,6 +167,14 @@ def execute_guarded(reader, path: Path, what: str):
         with native_stderr_captured(), native_memory_cap(path=path):
             reader.ReadImageInformation()
         extra += 2 * reader_bytes(reader)
+    elif isinstance(reader, sitk.ImageSeriesReader) and reader.GetFileNames():
+        # a series: every file is read whole, and the volume is (slices × the first slice's declared size)
+        names = reader.GetFileNames()
+        first = sitk.ImageFileReader()
+        first.SetFileName(names[0])
+        with native_stderr_captured(), native_memory_cap(path=Path(names[0])):
+            first.ReadImageInformation()
+        extra += 2 * len(names) * reader_bytes(first) + 2 * sum(Path(n).stat().st_size for n in names)
     with native_stderr_captured() as noise, native_memory_cap(extra, path if path.is_file() else None):
         image = reader.Execute()
     if any("not read completely" in line for line in noise):
