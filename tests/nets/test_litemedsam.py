@@ -110,7 +110,10 @@ def test_missing_and_altered_weight_files(tmp_path):
     with pytest.raises(MedsegError, match="SHA-256") as info:
         load_litemedsam(altered)
     assert str(altered) in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(MedsegError, match="cannot read"):
+    with pytest.raises(MedsegError, match="LiteMedSAM weight file"):
+        load_litemedsam(altered, check_sha256=False)
+    torch.save({"a.weight": torch.zeros(2)}, altered)
+    with pytest.raises(MedsegError, match="another network"):
         load_litemedsam(altered, check_sha256=False)
     assert len(WEIGHTS_SHA256) == 64
 

@@ -11,24 +11,12 @@ import numpy as np
 
 
 def write_dicom_series(array: np.ndarray, folder: Path, series_uid: str, spacing=(3.0, 1.0, 1.0)) -> Path:
-    """Write a (Z, Y, X) int16 volume as one DICOM file per slice (one series)."""
-    import SimpleITK as sitk
+    """Write a (Z, Y, X) volume as one DICOM file per slice (one series, with a frame of reference)."""
+    from medseg import Image
+    from medseg.io.dicom_series import write_dicom_series as write_series
 
-    folder.mkdir(parents=True, exist_ok=True)
-    volume = sitk.GetImageFromArray(array.astype(np.int16))
-    volume.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for z in range(array.shape[0]):
-        piece = volume[:, :, z]
-        tags = {"0008|0060": "MR", "0020|000d": "1.2.826.0.1.3680043.2.1125.1", "0020|000e": series_uid,
-                "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(z + 1),
-                "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, z))),
-                "0018|0050": str(spacing[0]), "0008|0018": f"{series_uid}.{z + 1}"}
-        for key, value in tags.items():
-            piece.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
-        writer.Execute(piece)
+    write_series(Image(array[None].astype(np.int16), spacing=spacing), folder, series_uid=series_uid,
+                 study_uid="1.2.826.0.1.3680043.2.1125.1", frame_of_reference_uid="1.2.826.0.1.3680043.2.1125.2")
     return folder
 
 

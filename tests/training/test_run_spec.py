@@ -119,3 +119,24 @@ def test_cli_and_python_train_the_same_model(tmp_path):
     a, b = load_file(tmp_path / "cli" / "model.safetensors"), load_file(tmp_path / "py" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_config(tmp_path / "cli").training == load_config(tmp_path / "py").training
+
+
+def test_ensembles_of_folds_with_their_own_thresholds(run):
+    import shutil
+
+    from medseg.io import read_image
+
+    data, folder, *_ = run
+    config = load_config(folder)
+    other = folder.parent / "other_fold"
+    shutil.copytree(folder, other, dirs_exist_ok=True)
+    save_config(folder, type(config)(**{**config.to_dict(), "decision_threshold": 0.4}))
+    save_config(other, type(config)(**{**config.to_dict(), "decision_threshold": 0.6}))
+    try:
+        ensemble = Predictor.from_folders([folder, other])  # each fold chose its own threshold: no error
+        assert ensemble.ensemble_config.decision_threshold == pytest.approx(0.5)
+        image = read_image(sorted((data / "imagesTs").iterdir())[0])
+        labels, probs = Predictor.from_folders([folder, other], postprocessing=False).predict_with_probabilities(image)
+        assert np.array_equal(labels.array[0] != 0, probs.array[1] >= 0.5)
+    finally:
+        save_config(folder, config)

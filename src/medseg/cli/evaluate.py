@@ -42,6 +42,10 @@ def evaluate(
     ),
     nsd_tolerance: float = typer.Option(1.0, "--nsd-tolerance", help="Normalised surface Dice tolerance (mm)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Cases evaluated in parallel."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of the input images: adds cases.html, one "
+                                          "row per case with a thumbnail (prediction over the image, reference outlined)."),
+    convention: str = typer.Option("auto", "--convention", help="Empty-mask scoring: medseg (one side empty -> "
+                                   "distances inf), brats (Dice 0 / HD95 373.13 mm), auto (brats when the dataset.json declares regions)."),
 ) -> None:
     """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs).
 
@@ -65,8 +69,12 @@ def evaluate(
     summary = evaluate_folders(
         pred, gt, out, roi_dir=roi, probabilities_dir=probabilities,
         labels=_parse_pairs(labels, "--labels", many=False), regions=_parse_pairs(regions, "--regions", many=True),
-        nsd_tolerance=nsd_tolerance, workers=workers,
+        nsd_tolerance=nsd_tolerance, workers=workers, convention=convention,
     )
+    if images is not None:
+        from medseg.report.evaluation import write_case_gallery
+
+        write_case_gallery(summary, images, pred, gt)
     shown = [m for m in ("dice", "iou", "hd95", "assd", "nsd", "roc_auc", "pr_auc") if m in summary.metrics]
     table = Table(title=f"Mean over {summary.counts['cases']} cases")
     table.add_column("label")

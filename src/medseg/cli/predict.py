@@ -1,6 +1,7 @@
 """``medseg predict MODEL [MODEL...] -i INPUT [INPUT...] -o OUTDIR``: label maps in the inputs' own format
 and geometry; several model folders are ensembled (probabilities averaged). OUTDIR/volumes.csv lists the
-size of every predicted label (mL in 3D, mm² in 2D)."""
+size of every predicted label (mL in 3D, mm² in 2D), OUTDIR/lesions.json its connected components;
+``--report`` adds a clinical HTML report per case."""
 
 from __future__ import annotations
 
@@ -158,6 +159,10 @@ def predict(
     fast: float = typer.Option(None, "--fast", help="Predict on a grid FACTOR times coarser in-plane (e.g. --fast 2: "
                                "~4x fewer pixels in 2D, up to 8x fewer voxels in 3D), then resample to the input "
                                "grid. Faster; loses detail finer than the coarse voxels (thin vessels first)."),
+    report: bool = typer.Option(False, "--report", help="Also write OUTDIR/<case>_report.html: overlays, volumes, "
+                                "lesions and the model's provenance in one self-contained file."),
+    spacing_unknown: bool = typer.Option(False, "--spacing-unknown", help="The inputs' spacing is a placeholder "
+                                         "(e.g. PROMISE12 as released): volumes and lesions in voxels."),
     output_format: str = typer.Option("auto", "--format", help="auto (a DICOM SEG for a DICOM series input, the "
                                       "input's format otherwise), image (the input's format; .nii.gz for DICOM) or "
                                       "dicom-seg (CASE.seg.dcm referencing the input series)."),
@@ -190,6 +195,7 @@ def predict(
     from medseg.io.dicom_series import read_series_grid
     from medseg.io.formats import label_format_note
     from medseg.io.probabilities import probabilities_extension
+    from medseg.measure import LESIONS_NAME, write_lesions
     from medseg.model_folder import CONFIG_NAME
 
     check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
@@ -198,7 +204,9 @@ def predict(
     # not a model folder is an input.
     extra = [Path(a) for a in ctx.args]
     positional = list(models) + extra
-    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file()]
+    from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
+
+    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)]
     inputs = list(inputs) + [p for p in positional if p not in model_dirs]
     if not model_dirs:
         raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
@@ -213,13 +221,20 @@ def predict(
                              largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                              tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast,
                              postprocessing=postprocessing)
-    predictor = Predictor.from_folders(model_dirs, **predictor_options)
+    if any(is_localise_folder(p) for p in model_dirs):  # a coarse + fine pair (localise.json)
+        if len(model_dirs) > 1 or probabilities:
+            raise MedsegError("a localise-then-segment folder predicts labels alone (no ensemble, no --probabilities)",
+                              model_dirs[0])
+        make_predictor = partial(LocaliseThenSegment.from_folder, model_dirs[0], **predictor_options)
+    else:
+        make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
+    predictor = make_predictor()
     if backend == "auto":
         from medseg.inference.predictor import auto_backend
         from medseg.planning.training_rules import describe
 
         console.print(describe(auto_backend(predictor.config.spatial_dims)), highlight=False, soft_wrap=True)
-    if predictor.postprocessing:
+    if getattr(predictor, "postprocessing", None):
         from medseg.planning.training_rules import describe_steps
 
         console.print(f"postprocessing (recorded): {describe_steps(predictor.postprocessing)}", highlight=False,
@@ -249,24 +264,28 @@ def predict(
         target = output / (f"{name}{DICOM_SEG_SUFFIX}" if as_seg else f"{name}{ext}")
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
-        for t in (target, prob_target):
+        report_target = output / f"{name}_report.html" if report else None
+        for t in (target, prob_target, report_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes))
+        extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs}
+        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes, extras))
 
     note = label_format_note(plan[0][1][0])
     if note:
         console.print(note, highlight=False)
     prepare_output_folder(output, probabilities)
-    make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
-    for i, (rows, line) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
-                                               workers=workers, threads=threads), start=1):
+    lesions_path = output / (shard_file_name(LESIONS_NAME, *parse_shard(shard)) if shard else LESIONS_NAME)
+    for i, (rows, line, found) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
+                                                      workers=workers, threads=threads), start=1):
         write_volumes(rows, volumes_path)  # rewritten atomically after every case
+        write_lesions([found], lesions_path)
         console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
 
 
-def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
-    """One case of ``medseg predict``: read, predict, write; returns its volume rows and a progress line.
+def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
+    """One case of ``medseg predict``: read, predict, write (and its report); returns its volume rows, a
+    progress line and its lesions (connected components, written to lesions.json by the caller).
 
     Module-level so that ``--workers`` processes run this very function."""
     import time
@@ -277,8 +296,9 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
     from medseg.io.dicom_seg import load_segment_codes, write_dicom_seg
     from medseg.io.labels import read_label_map
     from medseg.io.probabilities import write_probabilities
+    from medseg.measure import lesions, rows_in_voxels
 
-    name, files, target, prob_target, roi_path, as_seg, codes = job
+    name, files, target, prob_target, roi_path, as_seg, codes, extras = job
     probabilities = prob_target is not None
     t0 = time.perf_counter()
     image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
@@ -301,7 +321,19 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str]:
             prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
         raise
     rows = label_volumes(labels, predictor.config, name)
+    if extras["spacing_unknown"]:
+        rows = rows_in_voxels(rows)
+    found = lesions(labels, predictor.config.regions, predictor.config.labels,
+                    spacing_known=not extras["spacing_unknown"], case=name)
+    if extras["report"] is not None:
+        from medseg.report.clinical import write_prediction_report
+
+        notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
+        if extras["spacing_unknown"]:
+            notes.append("spacing unknown (stored as a placeholder): sizes in voxels")
+        write_prediction_report(image, labels, predictor.config, extras["model_dirs"], name, rows, found,
+                                extras["report"], notes)
     line = f"{name} -> {target} ({time.perf_counter() - t0:.2f} s)"
     if labels.spatial_dims == 3:
-        line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} mL" for r in rows)
-    return rows, line
+        line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} {r['unit']}" for r in rows)
+    return rows, line, found

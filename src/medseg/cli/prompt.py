@@ -62,6 +62,10 @@ def prompt_command(
     """
     import torch
 
+    from medseg.cli.guards import check_number
+
+    check_number(threads, "--threads", lower=1, integer=True)
+    check_number(jitter, "--jitter", lower=0, integer=True)
     if threads is not None:
         torch.set_num_threads(threads)
     if boxes_csv is not None or input_folder is not None:
@@ -85,7 +89,9 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
     from medseg.io import read_image, write_image
 
     _not_an_input(output, [image_path] + ([boxes_from] if boxes_from else []))
-    img = read_image(image_path)
+    from medseg.cli.guards import require_finite
+
+    img = require_finite(read_image(image_path), image_path)
     ndim = img.spatial_dims
     points = [parse_point(t, ndim) for t in point_texts]
     if points and not box_texts and (boxes_from is not None or coarse_model is not None):
@@ -131,6 +137,9 @@ def _prompt_folder(boxes_csv: Path, folder: Path, output: Path, channel: int | N
         raise MedsegError("input folder not found", folder)
     if output.resolve() == folder.resolve():
         raise MedsegError("the output folder is the input folder; choose another -o", output)
+    from medseg.cli.guards import prepare_output_folder, require_finite
+
+    prepare_output_folder(output)
     boxes = read_boxes_csv(boxes_csv)
     cases = dict(collect_inputs([folder], channels=2))  # stack case_0000, case_0001... as channels
     missing = sorted(set(boxes) - set(cases))
@@ -141,7 +150,7 @@ def _prompt_folder(boxes_csv: Path, folder: Path, output: Path, channel: int | N
     with atomic_dir(output) as tmp:
         for case, case_boxes in boxes.items():
             files = cases[case]
-            img = read_image(files if len(files) > 1 else files[0])
+            img = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
             result = prompter.segment(img, case_boxes, channel=channel, name=str(files[0]))
             write_image(result.label_map, tmp / f"{case}{output_extension(files[0])}")
             rows += [{"case": case, **{k: s[k] for k in CONFIDENCE_COLUMNS[1:]}} for s in result.structures]

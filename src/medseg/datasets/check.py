@@ -90,7 +90,11 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
         return
     record["shape"] = image.spatial_shape
     record["spacing"] = image.spacing
-    if image.num_channels != len(dataset.channel_names):
+    missing = _missing_channel_files(case, dataset) if image.num_channels < len(dataset.channel_names) else []
+    if missing:  # one file per modality and some are absent: name them (multi-modal tasks such as BraTS)
+        problem(missing[0][1], "missing modality " + ", ".join(f"{i} ({dataset.channel_names[i]})" for i, _ in missing)
+                + ": no " + ", ".join(f.name for _, f in missing))
+    elif image.num_channels != len(dataset.channel_names):
         problem(case.image_paths[0], f"{image.num_channels} channel(s) but dataset.json names "
                                      f"{len(dataset.channel_names)} ({', '.join(dataset.channel_names)})")
     if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):
@@ -113,7 +117,10 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
         values, counts = _label_histogram(mask.array)
         if kind == "label":
             undeclared = sorted(set(values.tolist()) - allowed)
-            if undeclared:
+            if undeclared and dataset.regions:
+                regions = "; ".join(f"{n} {list(v)}" for n, v in dataset.regions.items())
+                problem(path, f"label values {undeclared} are not covered by any region ({regions})")
+            elif undeclared:
                 problem(path, f"label values {undeclared} are not declared in dataset.json (declared {sorted(allowed)})")
             if not set(values.tolist()) - {0, dataset.ignore_label}:
                 report.warnings.append(Problem(case.name, Path(path), "the label map is empty (background only)"))
@@ -123,6 +130,39 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
             if not set(values.tolist()) <= {0, 1}:
                 problem(path, f"an ROI mask must hold 0/1; found values {values.tolist()[:8]}")
             stats.roi_fraction.append(float(np.count_nonzero(mask.array)) / mask.array.size)
+
+
+def _missing_channel_files(case: Case, dataset: Dataset) -> list[tuple[int, Path]]:
+    """The expected ``<case>_NNNN<ending>`` files that are absent, for one-file-per-channel layouts."""
+    paths = case.image_paths
+    ending = dataset.file_ending or ""
+    expected = len(dataset.channel_names)
+    if expected < 2 or not paths or not ending or not all(p.name.endswith(ending) for p in paths):
+        return []
+    if not all(p.name[: -len(ending)].endswith(f"_{i:04d}") for i, p in enumerate(paths)) or len(paths) >= expected:
+        return []  # numbered otherwise (reported by the scan) or complete
+    folder = paths[0].parent
+    present = {p.name for p in paths}
+    return [(i, folder / f"{case.name}_{i:04d}{ending}") for i in range(expected)
+            if f"{case.name}_{i:04d}{ending}" not in present]
+
+
+def _check_regions(dataset: Dataset, stats: _Stats, report: CheckReport) -> None:
+    """Region tasks: a declared value that no label map holds is a warning naming the region (legitimate in
+    a small subset, but that part of the region teaches nothing); a region none of whose values occurs
+    anywhere leaves its sigmoid head without a positive voxel: a problem."""
+    if not dataset.regions or not stats.label_counts:
+        return
+    seen = set(stats.label_counts)
+    json_path = dataset.root / "dataset.json"
+    for name, members in dataset.regions.items():
+        absent = [v for v in members if v not in seen]
+        if absent and len(absent) == len(members):
+            report.problems.append(Problem(None, json_path, f"region '{name}' {list(members)}: none of its values "
+                                                            "occurs in any label map, so it cannot be learned"))
+        elif absent:
+            report.warnings.append(Problem(None, json_path, f"region '{name}' declares value(s) {absent} that no "
+                                                            "label map holds"))
 
 
 def _check_orphans(dataset: Dataset, report: CheckReport) -> None:
@@ -214,6 +254,7 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(all_cases), case.name)
+    _check_regions(dataset, stats, report)
     _check_orphans(dataset, report)
     _check_unit_spacing(dataset, records, report)
     labelled = [r for r, c in zip(records, dataset.cases) if c.label_path is not None]  # training cases come first

@@ -170,10 +170,16 @@ def organs3d_case(
     return image, image.with_array(label[None], ("label",))
 
 
+#: BraTS's label values as distributed: 2 oedema, 1 necrotic / non-enhancing core, 4 enhancing (no 3)
+BRATS_VALUES = {1: 2, 2: 1, 3: 4}
+
+
 def tumour3d_case(shape: Sequence[int] = (32, 64, 64), seed: int | Sequence[int] = 0,
-                  *, spacing: Sequence[float] = (2.0, 1.0, 1.0)) -> tuple[Image, Image]:
+                  *, spacing: Sequence[float] = (2.0, 1.0, 1.0), brats_values: bool = False,
+                  background_zero: bool = False) -> tuple[Image, Image]:
     """One 4-channel (T1, T1ce, T2, FLAIR) brain-tumour phantom with nested labels:
-    1 edema, 2 non-enhancing core, 3 enhancing rim."""
+    1 edema, 2 non-enhancing core, 3 enhancing rim (``brats_values``: BraTS's 2, 1, 4 instead).
+    ``background_zero``: voxels outside the brain are exactly 0, as in skull-stripped BraTS images."""
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in shape)
     spacing = tuple(float(s) for s in spacing)
@@ -198,7 +204,10 @@ def tumour3d_case(shape: Sequence[int] = (32, 64, 64), seed: int | Sequence[int]
         x = np.where(brain, levels[1], levels[0])
         for k, level in zip((1, 2, 3), levels[2:]):
             x = np.where(label == k, level, x)
-        images.append((x * _bias_field(rng, shape, 0.15) + rng.normal(0, 0.04, shape)).astype(np.float32))
+        x = (x * _bias_field(rng, shape, 0.15) + rng.normal(0, 0.04, shape)).astype(np.float32)
+        images.append(np.where(brain, x, np.float32(0)) if background_zero else x)
+    if brats_values:
+        label = np.select([label == k for k in BRATS_VALUES], list(BRATS_VALUES.values()), 0).astype(np.uint8)
     image = Image(np.stack(images), spacing, (0.0, -120.0, -90.0), _oblique(0.15), tuple(table))
     return image, image.with_array(label[None], ("label",))
 
@@ -312,8 +321,13 @@ def make_organs3d(dst: str | os.PathLike, cases: int = 8, seed: int = 0, *, shap
 
 
 def make_tumour3d(dst: str | os.PathLike, cases: int = 8, seed: int = 0, *, shape: Sequence[int] = (32, 64, 64),
-                  spacing: Sequence[float] = (2.0, 1.0, 1.0), test_cases: int = 0, overwrite: bool = False) -> Path:
+                  spacing: Sequence[float] = (2.0, 1.0, 1.0), test_cases: int = 0, overwrite: bool = False,
+                  brats_values: bool = False, background_zero: bool = False) -> Path:
     """Write a BraTS-like 4-channel dataset with region-based labels (whole tumour ⊃ core ⊃ enhancing).
+
+    ``brats_values``: label values as BraTS distributes them (2 oedema, 1 non-enhancing core, 4 enhancing;
+    regions [1, 2, 4], [1, 4], [4] painted in the order 2, 1, 4) instead of 1, 2, 3. ``background_zero``:
+    exact zeros outside the brain (skull-stripped), so cropping to the non-zero region applies.
 
     Examples
     --------
@@ -325,10 +339,17 @@ def make_tumour3d(dst: str | os.PathLike, cases: int = 8, seed: int = 0, *, shap
     dst = Path(dst)
     _check_dst(dst, overwrite, cases)
     with atomic_dir(dst) as tmp:
-        _write_cases(tmp, lambda s: tumour3d_case(shape, s, spacing=spacing), cases, test_cases, seed, ".nii.gz", True)
+        make = lambda s: tumour3d_case(shape, s, spacing=spacing, brats_values=brats_values,  # noqa: E731
+                                       background_zero=background_zero)
+        _write_cases(tmp, make, cases, test_cases, seed, ".nii.gz", True)
+        if brats_values:
+            regions = {"whole_tumour": [1, 2, 4], "tumour_core": [1, 4], "enhancing": [4]}
+            extra, text = {"regions_class_order": [2, 1, 4]}, "2 edema, 1 non-enhancing core, 4 enhancing"
+        else:
+            regions = {"whole_tumour": [1, 2, 3], "tumour_core": [2, 3], "enhancing": [3]}
+            extra, text = {}, "1 edema, 2 non-enhancing core, 3 enhancing"
         write_dataset_json(tmp, name="tumour3d", channel_names=["T1", "T1ce", "T2", "FLAIR"],
-                           labels={"background": 0},
-                           regions={"whole_tumour": [1, 2, 3], "tumour_core": [2, 3], "enhancing": [3]},
+                           labels={"background": 0}, regions=regions,
                            file_ending=".nii.gz", num_training=cases, numTest=test_cases,
-                           description="synthetic brain-tumour phantoms; labels 1 edema, 2 non-enhancing core, 3 enhancing")
+                           description=f"synthetic brain-tumour phantoms; labels {text}", **extra)
     return dst

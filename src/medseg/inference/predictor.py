@@ -26,7 +26,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -335,6 +335,11 @@ class Predictor:
         self.batch_size = batch_size
         self.largest_component = largest_component
         self.postprocessing = ensemble_postprocessing([m.config for m in self.models]) if postprocessing else []
+        from medseg.inference.ensemble import ensemble_threshold
+
+        # the averaged probabilities of an ensemble are labelled with the members' mean threshold
+        self.ensemble_config = replace(self.config, decision_threshold=ensemble_threshold(
+            [m.config for m in self.models]))
         if fast is not None and float(fast) <= 0:
             raise MedsegError(f"the --fast factor must be positive, not {fast}")
         self.fast = float(fast) if fast is not None and float(fast) != 1.0 else None
@@ -464,7 +469,7 @@ class Predictor:
                 from medseg.inference.ensemble import mean_probabilities
 
                 total = mean_probabilities(self._predict_one(m, image, roi, True)[1] for m in self.models)
-                labels = labels_from_probabilities(total, cfg)
+                labels = labels_from_probabilities(total, self.ensemble_config)
             else:
                 labels = self._predict_one(self.models[0], image, roi, False)[0]
         if roi is not None:

@@ -206,6 +206,11 @@ def _evaluate_one(task: dict) -> list[dict]:
         pred_mask = np.isin(prediction, values) if roi is None else np.isin(prediction, values) & roi
         if task["want_probabilities"] and "roc_auc" not in metrics:
             metrics.update({m: float("nan") for m in PROBABILITY_METRICS})
+        metrics = _failure(metrics) if missing else metrics
+        if task.get("convention") == "brats":
+            from medseg.metrics.brats import apply_brats_convention
+
+            metrics = apply_brats_convention(metrics, not ref_mask.any(), missing or not pred_mask.any())
         rows.append({
             "case": task["case"],
             "label": label,
@@ -213,7 +218,7 @@ def _evaluate_one(task: dict) -> list[dict]:
                                                             and task["prob"] is None else "ok"),
             "reference_empty": not ref_mask.any(),
             "prediction_empty": True if missing else not pred_mask.any(),
-            **(_failure(metrics) if missing else metrics),
+            **metrics,
         })
     return rows
 
@@ -248,6 +253,21 @@ def _resolve_labels(gt_dir: Path, gts: dict, labels, regions, pool) -> dict[str,
     return items
 
 
+def _resolve_convention(convention: str, gt_dir: Path, labels, regions) -> str:
+    """``auto`` -> ``brats`` for region tasks (see :mod:`medseg.metrics.brats`), else ``medseg``."""
+    if convention not in ("auto", "medseg", "brats"):
+        raise MedsegError(f"unknown convention '{convention}' (auto, medseg, brats)")
+    if convention != "auto":
+        return convention
+    # a region-based task is one whose dataset.json declares regions; --regions alone is a label group
+    from medseg.datasets.dataset import read_labels
+
+    for folder in (gt_dir, gt_dir.parent, gt_dir.parent.parent):
+        if (folder / "dataset.json").is_file():
+            return "brats" if read_labels(folder / "dataset.json")[1] else "medseg"
+    return "medseg"
+
+
 def evaluate_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -259,6 +279,7 @@ def evaluate_folders(
     regions: Mapping[str, Sequence[int]] | None = None,
     nsd_tolerance: float = 1.0,
     workers: int = 2,
+    convention: str = "auto",
 ) -> Summary:
     """Score every ground-truth case against its prediction and write the reports.
 
@@ -282,6 +303,11 @@ def evaluate_folders(
         Normalised surface Dice tolerance, mm.
     workers : int
         Processes evaluating cases in parallel (1 = in this process).
+    convention : {"auto", "medseg", "brats"}
+        How an empty mask scores. ``"medseg"``: exactly one empty -> distances inf; ``"brats"``: the BraTS
+        rules of :mod:`medseg.metrics.brats` (exactly one empty -> Dice 0, HD95 373.13 mm); ``"auto"``:
+        ``"brats"`` for region-based tasks (the dataset.json beside ``gt_dir`` declares regions), else
+        ``"medseg"``.
 
     Returns
     -------
@@ -314,6 +340,7 @@ def evaluate_folders(
 
     with _pool(workers) as pool:  # one pool for both passes: starting processes costs ~1 s each
         items = _resolve_labels(gt_dir, gts, labels, regions, pool)
+        convention = _resolve_convention(convention, gt_dir, labels, regions)
         tasks = [
             {
                 "case": name, "gt": str(gt), "pred": str(preds[name]) if name in preds else None,
@@ -321,6 +348,7 @@ def evaluate_folders(
                 "prob": str(probs[name]) if probs is not None and name in probs else None,
                 "want_probabilities": probs is not None,
                 "labels": {n: list(v) for n, v in items.items()}, "nsd_tolerance": float(nsd_tolerance),
+                "convention": convention,
             }
             for name, gt in sorted(gts.items())
         ]
@@ -356,7 +384,7 @@ def evaluate_folders(
     settings = {
         "pred_dir": str(pred_dir), "gt_dir": str(gt_dir), "roi_dir": None if roi_dir is None else str(roi_dir),
         "probabilities_dir": None if probabilities_dir is None else str(probabilities_dir),
-        "nsd_tolerance_mm": float(nsd_tolerance),
+        "nsd_tolerance_mm": float(nsd_tolerance), "convention": convention,
         # raster ground truths (PNG, TIFF...) carry no spacing: distances are then in pixels, not mm
         "length_unit": summary.length_unit,
     }
@@ -389,6 +417,8 @@ DEFINITIONS = {
     "empty_masks": "both empty: Dice 1, distances 0, NSD 1; exactly one empty: Dice 0, distances inf, NSD 0",
     "statistics": "mean/std/median/95% bootstrap CI over finite values; inf and nan are counted (n_inf, n_nan)",
     "missing_prediction": "scored as failure: overlap 0, distances inf",
+    "brats_convention": "region tasks (convention 'brats'): both empty Dice 1 / distances 0; exactly one empty "
+                        "Dice 0 / distances 373.13 mm (the 240x240x155 1-mm BraTS grid's diagonal), as BraTS scores",
     "volumes": "mL in 3D, mm^2 in 2D; volume_diff = prediction - reference",
 }
 

@@ -619,16 +619,16 @@ def load_litemedsam(weights: str | Path | None = None, check_sha256: bool = True
         if actual != WEIGHTS_SHA256:
             raise MedsegError(f"not the released LiteMedSAM weights (SHA-256 {actual[:12]}…, expected "
                               f"{WEIGHTS_SHA256[:12]}…): altered or truncated file", path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors: one line naming the file
-        raise MedsegError(f"cannot read LiteMedSAM weights: {type(exc).__name__}: {exc}", path) from exc
+    from medseg.io.weights import load_torch_file, mismatch_message
+
+    state = load_torch_file(path, "LiteMedSAM weight file")
+    if not isinstance(state, dict):
+        raise MedsegError("not a LiteMedSAM state dict", path)
     model = LiteMedSAM()
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MedsegError(f"not a LiteMedSAM state dict: {first}", path) from exc
+        raise MedsegError(f"not LiteMedSAM's weights: {mismatch_message(exc)}", path) from None
     return model.eval()
 
 

@@ -214,7 +214,8 @@ def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None =
         job = done_job(job_id)
         if format not in job.info.get("formats", []):
             why = {"png": "PNG holds 2D label maps only", "dicom-seg": (
-                "DICOM SEG needs a DICOM input" if dicom_seg_available() else "DICOM SEG output is not installed")}
+                "DICOM SEG needs a DICOM series input" if dicom_seg_available() else "DICOM SEG output is not installed")}
+            why.update(job.info.get("notes", {}))
             raise RequestError(400, f"format '{format}' is not available for job {job.id}: "
                                f"{why.get(format, '')}; available: {', '.join(job.info.get('formats', []))}")
         name = RESULT_FILES[format]

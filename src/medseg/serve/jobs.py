@@ -52,7 +52,8 @@ class Job:
             "progress": round(self.progress, 3), "error": self.error,
             "queued_seconds": round((self.started or now) - self.created, 3),
             "run_seconds": round((self.finished or now) - self.started, 3) if self.started else 0.0,
-            "formats": self.info.get("formats", []), "shape": self.info.get("shape"),
+            "formats": self.info.get("formats", []), "notes": self.info.get("notes", {}),
+            "shape": self.info.get("shape"),
         }
 
 
@@ -262,13 +263,13 @@ class JobQueue:
                 setattr(job, key, value)
 
     def finish(self, job: Job, status: str, error: str | None = None, info: dict[str, Any] | None = None) -> None:
+        if status == "failed":
+            remove_tree(job.folder)  # nothing left behind, and gone before anyone sees "failed"
         with self._lock:
             job.status, job.error, job.finished = status, error, time.time()
             job.stage = status
             if status == "done":
                 job.progress, job.info = 1.0, dict(info or {})
-        if status == "failed":
-            remove_tree(job.folder)  # nothing left behind
         self.expire()
 
     def expire(self) -> None:
@@ -278,10 +279,9 @@ class JobQueue:
             finished = sorted((j for j in self._jobs.values() if j.status not in ACTIVE), key=lambda j: j.finished)
             excess = len(finished) - self.limits.max_kept_jobs
             gone = [j for i, j in enumerate(finished) if i < excess or now - j.finished > self.limits.result_ttl_s]
-            for job in gone:
+            for job in gone:  # under the lock: once a job answers 404 its files are gone too
+                remove_tree(job.folder)
                 del self._jobs[job.id]
-        for job in gone:
-            remove_tree(job.folder)
 
     def counts(self) -> dict[str, int]:
         with self._lock:

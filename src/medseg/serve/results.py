@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.errors import MedsegError
 from medseg.fileutil import atomic_path, write_text_atomic
 from medseg.image import Image
 
@@ -66,8 +67,10 @@ def preview_labels(label_map: Image, labels: dict[str, int]) -> np.ndarray:
 
 
 def write_results(folder: Path, image: Image, label_map: Image, labels: dict[str, int],
-                  volumes: list[dict[str, Any]], lesions: dict[str, Any], dicom_source: Path | None) -> list[str]:
-    """Write every result file of a job into ``folder``; returns the formats written."""
+                  volumes: list[dict[str, Any]], lesions: dict[str, Any], dicom_source: Path | None,
+                  ) -> tuple[list[str], dict[str, str]]:
+    """Write every result file of a job into ``folder``; returns the formats written and, per format that
+    could not be written, why."""
     from medseg.io import write_image
 
     write_image(label_map, folder / RESULT_FILES["nifti"])
@@ -77,11 +80,16 @@ def write_results(folder: Path, image: Image, label_map: Image, labels: dict[str
         dtype = np.uint8 if values.max(initial=0) < 256 else np.uint16
         write_image(Image(values.astype(dtype)), folder / RESULT_FILES["png"])  # PNG: pixels, no geometry
         formats.append("png")
+    notes = {}
     if dicom_source is not None and dicom_seg_available():
         from medseg.io.dicom_seg import write_dicom_seg
 
-        write_dicom_seg(label_map, dicom_source, folder / RESULT_FILES["dicom-seg"], labels=labels)
-        formats.append("dicom-seg")
+        try:
+            write_dicom_seg(label_map, dicom_source, folder / RESULT_FILES["dicom-seg"], labels=labels)
+            formats.append("dicom-seg")
+        except (MedsegError, ValueError, AttributeError, KeyError) as exc:
+            # a series highdicom cannot reference (e.g. no Frame of Reference UID): the other results stand
+            notes["dicom-seg"] = f"the DICOM SEG could not be written: {getattr(exc, 'message', exc)}"
     write_text_atomic(folder / "volumes.json", json.dumps(volumes, indent=1) + "\n")
     write_text_atomic(folder / "lesions.json", json.dumps(lesions) + "\n")
     for name, array in (("preview_image.npy", preview_image(image)),
@@ -97,7 +105,7 @@ def write_results(folder: Path, image: Image, label_map: Image, labels: dict[str
         "formats": formats,
     }
     write_text_atomic(folder / "preview.json", json.dumps(meta) + "\n")
-    return formats
+    return formats, notes
 
 
 def slice_png(folder: Path, kind: str, index: int) -> bytes:

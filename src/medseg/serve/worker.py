@@ -31,9 +31,10 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
     volumes = label_volumes(label_map, config, case=name)
     lesions = lesion_table(label_map, config.labels)
     report(0.92, "writing")
-    formats = write_results(folder, image, label_map, config.labels, volumes, lesions,
-                            source if kind == "dicom" and source.is_dir() else None)
-    return {"formats": formats, "shape": list(label_map.spatial_shape), "spatial_dims": label_map.spatial_dims}
+    formats, notes = write_results(folder, image, label_map, config.labels, volumes, lesions,
+                                   source if kind == "dicom" and source.is_dir() else None)
+    return {"formats": formats, "notes": notes, "shape": list(label_map.spatial_shape),
+            "spatial_dims": label_map.spatial_dims}
 
 
 def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = "torch",

@@ -1,0 +1,112 @@
+"""Shared protocol of the application benchmarks (benchmarks/brats.py, promise12.py, localise.py).
+
+K-fold cross-validation of one network through plain `medseg` commands: plan once → per fold train with a
+wall-clock budget on the other folds → predict each held-out case in its own process (time and peak
+resident memory per case, measured with os.wait4) → evaluate all held-out predictions together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+MEDSEG = [sys.executable, "-m", "medseg"]
+
+
+def run(args: Sequence[str]) -> float:
+    """Run a command (printed first); seconds it took."""
+    print("$", shlex.join(map(str, args)), flush=True)
+    start = time.perf_counter()
+    subprocess.run(list(map(str, args)), check=True)
+    return time.perf_counter() - start
+
+
+def run_measured(args: Sequence[str]) -> tuple[float, float]:
+    """Run a command; (seconds, peak resident memory of that process in MiB, from its rusage)."""
+    print("$", shlex.join(map(str, args)), flush=True)
+    start = time.perf_counter()
+    process = subprocess.Popen(list(map(str, args)))
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, args)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024.0  # Linux: KiB
+
+
+def link(source: Path, target: Path) -> None:
+    if not target.exists():
+        target.symlink_to(Path(source).resolve())
+
+
+def case_inputs(dataset: Path, case: str, channels: int, ending: str) -> list[str]:
+    return [str(dataset / "imagesTr" / f"{case}_{c:04d}{ending}") for c in range(channels)]
+
+
+def _val_names(split) -> list[str]:
+    return split["val"] if isinstance(split, dict) else split.val
+
+
+def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds: int, tag: str,
+                   train_options: Sequence[str] = (), predict_options: Sequence[str] = (),
+                   evaluate_options: Sequence[str] = (), use_plan: bool = True, reuse: bool = False) -> dict:
+    """The protocol above; returns (and writes to WORK/result_TAG.json) the pooled metrics and costs."""
+    from medseg.datasets import load_dataset
+    from medseg.datasets.splits import make_splits
+
+    work.mkdir(parents=True, exist_ok=True)
+    loaded = load_dataset(dataset)
+    # medseg's grouped splits (seed 0) with this number of folds, handed to `train` as --val-cases
+    splits = make_splits([c.name for c in loaded.cases], folds=folds, seed=0)
+    meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
+    ending, channels = meta.get("file_ending", ".nii.gz"), len(meta["channel_names"])
+    plan = work / "plan.json"
+    if use_plan and not plan.exists():
+        run(MEDSEG + ["plan", dataset, "--out", plan, "--time-budget", f"{minutes}m"])
+    pooled, references = work / f"pred_{tag}", work / "references"
+    pooled.mkdir(exist_ok=True)
+    references.mkdir(exist_ok=True)
+    train_seconds, case_seconds, case_mib, iterations = [], [], [], []
+    for fold in range(len(splits)):
+        model, pred = work / f"model_{tag}_fold{fold}", work / f"pred_{tag}_fold{fold}"
+        held_out = list(_val_names(splits[fold]))
+        command = MEDSEG + ["train", dataset, "--out", model, "--net", net, "--val-cases", ",".join(held_out),
+                            "--time-limit", f"{minutes}m", "--val-every", "1000000", "--overwrite", "--no-progress"]
+        command += (["--plan", plan] if use_plan else []) + list(train_options)
+        if not (reuse and (model / "model.safetensors").is_file()):
+            train_seconds.append(run(command))
+        config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+        log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
+        iterations.append(int(log[-1].split(",")[0]))
+        for case in config["val_cases"]:
+            seconds, mib = run_measured(MEDSEG + ["predict", model, "-i", *case_inputs(dataset, case, channels, ending),
+                                                  "-o", pred, "--overwrite", *predict_options])
+            case_seconds.append(seconds)
+            case_mib.append(mib)
+            link(pred / f"{case}{ending}", pooled / f"{case}{ending}")
+            link(dataset / "labelsTr" / f"{case}{ending}", references / f"{case}{ending}")
+    link(dataset / "dataset.json", references / "dataset.json")  # labels / regions and the metric convention
+    evaluation = work / f"eval_{tag}"
+    run(MEDSEG + ["evaluate", pooled, references, "--out", evaluation, *evaluate_options])
+    summary = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
+    names = list(summary["labels"])
+    result = {
+        "dataset": meta.get("name", dataset.name), "net": net, "tag": tag, "folds": len(splits),
+        "convention": summary["settings"].get("convention"),
+        "dice": {n: summary["metrics"][n]["dice"]["mean"] for n in names},
+        "hd95_mm": {n: summary["metrics"][n]["hd95"]["mean"] for n in names},
+        "iterations": iterations,
+        "train_minutes_per_fold": statistics.mean(train_seconds) / 60 if train_seconds else None,
+        "seconds_per_case": statistics.mean(case_seconds), "seconds_per_case_max": max(case_seconds),
+        "peak_mib_per_case_max": max(case_mib),
+        "note": "seconds per case include the `medseg predict` process start-up",
+    }
+    (work / f"result_{tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    return result
