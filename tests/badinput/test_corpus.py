@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from medseg.cli import main
 from medseg.image import Image
 from medseg.io import write_image
 
@@ -467,6 +468,16 @@ def test_train_plan_not_json(world, tmp_path, refused):
     (tmp_path / "plan.json").write_text("nope", encoding="utf-8")
     refused(["train", world.data, "--out", tmp_path / "m", "--plan", tmp_path / "plan.json", "--iterations", "1"],
             [tmp_path / "plan.json"])
+
+
+
+def test_train_plan_of_3d_data_on_2d_data(world, tmp_path, refused):
+    from medseg.datasets.synthetic import make_organs3d
+
+    volumes = make_organs3d(tmp_path / "volumes", cases=2, seed=0, shape=(8, 16, 16))
+    plan = tmp_path / "plan3d.json"
+    assert main(["plan", str(volumes), "--out", str(plan)]) == 0
+    refused(["train", world.data, "--out", tmp_path / "m", "--plan", plan, "--iterations", "1"], [plan, "3D", "2D"])
 
 
 # --- plan and threshold ---------------------------------------------------------------------------

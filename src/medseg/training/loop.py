@@ -141,6 +141,11 @@ def train(
             raise MedsegError("the dataset has no cases", dataset.root)
         has_roi = any(c.roi_path is not None for c in dataset.cases)
         plan_dict = load_plan(plan, configuration)
+        planned_dims = (plan_dict or {}).get("data_dims")
+        if planned_dims is not None and planned_dims != first.spatial_dims:
+            raise MedsegError(f"the plan was made for {planned_dims}D images but this dataset's images are "
+                              f"{first.spatial_dims}D; plan this dataset with `medseg plan`",
+                              plan if isinstance(plan, (str, Path)) else dataset.root)
         start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases)
         start = _set_apart_unlabeled(dataset, start, val_cases)
         spec, model_config, seed, threads = None, None, options.seed, options.threads
