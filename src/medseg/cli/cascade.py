@@ -17,7 +17,7 @@ from rich.console import Console
 from medseg.cli import app
 from medseg.errors import MedsegError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 CLASSIFICATION_CSV = "classification.csv"
 CLASSIFICATION_JSON = "classification.json"
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from medseg.cli import app
 from medseg.errors import MedsegError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def parse_labels(text: str | None) -> dict[str, int] | None:

@@ -16,7 +16,7 @@ from medseg.cli import app
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
 from medseg.errors import MedsegError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None):

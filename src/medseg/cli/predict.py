@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from medseg.image import Image
     from medseg.model_folder import ModelConfig
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 VOLUMES_NAME = "volumes.csv"
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from medseg.cli import app
 from medseg.errors import MedsegError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 CONFIDENCE_NAME = "confidence.csv"
 CONFIDENCE_COLUMNS = ("case", "label", "predicted_iou", "voxels", "slices")
 

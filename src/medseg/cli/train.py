@@ -13,7 +13,7 @@ from medseg.cli import app
 from medseg.cli._options import parse_key_values, parse_value
 from medseg.errors import MedsegError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _parse_preprocessing(text: str | None) -> list[dict] | None:

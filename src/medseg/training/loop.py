@@ -561,7 +561,7 @@ def _augmentation(config: dict[str, Any] | None, spatial_dims: int, anisotropic_
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _progress_bar(enabled: bool, console: Any):
