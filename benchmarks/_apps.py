@@ -17,15 +17,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from _timing import run  # noqa: F401 - the scripts importing _apps use it
+
 MEDSEG = [sys.executable, "-m", "medseg"]
-
-
-def run(args: Sequence[str]) -> float:
-    """Run a command (printed first); seconds it took."""
-    print("$", shlex.join(map(str, args)), flush=True)
-    start = time.perf_counter()
-    subprocess.run(list(map(str, args)), check=True)
-    return time.perf_counter() - start
 
 
 def run_measured(args: Sequence[str]) -> tuple[float, float]:

@@ -14,19 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from _timing import run  # benchmarks/ is on sys.path when a script runs
+
 LABELS = ("RV", "MYO", "LV")
-
-
-def run(args: list[str]) -> float:
-    print("$", shlex.join(args), flush=True)
-    start = time.perf_counter()
-    subprocess.run(args, check=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -22,17 +22,10 @@ import csv
 import json
 import shlex
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-
-def run(args: list[str]) -> float:
-    print("$", shlex.join(args), flush=True)
-    start = time.perf_counter()
-    subprocess.run(args, check=True)
-    return time.perf_counter() - start
+from _timing import run  # benchmarks/ is on sys.path when a script runs
 
 
 def link(source: Path, target: Path) -> None:

@@ -23,20 +23,13 @@ import argparse
 import gzip
 import io
 import json
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def run(args: list[str]) -> float:
-    print("$", shlex.join(args), flush=True)
-    start = time.perf_counter()
-    subprocess.run(args, check=True)
-    return time.perf_counter() - start
+from _timing import run  # benchmarks/ is on sys.path when a script runs
 
 
 def read_ppm_gz(path: Path) -> np.ndarray:

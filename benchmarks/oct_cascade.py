@@ -27,22 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from _timing import run  # benchmarks/ is on sys.path when a script runs
+
 FOLDS = 3
-
-
-def run(args: list[str]) -> float:
-    print("$", shlex.join(args), flush=True)
-    start = time.perf_counter()
-    subprocess.run(args, check=True)
-    return time.perf_counter() - start
 
 
 def fold_patients(k: int) -> tuple[str, str]:
