@@ -14,8 +14,11 @@ def test_plan_command_writes_plan_and_fingerprint(tmp_path, capsys):
     assert plan.training["time_limit"] == 600
     assert plan.num_classes == 4 and plan.data_dims == 3
     assert (out.parent / "fingerprint.json").is_file()
-    printed = capsys.readouterr().out
-    assert "target_spacing" in printed and "configuration" in printed and "chosen" in printed
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "Voxel size" in printed and "2D or 3D network" in printed and "chosen" in printed
+    # in words a clinician-researcher reads: no rule identifiers, JSON lists or stride codes
+    assert "target_spacing" not in printed and "[[" not in printed and "GFLOP" not in printed
+    assert "2D network: it sees one image" in printed and "3D network: it sees a block" in printed
     assert not (root / "plan.json").exists()  # never writes into the dataset
 
 

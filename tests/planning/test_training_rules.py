@@ -111,8 +111,8 @@ def test_rules_read_as_one_line_of_words():
     assert set(record) >= {"name", "inputs", "value", "reason", "overridden_by_user"} and record["value"] == "onnx"
     assert rules.rule_backend(3, True).value == "compile" and rules.rule_backend(2, False).value == "torch"
     # a plan's strides as words, not "122 222"
-    assert describe_strides([[1, 2, 2], [2, 2, 2]]) == ("2 down-sampling levels: halves axis 1 and axis 2 at level 1, "
-                                                         "halves every axis at level 2")
+    assert describe_strides([[1, 2, 2], [2, 2, 2]]) == ("2 down-sampling levels: halves the image within slices at "
+                                                         "level 1, in every direction at level 2")
     assert describe_decision("3d.target_spacing", "[1.5625, 1.5625, 10.0]") == "voxels of 1.56 × 1.56 × 10 mm"
 
 

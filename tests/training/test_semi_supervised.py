@@ -175,7 +175,7 @@ def _never(iteration, loss):
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("channels", "2 channel"), ("dims", "2D"), ("grid", "another grid"), ("both", "both labelled"),
+    ("channels", "2 channel"), ("dims", "2D"), ("both", "both labelled"),
 ])
 def test_bad_unlabelled_input_stops_before_training(organs, tmp_path, kind, message, one_thread):
     rng = np.random.default_rng(0)
@@ -195,6 +195,19 @@ def test_bad_unlabelled_input_stops_before_training(organs, tmp_path, kind, mess
         train(organs, tmp_path / "m", _config(method="bcp", labeled=labeled, unlabeled_folder=str(folder)),
               progress=False, on_iteration=_never)
     assert "\n" not in str(info.value)
+
+
+def test_unlabelled_image_on_another_grid_is_refused_when_nothing_is_resampled(tmp_path):
+    """Without a target spacing (a plan that keeps each case's grid) an unlabelled image must lie within the
+    labelled cases' spacings; with one (every automatic plan) it is resampled like the labelled cases."""
+    from medseg.training.unlabeled import check_unlabeled_image
+
+    rng = np.random.default_rng(0)
+    other = Image(rng.random((1, 6, 24, 24), dtype=np.float32), spacing=(9.0, 3.0, 3.0))
+    labelled = (np.array([3.0, 1.0, 1.0]), np.array([3.0, 1.0, 1.0]))
+    with pytest.raises(MedsegError, match="another grid"):
+        check_unlabeled_image(other, tmp_path / "x.nii.gz", 1, 3, labelled)
+    check_unlabeled_image(other, tmp_path / "x.nii.gz", 1, 3, None)
 
 
 def test_zero_labelled_cases_is_an_error(organs, tmp_path, one_thread):

@@ -17,46 +17,55 @@ out = Console()
 
 
 def _fmt(values) -> str:
-    return " × ".join(f"{v:g}" for v in values)
+    return " × ".join(str(int(v)) if float(v).is_integer() else f"{float(v):.3g}" for v in values)
 
 
 def print_plan(plan) -> None:
-    """Render a Plan: the rules that fired, then the chosen and the alternative configuration."""
-    from medseg.planning.describe import describe_decision, describe_kernels, describe_strides
+    """Render a Plan in words: the rules that fired, then the chosen and the alternative configuration."""
+    from medseg.planning.describe import (CONFIGURATION_WORDS, describe_decision, describe_kernels, describe_strides,
+                                          rule_title)
     from medseg.planning.plan import CONFIGURATION_FIELDS
 
-    rules = Table(title=f"rules that fired for {plan.dataset or 'the dataset'}", title_justify="left")
-    rules.add_column("rule", style="bold", no_wrap=True)
-    rules.add_column("decision", overflow="fold")
+    rules = Table(title=f"decisions for {plan.dataset or 'the dataset'} (each a named rule, recorded in plan.json)",
+                  title_justify="left")
+    rules.add_column("decision", style="bold", overflow="fold")
+    rules.add_column("choice", overflow="fold")
     rules.add_column("why", overflow="fold")
     for r in plan.rules_fired:
-        rules.add_row(r["rule"], describe_decision(r["rule"], r["decision"]), r["reason"])
+        rules.add_row(rule_title(r["rule"], plan.channel_names), describe_decision(r["rule"], r["decision"]),
+                      r["reason"])
     out.print(rules)
-    table = Table(title="plan", show_header=True, title_justify="left")
+    table = Table(title="the two ways to train (configurations)", show_header=True, title_justify="left")
     table.add_column("", style="bold")
     configs = {plan.configuration: {k: getattr(plan, k) for k in CONFIGURATION_FIELDS}}
     configs.update(plan.alternatives)
     for name in configs:
-        table.add_column(f"{name}{' (chosen)' if name == plan.configuration else ''}")
+        table.add_column(f"{name.upper()}{' (chosen)' if name == plan.configuration else ''}", overflow="fold")
     rows = [
-        ("spacing (mm)", lambda c: _fmt(c.get("target_spacing", plan.target_spacing))),
-        ("patch size", lambda c: _fmt(c["patch_size"])),
-        ("batch size", lambda c: str(c["batch_size"])),
-        ("features / depth", lambda c: f"{c['network']['features']} / {c['network']['depth']}"),
+        ("voxel size", lambda c: _fmt(c.get("target_spacing", plan.target_spacing)) + " mm"),
+        ("training patch", lambda c: _fmt(c["patch_size"]) + " voxels"),
+        ("patches per step", lambda c: str(c["batch_size"])),
+        ("network width", lambda c: f"{c['network']['features']} filters in the first layer"),
         ("down-sampling", lambda c: describe_strides(c["network"]["strides"])),
-        ("kernels", lambda c: describe_kernels(c["network"]["kernel_sizes"])),
-        ("est. s / step", lambda c: f"{c['training']['estimated_step_seconds']:.2f}"),
-        ("est. memory", lambda c: f"{c['training']['estimated_memory_gib']:.2f} GiB"),
-        ("iterations", lambda c: str(c["training"]["iterations"])),
+        ("convolutions", lambda c: describe_kernels(c["network"]["kernel_sizes"])),
+        ("time per step", lambda c: f"about {c['training']['estimated_step_seconds']:.1f} s (estimated)"),
+        ("memory per step", lambda c: f"{c['training']['estimated_memory_gib']:.2f} GiB"),
+        ("steps in the budget", lambda c: f"about {c['training']['iterations']:,}"),
     ]
     for label, get in rows:
         table.add_row(label, *[get(c) for c in configs.values()])
     out.print(table)
+    for name in configs:
+        out.print(CONFIGURATION_WORDS[name][0].upper() + CONFIGURATION_WORDS[name][1:], highlight=False)
+    if len(configs) > 1:
+        other = next(n for n in configs if n != plan.configuration)
+        out.print(f"`medseg train --plan` trains the chosen {plan.configuration.upper()} configuration; add "
+                  f"`--configuration {other}` for the other.", highlight=False)
     m = plan.machine
-    out.print(f"{len(plan.channel_names)} channel(s) · "
-              f"{plan.num_classes} classes · machine: {m.get('device')} {m.get('cpu_cores')} cores, "
-              f"{m.get('ram_gib')} GiB RAM, {m.get('flops', 0) / 1e9:.0f} GFLOP/s "
-              f"({'measured' if m.get('flops_measured') else 'assumed'})")
+    out.print(f"{len(plan.channel_names)} channel(s) ({', '.join(plan.channel_names)}) · {plan.num_classes} network "
+              f"outputs · planned for this machine: {m.get('cpu_cores')} {m.get('device', '').upper()} cores, "
+              f"{m.get('ram_gib')} GiB RAM, {m.get('flops', 0) / 1e9:.0f} billion operations per second "
+              f"({'measured' if m.get('flops_measured') else 'assumed; --measure times it'})", highlight=False)
 
 
 @app.command(no_args_is_help=True)
@@ -79,7 +88,7 @@ def plan(
     """
     from medseg.datasets import load_dataset
     from medseg.fileutil import write_text_atomic
-    from medseg.planning import compute_fingerprint, detect_machine, make_plan, measure_throughput
+    from medseg.planning.automatic import plan_dataset
     from medseg.training.config import parse_duration
 
     from medseg.fileutil import check_outputs
@@ -89,15 +98,10 @@ def plan(
         raise MedsegError(f"--config must be 2d or 3d; got '{configuration}'")
     limit = parse_duration(time_budget)
     ds = load_dataset(dataset)
-    with out.status(f"fingerprinting {len(ds.cases)} cases ..."):
-        fingerprint = compute_fingerprint(ds, workers=max(1, workers))
-    machine = detect_machine(use_gpu=not cpu)
-    if measure:
-        with out.status("measuring throughput ..."):
-            dims = fingerprint["summary"]["spatial_dims"]
-            machine = measure_throughput(machine, dims)
-    result = make_plan(fingerprint, machine, time_limit=limit, step_seconds=step_time,
-                       configuration=configuration.lower() if configuration else None)
+    with out.status(f"fingerprinting {len(ds.cases)} cases" + (" and measuring throughput" if measure else "")
+                    + " ..."):
+        result, fingerprint = plan_dataset(ds, time_limit=limit, step_seconds=step_time, configuration=configuration,
+                                           measure=measure, use_gpu=not cpu, workers=workers)
     for warning in fingerprint["warnings"][:10]:
         out.print(f"[yellow]warning:[/] {warning}")
     print_plan(result)

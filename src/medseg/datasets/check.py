@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.io.labels import label_histogram
 from medseg.datasets.dataset import Case, Dataset, _load
 
 __all__ = ["Problem", "CheckReport", "check_dataset"]
@@ -70,19 +71,12 @@ class _Stats:
             self.label_cases[v] = self.label_cases.get(v, 0) + 1
 
 
-def _label_histogram(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    flat = array.ravel()
-    if flat.size and flat.min() >= 0 and flat.max() < 65536:
-        counts = np.bincount(flat.astype(np.int64, copy=False))  # much faster than np.unique on volumes
-        values = np.nonzero(counts)[0]
-        return values, counts[values]
-    return np.unique(flat, return_counts=True)
-
-
-def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport, record: dict) -> None:
+def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport, record: dict,
+                on_case: Callable[[Case, Any, Any], None] | None = None) -> None:
     def problem(file, text):
         report.problems.append(Problem(case.name, Path(file) if file else None, text))
 
+    problems_before = len(report.problems)
     try:
         image = case.read_image()
     except MedsegError as exc:
@@ -102,6 +96,7 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
         problem(case.image_paths[0], f"{bad} NaN/Inf value(s) in the image")
     stats.add_image(image.array)
     allowed = set(dataset.label_values)
+    label = None
     for kind, path, reader in (("label", case.label_path, case.read_label), ("roi", case.roi_path, case.read_roi)):
         if path is None:
             continue
@@ -114,7 +109,7 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
         if diff is not None:
             problem(path, f"{kind} and image do not share a voxel grid: {diff}")
             continue
-        values, counts = _label_histogram(mask.array)
+        values, counts = label_histogram(mask.array)
         if kind == "label":
             undeclared = sorted(set(values.tolist()) - allowed)
             if undeclared and dataset.regions:
@@ -126,10 +121,13 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
                 report.warnings.append(Problem(case.name, Path(path), "the label map is empty (background only)"))
                 record["empty_label"] = True
             stats.add_label(values, counts)
+            label = mask
         else:
             if not set(values.tolist()) <= {0, 1}:
                 problem(path, f"an ROI mask must hold 0/1; found values {values.tolist()[:8]}")
             stats.roi_fraction.append(float(np.count_nonzero(mask.array)) / mask.array.size)
+    if on_case is not None and len(report.problems) == problems_before:
+        on_case(case, image, label)  # e.g. the fingerprint, from the voxels already in memory
 
 
 def _missing_channel_files(case: Case, dataset: Dataset) -> list[tuple[int, Path]]:
@@ -211,7 +209,8 @@ def _range(values: list[tuple[float, ...]]) -> dict[str, list[float]] | None:
 
 
 def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
-                  progress: Callable[[int, int, str], None] | None = None) -> CheckReport:
+                  progress: Callable[[int, int, str], None] | None = None,
+                  on_case: Callable[[Case, Any, Any], None] | None = None) -> CheckReport:
     """Check every case of a dataset and summarise it.
 
     Checks that files exist and open, image / label / ROI grids agree, label values are declared,
@@ -223,6 +222,10 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         A loaded dataset or its folder.
     progress : callable, optional
         Called as ``progress(done, total, case_name)`` after each case.
+    on_case : callable, optional
+        Called as ``on_case(case, image, label)`` for each training case that read without a problem
+        (``label`` None when it has none), so that a caller measures the voxels without reading them again
+        (:class:`medseg.planning.fingerprint.FingerprintCollector`).
 
     Returns
     -------
@@ -250,7 +253,7 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
         report.problems.append(Problem(None, dataset.root, "dataset has no cases"))
     for index, case in enumerate(all_cases):
         record: dict[str, Any] = {"case": case.name}
-        _check_case(case, dataset, stats, report, record)
+        _check_case(case, dataset, stats, report, record, on_case if index < len(dataset.cases) else None)
         records.append(record)
         if progress is not None:
             progress(index + 1, len(all_cases), case.name)

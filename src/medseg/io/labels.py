@@ -73,3 +73,20 @@ def read_label_map(path: str | Path, what: str = "label map", error: type[Medseg
     from medseg.io import read_image
 
     return as_label_map(read_image(path), path, what, error)
+
+
+def label_histogram(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values present in a label map and their voxel counts (``np.unique(..., return_counts=True)``,
+    by ``np.bincount`` for non-negative values below 65536: several times faster on volumes).
+
+    Examples
+    --------
+    >>> label_histogram(np.array([[0, 2], [2, 4]]))
+    (array([0, 2, 4]), array([1, 2, 1]))
+    """
+    flat = np.asarray(array).ravel()
+    if flat.size and flat.dtype.kind in "iub" and flat.min() >= 0 and flat.max() < 65536:
+        counts = np.bincount(flat.astype(np.int64, copy=False))
+        values = np.nonzero(counts)[0]
+        return values, counts[values]
+    return np.unique(flat, return_counts=True)

@@ -2,8 +2,8 @@
 
 The plan keeps its decisions as data (``rules_fired``: rule, decision as JSON text, reason); these
 functions say the same thing as a sentence: "voxels of 1.56 × 1.56 × 10 mm" rather than
-``[1.5625, 1.5625, 10.0]``, "halves rows and columns at levels 1–2, every axis at levels 3–4" rather
-than ``12 12 22 22``.
+``[1.5625, 1.5625, 10.0]``, "halves the image within slices at levels 1–2, in every direction at
+levels 3–4" rather than ``122 122 222 222``. Array axes are (slices, rows, columns) in 3D.
 """
 
 from __future__ import annotations
@@ -21,10 +21,16 @@ def _voxels(values: Sequence[int]) -> str:
 
 
 def _axes(axes: Sequence[int], dims: int) -> str:
+    """Array axes as directions: (slices, rows, columns) in 3D, (rows, columns) in 2D."""
     if len(axes) == dims:
-        return "every axis"
-    names = {0: "axis 0", 1: "axis 1", 2: "axis 2"}
-    return " and ".join(names.get(a, f"axis {a}") for a in axes)
+        return "in every direction"
+    if dims == 3:
+        if sorted(axes) == [1, 2]:
+            return "within slices"
+        names = {0: "across slices", 1: "along rows", 2: "along columns"}
+    else:
+        names = {0: "vertically", 1: "horizontally"}
+    return " and ".join(names.get(a, f"along axis {a}") for a in axes)
 
 
 def _levels(items: list[tuple[int, str]]) -> str:
@@ -45,13 +51,13 @@ def describe_strides(strides: Sequence[Sequence[int]]) -> str:
     Examples
     --------
     >>> describe_strides([[1, 2, 2], [1, 2, 2], [2, 2, 2]])
-    '3 down-sampling levels: halves axis 1 and axis 2 at levels 1–2, halves every axis at level 3'
+    '3 down-sampling levels: halves the image within slices at levels 1–2, in every direction at level 3'
     """
     if not strides:
         return "no down-sampling"
     dims = len(strides[0])
-    items = [(i + 1, "halves " + _axes([a for a, s in enumerate(st) if s > 1], dims)) for i, st in enumerate(strides)]
-    return f"{len(strides)} down-sampling levels: {_levels(items)}"
+    items = [(i + 1, _axes([a for a, s in enumerate(st) if s > 1], dims)) for i, st in enumerate(strides)]
+    return f"{len(strides)} down-sampling levels: halves the image {_levels(items)}"
 
 
 def describe_kernels(kernels: Sequence[Sequence[int]]) -> str:
@@ -60,11 +66,11 @@ def describe_kernels(kernels: Sequence[Sequence[int]]) -> str:
     Examples
     --------
     >>> describe_kernels([[1, 3, 3], [3, 3, 3], [3, 3, 3]])
-    '1×3×3 (within slices) at level 1, 3×3×3 at levels 2–3'
+    '1×3×3 voxels (within slices) at level 1, 3×3×3 voxels at levels 2–3'
     """
     items = []
     for i, k in enumerate(kernels):
-        text = "×".join(str(int(v)) for v in k)
+        text = "×".join(str(int(v)) for v in k) + " voxels"
         if 1 in k and any(v > 1 for v in k):
             text += " (within slices)"
         items.append((i + 1, text))
@@ -87,19 +93,59 @@ def describe_decision(rule: str, decision: Any) -> str:
     if name == "network" and isinstance(value, dict) and "strides" in value:
         return describe_strides(value["strides"])
     if name == "training" and isinstance(value, dict) and "iterations" in value:
-        return f"about {value['iterations']:,} training steps in the budget"
+        return f"about {value['iterations']:,} training steps in the time budget"
+    if name.startswith("normalisation"):
+        return str(value)
     if name == "crop_to_nonzero":
         return "crop each image to its non-zero region" if str(value).lower() == "true" else "no cropping"
     if name == "configuration":
-        return {"2d": "a 2D network (slice by slice for volumes)", "3d": "a 3D network"}.get(str(value), str(value))
+        return CONFIGURATION_WORDS.get(str(value), str(value))
     if name == "resampling" and isinstance(value, dict):
-        text = f"images: order-{value.get('image_order', 3)} spline; labels: {value.get('label', 'linear')} per label"
+        text = "images: smooth (cubic) interpolation; label maps: each label interpolated, then the most likely kept"
         if value.get("separate_axis") is not None:
-            text += f"; axis {value['separate_axis']} (thick slices) separately, order {value.get('separate_order', 0)}"
+            text += "; across the thick slices: nearest slice (no interpolation)"
         return text
     return str(decision)
 
 
-def plan_rule_lines(rules_fired: Sequence[dict[str, Any]]) -> list[str]:
-    """Every rule of a plan as ``rule: decision in words — reason``."""
-    return [f"{r['rule']}: {describe_decision(r['rule'], r['decision'])} — {r['reason']}" for r in rules_fired]
+#: What a configuration is, in words (``medseg plan`` prints it under the table).
+CONFIGURATION_WORDS = {"2d": "a 2D network: it sees one image (or one slice of a volume) at a time",
+                       "3d": "a 3D network: it sees a block of neighbouring slices at once"}
+
+#: Rule names (the part after ``2d.`` / ``3d.``) as the question each answers.
+RULE_TITLES = {
+    "target_spacing": "Voxel size the images are resampled to",
+    "resampling": "How images are resampled",
+    "crop_to_nonzero": "Cropping",
+    "normalisation": "Intensity normalisation",
+    "configuration": "2D or 3D network",
+    "patch_size": "Training patch",
+    "network": "Network depth",
+    "batch_size": "Patches per training step",
+    "training": "Training length",
+}
+
+
+def rule_title(rule: str, channel_names: Sequence[str] = ()) -> str:
+    """A plan rule's name as the question it answers: ``"2d.patch_size"`` → ``"Training patch (2D network)"``.
+
+    Examples
+    --------
+    >>> rule_title("3d.batch_size"), rule_title("normalisation[1]", ["FLAIR", "T1"])
+    ('Patches per training step (3D network)', "Intensity normalisation (channel 'T1')")
+    """
+    prefix, _, name = rule.rpartition(".")
+    base, _, index = name.partition("[")
+    title = RULE_TITLES.get(base, name.replace("_", " "))
+    if index:
+        channel = int(index.rstrip("]"))
+        title += f" (channel '{channel_names[channel]}')" if channel < len(channel_names) else f" (channel {channel})"
+    if prefix:
+        title += f" ({prefix.upper()} network)"
+    return title
+
+
+def plan_rule_lines(rules_fired: Sequence[dict[str, Any]], channel_names: Sequence[str] = ()) -> list[str]:
+    """Every rule of a plan as ``Title: decision in words — reason``."""
+    return [f"{rule_title(r['rule'], channel_names)}: {describe_decision(r['rule'], r['decision'])} — {r['reason']}"
+            for r in rules_fired]

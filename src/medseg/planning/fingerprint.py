@@ -21,6 +21,7 @@ import numpy as np
 
 from medseg.errors import DatasetError, GeometryError
 from medseg.image import Image
+from medseg.io.labels import label_histogram
 
 #: Foreground voxels sampled per case and channel for the pooled intensity statistics.
 DEFAULT_SAMPLES_PER_CASE = 10_000
@@ -73,7 +74,8 @@ def _nonzero_bbox_fraction(array: np.ndarray) -> float:
 
 def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int | None = None,
                      samples_per_case: int = DEFAULT_SAMPLES_PER_CASE, num_channels: int | None = None,
-                     seed: int = 0) -> tuple[dict[str, Any], list[np.ndarray]]:
+                     seed: int = 0, read: tuple[Image, Image | None] | None = None,
+                     ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Fingerprint of one case and its sampled foreground intensities (one array per channel).
 
     Parameters
@@ -90,9 +92,11 @@ def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int |
         Expected number of channels; a different count raises :class:`DatasetError`.
     seed : int
         Sampling seed (combined with the case name, so the result does not depend on case order).
+    read : (Image, Image or None), optional
+        The case's image and label when the caller has read them already (``medseg train`` measures
+        the fingerprint during the dataset check's single read of every case).
     """
-    image = case.read_image()
-    label = case.read_label()
+    image, label = read if read is not None else (case.read_image(), case.read_label())
     where = getattr(case, "label_path", None) or (case.image_paths[0] if getattr(case, "image_paths", None) else None)
     if num_channels is not None and image.num_channels != num_channels:
         raise DatasetError(
@@ -129,7 +133,7 @@ def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int |
     voxel_mm3 = float(np.prod(image.spacing))
     labels_info: dict[str, dict[str, float]] = {}
     if lab is not None:
-        values, counts = np.unique(lab, return_counts=True)
+        values, counts = label_histogram(lab)
         undeclared = sorted(set(int(v) for v in values) - set(int(v) for v in label_values) - {ignore_label})
         if undeclared:
             raise DatasetError(f"case '{case.name}': label values {undeclared} are not declared in dataset.json", where)
@@ -184,7 +188,7 @@ def compute_fingerprint(dataset: Any, samples_per_case: int = DEFAULT_SAMPLES_PE
     -------
     dict
         JSON-serialisable: ``{"dataset", "channel_names", "labels", "ignore_label", "regions",
-        "num_cases", "cases": [...], "summary": {...}, "warnings": [...]}``.
+        "file_ending", "cases_with_roi", "num_cases", "cases": [...], "summary": {...}, "warnings": [...]}``.
 
     Examples
     --------
@@ -198,46 +202,88 @@ def compute_fingerprint(dataset: Any, samples_per_case: int = DEFAULT_SAMPLES_PE
     cases = list(dataset.cases)
     if not cases:
         raise DatasetError("dataset has no training cases to fingerprint", getattr(dataset, "root", None))
-    label_values = sorted(set(int(v) for v in dataset.labels.values())
-                          | {int(v) for members in (dataset.regions or {}).values() for v in members})
-    ignore = dataset.ignore_label
-    n_channels = len(dataset.channel_names) or None
+    collector = FingerprintCollector(dataset, samples_per_case, seed)
 
-    def one(case):
-        return case_fingerprint(case, label_values, ignore, samples_per_case, n_channels, seed)
-
-    results: list = []
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for i, result in enumerate(pool.map(one, cases)):
-                results.append(result)
+            for i, result in enumerate(pool.map(collector.measure, cases)):
+                collector.results[cases[i].name] = result
                 if progress:
                     progress(i + 1, len(cases))
     else:
         for i, case in enumerate(cases):
-            results.append(one(case))
+            collector.add(case)
             if progress:
                 progress(i + 1, len(cases))
+    return collector.fingerprint()
 
-    infos = [r[0] for r in results]
-    dims = {len(i["shape"]) for i in infos}
-    if len(dims) > 1:
-        raise DatasetError(f"cases mix 2D and 3D images (spatial dimensions {sorted(dims)})", dataset.root)
-    channels = len(infos[0]["intensity"])
-    pooled = [np.concatenate([r[1][c] for r in results]) for c in range(channels)]
-    return {
-        "dataset": getattr(dataset, "name", None),
-        "root": str(getattr(dataset, "root", "")),
-        "channel_names": list(dataset.channel_names),
-        "labels": {k: int(v) for k, v in dataset.labels.items()},
-        "regions": dataset.regions,
-        "ignore_label": ignore,
-        "num_cases": len(infos),
-        "samples_per_case": samples_per_case,
-        "cases": infos,
-        "summary": summarise(infos, pooled, label_values),
-        "warnings": [w for i in infos for w in i["warnings"]],
-    }
+
+class FingerprintCollector:
+    """A fingerprint built case by case, from files or from images the caller has already read.
+
+    :func:`compute_fingerprint` reads every case itself; ``medseg train`` without a plan passes
+    :meth:`add` to :func:`medseg.datasets.check_dataset`, so that each case is read once for both.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from medseg.datasets import load_dataset, make_organs3d
+    >>> ds = load_dataset(make_organs3d(tempfile.mkdtemp() + "/o", cases=2, shape=(8, 16, 16)))
+    >>> collector = FingerprintCollector(ds)
+    >>> for case in ds.cases:
+    ...     collector.add(case, case.read_image(), case.read_label())
+    >>> collector.fingerprint()["num_cases"]
+    2
+    """
+
+    def __init__(self, dataset: Any, samples_per_case: int = DEFAULT_SAMPLES_PER_CASE, seed: int = 0):
+        self.dataset = dataset
+        self.samples_per_case = samples_per_case
+        self.seed = seed
+        self.label_values = sorted(set(int(v) for v in dataset.labels.values())
+                                   | {int(v) for members in (dataset.regions or {}).values() for v in members})
+        self.num_channels = len(dataset.channel_names) or None
+        self.results: dict[str, tuple[dict[str, Any], list[np.ndarray]]] = {}
+
+    def measure(self, case: Any, image: Image | None = None, label: Image | None = None,
+                ) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """One case's fingerprint (reads the files unless ``image`` is given)."""
+        read = (image, label) if image is not None else None
+        return case_fingerprint(case, self.label_values, self.dataset.ignore_label, self.samples_per_case,
+                                self.num_channels, self.seed, read)
+
+    def add(self, case: Any, image: Image | None = None, label: Image | None = None) -> None:
+        """Measure a case and keep the result (``image`` / ``label``: already read, else read here)."""
+        self.results[case.name] = self.measure(case, image, label)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The dataset's fingerprint over the training cases (every one must have been added)."""
+        dataset = self.dataset
+        missing = [c.name for c in dataset.cases if c.name not in self.results]
+        if missing:
+            raise DatasetError(f"no fingerprint of case(s) {', '.join(missing[:5])}", getattr(dataset, "root", None))
+        results = [self.results[c.name] for c in dataset.cases]
+        infos = [r[0] for r in results]
+        dims = {len(i["shape"]) for i in infos}
+        if len(dims) > 1:
+            raise DatasetError(f"cases mix 2D and 3D images (spatial dimensions {sorted(dims)})", dataset.root)
+        channels = len(infos[0]["intensity"])
+        pooled = [np.concatenate([r[1][c] for r in results]) for c in range(channels)]
+        return {
+            "dataset": getattr(dataset, "name", None),
+            "root": str(getattr(dataset, "root", "")),
+            "channel_names": list(dataset.channel_names),
+            "labels": {k: int(v) for k, v in dataset.labels.items()},
+            "regions": dataset.regions,
+            "ignore_label": dataset.ignore_label,
+            "file_ending": getattr(dataset, "file_ending", None),
+            "cases_with_roi": sum(getattr(c, "roi_path", None) is not None for c in dataset.cases),
+            "num_cases": len(infos),
+            "samples_per_case": self.samples_per_case,
+            "cases": infos,
+            "summary": summarise(infos, pooled, self.label_values),
+            "warnings": [w for i in infos for w in i["warnings"]],
+        }
 
 
 def summarise(infos: Sequence[dict], pooled: Sequence[np.ndarray], label_values: Sequence[int]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.io.formats import RASTER_EXTENSIONS
 from medseg.planning.cost import unet_step_cost
 from medseg.planning.machine import Machine, detect_machine
 from medseg.planning.plan import Plan
@@ -49,7 +50,7 @@ class RuleLog(list):
 
 
 def _fmt(values: Sequence[float]) -> str:
-    return "×".join(f"{v:g}" for v in values)
+    return "×".join(str(int(v)) if float(v).is_integer() else f"{float(v):.3g}" for v in values)
 
 
 # --- geometry ------------------------------------------------------------------------------------
@@ -62,7 +63,8 @@ def rule_target_spacing(summary: dict, log: RuleLog) -> tuple[list[float], int |
     median = [float(v) for v in summary["median_spacing"]]
     ratio = max(median) / min(median)
     if ratio <= ANISOTROPY_RATIO:
-        log.fire("target_spacing", median, f"median spacing {_fmt(median)} mm (anisotropy {ratio:.2f} ≤ {ANISOTROPY_RATIO:g})")
+        log.fire("target_spacing", median, f"the dataset's typical (median) voxel size, {_fmt(median)} mm; its longest "
+                 f"side is {ratio:.2f}× the shortest (at most {ANISOTROPY_RATIO:g}×: no thick slices)")
         return median, None
     axis = int(np.argmax(median))
     low = float(summary["spacing_percentiles"][THICK_AXIS_PERCENTILE][axis])
@@ -81,8 +83,10 @@ def rule_resampling(separate_axis: int | None, log: RuleLog) -> dict[str, Any]:
     interpolated linearly, then argmax (no new label values; smoother than nearest — measured in
     ``tests/preprocessing/test_resample.py``)."""
     res = {"image_order": 3, "label": "linear", "separate_axis": separate_axis, "separate_order": 0}
-    reason = ("3rd-order images, per-label linear + argmax for labels" if separate_axis is None else
-              f"thick-slice axis {separate_axis} resampled separately with order 0 (in-plane order 3)")
+    reason = ("smooth interpolation keeps image detail; interpolating each label separately never invents "
+              "label values" if separate_axis is None else
+              "interpolating across slices 5–10 mm apart would invent tissue between them, so the thick-slice "
+              f"axis ({separate_axis}) takes the nearest slice; within slices, smooth interpolation")
     log.fire("resampling", res, reason)
     return res
 
@@ -91,20 +95,41 @@ def rule_crop(summary: dict, log: RuleLog) -> bool:
     """Always crop each case to the bounding box of its non-zero voxels: it is free, and background
     the network never sees costs no training or inference time."""
     frac = float(summary.get("median_nonzero_crop_fraction", 1.0))
-    log.fire("crop_to_nonzero", "true", f"the crop keeps a median {100 * frac:.0f}% of the voxels")
+    log.fire("crop_to_nonzero", "true", f"the empty (zero) border costs time and teaches nothing; the crop keeps a "
+             f"median {100 * frac:.0f}% of the voxels")
     return True
 
 
+def is_photograph(channel_names: Sequence[str], file_ending: str | None, data_dims: int) -> bool:
+    """A 2D colour photograph: three channels named R, G, B (or red, green, blue), or read from a raster file."""
+    names = [n.lower() for n in channel_names]
+    return data_dims == 2 and len(names) == 3 and (
+        names in (["r", "g", "b"], ["red", "green", "blue"]) or (file_ending or "").lower() in RASTER_EXTENSIONS)
+
+
+def photograph_steps(roi: bool) -> list[dict[str, Any]]:
+    """Colour fundus-style photographs: green channel, CLAHE, z-score (inside the ROI when every case has one)."""
+    return [{"name": "green_channel"}, {"name": "clahe"}, {"name": "zscore", "mask": "roi"} if roi else {"name": "zscore"}]
+
+
 def rule_normalisation(fingerprint: dict, log: RuleLog) -> list[dict[str, Any]]:
-    """Per channel. CT (channel name contains the word "CT"): intensities are physical (Hounsfield
-    units), so clip to the 0.5/99.5 percentiles of the dataset's foreground, then z-score with the
-    foreground mean and std — the same numbers for every case. Anything else (MR, photographs):
-    intensities are arbitrary per scan, so z-score each case with its own statistics, inside the
-    non-zero (body) mask when cropping to non-zero removes much background (crop keeps < 75 %),
-    else over the whole image."""
+    """2D colour photographs (three R/G/B channels or a raster file): green channel (the vessel
+    contrast), CLAHE (even illumination), z-score — inside the region of interest when every case has
+    one (the fundus field of view). Otherwise per channel. CT (channel name contains the word "CT"):
+    intensities are physical (Hounsfield units), so clip to the 0.5/99.5 percentiles of the dataset's
+    foreground, then z-score with the foreground mean and std — the same numbers for every case.
+    Anything else (MR, …): intensities are arbitrary per scan, so z-score each case with its own
+    statistics: inside the ROI when every case has one, else inside the non-zero (body) mask when
+    cropping to non-zero removes much background (crop keeps < 75 %), else over the whole image."""
     summary = fingerprint["summary"]
     steps: list[dict[str, Any]] = []
     frac = float(summary.get("median_nonzero_crop_fraction", 1.0))
+    roi = 0 < fingerprint.get("cases_with_roi", 0) == fingerprint.get("num_cases")
+    if is_photograph(fingerprint["channel_names"], fingerprint.get("file_ending"), int(summary["spatial_dims"])):
+        log.fire("normalisation", "green channel, CLAHE, z-score" + (" inside the region of interest" if roi else ""),
+                 "2D colour photographs: the green channel carries the most vessel contrast, CLAHE evens out the "
+                 "illumination" + ("; statistics inside each case's region of interest (field of view)" if roi else ""))
+        return photograph_steps(roi)
     for c, name in enumerate(fingerprint["channel_names"]):
         stats = summary["intensity"][c] if c < len(summary["intensity"]) else None
         if re.search(r"(^|[^a-z])ct([^a-z]|$)", name.lower()) and stats:
@@ -114,13 +139,20 @@ def rule_normalisation(fingerprint: dict, log: RuleLog) -> list[dict[str, Any]]:
             log.fire(f"normalisation[{c}]", "CT: clip + dataset z-score",
                      f"channel '{name}' is CT: clip to foreground percentiles [{lo:g}, {hi:g}], then "
                      f"z-score with foreground mean {stats['mean']:g} / std {stats['std']:g}")
+        elif roi:
+            steps.append({"name": "zscore", "mask": "roi", "channels": [c]})
+            log.fire(f"normalisation[{c}]", "z-score per case inside the region of interest",
+                     f"channel '{name}' is not CT: its intensities have no fixed unit, so each scan is standardised "
+                     "on its own; every case has a region of interest")
         else:
             mask = "nonzero" if frac < NONZERO_MASK_FRACTION else None
             steps.append({"name": "zscore", "mask": mask, "channels": [c]})
             where = ("inside the non-zero mask" if mask else "over the whole image")
             log.fire(f"normalisation[{c}]", f"z-score per case {where}",
-                     f"channel '{name}' is not CT (MR/other: arbitrary units per scan); crop keeps "
-                     f"{100 * frac:.0f}% of voxels ({'<' if mask else '≥'} {100 * NONZERO_MASK_FRACTION:.0f}%)")
+                     f"channel '{name}' is not CT: its intensities have no fixed unit (unlike Hounsfield units), so "
+                     f"each scan is standardised on its own (mean 0, standard deviation 1); the crop keeps "
+                     f"{100 * frac:.0f}% of voxels ({'<' if mask else '≥'} {100 * NONZERO_MASK_FRACTION:.0f}%)"
+                     + ("; the zero background outside the body would distort the statistics" if mask else ""))
     return steps
 
 
@@ -148,13 +180,15 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     anisotropic = spacing_ratio > ANISOTROPY_RATIO or shape_ratio > SLICE_SHAPE_RATIO
     few = shape[slice_axis] < FEW_SLICES
     choice = "2d" if anisotropic and few else "3d"
-    facts = (f"axis {slice_axis}: {shape[slice_axis]} slices (< {FEW_SLICES}: {few}); spacing ratio "
-             f"{spacing_ratio:.1f}, in-plane/slices ratio {shape_ratio:.1f} (anisotropic: {anisotropic})")
+    facts = (f"a typical volume has {shape[slice_axis]} slices ({'fewer' if few else 'not fewer'} than {FEW_SLICES}); "
+             f"slices are {spacing_ratio:.1f}× as thick as the in-plane voxel size and the image is "
+             f"{shape_ratio:.1f}× wider than the stack is deep ({'' if anisotropic else 'not '}anisotropic)")
     if forced:
         log.fire("configuration", forced, f"forced by the user (the rule would choose {choice}; {facts})")
         return forced, slice_axis
-    why = ("a short stack of anisotropic slices: a 2D network sees more in-plane context per second" if choice == "2d"
-           else "volumetric enough for 3D context")
+    why = ("a short stack of slices: a 3D network could hardly look across them, while a 2D network sees more of "
+           "each slice per second of computing" if choice == "2d"
+           else "volumes with enough slices for a 3D network to use the context across them")
     log.fire("configuration", choice, f"{why} — {facts}")
     return choice, slice_axis
 
@@ -206,11 +240,13 @@ def choose_patch(spacing: Sequence[float], median_shape: Sequence[int], machine:
     for fit in fits:
         coverage = min(p / max(1, m) for p, m in zip(fit["patch_size"], median_shape))
         if fit["fits"] and coverage >= CONTEXT_COVERAGE:
-            return fit, f"covers {100 * coverage:.0f}% (≥ {100 * CONTEXT_COVERAGE:.0f}%) of the median image per axis"
+            return fit, (f"covers {100 * coverage:.0f}% of it along each direction (at least "
+                         f"{100 * CONTEXT_COVERAGE:.0f}% is enough context)")
     ok = [f for f in fits if f["fits"]] or [min(fits, key=lambda f: f["memory"])]
     chosen = max(ok, key=lambda f: (math.prod(f["patch_size"]), f["features"]))
-    return chosen, ("no width covers the median image within budget; the largest patch wins" if chosen["fits"] else
-                    "NOTHING fits the budget even at the smallest patch; expect slower steps than planned")
+    return chosen, (f"cannot cover {100 * CONTEXT_COVERAGE:.0f}% of it within budget at any network width, so the "
+                    "largest patch wins" if chosen["fits"] else
+                    "does not fit the budget even at the smallest size: expect slower steps than planned")
 
 
 def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Sequence[int], machine: Machine,
@@ -226,16 +262,19 @@ def rule_patch_and_network(name: str, spacing: Sequence[float], median_shape: Se
     chosen, why = choose_patch(spacing, median_shape, machine, step_seconds, in_channels, num_classes, features)
     flops_budget = machine.flops * step_seconds
     memory_budget = step_memory_bytes(machine)
-    budget = (f"{machine.device} {machine.flops / 1e9:.0f} GFLOP/s ({'measured' if machine.flops_measured else 'assumed'})"
-              f" × {step_seconds:g} s = {flops_budget / 1e9:.0f} GFLOP/step, memory {memory_budget / 2**30:.1f} GiB")
+    budget = (f"{step_seconds:g} s per step at {machine.flops / 1e9:.0f} billion operations per second "
+              f"({'measured' if machine.flops_measured else 'assumed'}) = {flops_budget / 1e9:.0f} billion per step; "
+              f"memory {memory_budget / 2**30:.1f} GiB")
     log.fire(f"{name}.patch_size", chosen["patch_size"],
-             f"{chosen['features']} features, {_fmt(chosen['patch_size'])} at batch {MIN_BATCH} needs "
-             f"{chosen['cost']['flops'] / 1e9:.0f} GFLOP and {chosen['memory'] / 2**30:.2f} GiB; {why}. Budget: {budget}; "
-             f"median image {_fmt(median_shape)}")
+             f"the largest patch whose training step fits this machine's budget ({budget}); a typical image is "
+             f"{_fmt(median_shape)} voxels: the patch {why}. A step of {MIN_BATCH} patches through a network "
+             f"{chosen['features']} filters wide needs {chosen['cost']['flops'] / 1e9:.0f} billion operations and "
+             f"{chosen['memory'] / 2**30:.2f} GiB")
     strides = chosen["strides"]
     log.fire(f"{name}.network", {"depth": len(strides) - 1, "strides": strides[1:]},
-             "pool an axis while it stays ≥ 4 voxels and its spacing is within 2× of the finest; kernel 1 "
-             f"along axes still coarser than that (spacing {_fmt(spacing)} mm)")
+             "each level halves the image along a direction while that direction keeps at least 4 voxels and "
+             "its voxels are at most twice the finest; thick slices are not halved (nor convolved across) until "
+             f"the in-plane voxels have caught up (voxels of {_fmt(spacing)} mm)")
     return chosen
 
 
@@ -289,7 +328,8 @@ def rule_batch_size(name: str, chosen: dict, median_shape: Sequence[int], datase
     by_dataset = int(DATASET_BATCH_SHARE * dataset_voxels // math.prod(chosen["patch_size"]))
     batch = max(MIN_BATCH, min(by_time, by_memory, by_dataset))
     log.fire(f"{name}.batch_size", batch,
-             f"time allows {by_time}, memory {by_memory}, 5% of the dataset {by_dataset}; minimum {MIN_BATCH}")
+             f"the step-time budget allows {by_time}, memory {by_memory}, and a batch should hold at most 5% of the "
+             f"dataset ({by_dataset}); at least {MIN_BATCH}")
     return batch
 
 
@@ -313,7 +353,8 @@ def plan_configuration(name: str, spacing: Sequence[float], median_shape: Sequen
     est = cost["flops"] / machine.flops
     iterations = max(1, int(time_limit * TRAINING_TIME_SHARE / est))
     log.fire(f"{name}.training", {"iterations": iterations},
-             f"{time_limit:g} s limit × {TRAINING_TIME_SHARE:g} / {est:.2f} s estimated per step")
+             f"{time_limit / 60:g} minutes, {100 * TRAINING_TIME_SHARE:.0f}% of them training (the rest validating), "
+             f"at an estimated {est:.2f} s per step")
     return {
         "configuration": name,
         "spatial_dims": dims,

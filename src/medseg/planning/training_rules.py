@@ -20,8 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medseg.constants import ANISOTROPY_RATIO
-from medseg.io.formats import RASTER_EXTENSIONS
-from medseg.planning.rules import SLICE_SHAPE_RATIO
+from medseg.planning.rules import SLICE_SHAPE_RATIO, is_photograph, photograph_steps
 
 #: Rule constants, named so that the rules read like their documentation.
 VALIDATION_FOLDS = 5                  # a held-out fifth: fold 0 of grouped 5-fold splits (nnU-Net)
@@ -114,6 +113,29 @@ def rule_validation(case_names: Sequence[str], fold: int | str | None, val_cases
                 "a single case cannot be split: no best checkpoint, threshold or postprocessing choice", inputs)
 
 
+def rule_plan(plan: dict[str, Any], automatic: bool, seconds: float | None = None) -> Rule:
+    """Without ``--plan``, the dataset is planned automatically with ``medseg plan``'s rules (its
+    fingerprint measured during the dataset check): 2D or 3D network, voxel spacing, crop to the
+    non-zero region, intensity normalisation per channel, patch and batch size. The plan is written
+    to the model folder (plan.json) with every planning rule that fired."""
+    from medseg.planning.describe import describe_decision
+
+    title = "Plan"
+    chosen = {"configuration": plan.get("configuration"), "target_spacing": plan.get("target_spacing"),
+              "crop_to_nonzero": plan.get("crop_to_nonzero"), "patch_size": plan.get("patch_size"),
+              "batch_size": plan.get("batch_size")}
+    parts = [describe_decision("configuration", chosen["configuration"])]
+    if chosen["target_spacing"]:
+        parts.append(describe_decision("target_spacing", chosen["target_spacing"]))
+    parts.append(describe_decision("crop_to_nonzero", str(bool(chosen["crop_to_nonzero"])).lower()))
+    shown = "; ".join(parts)
+    if not automatic:
+        return user_rule("plan", title, chosen, shown, "--plan")
+    inputs = {"planning_seconds": round(seconds, 2)} if seconds is not None else {}
+    return Rule("plan", title, chosen, shown, "no plan given: planned automatically from the dataset (the rules "
+                "of `medseg plan`, each written to plan.json in the model folder)", inputs)
+
+
 def rule_budget(iterations: int | None, time_limit: float | None, plan_training: dict[str, Any] | None) -> Rule:
     """The training budget: the user's iterations / time limit; else the plan's; else 20 minutes."""
     title = "Training budget"
@@ -151,16 +173,14 @@ def rule_preprocessing(plan_steps: list | None, user_steps: list | None, channel
     if user_steps is not None:
         return user_rule("preprocessing", title, list(user_steps), _steps(user_steps), "--preprocessing")
     if plan_steps:
-        return Rule("preprocessing", title, list(plan_steps), _steps(plan_steps), "the plan's normalisation")
-    zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
-    names = [n.lower() for n in channel_names]
-    rgb = len(names) == 3 and (names in (["r", "g", "b"], ["red", "green", "blue"])
-                               or (file_ending or "").lower() in RASTER_EXTENSIONS)
+        return Rule("preprocessing", title, list(plan_steps), _steps(plan_steps), "the plan's normalisation "
+                    "(`medseg plan` prints the rule for each channel)")
     inputs = {"channels": list(channel_names), "file_ending": file_ending, "roi": has_roi, "dims": data_dims}
-    if data_dims == 2 and rgb:
-        steps = [{"name": "green_channel"}, {"name": "clahe"}, zscore]
+    if is_photograph(channel_names, file_ending, data_dims):
+        steps = photograph_steps(has_roi)
         return Rule("preprocessing", title, steps, _steps(steps), "2D colour photographs: the green channel "
                     "carries the vessel contrast, CLAHE evens out the illumination", inputs)
+    zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
     return Rule("preprocessing", title, [zscore], _steps([zscore]), "intensities in arbitrary units: each "
                 "case standardised on its own" + (" inside its region of interest" if has_roi else ""), inputs)
 
@@ -336,10 +356,12 @@ def rule_augmentation(structure: str, spatial_dims: int, user: dict[str, Any] | 
 
 
 def rule_patch_size(user: Sequence[int], planned: Sequence[int] | None, shapes: Sequence[Sequence[int]],
-                    spatial_dims: int, divisor: Sequence[int]) -> Rule:
+                    spatial_dims: int, divisor: Sequence[int], replaced: Sequence[int] | None = None) -> Rule:
     """The user's or the plan's patch, rounded up to the network's size divisor (e.g. a plan's 8-slice
     patch for V-Net, which halves every axis four times). Without either: 128² in 2D, 64³ in 3D, each
-    axis clipped to the median image size rounded up to the divisor (two cores afford these)."""
+    axis clipped to the median image size rounded up to the divisor (two cores afford these).
+
+    ``replaced``: an automatic plan's patch set aside for thin structures (:func:`uses_plan_patch`)."""
     title = "Training patch"
 
     def fit(p: Sequence[int]) -> list[int]:
@@ -357,8 +379,23 @@ def rule_patch_size(user: Sequence[int], planned: Sequence[int] | None, shapes: 
     target = PATCH_TARGET[spatial_dims]
     median = np.median(np.asarray(shapes), axis=0) if len(shapes) else np.full(spatial_dims, target)
     out = [max(int(d), int(math.ceil(min(target, int(m)) / d) * d)) for m, d in zip(median, divisor)]
-    return Rule("patch_size", title, out, _size(out), f"{target} per axis on two cores, clipped to the median "
-                f"image ({_size(median)})", {"median_shape": [int(v) for v in median], "divisor": list(divisor)})
+    inputs = {"median_shape": [int(v) for v in median], "divisor": list(divisor)}
+    reason = f"{target} per axis on two cores, clipped to the median image ({_size(median)})"
+    if replaced:
+        inputs["automatic_plan_patch"] = [int(v) for v in replaced]
+        reason = (f"thin structures are recognised locally: the automatic plan's {_size(replaced)} patch (sized to "
+                  f"see most of an organ) is set aside for {reason}, which buys more steps per minute (the "
+                  "DRIVE recipe, BENCHMARKS.md)")
+    return Rule("patch_size", title, out, _size(out), reason, inputs)
+
+
+def uses_plan_patch(automatic_plan: bool, structure: str) -> bool:
+    """Whether the plan's patch, batch and network topology apply: always for a plan the user gave; for
+    an automatic plan, not for thin structures. The planner sizes a patch to cover most of the median
+    image (an organ's context); a vessel a few pixels wide is recognised locally, and on DRIVE the
+    128² patches, batch 4 and the registry's 16-wide U-Net met the benchmark (~6,000 steps in 20
+    minutes) where the plan's 192 × 256 patch at batch 2 allows fewer."""
+    return not (automatic_plan and structure == "thin")
 
 
 def rule_batch_size(user: int, planned: int | None, patch_size: Sequence[int]) -> Rule:

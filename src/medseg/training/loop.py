@@ -56,10 +56,10 @@ class TrainingResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _check(dataset: Any, console: Any) -> None:
+def _check(dataset: Any, console: Any, on_case: Callable | None = None) -> None:
     from medseg.datasets import check_dataset
 
-    report = check_dataset(dataset)
+    report = check_dataset(dataset, on_case=on_case)
     if report.warnings:
         cases = ", ".join(w.case or "-" for w in report.warnings[:5]) + (", …" if len(report.warnings) > 5 else "")
         console.print(f"[yellow]warning:[/] {len(report.warnings)} case(s) to look at ({cases}): "
@@ -102,8 +102,12 @@ def train(
         configuration is used and only the budget (iterations / time limit) of ``config`` is taken.
     plan : path, Plan or dict, optional
         A plan (plan.json): target spacing, patch and batch size, network, preprocessing, 2D/3D.
+        Without one the dataset is planned automatically, with ``medseg plan``'s rules
+        (:func:`medseg.planning.automatic.plan_dataset`; the fingerprint is measured during the dataset
+        check's read of every case), recorded as the rule "plan" and written to ``out/plan.json``.
     configuration : {"2d", "3d"}, optional
-        Use the plan's other configuration (e.g. a 2D network on slices of 3D data).
+        Use the plan's other configuration (e.g. a 2D network on slices of 3D data); without a plan,
+        force it in the automatic plan.
     preprocessing : list of dict, optional
         Preprocessing steps; default: the plan's, else :func:`default_preprocessing`.
     fold, val_cases
@@ -140,13 +144,19 @@ def train(
         if first is None:
             raise MedsegError("the dataset has no cases", dataset.root)
         has_roi = any(c.roi_path is not None for c in dataset.cases)
-        plan_dict = load_plan(plan, configuration)
+        automatic, planning_seconds = plan is None, None
+        if automatic:
+            plan_dict, planning_seconds = _plan_automatically(dataset, options, configuration, check, console)
+            check = False  # done, in the same pass as the fingerprint
+        else:
+            plan_dict = load_plan(plan, configuration)
         planned_dims = (plan_dict or {}).get("data_dims")
         if planned_dims is not None and planned_dims != first.spatial_dims:
             raise MedsegError(f"the plan was made for {planned_dims}D images but this dataset's images are "
                               f"{first.spatial_dims}D; plan this dataset with `medseg plan`",
                               plan if isinstance(plan, (str, Path)) else dataset.root)
-        start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases)
+        start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases,
+                          automatic_plan=automatic, planning_seconds=planning_seconds)
         start = _set_apart_unlabeled(dataset, start, val_cases)
         spec, model_config, seed, threads = None, None, options.seed, options.threads
     if check:  # after the cheap argument checks, before any training
@@ -154,6 +164,30 @@ def train(
     with scoped_run_state(threads, seed):
         return _run(dataset, out, start, spec, model_config, plan_dict, progress=progress, on_iteration=on_iteration,
                     console=console)
+
+
+def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: str | None, check: bool,
+                        console: Any) -> tuple[dict[str, Any], float]:
+    """No plan given: ``medseg plan``'s rules on this dataset, for the run's budget. The fingerprint is
+    measured from the voxels the dataset check reads (each case is read once for both)."""
+    from medseg.planning.automatic import plan_dataset
+    from medseg.planning.fingerprint import FingerprintCollector
+    from medseg.planning.training_rules import DEFAULT_TIME_LIMIT
+
+    started = time.perf_counter()
+    collector = FingerprintCollector(dataset)
+    if check:
+        _check(dataset, console, on_case=collector.add)
+    else:
+        for case in dataset.cases:
+            collector.add(case)
+    plan, _ = plan_dataset(dataset, time_limit=options.time_limit or DEFAULT_TIME_LIMIT, configuration=configuration,
+                           fingerprint=collector.fingerprint())
+    seconds = time.perf_counter() - started
+    console.print(f"no plan given: planned automatically from the dataset ({len(dataset.cases)} cases, "
+                  f"{seconds:.1f} s{', with the dataset check' if check else ''}); written to the model folder as "
+                  "plan.json", highlight=False)
+    return plan.to_dict(), seconds
 
 
 def _set_apart_unlabeled(dataset: Any, start: RunStart, named_val: Sequence[str] | None) -> RunStart:

@@ -35,6 +35,7 @@ class RunStart:
     plan_patch: tuple[int, ...] | None
     plan_batch: int | None
     rules: tuple[Rule, ...]
+    automatic_plan: bool = False
 
     @property
     def grid(self) -> GridLayout:
@@ -63,11 +64,15 @@ class RunSpec:
 
 def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None, data_dims: int, has_roi: bool,
               preprocessing: list[dict[str, Any]] | None, fold: int | str | None,
-              val_cases: Sequence[str] | None) -> RunStart:
-    """Cases, budget, learning rate and grid layout (rules that need no prepared case)."""
+              val_cases: Sequence[str] | None, automatic_plan: bool = False,
+              planning_seconds: float | None = None) -> RunStart:
+    """Cases, budget, learning rate and grid layout (rules that need no prepared case).
+
+    ``automatic_plan``: ``plan`` was made from the dataset because none was given (its budget is then
+    not a choice: the default budget applies)."""
     from medseg.training.cases import select_cases
 
-    fired: list[Rule] = []
+    fired: list[Rule] = [rules.rule_plan(plan, automatic_plan, planning_seconds)] if plan else []
     names = [c.name for c in dataset.cases]
     validation = rules.rule_validation(names, fold, val_cases)
     fired.append(validation)
@@ -75,7 +80,8 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
                                           options.seed)
     if not train_names:
         raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
-    budget = rules.rule_budget(options.iterations, options.time_limit, (plan or {}).get("training"))
+    budget = rules.rule_budget(options.iterations, options.time_limit,
+                               None if automatic_plan else (plan or {}).get("training"))
     lr = rules.rule_learning_rate(options.optimizer, options.learning_rate)
     fired += [budget, lr]
     plan_steps = plan_value(plan, "preprocessing", "normalization_steps")
@@ -86,7 +92,7 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
                      time_limit=budget.value["time_limit"], learning_rate=lr.value)
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
-                    tuple(fired))
+                    tuple(fired), automatic_plan)
 
 
 def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
@@ -100,8 +106,12 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     structure = rules.rule_structure(rules.boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
     fired.append(structure)
 
+    # an automatic plan's patch, batch and topology are for organs' context, not for thin structures
+    from_plan = rules.uses_plan_patch(start.automatic_plan, structure.value)
+    plan_options, plan_patch, plan_batch = ((start.plan_options, start.plan_patch, start.plan_batch) if from_plan
+                                            else ({}, None, None))
     needs = network_needs(config.network)
-    given = {**start.plan_options, **config.network_options}
+    given = {**plan_options, **config.network_options}
     options = dict(given)
     for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
                                             user=set(config.network_options)):
@@ -112,8 +122,9 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     user_patch = tuple(config.patch_size) * spatial_dims if len(config.patch_size) == 1 else tuple(config.patch_size)
     if user_patch and len(user_patch) != spatial_dims:
         raise MedsegError(f"patch size {user_patch} does not match a {spatial_dims}D network")
-    patch = rules.rule_patch_size(user_patch, start.plan_patch, shapes, spatial_dims, divisor)
-    batch = rules.rule_batch_size(config.batch_size, start.plan_batch, patch.value)
+    patch = rules.rule_patch_size(user_patch, plan_patch, shapes, spatial_dims, divisor,
+                                  replaced=None if from_plan else start.plan_patch)
+    batch = rules.rule_batch_size(config.batch_size, plan_batch, patch.value)
     tile = rules.rule_inference_tile(data_dims, spatial_dims, shapes, divisor, patch.value)
     fired += [patch, batch, tile]
     norm = rules.rule_normalisation_layer(config.network, needs.norm_option, given, tile.value is not None)
