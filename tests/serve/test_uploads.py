@@ -11,7 +11,7 @@ import pytest
 from medseg import Image, write_image
 from medseg.errors import MedsegError
 from medseg.serve.errors import RequestError
-from medseg.serve.lesions import lesion_table
+from medseg.serve.results import lesion_table
 from medseg.serve.limits import ServeLimits
 from medseg.serve.uploads import extract_dicom_zip, read_upload, sniff_format, store_upload
 

@@ -6,7 +6,7 @@ One job folder (named by the server) holds:
 - ``labels.png``: the same label map for a 2D input (PNG keeps no geometry: pixel values are label values);
 - ``labels.dcm``: a DICOM Segmentation for a DICOM input, when :mod:`medseg.io.dicom_seg` is installed;
 - ``volumes.json`` (:func:`medseg.inference.volumes.label_volumes`) and ``lesions.json``
-  (:func:`medseg.serve.lesions.lesion_table`);
+  (:func:`lesion_table`: :func:`medseg.measure.lesions` in the shape of ``GET /jobs/{id}/lesions``);
 - ``preview_image.npy`` / ``preview_labels.npy`` / ``preview.json``: 8-bit slices for the viewer (grey or
   RGB image; labels as indices into the model's foreground labels).
 """
@@ -23,6 +23,44 @@ import numpy as np
 from medseg.errors import MedsegError
 from medseg.fileutil import atomic_path, write_text_atomic
 from medseg.image import Image
+
+#: Most connected components listed in a job's lesions.json (the largest first; ``counts`` counts them all).
+MAX_LESION_ROWS = 500
+
+
+def lesion_table(label_map: Image, names: dict[str, int], max_rows: int = MAX_LESION_ROWS) -> dict[str, Any]:
+    """The components of every foreground label (:func:`medseg.measure.lesions`) as ``GET /jobs/{id}/lesions``
+    serves them: one list over all labels, the largest first.
+
+    Returns ``{"unit", "counts": {label: n}, "lesions": [{"label", "value", "voxels", "volume", "bbox"
+    ([lower, upper) per array axis), "centroid_voxel", "centroid_mm" (None without a physical size)}],
+    "truncated"}``; volumes in mL (3D), mm² (2D) or pixels when the image has no physical size (raster).
+
+    Examples
+    --------
+    >>> lab = Image(np.array([[[1, 1, 0, 0], [0, 0, 0, 1]]], np.uint8))
+    >>> t = lesion_table(lab, {"background": 0, "lesion": 1})
+    >>> t["counts"], [r["voxels"] for r in t["lesions"]]
+    ({'lesion': 2}, [2, 1])
+    """
+    from medseg.measure import lesions
+
+    known = bool(getattr(label_map, "spacing_known", True))
+    measured = lesions(label_map, None, names, spacing_known=known)
+    rows = []
+    for name, structure in measured["structures"].items():
+        for instance in structure["instances"]:
+            rows.append({
+                "label": name, "value": int(structure["values"][0]), "voxels": instance["voxels"],
+                "volume": float(instance["volume"]),
+                "bbox": [[lo, hi] for lo, hi in zip(instance["bbox_lower"], instance["bbox_upper"])],
+                "centroid_voxel": instance["centroid_voxel"], "centroid_mm": instance.get("centroid_mm"),
+            })
+    rows.sort(key=lambda r: -r["voxels"])  # stable: labels in the model's order among equal sizes
+    unit = measured["unit"] if known else "pixels"
+    return {"unit": unit, "counts": {n: s["count"] for n, s in measured["structures"].items()},
+            "lesions": rows[:max_rows], "truncated": len(rows) > max_rows}
+
 
 #: result formats and their file in the job folder
 RESULT_FILES = {"nifti": "labels.nii.gz", "png": "labels.png", "dicom-seg": "labels.dcm"}

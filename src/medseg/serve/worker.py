@@ -19,8 +19,7 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
     """Predict one uploaded case and write its results into ``folder``; ``report(fraction, stage)``."""
     from medseg.inference.volumes import label_volumes
     from medseg.io import read_image
-    from medseg.serve.lesions import lesion_table
-    from medseg.serve.results import write_results
+    from medseg.serve.results import lesion_table, write_results
 
     report(0.05, "reading")
     image = read_image(source)
