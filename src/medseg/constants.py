@@ -16,3 +16,9 @@ REGION_THRESHOLD = 0.5
 
 #: Relative tolerance under which two spacings are the same grid (no resampling needed).
 SPACING_RTOL = 1e-3
+
+#: Inference backends (:meth:`medseg.Predictor.from_folder`, ``medseg predict --backend``) and the default
+#: of both: ``auto`` runs the backend rule (:func:`medseg.planning.training_rules.rule_backend`), the fastest
+#: path measured on CPU. ``torch`` (eager PyTorch) is the reference.
+BACKENDS = ("torch", "onnx", "compile", "auto")
+DEFAULT_BACKEND = "auto"

@@ -34,7 +34,7 @@ def test_targets_paint_back_exactly(tmp_path):
 
 def test_predictor_outputs_brats_values_on_the_input_grid(tmp_path):
     image, _ = tumour3d_case((12, 32, 32), seed=2, brats_values=True, background_zero=True)
-    predictor = Predictor.from_folder(_model(tmp_path, crop=True))
+    predictor = Predictor.from_folder(_model(tmp_path, crop=True), backend="torch")
     labels, probs = predictor.predict_with_probabilities(image)
     assert labels.same_geometry(image) and probs.num_channels == 3
     assert set(np.unique(labels.array).tolist()) <= {0, 1, 2, 4}

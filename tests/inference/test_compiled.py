@@ -21,7 +21,7 @@ def test_compiled_predictor_matches_torch_and_reuses_its_package(tmp_path):
     folder = make_model_folder(tmp_path / "m", spatial_dims=3, num_classes=3, label_values=(0, 1, 2))
     # 3 tiles per axis at overlap 0.5: 27 tiles in batches of 4, so the last batch (3 tiles) is padded
     image = Image(np.random.default_rng(5).normal(size=(1, 32, 32, 32)).astype(np.float32))
-    ref = Predictor.from_folder(folder).predict_probabilities(image).array
+    ref = Predictor.from_folder(folder, backend="torch").predict_probabilities(image).array
     compiled = Predictor.from_folder(folder, backend="compile").predict_probabilities(image).array
     np.testing.assert_allclose(compiled, ref, atol=1e-4)
     packages = sorted(folder.glob("model_4x1x16x16x16_*.pt2"))
@@ -66,7 +66,7 @@ def test_compiled_backend_on_a_real_volume(shared_data, tmp_path):
     config.target_spacing = [1.25, 1.25, 1.25]
     save_config(folder, config)
     image = read_image(sorted((shared_data / "LA" / "imagesTr").glob("*.nii.gz"))[0])
-    eager = Predictor.from_folder(folder).predict(image)
+    eager = Predictor.from_folder(folder, backend="torch").predict(image)
     compiled = Predictor.from_folder(folder, backend="compile").predict(image)
     assert compiled.same_geometry(image)
     # fused kernels round differently: an untrained network's near-ties may flip (2 of 2.25M voxels here)

@@ -72,7 +72,7 @@ def test_fine_runs_in_box_on_whole_image_statistics(tmp_path):
     coarse = np.zeros((24, 40, 40), np.uint8)
     coarse[10:13, 18:22, 18:22] = 1
     coarse[0, 0, 0] = 1  # a speck (< 10 % of the main component) does not stretch the box
-    fine = Predictor.from_folder(_fine_folder(tmp_path))
+    fine = Predictor.from_folder(_fine_folder(tmp_path), backend="torch")
     result = LocaliseThenSegment(_Fixed(coarse), fine, margin_mm=2.0).predict_localised(image)
     assert not result.fallback and result.labels.same_geometry(image)
     (z0, z1), (y0, y1), (x0, x1) = result.box
@@ -80,7 +80,7 @@ def test_fine_runs_in_box_on_whole_image_statistics(tmp_path):
     out = result.labels.array[0]
     assert not out[:z0].any() and not out[z1:].any() and not out[:, :y0].any() and not out[:, :, x1:].any()
     # inside the box: the fine network on the crop of the whole-image z-score (not a z-score of the crop)
-    expected = Predictor.from_folder(tmp_path / "fine")
+    expected = Predictor.from_folder(tmp_path / "fine", backend="torch")
     expected.models[0].config.preprocessing = []
     normalised = preprocess_image(image, [{"name": "zscore"}])
     inside = expected.predict(crop_image(normalised, result.box)).array[0]
@@ -91,7 +91,7 @@ def test_empty_coarse_falls_back_to_whole_volume(tmp_path):
     from medseg.inference.predictor import Predictor
 
     image = Image(np.random.default_rng(1).normal(size=(1, 12, 20, 20)).astype(np.float32))
-    fine = Predictor.from_folder(_fine_folder(tmp_path))
+    fine = Predictor.from_folder(_fine_folder(tmp_path), backend="torch")
     result = LocaliseThenSegment(_Fixed(np.zeros((12, 20, 20), np.uint8)), fine).predict_localised(image)
     assert result.fallback and result.box == [[0, 12], [0, 20], [0, 20]]
     np.testing.assert_array_equal(result.labels.array, fine.predict(image).array)

@@ -48,7 +48,7 @@ def test_nifti_prediction_keeps_geometry(tmp_path):
     path = tmp_path / "case.nii.gz"
     write_image(image, path)
     original = read_image(path)
-    pred = Predictor.from_folder(folder).predict(original)
+    pred = Predictor.from_folder(folder, backend="torch").predict(original)
     out = tmp_path / "pred.nii.gz"
     write_image(pred, out)
     back = read_image(out)
@@ -65,7 +65,7 @@ def test_png_prediction_keeps_size_and_rgb_preprocessing(tmp_path):
     rng = np.random.default_rng(1)
     image = Image(rng.integers(0, 255, (3, 37, 45), dtype=np.uint8))
     write_image(image, tmp_path / "img.png")
-    pred = Predictor.from_folder(folder).predict(read_image(tmp_path / "img.png"))
+    pred = Predictor.from_folder(folder, backend="torch").predict(read_image(tmp_path / "img.png"))
     write_image(pred, tmp_path / "pred.png")
     back = read_image(tmp_path / "pred.png")
     assert back.spatial_shape == (37, 45) and back.num_channels == 1
@@ -74,9 +74,9 @@ def test_png_prediction_keeps_size_and_rgb_preprocessing(tmp_path):
 def test_wrong_channel_count_is_a_clear_error(tmp_path):
     folder = make_model_folder(tmp_path / "m", in_channels=2)
     with pytest.raises(MedsegError, match="expects 2 channel"):
-        Predictor.from_folder(folder).predict(Image(np.zeros((1, 20, 20), np.float32)))
+        Predictor.from_folder(folder, backend="torch").predict(Image(np.zeros((1, 20, 20), np.float32)))
     with pytest.raises(MedsegError, match="2D"):
-        Predictor.from_folder(folder).predict(Image(np.zeros((2, 4, 20, 20), np.float32)))
+        Predictor.from_folder(folder, backend="torch").predict(Image(np.zeros((2, 4, 20, 20), np.float32)))
 
 
 def test_probabilities_roi_and_label_values(tmp_path):
@@ -84,7 +84,7 @@ def test_probabilities_roi_and_label_values(tmp_path):
     image = Image(np.random.default_rng(2).normal(size=(1, 30, 30)).astype(np.float32), spacing=(0.5, 0.25))
     roi = image.with_array(np.zeros((1, 30, 30), np.uint8))
     roi.array[0, 5:25, 5:25] = 1
-    labels, probs = Predictor.from_folder(folder).predict_with_probabilities(image, roi)
+    labels, probs = Predictor.from_folder(folder, backend="torch").predict_with_probabilities(image, roi)
     assert probs.num_channels == 3 and probs.spacing == image.spacing
     np.testing.assert_allclose(probs.array.sum(0), 1, atol=1e-5)
     assert set(np.unique(labels.array)) <= {0, 2, 5}
@@ -98,9 +98,9 @@ def test_ensemble_averages_probabilities(tmp_path):
     a = make_model_folder(tmp_path / "a", seed=1)
     b = make_model_folder(tmp_path / "b", seed=2)
     image = Image(np.random.default_rng(3).normal(size=(1, 24, 24)).astype(np.float32))
-    pa = Predictor.from_folder(a).predict_probabilities(image).array
-    pb = Predictor.from_folder(b).predict_probabilities(image).array
-    ens = Predictor.from_folders([a, b]).predict_probabilities(image).array
+    pa = Predictor.from_folder(a, backend="torch").predict_probabilities(image).array
+    pb = Predictor.from_folder(b, backend="torch").predict_probabilities(image).array
+    ens = Predictor.from_folders([a, b], backend="torch").predict_probabilities(image).array
     np.testing.assert_allclose(ens, (pa + pb) / 2, atol=1e-6)
 
 
@@ -114,7 +114,7 @@ def test_region_outputs_paint_nested_labels(tmp_path):
     probs[2, 0, 3] = 0.9
     assert labels_from_probabilities(probs, config).tolist() == [[0, 1, 2, 3]]
     image = Image(np.random.default_rng(4).normal(size=(1, 20, 20)).astype(np.float32))
-    labels, probs = Predictor.from_folder(tmp_path / "r").predict_with_probabilities(image)
+    labels, probs = Predictor.from_folder(tmp_path / "r", backend="torch").predict_with_probabilities(image)
     assert probs.num_channels == 3 and set(np.unique(labels.array)) <= {0, 1, 2, 3}
 
 
@@ -133,7 +133,7 @@ def test_onnx_backend_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     folder = make_model_folder(tmp_path / "m", num_classes=3, label_values=(0, 1, 2))
     image = Image(np.random.default_rng(5).normal(size=(1, 40, 33)).astype(np.float32))
-    ref = Predictor.from_folder(folder).predict_probabilities(image).array
+    ref = Predictor.from_folder(folder, backend="torch").predict_probabilities(image).array
     onnx = Predictor.from_folder(folder, backend="onnx").predict_probabilities(image).array
     assert (folder / "model.onnx").is_file()
     np.testing.assert_allclose(onnx, ref, atol=1e-4)
@@ -148,7 +148,8 @@ def test_tta_axes_make_the_prediction_mirror_equivariant_along_those_axes(tmp_pa
     flipped = {axis: image.with_array(np.flip(image.array, 1 + axis).copy()) for axis in (0, 1)}
 
     def equivariant(tta, axis):
-        predictor = Predictor.from_folder(folder, tta=tta, tile_size=(24, 24))  # one tile: a symmetric window
+        # one tile: a symmetric window
+        predictor = Predictor.from_folder(folder, tta=tta, tile_size=(24, 24), backend="torch")
         direct = predictor.predict_probabilities(image).array
         mirrored = predictor.predict_probabilities(flipped[axis]).array
         return np.allclose(np.flip(mirrored, 1 + axis), direct, atol=1e-5)
@@ -156,3 +157,17 @@ def test_tta_axes_make_the_prediction_mirror_equivariant_along_those_axes(tmp_pa
     assert not equivariant(False, 0) and not equivariant(False, 1)  # the random network is not symmetric
     assert equivariant((1,), 1) and not equivariant((1,), 0)
     assert equivariant(True, 0) and equivariant(True, 1)  # the model's mirror axes: both in 2D
+
+
+def test_python_and_cli_share_the_default_backend():
+    """One owner of the default: ``Predictor.from_folder(s)`` and ``medseg predict --backend`` both use
+    ``medseg.constants.DEFAULT_BACKEND`` (``auto``, the backend rule)."""
+    import inspect
+
+    from medseg.cli.predict import predict
+    from medseg.constants import DEFAULT_BACKEND
+
+    assert DEFAULT_BACKEND == "auto"
+    for method in (Predictor.from_folder, Predictor.from_folders):
+        assert inspect.signature(method).parameters["backend"].default == DEFAULT_BACKEND
+    assert inspect.signature(predict).parameters["backend"].default.default == DEFAULT_BACKEND

@@ -68,11 +68,11 @@ def test_pruning_choice_is_recorded_and_follows_the_rule(unetpp):
 
 def test_predictor_uses_the_recorded_level_unless_overridden(unetpp, vessels):
     chosen = load_pruning(unetpp)["level"]
-    assert Predictor.from_folder(unetpp).models[0].prune_level == chosen
+    assert Predictor.from_folder(unetpp, backend="torch").models[0].prune_level == chosen
     image = read_image(next((vessels / "imagesTs").iterdir()))
     by_level = {}
     for level in (1, 3):
-        predictor = Predictor.from_folder(unetpp, prune_level=level)
+        predictor = Predictor.from_folder(unetpp, prune_level=level, backend="torch")
         model = predictor.models[0]
         assert model.prune_level == level and model.network.prune_level == level
         by_level[level] = predictor.predict_probabilities(image).array
@@ -82,7 +82,7 @@ def test_predictor_uses_the_recorded_level_unless_overridden(unetpp, vessels):
     assert (unetpp / "model_L1.onnx").is_file()
     assert np.allclose(onnx, by_level[1], atol=1e-4)
     with pytest.raises(MedsegError):
-        Predictor.from_folder(unetpp, prune_level=4)  # depth 3
+        Predictor.from_folder(unetpp, prune_level=4, backend="torch")  # depth 3
 
 
 def test_pruned_level_equals_the_sub_network_output(unetpp):
@@ -182,8 +182,8 @@ def test_fast_prediction_keeps_the_input_geometry(unetpp, organs_model, vessels,
     src = read_image(next((vessels / "imagesTs").iterdir()))
     odd = Image(np.ascontiguousarray(src.array[:, :47, :45]), spacing=(0.5, 0.5), origin=(2.0, 3.0),
                 channel_names=src.channel_names)  # odd sizes, non-unit spacing
-    normal = Predictor.from_folder(unetpp).predict(odd)
-    fast = Predictor.from_folder(unetpp, fast=2).predict(odd)
+    normal = Predictor.from_folder(unetpp, backend="torch").predict(odd)
+    fast = Predictor.from_folder(unetpp, fast=2, backend="torch").predict(odd)
     assert fast.spatial_shape == odd.spatial_shape == normal.spatial_shape
     assert np.allclose(fast.spacing, odd.spacing) and np.allclose(fast.origin, odd.origin)
     assert seen[0] == (47, 45)  # the network saw a grid 2x coarser (0.5 -> 1 mm):
@@ -192,7 +192,7 @@ def test_fast_prediction_keeps_the_input_geometry(unetpp, organs_model, vessels,
     data, folder = organs_model
     image = read_image(next((data / "imagesTs").iterdir()))
     image = Image(image.array, spacing=image.spacing, origin=(5.0, -3.0, 2.0), direction=image.direction)
-    fast3d = Predictor.from_folder(folder, fast=2).predict(image)
+    fast3d = Predictor.from_folder(folder, fast=2, backend="torch").predict(image)
     assert seen[-1] == (8, 16, 16)  # the 4 mm slice axis keeps its spacing
     assert fast3d.spatial_shape == image.spatial_shape
     assert np.allclose(fast3d.origin, image.origin) and np.allclose(fast3d.direction, image.direction)

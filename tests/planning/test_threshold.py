@@ -58,11 +58,11 @@ def test_bad_arguments_are_clear_errors():
 def test_predictor_applies_the_recorded_threshold(tmp_path, rng):
     folder = make_model_folder(tmp_path / "m", preprocessing=[{"name": "zscore"}])
     image = Image(rng.normal(size=(1, 33, 41)).astype(np.float32))
-    argmax_labels, probabilities = Predictor.from_folder(folder).predict_with_probabilities(image)
+    argmax_labels, probabilities = Predictor.from_folder(folder, backend="torch").predict_with_probabilities(image)
     foreground = probabilities.array[1]
     threshold = float(np.quantile(foreground, 0.7))
     save_config(folder, replace(load_config(folder), decision_threshold=threshold))
-    predictor = Predictor.from_folder(folder)
+    predictor = Predictor.from_folder(folder, backend="torch")
     expected = (foreground >= threshold).astype(np.uint8)
     assert not np.array_equal(expected, argmax_labels.array[0])  # the threshold changes the labels
     # labels-only sliding window, and labels next to probabilities

@@ -45,7 +45,7 @@ def test_prediction_too_large_is_refused_before_work(tmp_path, monkeypatch, caps
     write_image(image, tmp_path / "big.nii.gz")
     monkeypatch.setattr(resources, "available_ram", lambda: 64 * 2**10)
     with pytest.raises(MedsegError, match="--fast 2"):
-        Predictor.from_folder(folder).predict(image)
+        Predictor.from_folder(folder, backend="torch").predict(image)
     out = tmp_path / "out"
     assert main(["predict", str(folder), "-i", str(tmp_path / "big.nii.gz"), "-o", str(out), "--backend", "torch"]) == 1
     assert not list(out.glob("*.nii.gz"))

@@ -75,7 +75,7 @@ def _train_and_predict(dataset, folder, config, case="case_002"):
     image = read_image(sorted((dataset / "imagesTr").glob(f"{case}_*"))
                        if load_config(folder).input_channels > 1 else
                        next((dataset / "imagesTr").glob(f"{case}_0000*")))
-    labels = Predictor.from_folder(folder).predict(image)
+    labels = Predictor.from_folder(folder, backend="torch").predict(image)
     assert labels.spatial_shape == image.spatial_shape
     assert np.allclose(labels.spacing, image.spacing) and np.allclose(labels.origin, image.origin)
     return labels

@@ -35,7 +35,7 @@ def test_plan_training_predicts_on_the_input_grid(organs_and_plan, tmp_path, con
     result = train(dataset, tmp_path / "m", _config(val_every=2), plan=plan, configuration=configuration,
                    val_cases=[dataset.cases[-1].name], progress=False)
     assert result.iterations == 2 and "val_dice" in result.last_metrics
-    predictor = Predictor.from_folder(tmp_path / "m")
+    predictor = Predictor.from_folder(tmp_path / "m", backend="torch")
     cfg = predictor.config
     assert cfg.target_spacing == [3.0, 2.0, 2.0] and cfg.data_dims == 3
     assert cfg.spatial_dims == (3 if configuration == "3d" else 2)
@@ -71,5 +71,5 @@ def test_sparse_annotation_trains_and_ignores_unlabelled_voxels(tmp_path):
     result = train(sparse, tmp_path / "m", TrainingConfig(network_options={"features": 4, "depth": 2},
                    patch_size=(8, 16, 16), batch_size=2, iterations=2, threads=1), progress=False)
     assert result.iterations == 2
-    labels = Predictor.from_folder(tmp_path / "m").predict(sparse.cases[0].read_image())
+    labels = Predictor.from_folder(tmp_path / "m", backend="torch").predict(sparse.cases[0].read_image())
     assert set(np.unique(labels.array)) <= {0, 1}  # the ignore value is never predicted

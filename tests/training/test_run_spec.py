@@ -81,12 +81,12 @@ def test_recorded_postprocessing_is_applied_by_the_predictor(run):
     save_config(folder, type(config)(**{**config.to_dict(), "postprocessing": [{"step": "largest", "label": 1}],
                                         "decision_threshold": 0.3}))
     try:
-        labels = Predictor.from_folder(folder).predict(image).array[0]
-        raw = Predictor.from_folder(folder, postprocessing=False).predict(image).array[0]
+        labels = Predictor.from_folder(folder, backend="torch").predict(image).array[0]
+        raw = Predictor.from_folder(folder, postprocessing=False, backend="torch").predict(image).array[0]
         from medseg.postprocessing import keep_largest_component
 
         assert np.array_equal(labels, keep_largest_component(raw))
-        ensemble = Predictor.from_folders([folder, folder])
+        ensemble = Predictor.from_folders([folder, folder], backend="torch")
         assert ensemble.postprocessing == [{"step": "largest", "label": 1}]
     finally:
         save_config(folder, config)
@@ -133,10 +133,12 @@ def test_ensembles_of_folds_with_their_own_thresholds(run):
     save_config(folder, type(config)(**{**config.to_dict(), "decision_threshold": 0.4}))
     save_config(other, type(config)(**{**config.to_dict(), "decision_threshold": 0.6}))
     try:
-        ensemble = Predictor.from_folders([folder, other])  # each fold chose its own threshold: no error
+        # each fold chose its own threshold: no error
+        ensemble = Predictor.from_folders([folder, other], backend="torch")
         assert ensemble.ensemble_config.decision_threshold == pytest.approx(0.5)
         image = read_image(sorted((data / "imagesTs").iterdir())[0])
-        labels, probs = Predictor.from_folders([folder, other], postprocessing=False).predict_with_probabilities(image)
+        labels, probs = Predictor.from_folders([folder, other], postprocessing=False,
+                                               backend="torch").predict_with_probabilities(image)
         assert np.array_equal(labels.array[0] != 0, probs.array[1] >= 0.5)
     finally:
         save_config(folder, config)

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from medseg.cli import app
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
+from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def predict(
     postprocessing: bool = typer.Option(True, "--postprocessing/--no-postprocessing", help="Apply the postprocessing "
                                         "recorded in the model folder (chosen on its validation cases)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    backend: str = typer.Option("auto", "--backend", help="auto (the fastest measured: compile in 3D, onnx in 2D), "
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="auto (the fastest measured: compile in 3D, onnx in 2D), "
                                 "torch (eager, the reference), onnx (ONNX Runtime) or compile (TorchInductor, compiled "
                                 "once into the model folder; ~1.25× for 3D networks)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best weights."),

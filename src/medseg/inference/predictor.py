@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medseg.constants import ANISOTROPY_RATIO, REGION_THRESHOLD
+from medseg.constants import ANISOTROPY_RATIO, BACKENDS, DEFAULT_BACKEND, REGION_THRESHOLD  # noqa: F401
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
@@ -42,10 +42,6 @@ from medseg.postprocessing import keep_largest_component
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
 from medseg.tiling.sliding_window import sliding_window_inference
-
-
-#: inference backends of :meth:`Predictor.from_folder`
-BACKENDS = ("torch", "onnx", "compile", "auto")
 
 
 @dataclass
@@ -350,19 +346,20 @@ class Predictor:
             raise MedsegError(f"tile size {self.tile_size} does not fit a {self.config.spatial_dims}D network")
 
     @classmethod
-    def from_folder(cls, path: str | Path, *, checkpoint: str = "final", backend: str = "torch",
+    def from_folder(cls, path: str | Path, *, checkpoint: str = "final", backend: str = DEFAULT_BACKEND,
                     prune_level: int | str | None = "auto", **options: Any) -> "Predictor":
         """A predictor for one model folder (see :class:`Predictor` for ``options``).
 
-        ``backend``: ``"torch"`` (eager, the reference), ``"onnx"`` (ONNX Runtime, exported once into the
-        folder), ``"compile"`` (TorchInductor, compiled once per tile shape into the folder; see
-        :mod:`medseg.inference.compiled`) or ``"auto"`` (the backend rule, :func:`auto_backend`: compiled
-        for 3D networks, ONNX Runtime for 2D ones when it is installed; the default of ``medseg predict``). ``prune_level``: see :func:`resolve_prune_level`.
+        ``backend``: ``"auto"`` (the default here and of ``medseg predict``, :data:`medseg.constants.DEFAULT_BACKEND`:
+        the backend rule, :func:`auto_backend`: compiled for 3D networks, ONNX Runtime for 2D ones when it is
+        installed), ``"torch"`` (eager, the reference), ``"onnx"`` (ONNX Runtime, exported once into the
+        folder) or ``"compile"`` (TorchInductor, compiled once per tile shape into the folder, ~20 s the first
+        time; see :mod:`medseg.inference.compiled`). ``prune_level``: see :func:`resolve_prune_level`.
         """
         return cls.from_folders([path], checkpoint=checkpoint, backend=backend, prune_level=prune_level, **options)
 
     @classmethod
-    def from_folders(cls, paths: Sequence[str | Path], *, checkpoint: str = "final", backend: str = "torch",
+    def from_folders(cls, paths: Sequence[str | Path], *, checkpoint: str = "final", backend: str = DEFAULT_BACKEND,
                      prune_level: int | str | None = "auto", **options: Any) -> "Predictor":
         """An ensemble of model folders (e.g. the five folds): probabilities are averaged."""
         if backend not in BACKENDS:
