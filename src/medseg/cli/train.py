@@ -127,8 +127,10 @@ def train(
     iterations: int = typer.Option(None, "--iterations", help="Iteration count."),
     patch_size: str = typer.Option(None, "--patch-size", help="e.g. 96,96 (default: automatic)."),
     batch_size: int = typer.Option(0, "--batch-size", help="Patches per iteration (default: automatic)."),
-    plan: Path = typer.Option(None, "--plan", help="plan.json from `medseg plan`."),
-    configuration: str = typer.Option(None, "--configuration", help="With --plan: use its '2d' or '3d' configuration."),
+    plan: Path = typer.Option(None, "--plan", help="plan.json from `medseg plan` (default: the dataset is planned "
+                              "automatically with the same rules; MODEL/plan.json)."),
+    configuration: str = typer.Option(None, "--configuration", help="'2d' or '3d': the plan's (or the automatic "
+                                      "plan's) other configuration."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
     seed: int = typer.Option(0, "--seed"),
@@ -187,7 +189,9 @@ def train(
 ) -> None:
     """Train a segmentation network on a dataset.
 
-    Every option left out is decided by a named rule (validation cases, budget — the plan's, else 20
+    Without --plan the dataset is planned automatically (`medseg plan`'s rules: 2D or 3D, voxel size,
+    cropping, intensity normalisation, patch and batch size; written to MODEL/plan.json). Every option
+    left out is decided by a named rule (validation cases, budget — the plan's, else 20
     minutes —, normalisation layer, foreground share, augmentation, patch and batch size, and after
     training the decision threshold and postprocessing), printed and recorded in MODEL/rules.json.
     Stops before training when `medseg check` finds problems. Ctrl-C (or kill) keeps the finished
