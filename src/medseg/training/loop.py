@@ -146,7 +146,8 @@ def train(
         has_roi = any(c.roi_path is not None for c in dataset.cases)
         automatic, planning_seconds = plan is None, None
         if automatic:
-            plan_dict, planning_seconds = _plan_automatically(dataset, options, configuration, check, console)
+            plan_dict, planning_seconds = _plan_automatically(dataset, options, configuration, first.spatial_dims,
+                                                              check, console)
             check = False  # done, in the same pass as the fingerprint
         else:
             plan_dict = load_plan(plan, configuration)
@@ -166,15 +167,18 @@ def train(
                     console=console)
 
 
-def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: str | None, check: bool,
-                        console: Any) -> tuple[dict[str, Any], float]:
+def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: str | None, data_dims: int,
+                        check: bool, console: Any) -> tuple[dict[str, Any], float]:
     """No plan given: ``medseg plan``'s rules on this dataset, for the run's budget. The fingerprint is
     measured from the voxels the dataset check reads (each case is read once for both)."""
     from medseg.planning.automatic import plan_dataset
     from medseg.planning.fingerprint import FingerprintCollector
     from medseg.planning.training_rules import DEFAULT_TIME_LIMIT
+    from medseg.training.networks import implied_configuration
 
     started = time.perf_counter()
+    # a 3D patch or a 3D-only network (V-Net) asks for the 3D configuration, as --configuration 3d would
+    configuration = configuration or implied_configuration(options.network, tuple(options.patch_size), data_dims)
     collector = FingerprintCollector(dataset)
     if check:
         _check(dataset, console, on_case=collector.add)

@@ -43,6 +43,23 @@ def network_needs(name: str) -> NetworkNeeds:
                         bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"))
 
 
+def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int) -> str | None:
+    """The configuration ("2d" / "3d") the user's options imply for an automatic plan of 3D data: a patch
+    with two or three sizes, or a network whose registry entry supports one dimensionality only (V-Net,
+    SegResNet-VAE: 3D). None: the planner's rule decides."""
+    if data_dims != 3:
+        return None
+    if len(patch_size) in (2, 3):
+        return f"{len(patch_size)}d"
+    from medseg.nets import NETWORKS
+
+    try:
+        dims = tuple(NETWORKS.entry(name).metadata.get("dims", (2, 3)))
+    except Exception:
+        return None
+    return f"{dims[0]}d" if len(dims) == 1 else None
+
+
 def needs_input_size(name: str) -> bool:
     """Whether network ``name`` must be built with ``input_size`` = the training patch size."""
     return network_needs(name).needs_input_size
