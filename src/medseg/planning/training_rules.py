@@ -186,8 +186,20 @@ def rule_preprocessing(plan_steps: list | None, user_steps: list | None, channel
 
 
 def _steps(steps: Sequence[dict]) -> str:
-    return ", then ".join(str(s.get("name")) + (" inside the ROI" if s.get("mask") == "roi" else "") for s in steps) \
-        or "none"
+    """Intensity steps in words; one step repeated per channel is said once.
+
+    >>> _steps([{"name": "zscore", "mask": "nonzero", "channels": [c]} for c in range(4)])
+    'zscore inside the non-zero region, for each of 4 channels'
+    """
+    where = {"roi": " inside the ROI", "nonzero": " inside the non-zero region"}
+    runs: list[list] = []
+    for step in steps:
+        text = str(step.get("name")) + where.get(step.get("mask"), "")
+        if runs and runs[-1][0] == text and "channels" in step:
+            runs[-1][1] += 1
+        else:
+            runs.append([text, 1])
+    return ", then ".join(t + (f", for each of {n} channels" if n > 1 else "") for t, n in runs) or "none"
 
 
 def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[str, Any],
