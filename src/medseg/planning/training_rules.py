@@ -185,16 +185,21 @@ def rule_preprocessing(plan_steps: list | None, user_steps: list | None, channel
                 "case standardised on its own" + (" inside its region of interest" if has_roi else ""), inputs)
 
 
+#: Intensity steps in words (the registry's names are identifiers).
+STEP_WORDS = {"green_channel": "green channel", "clahe": "CLAHE (local contrast equalisation)", "zscore": "z-score",
+              "clip": "clip to fixed bounds", "clip_percentiles": "clip to percentiles", "rescale": "rescale"}
+
+
 def _steps(steps: Sequence[dict]) -> str:
     """Intensity steps in words; one step repeated per channel is said once.
 
     >>> _steps([{"name": "zscore", "mask": "nonzero", "channels": [c]} for c in range(4)])
-    'zscore inside the non-zero region, for each of 4 channels'
+    'z-score inside the non-zero region, for each of 4 channels'
     """
     where = {"roi": " inside the ROI", "nonzero": " inside the non-zero region"}
     runs: list[list] = []
     for step in steps:
-        text = str(step.get("name")) + where.get(step.get("mask"), "")
+        text = STEP_WORDS.get(str(step.get("name")), str(step.get("name"))) + where.get(step.get("mask"), "")
         if runs and runs[-1][0] == text and "channels" in step:
             runs[-1][1] += 1
         else:
