@@ -42,24 +42,28 @@ def test_unknown_ssl_option_is_one_line(trained, tmp_path, capsys):
     assert "unknown semi-supervised setting(s): ema" in capsys.readouterr().err
 
 
+# eager PyTorch: these tests check outputs and errors, not the backends (compiling a 3D network costs ~20 s)
+EAGER = ["--backend", "torch"]
+
+
 def test_pseudolabel_and_suggest_commands(trained, tmp_path, capsys, one_thread):
     data, model = trained
     out = tmp_path / "pseudo"
-    assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(out), "--voxel-threshold",
+    assert main(["pseudolabel", str(model), *EAGER, "-i", str(data / "imagesTs"), "-o", str(out), "--voxel-threshold",
                  "0.2", "--no-tta", "--threads", "1"]) == 0
     assert load_dataset(out).ignore_label is not None
-    assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(out)]) == 1  # exists
+    assert main(["pseudolabel", str(model), *EAGER, "-i", str(data / "imagesTs"), "-o", str(out)]) == 1  # exists
     # replacing a folder that holds the inputs would destroy them
-    assert main(["pseudolabel", str(model), "-i", str(data / "imagesTs"), "-o", str(data), "--overwrite"]) == 1
+    assert main(["pseudolabel", str(model), *EAGER, "-i", str(data / "imagesTs"), "-o", str(data), "--overwrite"]) == 1
     assert (data / "imagesTs").is_dir()
     table = tmp_path / "suggest.csv"
-    assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "1", "-o", str(table),
+    assert main(["suggest", str(model), *EAGER, "-i", str(data / "imagesTs"), "-n", "1", "-o", str(table),
                  "--threads", "1"]) == 0
     rows = list(csv.DictReader(table.open(encoding="utf-8")))
     assert len(rows) == 1 and rows[0]["rank"] == "1" and rows[0]["reason"]
-    assert main(["suggest", str(model), "-i", str(data / "imagesTs"), "-n", "0"]) == 1
+    assert main(["suggest", str(model), *EAGER, "-i", str(data / "imagesTs"), "-n", "0"]) == 1
     capsys.readouterr()
     files = sorted(str(p) for p in (data / "imagesTs").iterdir())
-    assert main(["suggest", str(model), "-i", *files, "-n", "2", "--threads", "1"]) == 0  # -i a b
+    assert main(["suggest", str(model), *EAGER, "-i", *files, "-n", "2", "--threads", "1"]) == 0  # -i a b
     out = capsys.readouterr().out
     assert out.startswith("rank,case,score") and len(out.strip().splitlines()) == 3

@@ -14,12 +14,14 @@ from rich.console import Console
 
 from medseg.cli import app
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
+from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None):
+def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None,
+               backend: str = DEFAULT_BACKEND):
     import torch
 
     from medseg import Predictor
@@ -28,7 +30,7 @@ def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None
         torch.set_num_threads(int(threads))
     if not (model / "config.json").is_file():
         raise MedsegError("not a model folder (no config.json)", model)
-    return Predictor.from_folder(model, tta=tta_choice(tta, tta_axes))
+    return Predictor.from_folder(model, tta=tta_choice(tta, tta_axes), backend=backend)
 
 
 def _cases(inputs: list[Path], channels: int, out: Path | None = None) -> list[tuple[str, list[Path]]]:
@@ -69,6 +71,8 @@ def pseudolabel(
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="As for `medseg predict`: auto, torch, onnx "
+                                "or compile."),
 ) -> None:
     """Pseudo-label unlabelled images: label maps, voxel confidence, and only the confident part kept.
 
@@ -80,7 +84,7 @@ def pseudolabel(
 
     if output.exists() and not overwrite:
         raise MedsegError("output folder exists; use --overwrite to replace it", output)
-    predictor = _predictor(model, tta, tta_axes, threads)
+    predictor = _predictor(model, tta, tta_axes, threads, backend)
     cases = _cases(inputs + [Path(a) for a in ctx.args], predictor.config.input_channels, output)
     progress, update = _progress("pseudo-labelling")
     with progress:
@@ -104,6 +108,8 @@ def suggest(
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV file."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="As for `medseg predict`: auto, torch, onnx "
+                                "or compile."),
 ) -> None:
     """Rank unlabelled cases by how much a label would help (uncertainty × diversity), as CSV.
 
@@ -118,7 +124,7 @@ def suggest(
         raise MedsegError(f"-n must be at least 1, not {count}")
     if output is not None and output.exists() and not overwrite:
         raise MedsegError("output file exists; use --overwrite to replace it", output)
-    predictor = _predictor(model, tta, tta_axes, threads)
+    predictor = _predictor(model, tta, tta_axes, threads, backend)
     cases = _cases(inputs + [Path(a) for a in ctx.args], predictor.config.input_channels)
     if output is not None and any(output.resolve() == p.resolve() for _, paths in cases for p in paths):
         raise MedsegError("the output file is an input; outputs never overwrite inputs", output)
