@@ -17,7 +17,6 @@ import sys
 import warnings
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
@@ -32,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # soft_wrap: an error is one line whatever the terminal width (rich would otherwise wrap at 80 columns).
-console = Console(stderr=True, soft_wrap=True)
+from medseg.cli._consoles import err as console  # noqa: E402
 
 # Modules that add commands to `app`; each owns one stage.
 COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "dicom",

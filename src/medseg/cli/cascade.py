@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._consoles import err, out as stdout_console
 from medseg.errors import MedsegError
 
-console = Console(stderr=True, soft_wrap=True)
+console = err
 CLASSIFICATION_CSV = "classification.csv"
 CLASSIFICATION_JSON = "classification.json"
 
@@ -247,6 +247,6 @@ def evaluate_classification(
         lo, hi = metrics[f"{k}_ci"]
         table.add_row(k, f"{metrics[k]:.3f}", f"{lo:.3f}–{hi:.3f}")
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    Console().print(table)
+    stdout_console.print(table)
     console.print(f"confusion matrix (rows true, columns decided): TN {tn}  FP {fp} / FN {fn}  TP {tp}; "
                   f"written to {out / 'classification_metrics.json'}", highlight=False, markup=False)

@@ -6,13 +6,11 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._consoles import err, out
 from medseg.errors import MedsegError
-
-out = Console()
 
 
 @app.command(no_args_is_help=True)
@@ -92,7 +90,7 @@ def check(dataset: Path = typer.Argument(..., help="Dataset folder (with dataset
 
     from medseg.datasets.check import check_dataset
 
-    with Progress(transient=True, console=Console(stderr=True)) as progress:
+    with Progress(transient=True, console=err) as progress:
         task = progress.add_task("checking", total=None)
         report = check_dataset(dataset, progress=lambda done, total, name: progress.update(task, completed=done, total=total))
     print_report(report)

@@ -53,9 +53,9 @@ def evaluate(
     """
     import math
 
-    from rich.console import Console
     from rich.table import Table
 
+    from medseg.cli._consoles import out as stdout_console
     from medseg.cli.guards import check_number
     from medseg.fileutil import check_outputs
     from medseg.metrics.evaluator import evaluate_folders
@@ -85,7 +85,7 @@ def evaluate(
         stats = summary.statistics[label]
         cells = ["–" if math.isnan(stats[m]["mean"]) else f"{stats[m]['mean']:.4f}" for m in shown]
         table.add_row(label, *cells, str(stats["hd95"].get("n_inf", "")))
-    console = Console()
+    console = stdout_console
     console.print(table)
     unit = "pixels (raster files carry no physical spacing)" if summary.length_unit == "px" else "mm"
     console.print(f"distances in {unit}, averaged over finite values; 'inf' counts cases with an empty mask on one side")

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._consoles import err
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
 from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
 
-console = Console(stderr=True, soft_wrap=True)
+console = err
 
 
 def _predictor(model: Path, tta: bool, tta_axes: str | None, threads: int | None,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._consoles import out
 
 
 def network_table(in_channels: int = 1, num_classes: int = 2) -> list[dict]:
@@ -97,7 +97,7 @@ def nets_command(
     for row in rows:
         counts = ", ".join(f"{d}D {_human(n)}" for d, n in row["parameters"].items())
         table.add_row(row["name"], "/".join(f"{d}D" for d in row["dims"]), counts, row["input"], row["citation"])
-    Console().print(table)
+    out.print(table)
 
 
 __all__ = ["network_table", "nets_command"]

@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._consoles import out
 from medseg.errors import MedsegError
-
-out = Console()
 
 
 def _fmt(values) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._consoles import err
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
 from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from medseg.image import Image
     from medseg.model_folder import ModelConfig
 
-console = Console(stderr=True, soft_wrap=True)
+console = err
 VOLUMES_NAME = "volumes.csv"
 
 

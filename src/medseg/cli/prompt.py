@@ -14,12 +14,12 @@ import io
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._consoles import err
 from medseg.errors import MedsegError
 
-console = Console(stderr=True, soft_wrap=True)
+console = err
 CONFIDENCE_NAME = "confidence.csv"
 CONFIDENCE_COLUMNS = ("case", "label", "predicted_iou", "voxels", "slices")
 

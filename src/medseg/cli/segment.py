@@ -14,15 +14,13 @@ from typing import Any, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._consoles import out
 from medseg.cli._options import parse_key_values
 from medseg.errors import MedsegError
 from medseg.image import Image
-
-out = Console()
 
 
 def _parse_seed(text: str) -> tuple[list[float], int | None]:

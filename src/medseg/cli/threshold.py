@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from medseg.cli import app
+from medseg.cli._consoles import err
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
 from medseg.errors import MedsegError
 
-console = Console(stderr=True, soft_wrap=True)
+console = err
 
 
 @app.command("threshold")

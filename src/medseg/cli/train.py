@@ -7,13 +7,13 @@ import signal
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from medseg.cli import app
+from medseg.cli._consoles import err
 from medseg.cli._options import parse_key_values, parse_value
 from medseg.errors import MedsegError
 
-console = Console(stderr=True, soft_wrap=True)
+console = err
 
 
 def _parse_preprocessing(text: str | None) -> list[dict] | None:
