@@ -11,7 +11,7 @@ from medseg.datasets.synthetic import tumour3d_case
 from medseg.image import Image
 from medseg.measure import lesions
 from medseg.report import OKABE_ITO, orthogonal_overlay, thumbnail, value_names
-from medseg.report.clinical import write_prediction_report
+from medseg.report.prediction import write_prediction_report
 
 
 def _regions_model(tmp_path):
@@ -77,7 +77,8 @@ def _pdf_pages(data: bytes) -> int:
 def test_report_pdf_has_the_same_content(tmp_path):
     """`write_prediction_report` writes the PDF beside the HTML: a valid PDF (header, trailer), the overlay
     page plus the table pages, the warning in its metadata; many lesions spill onto more pages."""
-    from medseg.report.clinical import CaseReport, pdf_path
+    from medseg.report.clinical import CaseReport
+    from medseg.report.prediction import pdf_path
     from medseg.report.pdf import _sections, _text_pages, write_case_report_pdf
 
     image, label = tumour3d_case((16, 48, 48), seed=3, brats_values=True)

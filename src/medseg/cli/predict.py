@@ -198,7 +198,7 @@ def predict(
     from medseg.io.probabilities import probabilities_extension
     from medseg.measure import LESIONS_NAME, write_lesions
     from medseg.model_folder import CONFIG_NAME
-    from medseg.report.clinical import pdf_path
+    from medseg.report.prediction import pdf_path
 
     check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
 
@@ -328,7 +328,7 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
     found = lesions(labels, predictor.config.regions, predictor.config.labels,
                     spacing_known=not extras["spacing_unknown"], case=name)
     if extras["report"] is not None:
-        from medseg.report.clinical import write_prediction_report
+        from medseg.report.prediction import write_prediction_report
 
         notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
         if extras["spacing_unknown"]:

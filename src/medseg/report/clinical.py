@@ -4,7 +4,7 @@ It shows three orthogonal overlay planes through the segmented structure, a lege
 the lesion list (connected components, :mod:`medseg.measure`), what model produced it (name, medseg
 version, training-data summary, date) and that it is not for clinical use. ``medseg predict --report``
 writes one per case as ``<case>_report.html``, and the same content as ``<case>_report.pdf``
-(:mod:`medseg.report.pdf`).
+(:mod:`medseg.report.pdf`; both through :mod:`medseg.report.prediction`).
 
 Examples
 --------
@@ -30,8 +30,8 @@ from typing import Any, Mapping, Sequence
 
 from medseg.image import Image
 
-__all__ = ["NOT_FOR_CLINICAL_USE", "CaseReport", "value_names", "model_summary", "report_tables", "pdf_path",
-           "write_case_report", "write_prediction_report"]
+__all__ = ["NOT_FOR_CLINICAL_USE", "CaseReport", "value_names", "model_summary", "report_tables", "overlay_title",
+           "write_case_report"]
 
 NOT_FOR_CLINICAL_USE = ("Research software: not for clinical use. The segmentation and the measurements have "
                         "not been validated for diagnosis or treatment; a qualified reader must review them.")
@@ -264,40 +264,3 @@ colour-blind-safe palette (legend under the planes).</p>
 """
     write_text_atomic(path, text)
     return path
-
-
-def write_prediction_report(image: Image, label_map: Image, config: Any, model_folders: Sequence[str | Path],
-                            case: str, volumes: list[dict[str, Any]], lesions: dict[str, Any], path: str | Path,
-                            notes: Sequence[str] = ()) -> Path:
-    """The report ``medseg predict --report`` writes for one case (``config``: the predictor's ModelConfig):
-    the HTML file at ``path`` and the same content as a PDF beside it (:func:`pdf_path`).
-
-    Several model folders (an ensemble) are listed by name; the provenance box shows the first one's.
-    """
-    from medseg.inference.predictor import region_label_values
-
-    names = value_names(config.labels, config.regions, region_label_values(config) if config.regions else None)
-    from medseg.inference.localise import fine_folder, is_localise_folder
-
-    model = model_summary(fine_folder(model_folders[0]))
-    if is_localise_folder(model_folders[0]):
-        model["model"] = f"{Path(model_folders[0]).name} (localise with a coarse model, segment with {model['model']})"
-    if len(model_folders) > 1:
-        model["model"] = f"ensemble of {len(model_folders)}: " + ", ".join(Path(f).name for f in model_folders)
-    # underneath: FLAIR-like first channel unless a T2/FLAIR channel is named elsewhere
-    channel = next((i for i, n in enumerate(config.channel_names) if n.lower() in ("flair", "t2")), 0)
-    # volume rows of painted values named like the legend ("2" -> "whole_tumor outside tumor_core")
-    volumes = [{**r, "label": names.get(int(r["value"]), r["label"])} if str(r.get("value", "")).isdigit()
-               and r["label"] == str(r["value"]) else r for r in volumes]
-    report = CaseReport(case, names, list(volumes), lesions, model, list(notes), channel,
-                        config.channel_names[channel] if channel < len(config.channel_names) else None)
-    from medseg.report.pdf import write_case_report_pdf
-
-    path = write_case_report(image, label_map, report, path)
-    write_case_report_pdf(image, label_map, report, pdf_path(path))
-    return path
-
-
-def pdf_path(html_path: str | Path) -> Path:
-    """The PDF written beside a report's HTML file (``<case>_report.pdf``)."""
-    return Path(html_path).with_suffix(".pdf")
