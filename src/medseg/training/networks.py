@@ -42,7 +42,7 @@ def network_needs(name: str) -> NetworkNeeds:
         return NetworkNeeds()
     return NetworkNeeds(dict(metadata.get("training_defaults") or {}), metadata.get("norm_option"),
                         bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"),
-                        tuple(dict(t) for t in metadata.get("paper_augmentation") or ()))
+                        paper_augmentation=tuple(dict(t) for t in metadata.get("paper_augmentation") or ()))
 
 
 def needs_input_size(name: str) -> bool:
