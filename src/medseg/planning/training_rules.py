@@ -356,7 +356,8 @@ def rule_augmentation(structure: str, spatial_dims: int, user: dict[str, Any] | 
     (:func:`thin_structure_augmentation`); otherwise medseg's nnU-Net-like defaults (in-plane only for
     thick-slice 3D data). A network whose registry entry declares the augmentation its paper trained with
     (``paper``: network name and transforms; V-Net: histogram matching between training cases and a B-spline
-    deformation on a 2×2×2 control grid) gets those transforms too, run first (:func:`paper_transforms`)."""
+    deformation on a 2×2×2 control grid) gets those transforms too, run first (:func:`paper_transforms`).
+    ``--augmentation '{}'`` keeps medseg's defaults without them."""
     title = "Data augmentation"
     if user is not None:
         shown = "off" if user.get("enabled", True) is False else "the given transforms"
