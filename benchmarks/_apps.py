@@ -106,7 +106,8 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
         "seconds_per_case": statistics.mean(case_seconds), "seconds_per_case_max": max(case_seconds),
         "peak_mib_per_case_max": max(case_mib), "peak_mib_per_case": case_mib,
         "note": "seconds per case include the `medseg predict` process start-up; peak memory is the predicting "
-                "process's maximum resident set (ru_maxrss; it counts from this script's own footprint at the fork, tens of MiB)",
+                "process's maximum resident set (ru_maxrss; it counts from this script's own footprint at the "
+                "fork, tens of MiB)",
     }
     (work / f"result_{tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps(result, indent=2))

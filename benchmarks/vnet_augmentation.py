@@ -32,8 +32,9 @@ def main() -> None:
         match = RandomHistogramMatching(p=1.0)
         cases = BatchCases(np.arange(shape[0]) % 3, quantiles)
         gen = torch.Generator().manual_seed(0)
-        print(f"batch {tuple(shape)}: B-spline deformation {best_of(lambda: deform(image, label, gen), args.repeats, 1):.3f} s, "
-              f"histogram matching {best_of(lambda: match(image, None, gen, cases=cases), args.repeats, 1):.3f} s "
+        deforming = best_of(lambda: deform(image, label, gen), args.repeats, 1)
+        matching = best_of(lambda: match(image, None, gen, cases=cases), args.repeats, 1)
+        print(f"batch {tuple(shape)}: B-spline deformation {deforming:.3f} s, histogram matching {matching:.3f} s "
               f"(every sample transformed, best of {args.repeats})", flush=True)
 
 

@@ -89,7 +89,8 @@ def test_brats_missing_modality_stops_training_naming_the_case(shared_data, tmp_
         (root / "labelsTr" / f"{name}.nii.gz").symlink_to(source / "labelsTr" / f"{name}.nii.gz")
         for c in range(4):
             if (name, c) != (names[1], 2):
-                (root / "imagesTr" / f"{name}_{c:04d}.nii.gz").symlink_to(source / "imagesTr" / f"{name}_{c:04d}.nii.gz")
+                file = f"{name}_{c:04d}.nii.gz"
+                (root / "imagesTr" / file).symlink_to(source / "imagesTr" / file)
     assert main(["train", str(root), "--out", str(tmp_path / "m"), "--iterations", "1", "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert names[1] in err and "missing modality 2 (T1ce)" in err
