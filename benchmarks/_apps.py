@@ -49,8 +49,12 @@ def _val_names(split) -> list[str]:
 
 def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds: int, tag: str,
                    train_options: Sequence[str] = (), predict_options: Sequence[str] = (),
-                   evaluate_options: Sequence[str] = (), use_plan: bool = True, reuse: bool = False) -> dict:
-    """The protocol above; returns (and writes to WORK/result_TAG.json) the pooled metrics and costs."""
+                   evaluate_options: Sequence[str] = (), use_plan: bool = True, reuse: bool = False,
+                   run_folds: int | None = None) -> dict:
+    """The protocol above; returns (and writes to WORK/result_TAG.json) the pooled metrics and costs.
+
+    ``run_folds``: train and predict only the first N folds of the ``folds``-fold split (None: all), e.g. one
+    fold of 4 = two BraTS cases held out, one model per network within its budget."""
     from medseg.datasets import load_dataset
     from medseg.datasets.splits import make_splits
 
@@ -67,7 +71,8 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
     pooled.mkdir(exist_ok=True)
     references.mkdir(exist_ok=True)
     train_seconds, case_seconds, case_mib, iterations = [], [], [], []
-    for fold in range(len(splits)):
+    ran = len(splits) if run_folds is None else max(1, min(int(run_folds), len(splits)))
+    for fold in range(ran):
         model, pred = work / f"model_{tag}_fold{fold}", work / f"pred_{tag}_fold{fold}"
         held_out = list(_val_names(splits[fold]))
         command = MEDSEG + ["train", dataset, "--out", model, "--net", net, "--val-cases", ",".join(held_out),
@@ -91,15 +96,18 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
     summary = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
     names = list(summary["labels"])
     result = {
-        "dataset": meta.get("name", dataset.name), "net": net, "tag": tag, "folds": len(splits),
+        "dataset": meta.get("name", dataset.name), "net": net, "tag": tag, "folds": len(splits), "folds_run": ran,
+        "held_out_cases": sorted(p.name for p in pooled.iterdir()),
         "convention": summary["settings"].get("convention"),
         "dice": {n: summary["metrics"][n]["dice"]["mean"] for n in names},
         "hd95_mm": {n: summary["metrics"][n]["hd95"]["mean"] for n in names},
         "iterations": iterations,
         "train_minutes_per_fold": statistics.mean(train_seconds) / 60 if train_seconds else None,
         "seconds_per_case": statistics.mean(case_seconds), "seconds_per_case_max": max(case_seconds),
-        "peak_mib_per_case_max": max(case_mib),
-        "note": "seconds per case include the `medseg predict` process start-up",
+        "peak_mib_per_case_max": max(case_mib), "peak_mib_per_case": case_mib,
+        "note": "seconds per case include the `medseg predict` process start-up; peak memory is the predicting "
+                "process's maximum resident set (ru_maxrss; it counts from this script's own footprint at the "
+                "fork, tens of MiB)",
     }
     (work / f"result_{tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps(result, indent=2))

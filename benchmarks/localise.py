@@ -5,8 +5,12 @@ with a wall-clock budget, on the training cases → write the pair folder (local
 decision for this dataset) → predict each held-out case in this process with the fine model alone and with
 the pair (best of `--repeats`, one thread) → Dice of each against the reference, box share, fall-backs.
 
-    .venv/bin/python benchmarks/localise.py --dataset ../shared/data/LA --work /tmp/la_localise --minutes 10
-    .venv/bin/python benchmarks/localise.py --dataset ../shared/data/BraTS --work /tmp/brats_localise --minutes 10
+    PYTHONPATH=src .venv/bin/python benchmarks/localise.py --dataset ../shared/data/LA --work /tmp/la_localise
+    PYTHONPATH=src .venv/bin/python benchmarks/localise.py --dataset ../shared/data/BraTS --work /tmp/brats_localise
+
+(10 minutes of training per model by default, then the held-out cases predicted both ways; about 30 minutes
+each.) Writes WORK/result_localise.json: seconds and Dice per case for both, the speed-up, the box share, the
+rule's decision for the dataset and the process's peak memory.
 
 Target of the issue: ≥ 3× faster at ≤ 0.5 Dice points lower. Run on a quiet machine.
 """
@@ -19,6 +23,17 @@ import time
 from pathlib import Path
 
 from _apps import MEDSEG, run
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory so far (VmHWM), MiB: both predictors ran in it, so this is the larger
+    of the two pipelines' peaks (plus the loaded models)."""
+    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main() -> None:
@@ -116,7 +131,8 @@ def main() -> None:
         "threads": args.threads, "seconds_whole": mean("seconds_whole"), "seconds_localised": mean("seconds_localised"),
         "speedup": mean("seconds_whole") / mean("seconds_localised"),
         "dice_whole": mean("dice_whole"), "dice_localised": mean("dice_localised"),
-        "box_fraction": mean("box_fraction"), "rule": {"pays": decision[0], "reason": decision[1]}, "cases": rows,
+        "box_fraction": mean("box_fraction"), "rule": {"pays": decision[0], "reason": decision[1]},
+        "peak_mib_process": peak_mib(), "cases": rows,
     }
     (work / "result_localise.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps({k: v for k, v in result.items() if k != "cases"}, indent=2))

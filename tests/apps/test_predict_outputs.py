@@ -33,6 +33,7 @@ def test_predict_writes_lesions_and_report(tmp_path):
     assert rows[0]["unit"] == "mL"
     assert lesions["structures"]["l1"]["volume"] == pytest.approx(float(rows[0]["volume"]), abs=1e-5)
     assert "not for clinical use" in (out / "c1_report.html").read_text(encoding="utf-8").lower()
+    assert (out / "c1_report.pdf").read_bytes().startswith(b"%PDF-")
     # the report exists: a second run without --overwrite is refused before any work
     assert main(["predict", str(model), "-i", str(tmp_path / "in"), "-o", str(out), "--report"]) != 0
 

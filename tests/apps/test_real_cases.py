@@ -55,3 +55,69 @@ def test_promise12_case_measured_in_voxels(shared_data):
     prostate = found["structures"]["prostate"]
     assert found["unit"] == "voxels" and prostate["count"] >= 1
     assert prostate["instances"][0]["voxels"] > 0.9 * int(label.array.sum())  # one gland, not fragments
+
+
+def test_brats_case_pdf_report(shared_data, tmp_path):
+    """The PDF report on a real case: a PDF with the overlay page and the table pages."""
+    from medseg.report.clinical import CaseReport
+    from medseg.report.pdf import write_case_report_pdf
+
+    dataset = load_dataset(shared_data / "BraTS")
+    case = dataset.case("Brats18_CBICA_ABM_1")
+    image, label = case.read_image(), case.read_label()
+    found = lesions(label, dataset.regions, dataset.labels, case=case.name)
+    report = CaseReport(case.name, {2: "oedema", 1: "core", 4: "enhancing"}, [], found, {"model": "reference"})
+    data = write_case_report_pdf(image, label, report, tmp_path / "r.pdf").read_bytes()
+    assert data.startswith(b"%PDF-") and len(__import__("re").findall(rb"/Type\s*/Page(?![a-zA-Z])", data)) >= 2
+
+
+def test_brats_missing_modality_stops_training_naming_the_case(shared_data, tmp_path, capsys):
+    """Bad input on real files: two BraTS cases linked into a dataset, one modality of one case absent."""
+    import json
+
+    from medseg.cli import main
+
+    source = shared_data / "BraTS"
+    root = tmp_path / "brats2"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    meta = json.loads((source / "dataset.json").read_text(encoding="utf-8"))
+    meta["numTraining"] = 2
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    names = sorted(p.name[:-len(".nii.gz")] for p in (source / "labelsTr").glob("*.nii.gz"))[:2]
+    for name in names:
+        (root / "labelsTr" / f"{name}.nii.gz").symlink_to(source / "labelsTr" / f"{name}.nii.gz")
+        for c in range(4):
+            if (name, c) != (names[1], 2):
+                file = f"{name}_{c:04d}.nii.gz"
+                (root / "imagesTr" / file).symlink_to(source / "imagesTr" / file)
+    assert main(["train", str(root), "--out", str(tmp_path / "m"), "--iterations", "1", "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert names[1] in err and "missing modality 2 (T1ce)" in err
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_promise12_paper_augmentation_on_real_cases(shared_data):
+    """V-Net's augmentation on two real prostate cases: histogram matching moves one case's quantiles onto
+    the other's, the B-spline deformation keeps the gland label 0/1 and moves it with the image."""
+    import torch
+
+    from medseg.augmentation import BatchCases, RandomBSplineDeformation, RandomHistogramMatching
+    from medseg.augmentation.histogram import intensity_quantiles
+
+    dataset = load_dataset(shared_data / "PROMISE12")
+    a, b = (dataset.cases[i].read_image().array.astype(np.float32) for i in (0, 1))
+    qa, qb = intensity_quantiles(a), intensity_quantiles(b)
+    assert not np.allclose(qa, qb, rtol=0.05)
+    image = torch.from_numpy(a[None, :, :, 32:96, 32:96].copy())
+    out, _ = RandomHistogramMatching(p=1.0)(image, None, torch.Generator().manual_seed(0),
+                                            cases=BatchCases(np.array([0]), np.stack([qa, qb])))
+    # the patch's values now follow case b's distribution: its range lies within b's
+    assert float(qb[0, 0]) - 1e-3 <= float(out.min()) and float(out.max()) <= float(qb[0, -1]) + 1e-3
+    label = torch.from_numpy(dataset.cases[0].read_label().array[None].astype(np.int64))
+    img = torch.from_numpy(a[None].copy())
+    warped, warped_label = RandomBSplineDeformation(max_displacement=[1.0, 6.0, 6.0], p=1.0)(
+        img, label, torch.Generator().manual_seed(1))
+    assert set(warped_label.unique().tolist()) == {0, 1}
+    assert abs(int(warped_label.sum()) - int(label.sum())) < 0.2 * int(label.sum())
+    assert not torch.equal(warped_label, label)

@@ -70,3 +70,15 @@ def test_training_stops_before_it_starts(tumour, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "case_000" in err and "missing modality 3 (FLAIR)" in err
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_missing_middle_modality_named_when_loading(tumour, tmp_path, capsys):
+    """A gap in the channel files (no _0001) is found by the scan itself: one line naming the case and the
+    modality, before training, and `medseg check` lists the same line once."""
+    (tumour / "imagesTr" / "case_002_0001.nii.gz").unlink()
+    assert _problems(check_dataset(tumour)) == [
+        ("case_002", "case_002_0001.nii.gz", "case case_002: missing modality 1 (T1ce): no case_002_0001.nii.gz")]
+    assert main(["train", str(tumour), "--out", str(tmp_path / "m"), "--iterations", "1", "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "case case_002: missing modality 1 (T1ce)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists() or not (tmp_path / "m" / "model.safetensors").exists()

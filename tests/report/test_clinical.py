@@ -11,7 +11,7 @@ from medseg.datasets.synthetic import tumour3d_case
 from medseg.image import Image
 from medseg.measure import lesions
 from medseg.report import OKABE_ITO, orthogonal_overlay, thumbnail, value_names
-from medseg.report.clinical import write_prediction_report
+from medseg.report.prediction import write_prediction_report
 
 
 def _regions_model(tmp_path):
@@ -68,3 +68,36 @@ def test_value_names_and_overlay_2d():
     assert _has_colour(_pixels(png), OKABE_ITO[0])
     small = thumbnail(img, img.with_array(lab), {1: "vessel"}, reference=img.with_array(lab))
     assert small[:4] == b"\x89PNG" and len(small) < len(png)
+
+
+def _pdf_pages(data: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data))
+
+
+def test_report_pdf_has_the_same_content(tmp_path):
+    """`write_prediction_report` writes the PDF beside the HTML: a valid PDF (header, trailer), the overlay
+    page plus the table pages, the warning in its metadata; many lesions spill onto more pages."""
+    from medseg.report.clinical import CaseReport
+    from medseg.report.prediction import pdf_path
+    from medseg.report.pdf import _sections, _text_pages, write_case_report_pdf
+
+    image, label = tumour3d_case((16, 48, 48), seed=3, brats_values=True)
+    folder, config = _regions_model(tmp_path)
+    found = lesions(label, config.regions, config.labels, case="c7")
+    html_path = write_prediction_report(image, label, config, [folder], "c7", [], found, tmp_path / "c7_report.html")
+    data = pdf_path(html_path).read_bytes()
+    assert pdf_path(html_path).name == "c7_report.pdf"
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert _pdf_pages(data) == 2
+    assert b"not for clinical use" in data and b"medseg report: c7" in data  # document information
+    assert not list(tmp_path.glob("*.tmp*"))  # written under a temporary name, then renamed
+    # a long lesion list: more pages, every line on one of them, a heading never alone at a page's end
+    many = {"unit": "mL", "spacing_known": True, "structures": {f"s{k}": {"count": 10, "volume": 1.0, "instances": [
+        {"id": i, "volume": 0.1, "voxels": 10, "centroid_mm": [1.0, 2.0, 3.0], "bbox_lower": [0, 0, 0],
+         "bbox_upper": [2, 2, 2]} for i in range(10)]} for k in range(8)}}
+    report = CaseReport("c8", {1: "lesion"}, [], many, {"network": "unet"})
+    pages = _text_pages(_sections(report))
+    assert len(pages) >= 2 and all(p[-1][0] != "heading" for p in pages)
+    assert sum(len(p) for p in pages) == sum(len(lines) + (2 if title else 1) for title, lines in _sections(report))
+    path = write_case_report_pdf(image, label, report, tmp_path / "c8.pdf")
+    assert _pdf_pages(path.read_bytes()) == 1 + len(pages)

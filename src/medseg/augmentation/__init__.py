@@ -16,6 +16,7 @@ Examples
 """
 
 from medseg.augmentation.base import RandomTransform
+from medseg.augmentation.bspline import RandomBSplineDeformation
 from medseg.augmentation.compose import Compose, build_augmentation, default_augmentation_config, transform_types
 from medseg.augmentation.intensity import (
     RandomBrightness,
@@ -25,6 +26,7 @@ from medseg.augmentation.intensity import (
     RandomGaussianNoise,
     RandomLowResolution,
 )
+from medseg.augmentation.histogram import BatchCases, RandomHistogramMatching
 from medseg.augmentation.spatial import RandomAffine, RandomElastic, RandomFlip
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "RandomFlip",
     "RandomAffine",
     "RandomElastic",
+    "RandomBSplineDeformation",
+    "RandomHistogramMatching",
+    "BatchCases",
     "RandomBrightness",
     "RandomContrast",
     "RandomGamma",

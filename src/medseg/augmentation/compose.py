@@ -3,7 +3,9 @@
 A config is ``{"transforms": [{"name": "flip", "p": 0.5}, {"name": "affine", ...}, ...],
 "ignore_index": null}``; ``ignore_index`` (optional) is the default label fill of the spatial
 transforms that do not set their own. Without ``"transforms"`` the default list is used, for which
-``"anisotropic_axis"`` (optional) names a thick-slice axis.
+``"anisotropic_axis"`` (optional) names a thick-slice axis. ``"leading_transforms"`` (optional) run before
+that list (a network's paper augmentation added to the defaults: histogram matching must see the case's own
+intensities, before any intensity change); the recorded config holds the one resolved list.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ Tensor = torch.Tensor
 
 def transform_types() -> dict[str, type[RandomTransform]]:
     """Name → class of every built-in random transform."""
-    return {**spatial_transforms(), **intensity_transforms()}
+    from medseg.augmentation.bspline import RandomBSplineDeformation
+    from medseg.augmentation.histogram import RandomHistogramMatching
+
+    return {**spatial_transforms(), **intensity_transforms(), RandomBSplineDeformation.name: RandomBSplineDeformation,
+            RandomHistogramMatching.name: RandomHistogramMatching}
 
 
 class Compose:
@@ -51,14 +57,25 @@ class Compose:
         self.ignore_index = ignore_index
 
     def __call__(
-        self, image: Tensor, label: Tensor | None = None, generator: torch.Generator | None = None
+        self, image: Tensor, label: Tensor | None = None, generator: torch.Generator | None = None,
+        cases: Any = None,
     ) -> tuple[Tensor, Tensor | None]:
+        """``cases``: a :class:`~medseg.augmentation.histogram.BatchCases` for the transforms that match one
+        training case to another (the others ignore it)."""
         check_batch(image, label)
         if not image.is_floating_point():
             image = image.to(torch.float32)
         for t in self.transforms:
-            image, label = t(image, label, generator)
+            if getattr(t, "uses_cases", False):
+                image, label = t(image, label, generator, cases=cases)
+            else:
+                image, label = t(image, label, generator)
         return image, label
+
+    @property
+    def uses_cases(self) -> bool:
+        """Whether a transform needs to know each sample's training case (histogram matching)."""
+        return any(getattr(t, "uses_cases", False) for t in self.transforms)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-serialisable config that :func:`build_augmentation` turns back into this Compose."""
@@ -152,12 +169,14 @@ def build_augmentation(
         config = {}
     if not isinstance(config, dict):
         raise MedsegError(f"augmentation config must be an object; got {type(config).__name__}")
-    unknown = sorted(set(config) - {"transforms", "ignore_index", "anisotropic_axis"})
+    unknown = sorted(set(config) - {"transforms", "ignore_index", "anisotropic_axis", "leading_transforms"})
     if unknown:
-        raise MedsegError(
-            f"augmentation config: unknown field '{unknown[0]}' (fields: transforms, ignore_index, anisotropic_axis)"
-        )
+        raise MedsegError(f"augmentation config: unknown field '{unknown[0]}' (fields: transforms, ignore_index, "
+                          "anisotropic_axis, leading_transforms)")
     ignore_index = config.get("ignore_index")
+    leading = config.get("leading_transforms") or []
+    if not isinstance(leading, list):
+        raise MedsegError("augmentation config: 'leading_transforms' must be a list")
     if "transforms" not in config:
         axis = config.get("anisotropic_axis", anisotropic_axis)
         if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
@@ -165,6 +184,7 @@ def build_augmentation(
         config = {**default_augmentation_config(spatial_dims, axis), "ignore_index": ignore_index}
     if not isinstance(config["transforms"], list):
         raise MedsegError("augmentation config: 'transforms' must be a list")
+    config = {**config, "transforms": list(leading) + list(config["transforms"])}
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise MedsegError(f"augmentation config: ignore_index must be an integer or null; got {ignore_index!r}")
     types = transform_types()

@@ -1,7 +1,7 @@
 """``medseg predict MODEL [MODEL...] -i INPUT [INPUT...] -o OUTDIR``: label maps in the inputs' own format
 and geometry; several model folders are ensembled (probabilities averaged). OUTDIR/volumes.csv lists the
 size of every predicted label (mL in 3D, mm² in 2D), OUTDIR/lesions.json its connected components;
-``--report`` adds a clinical HTML report per case."""
+``--report`` adds a clinical report per case (HTML and PDF)."""
 
 from __future__ import annotations
 
@@ -161,7 +161,8 @@ def predict(
                                "~4x fewer pixels in 2D, up to 8x fewer voxels in 3D), then resample to the input "
                                "grid. Faster; loses detail finer than the coarse voxels (thin vessels first)."),
     report: bool = typer.Option(False, "--report", help="Also write OUTDIR/<case>_report.html: overlays, volumes, "
-                                "lesions and the model's provenance in one self-contained file."),
+                                "lesions and the model's provenance in one self-contained file, and the same "
+                                "content as OUTDIR/<case>_report.pdf."),
     spacing_unknown: bool = typer.Option(False, "--spacing-unknown", help="The inputs' spacing is a placeholder "
                                          "(e.g. PROMISE12 as released): volumes and lesions in voxels."),
     output_format: str = typer.Option("auto", "--format", help="auto (a DICOM SEG for a DICOM series input, the "
@@ -198,6 +199,7 @@ def predict(
     from medseg.io.probabilities import probabilities_extension
     from medseg.measure import LESIONS_NAME, write_lesions
     from medseg.model_folder import CONFIG_NAME
+    from medseg.report.prediction import pdf_path
 
     check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
 
@@ -266,7 +268,7 @@ def predict(
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
         report_target = output / f"{name}_report.html" if report else None
-        for t in (target, prob_target, report_target):
+        for t in (target, prob_target, report_target, pdf_path(report_target) if report else None):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
         extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs}
@@ -327,7 +329,7 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
     found = lesions(labels, predictor.config.regions, predictor.config.labels,
                     spacing_known=not extras["spacing_unknown"], case=name)
     if extras["report"] is not None:
-        from medseg.report.clinical import write_prediction_report
+        from medseg.report.prediction import write_prediction_report
 
         notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
         if extras["spacing_unknown"]:

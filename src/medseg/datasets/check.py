@@ -88,7 +88,8 @@ def _check_case(case: Case, dataset: Dataset, stats: _Stats, report: CheckReport
     if missing:  # one file per modality and some are absent: name them (multi-modal tasks such as BraTS)
         problem(missing[0][1], "missing modality " + ", ".join(f"{i} ({dataset.channel_names[i]})" for i, _ in missing)
                 + ": no " + ", ".join(f.name for _, f in missing))
-    elif image.num_channels != len(dataset.channel_names):
+    elif image.num_channels != len(dataset.channel_names) and all(p.case != case.name for p in report.problems):
+        # (a gap in the channel files was already named by the scan)
         problem(case.image_paths[0], f"{image.num_channels} channel(s) but dataset.json names "
                                      f"{len(dataset.channel_names)} ({', '.join(dataset.channel_names)})")
     if np.issubdtype(image.array.dtype, np.floating) and not np.all(np.isfinite(image.array)):

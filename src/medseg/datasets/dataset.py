@@ -221,7 +221,8 @@ def _find_splits(root: Path) -> Path | None:
     return None
 
 
-def _scan_nnunet(root: Path, images: str, labels: str, rois: str, ending: str, problems: list) -> list[Case]:
+def _scan_nnunet(root: Path, images: str, labels: str, rois: str, ending: str, problems: list,
+                 channel_names: Sequence[str] = ()) -> list[Case]:
     folder = root / images
     if not folder.is_dir():
         return []
@@ -236,8 +237,16 @@ def _scan_nnunet(root: Path, images: str, labels: str, rois: str, ending: str, p
     cases = []
     for name, files in channels.items():
         indices = sorted(files)
-        if indices != list(range(len(indices))):
-            problems.append((name, folder, f"channel files {indices} are not numbered 0000..{len(indices) - 1:04d}"))
+        missing = [c for c in range(len(channel_names)) if c not in files]
+        gap = indices != list(range(len(indices)))
+        if gap and indices[-1] < len(channel_names):  # one file per modality, a middle one absent (the last
+            # ones missing are numbered correctly: medseg.datasets.check reports them, naming them the same way)
+            problems.append((name, folder / f"{name}_{missing[0]:04d}{ending}", f"case {name}: missing modality "
+                             + ", ".join(f"{c} ({channel_names[c]})" for c in missing)
+                             + ": no " + ", ".join(f"{name}_{c:04d}{ending}" for c in missing)))
+        elif gap:
+            problems.append((name, folder, f"case {name}: channel files {indices} are not numbered "
+                             f"0000..{len(indices) - 1:04d}"))
         label = root / labels / f"{name}{ending}"
         roi = root / rois / f"{name}{ending}"
         cases.append(Case(name, [files[i] for i in indices], label if label.exists() else None,
@@ -286,8 +295,8 @@ def _load(path: str | os.PathLike) -> tuple[Dataset, list[tuple[str | None, Path
         if regions and "regions_class_order" not in data:
             raise DatasetError("region-based labels need 'regions_class_order'", json_path)
         ending = str(data["file_ending"])
-        cases = _scan_nnunet(root, "imagesTr", "labelsTr", "roisTr", ending, problems)
-        test_cases = _scan_nnunet(root, "imagesTs", "labelsTs", "roisTs", ending, problems)
+        cases = _scan_nnunet(root, "imagesTr", "labelsTr", "roisTr", ending, problems, channel_names)
+        test_cases = _scan_nnunet(root, "imagesTs", "labelsTs", "roisTs", ending, problems, channel_names)
         if not (root / "imagesTr").is_dir():
             problems.append((None, root / "imagesTr", "folder missing"))
         for case in cases:

@@ -151,7 +151,17 @@ class VNet(nn.Module):
         return crop_to(self.head(x), shape)
 
 
-@NETWORKS.register("vnet", dims=(3, 2), citation=CITATION, norm_option="norm",
+#: The paper's augmentation (Sec. 3): histogram matching of a training volume to another training scan, and
+#: a random deformation from a 2×2×2 grid of B-spline control points. The size of the displacements is not
+#: given in the paper: ``max_displacement_share`` is a share of the training patch along each axis, turned into
+#: voxels by the augmentation rule (medseg.planning.training_rules).
+PAPER_AUGMENTATION = (
+    {"name": "histogram_matching", "p": 0.5},
+    {"name": "bspline", "control_points": 2, "max_displacement_share": 0.05, "p": 0.5},
+)
+
+
+@NETWORKS.register("vnet", dims=(3, 2), citation=CITATION, norm_option="norm", paper_augmentation=PAPER_AUGMENTATION,
                    summary="V-Net: 3D residual encoder-decoder, 5x5x5 convs, strided-conv down-sampling, PReLU")
 def build_vnet(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> VNet:
     """Build a :class:`VNet` (see its parameters)."""

@@ -356,20 +356,64 @@ def thin_structure_augmentation() -> dict[str, Any]:
     ]}
 
 
-def rule_augmentation(structure: str, spatial_dims: int, user: dict[str, Any] | None) -> Rule:
+def paper_transforms(transforms: Sequence[dict[str, Any]], patch_size: Sequence[int],
+                     train_cases: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """A network's paper augmentation made concrete for this run: a ``max_displacement_share`` becomes
+    voxels of the training patch per axis; histogram matching needs a second training case to match to.
+    Returns the transforms and what was left out (in words).
+
+    Examples
+    --------
+    >>> paper_transforms([{"name": "bspline", "max_displacement_share": 0.05}], [16, 96, 128], 12)[0]
+    [{'name': 'bspline', 'max_displacement': [0.8, 4.8, 6.4]}]
+    """
+    out, dropped = [], []
+    for t in transforms:
+        t = dict(t)
+        if t.get("name") == "histogram_matching" and train_cases < 2:
+            dropped.append("histogram matching (one training case: nothing to match to)")
+            continue
+        share = t.pop("max_displacement_share", None)
+        if share is not None:
+            t["max_displacement"] = [round(float(share) * int(p), 2) for p in patch_size]
+        out.append(t)
+    return out, dropped
+
+
+def _paper_words(transforms: Sequence[dict[str, Any]]) -> str:
+    words = {"histogram_matching": "histogram matching between training cases",
+             "bspline": "random B-spline deformation"}
+    return ", ".join(words.get(t.get("name"), str(t.get("name"))) for t in transforms)
+
+
+def rule_augmentation(structure: str, spatial_dims: int, user: dict[str, Any] | None,
+                      paper: tuple[str, Sequence[dict[str, Any]]] | None = None,
+                      patch_size: Sequence[int] = (), train_cases: int = 0) -> Rule:
     """Thin structures: no blur and no low-resolution simulation, gentler intensity changes
     (:func:`thin_structure_augmentation`); otherwise medseg's nnU-Net-like defaults (in-plane only for
-    thick-slice 3D data)."""
+    thick-slice 3D data). A network whose registry entry declares the augmentation its paper trained with
+    (``paper``: network name and transforms; V-Net: histogram matching between training cases and a B-spline
+    deformation on a 2×2×2 control grid) gets those transforms too, run first (:func:`paper_transforms`).
+    ``--augmentation '{}'`` keeps medseg's defaults without them."""
     title = "Data augmentation"
     if user is not None:
         shown = "off" if user.get("enabled", True) is False else "the given transforms"
         return user_rule("augmentation", title, user, shown, "--augmentation / --no-augmentation")
+    network, declared = paper if paper else ("", ())
+    extra, dropped = paper_transforms(declared, patch_size, train_cases)
+    inputs: dict[str, Any] = {"structure": structure, "spatial_dims": spatial_dims}
+    if declared:
+        inputs.update(network=network, paper_transforms=list(declared), train_cases=train_cases)
+    added = f"; first, as the {network} paper trained: {_paper_words(extra)}" if extra else ""
+    why = (f"; the {network} paper's augmentation is added (declared in its registry entry)" if extra else "") + \
+        (f"; left out: {', '.join(dropped)}" if dropped else "")
     if structure == "thin" and spatial_dims == 2:
-        return Rule("augmentation", title, thin_structure_augmentation(),
-                    "rotation, zoom, flips, mild noise and intensity changes; no blur or low resolution",
-                    "blurring or down-sampling erases structures one or two pixels wide", {"structure": structure})
-    return Rule("augmentation", title, None, "rotation, zoom, flips, noise, blur, intensity, low resolution",
-                "medseg's defaults (nnU-Net-like)", {"structure": structure, "spatial_dims": spatial_dims})
+        return Rule("augmentation", title, {"transforms": extra + thin_structure_augmentation()["transforms"]},
+                    "rotation, zoom, flips, mild noise and intensity changes; no blur or low resolution" + added,
+                    "blurring or down-sampling erases structures one or two pixels wide" + why, inputs)
+    return Rule("augmentation", title, {"leading_transforms": extra} if extra else None,
+                "rotation, zoom, flips, noise, blur, intensity, low resolution" + added,
+                "medseg's defaults (nnU-Net-like)" + why, inputs)
 
 
 def rule_patch_size(user: Sequence[int], planned: Sequence[int] | None, shapes: Sequence[Sequence[int]],

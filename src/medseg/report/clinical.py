@@ -3,7 +3,8 @@
 It shows three orthogonal overlay planes through the segmented structure, a legend, the volume table,
 the lesion list (connected components, :mod:`medseg.measure`), what model produced it (name, medseg
 version, training-data summary, date) and that it is not for clinical use. ``medseg predict --report``
-writes one per case as ``<case>_report.html``.
+writes one per case as ``<case>_report.html``, and the same content as ``<case>_report.pdf``
+(:mod:`medseg.report.pdf`; both through :mod:`medseg.report.prediction`).
 
 Examples
 --------
@@ -29,8 +30,8 @@ from typing import Any, Mapping, Sequence
 
 from medseg.image import Image
 
-__all__ = ["NOT_FOR_CLINICAL_USE", "CaseReport", "value_names", "model_summary", "write_case_report",
-           "write_prediction_report"]
+__all__ = ["NOT_FOR_CLINICAL_USE", "CaseReport", "value_names", "model_summary", "report_tables", "overlay_title",
+           "write_case_report"]
 
 NOT_FOR_CLINICAL_USE = ("Research software: not for clinical use. The segmentation and the measurements have "
                         "not been validated for diagnosis or treatment; a qualified reader must review them.")
@@ -181,6 +182,30 @@ th{background:#f2f2f2} img{max-width:100%} .grid{display:flex;gap:32px;flex-wrap
 """
 
 
+def overlay_title(image: Image, report: CaseReport) -> str:
+    """Title of the overlay figure: the case and the channel under the label map."""
+    channel_name = report.channel_name or (image.channel_names[report.channel] if image.channel_names
+                                           else str(report.channel))
+    return f"{report.case}: prediction over {channel_name}"
+
+
+def report_tables(report: CaseReport) -> list[tuple[list[str], list[list[Any]]]]:
+    """(header, rows) of the report's tables, in order: volumes, lesion counts, lesion list, model — one
+    source for the HTML and the PDF report."""
+    unit = report.lesions.get("unit", "")
+    volume_rows = [[r["label"], r["value"], r["voxels"], _fmt(float(r["volume"])), r["unit"]] for r in report.volumes]
+    counts = [[name, s["count"], _fmt(float(s["volume"])), unit]
+              for name, s in report.lesions.get("structures", {}).items()]
+    centre = "centroid (mm, z y x)" if report.lesions.get("spacing_known", True) else "centroid (voxel, z y x)"
+    return [
+        (["structure", "label value(s)", "voxels", "volume", "unit"], volume_rows),
+        (["structure", "count", "total volume", "unit"], counts),
+        (["structure", "lesion", f"volume ({unit})", "voxels", centre, "bounding box (voxels)"],
+         _lesion_rows(report.lesions)),
+        (["", ""], [[k.replace("_", " "), v] for k, v in report.model.items()]),
+    ]
+
+
 def write_case_report(image: Image, label_map: Image, report: CaseReport, path: str | Path) -> Path:
     """Write one case's clinical HTML report atomically (figures embedded; the file stands alone).
 
@@ -203,15 +228,10 @@ def write_case_report(image: Image, label_map: Image, report: CaseReport, path: 
     from medseg.report.figures import label_colours, orthogonal_overlay
 
     path = Path(path)
-    unit = report.lesions.get("unit", "")
-    channel_name = report.channel_name or (image.channel_names[report.channel] if image.channel_names
-                                           else str(report.channel))
     overlay = orthogonal_overlay(image, label_map, report.names, channel=report.channel,
-                                 title=f"{report.case}: prediction over {channel_name}")
-    volume_rows = [[r["label"], r["value"], r["voxels"], _fmt(float(r["volume"])), r["unit"]] for r in report.volumes]
-    counts = [[name, s["count"], _fmt(float(s["volume"])), unit]
-              for name, s in report.lesions.get("structures", {}).items()]
-    model_rows = [[k.replace("_", " "), v] for k, v in report.model.items()]
+                                 title=overlay_title(image, report))
+    (volume_head, volume_rows), (count_head, counts), (lesion_head, lesion_rows), (_, model_rows) = \
+        report_tables(report)
     colours = label_colours(list(report.names))
     legend = " ".join(f'<span style="display:inline-block;width:12px;height:12px;background:{colours[v]};'
                       f'vertical-align:middle"></span> {v}: {html.escape(n)}&nbsp;&nbsp;' for v, n in report.names.items())
@@ -230,12 +250,10 @@ colour-blind-safe palette (legend under the planes).</p>
 <p>{legend}</p>
 <div class="grid"><div>
 <h2>Volumes</h2>
-{_table(["structure", "label value(s)", "voxels", "volume", "unit"], volume_rows)}
+{_table(volume_head, volume_rows)}
 <h2>Lesions (connected components)</h2>
-{_table(["structure", "count", "total volume", "unit"], counts)}
-{_table(["structure", "lesion", f"volume ({unit})", "voxels",
-         "centroid (mm, z y x)" if report.lesions.get("spacing_known", True) else "centroid (voxel, z y x)",
-         "bounding box (voxels)"], _lesion_rows(report.lesions))}
+{_table(count_head, counts)}
+{_table(lesion_head, lesion_rows)}
 </div><div>
 <h2>Model</h2>
 {_table(["", ""], model_rows)}
@@ -246,30 +264,3 @@ colour-blind-safe palette (legend under the planes).</p>
 """
     write_text_atomic(path, text)
     return path
-
-
-def write_prediction_report(image: Image, label_map: Image, config: Any, model_folders: Sequence[str | Path],
-                            case: str, volumes: list[dict[str, Any]], lesions: dict[str, Any], path: str | Path,
-                            notes: Sequence[str] = ()) -> Path:
-    """The report ``medseg predict --report`` writes for one case (``config``: the predictor's ModelConfig).
-
-    Several model folders (an ensemble) are listed by name; the provenance box shows the first one's.
-    """
-    from medseg.inference.predictor import region_label_values
-
-    names = value_names(config.labels, config.regions, region_label_values(config) if config.regions else None)
-    from medseg.inference.localise import fine_folder, is_localise_folder
-
-    model = model_summary(fine_folder(model_folders[0]))
-    if is_localise_folder(model_folders[0]):
-        model["model"] = f"{Path(model_folders[0]).name} (localise with a coarse model, segment with {model['model']})"
-    if len(model_folders) > 1:
-        model["model"] = f"ensemble of {len(model_folders)}: " + ", ".join(Path(f).name for f in model_folders)
-    # underneath: FLAIR-like first channel unless a T2/FLAIR channel is named elsewhere
-    channel = next((i for i, n in enumerate(config.channel_names) if n.lower() in ("flair", "t2")), 0)
-    # volume rows of painted values named like the legend ("2" -> "whole_tumor outside tumor_core")
-    volumes = [{**r, "label": names.get(int(r["value"]), r["label"])} if str(r.get("value", "")).isdigit()
-               and r["label"] == str(r["value"]) else r for r in volumes]
-    report = CaseReport(case, names, list(volumes), lesions, model, list(notes), channel,
-                        config.channel_names[channel] if channel < len(config.channel_names) else None)
-    return write_case_report(image, label_map, report, path)

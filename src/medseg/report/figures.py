@@ -24,7 +24,7 @@ import numpy as np
 
 from medseg.image import Image
 
-__all__ = ["OKABE_ITO", "label_colours", "centroid_index", "orthogonal_overlay", "thumbnail"]
+__all__ = ["OKABE_ITO", "label_colours", "centroid_index", "orthogonal_overlay", "overlay_figure", "thumbnail"]
 
 #: Okabe–Ito colours without black (the background of an MR image): orange, sky blue, bluish green,
 #: yellow, blue, vermillion, reddish purple.
@@ -87,7 +87,21 @@ def _draw(ax, image_plane, label_plane, colours, spacing_pair, window, flip):  #
 
 def orthogonal_overlay(image: Image, label_map: Image, names: Mapping[int, str], *, channel: int = 0,
                        index: Sequence[int] | None = None, title: str | None = None, dpi: int = 110) -> bytes:
-    """PNG of the label map over one image channel: axial, coronal and sagittal planes through ``index``.
+    """PNG of :func:`overlay_figure` (same parameters): axial, coronal and sagittal planes through ``index``."""
+    import matplotlib.pyplot as plt
+
+    fig = overlay_figure(image, label_map, names, channel=channel, index=index, title=title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def overlay_figure(image: Image, label_map: Image, names: Mapping[int, str], *, channel: int = 0,
+                   index: Sequence[int] | None = None, title: str | None = None, figure=None,  # noqa: ANN001
+                   rect: Sequence[float] = (0, 0, 1, 1)):
+    """A matplotlib Figure of the label map over one image channel: axial, coronal and sagittal planes
+    through ``index``, with a legend (PNG for the HTML report, a vector page for the PDF).
 
     Parameters
     ----------
@@ -100,12 +114,14 @@ def orthogonal_overlay(image: Image, label_map: Image, names: Mapping[int, str],
     index : sequence of int, optional
         Voxel the planes pass through; default the foreground centroid (:func:`centroid_index`).
     title : str, optional
-    dpi : int
+    figure : matplotlib Figure, optional
+        Draw into this figure (within ``rect``, figure coordinates left, bottom, right, top) instead of a new one.
+    rect : sequence of float
 
     Returns
     -------
-    bytes
-        PNG file contents.
+    matplotlib.figure.Figure
+        The caller closes it (``plt.close(fig)``).
     """
     import matplotlib
 
@@ -120,21 +136,24 @@ def orthogonal_overlay(image: Image, label_map: Image, names: Mapping[int, str],
     planes = _planes(array, index)
     label_planes = _planes(labels, index)
     window = _window(array)
-    fig, axes = plt.subplots(1, len(planes), figsize=(3.6 * len(planes), 4.0), squeeze=False)
+    if figure is None:
+        fig, axes = plt.subplots(1, len(planes), figsize=(3.6 * len(planes), 4.0), squeeze=False)
+    else:
+        fig, axes = figure, figure.subplots(1, len(planes), squeeze=False)
+    left, bottom, right, top = rect
     for ax, (name, plane, axes_pair), (_, lplane, _) in zip(axes[0], planes, label_planes):
         spacing_pair = (image.spacing[axes_pair[0]], image.spacing[axes_pair[1]])
         _draw(ax, plane, lplane, colours, spacing_pair, window, flip=array.ndim == 3 and name != "axial")
         where = "" if array.ndim == 2 else f" (voxel {index[{'axial': 0, 'coronal': 1, 'sagittal': 2}[name]]})"
         ax.set_title(f"{name}{where}", fontsize=9)
     handles = [Patch(facecolor=colours[v], edgecolor=colours[v], label=f"{v}: {names[v]}") for v in names]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    height = top - bottom
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=((left + right) / 2, bottom),
+               ncol=min(len(handles), 4), fontsize=8, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    return buffer.getvalue()
+        fig.text((left + right) / 2, top - 0.02 * height, title, ha="center", va="top", fontsize=10)
+    fig.tight_layout(rect=(left, bottom + 0.08 * height, right, top - (0.05 if title else 0) * height))
+    return fig
 
 
 def thumbnail(image: Image, label_map: Image, names: Mapping[int, str], *, channel: int = 0,

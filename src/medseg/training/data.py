@@ -38,6 +38,8 @@ class PreparedCase:
         ``(*S)`` bool.
     spacing : tuple of float
     index : SamplingIndex
+    quantiles : ndarray or None
+        Per-channel intensity quantiles, computed on first use (:func:`batch_cases`).
     """
 
     name: str
@@ -46,6 +48,7 @@ class PreparedCase:
     roi: np.ndarray | None
     spacing: tuple[float, ...]
     index: SamplingIndex
+    quantiles: np.ndarray | None = None  # (C, Q) intensity quantiles, filled when histogram matching needs them
 
 
 def prepare_case(
@@ -136,9 +139,10 @@ def make_batch(
     rng, gen = batch_generators(seed, iteration)
     network_patch = tuple(patch_size)
     patch_size = volume_patch_size(network_patch, slice_axis)
-    images, labels = [], []
+    images, labels, picked = [], [], []
     for _ in range(batch_size):
-        case = cases[int(rng.integers(len(cases)))]
+        picked.append(int(rng.integers(len(cases))))
+        case = cases[picked[-1]]
         img, lab = sample_patch(case.image, case.label, case.index, patch_size, rng,
                                 foreground_share=foreground_share, label_pad_value=label_pad_value)
         images.append(img)
@@ -148,9 +152,23 @@ def make_batch(
     if slice_axis is not None:
         image_t, label_t = image_t.squeeze(2 + slice_axis), label_t.squeeze(2 + slice_axis)
     if augment is not None:
-        image_t, label_t = augment(image_t, label_t, gen)
+        if getattr(augment, "uses_cases", False):  # histogram matching between training cases
+            image_t, label_t = augment(image_t, label_t, gen, cases=batch_cases(cases, picked))
+        else:
+            image_t, label_t = augment(image_t, label_t, gen)
         label_t = label_t.long()
     return image_t.float().contiguous(), label_t.contiguous()
+
+
+def batch_cases(cases: Sequence[PreparedCase], picked: Sequence[int]) -> Any:
+    """The :class:`~medseg.augmentation.histogram.BatchCases` of a batch: each case's intensity quantiles are
+    computed once (on first use) and kept on the case."""
+    from medseg.augmentation.histogram import BatchCases, intensity_quantiles
+
+    for case in cases:
+        if case.quantiles is None:
+            case.quantiles = intensity_quantiles(case.image)
+    return BatchCases(np.asarray(picked), np.stack([case.quantiles for case in cases]))
 
 
 class BatchProducer:

@@ -61,8 +61,10 @@ def _check(dataset: Any, console: Any, on_case: Callable | None = None) -> None:
 
     report = check_dataset(dataset, on_case=on_case)
     if report.warnings:
-        cases = ", ".join(w.case or "-" for w in report.warnings[:5]) + (", …" if len(report.warnings) > 5 else "")
-        console.print(f"[yellow]warning:[/] {len(report.warnings)} case(s) to look at ({cases}): "
+        # a dataset-wide warning names its file (the dataset folder, dataset.json), not a case
+        cases = ", ".join(w.case or (w.file.name if w.file else "dataset") for w in report.warnings[:5]) + (
+            ", …" if len(report.warnings) > 5 else "")
+        console.print(f"[yellow]warning:[/] {len(report.warnings)} thing(s) to look at ({cases}): "
                       f"{report.warnings[0].problem}; `medseg check` lists them", highlight=False)
     if report.problems:
         lines = [f"{p.case or '-'}: {p.file or ''}: {p.problem}" for p in report.problems[:10]]

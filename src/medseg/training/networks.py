@@ -28,6 +28,7 @@ class NetworkNeeds:
     norm_option: str | None = None
     needs_input_size: bool = False
     smallest_input_size: Callable[[dict[str, Any]], int] | None = None
+    paper_augmentation: tuple[dict[str, Any], ...] = ()  # transforms the network's paper trained with
 
 
 def network_needs(name: str) -> NetworkNeeds:
@@ -40,7 +41,8 @@ def network_needs(name: str) -> NetworkNeeds:
     except Exception:
         return NetworkNeeds()
     return NetworkNeeds(dict(metadata.get("training_defaults") or {}), metadata.get("norm_option"),
-                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"))
+                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"),
+                        paper_augmentation=tuple(dict(t) for t in metadata.get("paper_augmentation") or ()))
 
 
 def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int) -> str | None:

@@ -135,7 +135,9 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     interval = rules.rule_validation_interval(config.val_every, len(start.val_names))
     fired.append(interval)
     share = rules.rule_foreground_share(structure.value, config.foreground_share)
-    augmentation = rules.rule_augmentation(structure.value, spatial_dims, config.augmentation)
+    augmentation = rules.rule_augmentation(structure.value, spatial_dims, config.augmentation,
+                                           paper=(config.network, needs.paper_augmentation), patch_size=patch.value,
+                                           train_cases=len(start.train_names))
     fired += [share, augmentation]
     if needs.needs_input_size:
         options["input_size"] = list(patch.value)

@@ -1,0 +1,25 @@
+"""`medseg train --net vnet` applies V-Net's paper augmentation by the recorded rule: rules.json says why,
+config.json holds the resolved transforms (histogram matching and the B-spline first), and a short training
+run with them completes."""
+
+import json
+
+from medseg.cli import main
+from medseg.datasets.synthetic import make_tumour3d
+
+
+def test_vnet_training_records_and_uses_its_paper_augmentation(tmp_path, one_thread, capsys):
+    data = make_tumour3d(tmp_path / "t", cases=3, seed=0, shape=(16, 32, 32), brats_values=True)
+    model = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(model), "--net", "vnet", "--features", "4", "--iterations", "2",
+                 "--patch-size", "16,32,32", "--batch-size", "2", "--fold", "all", "--threads", "1",
+                 "--no-progress"]) == 0
+    assert "as the vnet paper trained: histogram matching between training cases" in capsys.readouterr().err
+    rules = json.loads((model / "rules.json").read_text(encoding="utf-8"))
+    rule = next(r for r in (rules if isinstance(rules, list) else rules["rules"]) if r["name"] == "augmentation")
+    assert [t["name"] for t in rule["value"]["leading_transforms"]] == ["histogram_matching", "bspline"]
+    assert "vnet paper's augmentation" in rule["reason"] and not rule["overridden_by_user"]
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    names = [t["name"] for t in config["augmentation"]["transforms"]]
+    assert names[:2] == ["histogram_matching", "bspline"] and "affine" in names
+    assert config["augmentation"]["transforms"][1]["max_displacement"] == [0.8, 1.6, 1.6]  # 5 % of the patch
