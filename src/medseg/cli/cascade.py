@@ -1,9 +1,10 @@
 """The cascade commands: segmentation → measurements → class.
 
 - ``medseg train-classifier SEG_MODEL DATASET --labels classes.csv --out CLS``
-- ``medseg predict-cascade CLS -i IN -o OUT``: label maps, class probability, decision with its threshold
-  and the measurements behind it (OUT/classification.csv and .json; ``--overlays`` PNGs)
-- ``medseg evaluate-classification OUT/classification.csv --labels classes.csv --out EVAL``
+- ``medseg predict CLS -i IN -o OUT`` (alias ``medseg predict-cascade``): label maps, class probability,
+  decision with its threshold and the measurements behind it (OUT/classification.csv and .json;
+  ``--report`` / ``--overlays`` PNGs)
+- ``medseg evaluate OUT classes.csv --out EVAL`` (alias ``medseg evaluate-classification``)
 """
 
 from __future__ import annotations
@@ -104,26 +105,19 @@ def _write_results(rows: list[dict], record: dict, folder: Path) -> None:
     write_text_atomic(folder / CLASSIFICATION_JSON, json.dumps(summary, indent=2) + "\n")
 
 
-@app.command("predict-cascade")
-def predict_cascade(
-    cascade: Path = typer.Argument(..., help="Cascade folder (from `medseg train-classifier`)."),
-    inputs: List[Path] = typer.Option(..., "-i", "--input", help="Image file(s) or folder(s)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-    segmentation_model: Optional[Path] = typer.Option(None, "--segmentation-model", help="Segmentation model folder "
-                                                      "(default: the one recorded; it must have the same weights)."),
-    probabilities: bool = typer.Option(False, "--probabilities", help="Also write probability maps."),
-    overlays: bool = typer.Option(False, "--overlays", help="Also write OUT/overlays/<case>.png: the image with "
-                                  "the label map and the decision."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
-) -> None:
-    """Segment, measure and classify: label maps, class probability, decision with its threshold.
+def is_cascade_folder(path: Path) -> bool:
+    """Whether ``path`` is a cascade folder (``medseg train-classifier``'s output)."""
+    from medseg.cascade.model import CASCADE_NAME
 
-    OUT/classification.csv has one row per case: the probability of the positive class, the threshold,
-    the decision and every measurement the classifier read.
+    return (Path(path) / CASCADE_NAME).is_file()
 
-    Example: medseg predict-cascade models/oct_referral -i scans/ -o results/ --overlays
-    """
+
+def predict_cascade_folder(cascade: Path, inputs: List[Path], output: Path, *, segmentation_model: Path | None = None,
+                           probabilities: bool = False, overlays: bool = False, overwrite: bool = False,
+                           **predictor_options) -> None:
+    """What ``medseg predict CASCADE`` does: per case the label map, the class probability, the decision with
+    its threshold and the measurements behind it (OUT/classification.csv and .json), optionally the
+    probability maps and an overlay PNG; every output is checked before any work."""
     import time
 
     from medseg.cascade import CascadeModel
@@ -131,11 +125,7 @@ def predict_cascade(
     from medseg.io.probabilities import probabilities_extension, write_probabilities
     from medseg.io import read_image, write_image
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    model = CascadeModel.load(cascade, segmentation_model)
+    model = CascadeModel.load(cascade, segmentation_model, **predictor_options)
     config = model.predictor.config
     cases = collect_inputs(list(inputs), config.input_channels)
     if not cases:
@@ -152,8 +142,9 @@ def predict_cascade(
             if t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
         plan.append((name, files, targets))
-    output.mkdir(parents=True, exist_ok=True)
     negative, positive = model.record["classes"]
+    console.print(f"cascade: {model.record['decision']} ({model.record['classifier']['name']} on "
+                  f"{len(model.record['features'])} measurements of the tissue map)", highlight=False, markup=False)
     rows = []
     for i, (name, files, targets) in enumerate(plan, 1):
         t0 = time.perf_counter()
@@ -164,6 +155,7 @@ def predict_cascade(
             if exc.path is not None:
                 raise
             raise MedsegError(exc.message, files[0]) from None
+        output.mkdir(parents=True, exist_ok=True)
         write_image(result.label_map, targets["labels"])
         if "probabilities" in targets and result.probabilities is not None:
             write_probabilities(probabilities_for_evaluation(result.probabilities, config), targets["probabilities"])
@@ -175,6 +167,31 @@ def predict_cascade(
                      **{k: round(v, 6) for k, v in result.features.items()}})
         _write_results(rows, model.record, output)  # rewritten after every case: an interrupted run keeps its rows
         console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s)", highlight=False, markup=False)
+
+
+@app.command("predict-cascade")
+def predict_cascade(
+    cascade: Path = typer.Argument(..., help="Cascade folder (from `medseg train-classifier`)."),
+    inputs: List[Path] = typer.Option(..., "-i", "--input", help="Image file(s) or folder(s)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+    segmentation_model: Optional[Path] = typer.Option(None, "--segmentation-model", help="Segmentation model folder "
+                                                      "(default: the one recorded; it must have the same weights)."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write probability maps."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also write OUT/overlays/<case>.png: the image with "
+                                  "the label map and the decision."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+) -> None:
+    """Alias of `medseg predict CASCADE -i IN -o OUT` (with --report for the overlays), kept for scripts.
+
+    Example: medseg predict-cascade models/oct_referral -i scans/ -o results/ --overlays
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    predict_cascade_folder(cascade, inputs, output, segmentation_model=segmentation_model, probabilities=probabilities,
+                           overlays=overlays, overwrite=overwrite)
 
 
 def read_predictions(path: Path) -> tuple[dict[str, float], float, str]:
@@ -200,19 +217,10 @@ def read_predictions(path: Path) -> tuple[dict[str, float], float, str]:
     return probs, thresholds.pop(), columns[0].removeprefix("probability_")
 
 
-@app.command("evaluate-classification")
-def evaluate_classification(
-    predictions: Path = typer.Argument(..., help="classification.csv of `medseg predict-cascade` (or its folder)."),
-    labels: Path = typer.Option(..., "--labels", help="True class per case: CSV case,class or JSON \"classes\"."),
-    out: Path = typer.Option(..., "--out", help="Output folder for classification_metrics.json."),
-    bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Bootstrap resamples of the confidence intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-) -> None:
-    """AUC, accuracy, sensitivity/specificity at the cascade's threshold, confusion matrix, calibration
-    (ECE, reliability table), each with a bootstrap 95 % confidence interval.
-
-    Example: medseg evaluate-classification results/ --labels test_classes.csv --out eval/
-    """
+def evaluate_classes(predictions: Path, labels: Path, out: Path, *, bootstrap: int = 2000, seed: int = 0) -> dict:
+    """What ``medseg evaluate PRED classes.csv`` does for a cascade's classification.csv: AUC, accuracy,
+    sensitivity/specificity at the cascade's threshold, confusion matrix, calibration (ECE, reliability
+    table), bootstrap 95 % confidence intervals; written to OUT/classification_metrics.json and printed."""
     import json
 
     import numpy as np
@@ -250,3 +258,19 @@ def evaluate_classification(
     Console().print(table)
     console.print(f"confusion matrix (rows true, columns decided): TN {tn}  FP {fp} / FN {fn}  TP {tp}; "
                   f"written to {out / 'classification_metrics.json'}", highlight=False, markup=False)
+    return metrics
+
+
+@app.command("evaluate-classification")
+def evaluate_classification(
+    predictions: Path = typer.Argument(..., help="classification.csv of `medseg predict CASCADE` (or its folder)."),
+    labels: Path = typer.Option(..., "--labels", help="True class per case: CSV case,class or JSON \"classes\"."),
+    out: Path = typer.Option(..., "--out", help="Output folder for classification_metrics.json."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Bootstrap resamples of the confidence intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """Alias of `medseg evaluate PRED classes.csv --out EVAL`, kept for scripts.
+
+    Example: medseg evaluate-classification results/ --labels test_classes.csv --out eval/
+    """
+    evaluate_classes(predictions, labels, out, bootstrap=bootstrap, seed=seed)

@@ -171,6 +171,10 @@ def predict(
     shard: str = typer.Option(None, "--shard", help="I/N: predict only shard I of N (1 <= I <= N) of the cases, "
                               "sorted by name and dealt round-robin: N array jobs together predict every case once "
                               "(volumes in OUTDIR/volumes.shard-I-of-N.csv)."),
+    fov_normalisation: bool = typer.Option(True, "--fov-normalisation/--no-fov-normalisation", help="Models with a "
+                                           "recorded field-of-view diameter (fundus): find each image's FOV (or use "
+                                           "--roi), rescale it to the training camera's diameter, return outputs at "
+                                           "the input's size (default); off: predict at the native size."),
     workers: int = typer.Option(1, "--workers", help="Worker processes sharing the cores (--threads or all), each "
                                 "with its own copy of the model; outputs are identical to a single process run with "
                                 "the same threads per process."),
@@ -206,7 +210,10 @@ def predict(
     positional = list(models) + extra
     from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
 
-    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)]
+    from medseg.cli.cascade import is_cascade_folder, predict_cascade_folder
+
+    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)
+                  or is_cascade_folder(p)]
     inputs = list(inputs) + [p for p in positional if p not in model_dirs]
     if not model_dirs:
         raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
@@ -220,7 +227,15 @@ def predict(
     predictor_options = dict(checkpoint=checkpoint, backend=backend, tta=tta_choice(tta, tta_axes),
                              largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                              tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast,
-                             postprocessing=postprocessing)
+                             postprocessing=postprocessing, fov_normalisation=fov_normalisation)
+    if any(is_cascade_folder(p) for p in model_dirs):  # segmentation → measurements → class (medseg.cascade)
+        if len(model_dirs) > 1 or roi or shard or workers != 1 or output_format != "auto":
+            raise MedsegError("a cascade folder predicts on its own (no ensemble, --roi, --shard, --workers or "
+                              "--format)", model_dirs[0])
+        _print_fov_rule(model_dirs[0], fov_normalisation)
+        predict_cascade_folder(model_dirs[0], inputs, output, probabilities=probabilities, overlays=report,
+                               overwrite=overwrite, **predictor_options)
+        return
     if any(is_localise_folder(p) for p in model_dirs):  # a coarse + fine pair (localise.json)
         if len(model_dirs) > 1 or probabilities:
             raise MedsegError("a localise-then-segment folder predicts labels alone (no ensemble, no --probabilities)",
@@ -234,6 +249,7 @@ def predict(
         from medseg.planning.training_rules import describe
 
         console.print(describe(auto_backend(predictor.config.spatial_dims)), highlight=False, soft_wrap=True)
+    _print_fov_rule(predictor.config, fov_normalisation)
     if getattr(predictor, "postprocessing", None):
         from medseg.planning.training_rules import describe_steps
 
@@ -281,6 +297,21 @@ def predict(
         write_volumes(rows, volumes_path)  # rewritten atomically after every case
         write_lesions([found], lesions_path)
         console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
+
+
+def _print_fov_rule(model, enabled: bool) -> None:
+    """The field-of-view rule of a model with a recorded FOV diameter (a config, or a cascade's folder)."""
+    from medseg.planning.device_rules import rule_fov_prediction
+    from medseg.planning.training_rules import describe
+
+    if isinstance(model, Path):
+        from medseg.cascade import read_cascade
+        from medseg.model_folder import load_config
+
+        model = load_config(model / read_cascade(model)["segmentation_model"]["path"])
+    rule = rule_fov_prediction(getattr(model, "fov_diameter", None), enabled)
+    if rule is not None:
+        console.print(describe(rule), highlight=False, soft_wrap=True)
 
 
 def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:

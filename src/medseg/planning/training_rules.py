@@ -153,16 +153,20 @@ def rule_preprocessing(plan_steps: list | None, user_steps: list | None, channel
     if plan_steps:
         return Rule("preprocessing", title, list(plan_steps), _steps(plan_steps), "the plan's normalisation")
     zscore = {"name": "zscore", "mask": "roi"} if has_roi else {"name": "zscore"}
-    names = [n.lower() for n in channel_names]
-    rgb = len(names) == 3 and (names in (["r", "g", "b"], ["red", "green", "blue"])
-                               or (file_ending or "").lower() in RASTER_EXTENSIONS)
     inputs = {"channels": list(channel_names), "file_ending": file_ending, "roi": has_roi, "dims": data_dims}
-    if data_dims == 2 and rgb:
+    if colour_photographs(channel_names, file_ending, data_dims):
         steps = [{"name": "green_channel"}, {"name": "clahe"}, zscore]
         return Rule("preprocessing", title, steps, _steps(steps), "2D colour photographs: the green channel "
                     "carries the vessel contrast, CLAHE evens out the illumination", inputs)
     return Rule("preprocessing", title, [zscore], _steps([zscore]), "intensities in arbitrary units: each "
                 "case standardised on its own" + (" inside its region of interest" if has_roi else ""), inputs)
+
+
+def colour_photographs(channel_names: Sequence[str], file_ending: str | None, data_dims: int) -> bool:
+    """2D images of three channels named R, G, B or stored in a raster format (fundus photographs)."""
+    names = [n.lower() for n in channel_names]
+    return data_dims == 2 and len(names) == 3 and (names in (["r", "g", "b"], ["red", "green", "blue"])
+                                                   or (file_ending or "").lower() in RASTER_EXTENSIONS)
 
 
 def _steps(steps: Sequence[dict]) -> str:
