@@ -210,8 +210,6 @@ def predict(
     positional = list(models) + extra
     from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
 
-    from medseg.cli.cascade import is_cascade_folder, predict_cascade_folder
-
     model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)
                   or is_cascade_folder(p)]
     inputs = list(inputs) + [p for p in positional if p not in model_dirs]
@@ -297,6 +295,68 @@ def predict(
         write_volumes(rows, volumes_path)  # rewritten atomically after every case
         write_lesions([found], lesions_path)
         console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
+
+
+def is_cascade_folder(path: Path) -> bool:
+    """Whether ``path`` is a cascade folder (``medseg train-classifier``'s output)."""
+    from medseg.cascade.model import CASCADE_NAME
+
+    return (Path(path) / CASCADE_NAME).is_file()
+
+
+def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, segmentation_model: Path | None = None,
+                           probabilities: bool = False, overlays: bool = False, overwrite: bool = False,
+                           **predictor_options) -> None:
+    """What ``medseg predict CASCADE`` does: per case the label map, the class probability, the decision with
+    its threshold and the measurements behind it (OUT/classification.csv and .json), optionally the
+    probability maps and an overlay PNG; every output is checked before any work."""
+    import time
+
+    from medseg.cascade import CascadeModel
+    from medseg.cascade.results import CLASSIFICATION_CSV, result_row, write_overlay, write_results
+    from medseg.io.probabilities import probabilities_extension, write_probabilities
+    from medseg.io import read_image, write_image
+
+    model = CascadeModel.load(cascade, segmentation_model, **predictor_options)
+    config = model.predictor.config
+    cases = collect_inputs(list(inputs), config.input_channels)
+    if not cases:
+        raise MedsegError("no input images found")
+    plan = []
+    for name, files in cases:
+        ext = output_extension(files[0])
+        targets = {"labels": output / f"{name}{ext}"}
+        if probabilities:
+            targets["probabilities"] = output / "probabilities" / f"{name}{probabilities_extension(ext, 1)}"
+        if overlays:
+            targets["overlay"] = output / "overlays" / f"{name}.png"
+        for t in list(targets.values()) + [output / CLASSIFICATION_CSV]:
+            if t.exists() and not overwrite:
+                raise MedsegError("output file exists; pass --overwrite to replace it", t)
+        plan.append((name, files, targets))
+    negative, positive = model.record["classes"]
+    console.print(f"cascade: {model.record['decision']} ({model.record['classifier']['name']} on "
+                  f"{len(model.record['features'])} measurements of the tissue map)", highlight=False, markup=False)
+    rows = []
+    for i, (name, files, targets) in enumerate(plan, 1):
+        t0 = time.perf_counter()
+        image = read_image(files if len(files) > 1 else files[0])
+        try:
+            result = model.predict(image)
+        except MedsegError as exc:
+            if exc.path is not None:
+                raise
+            raise MedsegError(exc.message, files[0]) from None
+        output.mkdir(parents=True, exist_ok=True)
+        write_image(result.label_map, targets["labels"])
+        if "probabilities" in targets and result.probabilities is not None:
+            write_probabilities(probabilities_for_evaluation(result.probabilities, config), targets["probabilities"])
+        text = f"{name}: P({positive}) = {result.probability:.3f} → {result.decision} (threshold {result.threshold:.3f})"
+        if "overlay" in targets:
+            write_overlay(image, result.label_map, text, targets["overlay"])
+        rows.append(result_row(name, result, positive))
+        write_results(rows, model.record, output)  # rewritten after every case: an interrupted run keeps its rows
+        console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s)", highlight=False, markup=False)
 
 
 def _print_fov_rule(model, enabled: bool) -> None:
