@@ -5,7 +5,7 @@ One command (the lead's full run; about 20 min of DRIVE training + 3 draws × 3 
 predictions, ~2 h on a quiet 2-core machine):
 
     .venv/bin/python benchmarks/devices.py --data ../shared/data --work /tmp/devices --minutes 20 \\
-        --finetune-minutes 5 --draws 3 --ks 1,2,5
+        --finetune-minutes 5 --draws 3 --ks 1,2,5 --colour
 
 Smoke run (a few minutes): ``--minutes 1 --finetune-minutes 0.5 --draws 1 --ks 1``.
 
@@ -21,6 +21,11 @@ Smoke run (a few minutes): ``--minutes 1 --finetune-minutes 0.5 --draws 1 --ks 1
 4. Fine-tuning: for each k and draw d, k STARE images drawn with seed 1000·k + d train
    `medseg train --init-from DRIVE_MODEL --time-limit F` (the fine-tuning rules: a tenth of the learning
    rate, no validation below 6 images, DRIVE's threshold kept); the other 18 − k are predicted.
+
+5. ``--colour``: is a colour/contrast normalisation worth recording beside the FOV? A second DRIVE model
+   (same budget) whose preprocessing matches the green channel's histogram inside the FOV to DRIVE's
+   training images (256 quantiles, `match_histograms`) before CLAHE and the z-score, then zero-shot on
+   STARE with the FOV normalisation. Only if it beats row 2 should a rule record it.
 
 Every STARE score is taken inside the **automatically found** FOV (medseg.preprocessing.fov.find_fov; STARE
 has no masks) against Hoover's labels, per image, then averaged: ROC AUC of the vessel probability, and
@@ -166,6 +171,28 @@ def score(stare: Path, cases: list[str], pred: Path) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"images": len(rows)}
 
 
+def colour_model(drive: Path, work: Path, minutes: float) -> Path:
+    """A DRIVE model whose green channel is histogram-matched (inside the FOV) to DRIVE's training images."""
+    from medseg.datasets import load_dataset
+    from medseg.preprocessing.color import green_channel
+    from medseg.preprocessing.enhance import histogram_reference
+
+    model = work / "model_drive_colour"
+    if (model / "model.safetensors").is_file():
+        return model
+    dataset = load_dataset(drive)
+    cases = [dataset.case(c.name) for c in dataset.cases]
+    reference = histogram_reference([green_channel(c.read_image().array) for c in cases],
+                                    masks=[np.asarray(c.read_roi().array[0]) > 0 for c in cases], channel_axis=0)
+    steps = [{"name": "green_channel"}, {"name": "match_histograms", "reference": reference, "mask": "roi"},
+             {"name": "clahe"}, {"name": "zscore", "mask": "roi"}]
+    path = work / "colour_preprocessing.json"
+    path.write_text(json.dumps(steps), encoding="utf-8")
+    run(MEDSEG + ["train", str(drive), "--out", str(model), "--time-limit", f"{minutes}m", "--threads", "1",
+                  "--no-progress", "--overwrite", "--seed", "0", "--preprocessing", str(path)])
+    return model
+
+
 def predict(model: Path, images: Path, out: Path, *extra: str) -> float:
     return run(MEDSEG + ["predict", str(model), "-i", str(images), "-o", str(out), "--probabilities", "--overwrite",
                          "--threads", "1", *extra])
@@ -180,6 +207,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=3, help="Random draws of the k fine-tuning images.")
     parser.add_argument("--ks", default="1,2,5", help="Numbers of STARE images to fine-tune on.")
     parser.add_argument("--fov-only", action="store_true", help="Only the FOV finder table.")
+    parser.add_argument("--colour", action="store_true", help="Also measure a histogram-matching colour "
+                        "normalisation (a second DRIVE model).")
     args = parser.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -202,8 +231,8 @@ def main() -> None:
     run(MEDSEG + ["evaluate", str(work / "pred_drive"), str(drive / "labelsTs"), "--roi", str(drive / "roisTs"),
                   "--probabilities", str(work / "pred_drive" / "probabilities"), "--out", str(work / "eval_drive")])
     summary = json.loads((work / "eval_drive" / "summary.json").read_text(encoding="utf-8"))
-    results["drive_test"] = {k: summary["statistics"]["foreground_mean"][k]["mean"]
-                             for k in ("dice", "roc_auc") if k in summary["statistics"]["foreground_mean"]}
+    results["drive_test"] = {k: summary["metrics"]["foreground_mean"][k]["mean"]
+                             for k in ("roc_auc", "f1", "accuracy") if k in summary["metrics"]["foreground_mean"]}
 
     stare = stare_dataset(args.data, work)
     from medseg.datasets import load_dataset
@@ -215,6 +244,12 @@ def main() -> None:
     seconds = predict(model, every, work / "pred_fov")
     results["zero_shot_fov"] = score(stare, names, work / "pred_fov") | {"seconds": seconds}
     print(json.dumps({k: results[k] for k in ("zero_shot_native", "zero_shot_fov")}, indent=2), flush=True)
+
+    if args.colour:
+        colour = colour_model(drive, work, args.minutes)
+        seconds = predict(colour, every, work / "pred_colour")
+        results["zero_shot_fov_colour"] = score(stare, names, work / "pred_colour") | {"seconds": seconds}
+        print(json.dumps(results["zero_shot_fov_colour"], indent=2), flush=True)
 
     results["finetuned"] = {}
     for k in [int(v) for v in args.ks.split(",")]:
@@ -244,7 +279,10 @@ def print_table(results: dict) -> None:
     print("\n| STARE, DRIVE U-Net (inside the found FOV, mean over images) | images | AUC | F1 | accuracy | "
           "sensitivity | specificity |\n|---|---|---|---|---|---|---|")
     for key, label in (("zero_shot_native", "zero-shot, native size"),
-                       ("zero_shot_fov", f"zero-shot, FOV → DRIVE's {diameter:.0f} px" if diameter else "zero-shot, FOV")):
+                       ("zero_shot_fov", f"zero-shot, FOV → DRIVE's {diameter:.0f} px" if diameter else "zero-shot, FOV"),
+                       ("zero_shot_fov_colour", "zero-shot, FOV + green histogram matched to DRIVE's")):
+        if key not in results:
+            continue
         r = results[key]
         print(f"| {label} | {r['images']} | {r['auc']:.4f} | {r['f1']:.4f} | {r['accuracy']:.4f} | "
               f"{r['sensitivity']:.4f} | {r['specificity']:.4f} |")

@@ -502,7 +502,7 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
                       + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
                                   for r in choice["levels"]), highlight=False)
-    if val_cases or not resume:
+    if val_cases or not resume or config.init_from:
         if not val_cases and config.init_from:  # fine-tuning on every case: the source model's choices
             from medseg.training.finetune import inherited_choices
 
