@@ -163,8 +163,8 @@ def score(stare: Path, cases: list[str], pred: Path) -> dict:
         fov = find_fov(image.array, name=name)  # found, never given
         truth = np.asarray(case.read_label().array[0]) > 0
         labels = np.asarray(read_image(next(pred.glob(f"{name}.*"))).array[0]) > 0
-        probs = read_probabilities(next((pred / "probabilities").glob(f"{name}.*")))
-        fg = np.asarray(probs.array[-1], np.float32)
+        probs, _ = read_probabilities(next((pred / "probabilities").glob(f"{name}.*")))
+        fg = np.asarray(probs, np.float32).reshape((-1,) + truth.shape)[-1]  # the vessel channel
         m = overlap_metrics(labels, truth, roi=fov)
         rows.append({"auc": roc_auc(fg, truth, fov), "f1": m["f1"], "accuracy": m["accuracy"],
                      "sensitivity": m["recall"], "specificity": m["specificity"]})

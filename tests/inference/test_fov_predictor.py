@@ -108,8 +108,9 @@ def test_cli_records_and_applies_the_fov(tmp_path, capsys, one_thread):
     assert main(["predict", str(model), "-i", str(tmp_path / "black"), "-o", str(tmp_path / "o2")]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "no field of view found" in err and "black.png" in err and not (tmp_path / "o2").exists()
-    assert main(["predict", str(model), "-i", str(tmp_path / "black"), "-o", str(tmp_path / "o3"),
-                 "--no-fov-normalisation"]) == 0  # native size: no FOV needed
+    assert main(["predict", str(model), "-i", str(big), "-o", str(tmp_path / "o3"), "--no-fov-normalisation"]) == 0
+    assert "off (native size)" in capsys.readouterr().err
+    assert (read_image(tmp_path / "o3" / "eye.png").array[0][~fov] == 0).all()  # the FOV is still found
 
 
 def test_fov_record_for_a_model_without_it(tmp_path, capsys, one_thread):

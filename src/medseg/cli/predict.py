@@ -174,7 +174,7 @@ def predict(
     fov_normalisation: bool = typer.Option(True, "--fov-normalisation/--no-fov-normalisation", help="Models with a "
                                            "recorded field-of-view diameter (fundus): find each image's FOV (or use "
                                            "--roi), rescale it to the training camera's diameter, return outputs at "
-                                           "the input's size (default); off: predict at the native size."),
+                                           "the input's size (default); off: predict at the native size (FOV still found)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes sharing the cores (--threads or all), each "
                                 "with its own copy of the model; outputs are identical to a single process run with "
                                 "the same threads per process."),

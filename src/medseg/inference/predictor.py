@@ -321,7 +321,8 @@ class Predictor:
     fov_normalisation : bool
         Models with a recorded field-of-view diameter (fundus photographs): find each image's FOV (or use
         the given ROI), rescale so that it has the training camera's diameter, and return outputs at the
-        input's size; labels outside the FOV are background. False: predict at the native size.
+        input's size; labels outside the FOV are background. False: predict at the native size (the FOV is
+        still found, or the ROI used, for the intensity statistics and the background outside it).
     """
 
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
@@ -470,10 +471,12 @@ class Predictor:
         """
         self._check_input(image, roi)
         cfg = self.config
-        if roi is None and self.fov_normalisation and any(m.config.fov_diameter for m in self.models):
+        if roi is None and any(m.config.fov_diameter for m in self.models):
             from medseg.preprocessing.fov import fov_roi
 
-            roi = fov_roi(image)  # found once: the rescaling and the background outside it
+            # found once: the rescaling, the intensity statistics and the background outside it (also at
+            # the native size: statistics over the black surround would be another input distribution)
+            roi = fov_roi(image)
         want_probs = probabilities or len(self.models) > 1
         total = None
         with torch.inference_mode():
