@@ -147,6 +147,15 @@ def test_cascade_folder_is_bound_to_its_segmentation_model(lesions, tmp_path, on
     assert decision == "lesion" and p >= model.threshold
     with pytest.raises(MedsegError, match="not the ones the classifier"):
         CascadeModel.load(cls, other)
+    # the same model fine-tuned to another device (its lineage names these weights): the classifier is re-used
+    tuned = tmp_path / "tuned"
+    assert main(["train", str(data), "--out", str(tuned), "--init-from", str(seg), "--iterations", "1", "--threads",
+                 "1", "--no-progress"]) == 0
+    assert CascadeModel.load(cls, tuned).predictor.models[0].folder == tuned
+    out = tmp_path / "out_tuned"
+    assert main(["predict", str(cls), str(tuned), "-i", str(data / "imagesTs" / "q00_scan1_0000.png"), "-o", str(out),
+                 "--threads", "1"]) == 0
+    assert (out / "classification.csv").is_file()
     # a retrained (changed) segmentation model in the recorded place is refused as well
     import shutil
 

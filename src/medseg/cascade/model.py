@@ -52,11 +52,27 @@ FORMAT_VERSION = 1
 REFIT_TOLERANCE = 1e-6
 
 
+def descends_from(folder: Path, weights_sha: str) -> bool:
+    """Whether the model in ``folder`` was fine-tuned (``medseg train --init-from``, possibly over several
+    generations) from the model whose weights have SHA-256 ``weights_sha`` (its recorded lineage)."""
+    from medseg.model_folder import load_config
+
+    lineage = load_config(folder).lineage
+    while lineage:
+        if lineage.get("weights_sha256") == weights_sha:
+            return True
+        lineage = lineage.get("source_lineage")
+    return False
+
+
 def check_segmentation_model(record: Mapping[str, Any], folder: Path, cascade_folder: Path | None = None) -> None:
     """Refuse a segmentation model whose weights or configuration are not the ones the classifier was
-    trained on."""
+    trained on — unless it is that model fine-tuned to another device (its lineage names those weights):
+    the tissue map means the same there, which is why the cascade's classifier reads it and not the scan."""
     actual = weights_sha256(folder)
     where = f" (trained on {record['path']})" if record.get("path") else ""
+    if actual != record["sha256"] and descends_from(folder, record["sha256"]):
+        return
     if actual != record["sha256"]:
         raise MedsegError(f"this segmentation model's weights (sha256 {actual[:12]}…) are not the ones the "
                           f"classifier {cascade_folder or ''} was trained on (sha256 {record['sha256'][:12]}…){where}; "

@@ -227,12 +227,14 @@ def predict(
                              tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast,
                              postprocessing=postprocessing, fov_normalisation=fov_normalisation)
     if any(is_cascade_folder(p) for p in model_dirs):  # segmentation → measurements → class (medseg.cascade)
-        if len(model_dirs) > 1 or roi or shard or workers != 1 or output_format != "auto":
-            raise MedsegError("a cascade folder predicts on its own (no ensemble, --roi, --shard, --workers or "
-                              "--format)", model_dirs[0])
-        _print_fov_rule(model_dirs[0], fov_normalisation)
-        predict_cascade_folder(model_dirs[0], inputs, output, probabilities=probabilities, overlays=report,
-                               overwrite=overwrite, **predictor_options)
+        cascades = [p for p in model_dirs if is_cascade_folder(p)]
+        others = [p for p in model_dirs if not is_cascade_folder(p)]
+        if len(cascades) > 1 or len(others) > 1 or roi or shard or workers != 1 or output_format != "auto":
+            raise MedsegError("a cascade folder predicts with its own segmentation model or one fine-tuned from it "
+                              "(CASCADE [SEG_MODEL]; no ensemble, --roi, --shard, --workers or --format)", cascades[0])
+        _print_fov_rule(others[0] if others else cascades[0], fov_normalisation)
+        predict_cascade_folder(cascades[0], inputs, output, segmentation_model=others[0] if others else None,
+                               probabilities=probabilities, overlays=report, overwrite=overwrite, **predictor_options)
         return
     if any(is_localise_folder(p) for p in model_dirs):  # a coarse + fine pair (localise.json)
         if len(model_dirs) > 1 or probabilities:
@@ -366,9 +368,10 @@ def _print_fov_rule(model, enabled: bool) -> None:
 
     if isinstance(model, Path):
         from medseg.cascade import read_cascade
-        from medseg.model_folder import load_config
+        from medseg.model_folder import CONFIG_NAME, load_config
 
-        model = load_config(model / read_cascade(model)["segmentation_model"]["path"])
+        model = load_config(model if (model / CONFIG_NAME).is_file()
+                            else model / read_cascade(model)["segmentation_model"]["path"])
     rule = rule_fov_prediction(getattr(model, "fov_diameter", None), enabled)
     if rule is not None:
         console.print(describe(rule), highlight=False, soft_wrap=True)
