@@ -1,7 +1,8 @@
 """``medseg predict MODEL [MODEL...] -i INPUT [INPUT...] -o OUTDIR``: label maps in the inputs' own format
 and geometry; several model folders are ensembled (probabilities averaged). OUTDIR/volumes.csv lists the
 size of every predicted label (mL in 3D, mm² in 2D), OUTDIR/lesions.json its connected components;
-``--report`` adds a clinical HTML report per case."""
+``--report`` adds a clinical HTML report per case. ``medseg predict CASCADE [SEG_MODEL]`` runs a cascade
+(segmentation → measurements → class, OUTDIR/classification.csv)."""
 
 from __future__ import annotations
 
@@ -183,9 +184,13 @@ def predict(
 
     Outputs keep the input's format, size, spacing, origin and direction; a DICOM series folder gives a
     DICOM SEG (CASE.seg.dcm) referencing it. --shard I/N and --workers K split the cases over array jobs
-    and over processes.
+    and over processes. A model with a recorded field of view (fundus) sees every photograph at its
+    training camera's FOV diameter. A cascade folder (`medseg train-classifier`) also writes
+    OUTDIR/classification.csv: class probability, decision with its threshold, the measurements behind it.
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
+
+    Example: medseg predict cascade_folder -i scans/ -o results/ --report
     """
     from functools import partial
 
