@@ -232,8 +232,8 @@ def fov_spacing(fov: np.ndarray, target_diameter: float, unit_spacing: Sequence[
     Examples
     --------
     >>> yy, xx = np.mgrid[:100, :120]
-    >>> fov_spacing((yy - 50) ** 2 + (xx - 60) ** 2 < 40 ** 2, 40, (1.0, 1.0))
-    (0.5, 0.5)
+    >>> [round(v, 2) for v in fov_spacing((yy - 50) ** 2 + (xx - 60) ** 2 < 40 ** 2, 40, (1.0, 1.0))]
+    [0.5, 0.5]
     """
     scale = fov_scale(fov, target_diameter)
     unit = tuple(float(v) for v in unit_spacing)
