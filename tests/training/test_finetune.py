@@ -97,3 +97,25 @@ def test_refusals_are_one_line_and_write_nothing(source, tmp_path, capsys, one_t
     assert main(["train", str(same), "--out", str(out), "--init-from", str(tmp_path / "nowhere"),
                  "--iterations", "1"]) == 1
     assert "nowhere" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_photograph_without_field_of_view_is_named(source, tmp_path, capsys, one_thread):
+    """Fine-tuning a model with a recorded FOV on ROI-less photographs: an all-black one is one line naming
+    its file, and nothing is written."""
+    from medseg.datasets.dataset import write_dataset_json
+    from medseg.image import Image
+    from medseg.io import write_image
+
+    data = tmp_path / "black_camera"
+    write_image(Image(np.zeros((3, 48, 48), np.uint8)), data / "imagesTr" / "dark_0000.png")
+    label = np.zeros((1, 48, 48), np.uint8)
+    label[0, 24, 10:40] = 1
+    write_image(Image(label), data / "labelsTr" / "dark.png")
+    write_dataset_json(data, name="dark", channel_names=["R", "G", "B"], labels={"background": 0, "vessel": 1},
+                       file_ending=".png", num_training=1)
+    out = tmp_path / "never"
+    capsys.readouterr()
+    assert main(["train", str(data), "--out", str(out), "--init-from", str(source), "--iterations", "1",
+                 "--threads", "1", "--no-progress"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "dark_0000.png" in err and "no field of view found" in err and not out.exists()

@@ -215,7 +215,6 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     options = (spec or start).config
 
     cache_dir = out / "cache" if options.cache == "mmap" else None
-    out.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, PreparedCase] = {}
     for i, name in enumerate(names):
         prepared[name] = prepare_case(dataset.case(name), layout.preprocessing, mapping,
@@ -223,6 +222,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                                       cache_dir=cache_dir, seed=options.seed + i,
                                       crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
                                       fov_diameter=layout.fov_diameter)
+    out.mkdir(parents=True, exist_ok=True)  # after the cases: a case that cannot be prepared leaves nothing
     train_names, val_names = (spec or start).train_names, (spec or start).val_names
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
