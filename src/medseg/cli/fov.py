@@ -44,7 +44,7 @@ def fov_record(
         raise MedsegError("none of the model's training cases is in this dataset", dataset)
     user = TrainingConfig(fov_diameter=fov_diameter).fov_diameter  # checked like `medseg train --fov-diameter`
     rule = field_of_view_rule(ds, user, names, config.data_dims)
-    if rule.value is None and user is None:
+    if rule is None or (rule.value is None and user is None):
         raise MedsegError("no field of view to record: the model's training cases are not colour photographs with "
                           "circular field-of-view ROIs (pass --fov-diameter PX)", dataset)
     save_config(model, replace(config, fov_diameter=rule.value))

@@ -85,17 +85,19 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
     fired.append(steps)
     layout, plan_options, plan_patch, plan_batch = resolve_layout(plan, options.network, data_dims, steps.value)
     fov = field_of_view_rule(dataset, options.fov_diameter, train_names, data_dims)
-    fired.append(fov)
-    layout = replace(layout, fov_diameter=fov.value)
+    if fov is not None:
+        fired.append(fov)
+        layout = replace(layout, fov_diameter=fov.value)
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
                      time_limit=budget.value["time_limit"], learning_rate=lr.value)
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
                     tuple(fired))
 
 
-def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequence[str], data_dims: int) -> Rule:
+def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
+                       data_dims: int) -> Rule | None:
     """:func:`~medseg.planning.device_rules.rule_field_of_view` on the training cases' ROIs (read only for
-    colour photographs)."""
+    colour photographs); None (nothing to record or print) for other data unless the user gave a value."""
     from medseg.planning.device_rules import rule_field_of_view
     from medseg.preprocessing.fov import aperture_diameter
 
@@ -109,6 +111,8 @@ def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequ
                 diameters = []
                 break
             diameters.append(diameter)
+    if user is None and not colour:
+        return None
     return rule_field_of_view(user, colour, diameters)
 
 
