@@ -104,6 +104,7 @@ def test_cli_records_and_applies_the_fov(tmp_path, capsys, one_thread):
     assert read_image(out / "eye.png").spatial_shape == image.spatial_shape
     assert (out / "probabilities" / "eye.tif").is_file()
     assert (read_image(out / "eye.png").array[0][~fov] == 0).all()
+    assert np.mean((read_image(out / "roi" / "eye.png").array[0] > 0) == fov) > 0.99  # the found FOV, for evaluate
     write_image(Image(np.zeros((3, 40, 40), np.uint8)), tmp_path / "black" / "black.png")
     assert main(["predict", str(model), "-i", str(tmp_path / "black"), "-o", str(tmp_path / "o2")]) == 1
     err = " ".join(capsys.readouterr().err.split())

@@ -185,7 +185,7 @@ def predict(
     Outputs keep the input's format, size, spacing, origin and direction; a DICOM series folder gives a
     DICOM SEG (CASE.seg.dcm) referencing it. --shard I/N and --workers K split the cases over array jobs
     and over processes. A model with a recorded field of view (fundus) sees every photograph at its
-    training camera's FOV diameter. A cascade folder (`medseg train-classifier`) also writes
+    training camera's FOV diameter; the FOV found in it is written to OUTDIR/roi/ (for `medseg evaluate --roi`). A cascade folder (`medseg train-classifier`) also writes
     OUTDIR/classification.csv: class probability, decision with its threshold, the measurements behind it.
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
@@ -277,6 +277,7 @@ def predict(
     if codes is not None:
         load_segment_codes(codes)  # a malformed code file stops the run here
     plan = []
+    finds_fov = bool(getattr(predictor.config, "fov_diameter", None))
     for name, files in cases:
         ext = output_extension(files[0])
         as_seg = writes_dicom_seg(output_format, files[0])
@@ -286,16 +287,19 @@ def predict(
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
         report_target = output / f"{name}_report.html" if report else None
-        for t in (target, prob_target, report_target):
+        # the field of view found in a fundus photograph is written beside it, for `medseg evaluate --roi`
+        fov_target = output / "roi" / f"{name}{ext}" if finds_fov and name not in roi_paths else None
+        for t in (target, prob_target, report_target, fov_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs}
+        extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs,
+                  "fov": fov_target}
         plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes, extras))
 
     note = label_format_note(plan[0][1][0])
     if note:
         console.print(note, highlight=False)
-    prepare_output_folder(output, probabilities)
+    prepare_output_folder(output, probabilities, "roi" if finds_fov else None)
     lesions_path = output / (shard_file_name(LESIONS_NAME, *parse_shard(shard)) if shard else LESIONS_NAME)
     for i, (rows, line, found) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
                                                       workers=workers, threads=threads), start=1):
@@ -403,12 +407,18 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
     image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
     roi_image: Image | None = read_label_map(roi_path, "roi") if roi_path is not None else None
     try:
+        if extras.get("fov") is not None:  # found once here, so that it can be written (medseg.preprocessing.fov)
+            from medseg.preprocessing.fov import fov_roi
+
+            roi_image = fov_roi(image)
         labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
     except MedsegError as exc:
         if exc.path is not None:
             raise
         raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
     try:
+        if extras.get("fov") is not None:
+            write_image(roi_image, extras["fov"])
         if prob_target is not None and probs is not None:
             write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
         if as_seg:
@@ -416,8 +426,9 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
         else:
             write_image(labels, target)
     except BaseException:
-        if prob_target is not None:
-            prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
+        for partial in (prob_target, extras.get("fov")):
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # no half-finished case is left behind
         raise
     rows = label_volumes(labels, predictor.config, name)
     if extras["spacing_unknown"]:
