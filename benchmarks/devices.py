@@ -1,20 +1,36 @@
-"""Device adaptation on fundus photographs: the field of view found automatically, and a DRIVE model applied
-zero-shot to STARE (another camera) with and without FOV-diameter normalisation.
+"""Device adaptation on fundus photographs (issue 18): a DRIVE U-Net on STARE (another camera) zero-shot without
+and with the field-of-view normalisation, and fine-tuned (`medseg train --init-from`) on k STARE images.
 
-    .venv/bin/python benchmarks/devices.py --data ../shared/data --work /tmp/devices --minutes 5
+One command (the lead's full run; about 20 min of DRIVE training + 3 draws × 3 k × ≤ 5 min fine-tuning +
+predictions, ~2 h on a quiet 2-core machine):
 
-1. FOV finder quality. DRIVE ships FOV masks: Dice of the found FOV against them (40 images). STARE
-   ships none: the aperture circle fitted to each found FOV (RANSAC, medseg.preprocessing.fov) gives the
-   camera's diameter per image (one camera → one diameter), the share of the found FOV outside that
-   circle (leaks) and the share of Hoover's vessel pixels outside the found FOV (bites).
-2. `medseg convert drive` + `medseg train` (U-Net, the automatic plan, --time-limit) on the 20 DRIVE
-   training images. The training camera's FOV diameter = the median fitted diameter of DRIVE's masks.
-3. The DRIVE model on the 18 STARE images (Python API, one thread): at their native size
-   (``Predictor``), and zoomed so that the found FOV's diameter equals DRIVE's, predictions returned at
-   the native size (``medseg.inference.fov.FovNormalisedPredictor``). Scored inside the automatically
-   found FOV against Hoover's labels: ROC AUC, and accuracy / sensitivity / specificity / F1 at p ≥ 0.5
-   (mean over images). The DRIVE test set (20 images, `medseg predict` + `medseg evaluate` inside DRIVE's
-   masks) is the in-device reference.
+    .venv/bin/python benchmarks/devices.py --data ../shared/data --work /tmp/devices --minutes 20 \\
+        --finetune-minutes 5 --draws 3 --ks 1,2,5 --colour
+
+Smoke run (a few minutes): ``--minutes 1 --finetune-minutes 0.5 --draws 1 --ks 1``.
+
+1. FOV finder quality (``--fov-only`` stops here). DRIVE ships FOV masks: Dice of the found FOV against them.
+   STARE ships none: the aperture circle fitted to each found FOV gives the camera's diameter per image,
+   the share of the found FOV outside that circle (leaks) and of Hoover's vessel pixels outside it (bites).
+2. `medseg convert drive` + `medseg train` on the 20 DRIVE training images (no tuning options: the rules,
+   which record DRIVE's FOV diameter in the model folder); `medseg predict` + `medseg evaluate` on DRIVE's
+   20 test images inside their masks (the in-device reference).
+3. `medseg convert stare` (18 images, decompressed once into WORK/stare_raw). Zero-shot: `medseg predict`
+   of the DRIVE model on all 18, with `--no-fov-normalisation` (native size) and by default (FOV found,
+   rescaled to DRIVE's diameter, outputs at STARE's size).
+4. Fine-tuning: for each k and draw d, k STARE images drawn with seed 1000·k + d train
+   `medseg train --init-from DRIVE_MODEL --time-limit F` (the fine-tuning rules: a tenth of the learning
+   rate, no validation below 6 images, DRIVE's threshold kept); the other 18 − k are predicted.
+
+5. ``--colour``: is a colour/contrast normalisation worth recording beside the FOV? A second DRIVE model
+   (same budget) whose preprocessing matches the green channel's histogram inside the FOV to DRIVE's
+   training images (256 quantiles, `match_histograms`) before CLAHE and the z-score, then zero-shot on
+   STARE with the FOV normalisation. Only if it beats row 2 should a rule record it.
+
+Every STARE score is taken inside the **automatically found** FOV (medseg.preprocessing.fov.find_fov; STARE
+has no masks) against Hoover's labels, per image, then averaged: ROC AUC of the vessel probability, and
+F1 / accuracy / sensitivity / specificity of the written label map (the model's decision threshold).
+Fine-tuned rows are the mean (min–max) over draws of the per-draw means over the held-out images.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ import argparse
 import gzip
 import io
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from _timing import run  # benchmarks/ is on sys.path when a script runs
+
+MEDSEG = [sys.executable, "-m", "medseg"]
 
 
 def read_ppm_gz(path: Path) -> np.ndarray:
@@ -39,7 +58,7 @@ def read_ppm_gz(path: Path) -> np.ndarray:
         return np.asarray(PILImage.open(io.BytesIO(fh.read())))
 
 
-def fov_quality(data: Path) -> tuple[dict, float]:
+def fov_quality(data: Path) -> dict:
     from PIL import Image as PILImage
 
     from medseg.metrics import dice
@@ -68,7 +87,7 @@ def fov_quality(data: Path) -> tuple[dict, float]:
         stare_diameters.append(2 * radius)
         leaks.append(float((roi & ~disc).sum() / roi.sum()))
         bites.append(float((vessels & ~roi).sum() / vessels.sum()))
-    result = {
+    return {
         "drive_dice_mean": float(np.mean(drive_dice)), "drive_dice_min": float(np.min(drive_dice)),
         "drive_images": len(drive_dice), "seconds_per_image": float(np.median(seconds)),
         "drive_training_diameter_median": float(np.median(drive_diameters)),
@@ -77,85 +96,205 @@ def fov_quality(data: Path) -> tuple[dict, float]:
         "stare_leak_max": float(max(leaks)), "stare_vessels_outside_max": float(max(bites)),
         "stare_vessels_outside_mean": float(np.mean(bites)),
     }
-    return result, float(np.median(drive_diameters))
 
 
-def zero_shot(data: Path, model: Path, target_diameter: float) -> dict:
-    """The DRIVE model on every STARE image, native and FOV-normalised, scored inside the found FOV."""
-    import torch
+def stare_dataset(data: Path, work: Path) -> Path:
+    """STARE as a medseg dataset (decompressed once, then `medseg convert stare`)."""
+    dataset = work / "stare"
+    if (dataset / "dataset.json").is_file():
+        return dataset
+    raw = work / "stare_raw"
+    for sub in ("stare-images", "labels-ah"):
+        (raw / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((data / "STARE" / sub).glob("*.ppm.gz")):
+            with gzip.open(path) as fh:
+                (raw / sub / path.name[: -len(".gz")]).write_bytes(fh.read())
+    run(MEDSEG + ["convert", "stare", str(raw), str(dataset)])
+    return dataset
 
-    from medseg.image import Image
-    from medseg.inference.fov import FovNormalisedPredictor
-    from medseg.inference.predictor import Predictor
+
+def subset(stare: Path, cases: list[str], folder: Path) -> Path:
+    """A dataset folder holding ``cases`` of the converted STARE (copies of its files)."""
+    from medseg.datasets import load_dataset
+    from medseg.datasets.dataset import write_dataset_json
+
+    full = load_dataset(stare)
+    if folder.exists():
+        shutil.rmtree(folder)
+    for name in cases:
+        case = full.case(name)
+        for sub, paths in (("imagesTr", case.image_paths), ("labelsTr", [case.label_path])):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            for p in paths:
+                shutil.copy2(p, folder / sub / p.name)
+    write_dataset_json(folder, name=f"stare_{len(cases)}", channel_names=list(full.channel_names),
+                       labels=dict(full.labels), file_ending=full.file_ending, num_training=len(cases))
+    return folder
+
+
+def images_of(stare: Path, cases: list[str], folder: Path) -> Path:
+    """A folder with the images of ``cases`` (the prediction input)."""
+    from medseg.datasets import load_dataset
+
+    full = load_dataset(stare)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name in cases:
+        for p in full.case(name).image_paths:
+            shutil.copy2(p, folder / p.name)
+    return folder
+
+
+def score(stare: Path, cases: list[str], pred: Path) -> dict:
+    """Mean over images, inside the automatically found FOV, against Hoover's labels."""
+    from medseg.datasets import load_dataset
+    from medseg.io import read_image
+    from medseg.io.probabilities import read_probabilities
     from medseg.metrics import overlap_metrics
     from medseg.metrics.probability import roc_auc
-    from medseg.preprocessing.fov import find_fov, fov_scale
+    from medseg.preprocessing.fov import find_fov
 
-    torch.set_num_threads(1)
-    predictor = Predictor.from_folder(model)
-    variants = {"native": predictor, "fov": FovNormalisedPredictor(predictor, target_diameter)}
-    rows: dict[str, list] = {k: [] for k in variants}
-    seconds: dict[str, float] = {k: 0.0 for k in variants}
-    scales = []
-    for image_path in sorted((data / "STARE" / "stare-images").glob("*.ppm.gz")):
-        name = image_path.name.split(".")[0]
-        image = Image(np.moveaxis(read_ppm_gz(image_path), -1, 0))
-        label = read_ppm_gz(data / "STARE" / "labels-ah" / f"{name}.ah.ppm.gz") > 127
-        label = label if label.ndim == 2 else label.any(-1)
-        fov = find_fov(image.array, name=image_path.name)  # the FOV is found, never given
-        scales.append(fov_scale(fov, target_diameter))
-        roi = image.with_array(fov[None].astype(np.uint8), ("roi",))
-        for variant, p in variants.items():
-            t0 = time.perf_counter()
-            _, probs = p.predict_with_probabilities(image, roi, probabilities=True)
-            seconds[variant] += time.perf_counter() - t0
-            fg = np.asarray(probs.array[-1], np.float32)
-            m = overlap_metrics(fg >= 0.5, label, roi=fov)
-            rows[variant].append({"auc": roc_auc(fg, label, fov), "accuracy": m["accuracy"],
-                                  "sensitivity": m["recall"], "specificity": m["specificity"], "f1": m["f1"]})
-        print(name, {k: round(v[-1]["auc"], 4) for k, v in rows.items()}, flush=True)
-    return {k: {**{m: float(np.mean([r[m] for r in v])) for m in v[0]}, "seconds_per_image": seconds[k] / len(v),
-                "scale_median": float(np.median(scales))} for k, v in rows.items()}
+    full = load_dataset(stare)
+    rows = []
+    for name in cases:
+        case = full.case(name)
+        image = case.read_image()
+        fov = find_fov(image.array, name=name)  # found, never given
+        truth = np.asarray(case.read_label().array[0]) > 0
+        labels = np.asarray(read_image(next(pred.glob(f"{name}.*"))).array[0]) > 0
+        probs, _ = read_probabilities(next((pred / "probabilities").glob(f"{name}.*")))
+        fg = np.asarray(probs, np.float32).reshape((-1,) + truth.shape)[-1]  # the vessel channel
+        m = overlap_metrics(labels, truth, roi=fov)
+        rows.append({"auc": roc_auc(fg, truth, fov), "f1": m["f1"], "accuracy": m["accuracy"],
+                     "sensitivity": m["recall"], "specificity": m["specificity"]})
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"images": len(rows)}
+
+
+def colour_model(drive: Path, work: Path, minutes: float) -> Path:
+    """A DRIVE model whose green channel is histogram-matched (inside the FOV) to DRIVE's training images."""
+    from medseg.datasets import load_dataset
+    from medseg.preprocessing.color import green_channel
+    from medseg.preprocessing.enhance import histogram_reference
+
+    model = work / "model_drive_colour"
+    if (model / "model.safetensors").is_file():
+        return model
+    dataset = load_dataset(drive)
+    cases = [dataset.case(c.name) for c in dataset.cases]
+    reference = histogram_reference([green_channel(c.read_image().array) for c in cases],
+                                    masks=[np.asarray(c.read_roi().array[0]) > 0 for c in cases], channel_axis=0)
+    steps = [{"name": "green_channel"}, {"name": "match_histograms", "reference": reference, "mask": "roi"},
+             {"name": "clahe"}, {"name": "zscore", "mask": "roi"}]
+    path = work / "colour_preprocessing.json"
+    path.write_text(json.dumps(steps), encoding="utf-8")
+    run(MEDSEG + ["train", str(drive), "--out", str(model), "--time-limit", f"{minutes}m", "--threads", "1",
+                  "--no-progress", "--overwrite", "--seed", "0", "--preprocessing", str(path)])
+    return model
+
+
+def predict(model: Path, images: Path, out: Path, *extra: str) -> float:
+    return run(MEDSEG + ["predict", str(model), "-i", str(images), "-o", str(out), "--probabilities", "--overwrite",
+                         "--threads", "1", *extra])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=5.0, help="DRIVE training budget.")
+    parser.add_argument("--minutes", type=float, default=20.0, help="DRIVE training budget (from scratch).")
+    parser.add_argument("--finetune-minutes", type=float, default=5.0, help="Budget of each fine-tuning run.")
+    parser.add_argument("--draws", type=int, default=3, help="Random draws of the k fine-tuning images.")
+    parser.add_argument("--ks", default="1,2,5", help="Numbers of STARE images to fine-tune on.")
     parser.add_argument("--fov-only", action="store_true", help="Only the FOV finder table.")
+    parser.add_argument("--colour", action="store_true", help="Also measure a histogram-matching colour "
+                        "normalisation (a second DRIVE model).")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"commands": " ".join(sys.argv)}
 
-    fov, drive_diameter = fov_quality(args.data)
-    print(json.dumps(fov, indent=2))
+    results["fov"] = fov_quality(args.data)
+    print(json.dumps(results["fov"], indent=2), flush=True)
     if args.fov_only:
         return
-    medseg = [sys.executable, "-m", "medseg"]
-    dataset, model = args.work / "drive", args.work / "model_drive"
-    if not dataset.exists():
-        run(medseg + ["convert", "drive", str(args.data / "DRIVE"), str(dataset)])
+    drive, model = work / "drive", work / "model_drive"
+    if not drive.exists():
+        run(MEDSEG + ["convert", "drive", str(args.data / "DRIVE"), str(drive)])
     if not (model / "model.safetensors").is_file():
-        run(medseg + ["train", str(dataset), "--out", str(model), "--time-limit", f"{args.minutes}m", "--threads", "1",
+        run(MEDSEG + ["train", str(drive), "--out", str(model), "--time-limit", f"{args.minutes}m", "--threads", "1",
                       "--no-progress", "--overwrite", "--seed", "0"])
-    from medseg.inference.fov import save_fov_diameter
+    from medseg.model_folder import load_config
 
-    save_fov_diameter(model, drive_diameter, "median aperture diameter of DRIVE's 20 training FOV masks")
-    results = zero_shot(args.data, model, drive_diameter)
-    run(medseg + ["predict", str(model), "-i", str(dataset / "imagesTs"), "-o", str(args.work / "pred_drive"),
-                  "--roi", str(dataset / "roisTs"), "--probabilities", "--overwrite", "--threads", "1"])
-    run(medseg + ["evaluate", str(args.work / "pred_drive"), str(dataset / "labelsTs"), "--roi", str(dataset / "roisTs"),
-                  "--probabilities", str(args.work / "pred_drive" / "probabilities"), "--out",
-                  str(args.work / "eval_drive")])
-    summary = {"fov": fov, "drive_fov_diameter": drive_diameter, "zero_shot": results}
-    (args.work / "result.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    print("\n| STARE, DRIVE U-Net zero-shot (inside the found FOV, mean of 18) | AUC | accuracy | sensitivity | "
-          "specificity | F1 |\n|---|---|---|---|---|---|")
-    for variant, label in (("native", "native size"), ("fov", f"FOV diameter → DRIVE's ({drive_diameter:.0f} px)")):
-        r = results[variant]
-        print(f"| {label} | {r['auc']:.4f} | {r['accuracy']:.4f} | {r['sensitivity']:.4f} | {r['specificity']:.4f} | "
-              f"{r['f1']:.4f} |")
+    results["drive_fov_diameter"] = load_config(model).fov_diameter
+    predict(model, drive / "imagesTs", work / "pred_drive", "--roi", str(drive / "roisTs"))
+    run(MEDSEG + ["evaluate", str(work / "pred_drive"), str(drive / "labelsTs"), "--roi", str(drive / "roisTs"),
+                  "--probabilities", str(work / "pred_drive" / "probabilities"), "--out", str(work / "eval_drive")])
+    summary = json.loads((work / "eval_drive" / "summary.json").read_text(encoding="utf-8"))
+    results["drive_test"] = {k: summary["metrics"]["foreground_mean"][k]["mean"]
+                             for k in ("roc_auc", "f1", "accuracy") if k in summary["metrics"]["foreground_mean"]}
+
+    stare = stare_dataset(args.data, work)
+    from medseg.datasets import load_dataset
+
+    names = [c.name for c in load_dataset(stare).cases]
+    every = images_of(stare, names, work / "stare_images")
+    seconds = predict(model, every, work / "pred_native", "--no-fov-normalisation")
+    results["zero_shot_native"] = score(stare, names, work / "pred_native") | {"seconds": seconds}
+    seconds = predict(model, every, work / "pred_fov")
+    results["zero_shot_fov"] = score(stare, names, work / "pred_fov") | {"seconds": seconds}
+    print(json.dumps({k: results[k] for k in ("zero_shot_native", "zero_shot_fov")}, indent=2), flush=True)
+
+    if args.colour:
+        colour = colour_model(drive, work, args.minutes)
+        seconds = predict(colour, every, work / "pred_colour")
+        results["zero_shot_fov_colour"] = score(stare, names, work / "pred_colour") | {"seconds": seconds}
+        print(json.dumps(results["zero_shot_fov_colour"], indent=2), flush=True)
+
+    results["finetuned"] = {}
+    for k in [int(v) for v in args.ks.split(",")]:
+        draws = []
+        for d in range(args.draws):
+            rng = np.random.default_rng(1000 * k + d)
+            train = sorted(rng.choice(names, k, replace=False).tolist())
+            test = [n for n in names if n not in train]
+            folder = subset(stare, train, work / f"stare_k{k}_d{d}")
+            tuned = work / f"model_k{k}_d{d}"
+            t0 = time.perf_counter()
+            run(MEDSEG + ["train", str(folder), "--out", str(tuned), "--init-from", str(model), "--time-limit",
+                          f"{args.finetune_minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", str(d)])
+            train_seconds = time.perf_counter() - t0
+            pred = work / f"pred_k{k}_d{d}"
+            predict(tuned, images_of(stare, test, work / f"images_k{k}_d{d}"), pred)
+            draws.append(score(stare, test, pred) | {"train": train, "train_seconds": train_seconds})
+            print(k, d, json.dumps(draws[-1]), flush=True)
+        results["finetuned"][k] = draws
+    (work / "result.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    diameter = results["drive_fov_diameter"]
+    print(f"\nDRIVE test (inside its masks): {results['drive_test']}")
+    print("\n| STARE, DRIVE U-Net (inside the found FOV, mean over images) | images | AUC | F1 | accuracy | "
+          "sensitivity | specificity |\n|---|---|---|---|---|---|---|")
+    for key, label in (("zero_shot_native", "zero-shot, native size"),
+                       ("zero_shot_fov", f"zero-shot, FOV → DRIVE's {diameter:.0f} px" if diameter else "zero-shot, FOV"),
+                       ("zero_shot_fov_colour", "zero-shot, FOV + green histogram matched to DRIVE's")):
+        if key not in results:
+            continue
+        r = results[key]
+        print(f"| {label} | {r['images']} | {r['auc']:.4f} | {r['f1']:.4f} | {r['accuracy']:.4f} | "
+              f"{r['sensitivity']:.4f} | {r['specificity']:.4f} |")
+    for k, draws in results["finetuned"].items():
+        cells = []
+        for m in ("auc", "f1", "accuracy", "sensitivity", "specificity"):
+            values = [d[m] for d in draws]
+            cells.append(f"{np.mean(values):.4f} ({min(values):.4f}–{max(values):.4f})" if len(values) > 1
+                         else f"{values[0]:.4f}")
+        minutes = max(d["train_seconds"] for d in draws) / 60
+        print(f"| fine-tuned on k = {k} ({len(draws)} draw(s), ≤ {minutes:.1f} min incl. start-up) | "
+              f"{draws[0]['images']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ report brings the probabilities back to 496×768 (bilinear) and scores there. Th
    threshold (Youden), the sixth patient is classified — → AUC, sensitivity/specificity at the threshold,
    ECE, bootstrap 95 % CIs; next to the bare rule "predicted fluid area > 0";
 3. the CLI end to end on fold 0: `medseg train-classifier` (on the fold's 44 training B-scans, segmented
-   by the fold's model — in-sample tissue maps), `medseg predict-cascade --overlays` of the 22 held-out
-   B-scans, `medseg evaluate-classification`.
+   by the fold's model — in-sample tissue maps), `medseg predict CASCADE --report` (overlays) of the 22
+   held-out B-scans, `medseg evaluate PRED classes.csv`.
 """
 
 from __future__ import annotations
@@ -208,9 +208,9 @@ def cli_end_to_end(args: argparse.Namespace, truth: dict[str, int]) -> None:
     run(medseg + ["train-classifier", str(args.work / "fold0"), str(scaled_dataset(args.data, args.work, args.scale)),
                   "--labels", str(train_csv),
                   "--positive", "fluid", "--out", str(cls), "--overwrite", "--threads", "1"])
-    run(medseg + ["predict-cascade", str(cls), "-i", str(args.work / "images_fold0"), "-o", str(out), "--overlays",
-                  "--overwrite", "--threads", "1"])
-    run(medseg + ["evaluate-classification", str(out), "--labels", str(test_csv), "--out", str(args.work / "eval_fold0")])
+    run(medseg + ["predict", str(cls), "-i", str(args.work / "images_fold0"), "-o", str(out), "--report",
+                  "--overwrite", "--threads", "1", "--backend", "torch"])
+    run(medseg + ["evaluate", str(out), str(test_csv), "--out", str(args.work / "eval_fold0")])
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -60,6 +61,11 @@ class ModelConfig:
     ``tile_size``: the sliding-window tile the predictor uses by default (None: the patch size).
     ``postprocessing``: per-label steps applied to every prediction (see
     :func:`medseg.postprocessing.apply_steps`), kept after training where they raised validation Dice.
+    ``fov_diameter`` (fundus photographs): the training camera's field-of-view diameter in pixels; every
+    case is rescaled so that its FOV (found automatically when no ROI is given) has it, and predictions
+    come back at the input's size (see :class:`medseg.preprocessing.grid.GridLayout`).
+    ``lineage``: a fine-tuned model's source (``medseg train --init-from``): its folder, the SHA-256 of its
+    weights and of its config.json, its dataset, and the source's own lineage.
     """
 
     network: str
@@ -93,6 +99,8 @@ class ModelConfig:
     decision_threshold: float | None = None
     tile_size: list[int] | None = None
     postprocessing: list[dict[str, Any]] = field(default_factory=list)
+    fov_diameter: float | None = None
+    lineage: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -216,6 +224,29 @@ def load_rules(folder: str | Path) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise MedsegError("rules.json must hold a list of rules", path)
     return data
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """SHA-256 of a segmentation model folder's final weights (``model.safetensors``)."""
+    path = Path(folder) / WEIGHTS_NAME
+    if not path.is_file():
+        raise MedsegError(f"not a trained segmentation model (no {WEIGHTS_NAME})", folder)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def config_sha256(folder: str | Path) -> str:
+    """SHA-256 of a segmentation model's configuration (canonical JSON of config.json): its preprocessing,
+    labels and decision threshold decide the tissue maps as much as the weights do."""
+    path = Path(folder) / CONFIG_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MedsegError(f"not a segmentation model folder ({CONFIG_NAME}: {exc})", folder) from None
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def build_network(config: ModelConfig) -> nn.Module:

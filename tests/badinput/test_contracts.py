@@ -29,7 +29,9 @@ def test_jpeg_input_gets_a_lossless_png_label_map(world, tmp_path, capsys):
     assert main(["predict", world.model, "-i", tmp_path / "eye.jpg", "-o", tmp_path / "out"]) == 0
     err = capsys.readouterr().err
     assert "written as .png" in err and ".jpg is lossy" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eye.png", "lesions.json", "volumes.csv"]
+    # roi/: the field of view found in the photograph (a fundus model records its FOV)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eye.png", "lesions.json", "roi", "volumes.csv"]
+    assert [p.name for p in (tmp_path / "out" / "roi").iterdir()] == ["eye.png"]
     labels = read_image(tmp_path / "out" / "eye.png")
     assert set(np.unique(labels.array).tolist()) <= {0, 1}  # exact label values, no JPEG artefacts
     assert labels.spatial_shape == rgb.shape[:2]

@@ -1,5 +1,5 @@
 """The cascade end to end through the CLI on phantoms with / without a lesion (the right class is known):
-train → train-classifier → predict-cascade → evaluate-classification; and its bad inputs."""
+train → train-classifier → predict → evaluate; and its bad inputs."""
 
 import csv
 import json
@@ -80,7 +80,7 @@ def test_cascade_end_to_end(lesions, tmp_path, capsys, one_thread):
     (tmp_path / "models").rename(moved)
     seg, cls = moved / "seg", moved / "cls"
     out = tmp_path / "out"
-    assert main(["predict-cascade", str(cls), "-i", str(data / "imagesTs"), "-o", str(out), "--overlays",
+    assert main(["predict", str(cls), "-i", str(data / "imagesTs"), "-o", str(out), "--report",
                  "--threads", "1"]) == 0
     with open(out / "classification.csv", newline="") as fh:
         rows = {r["case"]: r for r in csv.DictReader(fh)}
@@ -91,8 +91,7 @@ def test_cascade_end_to_end(lesions, tmp_path, capsys, one_thread):
     assert json.loads((out / "classification.json").read_text())["cascade"]["positive_class"] == "lesion"
 
     test_classes = _write_classes(tmp_path / "test.csv", {k: v for k, v in classes.items() if k.startswith("q")})
-    assert main(["evaluate-classification", str(out), "--labels", str(test_classes), "--out", str(tmp_path / "eval"),
-                 "--bootstrap", "200"]) == 0
+    assert main(["evaluate", str(out), str(test_classes), "--out", str(tmp_path / "eval"), "--bootstrap", "200"]) == 0
     metrics = json.loads((tmp_path / "eval" / "classification_metrics.json").read_text())
     assert metrics["accuracy"] >= 5 / 6 and metrics["n"] == 6 and len(metrics["auc_ci"]) == 2
 
@@ -107,7 +106,7 @@ def test_cascade_end_to_end(lesions, tmp_path, capsys, one_thread):
     assert not (tmp_path / "o2").exists()
     # evaluation with a case that has no true class
     partial = _write_classes(tmp_path / "partial.csv", {"q00_scan0": "healthy"})
-    assert main(["evaluate-classification", str(out), "--labels", str(partial), "--out", str(tmp_path / "e2")]) == 1
+    assert main(["evaluate", str(out), str(partial), "--out", str(tmp_path / "e2")]) == 1
     assert "no true class" in " ".join(capsys.readouterr().err.split()) and not (tmp_path / "e2").exists()
 
 
@@ -148,6 +147,15 @@ def test_cascade_folder_is_bound_to_its_segmentation_model(lesions, tmp_path, on
     assert decision == "lesion" and p >= model.threshold
     with pytest.raises(MedsegError, match="not the ones the classifier"):
         CascadeModel.load(cls, other)
+    # the same model fine-tuned to another device (its lineage names these weights): the classifier is re-used
+    tuned = tmp_path / "tuned"
+    assert main(["train", str(data), "--out", str(tuned), "--init-from", str(seg), "--iterations", "1", "--threads",
+                 "1", "--no-progress"]) == 0
+    assert CascadeModel.load(cls, tuned).predictor.models[0].folder == tuned
+    out = tmp_path / "out_tuned"
+    assert main(["predict", str(cls), str(tuned), "-i", str(data / "imagesTs" / "q00_scan1_0000.png"), "-o", str(out),
+                 "--threads", "1"]) == 0
+    assert (out / "classification.csv").is_file()
     # a retrained (changed) segmentation model in the recorded place is refused as well
     import shutil
 
@@ -172,3 +180,50 @@ def test_cascade_folder_is_bound_to_its_segmentation_model(lesions, tmp_path, on
         from medseg.cascade.model import _refit, read_cascade
 
         _refit(cls, read_cascade(cls))
+
+
+def test_ordinary_commands_predict_and_evaluate_a_cascade(lesions, tmp_path, capsys, one_thread):
+    """`medseg predict CASCADE` writes label maps + classification.csv (probability, threshold, decision,
+    measurements); `medseg evaluate OUT classes.csv` scores it; `medseg evaluate OUT GT --classes` does both;
+    the older commands are aliases giving the same table."""
+    from medseg.cascade import fit_and_save
+
+    data, classes = lesions
+    seg = tmp_path / "seg"
+    assert _train(data, seg, 1) == 0
+    rng = np.random.default_rng(0)
+    from medseg.cascade import feature_names
+
+    names = feature_names({"background": 0, "lesion": 1}, 2, True)
+    table = {c: {f: float(rng.random() + (k == "lesion")) for f in names} for c, k in classes.items()
+             if c.startswith("p")}
+    cls = tmp_path / "cls"
+    fit_and_save(cls, seg, {"background": 0, "lesion": 1}, table, {c: classes[c] for c in table}, positive="lesion")
+    out, alias = tmp_path / "out", tmp_path / "alias"
+    assert main(["predict", str(cls), "-i", str(data / "imagesTs"), "-o", str(out), "--threads", "1"]) == 0
+    assert "cascade: lesion where P(lesion) >=" in " ".join(capsys.readouterr().err.split())
+    with open(out / "classification.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and {"probability_lesion", "threshold", "decision", "lesion_area"} <= set(rows[0])
+    assert all(r["decision"] == ("lesion" if float(r["probability_lesion"]) >= float(r["threshold"]) else "healthy")
+               for r in rows)
+    assert (out / "q00_scan0.png").is_file()
+    assert main(["predict-cascade", str(cls), "-i", str(data / "imagesTs"), "-o", str(alias), "--threads", "1"]) == 0
+    with open(alias / "classification.csv", newline="") as fh:  # eager PyTorch there, ONNX Runtime here
+        same = list(csv.DictReader(fh))
+    assert [r["decision"] for r in same] == [r["decision"] for r in rows]
+    assert np.allclose([float(r["probability_lesion"]) for r in same], [float(r["probability_lesion"]) for r in rows],
+                       atol=1e-4)
+    test_classes = _write_classes(tmp_path / "test.csv", {k: v for k, v in classes.items() if k.startswith("q")})
+    assert main(["evaluate", str(out), str(test_classes), "--out", str(tmp_path / "eval"), "--bootstrap", "50"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "classification_metrics.json").read_text())
+    assert metrics["n"] == 6 and {"auc", "ece", "sensitivity", "specificity", "confusion_matrix"} <= set(metrics)
+    both = tmp_path / "both"
+    assert main(["evaluate", str(out), str(data / "labelsTs"), "--classes", str(test_classes), "--out", str(both),
+                 "--bootstrap", "50"]) == 0
+    assert (both / "classification_metrics.json").is_file() and (both / "summary.json").is_file()
+    # an unfindable input: one line naming the file, nothing written
+    write_image(Image(np.zeros((1, 8, 8, 8), np.uint8)), tmp_path / "bad" / "vol.nii.gz")
+    capsys.readouterr()
+    assert main(["predict", str(cls), "-i", str(tmp_path / "bad"), "-o", str(tmp_path / "o3")]) == 1
+    assert "vol.nii.gz" in capsys.readouterr().err.replace("\n", "") and not (tmp_path / "o3").exists()

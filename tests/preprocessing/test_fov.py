@@ -5,7 +5,9 @@ import pytest
 
 from medseg.errors import MedsegError
 from medseg.metrics import dice
-from medseg.preprocessing.fov import find_fov, fit_fov_circle, fov_diameter, rescale_to_diameter, restore_size
+from medseg.image import Image
+from medseg.preprocessing.fov import aperture_diameter, find_fov, fit_fov_circle, fov_diameter, fov_spacing
+from medseg.preprocessing.grid import GridLayout, to_network_grid
 
 
 def fundus(shape=(180, 220), centre=(90, 110), radius=100, seed=0):
@@ -42,17 +44,33 @@ def test_diameter_survives_a_circle_cut_at_the_sides():
     assert fov_diameter(find_fov(rgb)) == pytest.approx(200, abs=4)
 
 
-def test_rescale_to_the_training_diameter_and_back():
+def test_the_grid_rescales_to_the_training_diameter_and_back():
+    """FOV normalisation is part of the case <-> network-grid transform: the network sees the recorded
+    diameter, results come back on the input's grid."""
     rgb, fov = fundus()
-    roi = find_fov(rgb)
-    out, out_roi, scale = rescale_to_diameter(rgb, roi, target_diameter=100)
-    assert scale == pytest.approx(0.5, abs=0.01)
-    assert out.shape == (3, round(180 * scale), round(220 * scale))
-    assert fov_diameter(out_roi) == pytest.approx(100, abs=3)
-    back = restore_size(out_roi.astype(np.uint8), roi.shape, order=0)
-    assert back.shape == roi.shape and back.dtype == np.uint8 and dice(back > 0, roi) > 0.98
-    probs = restore_size(np.stack([1 - out_roi, out_roi]).astype(np.float32), roi.shape)
-    assert probs.shape == (2,) + roi.shape and probs.dtype == np.float32
+    image = Image(rgb)
+    layout = GridLayout(({"name": "green_channel"},), None, False, None, fov_diameter=100.0)
+    case = to_network_grid(image, layout)  # no ROI: the FOV is found
+    assert case.image.spatial_shape == (round(180 / 2), round(220 / 2))
+    assert fov_diameter(find_fov(case.image.array)) == pytest.approx(100, abs=3)
+    assert case.probabilities_to_input(np.ones((2,) + case.image.spatial_shape)).shape == (2, 180, 220)
+    # the given ROI wins over the found FOV, and the label follows the image
+    label = image.with_array(fov[None].astype(np.uint8))
+    case = to_network_grid(image, layout, roi=label, label=label)
+    assert case.label.spatial_shape == case.image.spatial_shape == case.roi.spatial_shape
+    assert fov_diameter(case.roi.array[0] > 0) == pytest.approx(100, abs=3)
+    # an aperture within 2 % of the recorded diameter is left alone (the training camera's own images)
+    assert fov_spacing(fov, 201.0, (1.0, 1.0)) == (1.0, 1.0)
+    assert to_network_grid(image, GridLayout(fov_diameter=201.0)).image.spatial_shape == (180, 220)
+
+
+def test_aperture_diameter_only_for_circular_rois():
+    _, fov = fundus()
+    assert aperture_diameter(fov) == pytest.approx(200, abs=3)
+    assert aperture_diameter(np.ones((50, 60))) is None
+    square = np.zeros((60, 60), bool)
+    square[10:50, 10:50] = True
+    assert aperture_diameter(square) is None
 
 
 def test_blank_image_is_one_line_error():
@@ -91,3 +109,35 @@ def test_stare_image_fov(shared_data):
     yy, xx = np.mgrid[:roi.shape[0], :roi.shape[1]]
     disc = np.hypot(yy - cy, xx - cx) < radius
     assert (roi & ~disc).mean() < 0.005  # nothing outside the aperture
+
+
+@pytest.mark.data
+def test_stare_image_through_fov_normalisation(shared_data):
+    """A STARE photograph (no FOV mask) on the grid of a DRIVE model (aperture 537.7 px): its FOV is found,
+    the network sees DRIVE's diameter, and probabilities come back at STARE's 605 × 700."""
+    import gzip
+    import io
+
+    from PIL import Image as PILImage
+
+    from medseg.io import read_image
+
+    path = shared_data / "STARE" / "stare-images" / "im0001.ppm.gz"
+    if not path.is_file():
+        pytest.skip("STARE not found")
+    with gzip.open(path) as fh:
+        image = Image(np.moveaxis(np.asarray(PILImage.open(io.BytesIO(fh.read()))), -1, 0))
+    steps = ({"name": "green_channel"}, {"name": "clahe"}, {"name": "zscore", "mask": "roi"})
+    case = to_network_grid(image, GridLayout(steps, None, False, None, fov_diameter=537.7))
+    assert image.spatial_shape == (605, 700)
+    found = fov_diameter(find_fov(image.array))
+    assert 640 < found < 660  # STARE's aperture (BENCHMARKS.md: median 649.4 px)
+    zoom = 537.7 / found
+    assert case.image.spatial_shape == pytest.approx((605 * zoom, 700 * zoom), abs=1)
+    roi = case.roi.array[0] > 0
+    assert fov_diameter(roi) == pytest.approx(537.7, rel=0.01)
+    inside = case.image.array[0][roi]
+    assert abs(inside.mean()) < 0.05 and inside.std() == pytest.approx(1, abs=0.05)  # z-scored inside the FOV
+    back = case.probabilities_to_input(np.stack([1.0 - roi, roi]).astype(np.float32))
+    assert back.shape == (2, 605, 700)
+    assert dice(back[1] >= 0.5, find_fov(image.array)) > 0.99

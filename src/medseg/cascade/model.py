@@ -30,7 +30,6 @@ Examples
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -45,6 +44,7 @@ from medseg.cascade.features import segmentation_features
 from medseg.errors import MedsegError
 from medseg.fileutil import atomic_dir
 from medseg.image import Image
+from medseg.model_folder import config_sha256, weights_sha256  # noqa: F401 (re-exported)
 
 CASCADE_NAME = "cascade.json"
 FEATURES_NAME = "features.csv"
@@ -52,38 +52,27 @@ FORMAT_VERSION = 1
 REFIT_TOLERANCE = 1e-6
 
 
-def weights_sha256(folder: str | Path) -> str:
-    """SHA-256 of a segmentation model folder's final weights (``model.safetensors``)."""
-    from medseg.model_folder import WEIGHTS_NAME
+def descends_from(folder: Path, weights_sha: str) -> bool:
+    """Whether the model in ``folder`` was fine-tuned (``medseg train --init-from``, possibly over several
+    generations) from the model whose weights have SHA-256 ``weights_sha`` (its recorded lineage)."""
+    from medseg.model_folder import load_config
 
-    path = Path(folder) / WEIGHTS_NAME
-    if not path.is_file():
-        raise MedsegError(f"not a trained segmentation model (no {WEIGHTS_NAME})", folder)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def config_sha256(folder: str | Path) -> str:
-    """SHA-256 of a segmentation model's configuration (canonical JSON of config.json): its preprocessing,
-    labels and decision threshold decide the tissue maps as much as the weights do."""
-    from medseg.model_folder import CONFIG_NAME
-
-    path = Path(folder) / CONFIG_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MedsegError(f"not a segmentation model folder ({CONFIG_NAME}: {exc})", folder) from None
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+    lineage = load_config(folder).lineage
+    while lineage:
+        if lineage.get("weights_sha256") == weights_sha:
+            return True
+        lineage = lineage.get("source_lineage")
+    return False
 
 
 def check_segmentation_model(record: Mapping[str, Any], folder: Path, cascade_folder: Path | None = None) -> None:
     """Refuse a segmentation model whose weights or configuration are not the ones the classifier was
-    trained on."""
+    trained on — unless it is that model fine-tuned to another device (its lineage names those weights):
+    the tissue map means the same there, which is why the cascade's classifier reads it and not the scan."""
     actual = weights_sha256(folder)
     where = f" (trained on {record['path']})" if record.get("path") else ""
+    if actual != record["sha256"] and descends_from(folder, record["sha256"]):
+        return
     if actual != record["sha256"]:
         raise MedsegError(f"this segmentation model's weights (sha256 {actual[:12]}…) are not the ones the "
                           f"classifier {cascade_folder or ''} was trained on (sha256 {record['sha256'][:12]}…){where}; "

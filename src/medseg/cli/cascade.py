@@ -1,9 +1,10 @@
 """The cascade commands: segmentation → measurements → class.
 
 - ``medseg train-classifier SEG_MODEL DATASET --labels classes.csv --out CLS``
-- ``medseg predict-cascade CLS -i IN -o OUT``: label maps, class probability, decision with its threshold
-  and the measurements behind it (OUT/classification.csv and .json; ``--overlays`` PNGs)
-- ``medseg evaluate-classification OUT/classification.csv --labels classes.csv --out EVAL``
+- ``medseg predict CLS -i IN -o OUT`` (alias ``medseg predict-cascade``): label maps, class probability,
+  decision with its threshold and the measurements behind it (OUT/classification.csv and .json;
+  ``--report`` / ``--overlays`` PNGs)
+- ``medseg evaluate OUT classes.csv --out EVAL`` (alias ``medseg evaluate-classification``)
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from typing import List, Optional
 
 import typer
 
+from medseg.cascade.results import read_predictions
 from medseg.cli import app
 from medseg.cli._consoles import err, out as stdout_console
 from medseg.errors import MedsegError
 
 console = err
-CLASSIFICATION_CSV = "classification.csv"
-CLASSIFICATION_JSON = "classification.json"
 
 
 @app.command("train-classifier")
@@ -59,51 +59,6 @@ def train_classifier(
     console.print(f"decision: {record['decision']}; cascade written to {out}", highlight=False, markup=False)
 
 
-def _overlay(image, labels, text: str, path: Path) -> None:
-    """The input (first channel, or RGB) with the label map tinted over it and the decision as its title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from medseg.fileutil import atomic_path
-
-    array = np.asarray(image.array, dtype=np.float32)
-    label = np.asarray(labels.array[0])
-    if array.ndim == 4:  # 3D: the slice with the most foreground
-        z = int(np.argmax((label != 0).reshape(label.shape[0], -1).sum(1)))
-        array, label = array[:, z], label[z]
-    shown = np.moveaxis(array[:3], 0, -1) if array.shape[0] == 3 else array[0]
-    lower, upper = np.percentile(shown, (0.5, 99.5))
-    shown = np.clip((shown - lower) / max(upper - lower, 1e-6), 0, 1)
-    fig, ax = plt.subplots(figsize=(8, 8 * label.shape[0] / label.shape[1] + 0.6))
-    ax.imshow(shown, cmap="gray")
-    ax.imshow(np.ma.masked_equal(label, 0), cmap="autumn", alpha=0.5, interpolation="nearest")
-    ax.set_title(text, fontsize=10)
-    ax.axis("off")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _write_results(rows: list[dict], record: dict, folder: Path) -> None:
-    import csv
-    import io
-    import json
-
-    from medseg.fileutil import write_text_atomic
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(folder / CLASSIFICATION_CSV, buffer.getvalue())
-    summary = {"cascade": {k: record[k] for k in ("classes", "positive_class", "threshold", "decision")},
-               "classifier": record["classifier"]["name"], "cases": rows}
-    write_text_atomic(folder / CLASSIFICATION_JSON, json.dumps(summary, indent=2) + "\n")
-
-
 @app.command("predict-cascade")
 def predict_cascade(
     cascade: Path = typer.Argument(..., help="Cascade folder (from `medseg train-classifier`)."),
@@ -117,102 +72,24 @@ def predict_cascade(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
 ) -> None:
-    """Segment, measure and classify: label maps, class probability, decision with its threshold.
-
-    OUT/classification.csv has one row per case: the probability of the positive class, the threshold,
-    the decision and every measurement the classifier read.
+    """Alias of `medseg predict CASCADE -i IN -o OUT` (with --report for the overlays), kept for scripts.
 
     Example: medseg predict-cascade models/oct_referral -i scans/ -o results/ --overlays
     """
-    import time
-
-    from medseg.cascade import CascadeModel
-    from medseg.cli.predict import collect_inputs, output_extension, probabilities_for_evaluation
-    from medseg.io.probabilities import probabilities_extension, write_probabilities
-    from medseg.io import read_image, write_image
+    from medseg.cli.predict import predict_cascade_folder
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    model = CascadeModel.load(cascade, segmentation_model)
-    config = model.predictor.config
-    cases = collect_inputs(list(inputs), config.input_channels)
-    if not cases:
-        raise MedsegError("no input images found")
-    plan = []
-    for name, files in cases:
-        ext = output_extension(files[0])
-        targets = {"labels": output / f"{name}{ext}"}
-        if probabilities:
-            targets["probabilities"] = output / "probabilities" / f"{name}{probabilities_extension(ext, 1)}"
-        if overlays:
-            targets["overlay"] = output / "overlays" / f"{name}.png"
-        for t in list(targets.values()) + [output / CLASSIFICATION_CSV]:
-            if t.exists() and not overwrite:
-                raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        plan.append((name, files, targets))
-    output.mkdir(parents=True, exist_ok=True)
-    negative, positive = model.record["classes"]
-    rows = []
-    for i, (name, files, targets) in enumerate(plan, 1):
-        t0 = time.perf_counter()
-        image = read_image(files if len(files) > 1 else files[0])
-        try:
-            result = model.predict(image)
-        except MedsegError as exc:
-            if exc.path is not None:
-                raise
-            raise MedsegError(exc.message, files[0]) from None
-        write_image(result.label_map, targets["labels"])
-        if "probabilities" in targets and result.probabilities is not None:
-            write_probabilities(probabilities_for_evaluation(result.probabilities, config), targets["probabilities"])
-        text = f"{name}: P({positive}) = {result.probability:.3f} → {result.decision} (threshold {result.threshold:.3f})"
-        if "overlay" in targets:
-            _overlay(image, result.label_map, text, targets["overlay"])
-        rows.append({"case": name, f"probability_{positive}": round(result.probability, 6),
-                     "threshold": round(result.threshold, 6), "decision": result.decision,
-                     **{k: round(v, 6) for k, v in result.features.items()}})
-        _write_results(rows, model.record, output)  # rewritten after every case: an interrupted run keeps its rows
-        console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s)", highlight=False, markup=False)
+    predict_cascade_folder(cascade, inputs, output, segmentation_model=segmentation_model, probabilities=probabilities,
+                           overlays=overlays, overwrite=overwrite)
 
 
-def read_predictions(path: Path) -> tuple[dict[str, float], float, str]:
-    """Case → positive-class probability, the threshold and the positive class, from a classification.csv."""
-    import csv
-
-    if path.is_dir():
-        path = path / CLASSIFICATION_CSV
-    if not path.is_file():
-        raise MedsegError(f"no {CLASSIFICATION_CSV} found", path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    columns = [c for c in (rows[0] if rows else {}) if c.startswith("probability_")]
-    if not rows or not columns or "threshold" not in rows[0]:
-        raise MedsegError("not a classification table (columns case, probability_<class>, threshold)", path)
-    try:
-        probs = {r["case"]: float(r[columns[0]]) for r in rows}
-        thresholds = {float(r["threshold"]) for r in rows}
-    except ValueError as exc:
-        raise MedsegError(f"unreadable number: {exc}", path) from None
-    if len(thresholds) != 1:
-        raise MedsegError("the table mixes several thresholds", path)
-    return probs, thresholds.pop(), columns[0].removeprefix("probability_")
-
-
-@app.command("evaluate-classification")
-def evaluate_classification(
-    predictions: Path = typer.Argument(..., help="classification.csv of `medseg predict-cascade` (or its folder)."),
-    labels: Path = typer.Option(..., "--labels", help="True class per case: CSV case,class or JSON \"classes\"."),
-    out: Path = typer.Option(..., "--out", help="Output folder for classification_metrics.json."),
-    bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Bootstrap resamples of the confidence intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-) -> None:
-    """AUC, accuracy, sensitivity/specificity at the cascade's threshold, confusion matrix, calibration
-    (ECE, reliability table), each with a bootstrap 95 % confidence interval.
-
-    Example: medseg evaluate-classification results/ --labels test_classes.csv --out eval/
-    """
+def evaluate_classes(predictions: Path, labels: Path, out: Path, *, bootstrap: int = 2000, seed: int = 0) -> dict:
+    """What ``medseg evaluate PRED classes.csv`` does for a cascade's classification.csv: AUC, accuracy,
+    sensitivity/specificity at the cascade's threshold, confusion matrix, calibration (ECE, reliability
+    table), bootstrap 95 % confidence intervals; written to OUT/classification_metrics.json and printed."""
     import json
 
     import numpy as np
@@ -250,3 +127,19 @@ def evaluate_classification(
     stdout_console.print(table)
     console.print(f"confusion matrix (rows true, columns decided): TN {tn}  FP {fp} / FN {fn}  TP {tp}; "
                   f"written to {out / 'classification_metrics.json'}", highlight=False, markup=False)
+    return metrics
+
+
+@app.command("evaluate-classification")
+def evaluate_classification(
+    predictions: Path = typer.Argument(..., help="classification.csv of `medseg predict CASCADE` (or its folder)."),
+    labels: Path = typer.Option(..., "--labels", help="True class per case: CSV case,class or JSON \"classes\"."),
+    out: Path = typer.Option(..., "--out", help="Output folder for classification_metrics.json."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Bootstrap resamples of the confidence intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """Alias of `medseg evaluate PRED classes.csv --out EVAL`, kept for scripts.
+
+    Example: medseg evaluate-classification results/ --labels test_classes.csv --out eval/
+    """
+    evaluate_classes(predictions, labels, out, bootstrap=bootstrap, seed=seed)

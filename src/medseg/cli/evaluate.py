@@ -27,8 +27,9 @@ def _parse_pairs(items: list[str] | None, option: str, many: bool) -> dict:
 
 @app.command()
 def evaluate(
-    pred: Path = typer.Argument(..., help="Folder of predicted label maps."),
-    gt: Path = typer.Argument(..., help="Folder of ground-truth label maps (spacing is taken from these)."),
+    pred: Path = typer.Argument(..., help="Folder of predicted label maps (a cascade's output: with classification.csv)."),
+    gt: Path = typer.Argument(..., help="Folder of ground-truth label maps (spacing is taken from these), or a class "
+                              "file (CSV case,class or JSON \"classes\") to evaluate a cascade's classification only."),
     out: Path = typer.Option(..., "--out", help="Output folder for per_case.csv, summary.json and reports."),
     roi: Optional[Path] = typer.Option(None, "--roi", help="Folder of region-of-interest masks (same names)."),
     probabilities: Optional[Path] = typer.Option(
@@ -44,12 +45,20 @@ def evaluate(
     workers: int = typer.Option(2, "--workers", min=1, help="Cases evaluated in parallel."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of the input images: adds cases.html, one "
                                           "row per case with a thumbnail (prediction over the image, reference outlined)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="True class per case (CSV case,class or JSON "
+                                           "\"classes\"): also evaluate the cascade's classification.csv in PRED."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Classification: bootstrap resamples of the "
+                                  "confidence intervals."),
     convention: str = typer.Option("auto", "--convention", help="Empty-mask scoring: medseg (one side empty -> "
                                    "distances inf), brats (Dice 0 / HD95 373.13 mm), auto (brats when the dataset.json declares regions)."),
 ) -> None:
-    """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs).
+    """Evaluate predictions against ground truth: overlap, HD95, ASSD, NSD, volumes (and AUCs); a cascade's
+    classification (AUC, sensitivity/specificity at its threshold, confusion matrix, calibration, bootstrap
+    CIs) when GT is a class file or --classes is given.
 
     Example: medseg evaluate predictions/ data/drive/labelsTs --out reports/drive --labels vessel=1
+
+    Example: medseg evaluate cascade_results/ classes.csv --out reports/referral
     """
     import math
 
@@ -61,6 +70,13 @@ def evaluate(
     from medseg.metrics.evaluator import evaluate_folders
 
     check_number(nsd_tolerance, "--nsd-tolerance", lower=0)
+    if gt.is_file() or classes is not None:  # a cascade's classification (AUC, calibration, CIs)
+        from medseg.cli.cascade import evaluate_classes
+
+        check_outputs([out], [p for p in (pred, gt, classes) if p is not None], "--out")
+        evaluate_classes(pred, classes or gt, out, bootstrap=bootstrap)
+        if gt.is_file():
+            return
     check_outputs([out], [p for p in (pred, gt, roi, probabilities) if p is not None], "--out")
     for folder, option in ((pred, "PRED"), (gt, "GT"), (roi, "--roi"), (probabilities, "--probabilities")):
         if folder is not None and not folder.is_dir():

@@ -1,7 +1,8 @@
 """``medseg predict MODEL [MODEL...] -i INPUT [INPUT...] -o OUTDIR``: label maps in the inputs' own format
 and geometry; several model folders are ensembled (probabilities averaged). OUTDIR/volumes.csv lists the
 size of every predicted label (mL in 3D, mm² in 2D), OUTDIR/lesions.json its connected components;
-``--report`` adds a clinical report per case (HTML and PDF)."""
+``--report`` adds a clinical report per case (HTML and PDF). ``medseg predict CASCADE [SEG_MODEL]`` runs a
+cascade (segmentation → measurements → class, OUTDIR/classification.csv)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,10 @@ def predict(
     shard: str = typer.Option(None, "--shard", help="I/N: predict only shard I of N (1 <= I <= N) of the cases, "
                               "sorted by name and dealt round-robin: N array jobs together predict every case once "
                               "(volumes in OUTDIR/volumes.shard-I-of-N.csv)."),
+    fov_normalisation: bool = typer.Option(True, "--fov-normalisation/--no-fov-normalisation", help="Models with a "
+                                           "recorded field-of-view diameter (fundus): find each image's FOV (or use "
+                                           "--roi), rescale it to the training camera's diameter, return outputs at "
+                                           "the input's size (default); off: predict at the native size (FOV still found)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes sharing the cores (--threads or all), each "
                                 "with its own copy of the model; outputs are identical to a single process run with "
                                 "the same threads per process."),
@@ -181,9 +186,13 @@ def predict(
 
     Outputs keep the input's format, size, spacing, origin and direction; a DICOM series folder gives a
     DICOM SEG (CASE.seg.dcm) referencing it. --shard I/N and --workers K split the cases over array jobs
-    and over processes.
+    and over processes. A model with a recorded field of view (fundus) sees every photograph at its
+    training camera's FOV diameter; the FOV found in it is written to OUTDIR/roi/ (for `medseg evaluate --roi`). A cascade folder (`medseg train-classifier`) also writes
+    OUTDIR/classification.csv: class probability, decision with its threshold, the measurements behind it.
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
+
+    Example: medseg predict cascade_folder -i scans/ -o results/ --report
     """
     from functools import partial
 
@@ -209,7 +218,8 @@ def predict(
     positional = list(models) + extra
     from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
 
-    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)]
+    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)
+                  or is_cascade_folder(p)]
     inputs = list(inputs) + [p for p in positional if p not in model_dirs]
     if not model_dirs:
         raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
@@ -223,7 +233,17 @@ def predict(
     predictor_options = dict(checkpoint=checkpoint, backend=backend, tta=tta_choice(tta, tta_axes),
                              largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                              tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast,
-                             postprocessing=postprocessing)
+                             postprocessing=postprocessing, fov_normalisation=fov_normalisation)
+    if any(is_cascade_folder(p) for p in model_dirs):  # segmentation → measurements → class (medseg.cascade)
+        cascades = [p for p in model_dirs if is_cascade_folder(p)]
+        others = [p for p in model_dirs if not is_cascade_folder(p)]
+        if len(cascades) > 1 or len(others) > 1 or roi or shard or workers != 1 or output_format != "auto":
+            raise MedsegError("a cascade folder predicts with its own segmentation model or one fine-tuned from it "
+                              "(CASCADE [SEG_MODEL]; no ensemble, --roi, --shard, --workers or --format)", cascades[0])
+        _print_fov_rule(others[0] if others else cascades[0], fov_normalisation)
+        predict_cascade_folder(cascades[0], inputs, output, segmentation_model=others[0] if others else None,
+                               probabilities=probabilities, overlays=report, overwrite=overwrite, **predictor_options)
+        return
     if any(is_localise_folder(p) for p in model_dirs):  # a coarse + fine pair (localise.json)
         if len(model_dirs) > 1 or probabilities:
             raise MedsegError("a localise-then-segment folder predicts labels alone (no ensemble, no --probabilities)",
@@ -237,6 +257,7 @@ def predict(
         from medseg.planning.training_rules import describe
 
         console.print(describe(auto_backend(predictor.config.spatial_dims)), highlight=False, soft_wrap=True)
+    _print_fov_rule(predictor.config, fov_normalisation)
     if getattr(predictor, "postprocessing", None):
         from medseg.planning.training_rules import describe_steps
 
@@ -259,6 +280,7 @@ def predict(
     if codes is not None:
         load_segment_codes(codes)  # a malformed code file stops the run here
     plan = []
+    finds_fov = bool(getattr(predictor.config, "fov_diameter", None))
     for name, files in cases:
         ext = output_extension(files[0])
         as_seg = writes_dicom_seg(output_format, files[0])
@@ -268,22 +290,103 @@ def predict(
         prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
         report_target = output / f"{name}_report.html" if report else None
-        for t in (target, prob_target, report_target, pdf_path(report_target) if report else None):
+        # the field of view found in a fundus photograph is written beside it, for `medseg evaluate --roi`
+        fov_target = output / "roi" / f"{name}{ext}" if finds_fov and name not in roi_paths else None
+        for t in (target, prob_target, report_target, pdf_path(report_target) if report else None, fov_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs}
+        extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs,
+                  "fov": fov_target}
         plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes, extras))
 
     note = label_format_note(plan[0][1][0])
     if note:
         console.print(note, highlight=False)
-    prepare_output_folder(output, probabilities)
+    prepare_output_folder(output, probabilities, "roi" if finds_fov else None)
     lesions_path = output / (shard_file_name(LESIONS_NAME, *parse_shard(shard)) if shard else LESIONS_NAME)
     for i, (rows, line, found) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
                                                       workers=workers, threads=threads), start=1):
         write_volumes(rows, volumes_path)  # rewritten atomically after every case
         write_lesions([found], lesions_path)
         console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
+
+
+def is_cascade_folder(path: Path) -> bool:
+    """Whether ``path`` is a cascade folder (``medseg train-classifier``'s output)."""
+    from medseg.cascade.model import CASCADE_NAME
+
+    return (Path(path) / CASCADE_NAME).is_file()
+
+
+def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, segmentation_model: Path | None = None,
+                           probabilities: bool = False, overlays: bool = False, overwrite: bool = False,
+                           **predictor_options) -> None:
+    """What ``medseg predict CASCADE`` does: per case the label map, the class probability, the decision with
+    its threshold and the measurements behind it (OUT/classification.csv and .json), optionally the
+    probability maps and an overlay PNG; every output is checked before any work."""
+    import time
+
+    from medseg.cascade import CascadeModel
+    from medseg.cascade.results import CLASSIFICATION_CSV, result_row, write_overlay, write_results
+    from medseg.io.probabilities import probabilities_extension, write_probabilities
+    from medseg.io import read_image, write_image
+
+    model = CascadeModel.load(cascade, segmentation_model, **predictor_options)
+    config = model.predictor.config
+    cases = collect_inputs(list(inputs), config.input_channels)
+    if not cases:
+        raise MedsegError("no input images found")
+    plan = []
+    for name, files in cases:
+        ext = output_extension(files[0])
+        targets = {"labels": output / f"{name}{ext}"}
+        if probabilities:
+            targets["probabilities"] = output / "probabilities" / f"{name}{probabilities_extension(ext, 1)}"
+        if overlays:
+            targets["overlay"] = output / "overlays" / f"{name}.png"
+        for t in list(targets.values()) + [output / CLASSIFICATION_CSV]:
+            if t.exists() and not overwrite:
+                raise MedsegError("output file exists; pass --overwrite to replace it", t)
+        plan.append((name, files, targets))
+    negative, positive = model.record["classes"]
+    console.print(f"cascade: {model.record['decision']} ({model.record['classifier']['name']} on "
+                  f"{len(model.record['features'])} measurements of the tissue map)", highlight=False, markup=False)
+    rows = []
+    for i, (name, files, targets) in enumerate(plan, 1):
+        t0 = time.perf_counter()
+        image = read_image(files if len(files) > 1 else files[0])
+        try:
+            result = model.predict(image)
+        except MedsegError as exc:
+            if exc.path is not None:
+                raise
+            raise MedsegError(exc.message, files[0]) from None
+        output.mkdir(parents=True, exist_ok=True)
+        write_image(result.label_map, targets["labels"])
+        if "probabilities" in targets and result.probabilities is not None:
+            write_probabilities(probabilities_for_evaluation(result.probabilities, config), targets["probabilities"])
+        text = f"{name}: P({positive}) = {result.probability:.3f} → {result.decision} (threshold {result.threshold:.3f})"
+        if "overlay" in targets:
+            write_overlay(image, result.label_map, text, targets["overlay"])
+        rows.append(result_row(name, result, positive))
+        write_results(rows, model.record, output)  # rewritten after every case: an interrupted run keeps its rows
+        console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s)", highlight=False, markup=False)
+
+
+def _print_fov_rule(model, enabled: bool) -> None:
+    """The field-of-view rule of a model with a recorded FOV diameter (a config, or a cascade's folder)."""
+    from medseg.planning.device_rules import rule_fov_prediction
+    from medseg.planning.training_rules import describe
+
+    if isinstance(model, Path):
+        from medseg.cascade import read_cascade
+        from medseg.model_folder import CONFIG_NAME, load_config
+
+        model = load_config(model if (model / CONFIG_NAME).is_file()
+                            else model / read_cascade(model)["segmentation_model"]["path"])
+    rule = rule_fov_prediction(getattr(model, "fov_diameter", None), enabled)
+    if rule is not None:
+        console.print(describe(rule), highlight=False, soft_wrap=True)
 
 
 def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
@@ -307,12 +410,18 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
     image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
     roi_image: Image | None = read_label_map(roi_path, "roi") if roi_path is not None else None
     try:
+        if extras.get("fov") is not None:  # found once here, so that it can be written (medseg.preprocessing.fov)
+            from medseg.preprocessing.fov import fov_roi
+
+            roi_image = fov_roi(image)
         labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
     except MedsegError as exc:
         if exc.path is not None:
             raise
         raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
     try:
+        if extras.get("fov") is not None:
+            write_image(roi_image, extras["fov"])
         if prob_target is not None and probs is not None:
             write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
         if as_seg:
@@ -320,8 +429,9 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
         else:
             write_image(labels, target)
     except BaseException:
-        if prob_target is not None:
-            prob_target.unlink(missing_ok=True)  # no half-finished case is left behind
+        for partial in (prob_target, extras.get("fov")):
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # no half-finished case is left behind
         raise
     rows = label_volumes(labels, predictor.config, name)
     if extras["spacing_unknown"]:

@@ -175,6 +175,13 @@ def train(
                                         "(and its batch-norm statistics) stays fixed."),
     unfreeze_schedule: str = typer.Option(None, "--unfreeze-schedule", help="Staged unfreezing, ITERATION:TARGET "
                                           "pairs, e.g. '0:decoder,500:encoder.layer4,1000:all'."),
+    init_from: Path = typer.Option(None, "--init-from", help="Fine-tune: start from this trained model folder "
+                                   "(its network, weights, preprocessing, labels and field-of-view normalisation); "
+                                   "the fine-tuning rules set the defaults (lower learning rate, 5 minutes, no "
+                                   "validation below 6 cases) and the lineage is recorded."),
+    fov_diameter: str = typer.Option(None, "--fov-diameter", help="Fundus photographs: the training camera's "
+                                     "field-of-view diameter to record (pixels), or 'none' (default: measured on the "
+                                     "training ROIs of colour photographs)."),
     labeled: str = typer.Option(None, "--labeled", help="Semi-supervised: the labelled training cases, a number N "
                                 "(drawn with --seed) or comma-separated names; the other training cases (and those "
                                 "without a label file) are used without labels."),
@@ -198,6 +205,8 @@ def train(
     iterations; --resume continues.
 
     Example: medseg train data/drive --out models/drive --time-limit 20m --val-cases drive_39,drive_40
+
+    Fine-tuning on a new device: medseg train data/stare5 --out models/stare --init-from models/drive
     """
     from medseg.training.config import TrainingConfig, parse_duration, parse_size, parse_unfreeze_schedule
     from medseg.training.loop import train as run
@@ -225,6 +234,7 @@ def train(
         encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule),
         semi_supervised=_semi_supervised(labeled, unlabeled, semi_supervised, ssl_option),
+        init_from=str(init_from) if init_from else None, fov_diameter=fov_diameter,
     )
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

@@ -314,12 +314,17 @@ class Predictor:
     fast : float, optional
         Predict on a grid ``fast`` times coarser in-plane than the model's (see :func:`fast_spacing` and the
         module docstring for the accuracy / speed trade-off); the output stays on the input grid.
+    fov_normalisation : bool
+        Models with a recorded field-of-view diameter (fundus photographs): find each image's FOV (or use
+        the given ROI), rescale so that it has the training camera's diameter, and return outputs at the
+        input's size; labels outside the FOV are background. False: predict at the native size (the FOV is
+        still found, or the ROI used, for the intensity statistics and the background outside it).
     """
 
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
                  tta: bool | Sequence[int] = False,
                  batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None,
-                 fast: float | None = None, postprocessing: bool = True):
+                 fast: float | None = None, postprocessing: bool = True, fov_normalisation: bool = True):
         if not models:
             raise MedsegError("a predictor needs at least one model")
         self.models = list(models)
@@ -330,6 +335,7 @@ class Predictor:
         self.tta = tta if isinstance(tta, bool) else tuple(int(a) for a in tta)
         self.batch_size = batch_size
         self.largest_component = largest_component
+        self.fov_normalisation = bool(fov_normalisation)
         self.postprocessing = ensemble_postprocessing([m.config for m in self.models]) if postprocessing else []
         from medseg.inference.ensemble import ensemble_threshold
 
@@ -412,7 +418,10 @@ class Predictor:
         if self.fast:
             # the coarse grid is relative to the preprocessed image's spacing (intensity steps keep it)
             spacing = fast_spacing(spacing if spacing is not None else image.spacing, self.fast, cfg.slice_axis)
-        grid = to_network_grid(image, GridLayout.of(cfg), roi=roi, spacing=spacing, keep_roi=False,
+        layout = GridLayout.of(cfg)
+        if not self.fov_normalisation:
+            layout = replace(layout, fov_diameter=None)
+        grid = to_network_grid(image, layout, roi=roi, spacing=spacing, keep_roi=False,
                                before_resampling=lambda pre, target: self._check_memory(pre, target, cfg))
         if not grid.resampled:
             self._check_memory(grid.image, None, cfg)
@@ -459,6 +468,12 @@ class Predictor:
         """
         self._check_input(image, roi)
         cfg = self.config
+        if roi is None and any(m.config.fov_diameter for m in self.models):
+            from medseg.preprocessing.fov import fov_roi
+
+            # found once: the rescaling, the intensity statistics and the background outside it (also at
+            # the native size: statistics over the black surround would be another input distribution)
+            roi = fov_roi(image)
         want_probs = probabilities or len(self.models) > 1
         total = None
         with torch.inference_mode():

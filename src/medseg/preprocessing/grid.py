@@ -110,19 +110,25 @@ class GridLayout:
         Crop to the bounding box of the non-zero voxels first.
     resampling : dict, optional
         A plan's ``{"image_order": 3, "label": "linear"|"nearest"}``.
+    fov_diameter : float, optional
+        Fundus photographs: the training camera's field-of-view diameter (pixels on the network grid).
+        Each case's FOV (its ROI, else found, :func:`medseg.preprocessing.fov.find_fov`) is brought to this
+        diameter by the resampling step (:func:`medseg.preprocessing.fov.fov_spacing`), before anything else.
     """
 
     preprocessing: tuple = ()
     target_spacing: tuple[float, ...] | None = None
     crop_to_nonzero: bool = False
     resampling: dict[str, Any] | None = None
+    fov_diameter: float | None = None
 
     @classmethod
     def of(cls, config: Any) -> "GridLayout":
         """The layout recorded in a model configuration (anything with the four attributes)."""
         spacing = config.target_spacing
+        fov = getattr(config, "fov_diameter", None)
         return cls(tuple(config.preprocessing or ()), tuple(float(v) for v in spacing) if spacing is not None else None,
-                   bool(config.crop_to_nonzero), config.resampling)
+                   bool(config.crop_to_nonzero), config.resampling, float(fov) if fov else None)
 
     @property
     def image_order(self) -> int:
@@ -247,6 +253,9 @@ def to_network_grid(
     ((2, 2), (2, 4, 4))
     """
     full_shape = image.spatial_shape
+    target = spacing if spacing is not None else layout.target_spacing
+    if layout.fov_diameter is not None:
+        image, roi, label, target = _fov_normalised(image, roi, label, layout, target)
     bbox = None
     if layout.crop_to_nonzero:
         from medseg.preprocessing.crop import crop_image, crop_to_nonzero
@@ -255,7 +264,6 @@ def to_network_grid(
         roi = crop_image(roi, bbox) if roi is not None else None
     source = image
     pre = preprocess_image(image, list(layout.preprocessing), None, roi)
-    target = spacing if spacing is not None else layout.target_spacing
     if target is not None and not np.allclose(pre.spacing, target, rtol=SPACING_RTOL):
         if before_resampling is not None:
             before_resampling(pre, tuple(float(v) for v in target))
@@ -267,3 +275,22 @@ def to_network_grid(
             label = resample_label(label, pre, method=(layout.resampling or {}).get("label", "linear"))
         roi = resample_label(roi, pre, method="nearest") if roi is not None and keep_roi else None
     return GridCase(pre, label, roi, source, bbox, tuple(full_shape))
+
+
+def _fov_normalised(image: Image, roi: Image | None, label: Image | None, layout: GridLayout,
+                    target: Sequence[float] | None) -> tuple[Image, Image, Image | None, tuple[float, ...]]:
+    """The case with the spacing that brings its field of view to ``layout.fov_diameter`` on the network
+    grid (the ROI is the FOV; found in the image when there is none), and the grid's spacing."""
+    from dataclasses import replace
+
+    from medseg.preprocessing.fov import fov_roi, fov_spacing
+
+    if image.spatial_dims != 2:
+        raise MedsegError(f"field-of-view normalisation is for 2D photographs; the image is {image.spatial_dims}D")
+    if roi is None:
+        roi = fov_roi(image)
+    unit = tuple(layout.target_spacing) if layout.target_spacing is not None else tuple(image.spacing)
+    nominal = fov_spacing(np.asarray(roi.array[0]) != 0, layout.fov_diameter, unit)
+    image, roi = replace(image, spacing=nominal), replace(roi, spacing=nominal)
+    label = replace(label, spacing=nominal) if label is not None else None
+    return image, roi, label, tuple(target) if target is not None else unit

@@ -96,6 +96,13 @@ class TrainingConfig:
     weight_average : float or None
         Decay of an exponential moving average of the weights (e.g. 0.999), which is then what is
         validated, saved and predicted with (see :mod:`medseg.training.averaging`); None = the last weights.
+    init_from : str or None
+        Fine-tuning: a trained model folder whose network, weights, preprocessing, labels, patch size and
+        field-of-view normalisation the run starts from (``--init-from``); the fine-tuning rules of
+        :mod:`medseg.planning.device_rules` then decide the defaults. Recorded as the model's lineage.
+    fov_diameter : float, "none" or None
+        Fundus photographs: the training camera's FOV diameter to record (pixels), "none" for no FOV
+        normalisation; None: the field-of-view rule (measured on the training ROIs of colour photographs).
     semi_supervised : dict or None
         Semi-supervised training: the fields of
         :class:`medseg.training.semi_supervised.SemiSupervisedSettings` (method, labelled and unlabelled
@@ -138,6 +145,8 @@ class TrainingConfig:
     memory_format: str = "auto"
     weight_average: float | None = None
     semi_supervised: dict[str, Any] | None = None
+    init_from: str | None = None
+    fov_diameter: float | str | None = None
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -170,6 +179,14 @@ class TrainingConfig:
         if self.decision_threshold is not None and str(self.decision_threshold) != "argmax" and not (
                 isinstance(self.decision_threshold, (int, float)) and 0.0 < float(self.decision_threshold) < 1.0):
             raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
+        if self.fov_diameter is not None and str(self.fov_diameter).lower() != "none":
+            try:
+                self.fov_diameter = float(self.fov_diameter)
+            except ValueError:
+                raise MedsegError(f"the FOV diameter must be a number of pixels or 'none', not {self.fov_diameter!r}") \
+                    from None
+            if not self.fov_diameter > 0:
+                raise MedsegError(f"the FOV diameter must be positive, not {self.fov_diameter}")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 

@@ -62,10 +62,12 @@ def prepare_case(
     seed: int = 0,
     crop_to_nonzero: bool = False,
     resampling: dict[str, Any] | None = None,
+    fov_diameter: float | None = None,
 ) -> PreparedCase:
     """Read, (crop,) preprocess, resample and encode one dataset case (see :class:`medseg.datasets.Case`).
 
-    ``resampling``: a plan's ``{"image_order": 3, "label": "linear"|"nearest"}``.
+    ``resampling``: a plan's ``{"image_order": 3, "label": "linear"|"nearest"}``; ``fov_diameter``: see
+    :class:`medseg.preprocessing.grid.GridLayout`.
     """
     image = case.read_image()
     label = case.read_label()
@@ -88,8 +90,13 @@ def prepare_case(
                      "choose a coarser target_spacing in plan.json, or crop the images", case.image_paths[0])
 
     layout = GridLayout(tuple(steps), tuple(target_spacing) if target_spacing is not None else None,
-                        crop_to_nonzero, resampling)
-    grid = to_network_grid(image, layout, roi=roi, label=label, before_resampling=check)
+                        crop_to_nonzero, resampling, fov_diameter)
+    try:
+        grid = to_network_grid(image, layout, roi=roi, label=label, before_resampling=check)
+    except MedsegError as exc:
+        if exc.path is not None:
+            raise
+        raise MedsegError(f"case '{case.name}': {exc.message}", case.image_paths[0]) from None
     pre, label, roi = grid.image, grid.label, grid.roi
     array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
     encoded = mapping.encode(label.array, f"label of case '{case.name}'")

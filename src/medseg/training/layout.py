@@ -52,10 +52,12 @@ class DataLayout:
     slice_axis: int | None
     crop_to_nonzero: bool
     resampling: dict[str, Any] | None
+    fov_diameter: float | None = None
 
     @classmethod
     def from_model_config(cls, c: ModelConfig) -> "DataLayout":
-        return cls(c.preprocessing, c.target_spacing, c.spatial_dims, c.slice_axis, c.crop_to_nonzero, c.resampling)
+        return cls(c.preprocessing, c.target_spacing, c.spatial_dims, c.slice_axis, c.crop_to_nonzero, c.resampling,
+                   c.fov_diameter)
 
     @property
     def grid(self) -> GridLayout:

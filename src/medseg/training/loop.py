@@ -146,7 +146,8 @@ def train(
         if first is None:
             raise MedsegError("the dataset has no cases", dataset.root)
         has_roi = any(c.roi_path is not None for c in dataset.cases)
-        automatic, planning_seconds = plan is None, None
+        # a fine-tuned model keeps its source's preprocessing: nothing to plan
+        automatic, planning_seconds = plan is None and not options.init_from, None
         if automatic:
             plan_dict, planning_seconds = _plan_automatically(dataset, options, configuration, first.spatial_dims,
                                                               check, console)
@@ -158,8 +159,15 @@ def train(
             raise MedsegError(f"the plan was made for {planned_dims}D images but this dataset's images are "
                               f"{first.spatial_dims}D; plan this dataset with `medseg plan`",
                               plan if isinstance(plan, (str, Path)) else dataset.root)
-        start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases,
-                          automatic_plan=automatic, planning_seconds=planning_seconds)
+        if options.init_from:  # fine-tuning a trained model folder (medseg.training.finetune)
+            from medseg.training.finetune import load_source, start_finetuning
+
+            source = load_source(options.init_from, dataset, first, out)
+            start = start_finetuning(dataset, options, source, plan=plan_dict, preprocessing=preprocessing, fold=fold,
+                                     val_cases=val_cases)
+        else:
+            start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases,
+                              automatic_plan=automatic, planning_seconds=planning_seconds)
         start = _set_apart_unlabeled(dataset, start, val_cases)
         spec, model_config, seed, threads = None, None, options.seed, options.threads
     if check:  # after the cheap argument checks, before any training
@@ -248,13 +256,14 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     options = (spec or start).config
 
     cache_dir = out / "cache" if options.cache == "mmap" else None
-    out.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, PreparedCase] = {}
     for i, name in enumerate(names):
         prepared[name] = prepare_case(dataset.case(name), layout.preprocessing, mapping,
                                       target_spacing=layout.target_spacing, dtype=options.cache_dtype,
                                       cache_dir=cache_dir, seed=options.seed + i,
-                                      crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling)
+                                      crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
+                                      fov_diameter=layout.fov_diameter)
+    out.mkdir(parents=True, exist_ok=True)  # after the cases: a case that cannot be prepared leaves nothing
     train_names, val_names = (spec or start).train_names, (spec or start).val_names
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
@@ -293,6 +302,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
             mirror_axes=mirror_axes, overlap=0.5, augmentation=config.augmentation, training=config.to_dict(),
             dataset=dataset.name, train_cases=list(train_names), val_cases=list(val_names),
             tile_size=list(spec.tile_size) if spec.tile_size else None,
+            fov_diameter=layout.fov_diameter, lineage=(spec.rule("init_from").value if spec.rule("init_from") else None),
         )
         for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv", PRUNING_NAME, RULES_NAME):
             (out / stale).unlink(missing_ok=True)
@@ -533,9 +543,14 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
                       + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
                                   for r in choice["levels"]), highlight=False)
-    if val_cases or not resume:
-        model_config, chosen = choose_after_training(predicting, val_cases, model_config, config, spec.structure,
-                                                     config.val_overlap)
+    if val_cases or not resume or config.init_from:
+        if not val_cases and config.init_from:  # fine-tuning on every case: the source model's choices
+            from medseg.training.finetune import inherited_choices
+
+            model_config, chosen = inherited_choices(config, model_config)
+        else:
+            model_config, chosen = choose_after_training(predicting, val_cases, model_config, config,
+                                                         spec.structure, config.val_overlap)
         save_config(out, model_config)
         recorded_rules = [r for r in load_rules(out) if r["name"] not in {c.name for c in chosen}]
         save_rules(out, recorded_rules + [r.to_dict() for r in chosen])

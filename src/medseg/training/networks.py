@@ -91,12 +91,17 @@ def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_
 
 def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,
                      load_weights: bool = True) -> StagedUnfreezing | None:
-    """Encoder weights, frozen encoder or staged unfreezing, as ``config`` asks.
+    """A source model's weights (``init_from``), encoder weights, frozen encoder or staged unfreezing, as
+    ``config`` asks.
 
     Returns the :class:`~medseg.nets.finetune.StagedUnfreezing` (call it every iteration) or None.
     """
     from medseg.nets.finetune import StagedUnfreezing, freeze_encoder
 
+    if config.init_from and load_weights:  # the whole network from a trained model folder (weights_only)
+        from medseg.model_folder import load_weights as load_model_weights, weights_path
+
+        load_model_weights(model, weights_path(config.init_from))
     if config.encoder_weights and load_weights:
         from medseg.nets.encoders.weights import load_encoder_weights
 

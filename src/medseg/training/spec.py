@@ -36,6 +36,7 @@ class RunStart:
     plan_batch: int | None
     rules: tuple[Rule, ...]
     automatic_plan: bool = False
+    source: str | None = None  # fine-tuning: the model folder whose network, patch and batch are kept
 
     @property
     def grid(self) -> GridLayout:
@@ -89,10 +90,36 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
                                      data_dims)
     fired.append(steps)
     layout, plan_options, plan_patch, plan_batch = resolve_layout(plan, options.network, data_dims, steps.value)
+    fov = field_of_view_rule(dataset, options.fov_diameter, train_names, data_dims)
+    if fov is not None:
+        fired.append(fov)
+        layout = replace(layout, fov_diameter=fov.value)
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
                      time_limit=budget.value["time_limit"], learning_rate=lr.value)
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
                     tuple(fired), automatic_plan)
+
+
+def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
+                       data_dims: int) -> Rule | None:
+    """:func:`~medseg.planning.device_rules.rule_field_of_view` on the training cases' ROIs (read only for
+    colour photographs); None (nothing to record or print) for other data unless the user gave a value."""
+    from medseg.planning.device_rules import rule_field_of_view
+    from medseg.preprocessing.fov import aperture_diameter
+
+    colour = rules.is_photograph(dataset.channel_names, dataset.file_ending, data_dims)
+    diameters: list[float] = []
+    if user is None and colour:
+        for name in train_names:
+            roi = dataset.case(name).read_roi()
+            diameter = aperture_diameter(roi.array[0]) if roi is not None else None
+            if diameter is None:  # a case without a circular aperture ROI: not a fundus set with FOV masks
+                diameters = []
+                break
+            diameters.append(diameter)
+    if user is None and not colour:
+        return None
+    return rule_field_of_view(user, colour, diameters)
 
 
 def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
@@ -113,25 +140,35 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     needs = network_needs(config.network)
     given = {**plan_options, **config.network_options}
     options = dict(given)
-    for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
-                                            user=set(config.network_options)):
-        fired.append(rule)
-        options[rule.name.split(".", 1)[1]] = rule.value
+    if start.source is None:
+        for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
+                                                user=set(config.network_options)):
+            fired.append(rule)
+            options[rule.name.split(".", 1)[1]] = rule.value
     divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, options)
     shapes = [[s for a, s in enumerate(shape) if a != slice_axis] for shape in train_shapes]
     user_patch = tuple(config.patch_size) * spatial_dims if len(config.patch_size) == 1 else tuple(config.patch_size)
     if user_patch and len(user_patch) != spatial_dims:
         raise MedsegError(f"patch size {user_patch} does not match a {spatial_dims}D network")
-    patch = rules.rule_patch_size(user_patch, plan_patch, shapes, spatial_dims, divisor,
-                                  replaced=None if from_plan else start.plan_patch)
-    batch = rules.rule_batch_size(config.batch_size, plan_batch, patch.value)
+    if start.source is None:
+        patch = rules.rule_patch_size(user_patch, plan_patch, shapes, spatial_dims, divisor,
+                                      replaced=None if from_plan else start.plan_patch)
+        batch = rules.rule_batch_size(config.batch_size, plan_batch, patch.value)
+    else:
+        patch, batch = _source_patch_and_batch(start, user_patch, config.batch_size, needs.needs_input_size, divisor)
     tile = rules.rule_inference_tile(data_dims, spatial_dims, shapes, divisor, patch.value)
     fired += [patch, batch, tile]
-    norm = rules.rule_normalisation_layer(config.network, needs.norm_option, given, tile.value is not None)
+    norm = None if start.source is not None else rules.rule_normalisation_layer(
+        config.network, needs.norm_option, given, tile.value is not None)
     if norm is not None:
         fired.append(norm)
         if norm.value is not None:
             options[needs.norm_option] = norm.value
+    if start.source is not None:
+        from medseg.planning.device_rules import rule_source_setting
+
+        fired.append(rule_source_setting("network", "Network", {"name": config.network, "options": options},
+                                         config.network, start.source))
     interval = rules.rule_validation_interval(config.val_every, len(start.val_names))
     fired.append(interval)
     share = rules.rule_foreground_share(structure.value, config.foreground_share)
@@ -146,3 +183,25 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
                        val_every=interval.value["every"], val_time_share=interval.value["time_share"])
     return RunSpec(resolved, layout, start.train_names, start.val_names, structure.value,
                    tuple(tile.value) if tile.value else None, tuple(fired))
+
+
+def _source_patch_and_batch(start: RunStart, user_patch: Sequence[int], user_batch: int, needs_input_size: bool,
+                            divisor: Sequence[int]) -> tuple[Rule, Rule]:
+    """Fine-tuning: the source model's patch and batch size unless given (a network built for its input
+    size keeps the source's patch)."""
+    from medseg.planning.device_rules import rule_source_setting
+
+    if user_patch and needs_input_size and tuple(user_patch) != tuple(start.plan_patch or ()):
+        raise MedsegError(f"the {start.config.network} network was built for {tuple(start.plan_patch or ())} "
+                          f"patches; --patch-size cannot change that when fine-tuning", start.source)
+    if user_patch:
+        patch = rules.rule_patch_size(user_patch, None, [], len(user_patch), divisor)
+    else:
+        patch = rule_source_setting("patch_size", "Training patch", list(start.plan_patch or ()),
+                                    " × ".join(map(str, start.plan_patch or ())), start.source or "")
+    if user_batch or not start.plan_batch:
+        batch = rules.rule_batch_size(user_batch, None, patch.value)
+    else:
+        batch = rule_source_setting("batch_size", "Batch size", int(start.plan_batch),
+                                    f"{start.plan_batch} patches per step", start.source or "")
+    return patch, batch

@@ -1,0 +1,139 @@
+"""The rules of carrying a model to another device: fine-tuning a trained model folder on a few cases of
+the new device (``medseg train NEW_DATA --init-from MODEL``), and the field-of-view normalisation of
+fundus photographs recorded in the model and applied by every predictor path.
+
+Same style as :mod:`medseg.planning.training_rules` (each returns a :class:`Rule` with its value, inputs
+and reason; the trainer records them in rules.json and prints them; a user option wins and is recorded).
+The fine-tuning defaults differ from training from scratch because the network already solves the task
+on the source device: a lower learning rate keeps what it learned (a tenth of the from-scratch rate, the
+usual fine-tuning ratio), a short budget suffices, and with a handful of cases every one of them is
+needed for training — the source model's decision threshold and postprocessing, chosen on its own
+validation cases, are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from medseg.planning.training_rules import LEARNING_RATE, Rule, rule_validation, user_rule
+
+#: Rule constants, named so that the rules read like their documentation.
+FINETUNE_LR_FACTOR = 0.1              # of the from-scratch learning rate
+FINETUNE_TIME_LIMIT = 300.0           # 5 minutes: the issue's fine-tuning budget on two cores
+FINETUNE_MIN_VALIDATION_CASES = 6     # fewer cases: train on all of them, keep the source's choices
+
+
+def rule_init_from(lineage: dict[str, Any]) -> Rule:
+    """The record of where the weights came from (``--init-from``): folder, weights and config SHA-256."""
+    return Rule("init_from", "Initial weights", lineage,
+                f"{lineage['path']} (weights sha256 {lineage['weights_sha256'][:12]}…)",
+                "given with --init-from: the network, its weights, preprocessing, labels, patch size and "
+                "field-of-view normalisation are the source model's", {}, True)
+
+
+def rule_finetune_learning_rate(optimizer: str, learning_rate: float | None) -> Rule:
+    """Fine-tuning: a tenth of the from-scratch rate (AdamW 2·10⁻⁴, SGD 10⁻³), decayed to zero over the
+    budget; a full rate would first undo much of what the source model learned."""
+    title = "Learning rate"
+    if learning_rate is not None:
+        return user_rule("learning_rate", title, float(learning_rate), f"{learning_rate:g}", "--lr")
+    value = LEARNING_RATE[optimizer] * FINETUNE_LR_FACTOR
+    return Rule("learning_rate", title, value, f"{value:g}", f"fine-tuning: {FINETUNE_LR_FACTOR:g} × the "
+                f"from-scratch rate for {optimizer.upper()}, so that the source model's features are adjusted "
+                "rather than relearned", {"optimizer": optimizer, "from_scratch": LEARNING_RATE[optimizer]})
+
+
+def rule_finetune_budget(iterations: int | None, time_limit: float | None) -> Rule:
+    """Fine-tuning budget: the user's; else 5 minutes (a few cases of a new device, a trained start)."""
+    title = "Training budget"
+    if iterations is not None or time_limit is not None:
+        shown = ", ".join(([f"{iterations} iterations"] if iterations else [])
+                          + ([f"{time_limit / 60:g} minutes"] if time_limit else []))
+        return user_rule("budget", title, {"iterations": iterations, "time_limit": time_limit}, shown,
+                         "--iterations / --time-limit")
+    return Rule("budget", title, {"iterations": None, "time_limit": FINETUNE_TIME_LIMIT},
+                f"{FINETUNE_TIME_LIMIT / 60:g} minutes", "fine-tuning a trained model on a few cases of a new "
+                "device needs a fraction of a from-scratch budget")
+
+
+def rule_finetune_validation(case_names: Sequence[str], fold: int | str | None,
+                             val_cases: Sequence[str] | None) -> Rule:
+    """With fewer than 6 cases every case trains (holding one of 2–5 out costs a fifth to a half of the new
+    device's data) and the source model's threshold and postprocessing are kept; with more, the ordinary
+    validation rule (:func:`medseg.planning.training_rules.rule_validation`). Given cases or a fold win."""
+    if val_cases or fold is not None or len(case_names) >= FINETUNE_MIN_VALIDATION_CASES:
+        return rule_validation(case_names, fold, val_cases)
+    return Rule("validation", "Validation cases", {"fold": "all"}, "none (train on every case)",
+                f"fine-tuning on {len(case_names)} case(s) (fewer than {FINETUNE_MIN_VALIDATION_CASES}): each is "
+                "needed for training; the source model's decision threshold and postprocessing are kept",
+                {"cases": len(case_names)})
+
+
+def rule_source_setting(name: str, title: str, value: Any, shown: str, source: str) -> Rule:
+    """A value kept from the source model (network, preprocessing, patch size, batch size...)."""
+    return Rule(name, title, value, shown, f"kept from the source model {source}: the weights were trained with it",
+                {"source": source})
+
+
+def rule_inherited_threshold(user: float | str | None, source_threshold: float | None) -> Rule:
+    """No validation cases while fine-tuning: the source model's decision threshold (chosen on its own
+    validation cases) rather than an argmax that was never compared with it."""
+    title = "Decision threshold"
+    if user is not None:
+        value = None if str(user) == "argmax" else float(user)
+        return user_rule("decision_threshold", title, value, "argmax (p ≥ 0.5)" if value is None else f"p ≥ {value:.3f}",
+                         "--decision-threshold")
+    shown = "argmax (p ≥ 0.5)" if source_threshold is None else f"p ≥ {source_threshold:.3f}"
+    return Rule("decision_threshold", title, source_threshold, shown,
+                "no validation cases: the source model's threshold (chosen on its validation cases)",
+                {"source_threshold": source_threshold})
+
+
+def rule_inherited_postprocessing(user: Sequence[dict] | None, source_steps: Sequence[dict]) -> Rule:
+    """No validation cases while fine-tuning: the source model's postprocessing steps."""
+    from medseg.planning.training_rules import describe_steps
+
+    title = "Postprocessing"
+    if user is not None:
+        return user_rule("postprocessing", title, list(user), describe_steps(user), "--postprocessing")
+    return Rule("postprocessing", title, list(source_steps), describe_steps(source_steps),
+                "no validation cases: the source model's steps (chosen on its validation cases)")
+
+
+# --- field of view (fundus photographs) --------------------------------------------------------------
+def rule_field_of_view(user: float | str | None, colour_photographs: bool, roi_diameters: Sequence[float]) -> Rule:
+    """2D colour photographs with field-of-view ROIs (DRIVE-like fundus sets): record the training camera's
+    aperture diameter (the median circle fitted to the training ROIs, :func:`medseg.preprocessing.fov.fov_diameter`)
+    so that images of other cameras are rescaled to it before the network sees them (their FOV found
+    automatically) and predictions come back at their size. A DRIVE model applied to STARE at native size
+    sees vessels ~1.2× wider than it was trained on. Other data: none. ``--fov-diameter PX|none`` overrides."""
+    title = "Field-of-view normalisation"
+    if user is not None:
+        if str(user).lower() == "none":
+            return user_rule("fov_diameter", title, None, "off", "--fov-diameter none")
+        return user_rule("fov_diameter", title, float(user), f"FOV rescaled to {float(user):.1f} px", "--fov-diameter")
+    inputs = {"colour_photographs": colour_photographs, "cases_with_roi": len(roi_diameters)}
+    if not colour_photographs or not roi_diameters:
+        return Rule("fov_diameter", title, None, "off", "only for 2D colour photographs with field-of-view ROIs "
+                    "(fundus images)", inputs)
+    value = float(np.median(roi_diameters))
+    inputs.update(diameter_range=[round(float(min(roi_diameters)), 1), round(float(max(roi_diameters)), 1)])
+    return Rule("fov_diameter", title, value, f"FOV rescaled to {value:.1f} px (found automatically on new images)",
+                f"colour photographs with field-of-view ROIs: the median aperture of {len(roi_diameters)} training "
+                "ROIs is recorded, so that photographs of other cameras are seen at this camera's scale and "
+                "predictions are returned at their own size", inputs)
+
+
+def rule_fov_prediction(fov_diameter: float | None, enabled: bool) -> Rule | None:
+    """At prediction time (``medseg predict``): the model's recorded FOV diameter is applied by default
+    (FOV found in each image, or the given ROI); ``--no-fov-normalisation`` predicts at the native size."""
+    if fov_diameter is None:
+        return None
+    title = "Field-of-view normalisation"
+    if not enabled:
+        return user_rule("fov_prediction", title, None, "off (native size)", "--no-fov-normalisation")
+    return Rule("fov_prediction", title, float(fov_diameter), f"FOV rescaled to {fov_diameter:.1f} px",
+                "recorded in the model (its training camera's aperture): each image's FOV is found "
+                "(or the --roi used), the image rescaled, the outputs returned at its size", {})
