@@ -14,15 +14,15 @@ from medseg.training.semi_supervised import SemiSupervisedSettings
 def test_defaults_are_rules_with_reasons():
     settings, fired = ssl.semi_supervised_rules({})
     by_name = {r.name: r for r in fired}
-    assert list(by_name) == ["ssl_method", "ssl_batch_mix", "ssl_rampup", "ssl_weight", "ssl_teacher"]
+    assert list(by_name) == ["ssl_method", "ssl_batch_mix", "ssl_rampup", "ssl_weight", "ssl_teacher", "ssl_pretrain"]
     assert settings["method"] == ssl.DEFAULT_METHOD and settings["reason"] == by_name["ssl_method"].reason
     assert settings["ema_decay"] == ssl.TEACHER_EMA_DECAY and settings["rampup"] == ssl.RAMPUP_SHARE
     assert settings["weight"] == ssl.UNLABELED_WEIGHT[ssl.DEFAULT_METHOD] and settings["unlabeled_batch_size"] == 0
     assert all(r.reason and not r.overridden_by_user for r in fired)
     # the settings object's own defaults are the same constants (one owner)
     plain = SemiSupervisedSettings()
-    assert (plain.method, plain.rampup, plain.ema_decay, plain.weight) == (
-        settings["method"], settings["rampup"], settings["ema_decay"], settings["weight"])
+    assert (plain.method, plain.rampup, plain.ema_decay, plain.weight, plain.pretrain) == (
+        settings["method"], settings["rampup"], settings["ema_decay"], settings["weight"], settings["pretrain"])
 
 
 def test_user_values_win_and_are_marked():
@@ -35,7 +35,7 @@ def test_user_values_win_and_are_marked():
 
 def test_cps_has_no_teacher_and_none_has_no_settings():
     _, fired = ssl.semi_supervised_rules({"method": "cps"})
-    assert "ssl_teacher" not in {r.name for r in fired}
+    assert not {"ssl_teacher", "ssl_pretrain"} & {r.name for r in fired}
     settings, fired = ssl.semi_supervised_rules({"method": "none"})
     assert [r.name for r in fired] == ["ssl_method"] and settings == {"method": "none"}
     with pytest.raises(MedsegError, match="unknown semi-supervised method 'fixmatch'"):

@@ -26,6 +26,8 @@ DEFAULT_METHOD = "bcp"
 UNLABELED_PER_LABELED = 1
 #: Share of the budget over which the unlabelled weight rises along exp(-5 (1 - t)²) (Laine & Aila 2017).
 RAMPUP_SHARE = 0.4
+#: BCP: share of the budget trained on the labelled patches only before copy-paste self-training starts.
+PRETRAIN_SHARE = 0.2
 #: The teacher's EMA decay: 0.99 in SSL4MIS, UA-MT and BCP alike.
 TEACHER_EMA_DECAY = 0.99
 #: Weight of the unlabelled loss after the ramp-up: SSL4MIS's consistency 0.1 (mean teacher, CPS on ACDC);
@@ -104,6 +106,19 @@ def rule_teacher(user: float | None, method: str) -> Rule | None:
                 "gradients", {"method": method})
 
 
+def rule_pretrain(user: float | None, method: str) -> Rule | None:
+    """BCP only: the first 20 % of the budget trains on the labelled patches (the teacher follows by EMA)."""
+    if method != "bcp":
+        return None
+    title = "BCP supervised pre-training"
+    if user is not None:
+        return user_rule("ssl_pretrain", title, float(user), f"{float(user):.0%} of the budget", "--ssl-option pretrain")
+    return Rule("ssl_pretrain", title, PRETRAIN_SHARE, f"{PRETRAIN_SHARE:.0%} of the budget",
+                "BCP pre-trains on the labelled data before copy-paste (10k of its 40k iterations); without it the "
+                "first pseudo-labels come from a random teacher (medseg's ACDC smoke runs learned almost only the RV)",
+                {"method": method})
+
+
 def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[Rule]]:
     """Complete the semi-supervised settings the user gave, and the rules that decided the rest.
 
@@ -115,8 +130,8 @@ def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[R
     Returns
     -------
     settings : dict
-        ``given`` with ``method``, ``unlabeled_batch_size``, ``rampup``, ``weight``, ``ema_decay`` and
-        ``reason`` (the method rule's) filled in.
+        ``given`` with ``method``, ``unlabeled_batch_size``, ``rampup``, ``weight``, ``ema_decay`` (mean
+        teacher, BCP), ``pretrain`` (BCP) and ``reason`` (the method rule's) filled in.
     rules : list of Rule
 
     Examples
@@ -142,6 +157,10 @@ def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[R
     if teacher is not None:
         fired.append(teacher)
         settings["ema_decay"] = teacher.value
+    pretrain = rule_pretrain(settings.get("pretrain"), method.value)
+    if pretrain is not None:
+        fired.append(pretrain)
+        settings["pretrain"] = pretrain.value
     if not settings.get("reason"):
         settings["reason"] = method.reason
     return settings, fired

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX
-from medseg.planning.semi_supervised_rules import (DEFAULT_METHOD, METHODS, RAMPUP_SHARE, TEACHER_EMA_DECAY,
-                                                   UNLABELED_WEIGHT)
+from medseg.planning.semi_supervised_rules import (DEFAULT_METHOD, METHODS, PRETRAIN_SHARE, RAMPUP_SHARE,
+                                                   TEACHER_EMA_DECAY, UNLABELED_WEIGHT)
 from medseg.training.averaging import WeightAverage
 
 # The method list, the default method and every default setting are rules with their reasons, in
@@ -90,7 +90,7 @@ class SemiSupervisedSettings:
     confidence_threshold: float = 0.0
     teacher_noise: float = 0.1
     copy_paste_size: float = 2.0 / 3.0
-    pretrain: float = 0.2
+    pretrain: float = PRETRAIN_SHARE
     predict_with: str = "student"
     reason: str = ""
 
