@@ -85,11 +85,12 @@ def val_cases(model: Path) -> list[str]:
 
 
 def evaluate(model: Path, images: Sequence[Path], labels: Sequence[Path], names: dict[str, int], work: Path,
-             tag: str) -> dict:
-    """Predict ``images``, score against ``labels`` (same case order): Dice and HD95 per label and their means."""
+             tag: str, predict_options: Sequence[str] = ()) -> dict:
+    """Predict ``images`` (extra `medseg predict` arguments ``predict_options``), score against ``labels`` (same
+    case order): Dice and HD95 per label and their means."""
     labels_dir = link_cases(work / f"gt_{tag}", labels)
     pred, out = work / f"pred_{tag}", work / f"eval_{tag}"
-    run(MEDSEG + ["predict", str(model), "-i", *map(str, images), "-o", str(pred), "--overwrite"])
+    run(MEDSEG + ["predict", str(model), "-i", *map(str, images), "-o", str(pred), "--overwrite", *predict_options])
     run(MEDSEG + ["evaluate", str(pred), str(labels_dir), "--out", str(out), "--workers", "1",
                   *[a for name, value in names.items() for a in ("--labels", f"{name}={value}")]])
     metrics = json.loads((out / "summary.json").read_text(encoding="utf-8"))["metrics"]

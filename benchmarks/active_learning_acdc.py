@@ -11,8 +11,8 @@
     # the issue's benchmark (quiet machine; 1 + 1 + 3 runs of 60 minutes)
     PYTHONPATH=src .venv/bin/python benchmarks/active_learning_acdc.py --work /tmp/fewlabels_acdc --minutes 60
     # smoke
-    PYTHONPATH=src .venv/bin/python benchmarks/active_learning_acdc.py --work /tmp/al_smoke --minutes 0.5 \\
-        --draws 3 --train-option "--threads 1" --suggest-option "--threads 1"
+    PYTHONPATH=src .venv/bin/python benchmarks/active_learning_acdc.py --work /tmp/fl_smoke --minutes 0.5 \\
+        --train-volumes 16 --val-volumes 2 --train-option "--threads 1" --suggest-option "--threads 1"
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import shlex
 from pathlib import Path
 
 from _fewlabels import MEDSEG, Results, mean_and_spread, scores_table
 from _timing import run
-from fewlabels_acdc import LABELS, acdc_plan, cases_of, patients, protocol, train_and_score
+from fewlabels_acdc import (LABELS, acdc_plan, add_smoke_options, cases_of, options, patients, protocol,
+                            smoke_view, train_and_score)
 
 
 def main() -> None:
@@ -41,25 +41,28 @@ def main() -> None:
     parser.add_argument("--suggest-option", action="append", default=[], help="Extra `medseg suggest` arguments.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json.")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
+    parser.add_argument("--predict-option", action="append", default=[], help="Extra `medseg predict` arguments.")
+    add_smoke_options(parser)
     args = parser.parse_args()
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    extra = [a for option in args.train_option for a in shlex.split(option)]
+    args.acdc = smoke_view(args.acdc, work, args.train_volumes, args.val_volumes)
+    extra = options(args.train_option)
     train_cases, _ = protocol(args.acdc)
     plan = acdc_plan(args.acdc, work, args.minutes, args.plan)
     results = Results(work)
     start_patients = patients(train_cases)[:args.labeled]
     start_tag = f"none_{args.labeled}"
     start = train_and_score(args.acdc, work, plan, cases_of(start_patients, train_cases), "none", args.minutes, extra,
-                            start_tag, results)
+                            start_tag, results, options(args.predict_option))
     pool = [p for p in patients(train_cases) if p not in start_patients]
 
     ranking = work / f"suggest_{start_tag}.csv"
     if not ranking.exists():
         inputs = [str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in cases_of(pool, train_cases)]
         run(MEDSEG + ["suggest", str(work / f"model_{start_tag}"), "-i", *inputs, "-n", str(len(inputs)),
-                      "-o", str(ranking), *[a for option in args.suggest_option for a in shlex.split(option)]])
+                      "-o", str(ranking), *options(args.suggest_option)])
     ranked = patients([row["case"] for row in csv.DictReader(ranking.open(encoding="utf-8"))])
     selections = {"suggested": ranked[:args.add]}
     for seed in range(args.draws):
@@ -69,7 +72,8 @@ def main() -> None:
     for name, added in selections.items():
         tag = f"al_{name}_{args.method}_{args.labeled}+{args.add}"
         labeled = cases_of(start_patients + added, train_cases)
-        entry = train_and_score(args.acdc, work, plan, labeled, args.method, args.minutes, extra, tag, results)
+        entry = train_and_score(args.acdc, work, plan, labeled, args.method, args.minutes, extra, tag, results,
+                                options(args.predict_option))
         if name.startswith("random"):
             random_entries.append(entry)
         rows.append((f"{args.labeled} + {args.add} {name}: {', '.join(added)}", entry))

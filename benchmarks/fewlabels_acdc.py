@@ -8,9 +8,9 @@ same plan, `--fold 0` = the split's 20 val volumes, no checkpoint selection on t
 
     # the issue's benchmark (quiet machine; 3 and 7 labelled patients, 4 methods, 60 minutes each: ~8.5 h)
     PYTHONPATH=src .venv/bin/python benchmarks/fewlabels_acdc.py --work /tmp/fewlabels_acdc --minutes 60
-    # smoke (minutes)
+    # smoke (minutes): 16 of the 140 training volumes (6 labelled + 10 unlabelled), scored on 2 val volumes
     PYTHONPATH=src .venv/bin/python benchmarks/fewlabels_acdc.py --work /tmp/fl_smoke --minutes 0.5 --labeled 3 \\
-        --methods none,bcp --train-option "--threads 1"
+        --methods none,bcp --train-volumes 16 --val-volumes 2 --train-option "--threads 1"
 
 Prints (and writes to WORK/table.md) one Markdown table; WORK/results.json keeps every run's numbers, and a
 run already there is not repeated. Self-training: benchmarks/selftrain_acdc.py; active learning:
@@ -24,7 +24,7 @@ import json
 import shlex
 from pathlib import Path
 
-from _fewlabels import MEDSEG, Results, evaluate, scores_table, train
+from _fewlabels import MEDSEG, Results, evaluate, link_cases, scores_table, train
 from _timing import run
 
 LABELS = {"RV": 1, "MYO": 2, "LV": 3}
@@ -46,6 +46,32 @@ def protocol(acdc: Path) -> tuple[list[str], list[str]]:
     return list(splits["train"]), list(splits["val"])
 
 
+def smoke_view(acdc: Path, work: Path, train_volumes: int, val_volumes: int) -> Path:
+    """For smoke runs only: a dataset of links holding the first ``train_volumes`` training volumes and the first
+    ``val_volumes`` val volumes of the split (0 = all), with that smaller splits.json; ``acdc`` itself when both
+    are 0. The full protocol prepares 134 unlabelled volumes and predicts 20 val volumes twice per run."""
+    if not train_volumes and not val_volumes:
+        return acdc
+    train_cases, val = protocol(acdc)
+    train_cases = train_cases[:train_volumes] if train_volumes else train_cases
+    val = val[:val_volumes] if val_volumes else val
+    view = work / f"acdc_view_{len(train_cases)}_{len(val)}"
+    link_cases(view / "imagesTr", [acdc / "imagesTr" / f"{c}_0000.nii.gz" for c in train_cases + val])
+    link_cases(view / "labelsTr", [acdc / "labelsTr" / f"{c}.nii.gz" for c in train_cases + val])
+    meta = json.loads((acdc / "dataset.json").read_text(encoding="utf-8"))
+    meta["numTraining"] = len(train_cases + val)
+    (view / "dataset.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    (view / "splits.json").write_text(json.dumps({"train": train_cases, "val": val}, indent=2), encoding="utf-8")
+    return view
+
+
+def add_smoke_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train-volumes", type=int, default=0, help="Smoke runs only: use the first N training "
+                        "volumes of the split (0: all 140).")
+    parser.add_argument("--val-volumes", type=int, default=0, help="Smoke runs only: score on the first N val "
+                        "volumes (0: all 20).")
+
+
 def acdc_plan(acdc: Path, work: Path, minutes: float, given: Path | None) -> Path:
     """The plan every run shares (made once for the budget, or the one given)."""
     plan = given or work / "plan.json"
@@ -54,21 +80,26 @@ def acdc_plan(acdc: Path, work: Path, minutes: float, given: Path | None) -> Pat
     return plan
 
 
-def score_on_val(acdc: Path, model: Path, val: list[str], work: Path, tag: str) -> dict:
+def score_on_val(acdc: Path, model: Path, val: list[str], work: Path, tag: str, predict_options: list[str]) -> dict:
     return evaluate(model, [acdc / "imagesTr" / f"{c}_0000.nii.gz" for c in val],
-                    [acdc / "labelsTr" / f"{c}.nii.gz" for c in val], LABELS, work, tag)
+                    [acdc / "labelsTr" / f"{c}.nii.gz" for c in val], LABELS, work, tag, predict_options)
 
 
 def train_and_score(acdc: Path, work: Path, plan: Path, labeled: list[str], method: str, minutes: float,
-                    extra: list[str], tag: str, results: Results) -> dict:
+                    extra: list[str], tag: str, results: Results, predict_options: list[str]) -> dict:
     """One run of the protocol (skipped when ``results`` already holds ``tag``)."""
     if tag not in results:
         model = work / f"model_{tag}"
         entry = train(acdc, model, labeled=labeled, method=method, minutes=minutes, plan=plan, fold=0, extra=extra)
-        entry.update(score_on_val(acdc, model, protocol(acdc)[1], work, tag))
+        entry.update(score_on_val(acdc, model, protocol(acdc)[1], work, tag, predict_options))
         entry["labeled"] = labeled
         results[tag] = entry
     return results[tag]
+
+
+def options(given: list[str]) -> list[str]:
+    """Repeated ``--X-option "A B"`` values as one argument list."""
+    return [a for option in given for a in shlex.split(option)]
 
 
 def main() -> None:
@@ -81,11 +112,14 @@ def main() -> None:
                         help="none (supervised on the labelled volumes only), mean_teacher, cps, bcp.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json (default: planned once for the budget).")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
+    parser.add_argument("--predict-option", action="append", default=[], help="Extra `medseg predict` arguments.")
+    add_smoke_options(parser)
     args = parser.parse_args()
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    extra = [a for option in args.train_option for a in shlex.split(option)]
+    args.acdc = smoke_view(args.acdc, work, args.train_volumes, args.val_volumes)
+    extra = options(args.train_option)
     train_cases, _ = protocol(args.acdc)
     plan = acdc_plan(args.acdc, work, args.minutes, args.plan)
     results = Results(work)
@@ -94,7 +128,8 @@ def main() -> None:
         labeled = cases_of(patients(train_cases)[:n], train_cases)
         for method in args.methods.split(","):
             tag = f"{method}_{n}"
-            entry = train_and_score(args.acdc, work, plan, labeled, method, args.minutes, extra, tag, results)
+            entry = train_and_score(args.acdc, work, plan, labeled, method, args.minutes, extra, tag, results,
+                                    options(args.predict_option))
             rows.append((f"{n} labelled, {'supervised only' if method == 'none' else method}", entry))
     table = scores_table(rows, list(LABELS))
     (work / "table.md").write_text(table + "\n", encoding="utf-8")

@@ -45,6 +45,7 @@ def main() -> None:
                         "mean_teacher, cps, bcp.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json (default: planned once for the budget).")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
+    parser.add_argument("--predict-option", action="append", default=[], help="Extra `medseg predict` arguments.")
     args = parser.parse_args()
 
     work = args.work
@@ -66,7 +67,8 @@ def main() -> None:
                               fold=fold, extra=extra)
                 held_out = val_cases(model)
                 entry.update(evaluate(model, [args.la / "imagesTr" / f"{c}_0000.nii.gz" for c in held_out],
-                                      [args.la / "labelsTr" / f"{c}.nii.gz" for c in held_out], LABELS, work, tag))
+                                      [args.la / "labelsTr" / f"{c}.nii.gz" for c in held_out], LABELS, work, tag,
+                                      [a for option in args.predict_option for a in shlex.split(option)]))
                 config = json.loads((model / "config.json").read_text(encoding="utf-8"))
                 semi = config["training"].get("semi_supervised") or {}
                 entry.update(held_out=held_out, labeled=semi.get("labeled"), unlabeled=len(semi.get("unlabeled", [])))

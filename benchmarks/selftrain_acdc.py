@@ -13,20 +13,20 @@
     # the issue's measurement (quiet machine; 2 × 60 minutes of training + pseudo-labelling 134 volumes)
     PYTHONPATH=src .venv/bin/python benchmarks/selftrain_acdc.py --work /tmp/fewlabels_acdc --minutes 60
     # smoke
-    PYTHONPATH=src .venv/bin/python benchmarks/selftrain_acdc.py --work /tmp/st_smoke --minutes 0.5 \\
-        --pseudo-cases 4 --train-option "--threads 1" --pseudo-option "--threads 1 --no-tta"
+    PYTHONPATH=src .venv/bin/python benchmarks/selftrain_acdc.py --work /tmp/fl_smoke --minutes 0.5 \\
+        --train-volumes 16 --val-volumes 2 --train-option "--threads 1" --pseudo-option "--threads 1 --no-tta"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from pathlib import Path
 
 from _fewlabels import MEDSEG, Results, link_cases, pseudo_label_quality, scores_table, train
 from _timing import run
-from fewlabels_acdc import LABELS, acdc_plan, cases_of, patients, protocol, score_on_val, train_and_score
+from fewlabels_acdc import (LABELS, acdc_plan, add_smoke_options, cases_of, options, patients, protocol,
+                            score_on_val, smoke_view, train_and_score)
 
 
 def selftrain_dataset(acdc: Path, pseudo: Path, labeled: list[str], val: list[str], folder: Path) -> list[str]:
@@ -60,8 +60,10 @@ def main() -> None:
     parser.add_argument("--pseudo-option", action="append", default=[], help="Extra `medseg pseudolabel` arguments.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json.")
     parser.add_argument("--train-option", action="append", default=[], help="Extra `medseg train` arguments.")
+    parser.add_argument("--predict-option", action="append", default=[], help="Extra `medseg predict` arguments.")
     parser.add_argument("--quality-of", type=Path, help="Only score this `medseg pseudolabel` folder against the "
                         "withheld labels (at several confidence thresholds) and exit.")
+    add_smoke_options(parser)
     args = parser.parse_args()
     if args.quality_of:
         cases = sorted(p.name[: -len(".nii.gz")] for p in (args.quality_of / "labelsTr").iterdir())
@@ -71,7 +73,8 @@ def main() -> None:
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    extra = [a for option in args.train_option for a in shlex.split(option)]
+    args.acdc = smoke_view(args.acdc, work, args.train_volumes, args.val_volumes)
+    extra = options(args.train_option)
     train_cases, val = protocol(args.acdc)
     plan = acdc_plan(args.acdc, work, args.minutes, args.plan)
     results = Results(work)
@@ -81,7 +84,8 @@ def main() -> None:
     targets = unlabeled[:args.pseudo_cases] if args.pseudo_cases else unlabeled
 
     start_tag = f"{args.start}_{n}"
-    start = train_and_score(args.acdc, work, plan, labeled, args.start, args.minutes, extra, start_tag, results)
+    start = train_and_score(args.acdc, work, plan, labeled, args.start, args.minutes, extra, start_tag, results,
+                            options(args.predict_option))
     tag = f"selftrain_{start_tag}_t{args.voxel_threshold:g}"
     pseudo = work / f"pseudo_{tag}"
     if f"pseudolabel_{tag}" not in results:
@@ -89,7 +93,7 @@ def main() -> None:
                       *[str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in targets], "-o", str(pseudo),
                       "--overwrite", "--voxel-threshold", str(args.voxel_threshold),
                       "--case-threshold", str(args.case_threshold),
-                      *[a for option in args.pseudo_option for a in shlex.split(option)]])
+                      *options(args.pseudo_option)])
         thresholds = sorted({0.0, 0.5, 0.7, 0.9, args.voxel_threshold})
         quality = pseudo_label_quality(pseudo, {c: args.acdc / "labelsTr" / f"{c}.nii.gz" for c in targets},
                                        list(LABELS.values()), thresholds)
@@ -100,7 +104,7 @@ def main() -> None:
         kept = selftrain_dataset(args.acdc, pseudo, labeled, val, data)
         model = work / f"model_{tag}"
         entry = train(data, model, labeled=None, method=None, minutes=args.minutes, plan=plan, fold=0, extra=extra)
-        entry.update(score_on_val(args.acdc, model, val, work, tag))
+        entry.update(score_on_val(args.acdc, model, val, work, tag, options(args.predict_option)))
         entry.update(pseudo_labelled_cases=len(kept), gain_mean_dice=entry["mean_dice"] - start["mean_dice"])
         results[tag] = entry
     entry = results[tag]
