@@ -146,7 +146,7 @@ def _cell(value: float | None, digits: int = 4) -> str:
 def scores_table(rows: Sequence[tuple[str, dict]], names: Sequence[str]) -> str:
     """A Markdown table: one row per run, Dice and HD95 per label, their means, steps and minutes."""
     head = (["run"] + [f"Dice {n}" for n in names] + ["mean Dice"] + [f"HD95 {n}" for n in names]
-            + ["mean HD95", "steps", "train min"])
+            + ["mean HD95", "steps", "minutes of `medseg train`"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, entry in rows:
         cells = ([label] + [_cell(entry["dice"][n]) for n in names] + [_cell(entry["mean_dice"])]

@@ -52,8 +52,8 @@ def rule_method(user: str | None) -> Rule:
         return user_rule("ssl_method", title, user, _METHOD_NAMES.get(user, user), "--semi-supervised")
     return Rule("ssl_method", title, DEFAULT_METHOD, _METHOD_NAMES[DEFAULT_METHOD],
                 "the newest of the three with the best published ACDC/LA results (ACDC 3/7 labelled 0.876/0.888, "
-                "LA 8/16 0.896/0.902), for the step cost of mean teacher; medseg's own measurement: "
-                "benchmarks/fewlabels_acdc.py", {"methods": list(METHODS)})
+                "LA 8/16 0.896/0.902), for the step cost of mean teacher (medseg's CPU comparison, "
+                "benchmarks/fewlabels_acdc.py, is not yet measured on a quiet machine)", {"methods": list(METHODS)})
 
 
 def rule_batch_mix(user: int | None) -> Rule:
