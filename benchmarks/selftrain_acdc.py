@@ -6,7 +6,8 @@
 2. `medseg pseudolabel` labels the unlabelled training volumes with voxel-confidence filtering
    (``--voxel-threshold``; unconfident voxels get the ignore label) and optional case filtering.
 3. Pseudo-label quality: for several confidence thresholds, the share of voxels kept and the mean Dice
-   (RV/MYO/LV) of the kept voxels against the withheld labels.
+   (RV/MYO/LV) of the kept voxels against the withheld labels (from a second `medseg pseudolabel` run that
+   keeps every voxel, so that thresholds below ``--voxel-threshold`` can be scored too).
 4. The round: a new model trained (same plan, same budget, supervised) on the labelled volumes + the
    confident pseudo-labels, scored on the same 20 val volumes; the gain is its mean Dice minus the start's.
 
@@ -88,23 +89,29 @@ def main() -> None:
                             options(args.predict_option))
     tag = f"selftrain_{start_tag}_t{args.voxel_threshold:g}"
     pseudo = work / f"pseudo_{tag}"
+    inputs = [str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in targets]
+    model = str(work / f"model_{start_tag}")
     if f"pseudolabel_{tag}" not in results:
-        run(MEDSEG + ["pseudolabel", str(work / f"model_{start_tag}"), "-i",
-                      *[str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in targets], "-o", str(pseudo),
-                      "--overwrite", "--voxel-threshold", str(args.voxel_threshold),
-                      "--case-threshold", str(args.case_threshold),
-                      *options(args.pseudo_option)])
+        # quality at every threshold needs every voxel's class: a run that keeps all voxels (the filtered run
+        # below has replaced unconfident classes by the ignore label)
+        everything = work / f"pseudo_all_{start_tag}"
+        run(MEDSEG + ["pseudolabel", model, "-i", *inputs, "-o", str(everything), "--overwrite", "--voxel-threshold",
+                      "0", *options(args.pseudo_option)])
         thresholds = sorted({0.0, 0.5, 0.7, 0.9, args.voxel_threshold})
-        quality = pseudo_label_quality(pseudo, {c: args.acdc / "labelsTr" / f"{c}.nii.gz" for c in targets},
+        quality = pseudo_label_quality(everything, {c: args.acdc / "labelsTr" / f"{c}.nii.gz" for c in targets},
                                        list(LABELS.values()), thresholds)
+        run(MEDSEG + ["pseudolabel", model, "-i", *inputs, "-o", str(pseudo), "--overwrite", "--voxel-threshold",
+                      str(args.voxel_threshold), "--case-threshold", str(args.case_threshold),
+                      *options(args.pseudo_option)])
+        quality["kept_cases"] = len(list((pseudo / "labelsTr").iterdir()))
         results[f"pseudolabel_{tag}"] = quality
     quality = results[f"pseudolabel_{tag}"]
     if tag not in results:
         data = work / f"data_{tag}"
         kept = selftrain_dataset(args.acdc, pseudo, labeled, val, data)
-        model = work / f"model_{tag}"
-        entry = train(data, model, labeled=None, method=None, minutes=args.minutes, plan=plan, fold=0, extra=extra)
-        entry.update(score_on_val(args.acdc, model, val, work, tag, options(args.predict_option)))
+        retrained = work / f"model_{tag}"
+        entry = train(data, retrained, labeled=None, method=None, minutes=args.minutes, plan=plan, fold=0, extra=extra)
+        entry.update(score_on_val(args.acdc, retrained, val, work, tag, options(args.predict_option)))
         entry.update(pseudo_labelled_cases=len(kept), gain_mean_dice=entry["mean_dice"] - start["mean_dice"])
         results[tag] = entry
     entry = results[tag]
@@ -115,8 +122,9 @@ def main() -> None:
         if isinstance(value, dict):
             dice = "—" if value["confident_dice"] is None else f"{value['confident_dice']:.4f}"
             lines.append(f"| {key} | {value['kept_voxel_share']:.1%} | {dice} |")
-    text = (f"pseudo-labels of {quality['cases']} of {quality['of']} unlabelled volumes (start model: "
-            f"{start_tag})\n\n" + "\n".join(lines) + "\n\n"
+    text = (f"pseudo-labels of {quality['of']} unlabelled volumes (start model: {start_tag}); "
+            f"{quality['kept_cases']} kept for training (case confidence ≥ {args.case_threshold:g})\n\n"
+            + "\n".join(lines) + "\n\n"
             + scores_table([(f"start ({start_tag})", start), (f"after one round (threshold {args.voxel_threshold:g})",
                                                                entry)], list(LABELS))
             + f"\n\ngain of one round (mean Dice): {entry['gain_mean_dice']:+.4f}")
