@@ -40,6 +40,10 @@ def test_cps_has_no_teacher_and_none_has_no_settings():
     assert [r.name for r in fired] == ["ssl_method"] and settings == {"method": "none"}
     with pytest.raises(MedsegError, match="unknown semi-supervised method 'fixmatch'"):
         ssl.semi_supervised_rules({"method": "fixmatch"})
+    for bad in ({"rampup": "soon"}, {"unlabeled_batch_size": 2.5}, {"weight": -1}):
+        with pytest.raises(MedsegError, match="--ssl-option"):
+            ssl.semi_supervised_rules(bad)
+    assert ssl.semi_supervised_rules({"rampup": "0.3"})[0]["rampup"] == 0.3
 
 
 def test_train_records_and_prints_the_rules(tmp_path, one_thread, capsys):

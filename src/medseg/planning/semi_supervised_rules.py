@@ -34,6 +34,10 @@ TEACHER_EMA_DECAY = 0.99
 #: BCP weighs the unlabelled part of a mixed image 0.5 against 1 for the labelled part.
 UNLABELED_WEIGHT = {"mean_teacher": 0.1, "cps": 0.1, "bcp": 0.5, "none": 0.0}
 
+#: The numeric settings (``--ssl-option KEY=VALUE``) and their types.
+NUMERIC_SETTINGS = {"unlabeled_batch_size": int, "rampup": float, "weight": float, "ema_decay": float,
+                    "pretrain": float, "confidence_threshold": float, "teacher_noise": float, "copy_paste_size": float}
+
 _METHOD_NAMES = {"mean_teacher": "mean teacher", "cps": "cross pseudo supervision",
                  "bcp": "bidirectional copy-paste (BCP)", "none": "none (labelled cases only, supervised)"}
 
@@ -141,6 +145,18 @@ def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[R
     ('bcp', 0.2, [False, False, True])
     """
     settings = dict(given)
+    for key, kind in NUMERIC_SETTINGS.items():
+        value = settings.get(key)
+        if value is None:
+            continue
+        try:
+            number = kind(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (kind is int and number != float(value)) or number < 0:
+            raise MedsegError(f"--ssl-option {key}={value}: expected a non-negative "
+                              f"{'whole number' if kind is int else 'number'}")
+        settings[key] = number
     if settings.get("method") is not None and settings["method"] not in METHODS:
         raise MedsegError(f"unknown semi-supervised method '{settings['method']}' ({', '.join(METHODS)})")
     method = rule_method(settings.get("method"))
