@@ -67,3 +67,33 @@ def test_pseudolabel_and_suggest_commands(trained, tmp_path, capsys, one_thread)
     assert main(["suggest", str(model), *EAGER, "-i", *files, "-n", "2", "--threads", "1"]) == 0  # -i a b
     out = capsys.readouterr().out
     assert out.startswith("rank,case,score") and len(out.strip().splitlines()) == 3
+
+
+def test_labelled_count_zero_is_one_line_and_no_output(trained, tmp_path, capsys):
+    data, _ = trained
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--iterations", "1", "--labeled", "0", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "at least one labelled case" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_check_counts_unlabelled_cases(trained, tmp_path, capsys):
+    import shutil
+
+    data, _ = trained
+    root = tmp_path / "partial"
+    shutil.copytree(data, root)
+    meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    meta["allow_unlabeled"] = True
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    (root / "labelsTr" / "case_001.nii.gz").unlink()
+    capsys.readouterr()
+    assert main(["check", str(root)]) == 0
+    out = capsys.readouterr()
+    assert "4 training (1 unlabelled)" in out.out + out.err
+    for label in (root / "labelsTr").iterdir():  # nothing left to train from: a warning, not a problem
+        label.unlink()
+    assert main(["check", str(root)]) == 0
+    out = capsys.readouterr()
+    assert "no training case has a label" in out.out + out.err

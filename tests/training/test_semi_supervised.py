@@ -58,6 +58,28 @@ def test_mean_teacher_unlabelled_loss_moves_the_student_not_the_teacher(one_thre
         np.testing.assert_allclose(t1.numpy(), (decay * t0 + (1 - decay) * s1.detach()).numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_bcp_unlabelled_loss_moves_the_student_not_the_teacher(one_thread):
+    student = _net(0)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    semi = SemiSupervised(student, SemiSupervisedSettings("bcp", ema_decay=0.9, rampup=0.0, pretrain=0.0),
+                          lambda: None, optimizer)
+    labeled, unlabeled = _batches()
+    teacher_before = _params(semi.teacher)
+    losses = semi.losses(labeled, unlabeled, build_loss("dice_ce"), progress=1.0, generator=torch.Generator())
+    assert float(losses["unsupervised"].detach()) > 0
+    losses["unsupervised"].backward()  # the pseudo-labelled voxels of the mixed patches alone
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(not p.requires_grad and p.grad is None for p in semi.teacher.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(teacher_before, semi.teacher.parameters()))
+    # a full step: the student moves by its gradient, the teacher only by the EMA update
+    student_before = _params(student)
+    semi.step(labeled, unlabeled, build_loss("dice_ce"), optimizer, progress=1.0, generator=torch.Generator())
+    decay = semi.average.current_decay()
+    for t0, s0, t1, s1 in zip(teacher_before, student_before, semi.teacher.parameters(), student.parameters()):
+        assert not torch.equal(s0, s1.detach())
+        np.testing.assert_allclose(t1.numpy(), (decay * t0 + (1 - decay) * s1.detach()).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_mean_teacher_weight_zero_early_in_ramp_up():
     assert sigmoid_rampup(0.0, 0.4) == pytest.approx(np.exp(-5))
     assert sigmoid_rampup(0.2, 0.4) == pytest.approx(np.exp(-1.25))
@@ -195,6 +217,7 @@ def test_bad_unlabelled_input_stops_before_training(organs, tmp_path, kind, mess
         train(organs, tmp_path / "m", _config(method="bcp", labeled=labeled, unlabeled_folder=str(folder)),
               progress=False, on_iteration=_never)
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "m").exists()  # no output: not even an empty model folder
 
 
 def test_unlabelled_image_on_another_grid_is_refused_when_nothing_is_resampled(tmp_path):

@@ -99,11 +99,10 @@ def _semi_supervised(labeled: str | None, unlabeled: Path | None, method: str | 
     """The semi-supervised settings the options ask for, or None (supervised training)."""
     if labeled is None and unlabeled is None and method is None and not options:
         return None
-    from medseg.training.semi_supervised import DEFAULT_METHOD, DEFAULT_METHOD_REASON
-
-    settings: dict = {"method": method or DEFAULT_METHOD, **parse_key_values(options, "--ssl-option")}
-    if method is None:
-        settings["reason"] = DEFAULT_METHOD_REASON
+    # what is not given here is decided by the rules of medseg.planning.semi_supervised_rules
+    settings: dict = dict(parse_key_values(options, "--ssl-option"))
+    if method is not None:
+        settings["method"] = method
     if labeled is not None:
         text = labeled.strip()
         settings["labeled"] = int(text) if text.isdigit() else [n.strip() for n in text.split(",") if n.strip()]

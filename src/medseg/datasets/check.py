@@ -262,6 +262,9 @@ def check_dataset(dataset_or_path: Dataset | str | os.PathLike,
     _check_orphans(dataset, report)
     _check_unit_spacing(dataset, records, report)
     labelled = [r for r, c in zip(records, dataset.cases) if c.label_path is not None]  # training cases come first
+    if dataset.cases and not labelled:  # legitimate (images to pseudo-label), but nothing to train from
+        report.warnings.append(Problem(None, dataset.root, "no training case has a label: training needs at least "
+                                                           "one labelled case (medseg train --labeled)"))
     if labelled and all(r.get("empty_label") for r in labelled):
         report.problems.append(Problem(None, dataset.root, "every training label map is empty (background "
                                                             "only): there is nothing to learn"))

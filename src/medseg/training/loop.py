@@ -172,9 +172,18 @@ def train(
         spec, model_config, seed, threads = None, None, options.seed, options.threads
     if check:  # after the cheap argument checks, before any training
         _check(dataset, console)
+    created = not out.exists()
     with scoped_run_state(threads, seed):
-        return _run(dataset, out, start, spec, model_config, plan_dict, progress=progress, on_iteration=on_iteration,
-                    console=console)
+        try:
+            return _run(dataset, out, start, spec, model_config, plan_dict, progress=progress,
+                        on_iteration=on_iteration, console=console)
+        except MedsegError:
+            # bad input found while preparing the cases (e.g. an unlabelled image with other channels): no output
+            if created and not (out / CONFIG_NAME).exists():
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: str | None, data_dims: int,
@@ -209,9 +218,9 @@ def _set_apart_unlabeled(dataset: Any, start: RunStart, named_val: Sequence[str]
     (:func:`medseg.training.unlabeled.set_apart_unlabeled`)."""
     from medseg.training.unlabeled import set_apart_unlabeled
 
-    train, val, semi = set_apart_unlabeled(dataset, start.config.semi_supervised, start.config.seed, start.train_names,
-                                           start.val_names, named_val)
-    return replace(start, train_names=tuple(train), val_names=tuple(val),
+    train, val, semi, fired = set_apart_unlabeled(dataset, start.config.semi_supervised, start.config.seed,
+                                                  start.train_names, start.val_names, named_val)
+    return replace(start, train_names=tuple(train), val_names=tuple(val), rules=start.rules + tuple(fired),
                    config=replace(start.config, semi_supervised=semi))
 
 

@@ -31,24 +31,12 @@ import torch.nn.functional as F
 
 from medseg.errors import MedsegError
 from medseg.losses import IGNORE_INDEX
+from medseg.planning.semi_supervised_rules import (DEFAULT_METHOD, METHODS, PRETRAIN_SHARE, RAMPUP_SHARE,
+                                                   TEACHER_EMA_DECAY, UNLABELED_WEIGHT)
 from medseg.training.averaging import WeightAverage
 
-#: "none": the same labelled selection, trained supervised only (the baseline of every comparison).
-METHODS = ("mean_teacher", "cps", "bcp", "none")
-
-#: Rule: the method when none is named. BCP is the most recent of the three and the only one with
-#: published results near the targets on the standard protocols (ACDC 3 / 7 labelled: 0.8759 / 0.8884
-#: Dice; LA 8 / 16: 0.8955 / 0.9018; mean teacher and CPS are the older baselines it is compared with),
-#: at the cost of one student step on mixed images plus one teacher forward: no more than mean teacher,
-#: half of CPS. medseg's own ACDC comparison (smoke scale so far): BENCHMARKS.md "Few labels".
-DEFAULT_METHOD = "bcp"
-DEFAULT_METHOD_REASON = ("default rule: bidirectional copy-paste, the newest of the three with the best published "
-                         "ACDC/LA results, for the cost of mean teacher")
-
-# Rule: weight of the unlabelled term at the end of the ramp-up, per method, from the papers' code.
-# SSL4MIS (mean teacher, CPS on ACDC) uses consistency 0.1; BCP weighs the unlabelled part of a mixed
-# image 0.5 against 1 for the labelled part.
-DEFAULT_WEIGHTS = {"mean_teacher": 0.1, "cps": 0.1, "bcp": 0.5, "none": 0.0}
+# The method list, the default method and every default setting are rules with their reasons, in
+# medseg.planning.semi_supervised_rules (recorded in rules.json and printed by `medseg train`).
 
 
 @dataclass
@@ -68,7 +56,8 @@ class SemiSupervisedSettings:
         Unlabelled patches per iteration, beside the ``batch_size`` labelled ones (the batch mix).
         0 = as many as labelled ones.
     weight : float or None
-        Weight of the unlabelled loss after the ramp-up; None = :data:`DEFAULT_WEIGHTS` of the method.
+        Weight of the unlabelled loss after the ramp-up; None = the method's published value
+        (:data:`medseg.planning.semi_supervised_rules.UNLABELED_WEIGHT`).
     rampup : float
         Share of the training budget (iterations or time) over which the weight rises along the sigmoid
         ``exp(-5 (1 - t)^2)`` (Laine & Aila 2017); 0 = no ramp-up.
@@ -96,12 +85,12 @@ class SemiSupervisedSettings:
     unlabeled_folder: str | None = None
     unlabeled_batch_size: int = 0
     weight: float | None = None
-    rampup: float = 0.4
-    ema_decay: float = 0.99
+    rampup: float = RAMPUP_SHARE
+    ema_decay: float = TEACHER_EMA_DECAY
     confidence_threshold: float = 0.0
     teacher_noise: float = 0.1
     copy_paste_size: float = 2.0 / 3.0
-    pretrain: float = 0.2
+    pretrain: float = PRETRAIN_SHARE
     predict_with: str = "student"
     reason: str = ""
 
@@ -109,7 +98,7 @@ class SemiSupervisedSettings:
         if self.method not in METHODS:
             raise MedsegError(f"unknown semi-supervised method '{self.method}' ({', '.join(METHODS)})")
         if self.weight is None:
-            self.weight = DEFAULT_WEIGHTS[self.method]
+            self.weight = UNLABELED_WEIGHT[self.method]
         if not 0.0 < self.ema_decay < 1.0:
             raise MedsegError(f"the teacher's EMA decay must lie in (0, 1), not {self.ema_decay}")
         if not 0.0 <= self.rampup <= 1.0:

@@ -169,8 +169,10 @@ def split_labeled(dataset: Any, train_names: Sequence[str], val_names: Sequence[
 
 def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, seed: int, train_names: Sequence[str],
                         val_names: Sequence[str], named_val: Sequence[str] | None,
-                        ) -> tuple[list[str], list[str], dict[str, Any] | None]:
-    """Training and validation cases once unlabelled cases are set apart, and the recorded settings.
+                        ) -> tuple[list[str], list[str], dict[str, Any] | None, list[Any]]:
+    """Training and validation cases once unlabelled cases are set apart, the recorded settings, and the
+    rules that decided the settings the user did not give
+    (:func:`medseg.planning.semi_supervised_rules.semi_supervised_rules`).
 
     Supervised (``semi_supervised`` None): the training cases that have labels. Semi-supervised: the
     ``--labeled`` ones (:func:`split_labeled`), the settings completed with the unlabelled cases.
@@ -187,12 +189,15 @@ def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, se
         labeled = [n for n in train_names if n not in without]
         if not labeled:
             raise MedsegError("no training case has a label (use --labeled for semi-supervised training)", dataset.root)
-        return labeled, val_names, None
+        return labeled, val_names, None, []
+    from medseg.planning.semi_supervised_rules import semi_supervised_rules
+
+    semi_supervised, fired = semi_supervised_rules(semi_supervised)
     if dataset.regions and semi_supervised.get("method") != "none":
         # the consistency and pseudo-label terms are written for one softmax class per voxel
         raise MedsegError("semi-supervised training supports label tasks, not region (sigmoid) tasks", dataset.root)
     labeled, settings, _ = split_labeled(dataset, train_names, val_names, semi_supervised, seed)
-    return labeled, val_names, settings.to_dict()
+    return labeled, val_names, settings.to_dict(), fired
 
 
 def prepare_unlabeled_cases(dataset: Any, settings: dict[str, Any] | None, train_cases: Sequence[PreparedCase],
