@@ -31,7 +31,7 @@ from _apps import cross_validate
 
 TRAIN_OPTIONS = {
     # the paper's network is volumetric: the plan's 3D configuration (its default for these thin stacks is 2D)
-    "vnet": ["--configuration", "3d", "--loss", "vnet_dice", "--net-option", "norm=instance"],
+    "vnet": ["--configuration", "3d", "--loss", "vnet_dice"],
     "unet": [],
 }
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from medseg.constants import DEFAULT_BACKEND
 from medseg.cli import app
 
 
@@ -22,7 +23,7 @@ def serve_command(
     max_voxels: int = typer.Option(512 * 512 * 512, "--max-voxels", help="Largest image, voxels × channels."),
     keep: str = typer.Option("1h", "--keep", help="How long finished results are kept."),
     threads: int = typer.Option(0, "--threads", help="Torch threads per job (0: the cores shared among --jobs)."),
-    backend: str = typer.Option("torch", "--backend", help="torch, onnx, compile or auto, as for `medseg predict`."),
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="auto (default), torch, onnx or compile, as for `medseg predict`."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict` (e.g. "
                                   "592,576: a whole DRIVE image in one tile)."),
     work_dir: Path = typer.Option(None, "--work-dir", help="Where the server makes its temporary folder "

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from medseg.constants import DEFAULT_BACKEND
 from medseg.cli import app
 from medseg.cli._consoles import err
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
@@ -26,7 +27,7 @@ def threshold_command(
                               "validation cases, else its training cases)."),
     metric: str = typer.Option("accuracy", "--metric", help="accuracy or f1 (pixels inside each case's ROI)."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict`."),
-    backend: str = typer.Option("torch", "--backend", help="torch, onnx, compile or auto, as for `medseg predict`."),
+    backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="auto (default), torch, onnx or compile, as for `medseg predict`."),
     tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation, as for `medseg predict` "
                              "(choose with the TTA that will be used: averaging flips changes the probabilities)."),
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),

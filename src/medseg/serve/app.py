@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 import medseg
+from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
 from medseg.serve.errors import RequestError
 from medseg.serve.jobs import Job, JobQueue
@@ -84,7 +85,7 @@ async def _send_error(send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None = None, *, backend: str = "torch",
+def create_app(model_folders: Sequence[str | Path], limits: ServeLimits | None = None, *, backend: str = DEFAULT_BACKEND,
                work_dir: str | Path | None = None, predictor_options: dict[str, Any] | None = None) -> FastAPI:
     """The service for the given model folders.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medseg.constants import DEFAULT_BACKEND
 from medseg.serve.errors import RequestError
 from medseg.serve.limits import ServeLimits
 from medseg.serve.uploads import remove_tree
@@ -197,7 +198,7 @@ class JobQueue:
         Further options of :meth:`medseg.Predictor.from_folder` (tile size, TTA, ...).
     """
 
-    def __init__(self, model_folders: dict[str, str], limits: ServeLimits, root: Path, backend: str = "torch",
+    def __init__(self, model_folders: dict[str, str], limits: ServeLimits, root: Path, backend: str = DEFAULT_BACKEND,
                  predictor_options: dict[str, Any] | None = None):
         self.model_folders = {k: str(v) for k, v in model_folders.items()}
         self.limits = limits

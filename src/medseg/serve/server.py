@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Callable, Sequence
 
+from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
 from medseg.serve.limits import ServeLimits
 
@@ -51,7 +52,7 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(model_folders: Sequence[str | Path], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          limits: ServeLimits | None = None, *, backend: str = "torch", work_dir: str | Path | None = None,
+          limits: ServeLimits | None = None, *, backend: str = DEFAULT_BACKEND, work_dir: str | Path | None = None,
           predictor_options: dict | None = None, announce: Callable[[str], None] = print, log_level: str = "warning") -> None:
     """Serve the models until interrupted; ``announce`` receives the address line once listening.
 

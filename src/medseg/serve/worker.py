@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from medseg.constants import DEFAULT_BACKEND
 from medseg.errors import MedsegError
 
 
@@ -36,7 +37,7 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
             "spatial_dims": label_map.spatial_dims}
 
 
-def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = "torch",
+def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = DEFAULT_BACKEND,
                 options: dict[str, Any] | None = None) -> None:
     """Entry point of a worker process (``multiprocessing`` spawn target)."""
     import torch
