@@ -181,3 +181,27 @@ def test_resume_in_two_processes_continues_exactly(tiny_dataset, tmp_path):
     for key in full:
         assert torch.equal(full[key], split[key]), key
     np.testing.assert_array_equal(_losses(tmp_path / "split"), _losses(tmp_path / "full"))
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_cli_two_processes_on_drive(shared_data, tmp_path, capsys):
+    """`medseg train --nproc 2` on real DRIVE images, then `medseg predict` with the folder."""
+    from medseg.cli import main
+    from medseg.io import read_image
+
+    data = tmp_path / "drive"
+    assert main(["convert", "drive", str(shared_data / "DRIVE"), str(data)]) == 0
+    model = tmp_path / "model"
+    assert main(["train", str(data), "--out", str(model), "--nproc", "2", "--batch-size", "2", "--iterations", "4",
+                 "--patch-size", "64", "--features", "8", "--val-cases", "drive_40", "--threads", "1",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "2 patches per process × 2 processes = 4 per step" in err and err.count("model folder:") == 1
+    rules = {r["name"]: r["value"] for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))}
+    assert rules["distributed.global_batch"]["global"] == 4 and rules["distributed.threads"] == 1
+    case = sorted((data / "imagesTs").iterdir())[0]
+    assert main(["predict", str(model), "-i", str(case), "-o", str(tmp_path / "pred"), "--roi",
+                 str(data / "roisTs" / case.name.replace("_0000", ""))]) == 0
+    predicted = read_image(next((tmp_path / "pred").glob("*.png")))
+    assert predicted.spatial_shape == read_image(case).spatial_shape

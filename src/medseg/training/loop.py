@@ -260,11 +260,11 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     layout = (spec or start).layout
     options = (spec or start).config
 
+    if run.distributed:
+        _check_distributable(options)
     cache_dir = (out if run.is_main else scratch) / "cache" if options.cache == "mmap" else None
     if run.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    if run.distributed:
-        _check_distributable(options)
     prepared: dict[str, PreparedCase] = {}
     for i, name in enumerate(names):
         prepared[name] = prepare_case(dataset.case(name), layout.preprocessing, mapping,
