@@ -21,7 +21,7 @@ from medseg.datasets import load_dataset, make_vessels2d
 from medseg.errors import MedsegError
 from medseg.training.config import TrainingConfig
 from medseg.training.data import make_batch, prepare_case
-from medseg.training.distributed import DistributedRun, launch, launcher_environment, rule_threads
+from medseg.training.distributed import DistributedRun, failure_line, launch, launcher_environment, rule_threads
 from medseg.training.loop import train
 
 #: Relative tolerance between the loss curves (and weights) of 1 × 4 and 2 × 2 patches: float32 sums in
@@ -141,6 +141,20 @@ def test_process_placement_rules():
     assert single.agree(1.5) == 1.5 and single.mean(2.0) == 2.0 and single.batch_note(4) == ""
     model = torch.nn.Linear(2, 2)
     assert single.wrap(model) is model
+
+
+def test_failure_line_names_the_rank_and_the_message():
+    from types import SimpleNamespace
+
+    def failed(message, exitcode=1):
+        failure = SimpleNamespace(message=message, exitcode=exitcode)
+        return SimpleNamespace(get_first_failure=lambda: (1, failure))
+
+    assert failure_line(failed({"message": "DatasetError: /d: dataset.json not found", "extraInfo": {}})) == \
+        "training process 1 failed: /d: dataset.json not found"
+    assert failure_line(failed("RuntimeError: boom\nmore")) == "training process 1 failed: RuntimeError: boom"
+    assert failure_line(failed("To enable traceback see: https://x", 3)) == \
+        "training process 1 ended with exit code 3 without reporting an error"
 
 
 def test_bad_process_count(tiny_dataset, tmp_path):

@@ -214,9 +214,8 @@ def run_rules(run: DistributedRun, batch_size: int, threads: Rule | None) -> lis
     """The rules of a multi-process run, for rules.json (none for a single process)."""
     if not run.distributed:
         return []
-    return [rule_backend("cpu"), *([threads] if threads is not None else []), rule_global_batch(batch_size,
-                                                                                                 run.world_size),
-            rule_timeout(run.world_size)]
+    rules = [rule_backend("cpu")] + ([threads] if threads is not None else [])
+    return rules + [rule_global_batch(batch_size, run.world_size), rule_timeout(run.world_size)]
 
 
 def threads_rule(requested: int | None, environ: Mapping[str, str] | None = None) -> Rule | None:
@@ -281,11 +280,14 @@ def failure_line(exc: Any) -> str:
     if isinstance(message, dict):
         message = message.get("message", "")
     text = str(message or "").strip().splitlines()
-    line = text[0] if text else f"exit code {failure.exitcode}"
+    if not text or text[0].startswith("To enable traceback"):  # no Python exception was recorded (e.g. a
+        # script calling train(..., nproc=N) without `if __name__ == "__main__":`, which spawn needs)
+        return f"training process {rank} ended with exit code {failure.exitcode} without reporting an error"
+    line = text[0]
     kind, _, rest = line.partition(": ")
     if kind in _medseg_error_names():  # worded for the user already
         line = rest
-    elif "Signal" in line or not text:
+    elif "Signal" in line:
         line = f"stopped ({line})"
     return f"training process {rank} failed: {line}"
 
