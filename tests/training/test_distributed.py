@@ -191,7 +191,8 @@ def test_resume_in_two_processes_continues_exactly(tiny_dataset, tmp_path):
     train(tiny_dataset, tmp_path / "split", config(iterations=3), val_cases=["case_002"], progress=False, nproc=2)
     result = train(tiny_dataset, tmp_path / "split", config(), resume=True, progress=False, nproc=2)
     assert result.iterations == 6
-    full, split = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "split" / "model.safetensors")
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    split = load_file(tmp_path / "split" / "model.safetensors")
     for key in full:
         assert torch.equal(full[key], split[key]), key
     np.testing.assert_array_equal(_losses(tmp_path / "split"), _losses(tmp_path / "full"))

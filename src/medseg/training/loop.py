@@ -383,7 +383,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
         f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}"
         f"{f' (slices across axis {slice_axis})' if slice_axis is not None else ''}, "
-        f"batch {config.batch_size}{run.batch_note(config.batch_size)}, preprocessing {[s.get('name') for s in steps]}, "
+        f"batch {config.batch_size}{run.batch_note(config.batch_size)}, "
+        f"preprocessing {[s.get('name') for s in steps]}, "
         f"{torch.get_num_threads()} thread(s)" + (f"; resuming at iteration {start_iteration}" if resume else ""),
         highlight=False)
     iteration, elapsed, _ = _loop(session, make, start_iteration, elapsed_before, progress, on_iteration)
@@ -487,8 +488,8 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
                 loss = parts["loss"]
                 semi_parts.append(parts)
             else:
-                loss = train_step(session.trained or session.model, session.loss_fn, session.optimizer, image, label, config.grad_clip,
-                                  session.finetuning)
+                loss = train_step(session.trained or session.model, session.loss_fn, session.optimizer, image, label,
+                                  config.grad_clip, session.finetuning)
             if session.average is not None:
                 session.average.update(session.model)
             iteration += 1
