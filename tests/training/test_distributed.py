@@ -200,7 +200,7 @@ def test_resume_in_two_processes_continues_exactly(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_cli_two_processes_on_drive(shared_data, tmp_path, capsys):
+def test_cli_two_processes_on_drive(shared_data, tmp_path, capfd):
     """`medseg train --nproc 2` on real DRIVE images, then `medseg predict` with the folder."""
     from medseg.cli import main
     from medseg.io import read_image
@@ -211,7 +211,7 @@ def test_cli_two_processes_on_drive(shared_data, tmp_path, capsys):
     assert main(["train", str(data), "--out", str(model), "--nproc", "2", "--batch-size", "2", "--iterations", "4",
                  "--patch-size", "64", "--features", "8", "--val-cases", "drive_40", "--threads", "1",
                  "--no-progress"]) == 0
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # the workers write to the inherited file descriptor
     assert "2 patches per process × 2 processes = 4 per step" in err and err.count("model folder:") == 1
     rules = {r["name"]: r["value"] for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))}
     assert rules["distributed.global_batch"]["global"] == 4 and rules["distributed.threads"] == 1

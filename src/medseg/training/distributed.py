@@ -103,12 +103,17 @@ class DistributedRun:
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the optimisation step calls: DistributedDataParallel over ``model`` (its parameters
-        are broadcast from rank 0), or ``model`` itself in a single process."""
+        are broadcast from rank 0), or ``model`` itself in a single process.
+
+        ``static_graph``: the parameters a step uses are the same at every step (the loop never changes
+        them under DDP), which lets DDP skip those that get no gradient (LiteMedSAM's unused prompt
+        embeddings) without searching the graph at every step as ``find_unused_parameters`` does.
+        """
         if not self.distributed:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model)
+        return DistributedDataParallel(model, static_graph=True)
 
 
 class NullLog:
