@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -274,8 +275,18 @@ def launch(nproc: int, function: Callable[..., Any], *args: Any) -> Any:
 
 
 def _worker(function: Callable[..., Any], *args: Any) -> Any:
-    """A worker's body: the error file the launcher reads is written by its ``record`` wrapper."""
+    """A worker's body: the error file the launcher reads is written by its ``record`` wrapper.
+
+    The launcher stops workers with SIGTERM (Ctrl-C or kill of ``medseg train``, or another worker's
+    failure); as in the single-process command it becomes KeyboardInterrupt, so rank 0 keeps the finished
+    iterations in checkpoint_last.pt for ``--resume``.
+    """
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     return function(*args)
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def failure_line(exc: Any) -> str:
@@ -310,7 +321,10 @@ def _medseg_error_names() -> set[str]:
 def _quiet_launcher() -> Iterator[None]:
     """The elastic agent logs every start and stop (and the stopping of the other workers after a failure)
     at INFO/WARNING; :func:`launch` reports a failure itself, in one line."""
-    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing.spawn")]
+    # torch's elastic modules set their own loggers' levels, so each one is quietened, not just the parent
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith(prefixes)]
+    loggers = [logging.getLogger(name) for name in {*names, *prefixes}]
     previous = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
