@@ -52,9 +52,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _WRITE_EVENTS = {"os.remove", "os.mkdir", "os.rmdir", "os.rename", "os.replace", "shutil.rmtree", "os.truncate"}
 
 
-def _audited_train(dataset_root, out, config, val_cases):
-    """A worker that fails on any write into ``out`` by a rank other than 0 (a Python audit hook)."""
-    rank = os.environ["RANK"]
+def _forbid_writes(out, rank):
+    """From now on, any write into ``out`` by this process raises PermissionError (a Python audit hook,
+    which stays for the life of the process)."""
     folder = os.path.realpath(out) + os.sep
 
     def hook(event, args):
@@ -69,20 +69,50 @@ def _audited_train(dataset_root, out, config, val_cases):
                 (os.path.realpath(os.fsdecode(path)) + os.sep).startswith(folder):
             raise PermissionError(f"rank {rank} wrote {os.fsdecode(path)} into the model folder ({event})")
 
-    if rank != "0":
-        sys.addaudithook(hook)
+    sys.addaudithook(hook)
+
+
+def _audited_train(dataset_root, out, config, val_cases):
+    """A worker that fails on any write into ``out`` by a rank other than 0."""
+    if os.environ["RANK"] != "0":
+        _forbid_writes(out, os.environ["RANK"])
     return train(dataset_root, out, config, val_cases=val_cases, progress=False, check=False)
+
+
+def test_the_write_guard_catches_writes(tmp_path):
+    """The guard of the one-writer check fails on a write (so that test can fail)."""
+    guarded, elsewhere = tmp_path / "guarded", tmp_path / "elsewhere"
+    guarded.mkdir()
+    (guarded / "existing.txt").write_text("x", encoding="utf-8")
+    _forbid_writes(guarded, "1")
+    with pytest.raises(PermissionError, match="rank 1 wrote"):
+        (guarded / "new.txt").write_text("x", encoding="utf-8")
+    # torch.save and safetensors open files in C++, unseen by the hook; medseg writes every file through
+    # atomic_path (a temporary file beside it, then a rename), which the hook sees
+    from medseg.fileutil import atomic_path
+
+    with pytest.raises(MedsegError, match="cannot write"):  # atomic_path words the PermissionError
+        with atomic_path(guarded / "checkpoint.pt") as tmp:
+            torch.save({}, tmp)
+    (elsewhere).mkdir()
+    (elsewhere / "a.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(PermissionError):
+        os.replace(elsewhere / "a.txt", guarded / "a.txt")
+    with pytest.raises(PermissionError):
+        (guarded / "existing.txt").unlink()
+    assert (guarded / "existing.txt").read_text(encoding="utf-8") == "x"  # reading is allowed
 
 
 def test_two_processes_train_like_one_with_the_same_global_batch(tiny_dataset, tmp_path):
     """1 process × batch 4 == 2 processes × batch 2 (loss curve and weights); only rank 0 writes; the
     folder predicts as usual."""
     threads = torch.get_num_threads()
-    try:
-        one = train(tiny_dataset, tmp_path / "one", _config(4), val_cases=["case_002"], progress=False)
+    try:  # memory-mapped cache: rank 1's must go elsewhere than the model folder
+        one = train(tiny_dataset, tmp_path / "one", _config(4, cache="mmap"), val_cases=["case_002"], progress=False)
     finally:
         torch.set_num_threads(threads)
-    two = launch(2, functools.partial(_audited_train, tiny_dataset, tmp_path / "two", _config(2), ["case_002"]))
+    two = launch(2, functools.partial(_audited_train, tiny_dataset, tmp_path / "two", _config(2, cache="mmap"),
+                                      ["case_002"]))
     assert two.iterations == one.iterations == 6 and two.rank == 0
 
     curve_one, curve_two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
@@ -96,6 +126,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tiny_dataset, t
 
     # one writer: the same files as a single process, nothing per rank
     assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in (tmp_path / "one").iterdir()}
+    assert sorted(p.name for p in (tmp_path / "two" / "cache").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one" / "cache").iterdir())
     rules = {r["name"]: r for r in json.loads((tmp_path / "two" / "rules.json").read_text(encoding="utf-8"))}
     assert rules["distributed.global_batch"]["value"] == {"per_process": 2, "processes": 2, "global": 4}
     assert rules["distributed.backend"]["value"] == "gloo"
