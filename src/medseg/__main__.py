@@ -2,4 +2,5 @@ import sys
 
 from medseg.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a spawned worker process (medseg train --nproc) imports this module
+    sys.exit(main())

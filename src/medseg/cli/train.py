@@ -192,6 +192,9 @@ def train(
         "rampup (share of the budget), ema_decay, confidence_threshold, teacher_noise, copy_paste_size, pretrain (BCP), "
         "predict_with."
     ),
+    nproc: int = typer.Option(1, "--nproc", help="Train in N processes on this machine (PyTorch "
+                              "DistributedDataParallel; --batch-size is then per process, the cores are shared "
+                              "among them). Several machines: torchrun ... -m medseg train (see the README)."),
 ) -> None:
     """Train a segmentation network on a dataset.
 
@@ -240,11 +243,12 @@ def train(
         result = run(
             dataset, out, config, plan=plan, configuration=configuration, preprocessing=_parse_preprocessing(preprocessing),
             fold=fold, val_cases=[v.strip() for v in val_cases.split(",") if v.strip()] if val_cases else None,
-            resume=resume, overwrite=overwrite, progress=progress, console=console,
+            resume=resume, overwrite=overwrite, progress=progress, console=console, nproc=nproc,
         )
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: the last checkpoint is in {out}; continue with --resume")
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    console.print(f"model folder: [bold]{result.folder}[/]")
+    if result.rank == 0:  # the other processes of a torchrun-launched run print nothing
+        console.print(f"model folder: [bold]{result.folder}[/]")

@@ -118,10 +118,17 @@ def _memmap(path: Path, array: np.ndarray) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def batch_generators(seed: int, iteration: int) -> tuple[np.random.Generator, torch.Generator]:
-    """The numpy and torch generators of one batch, derived from ``(seed, iteration)`` only."""
+def batch_generators(seed: int, iteration: int, rank: int = 0) -> tuple[np.random.Generator, torch.Generator]:
+    """The numpy and torch generators of one batch, derived from ``(seed, iteration)`` only.
+
+    ``rank`` (multi-process training) changes only the torch generator (the augmentation's): rank 0 keeps
+    the single-process stream, rank ``r > 0`` draws from ``(seed, iteration, r)``.
+    """
     rng = np.random.default_rng([int(seed), int(iteration)])
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    if rank:
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([int(seed), int(iteration), int(rank)])
+                                                .integers(0, 2**62)))
     return rng, gen
 
 
@@ -136,24 +143,31 @@ def make_batch(
     augment: Callable | None = None,
     label_pad_value: int = 0,
     slice_axis: int | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch ``iteration``: ``(N, C, *P)`` float32 images and ``(N, 1, *P)`` int64 class indices.
 
     With ``slice_axis`` (a 2D network on 3D data) ``patch_size`` is 2D and each patch is one slice.
+    ``shard = (rank, world_size)`` (multi-process training): the global batch of ``batch_size ×
+    world_size`` patches is drawn as one stream and rank ``r`` keeps patches ``r·N … (r+1)·N − 1``, so
+    the ranks see different patches and together exactly those of one process with the global batch.
     """
     from medseg.tiling.slices import volume_patch_size
 
-    rng, gen = batch_generators(seed, iteration)
+    rank, world_size = shard
+    rng, gen = batch_generators(seed, iteration, rank)
     network_patch = tuple(patch_size)
     patch_size = volume_patch_size(network_patch, slice_axis)
     images, labels, picked = [], [], []
-    for _ in range(batch_size):
-        picked.append(int(rng.integers(len(cases))))
-        case = cases[picked[-1]]
+    for k in range(batch_size * (rank + 1)):  # the patches of lower ranks are drawn (and dropped) first
+        index = int(rng.integers(len(cases)))
+        case = cases[index]
         img, lab = sample_patch(case.image, case.label, case.index, patch_size, rng,
                                 foreground_share=foreground_share, label_pad_value=label_pad_value)
-        images.append(img)
-        labels.append(lab)
+        if k >= batch_size * rank:
+            images.append(img)
+            labels.append(lab)
+            picked.append(index)
     image_t = torch.from_numpy(np.stack(images))
     label_t = torch.from_numpy(np.stack(labels).astype(np.int64))
     if slice_axis is not None:

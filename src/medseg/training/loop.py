@@ -9,9 +9,12 @@ batches are a pure function of ``(seed, iteration)``, so ``--resume`` continues 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,6 +35,8 @@ from medseg.training.checkpoint import load_checkpoint, save_checkpoint
 from medseg.training.config import TrainingConfig
 from medseg.training.data import (BatchProducer, LabelMapping, PreparedCase, batch_generators, make_batch,
                                   prepare_case)
+from medseg.training.distributed import (DistributedRun, NullLog, joined, launch, launcher_environment, run_rules,
+                                         threads_rule as distributed_threads_rule)
 from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
@@ -54,6 +59,7 @@ class TrainingResult:
     elapsed: float
     best_metric: float | None
     last_metrics: dict[str, float] = field(default_factory=dict)
+    rank: int = 0  # in a multi-process run, the process's rank (only rank 0's result describes the model)
 
 
 def _check(dataset: Any, console: Any, on_case: Callable | None = None) -> None:
@@ -90,6 +96,7 @@ def train(
     progress: bool = True,
     on_iteration: Callable[[int, float], None] | None = None,
     console: Any = None,
+    nproc: int = 1,
 ) -> TrainingResult:
     """Train a network on a dataset and write a model folder.
 
@@ -123,7 +130,12 @@ def train(
     progress : bool
         Show a rich progress bar.
     on_iteration : callable, optional
-        ``on_iteration(iteration, loss)`` after each step (tests use it to simulate interruptions).
+        ``on_iteration(iteration, loss)`` after each step (tests use it to simulate interruptions); in
+        every process of a multi-process run (it must then be picklable).
+    nproc : int
+        Train in this many processes on this machine (DistributedDataParallel, see
+        :mod:`medseg.training.distributed`); ``config.batch_size`` is then per process. A process started
+        by ``torchrun`` joins its run whatever ``nproc`` says.
 
     Returns
     -------
@@ -135,11 +147,44 @@ def train(
         dataset = load_dataset(dataset)
     out = Path(out)
     console = console or _console()
+    if nproc < 1:
+        raise MedsegError(f"--nproc must be at least 1, not {nproc}")
+    if nproc > 1 and launcher_environment() is None:
+        return _launch(dataset, out, config, nproc, check, console, plan=plan, configuration=configuration,
+                       preprocessing=preprocessing, fold=fold, val_cases=val_cases, resume=resume,
+                       overwrite=overwrite, progress=progress, on_iteration=on_iteration)
+    with joined() as run:
+        if not run.is_main:  # rank 0 prints
+            console, progress = _console(quiet=True), False
+        return _train(dataset, out, config, run, plan=plan, configuration=configuration, preprocessing=preprocessing,
+                      fold=fold, val_cases=val_cases, resume=resume, overwrite=overwrite, check=check,
+                      progress=progress, on_iteration=on_iteration, console=console)
+
+
+def _launch(dataset: Any, out: Path, config: TrainingConfig | None, nproc: int, check: bool, console: Any,
+            **options: Any) -> TrainingResult:
+    """``nproc`` worker processes each running :func:`train` (the checks run once, here, first)."""
+    if options["resume"]:
+        _resumed_spec(dataset, out, config)
+    elif (out / CONFIG_NAME).is_file() and not options["overwrite"]:
+        raise MedsegError("model folder exists; use --resume to continue or --overwrite to replace it", out)
+    if config is not None:
+        _check_distributable(config)
+    if check:
+        _check(dataset, console)
+    console.print(f"starting {nproc} training processes on this machine (torch elastic launcher)", highlight=False)
+    return launch(nproc, functools.partial(train, dataset.root, out, config, check=False, **options))
+
+
+def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: DistributedRun, *, plan: Any,
+           configuration: str | None, preprocessing: list[dict[str, Any]] | None, fold: int | str | None,
+           val_cases: Sequence[str] | None, resume: bool, overwrite: bool, check: bool, progress: bool,
+           on_iteration: Callable[[int, float], None] | None, console: Any) -> TrainingResult:
     if resume:
         spec, model_config = _resumed_spec(dataset, out, config)
         start, plan_dict, seed, threads = None, None, spec.config.seed, spec.config.threads
     else:
-        if (out / CONFIG_NAME).is_file() and not overwrite:
+        if (out / CONFIG_NAME).is_file() and not overwrite and run.is_main:  # rank 0 may have written it
             raise MedsegError("model folder exists; use --resume to continue or --overwrite to replace it", out)
         options = config or TrainingConfig()
         first = dataset.case(dataset.cases[0].name).read_image() if dataset.cases else None
@@ -170,16 +215,20 @@ def train(
                               automatic_plan=automatic, planning_seconds=planning_seconds)
         start = _set_apart_unlabeled(dataset, start, val_cases)
         spec, model_config, seed, threads = None, None, options.seed, options.threads
-    if check:  # after the cheap argument checks, before any training
+    if check and run.is_main:  # after the cheap argument checks, before any training
         _check(dataset, console)
+    threads_rule = distributed_threads_rule(threads) if run.distributed else None
+    # the other ranks never write into the model folder: their memory-mapped cache goes to a temporary folder
+    private = tempfile.TemporaryDirectory(prefix=f"medseg-rank{run.rank}-") if not run.is_main else nullcontext()
     created = not out.exists()
-    with scoped_run_state(threads, seed):
+    with scoped_run_state(threads_rule.value if threads_rule else threads, seed), private as scratch:
         try:
             return _run(dataset, out, start, spec, model_config, plan_dict, progress=progress,
-                        on_iteration=on_iteration, console=console)
+                        on_iteration=on_iteration, console=console, run=run, threads_rule=threads_rule,
+                        scratch=Path(scratch) if scratch else None)
         except MedsegError:
             # bad input found while preparing the cases (e.g. an unlabelled image with other channels): no output
-            if created and not (out / CONFIG_NAME).exists():
+            if created and run.is_main and not (out / CONFIG_NAME).exists():
                 import shutil
 
                 shutil.rmtree(out, ignore_errors=True)
@@ -251,8 +300,13 @@ def _resumed_spec(dataset: Any, out: Path, config: TrainingConfig | None) -> tup
 
 def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, model_config: ModelConfig | None,
          plan_dict: dict | None, *, progress: bool, on_iteration: Callable[[int, float], None] | None,
-         console: Any) -> TrainingResult:
-    """Prepare the cases, complete the specification, build, loop, validate, choose, record."""
+         console: Any, run: DistributedRun = DistributedRun(), threads_rule: Any = None,
+         scratch: Path | None = None) -> TrainingResult:
+    """Prepare the cases, complete the specification, build, loop, validate, choose, record.
+
+    In a multi-process run (``run``) only rank 0 writes into ``out``; the others keep their memory-mapped
+    cache in ``scratch``.
+    """
     resume = spec is not None
     names = (spec or start).train_names + (spec or start).val_names
     first = dataset.case(names[0]).read_image()
@@ -264,7 +318,9 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     layout = (spec or start).layout
     options = (spec or start).config
 
-    cache_dir = out / "cache" if options.cache == "mmap" else None
+    if run.distributed:
+        _check_distributable(options)
+    cache_dir = (out if run.is_main else scratch) / "cache" if options.cache == "mmap" else None
     prepared: dict[str, PreparedCase] = {}
     for i, name in enumerate(names):
         prepared[name] = prepare_case(dataset.case(name), layout.preprocessing, mapping,
@@ -272,7 +328,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                                       cache_dir=cache_dir, seed=options.seed + i,
                                       crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
                                       fov_diameter=layout.fov_diameter)
-    out.mkdir(parents=True, exist_ok=True)  # after the cases: a case that cannot be prepared leaves nothing
+    if run.is_main:  # after the cases: a case that cannot be prepared leaves nothing
+        out.mkdir(parents=True, exist_ok=True)
     train_names, val_names = (spec or start).train_names, (spec or start).val_names
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
@@ -284,6 +341,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     if spec is None:
         spec = complete_run(start, [c.label[0] for c in train_cases], [c.spacing for c in train_cases],
                             [c.image.shape[1:] for c in train_cases], in_channels, num_classes, data_dims)
+        spec = replace(spec, rules=spec.rules + tuple(run_rules(run, spec.config.batch_size, threads_rule)))
         console.print("decisions (recorded in rules.json):", highlight=False)
         for rule in spec.rules:
             console.print("  " + describe(rule), highlight=False, soft_wrap=True)
@@ -314,7 +372,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
             fov_diameter=layout.fov_diameter, lineage=(spec.rule("init_from").value if spec.rule("init_from") else None),
         )
         for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv", PRUNING_NAME, RULES_NAME):
-            (out / stale).unlink(missing_ok=True)
+            if run.is_main:
+                (out / stale).unlink(missing_ok=True)
     augment = _augmentation(config.augmentation, spatial_dims,
                             _anisotropic_axis(target_spacing) if spatial_dims == 3 else None,
                             IGNORE_INDEX if dataset.ignore_label is not None else None)
@@ -331,16 +390,17 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
                           batch_size=config.batch_size, foreground_share=config.foreground_share,
                           augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
-                          slice_axis=slice_axis)
+                          slice_axis=slice_axis, shard=run.shard)
 
     memory_format_name = config.memory_format
-    if memory_format_name == "auto":
+    if memory_format_name == "auto" and run.is_main:
         memory_format_name, timings = choose_memory_format(
             model, loss_fn, *make(0), spatial_dims,
             time_limit=config.time_limit, iterations=config.iterations)
         if timings:
             console.print("memory format: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
                           + f" -> {memory_format_name}", highlight=False)
+    memory_format_name = run.from_main(memory_format_name)  # every rank trains in rank 0's choice
     memory_format = torch_format(memory_format_name, spatial_dims)
     model.to(memory_format=memory_format)
     average = WeightAverage(model, config.weight_average) if config.weight_average else None
@@ -350,13 +410,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     # the augmentation actually used, written out so a run can be repeated
     model_config = replace(model_config, training=recorded, augmentation=augment.to_config() if hasattr(
         augment, "to_config") else ({"enabled": False} if augment is None else config.augmentation))
-    save_config(out, model_config)
-    if not resume:
-        save_rules(out, [r.to_dict() for r in spec.rules])
-    if plan_dict is not None and not resume:
-        from medseg.fileutil import write_text_atomic
-
-        write_text_atomic(out / PLAN_NAME, json.dumps(plan_dict, indent=2) + "\n")
+    if run.is_main:
+        _record_start(out, model_config, spec, plan_dict, resume, run_rules(run, config.batch_size, threads_rule))
 
     optimizer = build_optimizer(model, config)  # over all parameters: frozen ones simply get no gradient
     finetuning = bool(config.freeze_encoder or unfreezing)
@@ -376,17 +431,20 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
             semi.load_state_dict(payload["extra"]["semi_supervised"])
         if unfreezing is not None:
             unfreezing(start_iteration)  # the stages already passed
-    log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None)
+    log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None) if run.is_main \
+        else NullLog()
 
     session = Session(out, config, model, predicting, optimizer, loss_fn, average, unfreezing, finetuning,
                       memory_format, val_prepared, model_config, log, console, recorded, best,
                       next_validation=(start_iteration // config.val_every + 1) * config.val_every, semi=semi,
-                      make_unlabeled=_unlabeled_batches(semi, config, unlabeled_cases, augment, slice_axis, console))
+                      make_unlabeled=_unlabeled_batches(semi, config, unlabeled_cases, augment, slice_axis, console),
+                      run=run, trained=run.wrap(model))
     console.print(
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
         f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}"
         f"{f' (slices across axis {slice_axis})' if slice_axis is not None else ''}, "
-        f"batch {config.batch_size}, preprocessing {[s.get('name') for s in steps]}, "
+        f"batch {config.batch_size}{run.batch_note(config.batch_size)}, "
+        f"preprocessing {[s.get('name') for s in steps]}, "
         f"{torch.get_num_threads()} thread(s)" + (f"; resuming at iteration {start_iteration}" if resume else ""),
         highlight=False)
     iteration, elapsed, _ = _loop(session, make, start_iteration, elapsed_before, progress, on_iteration)
@@ -418,8 +476,12 @@ class Session:
     validated_at: int | None = None
     semi: Any = None                # SemiSupervised (teacher / partner) of a semi-supervised run
     make_unlabeled: Callable[[int], torch.Tensor] | None = None
+    run: DistributedRun = DistributedRun()  # this process's place in a multi-process run
+    trained: torch.nn.Module | None = None  # what the step calls: the model, or DistributedDataParallel over it
 
     def checkpoint(self, path: Path, iteration: int, elapsed: float) -> None:
+        if not self.run.is_main:  # one writer
+            return
         extra = {"best_metric": self.best, "config": json.dumps(self.recorded)}
         if self.average is not None:
             extra["average_updates"] = self.average.updates
@@ -464,7 +526,8 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
         if bar:
             bar.start()
         while True:
-            elapsed = elapsed_before + (time.perf_counter() - t0)
+            # rank 0's clock on every rank: the same learning rate, the same last iteration
+            elapsed = session.run.agree(elapsed_before + (time.perf_counter() - t0))
             if config.iterations is not None and iteration >= config.iterations:
                 break
             if config.time_limit is not None and elapsed >= config.time_limit:
@@ -485,8 +548,8 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
                 loss = parts["loss"]
                 semi_parts.append(parts)
             else:
-                loss = train_step(session.model, session.loss_fn, session.optimizer, image, label, config.grad_clip,
-                                  session.finetuning)
+                loss = train_step(session.trained or session.model, session.loss_fn, session.optimizer, image, label,
+                                  config.grad_clip, session.finetuning)
             if session.average is not None:
                 session.average.update(session.model)
             iteration += 1
@@ -494,14 +557,15 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
             elapsed = elapsed_before + (time.perf_counter() - t0)
             row: dict[str, Any] | None = None
             if iteration % config.log_every == 0:
-                row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))}
+                row = {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr,
+                       "loss": session.run.mean(float(np.mean(losses)))}  # the global batch's loss
                 losses = []
                 if semi_parts:
                     row.update({f"ssl_{k}": float(np.mean([p[k] for p in semi_parts])) for k in semi_parts[0]
                                 if k != "loss"})
                     semi_parts = []
                 divergence.check(row["loss"], iteration, console)
-            if session.val_cases and iteration >= session.next_validation:
+            if session.val_cases and iteration >= session.next_validation and session.run.is_main:
                 step_seconds = (elapsed - elapsed_before) / max(1, iteration - start_iteration)
                 metrics = session.validate(iteration, elapsed, step_seconds)
                 row = {**(row or {"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr}), **metrics}
@@ -530,14 +594,17 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
         if bar:
             bar.stop()
     if losses:
-        log.add({"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr, "loss": float(np.mean(losses))})
+        log.add({"iteration": iteration, "elapsed": round(elapsed, 2), "lr": lr,
+                 "loss": session.run.mean(float(np.mean(losses)))})
     return iteration, elapsed, lr
 
 
 def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, start_iteration: int,
             resume: bool) -> TrainingResult:
-    """Last validation, weights, pruning level, the after-training rules, logs."""
+    """Last validation, weights, pruning level, the after-training rules, logs (rank 0's work)."""
     config, out, log, console = session.config, session.out, session.log, session.console
+    if not session.run.is_main:
+        return TrainingResult(out, iteration, elapsed, None, rank=session.run.rank)
     val_cases, predicting = session.val_cases, session.predicting
     if val_cases and session.validated_at != iteration and iteration > start_iteration:
         metrics = session.validate(iteration, elapsed)
@@ -573,6 +640,31 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         summary += "; " + ", ".join(f"{k} {v:.4f}" for k, v in session.last_metrics.items())
     console.print(summary, highlight=False)
     return TrainingResult(out, iteration, elapsed, session.best, session.last_metrics)
+
+
+def _record_start(out: Path, model_config: ModelConfig, spec: RunSpec, plan_dict: dict | None, resume: bool,
+                  distributed_rules: Sequence[Any]) -> None:
+    """config.json, rules.json and plan.json at the start of a run (a resumed run updates only the rules of
+    how it is distributed, which may differ from the interrupted run's)."""
+    save_config(out, model_config)
+    if not resume:
+        save_rules(out, [r.to_dict() for r in spec.rules])
+    else:
+        kept = [r for r in load_rules(out) if not r["name"].startswith("distributed.")]
+        save_rules(out, kept + [r.to_dict() for r in distributed_rules])
+    if plan_dict is not None and not resume:
+        from medseg.fileutil import write_text_atomic
+
+        write_text_atomic(out / PLAN_NAME, json.dumps(plan_dict, indent=2) + "\n")
+
+
+def _check_distributable(config: TrainingConfig) -> None:
+    """What a multi-process run cannot do yet, said before any work."""
+    if config.semi_supervised is not None and config.semi_supervised.get("method") != "none":
+        raise MedsegError("semi-supervised training runs in one process; leave out --nproc")
+    if config.unfreeze_schedule:
+        raise MedsegError("--unfreeze-schedule changes the trained parameters during the run, which "
+                          "DistributedDataParallel does not follow; leave out --nproc")
 
 
 def _semi_supervised(config: TrainingConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -622,10 +714,10 @@ def _augmentation(config: dict[str, Any] | None, spatial_dims: int, anisotropic_
     return build_augmentation(options, spatial_dims, anisotropic_axis)
 
 
-def _console():
+def _console(quiet: bool = False):
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, quiet=quiet)
 
 
 def _progress_bar(enabled: bool, console: Any):
