@@ -16,11 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.preprocessing.prompt_frame import FRAME, MEDSAM_JITTER
 
-# LiteMedSAM was trained with each box side pushed out by 0-5 pixels of its 256-pixel frame (MedSAM's
-# bbox_shift); the zero-shot protocol perturbs reference boxes the same way.
-MEDSAM_JITTER = 5
-FRAME = 256
 
 CSV_COLUMNS = ("case", "label", "x0", "y0", "x1", "y1")  # optional: z0, z1 for volumes
 

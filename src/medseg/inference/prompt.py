@@ -24,8 +24,8 @@ from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.boxes import BoxPrompt, check_box
 from medseg.nets.litemedsam import IMAGE_SIZE, LiteMedSAM, load_litemedsam
+from medseg.preprocessing.prompt_frame import PERCENTILES, intensity_window, slice_frame
 
-PERCENTILES = (0.5, 99.5)  # MedSAM's intensity clipping for MR and other non-8-bit images
 MAX_VOXELS = 2 ** 30  # the per-voxel best-logit buffer is float32: refuse images above 4 GiB of it
 
 Point = tuple[tuple[int, ...], int]
@@ -52,33 +52,6 @@ class PromptResult:
         """The case's confidence: the mean predicted IoU over its boxes (NaN without any)."""
         values = [s["predicted_iou"] for s in self.structures]
         return float(np.mean(values)) if values else float("nan")
-
-
-def intensity_window(array: np.ndarray) -> tuple[float, float]:
-    """``(lower, upper)`` clipping bounds: the full range for 8-bit data, else the 0.5-99.5 percentiles."""
-    if array.dtype == np.uint8:
-        return 0.0, 255.0
-    lower, upper = np.percentile(array, PERCENTILES)
-    return float(lower), float(upper)
-
-
-def slice_frame(slice_cyx: np.ndarray, lower: float, upper: float) -> tuple[torch.Tensor, float]:
-    """One slice ``(C, Y, X)`` (1 or 3 channels) → the encoder's ``(1, 3, 256, 256)`` input and its scale.
-
-    Examples
-    --------
-    >>> frame, scale = slice_frame(np.zeros((1, 100, 50)), 0.0, 1.0)
-    >>> tuple(frame.shape), scale
-    ((1, 3, 256, 256), 2.56)
-    """
-    c, h, w = slice_cyx.shape
-    scale = IMAGE_SIZE / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = torch.as_tensor(np.clip(slice_cyx, lower, upper), dtype=torch.float32)[None]
-    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)
-    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-8)
-    x = F.pad(x, (0, IMAGE_SIZE - nw, 0, IMAGE_SIZE - nh))
-    return (x.expand(-1, 3, -1, -1) if c == 1 else x), scale
 
 
 class Prompter:
