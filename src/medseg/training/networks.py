@@ -28,6 +28,11 @@ class NetworkNeeds:
     norm_option: str | None = None
     needs_input_size: bool = False
     smallest_input_size: Callable[[dict[str, Any]], int] | None = None
+    encoder: str = "encoder"
+    released_weights: Callable[[str | None], dict[str, Any]] | None = None
+    learning_rate: float | None = None
+    promptable: bool = False
+    input_size: int | None = None
 
 
 def network_needs(name: str) -> NetworkNeeds:
@@ -40,7 +45,9 @@ def network_needs(name: str) -> NetworkNeeds:
     except Exception:
         return NetworkNeeds()
     return NetworkNeeds(dict(metadata.get("training_defaults") or {}), metadata.get("norm_option"),
-                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"))
+                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"),
+                        metadata.get("encoder", "encoder"), metadata.get("released_weights"),
+                        metadata.get("learning_rate"), bool(metadata.get("promptable")), metadata.get("input_size"))
 
 
 def needs_input_size(name: str) -> bool:
@@ -85,8 +92,28 @@ def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,
         if not path.is_file():
             raise MedsegError("encoder weights not found", path)
         load_encoder_weights(model, path)
+    needs = network_needs(config.network)
+    if config.init_weights and load_weights:
+        load_initial_weights(model, config.init_weights, needs)
     if config.freeze_encoder:
-        freeze_encoder(model)
+        freeze_encoder(model, needs.encoder)
     if config.unfreeze_schedule:
         return StagedUnfreezing(model, [(int(i), str(t)) for i, t in config.unfreeze_schedule])
     return None
+
+
+def load_initial_weights(model: torch.nn.Module, weights: str, needs: NetworkNeeds) -> None:
+    """``--init-from-weights``: ``"released"`` (the weights the network ships, checked) or a state-dict file
+    the network's registry entry can read."""
+    from medseg.io.weights import mismatch_message
+
+    if needs.released_weights is None:
+        raise MedsegError(f"{type(model).__name__} ships no weights to start from (--init-from-weights)")
+    path = None if weights == "released" else str(weights)
+    if path is not None and not Path(path).is_file():
+        raise MedsegError("initial weights not found", path)
+    state = needs.released_weights(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise MedsegError(f"initial weights do not fit the network: {mismatch_message(exc)}", path) from None
