@@ -4,7 +4,10 @@ One image: ``medseg prompt IMAGE --box x0,y0,x1,y1 [--point x,y[,label]] -o OUT`
 ``x0,y0,z0,x1,y1,z1`` segments the slices it spans. Boxes from a label map (a coarse model's output, or a
 reference with MedSAM's jitter): ``--boxes-from LABELS``. A folder: ``medseg prompt --boxes boxes.csv -i
 FOLDER -o OUTDIR`` (columns ``case,label,x0,y0,x1,y1[,z0,z1]``) writes a label map per case and
-OUTDIR/confidence.csv (the decoder's predicted IoU per structure) — a first draft for a physician to correct.
+OUTDIR/confidence.csv (the decoder's predicted IoU and mean mask probability per structure) — a first draft
+for a physician to correct. ``medseg boxes LABELS -o boxes.csv`` (or ``--coarse-model MODEL -i IMAGES``) writes
+that CSV from a reference (with MedSAM's jitter) or a coarse model's components. ``--model MODEL`` prompts a
+fine-tuned model folder (``medseg train --net litemedsam``) instead of the released weights.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from medseg.errors import MedsegError
 
 console = Console(stderr=True, soft_wrap=True)
 CONFIDENCE_NAME = "confidence.csv"
-CONFIDENCE_COLUMNS = ("case", "label", "predicted_iou", "voxels", "slices")
+CONFIDENCE_COLUMNS = ("case", "label", "predicted_iou", "mean_probability", "voxels", "slices")
 
 
 def _not_an_input(output: Path, inputs: list[Path]) -> None:
@@ -132,7 +135,8 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
     result = prompter.segment(img, boxes, loose_points, channel, name=str(image_path))
     write_image(result.label_map, output)
     for s in result.structures:
-        console.print(f"label {s['label']}: predicted IoU {s['predicted_iou']:.3f}, {s['voxels']} voxels, "
+        console.print(f"label {s['label']}: predicted IoU {s['predicted_iou']:.3f}, mean probability "
+                      f"{s['mean_probability']:.3f}, {s['voxels']} voxels, "
                       f"{s['slices']} slice(s)")
     console.print(f"wrote {output} (confidence {result.confidence:.3f})")
 
@@ -175,4 +179,80 @@ def _prompt_folder(boxes_csv: Path, folder: Path, output: Path, channel: int | N
     console.print(f"wrote {len(boxes)} label map(s) and {CONFIDENCE_NAME} to {output}")
 
 
-__all__ = ["prompt_command"]
+@app.command("boxes")
+def boxes_command(
+    labels: Path = typer.Argument(None, help="Folder of label maps (a reference, or a coarse model's saved "
+                                  "output): one box per label (per slice / per component with the options)."),
+    output: Path = typer.Option(..., "-o", "--output", help="boxes.csv to write (read by medseg prompt --boxes)."),
+    coarse_model: Path = typer.Option(None, "--coarse-model", help="Instead of LABELS: a model folder whose "
+                                      "predictions on -i images give the boxes (one per connected component)."),
+    input_folder: Path = typer.Option(None, "-i", "--input", help="With --coarse-model: the images."),
+    jitter: int = typer.Option(0, "--jitter", help="Push each box side out by 0..N pixels of LiteMedSAM's "
+                               "256-pixel frame (the MedSAM benchmark protocol uses 5)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the jitter (per case, independent of the other cases)."),
+    per_slice: bool = typer.Option(False, "--per-slice", help="Volumes: one box per structure per slice."),
+    per_component: bool = typer.Option(None, "--per-component/--per-label", help="A box per connected component "
+                                       "(default with --coarse-model) or per label value (default with LABELS)."),
+    min_voxels: int = typer.Option(None, "--min-voxels", help="Ignore smaller components / slices (default 10 "
+                                   "with --coarse-model, else 1)."),
+    label_values: str = typer.Option(None, "--labels", help="Comma-separated label values to box (default: all)."),
+) -> None:
+    """Write boxes.csv for `medseg prompt --boxes`: from a label folder (with MedSAM's jitter for benchmarks)
+    or from a coarse model's connected components.
+
+    Example: medseg boxes data/labelsTr --jitter 5 --per-slice -o boxes.csv
+    """
+    from medseg.cli.guards import check_number
+    from medseg.inference.boxes import boxes_from_label_folder, write_boxes_csv
+
+    check_number(jitter, "--jitter", lower=0, integer=True)
+    if min_voxels is not None:
+        check_number(min_voxels, "--min-voxels", lower=1, integer=True)
+    if output.suffix.lower() != ".csv":
+        raise MedsegError("the boxes file must end in .csv", output)
+    values = None
+    if label_values:
+        try:
+            values = [int(v) for v in label_values.split(",") if v.strip()]
+        except ValueError:
+            raise MedsegError(f"--labels '{label_values}': expected comma-separated integers") from None
+    if (labels is None) == (coarse_model is None):
+        raise MedsegError("give a LABELS folder or --coarse-model MODEL -i IMAGES (one of the two)")
+    if coarse_model is not None:
+        if input_folder is None:
+            raise MedsegError("--coarse-model needs the images: -i FOLDER")
+        boxes = _boxes_from_model(coarse_model, input_folder, jitter, seed, per_slice,
+                                  True if per_component is None else per_component, min_voxels or 10, values)
+    else:
+        boxes = boxes_from_label_folder(labels, jitter=jitter, seed=seed, per_slice=per_slice,
+                                        per_component=bool(per_component), min_voxels=min_voxels or 1, values=values)
+    if not boxes:
+        raise MedsegError("no labelled voxels to draw a box around", labels or input_folder)
+    write_boxes_csv(boxes, output)
+    console.print(f"wrote {sum(len(b) for b in boxes.values())} box(es) for {len(boxes)} case(s) to {output}")
+
+
+def _boxes_from_model(model: Path, folder: Path, jitter: int, seed: int, per_slice: bool, per_component: bool,
+                      min_voxels: int, values: list[int] | None) -> dict:
+    from medseg.cli.guards import require_finite
+    from medseg.cli.predict import collect_inputs
+    from medseg.inference import Predictor
+    from medseg.inference.boxes import boxes_from_label_map, case_seed
+    from medseg.io import read_image
+
+    if not folder.is_dir():
+        raise MedsegError("input folder not found", folder)
+    predictor = Predictor.from_folder(model)
+    boxes = {}
+    for case, files in collect_inputs([folder], predictor.config.input_channels):
+        image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
+        label_map = predictor.predict(image).array[0]
+        found = boxes_from_label_map(label_map, values=values, jitter=jitter, seed=case_seed(seed, case),
+                                     per_component=per_component, per_slice=per_slice, min_voxels=min_voxels)
+        if found:
+            boxes[case] = found
+        console.print(f"{case}: {len(found)} box(es)")
+    return boxes
+
+
+__all__ = ["boxes_command", "prompt_command"]
