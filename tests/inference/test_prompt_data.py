@@ -65,7 +65,9 @@ def test_acdc_fine_tune_then_label_a_volume(shared_data, weights, tmp_path):
 
     acdc = shared_data / "ACDC"
     view = tmp_path / "acdc"
-    train, val, target = ["patient001_frame01", "patient001_frame12"], "patient002_frame01", "patient003_frame01"
+    train, val, target = ["patient003_frame01", "patient003_frame02"], "patient002_frame01", "patient004_frame01"
+    if not all((acdc / "labelsTr" / f"{c}.nii.gz").exists() for c in train + [val, target]):
+        pytest.skip("ACDC cases missing")
     for case in train + [val]:
         for src, dst in ((acdc / "imagesTr" / f"{case}_0000.nii.gz", view / "imagesTr" / f"{case}_0000.nii.gz"),
                          (acdc / "labelsTr" / f"{case}.nii.gz", view / "labelsTr" / f"{case}.nii.gz")):
@@ -73,13 +75,11 @@ def test_acdc_fine_tune_then_label_a_volume(shared_data, weights, tmp_path):
             dst.symlink_to(src)
     meta = json.loads((acdc / "dataset.json").read_text(encoding="utf-8"))
     (view / "dataset.json").write_text(json.dumps({**meta, "numTraining": 3}), encoding="utf-8")
-    if not all((view / "imagesTr" / f"{c}_0000.nii.gz").exists() for c in train + [val]):
-        pytest.skip("ACDC cases missing")
     model = tmp_path / "model"
     assert main(["train", view, "--out", model, "--net", "litemedsam", "--iterations", "2", "--val-cases", val,
                  "--threads", "1", "--no-progress"]) == 0
     log = (model / "training_log.csv").read_text(encoding="utf-8").splitlines()
-    assert "val_dice_LV" in log[0] or "val_dice_3" in log[0]
+    assert "val_dice_LV" in log[0]
     refs, images = tmp_path / "refs", tmp_path / "images"
     refs.mkdir()
     images.mkdir()

@@ -141,6 +141,11 @@ def test_model_folder_round_trip_and_prompt_cli(organs, tmp_path):
     assert main(["prompt", case, "--box", "5,5,1,25,30,3", "--model", tmp_path / "m", "--weights", case,
                  "-o", tmp_path / "q.nii.gz"]) != 0
     assert not (tmp_path / "q.nii.gz").exists()
+    # medseg predict refuses a promptable model folder (it means nothing without prompts)
+    from medseg.inference import Predictor
+
+    with pytest.raises(MedsegError, match="medseg prompt --model"):
+        Predictor.from_folder(tmp_path / "m")
 
 
 def test_init_from_weights_file_and_bad_input(organs, tmp_path):
