@@ -96,11 +96,11 @@ class PromptData:
     def frame(self, s: PromptSlice) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """``(frame (3, 256, 256), label frame (256, 256) class indices, (height, width) inside the frame)``."""
         case = self.cases[s.case]
-        image = np.asarray(case.image, dtype=np.float32)
-        label = np.asarray(case.label[0])
-        if s.z is not None:
+        image, label = case.image, case.label[0]
+        if s.z is not None:  # the slice first: never a copy of the whole (possibly memory-mapped) volume
             image = np.take(image, s.z, axis=1 + self.slice_axis)
             label = np.take(label, s.z, axis=self.slice_axis)
+        image, label = np.asarray(image, dtype=np.float32), np.asarray(label)
         frame, _ = slice_frame(image, *self.windows[s.case])
         _, nh, nw = frame_scale(label.shape)
         return frame[0], label_frame(label), (nh, nw)
