@@ -216,3 +216,21 @@ def test_litemedsam_fine_tunes_from_released_weights(organs, tmp_path):
     assert main(["prompt", organs / "imagesTr" / "case_002_0000.nii.gz", "--box", "5,5,2,25,30,3", "--model",
                  tmp_path / "m", "-o", out]) == 0
     assert json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))["network"] == "litemedsam"
+
+
+def test_resumed_prompt_training_is_exact(organs, tmp_path):
+    from safetensors.torch import load_file
+
+    _train(organs, tmp_path / "whole", iterations=4, fold="all")
+
+    def stop(iteration, loss):
+        if iteration == 2:
+            raise KeyboardInterrupt
+
+    config = TrainingConfig(network="tiny_promptable", iterations=4, threads=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(organs, tmp_path / "cut", config, fold="all", progress=False, check=False, on_iteration=stop)
+    train(organs, tmp_path / "cut", None, resume=True, progress=False, check=False)
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -25,7 +25,7 @@ from medseg.losses import IGNORE_INDEX, build_loss
 from medseg.model_folder import (BEST_CHECKPOINT, CONFIG_NAME, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, RULES_NAME,
                                  WEIGHTS_NAME, ModelConfig, load_config, load_rules, save_config, save_rules,
                                  save_weights)
-from medseg.planning.training_rules import describe
+from medseg.planning.training_rules import PROMPT_VALIDATION_SLICES, describe
 from medseg.training.averaging import WeightAverage
 from medseg.training.cases import select_cases  # noqa: F401 (documented here)
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
@@ -313,8 +313,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         from medseg.training.prompted import prompt_parts
 
         prompted = prompt_parts(model, optimizer, config, needs.encoder, train_cases, val_prepared, structures,
-                                slice_axis, dataset.file_ending, _recorded_value(spec, "prompt_validation", 32),
-                                finetuning)
+                                slice_axis, dataset.file_ending,
+                                _recorded_value(spec, "prompt_validation", PROMPT_VALIDATION_SLICES), finetuning)
         make = prompted.make
         console.print(f"prompt training: {prompted.slices} training slice(s) with a structure", highlight=False)
     semi = _semi_supervised(config, model, optimizer, lambda: create_network(
