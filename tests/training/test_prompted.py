@@ -162,6 +162,13 @@ def test_init_from_weights_file_and_bad_input(organs, tmp_path):
               progress=False, check=False)
     with pytest.raises(MedsegError, match="patch-size"):
         _train(organs, tmp_path / "m4", patch_size=(64, 64), iterations=1)
+    from medseg.planning.training_rules import rule_preprocessing
+    from medseg.training.spec import _promptable_preprocessing
+
+    steps = rule_preprocessing(None, None, ["MR"], ".nii.gz", False, 3)
+    assert _promptable_preprocessing("tiny_promptable", steps, None).value == []
+    with pytest.raises(MedsegError, match="drop --plan"):  # a plan's grid is not the one prompted
+        _promptable_preprocessing("tiny_promptable", steps, {"target_spacing": [1, 1, 1]})
 
 
 def test_prompt_batches_box_each_structure(organs):

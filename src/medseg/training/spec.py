@@ -82,7 +82,7 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
     plan_steps = plan_value(plan, "preprocessing", "normalization_steps")
     steps = rules.rule_preprocessing(plan_steps, preprocessing, dataset.channel_names, dataset.file_ending, has_roi,
                                      data_dims)
-    steps = _promptable_preprocessing(options.network, steps)
+    steps = _promptable_preprocessing(options.network, steps, plan)
     fired.append(steps)
     layout, plan_options, plan_patch, plan_batch = resolve_layout(plan, options.network, data_dims, steps.value)
     layout, sliced = _slices_for_2d_network(options.network, layout)
@@ -106,11 +106,17 @@ def _initial_weights(options: TrainingConfig) -> tuple[Rule | None, Rule]:
     return init, rules.rule_learning_rate(options.optimizer, options.learning_rate)
 
 
-def _promptable_preprocessing(network: str, steps: Rule) -> Rule:
-    """A promptable network frames its own input (MedSAM's window): no intensity step unless the user asks."""
+def _promptable_preprocessing(network: str, steps: Rule, plan: dict[str, Any] | None) -> Rule:
+    """A promptable network frames its own input (MedSAM's window): no intensity step unless the user asks.
+    It is prompted on the files' own slices, so a plan's resampled grid would train it on another one."""
     from medseg.training.networks import network_needs
 
-    if not network_needs(network).promptable or steps.overridden_by_user:
+    if not network_needs(network).promptable:
+        return steps
+    if plan is not None:
+        raise MedsegError(f"{network} is trained on the files' own slices, as medseg prompt segments them: "
+                          "drop --plan")
+    if steps.overridden_by_user:
         return steps
     return Rule("preprocessing", steps.title, [], "none", f"{network} frames each slice itself (MedSAM: 0.5-99.5 "
                 "percentile window, min-max to [0, 1]), exactly as medseg prompt does", {"network": network})
