@@ -298,3 +298,31 @@ def test_boxes_cli_from_a_reference_folder(tmp_path, monkeypatch):
                  ["boxes", labels, "--labels", "x", "-o", tmp_path / "b.csv"]):
         assert main([str(a) for a in args]) == 1
     assert not (tmp_path / "b.csv").exists() and not (tmp_path / "b.txt").exists()
+
+
+def test_boxes_cli_from_a_coarse_model(tmp_path, monkeypatch):
+    """`medseg boxes --coarse-model`: one box per connected component of the model's prediction (>= 10 voxels)."""
+    import types
+
+    import medseg.inference as inference
+    from medseg.cli import main
+    from medseg.io import write_image
+
+    class Coarse:
+        config = types.SimpleNamespace(input_channels=1)
+
+        def predict(self, image):
+            lab = np.zeros(image.spatial_shape, np.uint8)
+            lab[2:10, 3:12] = 2
+            lab[20:30, 20:25] = 2
+            lab[40, 40] = 2  # a speck: ignored
+            return image.with_array(lab[None])
+
+    monkeypatch.setattr(inference, "Predictor", types.SimpleNamespace(from_folder=lambda path: Coarse()))
+    images = tmp_path / "images"
+    write_image(Image(np.zeros((1, 50, 50), np.uint8)), images / "a_0000.png")
+    out = tmp_path / "boxes.csv"
+    assert main(["boxes", "--coarse-model", tmp_path, "-i", images, "-o", out]) == 0
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert sorted(rows[1:]) == ["a,2,20,20,24,29,,", "a,2,3,2,11,9,,"]
+    assert main(["boxes", "--coarse-model", tmp_path, "-o", tmp_path / "b.csv"]) == 1  # no -i
