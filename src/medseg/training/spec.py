@@ -100,6 +100,9 @@ def _initial_weights(options: TrainingConfig) -> tuple[Rule | None, Rule]:
     from medseg.training.networks import network_needs
 
     needs = network_needs(options.network)
+    if options.init_weights and needs.released_weights is None:
+        raise MedsegError(f"network '{options.network}' ships no weights to start from (--init-from-weights); "
+                          "--encoder-weights loads a torchvision encoder")
     init = rules.rule_initial_weights(options.network, options.init_weights, needs.released_weights is not None)
     if init is not None and needs.learning_rate is not None and options.optimizer == "adamw":
         return init, rules.rule_prompt_learning_rate(options.optimizer, options.learning_rate, needs.learning_rate)
