@@ -326,6 +326,49 @@ class NetworkLoss(nn.Module):
         return total
 
 
+class MaskPromptLoss(nn.Module):
+    """The loss of a promptable network: one binary mask (logits) and one predicted IoU per prompt.
+
+    MedSAM's segmentation loss — soft Dice with squared terms on the sigmoid (MONAI ``DiceLoss(sigmoid=True,
+    squared_pred=True)``) plus binary cross-entropy on the logits — and, as LiteMedSAM's training adds, the
+    squared error between the IoU head's estimate and the IoU of the thresholded mask (so the predicted
+    IoU remains a calibrated confidence).
+
+    Call as ``loss(logits (B, 1, H, W), predicted_iou (B, 1), target (B, 1, H, W) in {0, 1}, valid=None)``;
+    ``valid`` (same shape, 0/1) excludes ignored pixels.
+
+    Examples
+    --------
+    >>> loss = MaskPromptLoss()
+    >>> target = torch.zeros(2, 1, 8, 8); target[:, :, 2:6, 2:6] = 1
+    >>> good = loss(20 * (2 * target - 1), torch.ones(2, 1), target)
+    >>> bad = loss(-20 * (2 * target - 1), torch.ones(2, 1), target)
+    >>> bool(good < 0.01 < bad)
+    True
+    """
+
+    def __init__(self, iou_weight: float = 1.0, smooth: float = 1e-5):
+        super().__init__()
+        self.iou_weight = iou_weight
+        self.smooth = smooth
+
+    def forward(self, logits: Tensor, predicted_iou: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+        target = target.to(logits.dtype)
+        weight = torch.ones_like(logits) if valid is None else valid.to(logits.dtype)
+        p = torch.sigmoid(logits) * weight
+        t = target * weight
+        axes = tuple(range(1, logits.ndim))
+        dice = (2 * (p * t).sum(axes) + self.smooth) / ((p * p).sum(axes) + (t * t).sum(axes) + self.smooth)
+        bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / weight.sum().clamp_min(1)
+        with torch.no_grad():
+            hard = (logits > 0).to(logits.dtype) * weight
+            inter = (hard * t).sum(axes)
+            union = (hard + t - hard * t).sum(axes)
+            iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+        iou_term = F.mse_loss(predicted_iou.reshape(-1), iou.reshape(-1))
+        return (1 - dice).mean() + bce + self.iou_weight * iou_term
+
+
 @LOSSES.register("dice", summary="soft Dice (1 - mean foreground Dice)")
 def _dice(**opts: Any) -> nn.Module:
     return SoftDiceLoss(**opts)

@@ -120,6 +120,7 @@ def test_2d_box_mask_lands_on_the_input_grid():
     truth[20:60, 10:30] = True
     assert 2 * ((pred == 4) & truth).sum() / ((pred == 4).sum() + truth.sum()) > 0.95
     assert result.structures == [{"label": 4, "predicted_iou": pytest.approx(0.9), "slices": 1,
+                                  "mean_probability": pytest.approx(1 / (1 + np.exp(-1))),
                                   "voxels": int((pred == 4).sum())}]
 
 
@@ -191,7 +192,7 @@ def test_cli_one_image_and_folder(tmp_path, monkeypatch):
     assert vol.shape == (4, 32, 48) and [z for z in range(4) if (vol[z] == 3).any()] == [1, 2]
     assert read_image(out / "flat.png").array.shape == (1, 32, 48)
     rows = (out / "confidence.csv").read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "case,label,predicted_iou,voxels,slices" and len(rows) == 3
+    assert rows[0] == "case,label,predicted_iou,mean_probability,voxels,slices" and len(rows) == 3
     one = tmp_path / "one.png"
     assert main(["prompt", str(folder / "flat.png"), "--box", "2,2,9,9", "--point", "5,5", "-o", str(one)]) == 0
     assert read_image(one).array[0, 5, 5] == 1
@@ -219,7 +220,7 @@ def test_cli_folder_with_released_weights(tmp_path):
     truth = image[0] == 220
     assert 2 * ((pred == 2) & truth).sum() / ((pred == 2).sum() + truth.sum()) > 0.9
     rows = (out / "confidence.csv").read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "case,label,predicted_iou,voxels,slices" and rows[1].startswith("c1,2,")
+    assert rows[0] == "case,label,predicted_iou,mean_probability,voxels,slices" and rows[1].startswith("c1,2,")
 
 
 def test_boxes_from_a_coarse_models_components():
@@ -238,3 +239,90 @@ def test_boxes_from_a_coarse_models_components():
     assert sorted((b.lower, b.upper) for b in boxes) == [((2, 3), (9, 11)), ((20, 20), (29, 24))]
     result = Prompter(BoxEcho()).segment(image, boxes)
     assert result.label_map.array[0, 5, 5] == 1 and len(result.structures) == 2
+
+
+def test_nested_box_wins_inside_the_larger_one():
+    """A box inside another (LV inside the myocardium's box) paints over it even at equal logits; the
+    confidence holds the mean mask probability (sigmoid(1) for the stand-in's +1 logits)."""
+    image = Image(np.zeros((1, 60, 60), np.float32))
+    outer, inner = BoxPrompt((5, 5), (50, 50), label=2), BoxPrompt((20, 20), (35, 35), label=3)
+    for boxes in ([outer, inner], [inner, outer]):
+        result = Prompter(BoxEcho()).segment(image, boxes)
+        lab = result.label_map.array[0]
+        assert lab[27, 27] == 3 and lab[8, 8] == 2 and lab[55, 55] == 0
+        assert [s["label"] for s in result.structures] == [b.label for b in boxes]  # the caller's order
+        assert all(abs(s["mean_probability"] - 1 / (1 + np.exp(-1))) < 1e-6 for s in result.structures)
+    # side by side (not nested): the higher logit decides as before, the first box keeps ties
+    a, b = BoxPrompt((5, 5), (30, 30), label=1), BoxPrompt((20, 20), (45, 45), label=4)
+    lab = Prompter(BoxEcho()).segment(image, [a, b]).label_map.array[0]
+    assert lab[25, 25] in (1, 4) and lab[40, 40] == 4 and lab[8, 8] == 1
+
+
+def test_boxes_cli_from_a_reference_folder(tmp_path, monkeypatch):
+    import medseg.inference.prompt as prompt_module
+    from medseg.cli import main
+    from medseg.io import read_image, write_image
+
+    labels, images = tmp_path / "labels", tmp_path / "images"
+    vol = np.zeros((1, 3, 40, 40), np.uint8)
+    vol[0, 1, 5:20, 8:30] = 1
+    vol[0, 2, 10:15, 10:16] = 2
+    write_image(Image(vol), labels / "v1.nii.gz")
+    write_image(Image(vol.astype(np.float32)), images / "v1_0000.nii.gz")
+    flat = np.zeros((1, 30, 30), np.uint8)
+    flat[0, 3:9, 4:12] = 1
+    write_image(Image(flat), labels / "f1.png")
+    write_image(Image(flat * 200), images / "f1_0000.png")
+    out = tmp_path / "boxes.csv"
+    assert main(["boxes", labels, "--per-slice", "-o", out]) == 0
+    text = out.read_text(encoding="utf-8").splitlines()
+    assert text[0] == "case,label,x0,y0,x1,y1,z0,z1"
+    assert sorted(text[1:]) == ["f1,1,4,3,11,8,,", "v1,1,8,5,29,19,1,1", "v1,2,10,10,15,14,2,2"]
+    # jitter: reproducible per case, each side pushed out by at most 5 · 40/256 pixels (rounded)
+    assert main(["boxes", labels, "--per-slice", "--jitter", "5", "--seed", "3", "-o", tmp_path / "j1.csv"]) == 0
+    assert main(["boxes", labels, "--per-slice", "--jitter", "5", "--seed", "3", "-o", tmp_path / "j2.csv"]) == 0
+    assert (tmp_path / "j1.csv").read_text(encoding="utf-8") == (tmp_path / "j2.csv").read_text(encoding="utf-8")
+    # the CSV drives medseg prompt --boxes (stand-in network: the box itself)
+    monkeypatch.setattr(prompt_module, "Prompter", lambda **kw: Prompter(BoxEcho()))
+    assert main(["prompt", "--boxes", out, "-i", images, "-o", tmp_path / "draft"]) == 0
+    draft = read_image(tmp_path / "draft" / "v1.nii.gz").array[0]
+    ref = vol[0]
+    for z, value in ((1, 1), (2, 2)):
+        pred, truth = draft[z] == value, ref[z] == value
+        assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.75  # the stand-in rounds box edges
+    assert not draft[0].any()
+    # bad input: one line, nothing written
+    for args in (["boxes", labels, "-o", tmp_path / "b.txt"], ["boxes", "-o", tmp_path / "b.csv"],
+                 ["boxes", tmp_path / "nowhere", "-o", tmp_path / "b.csv"],
+                 ["boxes", labels, "--coarse-model", labels, "-o", tmp_path / "b.csv"],
+                 ["boxes", labels, "--labels", "x", "-o", tmp_path / "b.csv"]):
+        assert main([str(a) for a in args]) == 1
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "b.txt").exists()
+
+
+def test_boxes_cli_from_a_coarse_model(tmp_path, monkeypatch):
+    """`medseg boxes --coarse-model`: one box per connected component of the model's prediction (>= 10 voxels)."""
+    import types
+
+    import medseg.inference as inference
+    from medseg.cli import main
+    from medseg.io import write_image
+
+    class Coarse:
+        config = types.SimpleNamespace(input_channels=1)
+
+        def predict(self, image):
+            lab = np.zeros(image.spatial_shape, np.uint8)
+            lab[2:10, 3:12] = 2
+            lab[20:30, 20:25] = 2
+            lab[40, 40] = 2  # a speck: ignored
+            return image.with_array(lab[None])
+
+    monkeypatch.setattr(inference, "Predictor", types.SimpleNamespace(from_folder=lambda path: Coarse()))
+    images = tmp_path / "images"
+    write_image(Image(np.zeros((1, 50, 50), np.uint8)), images / "a_0000.png")
+    out = tmp_path / "boxes.csv"
+    assert main(["boxes", "--coarse-model", tmp_path, "-i", images, "-o", out]) == 0
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert sorted(rows[1:]) == ["a,2,20,20,24,29,,", "a,2,3,2,11,9,,"]
+    assert main(["boxes", "--coarse-model", tmp_path, "-o", tmp_path / "b.csv"]) == 1  # no -i

@@ -170,8 +170,12 @@ def train(
     ),
     encoder_weights: Path = typer.Option(None, "--encoder-weights", help="Local torchvision-format state dict "
                                          "(.pth/.safetensors) loaded into the network's encoder (transfer learning)."),
-    freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Train only the decoder; the encoder "
-                                        "(and its batch-norm statistics) stays fixed."),
+    freeze_encoder: bool = typer.Option(None, "--freeze-encoder/--train-encoder", help="Train only the decoder; "
+                                        "the encoder (and its batch-norm statistics) stays fixed (default: not "
+                                        "frozen; promptable networks: the encoder rule)."),
+    init_from_weights: str = typer.Option(None, "--init-from-weights", help="Start from the weights the network "
+                                          "ships: 'released' (LiteMedSAM's, SHA-256 checked) or a state-dict file "
+                                          "(default: the released weights when the network has them)."),
     unfreeze_schedule: str = typer.Option(None, "--unfreeze-schedule", help="Staged unfreezing, ITERATION:TARGET "
                                           "pairs, e.g. '0:decoder,500:encoder.layer4,1000:all'."),
     init_from: Path = typer.Option(None, "--init-from", help="Fine-tune: start from this trained model folder "
@@ -234,7 +238,7 @@ def train(
         weight_average=weight_average,
         augmentation={"enabled": False} if no_augmentation else _parse_augmentation(augmentation),
         encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
-        unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule),
+        unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule), init_weights=init_from_weights,
         semi_supervised=_semi_supervised(labeled, unlabeled, semi_supervised, ssl_option),
         init_from=str(init_from) if init_from else None, fov_diameter=fov_diameter,
     )

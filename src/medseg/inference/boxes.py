@@ -16,11 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.preprocessing.prompt_frame import FRAME, MEDSAM_JITTER
 
-# LiteMedSAM was trained with each box side pushed out by 0-5 pixels of its 256-pixel frame (MedSAM's
-# bbox_shift); the zero-shot protocol perturbs reference boxes the same way.
-MEDSAM_JITTER = 5
-FRAME = 256
 
 CSV_COLUMNS = ("case", "label", "x0", "y0", "x1", "y1")  # optional: z0, z1 for volumes
 
@@ -238,5 +235,90 @@ def read_boxes_csv(path: str | Path) -> dict[str, list[BoxPrompt]]:
     return boxes
 
 
-__all__ = ["BoxPrompt", "CSV_COLUMNS", "MEDSAM_JITTER", "boxes_from_label_map", "check_box", "jitter_box",
+def write_boxes_csv(boxes: dict[str, Sequence[BoxPrompt]], path: str | Path) -> Path:
+    """Write boxes per case as the CSV :func:`read_boxes_csv` reads (``z0,z1`` empty for 2D boxes), atomically.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "boxes.csv"
+    >>> _ = write_boxes_csv({"c1": [BoxPrompt((2, 3, 4), (2, 9, 8), label=3)]}, out)
+    >>> read_boxes_csv(out)["c1"][0]
+    BoxPrompt(lower=(2, 3, 4), upper=(2, 9, 8), label=3, points=())
+    """
+    import io
+
+    from medseg.fileutil import write_text_atomic
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS + ("z0", "z1"))
+    for case, case_boxes in boxes.items():
+        for b in case_boxes:
+            z = (b.lower[0], b.upper[0]) if b.ndim == 3 else ("", "")
+            writer.writerow([case, b.label, b.lower[-1], b.lower[-2], b.upper[-1], b.upper[-2], *z])
+    write_text_atomic(Path(path), text.getvalue())
+    return Path(path)
+
+
+def boxes_from_label_folder(folder: str | Path, jitter: int = 0, seed: int = 0, per_slice: bool = False,
+                            per_component: bool = False, min_voxels: int = 1, values: Sequence[int] | None = None,
+                            cases: Sequence[str] | None = None) -> dict[str, list[BoxPrompt]]:
+    """Boxes around the structures of every label file in ``folder`` (file name = case name).
+
+    For benchmarks (a reference with MedSAM's jitter, ``jitter=5``) or from a coarse model's saved output
+    (``per_component=True``). Each case's jitter is seeded by :func:`case_seed`, so a case gets the same
+    boxes whichever other cases are boxed with it.
+
+    Parameters
+    ----------
+    folder : path
+        Label maps (``case.nii.gz``, ``case.png``...).
+    jitter, per_slice, per_component, min_voxels, values
+        As in :func:`boxes_from_label_map`.
+    seed : int
+    cases : sequence of str, optional
+        Only these cases (all must exist).
+
+    Returns
+    -------
+    dict
+        case → boxes (cases without any labelled voxel are left out).
+    """
+    from medseg.io import SUPPORTED_EXTENSIONS, image_extension, read_image, strip_extension
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MedsegError("label folder not found", folder)
+    files = {strip_extension(p): p for p in sorted(folder.iterdir())
+             if p.is_file() and not p.name.startswith(".") and image_extension(p) in SUPPORTED_EXTENSIONS}
+    if cases is not None:
+        missing = [c for c in cases if c not in files]
+        if missing:
+            raise MedsegError(f"no label file for case(s) {', '.join(missing[:5])}", folder)
+        files = {c: files[c] for c in cases}
+    if not files:
+        raise MedsegError("no label files in the folder", folder)
+    out: dict[str, list[BoxPrompt]] = {}
+    for case, path in files.items():
+        label = read_image(path)
+        if label.num_channels != 1:
+            raise MedsegError(f"a label map has one channel, this file has {label.num_channels}", path)
+        found = boxes_from_label_map(np.rint(label.array[0]).astype(np.int64), values=values, jitter=jitter,
+                                     seed=case_seed(seed, case), per_component=per_component, per_slice=per_slice,
+                                     min_voxels=min_voxels)
+        if found:
+            out[case] = found
+    return out
+
+
+def case_seed(seed: int, case: str) -> int:
+    """A jitter seed per case that does not depend on which other cases are boxed (CRC-32 of the name)."""
+    import zlib
+
+    return (int(seed) * 1_000_003 + zlib.crc32(case.encode("utf-8"))) % (2 ** 32)
+
+
+__all__ = ["BoxPrompt", "CSV_COLUMNS", "MEDSAM_JITTER", "boxes_from_label_map", "case_seed", "check_box", "jitter_box",
+           "boxes_from_label_folder", "write_boxes_csv",
            "parse_box", "parse_point", "read_boxes_csv"]

@@ -372,6 +372,7 @@ class Predictor:
             raise MedsegError(f"unknown backend '{backend}' ({', '.join(BACKENDS)})")
         models = []
         for p in paths:
+            _refuse_promptable(p)
             config, model = load_model(p, checkpoint)
             level = resolve_prune_level(model, p, prune_level)
             network = _network(backend, Path(p), config, model, checkpoint)
@@ -511,3 +512,15 @@ class Predictor:
 def _class_names(config: ModelConfig) -> list[str]:
     by_value = {v: k for k, v in config.labels.items()}
     return [str(by_value.get(v, v)) for v in config.label_values]
+
+
+def _refuse_promptable(folder: str | Path) -> None:
+    """A promptable model folder (``medseg train --net litemedsam``) segments what a box points at: it has no
+    meaning without prompts, so it is refused here with the command that runs it."""
+    from medseg.model_folder import load_config
+    from medseg.nets import NETWORKS
+
+    network = load_config(folder).network
+    if network in NETWORKS and NETWORKS.entry(network).metadata.get("promptable"):
+        raise MedsegError(f"'{network}' segments from prompts: use medseg prompt --model {folder} --box ... "
+                          "(or --boxes boxes.csv -i FOLDER)", folder)

@@ -24,8 +24,8 @@ from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.boxes import BoxPrompt, check_box
 from medseg.nets.litemedsam import IMAGE_SIZE, LiteMedSAM, load_litemedsam
+from medseg.preprocessing.prompt_frame import PERCENTILES, intensity_window, slice_frame
 
-PERCENTILES = (0.5, 99.5)  # MedSAM's intensity clipping for MR and other non-8-bit images
 MAX_VOXELS = 2 ** 30  # the per-voxel best-logit buffer is float32: refuse images above 4 GiB of it
 
 Point = tuple[tuple[int, ...], int]
@@ -40,8 +40,9 @@ class PromptResult:
     label_map : Image
         One channel, on the input image's grid; each box's ``label`` where its mask won.
     structures : list of dict
-        Per box: ``label``, ``predicted_iou`` (decoder's estimate, mean over the box's slices), ``voxels``,
-        ``slices`` (slices segmented).
+        Per box: ``label``, ``predicted_iou`` (decoder's estimate, mean over the box's slices),
+        ``mean_probability`` (mean sigmoid of the mask logits where its mask is on: low when the network
+        hesitates), ``voxels`` (voxels it won), ``slices`` (slices segmented).
     """
 
     label_map: Image
@@ -52,33 +53,6 @@ class PromptResult:
         """The case's confidence: the mean predicted IoU over its boxes (NaN without any)."""
         values = [s["predicted_iou"] for s in self.structures]
         return float(np.mean(values)) if values else float("nan")
-
-
-def intensity_window(array: np.ndarray) -> tuple[float, float]:
-    """``(lower, upper)`` clipping bounds: the full range for 8-bit data, else the 0.5-99.5 percentiles."""
-    if array.dtype == np.uint8:
-        return 0.0, 255.0
-    lower, upper = np.percentile(array, PERCENTILES)
-    return float(lower), float(upper)
-
-
-def slice_frame(slice_cyx: np.ndarray, lower: float, upper: float) -> tuple[torch.Tensor, float]:
-    """One slice ``(C, Y, X)`` (1 or 3 channels) → the encoder's ``(1, 3, 256, 256)`` input and its scale.
-
-    Examples
-    --------
-    >>> frame, scale = slice_frame(np.zeros((1, 100, 50)), 0.0, 1.0)
-    >>> tuple(frame.shape), scale
-    ((1, 3, 256, 256), 2.56)
-    """
-    c, h, w = slice_cyx.shape
-    scale = IMAGE_SIZE / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = torch.as_tensor(np.clip(slice_cyx, lower, upper), dtype=torch.float32)[None]
-    x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)
-    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-8)
-    x = F.pad(x, (0, IMAGE_SIZE - nw, 0, IMAGE_SIZE - nh))
-    return (x.expand(-1, 3, -1, -1) if c == 1 else x), scale
 
 
 class Prompter:
@@ -195,20 +169,31 @@ class Prompter:
         volume = array if image.spatial_dims == 3 else array[:, None]  # (C, Z, Y, X)
         lower, upper = intensity_window(volume)
         self._cache.clear()
-        # each voxel goes to the prompt with the highest positive logit there
+        # each voxel goes to the prompt with the highest positive logit there, except that a box nested in
+        # another's (LV inside the myocardium's box) wins inside it: larger boxes are painted first
         best = np.full(volume.shape[1:], -np.inf, dtype=np.float32)
         owner = np.zeros(volume.shape[1:], dtype=np.int32)  # 1 + index of the winning prompt
-        structures = []
         prompts = list(boxes) if boxes else [None]
-        for index, box in enumerate(prompts, start=1):
-            ious = []
+        structures: list[dict] = [{} for _ in prompts]
+        order = paint_order(prompts)
+        for index in order:
+            box = prompts[index]
+            nested = np.zeros(len(prompts) + 1, dtype=bool)
+            nested[1:] = [box is not None and other is not None and other is not box and box_nested(box, other)
+                          for other in prompts]
+            ious, probability_sum, claimed = [], 0.0, 0
             for z, logits, iou in self._propagate(volume, lower, upper, box, points):
-                win = (logits > 0) & (logits > best[z])
+                positive = logits > 0
+                win = positive & ((logits > best[z]) | nested[owner[z]])
                 best[z][win] = logits[win]
-                owner[z][win] = index
+                owner[z][win] = index + 1
                 ious.append(iou)
+                probability_sum += float(_sigmoid(logits[positive]).sum())
+                claimed += int(positive.sum())
             label = box.label if box is not None else 1
-            structures.append({"label": int(label), "predicted_iou": float(np.mean(ious)), "slices": len(ious)})
+            structures[index] = {"label": int(label), "predicted_iou": float(np.mean(ious)),
+                                 "mean_probability": probability_sum / claimed if claimed else 0.0,
+                                 "slices": len(ious)}
         values = np.array([0] + [s["label"] for s in structures])
         labels = values.astype(np.uint16 if values.max() > 255 else np.uint8)[owner]
         counts = np.bincount(owner.ravel(), minlength=len(values))
@@ -242,6 +227,56 @@ class Prompter:
             logits, iou = self.segment_slice(emb, (h, w), scale, prompt, slice_points)
             previous[z] = logits > 0
             yield z, logits, iou
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def _box_area(box: BoxPrompt) -> int:
+    return int(np.prod([u - lo + 1 for lo, u in zip(box.lower, box.upper)]))
+
+
+def box_nested(inner: BoxPrompt, outer: BoxPrompt, share: float = 0.9) -> bool:
+    """``inner`` lies (at least ``share`` of its extent) inside the larger box ``outer``.
+
+    The share tolerates MedSAM's jitter pushing a side of the inner box past the outer one.
+
+    Examples
+    --------
+    >>> box_nested(BoxPrompt((10, 10), (20, 20)), BoxPrompt((5, 5), (30, 30)))
+    True
+    >>> box_nested(BoxPrompt((5, 5), (30, 30)), BoxPrompt((10, 10), (20, 20)))
+    False
+    """
+    if inner.ndim != outer.ndim or _box_area(inner) >= _box_area(outer):
+        return False
+    overlap = np.prod([max(0, min(u1, u2) - max(l1, l2) + 1)
+                       for l1, u1, l2, u2 in zip(inner.lower, inner.upper, outer.lower, outer.upper)])
+    return bool(overlap >= share * _box_area(inner))
+
+
+def paint_order(prompts: Sequence[BoxPrompt | None]) -> list[int]:
+    """Indices of ``prompts`` from the largest box to the smallest (stable; clicks alone come last)."""
+    return sorted(range(len(prompts)), key=lambda i: -_box_area(prompts[i]) if prompts[i] is not None else 0)
+
+
+def load_prompt_model(folder: str | Path) -> LiteMedSAM:
+    """A promptable network fine-tuned by ``medseg train --net litemedsam`` (a model folder), in eval mode.
+
+    Raises
+    ------
+    MedsegError
+        The folder holds a network that is not promptable (use ``medseg predict`` for it).
+    """
+    from medseg.model_folder import load_config, load_model
+    from medseg.nets import NETWORKS
+
+    config = load_config(folder)
+    if not NETWORKS.entry(config.network).metadata.get("promptable"):
+        raise MedsegError(f"the model folder holds '{config.network}', which takes no prompts: use medseg predict",
+                          folder)
+    return load_model(folder)[1]
 
 
 def boxes_from_model(predictor, image: Image, min_voxels: int = 10, jitter: int = 0,
@@ -342,4 +377,4 @@ def prompt_image(image: Image, boxes: Sequence[BoxPrompt] = (), points: Sequence
     return Prompter(model=model, weights=weights).segment(image, boxes, points, channel)
 
 
-__all__ = ["PERCENTILES", "PromptResult", "Prompter", "boxes_from_model", "onnx_sessions", "intensity_window", "prompt_image", "slice_frame"]
+__all__ = ["PERCENTILES", "PromptResult", "Prompter", "box_nested", "boxes_from_model", "load_prompt_model", "paint_order", "onnx_sessions", "intensity_window", "prompt_image", "slice_frame"]

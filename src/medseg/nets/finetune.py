@@ -66,11 +66,15 @@ def unfreeze(model: nn.Module, *targets: str) -> list[str]:
     return _set(model, targets, True)
 
 
-def freeze_encoder(model: nn.Module) -> list[str]:
-    """Freeze ``model.encoder`` (transfer learning: train the decoder on top of pretrained features)."""
-    if not isinstance(getattr(model, "encoder", None), nn.Module):
-        raise MedsegError(f"{type(model).__name__} has no 'encoder' to freeze")
-    return freeze(model, "encoder")
+def freeze_encoder(model: nn.Module, encoder: str = "encoder") -> list[str]:
+    """Freeze ``model.encoder`` (transfer learning: train the decoder on top of pretrained features).
+
+    ``encoder``: the module's name, as the network's registry entry declares it (LiteMedSAM:
+    ``image_encoder``).
+    """
+    if not isinstance(getattr(model, encoder, None), nn.Module):
+        raise MedsegError(f"{type(model).__name__} has no '{encoder}' to freeze")
+    return freeze(model, encoder)
 
 
 def set_frozen_batchnorm_eval(model: nn.Module) -> int:

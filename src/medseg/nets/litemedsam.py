@@ -632,7 +632,18 @@ def load_litemedsam(weights: str | Path | None = None, check_sha256: bool = True
     return model.eval()
 
 
+def released_state(weights: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of the released weights (SHA-256 checked), or of a compatible file ``weights``."""
+    return load_litemedsam(weights, check_sha256=weights is None).state_dict()
+
+
+# MedSAM fine-tuned SAM with AdamW at 1e-4 (Ma et al. 2024, Methods): the rate for these weights
+FINETUNE_LEARNING_RATE = 1e-4
+
+
 @NETWORKS.register("litemedsam", dims=(2,), citation=CITATION, promptable=True, input_size=IMAGE_SIZE,
+                   encoder="image_encoder", released_weights=released_state,
+                   learning_rate=FINETUNE_LEARNING_RATE,
                    summary="LiteMedSAM: promptable (box/point) TinyViT + SAM decoder; released weights, "
                            "medseg prompt")
 def build_litemedsam(in_channels: int = 3, num_classes: int = 2, spatial_dims: int = 2, **options: Any) -> LiteMedSAM:
@@ -643,4 +654,4 @@ def build_litemedsam(in_channels: int = 3, num_classes: int = 2, spatial_dims: i
 
 
 __all__ = ["BoxDecoder", "CITATION", "IMAGE_SIZE", "LiteMedSAM", "parameter_fingerprint", "WEIGHTS_SHA256", "build_litemedsam", "file_sha256",
-           "load_litemedsam", "released_weights_path"]
+           "load_litemedsam", "released_state", "released_weights_path"]

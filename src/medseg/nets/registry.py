@@ -17,7 +17,16 @@ Network contract (all networks, so that trainer, predictor and exporter treat th
   - ``norm_option`` (str): the option choosing the normalisation layer (``"norm"``), which the
     normalisation-layer rule may set to ``"batch"``;
   - ``needs_input_size`` (bool): the network is built for its input size (``input_size`` = the training
-    patch), with ``smallest_input_size(options) -> int`` the smallest size its architecture accepts.
+    patch), with ``smallest_input_size(options) -> int`` the smallest size its architecture accepts;
+  - ``encoder`` (str): the module ``--freeze-encoder`` freezes (default ``"encoder"``);
+  - ``released_weights`` (callable ``path or None -> state dict``): weights the network ships (``None`` = the
+    released file; a path = a compatible state dict), loaded by ``--init-from-weights``;
+  - ``learning_rate`` (float): the fine-tuning rate of those weights (replaces the from-scratch rule);
+  - ``promptable`` (bool) with ``input_size`` (int): a promptable segmenter, trained from box prompts sampled
+    from the labels (:mod:`medseg.training.prompted`). It is built with ``num_classes=2`` (one mask per
+    prompt) and offers ``encode_image(x (B, C, S, S) in [0, 1]) -> embedding`` and
+    ``decode(embedding, boxes=(B, 4) x0, y0, x1, y1 in the S-pixel frame) -> (logits (B, 1, S, S),
+    predicted IoU (B, 1))``.
 """
 
 from __future__ import annotations

@@ -82,8 +82,9 @@ class TrainingConfig:
         Local torchvision-format state dict loaded into the network's ``encoder`` after it is built
         (transfer learning; see :func:`medseg.nets.encoders.weights.load_encoder_weights`). Only read
         at the start of a run: the model folder's weights hold the result.
-    freeze_encoder : bool
-        Keep the encoder fixed (``requires_grad=False``, its batch-norm statistics frozen too).
+    freeze_encoder : bool or None
+        Keep the encoder fixed (``requires_grad=False``, its batch-norm statistics frozen too); None = not
+        frozen, except for promptable networks, where the encoder rule decides.
     unfreeze_schedule : list of [int, str] or None
         Staged unfreezing: ``[[0, "decoder"], [500, "encoder.layer4"], [1000, "all"]]`` (see
         :class:`medseg.nets.finetune.StagedUnfreezing`); everything starts frozen.
@@ -103,6 +104,9 @@ class TrainingConfig:
     fov_diameter : float, "none" or None
         Fundus photographs: the training camera's FOV diameter to record (pixels), "none" for no FOV
         normalisation; None: the field-of-view rule (measured on the training ROIs of colour photographs).
+    init_weights : str or None
+        ``"released"`` or a state-dict file: the weights a network ships (its registry entry's
+        ``released_weights``, e.g. LiteMedSAM's) loaded before training; None = the initial-weights rule.
     semi_supervised : dict or None
         Semi-supervised training: the fields of
         :class:`medseg.training.semi_supervised.SemiSupervisedSettings` (method, labelled and unlabelled
@@ -139,7 +143,7 @@ class TrainingConfig:
     log_every: int = 10
     prefetch: int = 4
     encoder_weights: str | None = None
-    freeze_encoder: bool = False
+    freeze_encoder: bool | None = None
     unfreeze_schedule: list[list[Any]] | None = None
     prune_selection: bool = True
     memory_format: str = "auto"
@@ -147,6 +151,8 @@ class TrainingConfig:
     semi_supervised: dict[str, Any] | None = None
     init_from: str | None = None
     fov_diameter: float | str | None = None
+    # promptable / pretrained networks (issue 20): None = the rules decide (freeze_encoder None likewise)
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)

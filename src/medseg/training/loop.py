@@ -28,7 +28,7 @@ from medseg.losses import IGNORE_INDEX, build_loss
 from medseg.model_folder import (BEST_CHECKPOINT, CONFIG_NAME, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, RULES_NAME,
                                  WEIGHTS_NAME, ModelConfig, load_config, load_rules, save_config, save_rules,
                                  save_weights)
-from medseg.planning.training_rules import describe
+from medseg.planning.training_rules import PROMPT_VALIDATION_SLICES, describe
 from medseg.training.averaging import WeightAverage
 from medseg.training.cases import select_cases  # noqa: F401 (documented here)
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
@@ -40,7 +40,8 @@ from medseg.training.distributed import (DistributedRun, NullLog, joined, launch
 from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
-from medseg.training.networks import setup_finetuning
+from medseg.training.networks import network_needs, setup_finetuning
+from medseg.training.prompted import prompt_structures
 from medseg.training.scope import scoped_run_state
 from medseg.training.selection import choose_after_training
 from medseg.training.spec import RunSpec, RunStart, complete_run, start_run
@@ -191,8 +192,10 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
         if first is None:
             raise MedsegError("the dataset has no cases", dataset.root)
         has_roi = any(c.roi_path is not None for c in dataset.cases)
-        # a fine-tuned model keeps its source's preprocessing: nothing to plan
-        automatic, planning_seconds = plan is None and not options.init_from, None
+        # a fine-tuned model keeps its source's preprocessing, a promptable one frames the files' own slices:
+        # nothing to plan for either
+        automatic = plan is None and not options.init_from and not network_needs(options.network).promptable
+        planning_seconds = None
         if automatic:
             plan_dict, planning_seconds = _plan_automatically(dataset, options, configuration, first.spatial_dims,
                                                               check, console)
@@ -338,9 +341,13 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
 
     unlabeled_cases = prepare_unlabeled_cases(dataset, options.semi_supervised, train_cases, input_channels, data_dims,
                                               layout, options.cache_dtype)
+    # a promptable network (registry: promptable) is trained from boxes, one mask per prompt
+    needs = network_needs((spec or start).config.network)
+    structures = prompt_structures(label_values, dataset.labels, regions) if needs.promptable else {}
     if spec is None:
         spec = complete_run(start, [c.label[0] for c in train_cases], [c.spacing for c in train_cases],
-                            [c.image.shape[1:] for c in train_cases], in_channels, num_classes, data_dims)
+                            [c.image.shape[1:] for c in train_cases], in_channels, num_classes, data_dims,
+                            structures=list(structures))
         spec = replace(spec, rules=spec.rules + tuple(run_rules(run, spec.config.batch_size, threads_rule)))
         console.print("decisions (recorded in rules.json):", highlight=False)
         for rule in spec.rules:
@@ -351,6 +358,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     network_options = dict(config.network_options)
     from medseg.nets import create_network
 
+    if needs.promptable:
+        num_classes = 2
     model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
     unfreezing = setup_finetuning(model, config, load_weights=not resume)
 
@@ -384,7 +393,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         loss_name = "region" if loss_name == "dice_ce" else loss_name
         loss_options.setdefault("regions", mapping.regions_as_indices(regions))
     loss_options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))
-    loss_fn = build_loss(loss_name, **loss_options)
+    loss_fn = build_loss(loss_name, **loss_options) if not needs.promptable else None  # prompts: their own loss
 
     def make(iteration: int):
         return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
@@ -393,7 +402,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                           slice_axis=slice_axis, shard=run.shard)
 
     memory_format_name = config.memory_format
-    if memory_format_name == "auto" and run.is_main:
+    if memory_format_name == "auto" and run.is_main and not needs.promptable:
         memory_format_name, timings = choose_memory_format(
             model, loss_fn, *make(0), spatial_dims,
             time_limit=config.time_limit, iterations=config.iterations)
@@ -415,6 +424,15 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
 
     optimizer = build_optimizer(model, config)  # over all parameters: frozen ones simply get no gradient
     finetuning = bool(config.freeze_encoder or unfreezing)
+    prompted = None
+    if needs.promptable:
+        from medseg.training.prompted import prompt_parts
+
+        prompted = prompt_parts(model, optimizer, config, needs.encoder, train_cases, val_prepared, structures,
+                                slice_axis, dataset.file_ending,
+                                _recorded_value(spec, "prompt_validation", PROMPT_VALIDATION_SLICES), finetuning)
+        make = prompted.make
+        console.print(f"prompt training: {prompted.slices} training slice(s) with a structure", highlight=False)
     semi = _semi_supervised(config, model, optimizer, lambda: create_network(
         config.network, in_channels, num_classes, spatial_dims, **network_options).to(memory_format=memory_format))
     if semi is not None:
@@ -438,7 +456,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                       memory_format, val_prepared, model_config, log, console, recorded, best,
                       next_validation=(start_iteration // config.val_every + 1) * config.val_every, semi=semi,
                       make_unlabeled=_unlabeled_batches(semi, config, unlabeled_cases, augment, slice_axis, console),
-                      run=run, trained=run.wrap(model))
+                      run=run, trained=run.wrap(model), step=prompted.step if prompted else None,
+                      validator=prompted.validator if prompted else None)
     console.print(
         f"training {config.network} ({spatial_dims}D, {in_channels} channel(s), {num_classes} outputs) on "
         f"{len(train_cases)} case(s), validating on {len(val_prepared)}; patch {tuple(config.patch_size)}"
@@ -478,6 +497,8 @@ class Session:
     make_unlabeled: Callable[[int], torch.Tensor] | None = None
     run: DistributedRun = DistributedRun()  # this process's place in a multi-process run
     trained: torch.nn.Module | None = None  # what the step calls: the model, or DistributedDataParallel over it
+    step: Callable[[Any], float] | None = None       # a network's own step (promptable: medseg.training.prompted)
+    validator: Callable[[torch.nn.Module], dict[str, float]] | None = None  # and its own validation
 
     def checkpoint(self, path: Path, iteration: int, elapsed: float) -> None:
         if not self.run.is_main:  # one writer
@@ -493,7 +514,8 @@ class Session:
     def validate(self, iteration: int, elapsed: float, step_seconds: float | None = None) -> dict[str, float]:
         """Validate, keep the best checkpoint by mean validation Dice, and schedule the next validation."""
         start = time.perf_counter()
-        self.last_metrics = validate(self.predicting, self.val_cases, self.model_config, self.config.val_overlap)
+        self.last_metrics = (self.validator(self.predicting) if self.validator is not None else
+                             validate(self.predicting, self.val_cases, self.model_config, self.config.val_overlap))
         if self.best is None or self.last_metrics["val_dice"] > self.best:
             self.best = self.last_metrics["val_dice"]
             self.checkpoint(self.out / BEST_CHECKPOINT, iteration, elapsed)
@@ -547,6 +569,8 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
                                           config.grad_clip, batch_generators(config.seed + 104729, iteration)[1])
                 loss = parts["loss"]
                 semi_parts.append(parts)
+            elif session.step is not None:
+                loss = session.step((image, label))
             else:
                 loss = train_step(session.trained or session.model, session.loss_fn, session.optimizer, image, label,
                                   config.grad_clip, session.finetuning)
@@ -619,7 +643,8 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         console.print(f"prune level {choice['level']} chosen (of {len(choice['levels'])}): "
                       + ", ".join(f"L{r['level']} dice {r['val_dice']:.4f} {r['seconds_per_case']:.3f} s"
                                   for r in choice["levels"]), highlight=False)
-    if val_cases or not resume or config.init_from:
+    # thresholds and postprocessing: not for a promptable network (its masks come from prompts)
+    if (val_cases or not resume or config.init_from) and session.step is None:
         if not val_cases and config.init_from:  # fine-tuning on every case: the source model's choices
             from medseg.training.finetune import inherited_choices
 
@@ -692,6 +717,11 @@ def _unlabeled_batches(semi: Any, config: TrainingConfig, cases: Sequence[Prepar
                   highlight=False)
     return lambda i: make_unlabeled_batch(cases, i, seed=config.seed, patch_size=config.patch_size, batch_size=mix,
                                           augment=augment, slice_axis=slice_axis)
+
+
+def _recorded_value(spec: RunSpec, name: str, default: Any) -> Any:
+    rule = spec.rule(name)
+    return rule.value if rule is not None else default
 
 
 def _anisotropic_axis(spacing: Sequence[float] | None, ratio: float = ANISOTROPY_RATIO) -> int | None:

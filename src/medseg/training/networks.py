@@ -29,6 +29,11 @@ class NetworkNeeds:
     needs_input_size: bool = False
     smallest_input_size: Callable[[dict[str, Any]], int] | None = None
     paper_augmentation: tuple[dict[str, Any], ...] = ()  # transforms the network's paper trained with
+    encoder: str = "encoder"
+    released_weights: Callable[[str | None], dict[str, Any]] | None = None
+    learning_rate: float | None = None
+    promptable: bool = False
+    input_size: int | None = None
 
 
 def network_needs(name: str) -> NetworkNeeds:
@@ -40,9 +45,14 @@ def network_needs(name: str) -> NetworkNeeds:
         metadata = NETWORKS.entry(name).metadata
     except Exception:
         return NetworkNeeds()
-    return NetworkNeeds(dict(metadata.get("training_defaults") or {}), metadata.get("norm_option"),
-                        bool(metadata.get("needs_input_size")), metadata.get("smallest_input_size"),
-                        paper_augmentation=tuple(dict(t) for t in metadata.get("paper_augmentation") or ()))
+    return NetworkNeeds(
+        training_defaults=dict(metadata.get("training_defaults") or {}), norm_option=metadata.get("norm_option"),
+        needs_input_size=bool(metadata.get("needs_input_size")),
+        smallest_input_size=metadata.get("smallest_input_size"),
+        paper_augmentation=tuple(dict(t) for t in metadata.get("paper_augmentation") or ()),
+        encoder=metadata.get("encoder", "encoder"), released_weights=metadata.get("released_weights"),
+        learning_rate=metadata.get("learning_rate"), promptable=bool(metadata.get("promptable")),
+        input_size=metadata.get("input_size"))
 
 
 def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int) -> str | None:
@@ -109,8 +119,28 @@ def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,
         if not path.is_file():
             raise MedsegError("encoder weights not found", path)
         load_encoder_weights(model, path)
+    needs = network_needs(config.network)
+    if config.init_weights and load_weights:
+        load_initial_weights(model, config.init_weights, needs)
     if config.freeze_encoder:
-        freeze_encoder(model)
+        freeze_encoder(model, needs.encoder)
     if config.unfreeze_schedule:
         return StagedUnfreezing(model, [(int(i), str(t)) for i, t in config.unfreeze_schedule])
     return None
+
+
+def load_initial_weights(model: torch.nn.Module, weights: str, needs: NetworkNeeds) -> None:
+    """``--init-from-weights``: ``"released"`` (the weights the network ships, checked) or a state-dict file
+    the network's registry entry can read."""
+    from medseg.io.weights import mismatch_message
+
+    if needs.released_weights is None:
+        raise MedsegError(f"{type(model).__name__} ships no weights to start from (--init-from-weights)")
+    path = None if weights == "released" else str(weights)
+    if path is not None and not Path(path).is_file():
+        raise MedsegError("initial weights not found", path)
+    state = needs.released_weights(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise MedsegError(f"initial weights do not fit the network: {mismatch_message(exc)}", path) from None

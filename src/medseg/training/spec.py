@@ -83,19 +83,24 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
         raise MedsegError("no training cases left after holding out the validation cases", dataset.root)
     budget = rules.rule_budget(options.iterations, options.time_limit,
                                None if automatic_plan else (plan or {}).get("training"))
-    lr = rules.rule_learning_rate(options.optimizer, options.learning_rate)
-    fired += [budget, lr]
+    fired.append(budget)
+    init, lr = _initial_weights(options)
+    fired += [r for r in (init, lr) if r is not None]
     plan_steps = plan_value(plan, "preprocessing", "normalization_steps")
     steps = rules.rule_preprocessing(plan_steps, preprocessing, dataset.channel_names, dataset.file_ending, has_roi,
                                      data_dims)
+    steps = _promptable_preprocessing(options.network, steps, plan)
     fired.append(steps)
     layout, plan_options, plan_patch, plan_batch = resolve_layout(plan, options.network, data_dims, steps.value)
     fov = field_of_view_rule(dataset, options.fov_diameter, train_names, data_dims)
     if fov is not None:
         fired.append(fov)
         layout = replace(layout, fov_diameter=fov.value)
+    layout, sliced = _slices_for_2d_network(options.network, layout)
+    fired += [sliced] if sliced is not None else []
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
-                     time_limit=budget.value["time_limit"], learning_rate=lr.value)
+                     time_limit=budget.value["time_limit"], learning_rate=lr.value,
+                     init_weights=init.value if init is not None else None)
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
                     tuple(fired), automatic_plan)
 
@@ -122,12 +127,62 @@ def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequ
     return rule_field_of_view(user, colour, diameters)
 
 
+def _initial_weights(options: TrainingConfig) -> tuple[Rule | None, Rule]:
+    """The initial-weights rule and the learning rate (a network's declared fine-tuning rate when it starts
+    from its released weights)."""
+    from medseg.training.networks import network_needs
+
+    needs = network_needs(options.network)
+    if options.init_weights and needs.released_weights is None:
+        raise MedsegError(f"network '{options.network}' ships no weights to start from (--init-from-weights); "
+                          "--encoder-weights loads a torchvision encoder")
+    init = rules.rule_initial_weights(options.network, options.init_weights, needs.released_weights is not None)
+    if init is not None and needs.learning_rate is not None and options.optimizer == "adamw":
+        return init, rules.rule_prompt_learning_rate(options.optimizer, options.learning_rate, needs.learning_rate)
+    return init, rules.rule_learning_rate(options.optimizer, options.learning_rate)
+
+
+def _promptable_preprocessing(network: str, steps: Rule, plan: dict[str, Any] | None) -> Rule:
+    """A promptable network frames its own input (MedSAM's window): no intensity step unless the user asks.
+    It is prompted on the files' own slices, so a plan's resampled grid would train it on another one."""
+    from medseg.training.networks import network_needs
+
+    if not network_needs(network).promptable:
+        return steps
+    if plan is not None:
+        raise MedsegError(f"{network} is trained on the files' own slices, as medseg prompt segments them: "
+                          "drop --plan")
+    if steps.overridden_by_user:
+        return steps
+    return Rule("preprocessing", steps.title, [], "none", f"{network} frames each slice itself (MedSAM: 0.5-99.5 "
+                "percentile window, min-max to [0, 1]), exactly as medseg prompt does", {"network": network})
+
+
+def _slices_for_2d_network(network: str, layout: DataLayout) -> tuple[DataLayout, Rule | None]:
+    """A 2D-only network on volumes without a plan's slice axis: the slices across the first array axis."""
+    from medseg.nets import NETWORKS
+
+    if layout.spatial_dims != 3 or network not in NETWORKS:
+        return layout, None
+    dims = tuple(NETWORKS.entry(network).metadata.get("dims", (2, 3)))
+    if 3 in dims or 2 not in dims:
+        return layout, None
+    rule = rules.rule_slices_of_volumes(network, dims)
+    return replace(layout, spatial_dims=2, slice_axis=rule.value), rule
+
+
 def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
-                 train_shapes: Sequence[Sequence[int]], in_channels: int, num_classes: int, data_dims: int) -> RunSpec:
-    """The rules that look at the prepared training cases (labels and shapes on the network grid)."""
+                 train_shapes: Sequence[Sequence[int]], in_channels: int, num_classes: int, data_dims: int,
+                 structures: Sequence[str] = ()) -> RunSpec:
+    """The rules that look at the prepared training cases (labels and shapes on the network grid).
+
+    ``structures``: the names prompted per slice when the network is promptable (labels or regions).
+    """
     from medseg.training.networks import network_needs, network_size_divisor
 
     config, layout = start.config, start.layout
+    if network_needs(config.network).promptable:
+        return _complete_promptable(start, structures)
     fired = list(start.rules)
     spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
     structure = rules.rule_structure(rules.boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
@@ -205,3 +260,30 @@ def _source_patch_and_batch(start: RunStart, user_patch: Sequence[int], user_bat
         batch = rule_source_setting("batch_size", "Batch size", int(start.plan_batch),
                                     f"{start.plan_batch} patches per step", start.source or "")
     return patch, batch
+
+
+def _complete_promptable(start: RunStart, structures: Sequence[str]) -> RunSpec:
+    """A promptable network: whole framed slices, one jittered box per structure, the encoder rule."""
+    from medseg.preprocessing.prompt_frame import MEDSAM_JITTER
+    from medseg.training.networks import network_needs
+
+    config = start.config
+    needs = network_needs(config.network)
+    if config.patch_size:
+        raise MedsegError(f"{config.network} trains on whole slices framed at {needs.input_size}²: drop --patch-size")
+    if config.loss not in ("dice_ce", "mask_prompt"):
+        raise MedsegError(f"{config.network} is trained with the prompt loss (Dice + BCE + IoU); drop --loss")
+    fired = list(start.rules)
+    frame = rules.rule_prompt_frame(config.network, int(needs.input_size))
+    batch = rules.rule_batch_size(config.batch_size, None, frame.value)
+    freeze = (rules.user_rule("freeze_encoder", "Image encoder", False, "staged", "--unfreeze-schedule")
+              if config.unfreeze_schedule else rules.rule_prompt_encoder(config.freeze_encoder, config.network))
+    prompt = rules.rule_prompt_training(MEDSAM_JITTER, structures)
+    interval = rules.rule_validation_interval(config.val_every, len(start.val_names))
+    fired += [frame, batch, freeze, prompt, rules.rule_prompt_validation(), interval]
+    resolved = replace(config, patch_size=tuple(frame.value), batch_size=batch.value,
+                       freeze_encoder=bool(freeze.value) if not config.unfreeze_schedule else None,
+                       loss="mask_prompt", augmentation={"enabled": False}, foreground_share=1.0,
+                       decision_threshold="argmax", postprocessing=[], memory_format="contiguous",
+                       val_every=interval.value["every"], val_time_share=interval.value["time_share"])
+    return RunSpec(resolved, start.layout, start.train_names, start.val_names, "prompted", None, tuple(fired))
