@@ -75,7 +75,7 @@ def main() -> None:
         "loss_curve_max_relative_difference": worst,
     }
     (args.work / "result_ddp.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\n| setting | steps/s (steady) | whole command (s) |\n|---|---|---|")
+    print("\n| setting | steps/s (steady) | whole command (s) |\n|---|---|---|")
     print(f"| 1 process × {n} threads, batch {args.global_batch} | {result[f'steps_per_second_1x{n}_threads']:.3f} "
           f"| {seconds_one:.0f} |")
     print(f"| {n} processes × 1 thread, batch {args.global_batch // n} each | "

@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from _timing import run  # benchmarks/ is on sys.path when a script runs

@@ -18,7 +18,6 @@ Needs httpx (the dev extra).
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys

@@ -14,7 +14,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 from medseg.cli import main
 from medseg.image import Image

@@ -120,7 +120,6 @@ def test_stare_image_through_fov_normalisation(shared_data):
 
     from PIL import Image as PILImage
 
-    from medseg.io import read_image
 
     path = shared_data / "STARE" / "stare-images" / "im0001.ppm.gz"
     if not path.is_file():

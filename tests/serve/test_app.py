@@ -13,7 +13,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from medseg import Image, Predictor, read_image, write_image  # noqa: E402
+from medseg import Predictor, read_image  # noqa: E402
 from medseg.inference.volumes import label_volumes  # noqa: E402
 from medseg.model_folder import load_config  # noqa: E402
 from medseg.serve import ServeLimits, create_app  # noqa: E402

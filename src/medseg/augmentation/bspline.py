@@ -22,7 +22,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch

@@ -100,7 +100,7 @@ def _prompt_one(image_path: Path, box_texts: list[str], point_texts: list[str], 
                 per_component: bool, coarse_model: Path | None, jitter: int, seed: int, output: Path,
                 channel: int | None, weights: Path | None, onnx_dir: Path | None, model: Path | None = None) -> None:
     from medseg.inference.boxes import BoxPrompt, boxes_from_label_map, parse_box, parse_point
-    from medseg.inference.prompt import Prompter, boxes_from_model
+    from medseg.inference.prompt import boxes_from_model
     from medseg.io import read_image, write_image
 
     _not_an_input(output, [image_path] + ([boxes_from] if boxes_from else []))
@@ -146,7 +146,6 @@ def _prompt_folder(boxes_csv: Path, folder: Path, output: Path, channel: int | N
     from medseg.cli.predict import collect_inputs, output_extension
     from medseg.fileutil import atomic_dir
     from medseg.inference.boxes import read_boxes_csv
-    from medseg.inference.prompt import Prompter
     from medseg.io import read_image, write_image
 
     if not folder.is_dir():

@@ -167,7 +167,7 @@ def segment(
     from medseg.cli.guards import prepare_output_folder, refuse_existing
     from medseg.fileutil import check_outputs
     from medseg.io import read_image, write_image
-    from medseg.io.formats import label_format_note, label_output_extension
+    from medseg.io.formats import label_output_extension
     from medseg.io.labels import read_label_map
     from medseg.postprocessing import postprocess as run_postprocess
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 
 from medseg.errors import DatasetError, MedsegError
 from medseg.fileutil import write_text_atomic

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from medseg.errors import ImageReadError
 from medseg.image import Image
 from medseg.io.dicom_series import is_dicom_file  # noqa: F401 - re-exported: medseg.io reads it here
-from medseg.io.itk import _itk_reason, execute_guarded, from_sitk, native_memory_cap, native_stderr_captured
+from medseg.io.itk import _itk_reason, execute_guarded, from_sitk, native_stderr_captured
 
 
 def read_dicom_series(folder: Path) -> Image:

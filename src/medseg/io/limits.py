@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 
 from medseg.errors import ImageReadError
 from medseg.io.formats import RASTER_EXTENSIONS, image_extension
