@@ -111,7 +111,7 @@ def start_finetuning(dataset: Any, options: TrainingConfig, source: Source, *, p
                      learning_rate=lr.value, init_from=str(source.folder))
     batch = (cfg.training or {}).get("batch_size")
     return RunStart(config, layout, tuple(train_names), tuple(val_names), dict(cfg.network_options),
-                    tuple(int(p) for p in cfg.patch_size), int(batch) if batch else None, tuple(fired), where)
+                    tuple(int(p) for p in cfg.patch_size), int(batch) if batch else None, tuple(fired), source=where)
 
 
 def inherited_choices(options: TrainingConfig, model_config: ModelConfig) -> tuple[ModelConfig, list[Rule]]:

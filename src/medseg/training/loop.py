@@ -258,11 +258,9 @@ def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: st
             collector.add(case)
     plan, _ = plan_dataset(dataset, time_limit=options.time_limit or DEFAULT_TIME_LIMIT, configuration=configuration,
                            fingerprint=collector.fingerprint())
-    seconds = time.perf_counter() - started
-    console.print(f"no plan given: planned automatically from the dataset ({len(dataset.cases)} cases, "
-                  f"{seconds:.1f} s{', with the dataset check' if check else ''}); written to the model folder as "
-                  "plan.json", highlight=False)
-    return plan.to_dict(), seconds
+    # printed with the other decisions (the rule `plan` records the planning time): an argument error found
+    # after planning stays the only line
+    return plan.to_dict(), time.perf_counter() - started
 
 
 def _set_apart_unlabeled(dataset: Any, start: RunStart, named_val: Sequence[str] | None) -> RunStart:

@@ -102,7 +102,7 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
                      time_limit=budget.value["time_limit"], learning_rate=lr.value,
                      init_weights=init.value if init is not None else None)
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
-                    tuple(fired), automatic_plan)
+                    tuple(fired), automatic_plan=automatic_plan)
 
 
 def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
