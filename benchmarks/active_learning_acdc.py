@@ -22,10 +22,9 @@ import csv
 import random
 from pathlib import Path
 
-from _fewlabels import MEDSEG, Results, mean_and_spread, scores_table
+from _fewlabels import MEDSEG, mean_and_spread, scores_table
 from _timing import run
-from fewlabels_acdc import (LABELS, acdc_plan, add_smoke_options, cases_of, options, patients, protocol,
-                            smoke_view, train_and_score)
+from fewlabels_acdc import LABELS, add_smoke_options, cases_of, options, patients, prepare_run, train_and_score
 
 
 def main() -> None:
@@ -46,12 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    args.acdc = smoke_view(args.acdc, work, args.train_volumes, args.val_volumes)
-    extra = options(args.train_option)
-    train_cases, _ = protocol(args.acdc)
-    plan = acdc_plan(args.acdc, work, args.minutes, args.plan)
-    results = Results(work)
+    extra, train_cases, _, plan, results = prepare_run(args)
     start_patients = patients(train_cases)[:args.labeled]
     start_tag = f"none_{args.labeled}"
     start = train_and_score(args.acdc, work, plan, cases_of(start_patients, train_cases), "none", args.minutes, extra,

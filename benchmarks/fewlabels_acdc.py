@@ -102,6 +102,16 @@ def options(given: list[str]) -> list[str]:
     return [a for option in given for a in shlex.split(option)]
 
 
+def prepare_run(args: argparse.Namespace) -> tuple[list[str], list[str], list[str], Path, Results]:
+    """What every ACDC few-labels script starts with: the work folder, the (smoke) view of ACDC in
+    ``args.acdc``, the extra train options, the protocol's train/val cases, one plan and the results file."""
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.acdc = smoke_view(args.acdc, args.work, args.train_volumes, args.val_volumes)
+    train_cases, val = protocol(args.acdc)
+    return (options(args.train_option), train_cases, val, acdc_plan(args.acdc, args.work, args.minutes, args.plan),
+            Results(args.work))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--acdc", type=Path, default=Path("../shared/data/ACDC"))
@@ -117,12 +127,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    args.acdc = smoke_view(args.acdc, work, args.train_volumes, args.val_volumes)
-    extra = options(args.train_option)
-    train_cases, _ = protocol(args.acdc)
-    plan = acdc_plan(args.acdc, work, args.minutes, args.plan)
-    results = Results(work)
+    extra, train_cases, _, plan, results = prepare_run(args)
     rows = []
     for n in (int(v) for v in args.labeled.split(",")):
         labeled = cases_of(patients(train_cases)[:n], train_cases)

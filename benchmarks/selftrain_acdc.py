@@ -24,10 +24,10 @@ import argparse
 import json
 from pathlib import Path
 
-from _fewlabels import MEDSEG, Results, link_cases, pseudo_label_quality, scores_table, train
+from _fewlabels import MEDSEG, link_cases, pseudo_label_quality, scores_table, train
 from _timing import run
-from fewlabels_acdc import (LABELS, acdc_plan, add_smoke_options, cases_of, options, patients, protocol,
-                            score_on_val, smoke_view, train_and_score)
+from fewlabels_acdc import (LABELS, add_smoke_options, cases_of, options, patients, prepare_run, score_on_val,
+                            train_and_score)
 
 
 def selftrain_dataset(acdc: Path, pseudo: Path, labeled: list[str], val: list[str], folder: Path) -> list[str]:
@@ -73,12 +73,7 @@ def main() -> None:
         return
 
     work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    args.acdc = smoke_view(args.acdc, work, args.train_volumes, args.val_volumes)
-    extra = options(args.train_option)
-    train_cases, val = protocol(args.acdc)
-    plan = acdc_plan(args.acdc, work, args.minutes, args.plan)
-    results = Results(work)
+    extra, train_cases, val, plan, results = prepare_run(args)
     n = args.labeled
     labeled = cases_of(patients(train_cases)[:n], train_cases)
     unlabeled = [c for c in train_cases if c not in labeled]
