@@ -171,6 +171,17 @@ def _slices_for_2d_network(network: str, layout: DataLayout) -> tuple[DataLayout
     return replace(layout, spatial_dims=2, slice_axis=rule.value), rule
 
 
+def _merge_network_options(plan_options: dict, user_options: dict) -> dict:
+    """The plan's network options overridden by the user's; a user's depth drops the plan's per-level lists
+    (strides, kernel sizes), which were sized for the plan's depth and would contradict it."""
+    merged = {**plan_options, **user_options}
+    if "depth" in user_options and user_options["depth"] != plan_options.get("depth"):
+        for key in ("strides", "kernel_sizes"):
+            if key not in user_options:
+                merged.pop(key, None)
+    return merged
+
+
 def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
                  train_shapes: Sequence[Sequence[int]], in_channels: int, num_classes: int, data_dims: int,
                  structures: Sequence[str] = ()) -> RunSpec:
@@ -193,7 +204,7 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     plan_options, plan_patch, plan_batch = ((start.plan_options, start.plan_patch, start.plan_batch) if from_plan
                                             else ({}, None, None))
     needs = network_needs(config.network)
-    given = {**plan_options, **config.network_options}
+    given = _merge_network_options(plan_options, config.network_options)
     options = dict(given)
     if start.source is None:
         for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
