@@ -48,7 +48,7 @@ def main() -> None:
         run(medseg + ["plan", str(args.acdc), "--out", str(plan), "--time-budget", f"{args.minutes}m"])
     model, pred, evaluation = (args.work / f"{n}_{tag}" for n in ("model", "pred", "eval"))
     # validation cases: the rule's held-out fold 0 = ACDC's own splits.json "val"; the validation-interval rule
-    # keeps validating them under 10% of the time
+    # keeps validating them under 5% of the time
     train_cmd = medseg + ["train", str(data), "--out", str(model), "--net", args.net, "--plan", str(plan),
                           "--time-limit", f"{args.minutes}m", "--overwrite", "--no-progress"]
     if args.configuration:

@@ -98,7 +98,7 @@ def test_budget_and_learning_rate_rules_live_in_the_library():
 
 def test_validation_interval_rule():
     rule = rules.rule_validation_interval(None, 40)
-    assert rule.value == {"every": 200, "time_share": 0.1} and not rule.overridden_by_user
+    assert rule.value == {"every": 200, "time_share": 0.05} and not rule.overridden_by_user
     fixed = rules.rule_validation_interval(50, 40)
     assert fixed.value == {"every": 50, "time_share": None} and fixed.overridden_by_user
 
