@@ -5,11 +5,11 @@ One command (from the repository root, on a quiet 2-core machine; about 4 h 15 m
     PYTHONPATH=src .venv/bin/python benchmarks/promise12.py --work /tmp/promise12_bench
 
 4-fold cross-validation (4 held-out cases per fold) of V-Net and of the planned U-Net, 30 minutes of training
-per model and fold, through `medseg plan` + `medseg train --plan`. V-Net is trained on the plan's 3D
+per model and fold, through `medseg plan` + `medseg train --plan`, no other option. V-Net's registry entry
+declares its paper's recipe, which the rules apply (each recorded in the model's rules.json): the plan's 3D
 configuration (the paper's volumetric network; the plan's default for these thin stacks is 2D, which the
-planned U-Net uses) with its Dice loss, instance
-norm (the paper's unnormalised V-Net diverges at medseg's learning rate, NOTES.md) and — by the augmentation
-rule, recorded in each model's rules.json — the paper's augmentation (histogram matching between training
+planned U-Net uses), its Dice loss, instance norm (the paper's unnormalised V-Net diverges at medseg's
+learning rate, NOTES.md) and the paper's augmentation (histogram matching between training
 cases, random B-spline deformation) ahead of medseg's defaults. Reported: pooled Dice and HD95 over the 16
 held-out predictions (the release kept no spacing and stores 1 mm, so HD95 and volumes are in voxels;
 predictions use --spacing-unknown), seconds and peak memory per case, per-case thumbnails
@@ -29,13 +29,6 @@ from pathlib import Path
 
 from _apps import cross_validate
 
-TRAIN_OPTIONS = {
-    # the paper's network is volumetric: the plan's 3D configuration (its default for these thin stacks is 2D)
-    "vnet": ["--configuration", "3d", "--loss", "vnet_dice"],
-    "unet": [],
-}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/PROMISE12"))
@@ -49,7 +42,6 @@ def main() -> None:
     results = {}
     for net in args.nets:
         results[net] = cross_validate(args.dataset, args.work, net, args.minutes, folds=args.folds, tag=net,
-                                      train_options=TRAIN_OPTIONS.get(net, []),
                                       predict_options=["--spacing-unknown"], reuse=args.reuse_models,
                                       run_folds=args.run_folds,
                                       evaluate_options=["--images", str(args.dataset / "imagesTr")])

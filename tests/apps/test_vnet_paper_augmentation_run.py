@@ -19,7 +19,22 @@ def test_vnet_training_records_and_uses_its_paper_augmentation(tmp_path, one_thr
     rule = next(r for r in (rules if isinstance(rules, list) else rules["rules"]) if r["name"] == "augmentation")
     assert [t["name"] for t in rule["value"]["leading_transforms"]] == ["histogram_matching", "bspline"]
     assert "vnet paper's augmentation" in rule["reason"] and not rule["overridden_by_user"]
+    loss = next(r for r in (rules if isinstance(rules, list) else rules["rules"]) if r["name"] == "loss")
+    assert loss["value"] == "region" and "overlapping regions" in loss["reason"]  # BraTS values: regions
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert config["training"]["loss"] == "region"
     names = [t["name"] for t in config["augmentation"]["transforms"]]
     assert names[:2] == ["histogram_matching", "bspline"] and "affine" in names
     assert config["augmentation"]["transforms"][1]["max_displacement"] == [0.8, 1.6, 1.6]  # 5 % of the patch
+
+
+def test_vnet_on_labels_trains_with_its_paper_dice_by_the_loss_rule(tmp_path, one_thread, capsys):
+    from medseg.datasets.synthetic import make_organs3d
+
+    data = make_organs3d(tmp_path / "o", cases=3, seed=0, shape=(16, 32, 32))
+    model = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(model), "--net", "vnet", "--features", "4", "--iterations", "1",
+                 "--patch-size", "16,32,32", "--batch-size", "2", "--fold", "all", "--threads", "1",
+                 "--no-progress"]) == 0
+    assert "the loss of the vnet paper" in capsys.readouterr().err
+    assert json.loads((model / "config.json").read_text(encoding="utf-8"))["training"]["loss"] == "vnet_dice"

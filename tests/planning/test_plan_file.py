@@ -83,3 +83,15 @@ def test_use_configuration_swaps_in_the_alternative(plan):
     assert three.patch_size == plan.alternatives["3d"]["patch_size"]
     assert three.alternatives["2d"]["patch_size"] == plan.patch_size
     assert three.use_configuration("2d") == plan
+
+
+def test_a_paper_network_picks_its_configuration_from_a_given_plan(plan):
+    """`--net vnet --plan P` on a plan whose default is 2D trains the paper's volumetric V-Net (its registry
+    entry's paper_dims); a U-Net keeps the plan's default; --configuration still wins."""
+    from medseg.training.layout import load_plan
+    from medseg.training.networks import implied_configuration
+
+    assert load_plan(plan, None, preferred=implied_configuration("vnet", (), 3))["configuration"] == "3d"
+    assert load_plan(plan, None, preferred=implied_configuration("unet", (), 3))["configuration"] == "2d"
+    assert load_plan(plan, "2d", preferred=implied_configuration("vnet", (), 3))["configuration"] == "2d"
+    assert load_plan(plan, None, preferred="4d")["configuration"] == "2d"  # not in the plan: its default

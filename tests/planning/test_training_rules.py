@@ -96,6 +96,18 @@ def test_budget_and_learning_rate_rules_live_in_the_library():
     assert rules.rule_learning_rate("adamw", 1e-4).overridden_by_user
 
 
+def test_loss_rule_gives_a_paper_network_its_paper_loss():
+    from medseg.training.networks import network_needs
+
+    assert network_needs("vnet").paper_loss == "vnet_dice" and network_needs("unet").paper_loss is None
+    vnet = rules.rule_loss(None, "vnet", network_needs("vnet").paper_loss)
+    assert vnet.value == "vnet_dice" and "vnet paper" in vnet.reason and not vnet.overridden_by_user
+    assert rules.rule_loss(None, "unet", None).value == rules.DEFAULT_LOSS == "dice_ce"
+    assert rules.rule_loss(None, "vnet", "vnet_dice", regions=True).value == "region"  # BraTS: sigmoid per region
+    user = rules.rule_loss("dice", "vnet", "vnet_dice")
+    assert user.value == "dice" and user.overridden_by_user
+
+
 def test_validation_interval_rule():
     rule = rules.rule_validation_interval(None, 40)
     assert rule.value == {"every": 200, "time_share": 0.05} and not rule.overridden_by_user

@@ -142,3 +142,15 @@ def test_ensembles_of_folds_with_their_own_thresholds(run):
         assert np.array_equal(labels.array[0] != 0, probs.array[1] >= 0.5)
     finally:
         save_config(folder, config)
+
+
+def test_a_users_depth_replaces_the_plans_per_level_lists():
+    """`--depth 2` on an automatic 5-level plan: the plan's strides and kernel sizes (one entry per level)
+    give way instead of contradicting the depth; given with the depth, the user's lists stay."""
+    from medseg.training.spec import _merge_network_options
+
+    plan = {"features": 16, "depth": 4, "strides": [[2, 2]] * 4, "kernel_sizes": [[3, 3]] * 5}
+    assert _merge_network_options(plan, {"depth": 2}) == {"features": 16, "depth": 2}
+    assert _merge_network_options(plan, {"features": 8}) == {**plan, "features": 8}
+    mine = {"depth": 1, "strides": [[2, 2]]}
+    assert _merge_network_options(plan, mine) == {"features": 16, **mine}

@@ -14,6 +14,10 @@ Network contract (all networks, so that trainer, predictor and exporter treat th
 
   - ``training_defaults`` (dict): options applied when training unless given (U-Net: 16 features, deep
     supervision);
+  - ``paper_loss`` (str): the loss the network's paper trained with (V-Net: its Dice), the loss rule's default
+    for it (see :func:`medseg.losses.build_loss`);
+  - ``paper_dims`` (int): the dimensionality of the paper's network where it also runs in the other one (V-Net:
+    3), which an automatic plan's configuration follows;
   - ``norm_option`` (str): the option choosing the normalisation layer (``"norm"``), which the
     normalisation-layer rule may set to ``"batch"``;
   - ``needs_input_size`` (bool): the network is built for its input size (``input_size`` = the training

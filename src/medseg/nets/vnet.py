@@ -167,7 +167,7 @@ _TRAINING_DEFAULTS = {"norm": "instance"}
 
 
 @NETWORKS.register("vnet", dims=(3, 2), citation=CITATION, norm_option="norm", paper_augmentation=PAPER_AUGMENTATION,
-                   training_defaults=_TRAINING_DEFAULTS,
+                   training_defaults=_TRAINING_DEFAULTS, paper_loss="vnet_dice", paper_dims=3,
                    summary="V-Net: 3D residual encoder-decoder, 5x5x5 convs, strided-conv down-sampling, PReLU")
 def build_vnet(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> VNet:
     """Build a :class:`VNet` (see its parameters)."""

@@ -34,6 +34,7 @@ PATCH_TARGET = {2: 128, 3: 64}
 VOXELS_PER_BATCH = 4 * 128 * 128
 THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
 VALIDATION_EVERY = 200               # first validation after this many steps
+DEFAULT_LOSS = "dice_ce"              # see rule_loss
 VALIDATION_TIME_SHARE = 0.05          # validation may take at most this share of the run's time
 MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
 
@@ -225,6 +226,27 @@ def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[
                             f"the {network} network's training default (declared in its registry entry)",
                             {"network": network}))
     return out
+
+
+def rule_loss(user: str | None, network: str, paper_loss: str | None, regions: bool = False) -> Rule:
+    """Dice + cross-entropy (nnU-Net's loss: Dice for the overlap of small structures, cross-entropy for
+    smooth gradients from the first steps), unless the network's registry entry declares the loss its paper
+    trained with (V-Net: its Dice), so that choosing a paper's network gives the paper's recipe. Datasets
+    of overlapping regions (BraTS): Dice + binary cross-entropy per region, whatever the network (a softmax
+    loss cannot train one sigmoid output per region)."""
+    title = "Loss"
+    if user is not None:
+        return user_rule("loss", title, user, user, "--loss")
+    if regions:
+        return Rule("loss", title, "region", "Dice + binary cross-entropy per region",
+                    "the dataset declares overlapping regions: one sigmoid output and loss per region",
+                    {"network": network})
+    if paper_loss:
+        return Rule("loss", title, paper_loss, paper_loss,
+                    f"the loss of the {network} paper (declared in its registry entry)", {"network": network})
+    return Rule("loss", title, DEFAULT_LOSS, "Dice + cross-entropy",
+                "the default: Dice for the overlap of small structures, cross-entropy for smooth early gradients",
+                {"network": network})
 
 
 def rule_inference_tile(data_dims: int, spatial_dims: int, shapes: Sequence[Sequence[int]],

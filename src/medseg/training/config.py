@@ -45,8 +45,9 @@ class TrainingConfig:
         Linear learning-rate warm-up.
     grad_clip : float or None
         Gradient norm clipping (nnU-Net: 12).
-    loss, loss_options : str, dict
-        See :func:`medseg.losses.build_loss`.
+    loss, loss_options : str or None, dict
+        See :func:`medseg.losses.build_loss`; loss None: the loss rule (Dice + cross-entropy, or the loss the
+        network's paper trained with).
     foreground_share : float or None
         Probability that a patch is centred on a foreground voxel; None: the rule (thin structures 0.2,
         else 0.5).
@@ -126,7 +127,7 @@ class TrainingConfig:
     schedule: str = "poly"
     warmup_iterations: int = 20
     grad_clip: float | None = 12.0
-    loss: str = "dice_ce"
+    loss: str | None = None
     loss_options: dict[str, Any] = field(default_factory=dict)
     foreground_share: float | None = None
     augmentation: dict[str, Any] | None = None

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from medseg.errors import MedsegError
 from medseg.model_folder import ModelConfig, config_sha256, load_config, weights_path, weights_sha256
 from medseg.planning import device_rules
-from medseg.planning.training_rules import Rule, _steps
+from medseg.planning.training_rules import DEFAULT_LOSS, Rule, _steps, user_rule
 from medseg.training.config import TrainingConfig
 from medseg.training.layout import DataLayout
 from medseg.training.spec import RunStart
@@ -106,9 +106,13 @@ def start_finetuning(dataset: Any, options: TrainingConfig, source: Source, *, p
     else:
         fov = None
     fired += [fov] if fov is not None else []
+    source_loss = (cfg.training or {}).get("loss") or DEFAULT_LOSS
+    loss = (user_rule("loss", "Loss", options.loss, options.loss, "--loss") if options.loss else
+            device_rules.rule_source_setting("loss", "Loss", source_loss, source_loss, where))
+    fired.append(loss)
     config = replace(options, network=cfg.network, network_options=dict(cfg.network_options),
                      iterations=budget.value["iterations"], time_limit=budget.value["time_limit"],
-                     learning_rate=lr.value, init_from=str(source.folder))
+                     learning_rate=lr.value, init_from=str(source.folder), loss=loss.value)
     batch = (cfg.training or {}).get("batch_size")
     return RunStart(config, layout, tuple(train_names), tuple(val_names), dict(cfg.network_options),
                     tuple(int(p) for p in cfg.patch_size), int(batch) if batch else None, tuple(fired), source=where)

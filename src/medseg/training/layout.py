@@ -11,10 +11,13 @@ from medseg.model_folder import ModelConfig
 from medseg.preprocessing.grid import GridLayout
 
 
-def load_plan(plan: str | Path | dict | None, configuration: str | None = None) -> dict[str, Any] | None:
+def load_plan(plan: str | Path | dict | None, configuration: str | None = None,
+              preferred: str | None = None) -> dict[str, Any] | None:
     """A plan as a dict: from plan.json (validated by :class:`medseg.planning.Plan`), a Plan or a dict.
 
-    ``configuration`` ("2d" / "3d") switches to the plan's alternative configuration.
+    ``configuration`` ("2d" / "3d") switches to the plan's alternative configuration; ``preferred`` (what the
+    network or the patch implies, see :func:`medseg.training.networks.implied_configuration`) does where the
+    plan has it.
     """
     if plan is None:
         return None
@@ -28,6 +31,8 @@ def load_plan(plan: str | Path | dict | None, configuration: str | None = None) 
         plan = Plan.load(Path(plan))
     if configuration:
         plan = plan.use_configuration(configuration)
+    elif preferred in plan.alternatives:
+        plan = plan.use_configuration(preferred)
     return plan.to_dict()
 
 

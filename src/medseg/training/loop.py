@@ -40,7 +40,7 @@ from medseg.training.distributed import (DistributedRun, NullLog, joined, launch
 from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
-from medseg.training.networks import network_needs, setup_finetuning
+from medseg.training.networks import implied_configuration, network_needs, setup_finetuning
 from medseg.training.prompted import prompt_structures
 from medseg.training.scope import scoped_run_state
 from medseg.training.selection import choose_after_training
@@ -201,7 +201,8 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
                                                               check, console)
             check = False  # done, in the same pass as the fingerprint
         else:
-            plan_dict = load_plan(plan, configuration)
+            plan_dict = load_plan(plan, configuration, preferred=implied_configuration(
+                options.network, tuple(options.patch_size), first.spatial_dims))
         planned_dims = (plan_dict or {}).get("data_dims")
         if planned_dims is not None and planned_dims != first.spatial_dims:
             raise MedsegError(f"the plan was made for {planned_dims}D images but this dataset's images are "
@@ -245,7 +246,6 @@ def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: st
     from medseg.planning.automatic import plan_dataset
     from medseg.planning.fingerprint import FingerprintCollector
     from medseg.planning.training_rules import DEFAULT_TIME_LIMIT
-    from medseg.training.networks import implied_configuration
 
     started = time.perf_counter()
     # a 3D patch or a 3D-only network (V-Net) asks for the 3D configuration, as --configuration 3d would
@@ -345,7 +345,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     if spec is None:
         spec = complete_run(start, [c.label[0] for c in train_cases], [c.spacing for c in train_cases],
                             [c.image.shape[1:] for c in train_cases], in_channels, num_classes, data_dims,
-                            structures=list(structures))
+                            structures=list(structures), regions=bool(regions))
         spec = replace(spec, rules=spec.rules + tuple(run_rules(run, spec.config.batch_size, threads_rule)))
         console.print("decisions (recorded in rules.json):", highlight=False)
         for rule in spec.rules:
@@ -388,6 +388,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     loss_options.setdefault("ignore_index", IGNORE_INDEX)
     loss_name = config.loss
     if regions:
+        # models recorded before the loss rule named "dice_ce" for region datasets (its sigmoid form)
         loss_name = "region" if loss_name == "dice_ce" else loss_name
         loss_options.setdefault("regions", mapping.regions_as_indices(regions))
     loss_options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))

@@ -29,6 +29,7 @@ class NetworkNeeds:
     needs_input_size: bool = False
     smallest_input_size: Callable[[dict[str, Any]], int] | None = None
     paper_augmentation: tuple[dict[str, Any], ...] = ()  # transforms the network's paper trained with
+    paper_loss: str | None = None  # the loss the network's paper trained with
     encoder: str = "encoder"
     released_weights: Callable[[str | None], dict[str, Any]] | None = None
     learning_rate: float | None = None
@@ -50,6 +51,7 @@ def network_needs(name: str) -> NetworkNeeds:
         needs_input_size=bool(metadata.get("needs_input_size")),
         smallest_input_size=metadata.get("smallest_input_size"),
         paper_augmentation=tuple(dict(t) for t in metadata.get("paper_augmentation") or ()),
+        paper_loss=metadata.get("paper_loss"),
         encoder=metadata.get("encoder", "encoder"), released_weights=metadata.get("released_weights"),
         learning_rate=metadata.get("learning_rate"), promptable=bool(metadata.get("promptable")),
         input_size=metadata.get("input_size"))
@@ -57,8 +59,9 @@ def network_needs(name: str) -> NetworkNeeds:
 
 def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int) -> str | None:
     """The configuration ("2d" / "3d") the user's options imply for an automatic plan of 3D data: a patch
-    with two or three sizes, or a network whose registry entry supports one dimensionality only (V-Net,
-    SegResNet-VAE: 3D). None: the planner's rule decides."""
+    with two or three sizes, a network whose registry entry supports one dimensionality only (SegResNet-VAE:
+    3D), or the paper's dimensionality of a network that runs in both (V-Net: 3D). None: the planner's rule
+    decides."""
     if data_dims != 3:
         return None
     if len(patch_size) in (2, 3):
@@ -66,9 +69,12 @@ def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int
     from medseg.nets import NETWORKS
 
     try:
-        dims = tuple(NETWORKS.entry(name).metadata.get("dims", (2, 3)))
+        metadata = NETWORKS.entry(name).metadata
     except Exception:
         return None
+    dims = tuple(metadata.get("dims", (2, 3)))
+    if metadata.get("paper_dims"):
+        return f"{int(metadata['paper_dims'])}d"
     return f"{dims[0]}d" if len(dims) == 1 else None
 
 

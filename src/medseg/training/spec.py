@@ -184,10 +184,11 @@ def _merge_network_options(plan_options: dict, user_options: dict) -> dict:
 
 def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
                  train_shapes: Sequence[Sequence[int]], in_channels: int, num_classes: int, data_dims: int,
-                 structures: Sequence[str] = ()) -> RunSpec:
+                 structures: Sequence[str] = (), regions: bool = False) -> RunSpec:
     """The rules that look at the prepared training cases (labels and shapes on the network grid).
 
-    ``structures``: the names prompted per slice when the network is promptable (labels or regions).
+    ``structures``: the names prompted per slice when the network is promptable (labels or regions);
+    ``regions``: the dataset declares overlapping regions (one sigmoid output each).
     """
     from medseg.training.networks import network_needs, network_size_divisor
 
@@ -206,11 +207,15 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     needs = network_needs(config.network)
     given = _merge_network_options(plan_options, config.network_options)
     options = dict(given)
+    loss = config.loss
     if start.source is None:
         for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
                                                 user=set(config.network_options)):
             fired.append(rule)
             options[rule.name.split(".", 1)[1]] = rule.value
+        loss_rule = rules.rule_loss(config.loss, config.network, needs.paper_loss, regions)
+        fired.append(loss_rule)
+        loss = loss_rule.value
     divisor = network_size_divisor(config.network, in_channels, num_classes, spatial_dims, options)
     shapes = [[s for a, s in enumerate(shape) if a != slice_axis] for shape in train_shapes]
     user_patch = tuple(config.patch_size) * spatial_dims if len(config.patch_size) == 1 else tuple(config.patch_size)
@@ -244,7 +249,7 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     fired += [share, augmentation]
     if needs.needs_input_size:
         options["input_size"] = list(patch.value)
-    resolved = replace(config, network_options=options, patch_size=tuple(patch.value), batch_size=batch.value,
+    resolved = replace(config, network_options=options, loss=loss, patch_size=tuple(patch.value), batch_size=batch.value,
                        foreground_share=share.value, augmentation=augmentation.value,
                        val_every=interval.value["every"], val_time_share=interval.value["time_share"])
     return RunSpec(resolved, layout, start.train_names, start.val_names, structure.value,
@@ -282,7 +287,7 @@ def _complete_promptable(start: RunStart, structures: Sequence[str]) -> RunSpec:
     needs = network_needs(config.network)
     if config.patch_size:
         raise MedsegError(f"{config.network} trains on whole slices framed at {needs.input_size}²: drop --patch-size")
-    if config.loss not in ("dice_ce", "mask_prompt"):
+    if config.loss not in (None, "mask_prompt"):
         raise MedsegError(f"{config.network} is trained with the prompt loss (Dice + BCE + IoU); drop --loss")
     fired = list(start.rules)
     frame = rules.rule_prompt_frame(config.network, int(needs.input_size))
