@@ -322,13 +322,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     if run.distributed:
         _check_distributable(options)
     cache_dir = (out if run.is_main else scratch) / "cache" if options.cache == "mmap" else None
-    prepared: dict[str, PreparedCase] = {}
-    for i, name in enumerate(names):
-        prepared[name] = prepare_case(dataset.case(name), layout.preprocessing, mapping,
-                                      target_spacing=layout.target_spacing, dtype=options.cache_dtype,
-                                      cache_dir=cache_dir, seed=options.seed + i,
-                                      crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
-                                      fov_diameter=layout.fov_diameter)
+    prepared = _prepare_cases(dataset, names, layout, mapping, options, cache_dir)
     if run.is_main:  # after the cases: a case that cannot be prepared leaves nothing
         out.mkdir(parents=True, exist_ok=True)
     train_names, val_names = (spec or start).train_names, (spec or start).val_names
@@ -361,38 +355,16 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     model = create_network(config.network, in_channels, num_classes, spatial_dims, **network_options)
     unfreezing = setup_finetuning(model, config, load_weights=not resume)
 
-    mirror_axes = [a for a in range(data_dims) if a != slice_axis]
     if not resume:
-        model_config = ModelConfig(
-            network=config.network, network_options=network_options, in_channels=in_channels,
-            input_channels=input_channels, data_dims=data_dims, slice_axis=slice_axis,
-            crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
-            num_classes=num_classes, spatial_dims=spatial_dims, channel_names=list(dataset.channel_names),
-            labels={k: int(v) for k, v in dataset.labels.items()}, label_values=label_values,
-            patch_size=list(config.patch_size), regions=regions,
-            region_class_order=(dataset.raw or {}).get("regions_class_order") if regions else None,
-            ignore_label=dataset.ignore_label, preprocessing=list(steps), target_spacing=target_spacing,
-            file_ending=dataset.file_ending, uses_roi=any(c.roi_path is not None for c in dataset.cases),
-            mirror_axes=mirror_axes, overlap=0.5, augmentation=config.augmentation, training=config.to_dict(),
-            dataset=dataset.name, train_cases=list(train_names), val_cases=list(val_names),
-            tile_size=list(spec.tile_size) if spec.tile_size else None,
-            fov_diameter=layout.fov_diameter, lineage=(spec.rule("init_from").value if spec.rule("init_from") else None),
-        )
+        model_config = _new_model_config(dataset, spec, in_channels, input_channels, data_dims, num_classes,
+                                         label_values, regions)
         for stale in (LAST_CHECKPOINT, BEST_CHECKPOINT, WEIGHTS_NAME, "training_log.csv", PRUNING_NAME, RULES_NAME):
             if run.is_main:
                 (out / stale).unlink(missing_ok=True)
     augment = _augmentation(config.augmentation, spatial_dims,
                             _anisotropic_axis(target_spacing) if spatial_dims == 3 else None,
                             IGNORE_INDEX if dataset.ignore_label is not None else None)
-    loss_options = dict(config.loss_options)
-    loss_options.setdefault("ignore_index", IGNORE_INDEX)
-    loss_name = config.loss
-    if regions:
-        # models recorded before the loss rule named "dice_ce" for region datasets (its sigmoid form)
-        loss_name = "region" if loss_name == "dice_ce" else loss_name
-        loss_options.setdefault("regions", mapping.regions_as_indices(regions))
-    loss_options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))
-    loss_fn = build_loss(loss_name, **loss_options) if not needs.promptable else None  # prompts: their own loss
+    loss_fn = _loss(config, model, mapping, regions) if not needs.promptable else None  # prompts: their own loss
 
     def make(iteration: int):
         return make_batch(train_cases, iteration, seed=config.seed, patch_size=config.patch_size,
@@ -400,15 +372,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                           augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
                           slice_axis=slice_axis, shard=run.shard)
 
-    memory_format_name = config.memory_format
-    if memory_format_name == "auto" and run.is_main and not needs.promptable:
-        memory_format_name, timings = choose_memory_format(
-            model, loss_fn, *make(0), spatial_dims,
-            time_limit=config.time_limit, iterations=config.iterations)
-        if timings:
-            console.print("memory format: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
-                          + f" -> {memory_format_name}", highlight=False)
-    memory_format_name = run.from_main(memory_format_name)  # every rank trains in rank 0's choice
+    memory_format_name = _memory_format(config, model, loss_fn, make, spatial_dims, run, console,
+                                        measure=not needs.promptable)
     memory_format = torch_format(memory_format_name, spatial_dims)
     model.to(memory_format=memory_format)
     average = WeightAverage(model, config.weight_average) if config.weight_average else None
@@ -437,17 +402,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     if semi is not None:
         predicting = semi.predicting
 
-    start_iteration, elapsed_before, best = 0, 0.0, None
-    if resume:
-        payload = load_checkpoint(out / LAST_CHECKPOINT, model, optimizer)
-        start_iteration, elapsed_before = payload["iteration"], payload["elapsed"]
-        best = payload["extra"].get("best_metric")
-        if average is not None:
-            average.load_state_dict(payload["averaged_model"], payload["extra"]["average_updates"])
-        if semi is not None:
-            semi.load_state_dict(payload["extra"]["semi_supervised"])
-        if unfreezing is not None:
-            unfreezing(start_iteration)  # the stages already passed
+    start_iteration, elapsed_before, best = (_restore(out / LAST_CHECKPOINT, model, optimizer, average, semi, unfreezing)
+                                             if resume else (0, 0.0, None))
     log = TrainingLog(out, resume=resume, resume_iteration=start_iteration if resume else None) if run.is_main \
         else NullLog()
 
@@ -467,6 +423,81 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         highlight=False)
     iteration, elapsed, _ = _loop(session, make, start_iteration, elapsed_before, progress, on_iteration)
     return _finish(session, spec, iteration, elapsed, start_iteration, resume)
+
+
+def _prepare_cases(dataset: Any, names: Sequence[str], layout: Any, mapping: LabelMapping, options: TrainingConfig,
+                   cache_dir: Path | None) -> dict[str, PreparedCase]:
+    """Every case of the run on the network grid (training and validation alike)."""
+    return {name: prepare_case(dataset.case(name), layout.preprocessing, mapping, target_spacing=layout.target_spacing,
+                               dtype=options.cache_dtype, cache_dir=cache_dir, seed=options.seed + i,
+                               crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
+                               fov_diameter=layout.fov_diameter)
+            for i, name in enumerate(names)}
+
+
+def _new_model_config(dataset: Any, spec: RunSpec, in_channels: int, input_channels: int, data_dims: int,
+                      num_classes: int, label_values: Sequence[int], regions: Any) -> ModelConfig:
+    """The model folder's config.json of a new run: what a predictor needs to repeat the training's grid."""
+    config, layout = spec.config, spec.layout
+    return ModelConfig(
+        network=config.network, network_options=dict(config.network_options), in_channels=in_channels,
+        input_channels=input_channels, data_dims=data_dims, slice_axis=layout.slice_axis,
+        crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
+        num_classes=num_classes, spatial_dims=layout.spatial_dims, channel_names=list(dataset.channel_names),
+        labels={k: int(v) for k, v in dataset.labels.items()}, label_values=list(label_values),
+        patch_size=list(config.patch_size), regions=regions,
+        region_class_order=(dataset.raw or {}).get("regions_class_order") if regions else None,
+        ignore_label=dataset.ignore_label, preprocessing=list(layout.preprocessing),
+        target_spacing=layout.target_spacing, file_ending=dataset.file_ending,
+        uses_roi=any(c.roi_path is not None for c in dataset.cases),
+        mirror_axes=[a for a in range(data_dims) if a != layout.slice_axis], overlap=0.5,
+        augmentation=config.augmentation, training=config.to_dict(), dataset=dataset.name,
+        train_cases=list(spec.train_names), val_cases=list(spec.val_names),
+        tile_size=list(spec.tile_size) if spec.tile_size else None, fov_diameter=layout.fov_diameter,
+        lineage=spec.rule("init_from").value if spec.rule("init_from") else None,
+    )
+
+
+def _loss(config: TrainingConfig, model: torch.nn.Module, mapping: LabelMapping, regions: Any) -> Callable:
+    """The loss the loss rule chose, with the ignore label, the regions and the network's deep-supervision
+    weighting."""
+    options = dict(config.loss_options)
+    options.setdefault("ignore_index", IGNORE_INDEX)
+    name = config.loss
+    if regions:
+        # models recorded before the loss rule named "dice_ce" for region datasets (its sigmoid form)
+        name = "region" if name == "dice_ce" else name
+        options.setdefault("regions", mapping.regions_as_indices(regions))
+    options.setdefault("weighting", getattr(model, "deep_supervision_weighting", "halving"))
+    return build_loss(name, **options)
+
+
+def _memory_format(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, make: Callable,
+                   spatial_dims: int, run: DistributedRun, console: Any, measure: bool) -> str:
+    """The memory format to train in: the user's, else the faster of a few timed steps (rank 0 times them,
+    every rank trains in its choice)."""
+    name = config.memory_format
+    if name == "auto" and run.is_main and measure:
+        name, timings = choose_memory_format(model, loss_fn, *make(0), spatial_dims, time_limit=config.time_limit,
+                                             iterations=config.iterations)
+        if timings:
+            console.print("memory format: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
+                          + f" -> {name}", highlight=False)
+    return run.from_main(name)
+
+
+def _restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, average: WeightAverage | None,
+             semi: Any, unfreezing: Any) -> tuple[int, float, float | None]:
+    """A resumed run's state from its last checkpoint: ``(iteration, elapsed seconds, best validation Dice)``."""
+    payload = load_checkpoint(path, model, optimizer)
+    iteration = payload["iteration"]
+    if average is not None:
+        average.load_state_dict(payload["averaged_model"], payload["extra"]["average_updates"])
+    if semi is not None:
+        semi.load_state_dict(payload["extra"]["semi_supervised"])
+    if unfreezing is not None:
+        unfreezing(iteration)  # the stages already passed
+    return iteration, payload["elapsed"], payload["extra"].get("best_metric")
 
 
 @dataclass
