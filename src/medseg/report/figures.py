@@ -2,7 +2,9 @@
 
 Colours are the Okabe–Ito palette (Okabe & Ito 2002, "Color Universal Design"), distinguishable with the
 common colour-vision deficiencies; the label is drawn as a translucent fill with an opaque outline so the
-anatomy under it stays visible. Figures come back as PNG bytes (for embedding in a report).
+anatomy under it stays visible. Volumes are shown in the radiological convention whatever the file's
+orientation (:func:`patient_axes`: axial with anterior up and the patient's right on the left, coronal and
+sagittal with superior up, marked R / A / S). Figures come back as PNG bytes (for embedding in a report).
 
 Examples
 --------
@@ -59,6 +61,33 @@ def _window(plane: np.ndarray) -> tuple[float, float]:
     return float(lower), float(upper if upper > lower else lower + 1.0)
 
 
+def patient_axes(direction: np.ndarray) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """How to view a volume in the patient's frame: for each of the patient axes inferior→superior,
+    anterior→posterior and right→left (LPS, ITK's frame, in medseg's array order), the array axis closest to
+    it and whether that axis runs against it. Oblique scans get their nearest axes (no resampling); a
+    direction with no clear nearest axes keeps the array's own order.
+
+    Examples
+    --------
+    >>> patient_axes(np.diag([1.0, -1.0, -1.0]))  # a NIfTI in RAS: rows and columns run the other way
+    ((0, 1, 2), (False, True, True))
+    """
+    direction = np.asarray(direction, dtype=np.float64)
+    order = tuple(int(j) for j in np.argmax(np.abs(direction), axis=1))
+    if sorted(order) != list(range(len(direction))):
+        return tuple(range(len(direction))), (False,) * len(direction)
+    return order, tuple(bool(direction[p, j] < 0) for p, j in enumerate(order))
+
+
+#: Letters at the left edge and the top edge of each plane in the radiological convention.
+_ORIENTATION_MARKS = {"axial": ("R", "A"), "coronal": ("R", "S"), "sagittal": ("A", "S")}
+
+
+def _in_patient_frame(array: np.ndarray, order: Sequence[int], flips: Sequence[bool]) -> np.ndarray:
+    view = np.transpose(array, order)
+    return np.flip(view, axis=[p for p, f in enumerate(flips) if f]) if any(flips) else view
+
+
 def _planes(array: np.ndarray, index: Sequence[int]) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
     """(name, 2D plane, the two array axes it spans) through ``index``; 2D images give one plane."""
     if array.ndim == 2:
@@ -71,7 +100,7 @@ def _draw(ax, image_plane, label_plane, colours, spacing_pair, window, flip):  #
     from matplotlib.colors import ListedColormap
 
     aspect = float(spacing_pair[0]) / float(spacing_pair[1])  # row spacing / column spacing
-    origin = "lower" if flip else "upper"  # slice axis 0 runs inferior -> superior in NIfTI-derived arrays
+    origin = "lower" if flip else "upper"  # in the patient frame axis 0 runs inferior -> superior
     ax.imshow(image_plane, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect, origin=origin,
               interpolation="nearest")
     for value, colour in colours.items():
@@ -131,7 +160,18 @@ def overlay_figure(image: Image, label_map: Image, names: Mapping[int, str], *, 
 
     array = np.asarray(image.array[channel], dtype=np.float32)
     labels = np.asarray(label_map.array[0])
+    spacing = tuple(image.spacing)
+    order, flips = tuple(range(array.ndim)), (False,) * array.ndim
+    if array.ndim == 3:
+        # radiological convention whatever the file's orientation: axial with anterior up and the patient's
+        # right on the left, coronal and sagittal with superior up
+        order, flips = patient_axes(image.direction)
+        if index is not None:
+            index = [index[j] if not f else array.shape[j] - 1 - index[j] for j, f in zip(order, flips)]
+        array, labels = _in_patient_frame(array, order, flips), _in_patient_frame(labels, order, flips)
+        spacing = tuple(spacing[j] for j in order)
     index = tuple(int(i) for i in (index if index is not None else centroid_index(labels)))
+    file_index = {j: (array.shape[p] - 1 - index[p] if flips[p] else index[p]) for p, j in enumerate(order)}
     colours = label_colours(list(names))
     planes = _planes(array, index)
     label_planes = _planes(labels, index)
@@ -142,10 +182,16 @@ def overlay_figure(image: Image, label_map: Image, names: Mapping[int, str], *, 
         fig, axes = figure, figure.subplots(1, len(planes), squeeze=False)
     left, bottom, right, top = rect
     for ax, (name, plane, axes_pair), (_, lplane, _) in zip(axes[0], planes, label_planes):
-        spacing_pair = (image.spacing[axes_pair[0]], image.spacing[axes_pair[1]])
+        spacing_pair = (spacing[axes_pair[0]], spacing[axes_pair[1]])
         _draw(ax, plane, lplane, colours, spacing_pair, window, flip=array.ndim == 3 and name != "axial")
-        where = "" if array.ndim == 2 else f" (voxel {index[{'axial': 0, 'coronal': 1, 'sagittal': 2}[name]]})"
-        ax.set_title(f"{name}{where}", fontsize=9)
+        if array.ndim == 3:
+            axis = order[{"axial": 0, "coronal": 1, "sagittal": 2}[name]]
+            ax.set_title(f"{name} (slice {file_index[axis]} of the file's axis {axis})", fontsize=9)
+            for (x, y, ha, va), mark in zip(((0.02, 0.5, "left", "center"), (0.5, 0.98, "center", "top")),
+                                            _ORIENTATION_MARKS[name]):
+                ax.text(x, y, mark, transform=ax.transAxes, ha=ha, va=va, color="white", fontsize=8)
+        else:
+            ax.set_title(name, fontsize=9)
     handles = [Patch(facecolor=colours[v], edgecolor=colours[v], label=f"{v}: {names[v]}") for v in names]
     height = top - bottom
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=((left + right) / 2, bottom),
@@ -168,11 +214,16 @@ def thumbnail(image: Image, label_map: Image, names: Mapping[int, str], *, chann
     array = np.asarray(image.array[channel], dtype=np.float32)
     labels = np.asarray(label_map.array[0])
     source = np.asarray(reference.array[0]) if reference is not None else labels
+    spacing = tuple(image.spacing)
+    if array.ndim == 3:  # the axial plane as the overlay figure shows it
+        order, flips = patient_axes(image.direction)
+        array, labels, source = (_in_patient_frame(a, order, flips) for a in (array, labels, source))
+        spacing = tuple(spacing[j] for j in order)
     index = centroid_index(source)
     name, plane, axes_pair = _planes(array, index)[0]
     lplane = _planes(labels, index)[0][1]
     fig, ax = plt.subplots(figsize=(2.2, 2.2))
-    spacing_pair = (image.spacing[axes_pair[0]], image.spacing[axes_pair[1]])
+    spacing_pair = (spacing[axes_pair[0]], spacing[axes_pair[1]])
     _draw(ax, plane, lplane, label_colours(list(names)), spacing_pair, _window(array), flip=False)
     if reference is not None:
         ref_plane = _planes(source, index)[0][1]
