@@ -61,6 +61,8 @@ class ModelConfig:
     ``tile_size``: the sliding-window tile the predictor uses by default (None: the patch size).
     ``postprocessing``: per-label steps applied to every prediction (see
     :func:`medseg.postprocessing.apply_steps`), kept after training where they raised validation Dice.
+    ``tta_axes``: the axes of mirroring test-time augmentation every prediction averages over by default
+    (chosen after training on the validation cases; empty: none).
     ``fov_diameter`` (fundus photographs): the training camera's field-of-view diameter in pixels; every
     case is rescaled so that its FOV (found automatically when no ROI is given) has it, and predictions
     come back at the input's size (see :class:`medseg.preprocessing.grid.GridLayout`).
@@ -99,6 +101,7 @@ class ModelConfig:
     decision_threshold: float | None = None
     tile_size: list[int] | None = None
     postprocessing: list[dict[str, Any]] = field(default_factory=list)
+    tta_axes: list[int] = field(default_factory=list)
     fov_diameter: float | None = None
     lineage: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION

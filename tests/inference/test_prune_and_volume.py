@@ -206,3 +206,16 @@ def test_fast_prediction_keeps_the_input_geometry(unetpp, organs_model, vessels,
                  "--backend", "torch"]) == 0
     written = read_image(next(out.glob("*.nii.gz")))
     assert written.spatial_shape == image.spatial_shape
+
+
+def test_predictor_mirrors_as_the_model_records_unless_told():
+    from types import SimpleNamespace
+
+    from medseg.inference.predictor import _mirror_axes
+
+    cfg = SimpleNamespace(tta_axes=[1, 2], mirror_axes=[0, 1, 2])
+    assert _mirror_axes(None, cfg) == (1, 2)          # default: the recorded choice
+    assert _mirror_axes(True, cfg) == (0, 1, 2)       # --tta: every mirror axis
+    assert _mirror_axes(False, cfg) == ()             # --no-tta
+    assert _mirror_axes((2,), cfg) == (2,)            # --tta-axes 2
+    assert _mirror_axes(None, SimpleNamespace(tta_axes=[], mirror_axes=[0, 1])) == ()  # older models: none

@@ -142,3 +142,20 @@ def test_structure_rule_on_real_labels(shared_data, tmp_path):
     assert rules.rule_structure(shares["drive"]).value == "thin"
     assert rules.rule_structure(shares["acdc"]).value == "compact"
     assert rules.rule_structure(shares["la"]).value == "compact"
+
+
+def test_test_time_mirroring_is_kept_only_for_a_gain_beyond_noise_at_a_usable_cost():
+    plain = [0.80, 0.82, 0.85, 0.78, 0.90]
+    better = [d + g for d, g in zip(plain, [0.006, 0.004, 0.005, 0.007, 0.003])]
+    kept = rules.rule_test_time_mirroring([1, 2], plain, 1.3, better, 5.0)
+    assert kept.value == [1, 2] and "gain +0.0050" in kept.reason and kept.inputs["cases"] == 5
+    noisy = [d + g for d, g in zip(plain, [0.02, -0.03, 0.01, -0.01, 0.012])]
+    assert rules.rule_test_time_mirroring([1, 2], plain, 1.3, noisy, 5.0).value == []
+    small = [d + 0.001 for d in plain]  # consistent but below the spread of two training runs
+    assert rules.rule_test_time_mirroring([1, 2], plain, 1.3, small, 5.0).value == []
+    slow = rules.rule_test_time_mirroring([0, 1, 2], plain, 9.0, better, 72.0)
+    assert slow.value == [] and "slower than" in slow.reason
+    unmeasured = rules.rule_test_time_mirroring([0, 1, 2], plain, 9.0)  # 8 passes would pass the limit
+    assert unmeasured.value == [] and "~72 s per case" in unmeasured.reason
+    assert rules.rule_test_time_mirroring([1], plain[:2], 1.0, better[:2], 2.0).value == []  # too few cases
+    assert rules.rule_test_time_mirroring([], plain, 1.0).value == []

@@ -38,7 +38,7 @@ def test_every_default_is_a_recorded_rule(run):
     recorded = {r["name"]: r for r in load_rules(folder)}
     for name in ("validation", "budget", "learning_rate", "preprocessing", "structure", "patch_size", "batch_size",
                  "inference_tile", "normalisation_layer", "foreground_share", "augmentation", "validation_interval",
-                 "decision_threshold", "postprocessing"):
+                 "decision_threshold", "postprocessing", "loss", "tta"):
         assert name in recorded, name
         assert set(recorded[name]) >= {"name", "inputs", "value", "reason", "overridden_by_user"}
     assert recorded["structure"]["value"] == "thin"
@@ -50,6 +50,7 @@ def test_every_default_is_a_recorded_rule(run):
     assert config.training["foreground_share"] == 0.7
     assert config.postprocessing == recorded["postprocessing"]["value"]
     assert config.decision_threshold == recorded["decision_threshold"]["value"]
+    assert config.tta_axes == recorded["tta"]["value"] and recorded["tta"]["inputs"]["axes"] == [0, 1]
 
 
 def test_caller_options_and_process_state_are_untouched(run):

@@ -58,13 +58,14 @@ TTA_AXES_HELP = ("Mirror only these spatial axes (0-based, comma list; implies -
                  "2x instead of 4x the cost in 2D.")
 
 
-def tta_choice(tta: bool, axes: str | None) -> bool | tuple[int, ...]:
-    """``--tta`` and ``--tta-axes`` as :class:`medseg.Predictor`'s ``tta``: given axes mirror those only.
+def tta_choice(tta: bool | None, axes: str | None) -> bool | tuple[int, ...] | None:
+    """``--tta/--no-tta`` and ``--tta-axes`` as :class:`medseg.Predictor`'s ``tta``: given axes mirror those
+    only; neither given (None): the model's recorded choice.
 
     Examples
     --------
-    >>> tta_choice(True, None), tta_choice(False, "1"), tta_choice(False, "0,1")
-    (True, (1,), (0, 1))
+    >>> tta_choice(True, None), tta_choice(None, "1"), tta_choice(False, "0,1"), tta_choice(None, None)
+    (True, (1,), (0, 1), None)
     """
     if not axes:
         return tta

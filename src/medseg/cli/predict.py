@@ -139,7 +139,9 @@ def predict(
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write probabilities to "
                                        "OUTDIR/probabilities/<case> (channel c = label value c; binary: foreground "
                                        "only; float TIFF or .npz for raster inputs), ready for `medseg evaluate`."),
-    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation (slower)."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation over the model's mirror "
+                             "axes, or none. Default: the model's recorded choice (kept after training where it "
+                             "raised the validation Dice; rules.json says why)."),
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     roi: list[Path] = typer.Option(None, "--roi", help="ROI mask file(s) or folder (matched by case name)."),
     largest_component: bool = typer.Option(False, "--largest-component", help="Keep each label's largest component "

@@ -28,8 +28,9 @@ def threshold_command(
     metric: str = typer.Option("accuracy", "--metric", help="accuracy or f1 (pixels inside each case's ROI)."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, as for `medseg predict`."),
     backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="auto (default), torch, onnx or compile, as for `medseg predict`."),
-    tta: bool = typer.Option(False, "--tta", help="Mirroring test-time augmentation, as for `medseg predict` "
-                             "(choose with the TTA that will be used: averaging flips changes the probabilities)."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Mirroring test-time augmentation, as for `medseg predict` "
+                             "(default: the model's recorded choice, which predict uses too — averaging flips "
+                             "changes the probabilities)."),
     tta_axes: str = typer.Option(None, "--tta-axes", help=TTA_AXES_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the choice without writing it."),
 ) -> None:

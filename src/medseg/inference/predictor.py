@@ -287,6 +287,16 @@ def ensemble_postprocessing(configs: Sequence[ModelConfig]) -> list[dict[str, An
     return [s for s in steps if all(s in (c.postprocessing or []) for c in configs[1:])]
 
 
+def _mirror_axes(tta: bool | tuple[int, ...] | None, cfg: ModelConfig) -> tuple[int, ...]:
+    """The axes a prediction mirrors over: the model's recorded choice (None), its mirror axes (True), none
+    (False) or the given ones."""
+    if tta is None:
+        return tuple(cfg.tta_axes)
+    if tta is True:
+        return tuple(cfg.mirror_axes)
+    return tuple(tta or ())
+
+
 class Predictor:
     """Sliding-window prediction with one model folder or an ensemble (probabilities averaged).
 
@@ -295,10 +305,11 @@ class Predictor:
     models : list of LoadedModel
     overlap : float, optional
         Tile overlap; default the model's (0.5).
-    tta : bool or sequence of int
-        Mirroring test-time augmentation: True = over the model's mirror axes (every spatial axis of the
-        training patches; up to 8× slower in 3D), or over the given spatial axes only (0-based, e.g.
-        ``(1,)``: left-right, 2× the cost); off by default.
+    tta : bool, sequence of int or None
+        Mirroring test-time augmentation: None (default) = as the model folder records (``tta_axes``, chosen
+        after training where it raised the validation Dice), True = over the model's mirror axes (every
+        spatial axis of the training patches; up to 8× slower in 3D), False = off, or over the given
+        spatial axes only (0-based, e.g. ``(1,)``: left-right, 2× the cost).
     batch_size : int
         Tiles per network call.
     largest_component : bool
@@ -322,7 +333,7 @@ class Predictor:
     """
 
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
-                 tta: bool | Sequence[int] = False,
+                 tta: bool | Sequence[int] | None = None,
                  batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None,
                  fast: float | None = None, postprocessing: bool = True, fov_normalisation: bool = True):
         if not models:
@@ -332,7 +343,7 @@ class Predictor:
 
         check_compatible([m.config for m in self.models], [m.folder for m in self.models])
         self.overlap = overlap
-        self.tta = tta if isinstance(tta, bool) else tuple(int(a) for a in tta)
+        self.tta = tta if tta is None or isinstance(tta, bool) else tuple(int(a) for a in tta)
         self.batch_size = batch_size
         self.largest_component = largest_component
         self.fov_normalisation = bool(fov_normalisation)
@@ -427,7 +438,7 @@ class Predictor:
         if not grid.resampled:
             self._check_memory(grid.image, None, cfg)
         pre, resampled = grid.image, grid.resampled
-        mirror = tuple(cfg.mirror_axes) if self.tta is True else (self.tta or ())
+        mirror = _mirror_axes(self.tta, cfg)
         need_probs = want_probabilities or resampled
         tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_tile_size
         result = sliding_window_inference(

@@ -36,6 +36,11 @@ THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
 VALIDATION_EVERY = 200               # first validation after this many steps
 DEFAULT_LOSS = "dice_ce"              # see rule_loss
 VALIDATION_TIME_SHARE = 0.05          # validation may take at most this share of the run's time
+TTA_MAX_SECONDS = 60.0               # per case on the network grid: a default stays usable on 2 CPU cores
+TTA_MIN_CASES = 3                     # fewer validation cases cannot show a gain beyond noise
+# 2-8x the prediction time is not worth less than two training runs of one recipe differ by (DRIVE F1 0.8229 /
+# 0.8241, ACDC mean Dice 0.8887 / 0.8891 in BENCHMARKS.md)
+TTA_MIN_GAIN = 0.002
 MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
 
 
@@ -542,6 +547,44 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
     return Rule("decision_threshold", title, float(chosen), f"p ≥ {chosen:.3f}",
                 f"maximises {metric} on the {len(probabilities)} validation case(s): {at_half:.4f} at 0.5 → "
                 f"{score:.4f}", inputs)
+
+
+def rule_test_time_mirroring(axes: Sequence[int], plain_dice: Sequence[float], plain_seconds: float,
+                              mirrored_dice: Sequence[float] | None = None,
+                              mirrored_seconds: float | None = None) -> Rule:
+    """Mirroring test-time augmentation (average the predictions of a case and of its mirror images —
+    nnU-Net predicts this way by default) where it pays on the validation cases: kept when the per-case gain
+    in mean Dice is at least :data:`TTA_MIN_GAIN` and beyond noise (above two standard errors, over at least
+    :data:`TTA_MIN_CASES` cases) and a case still takes at most :data:`TTA_MAX_SECONDS` on the network grid
+    (2^axes network passes: 4× in 2D, 8× in 3D). Every prediction then uses it unless told otherwise
+    (``medseg predict --no-tta``)."""
+    title = "Test-time mirroring"
+    axes = [int(a) for a in axes]
+    passes = 2 ** len(axes)
+    inputs = {"axes": axes, "cases": len(plain_dice), "plain_seconds_per_case": round(plain_seconds, 3)}
+    if not axes:
+        return Rule("tta", title, [], "off", "the model has no axes to mirror", inputs)
+    if len(plain_dice) < TTA_MIN_CASES:
+        return Rule("tta", title, [], "off", f"{len(plain_dice)} validation case(s): too few to show a gain "
+                    f"(at least {TTA_MIN_CASES})", inputs)
+    if mirrored_dice is None or mirrored_seconds is None:
+        return Rule("tta", title, [], "off", f"{passes} passes would take ~{plain_seconds * passes:.0f} s per case on "
+                    f"this machine (at most {TTA_MAX_SECONDS:.0f} s)", inputs)
+    gains = np.asarray(mirrored_dice, dtype=np.float64) - np.asarray(plain_dice, dtype=np.float64)
+    mean, error = float(gains.mean()), float(gains.std(ddof=1) / np.sqrt(gains.size))
+    inputs.update({"mean_dice_plain": round(float(np.mean(plain_dice)), 5),
+                   "mean_dice_mirrored": round(float(np.mean(mirrored_dice)), 5), "mean_gain": round(mean, 5),
+                   "standard_error": round(error, 5), "mirrored_seconds_per_case": round(mirrored_seconds, 3)})
+    shown = f"mirror axes {', '.join(map(str, axes))} ({passes} passes)"
+    measured = (f"mean validation Dice {np.mean(plain_dice):.4f} → {np.mean(mirrored_dice):.4f} "
+                f"(gain {mean:+.4f} ± {error:.4f} s.e. over {gains.size} cases), {plain_seconds:.1f} → "
+                f"{mirrored_seconds:.1f} s per case")
+    if mirrored_seconds > TTA_MAX_SECONDS:
+        return Rule("tta", title, [], "off", f"{measured}: slower than {TTA_MAX_SECONDS:.0f} s per case", inputs)
+    if not (mean >= TTA_MIN_GAIN and mean > 2 * error):
+        return Rule("tta", title, [], "off", f"{measured}: not worth {passes}× the prediction time (a gain of at "
+                    f"least {TTA_MIN_GAIN} beyond noise is needed)", inputs)
+    return Rule("tta", title, axes, shown, measured, inputs)
 
 
 def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.ndarray],

@@ -119,7 +119,7 @@ def start_finetuning(dataset: Any, options: TrainingConfig, source: Source, *, p
 
 
 def inherited_choices(options: TrainingConfig, model_config: ModelConfig) -> tuple[ModelConfig, list[Rule]]:
-    """Without validation cases: the source model's decision threshold and postprocessing (see
+    """Without validation cases: the source model's decision threshold, postprocessing and test-time mirroring (see
     :func:`~medseg.planning.device_rules.rule_inherited_threshold`)."""
     source = load_config(options.init_from)
     fired = []
@@ -128,5 +128,8 @@ def inherited_choices(options: TrainingConfig, model_config: ModelConfig) -> tup
         fired.append(threshold)
         model_config = replace(model_config, decision_threshold=threshold.value)
     post = device_rules.rule_inherited_postprocessing(options.postprocessing, source.postprocessing or [])
-    fired.append(post)
-    return replace(model_config, postprocessing=list(post.value)), fired
+    tta = device_rules.rule_source_setting("tta", "Test-time mirroring", list(source.tta_axes),
+                                           f"mirror axes {source.tta_axes}" if source.tta_axes else "off",
+                                           str(options.init_from))
+    fired += [post, tta]
+    return replace(model_config, postprocessing=list(post.value), tta_axes=list(tta.value)), fired
