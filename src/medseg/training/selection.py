@@ -56,15 +56,13 @@ class _Predicted:
     def dice(self, mapping: LabelMapping, references: Sequence[np.ndarray], valid: Sequence[np.ndarray],
              label_values: Sequence[int]) -> list[float]:
         """Per case, the mean Dice of the argmax over the foreground labels present in prediction or reference."""
+        from medseg.metrics.overlap import dice
+
         out = []
         for index, reference, mask in zip(self.argmax, references, valid):
             prediction = mapping.decode(index)
-            scores = []
-            for value in label_values[1:]:
-                p, r = (prediction == value) & mask, (reference == value) & mask
-                total = int(p.sum()) + int(r.sum())
-                if total:
-                    scores.append(2.0 * int((p & r).sum()) / total)
+            scores = [dice(prediction == v, reference == v, roi=mask) for v in label_values[1:]
+                      if ((prediction == v) & mask).any() or ((reference == v) & mask).any()]
             out.append(float(np.mean(scores)) if scores else 1.0)
         return out
 
