@@ -549,6 +549,12 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
                 f"{score:.4f}", inputs)
 
 
+def mirroring_measurable(axes: Sequence[int], cases: int, plain_seconds: float) -> bool:
+    """Whether :func:`rule_test_time_mirroring` could keep mirroring: axes to mirror, enough validation cases,
+    and 2^axes passes within :data:`TTA_MAX_SECONDS` per case (else the mirrored pass is not worth making)."""
+    return bool(axes) and cases >= TTA_MIN_CASES and plain_seconds * 2 ** len(axes) <= TTA_MAX_SECONDS
+
+
 def rule_test_time_mirroring(axes: Sequence[int], plain_dice: Sequence[float], plain_seconds: float,
                               mirrored_dice: Sequence[float] | None = None,
                               mirrored_seconds: float | None = None) -> Rule:

@@ -88,6 +88,18 @@ def _in_patient_frame(array: np.ndarray, order: Sequence[int], flips: Sequence[b
     return np.flip(view, axis=[p for p, f in enumerate(flips) if f]) if any(flips) else view
 
 
+def _patient_view(image: Image, arrays: Sequence[np.ndarray]):  # noqa: ANN202
+    """``arrays`` (on ``image``'s grid) and the spacing in the patient frame, with the ``order`` / ``flips``
+    that took them there (2D images: unchanged)."""
+    order, flips = tuple(range(arrays[0].ndim)), (False,) * arrays[0].ndim
+    spacing = tuple(image.spacing)
+    if arrays[0].ndim == 3:
+        order, flips = patient_axes(image.direction)
+        arrays = [_in_patient_frame(a, order, flips) for a in arrays]
+        spacing = tuple(spacing[j] for j in order)
+    return list(arrays), spacing, order, flips
+
+
 def _planes(array: np.ndarray, index: Sequence[int]) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
     """(name, 2D plane, the two array axes it spans) through ``index``; 2D images give one plane."""
     if array.ndim == 2:
@@ -160,16 +172,12 @@ def overlay_figure(image: Image, label_map: Image, names: Mapping[int, str], *, 
 
     array = np.asarray(image.array[channel], dtype=np.float32)
     labels = np.asarray(label_map.array[0])
-    spacing = tuple(image.spacing)
-    order, flips = tuple(range(array.ndim)), (False,) * array.ndim
-    if array.ndim == 3:
-        # radiological convention whatever the file's orientation: axial with anterior up and the patient's
-        # right on the left, coronal and sagittal with superior up
-        order, flips = patient_axes(image.direction)
-        if index is not None:
-            index = [index[j] if not f else array.shape[j] - 1 - index[j] for j, f in zip(order, flips)]
-        array, labels = _in_patient_frame(array, order, flips), _in_patient_frame(labels, order, flips)
-        spacing = tuple(spacing[j] for j in order)
+    # radiological convention whatever the file's orientation: axial with anterior up and the patient's
+    # right on the left, coronal and sagittal with superior up
+    shape = array.shape
+    (array, labels), spacing, order, flips = _patient_view(image, [array, labels])
+    if index is not None:
+        index = [index[j] if not f else shape[j] - 1 - index[j] for j, f in zip(order, flips)]
     index = tuple(int(i) for i in (index if index is not None else centroid_index(labels)))
     file_index = {j: (array.shape[p] - 1 - index[p] if flips[p] else index[p]) for p, j in enumerate(order)}
     colours = label_colours(list(names))
@@ -214,11 +222,8 @@ def thumbnail(image: Image, label_map: Image, names: Mapping[int, str], *, chann
     array = np.asarray(image.array[channel], dtype=np.float32)
     labels = np.asarray(label_map.array[0])
     source = np.asarray(reference.array[0]) if reference is not None else labels
-    spacing = tuple(image.spacing)
-    if array.ndim == 3:  # the axial plane as the overlay figure shows it
-        order, flips = patient_axes(image.direction)
-        array, labels, source = (_in_patient_frame(a, order, flips) for a in (array, labels, source))
-        spacing = tuple(spacing[j] for j in order)
+    # the axial plane as the overlay figure shows it
+    (array, labels, source), spacing, _, _ = _patient_view(image, [array, labels, source])
     index = centroid_index(source)
     name, plane, axes_pair = _planes(array, index)[0]
     lplane = _planes(labels, index)[0][1]

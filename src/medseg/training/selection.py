@@ -61,8 +61,11 @@ class _Predicted:
         out = []
         for index, reference, mask in zip(self.argmax, references, valid):
             prediction = mapping.decode(index)
-            scores = [dice(prediction == v, reference == v, roi=mask) for v in label_values[1:]
-                      if ((prediction == v) & mask).any() or ((reference == v) & mask).any()]
+            scores = []
+            for value in label_values[1:]:
+                p, r = prediction == value, reference == value
+                if (p & mask).any() or (r & mask).any():  # a label absent from both says nothing
+                    scores.append(dice(p, r, roi=mask))
             out.append(float(np.mean(scores)) if scores else 1.0)
         return out
 
@@ -131,8 +134,7 @@ def _test_time_mirroring(model: torch.nn.Module, cases: Sequence[PreparedCase], 
     plain = _predict_all(model, cases, model_config, overlap)
     plain_dice = plain.dice(mapping, references, valid_masks, model_config.label_values)
     seconds = float(np.mean(plain.seconds)) if plain.seconds else 0.0
-    affordable = seconds * 2 ** len(axes) <= rules.TTA_MAX_SECONDS
-    if not axes or len(cases) < rules.TTA_MIN_CASES or not affordable:
+    if not rules.mirroring_measurable(axes, len(cases), seconds):
         return plain, rules.rule_test_time_mirroring(axes, plain_dice, seconds)
     mirrored = _predict_all(model, cases, model_config, overlap, axes)
     rule = rules.rule_test_time_mirroring(axes, plain_dice, seconds,
