@@ -7,8 +7,10 @@ Three folds of two patients each (subject01+02, 03+04, 05+06). One fold per run 
     .venv/bin/python benchmarks/oct_cascade.py ... --fold 2 --minutes 5
     .venv/bin/python benchmarks/oct_cascade.py --data ../shared/data/DukeDME --work /tmp/oct_cascade --report
 
-A fold run: `medseg train` (U-Net, the automatic plan, --time-limit) on the other four patients, then
-`medseg predict --probabilities` of the fold's B-scans (timed per B-scan). With ``--scale 0.5`` (default)
+A fold run: `medseg train` (U-Net, the automatic plan, --time-limit) on a dataset holding only the other
+four patients, the last of them validating (best checkpoint, decision threshold, postprocessing and
+mirroring are chosen there, never on the fold's test patients), then `medseg predict --probabilities` of
+the fold's B-scans (timed per B-scan). With ``--scale 0.5`` (default)
 training and prediction see the B-scans at half size (248×384, written once to WORK/dataset_x0.5); the
 report brings the probabilities back to 496×768 (bilinear) and scores there. The report:
 
@@ -76,19 +78,34 @@ def image_folder(data: Path, cases: list[str], folder: Path) -> Path:
     return folder
 
 
+def training_dataset(data: Path, cases: list[str], folder: Path) -> Path:
+    """A dataset folder of symlinks to ``cases`` only: the fold's test patients never reach training."""
+    for sub, suffix in (("imagesTr", "_0000.png"), ("labelsTr", ".png")):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for c in cases:
+            link = folder / sub / f"{c}{suffix}"
+            if not link.exists():
+                link.symlink_to((data / sub / f"{c}{suffix}").resolve())
+    meta = json.loads((data / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps(meta | {"numTraining": len(cases)}, indent=2))
+    return folder
+
+
 def run_fold(args: argparse.Namespace, k: int) -> None:
     medseg = [sys.executable, "-m", "medseg"]
-    val = fold_cases(args.data, k)
+    test = fold_cases(args.data, k)
+    train = [c for k2 in range(FOLDS) if k2 != k for c in fold_cases(args.data, k2)]
+    # validation (checkpoint, threshold, postprocessing and mirroring choices) on the last training patient,
+    # so that nothing is chosen on the fold's test patients
+    val_patient = train[-1].split("_")[0]
+    val = [c for c in train if c.startswith(val_patient + "_")]
     model = args.work / f"fold{k}"
     data = scaled_dataset(args.data, args.work, args.scale)
     if not (args.reuse_models and (model / "model.safetensors").is_file()):
-        run(medseg + ["train", str(data), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
+        folder = training_dataset(data, train, args.work / f"train_fold{k}")
+        run(medseg + ["train", str(folder), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
                       f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0"])
-    if args.threshold:
-        # chosen on the fold's training B-scans only (the default would be its validation = test cases)
-        train = [c for k2 in range(FOLDS) if k2 != k for c in fold_cases(args.data, k2)]
-        run(medseg + ["threshold", str(model), str(data), "--cases", ",".join(train), "--metric", "f1"])
-    images = image_folder(data, val, args.work / f"images_fold{k}")
+    images = image_folder(data, test, args.work / f"images_fold{k}")
     seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
                             "--threads", "1", "--overwrite"])
     (args.work / f"timing_fold{k}.json").write_text(json.dumps({"predict_seconds": seconds, "cases": len(val)}))
@@ -107,7 +124,7 @@ def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
     from medseg.preprocessing.fov import restore_size
 
     labels = json.loads((args.data / "dataset.json").read_text())["labels"]
-    # the fold model's decision threshold (`--threshold`), else the argmax's 0.5
+    # the fold model's decision threshold (chosen on its validation patient), else the argmax's 0.5
     thresholds = [json.loads((args.work / f"fold{k}" / "config.json").read_text()).get("decision_threshold") or 0.5
                   for k in range(FOLDS)]
     rows, features = {}, {}
@@ -221,8 +238,6 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="Training budget of a fold.")
     parser.add_argument("--scale", type=float, default=0.5, help="Zoom of the B-scans for training and prediction "
                         "(the report scores at full size).")
-    parser.add_argument("--threshold", action="store_true", help="After training, choose the fluid decision "
-                        "threshold maximising pixel F1 on the fold's training B-scans (`medseg threshold`).")
     parser.add_argument("--reuse-models", action="store_true", help="Do not retrain a fold that has weights.")
     parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
     parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")
