@@ -183,7 +183,7 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls of one user")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server's worker")
     parser.add_argument("--viewable", type=Path, nargs="*", default=[], help="images to time upload → viewable")
-    parser.add_argument("--backend", default="torch", help="the server's --backend")
+    parser.add_argument("--backend", default="auto", help="the server's --backend (its default: auto)")
     parser.add_argument("--tile-size", default=None, help="the server's --tile-size")
     args = parser.parse_args()
 
