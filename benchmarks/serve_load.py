@@ -12,6 +12,9 @@ viewer needs to draw) for each --viewable image.
     .venv/bin/python benchmarks/serve_load.py MODEL --case CASE.png --requests 1000 --concurrency 8 \\
         --viewable ../shared/data/DRIVE/test/images/01_test.tif
 
+The case must be one the model accepts: a fundus model that records its camera's field of view refuses an
+image without an aperture to fit (a crop), so upload a whole photograph to such a model.
+
 Needs httpx (the dev extra).
 """
 
