@@ -6,7 +6,8 @@ import pytest
 from medseg.errors import MedsegError
 from medseg.metrics import dice
 from medseg.image import Image
-from medseg.preprocessing.fov import aperture_diameter, find_fov, fit_fov_circle, fov_diameter, fov_spacing
+from medseg.preprocessing.fov import (_open_with_disc, aperture_diameter, find_fov, fit_fov_circle, fov_diameter,
+                                     fov_spacing)
 from medseg.preprocessing.grid import GridLayout, to_network_grid
 
 
@@ -25,6 +26,21 @@ def fundus(shape=(180, 220), centre=(90, 110), radius=100, seed=0):
     rgb[:, np.hypot(yy - centre[0], xx - centre[1] - 40) < 12] = 240  # optic disc
     rgb += rng.normal(0, 3, rgb.shape) + 4
     return np.clip(rgb, 0, 255).astype(np.uint8), fov
+
+
+@pytest.mark.parametrize("radius", [1, 3, 6])
+def test_opening_by_distance_transforms_equals_the_disc_opening(radius):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(radius)
+    mask = ndimage.gaussian_filter(rng.normal(size=(90, 110)), 1 + radius) > 0.02 / radius
+    mask[:radius + 1], mask[-radius - 1:], mask[:, :radius + 1], mask[:, -radius - 1:] = False, False, False, False
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    expected = ndimage.binary_opening(mask, yy ** 2 + xx ** 2 <= radius ** 2)
+    assert expected.any() and not np.array_equal(expected, mask)  # the opening removes something here
+    np.testing.assert_array_equal(_open_with_disc(mask, radius), expected)
+    for flat in (np.zeros((5, 6), bool), np.ones((5, 6), bool)):
+        np.testing.assert_array_equal(_open_with_disc(flat, radius), flat)
 
 
 def test_finds_the_disc_and_its_diameter():

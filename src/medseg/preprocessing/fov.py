@@ -53,10 +53,20 @@ RANSAC_TOLERANCE = 1.5          # pixels from the circle that count as on it
 FOV_TOLERANCE = 0.02
 
 
-def _disc(radius: int) -> np.ndarray:
+def _open_with_disc(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary opening by a disc of ``radius`` pixels (``y² + x² ≤ r²``) from two Euclidean distance
+    transforms: erosion keeps the pixels farther than r from the background, dilation adds those within r
+    of what is kept. Its cost does not grow with the disc, unlike ``ndimage.binary_opening`` with the
+    disc as structuring element (find_fov on a 3504 × 2336 photograph: 11.2 s → 2.9 s; the same FOV on
+    DRIVE's 40 and STARE's 18 images: NOTES.md, session 10)."""
     r = max(int(radius), 1)
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return yy ** 2 + xx ** 2 <= r ** 2
+    mask = np.asarray(mask, dtype=bool)
+    if mask.all() or not mask.any():  # a transform needs a zero somewhere
+        return mask.copy()
+    eroded = ndimage.distance_transform_edt(mask) > r
+    if not eroded.any():
+        return eroded
+    return ndimage.distance_transform_edt(~eroded) <= r
 
 
 def find_fov(image: np.ndarray, level: float = FOV_LEVEL, name: str = "image") -> np.ndarray:
@@ -107,7 +117,7 @@ def find_fov(image: np.ndarray, level: float = FOV_LEVEL, name: str = "image") -
     radius = round(OPENING_FRACTION * min(roi.shape))
     # opening removes bright borders/glare attached to the aperture; pad so the image edge is not eroded
     padded = np.pad(roi, radius + 1, mode="edge")
-    roi = ndimage.binary_opening(padded, _disc(radius))[radius + 1:-radius - 1, radius + 1:-radius - 1]
+    roi = _open_with_disc(padded, radius)[radius + 1:-radius - 1, radius + 1:-radius - 1]
     components, n = ndimage.label(roi)
     if n > 1:
         sizes = np.bincount(components.ravel())
