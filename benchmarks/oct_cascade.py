@@ -108,7 +108,7 @@ def run_fold(args: argparse.Namespace, k: int) -> None:
     images = image_folder(data, test, args.work / f"images_fold{k}")
     seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
                             "--threads", "1", "--overwrite"])
-    (args.work / f"timing_fold{k}.json").write_text(json.dumps({"predict_seconds": seconds, "cases": len(val)}))
+    (args.work / f"timing_fold{k}.json").write_text(json.dumps({"predict_seconds": seconds, "cases": len(test)}))
 
 
 def read_png(path: Path) -> np.ndarray:
