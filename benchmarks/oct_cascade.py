@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _fewlabels import link_cases
 from _timing import run  # benchmarks/ is on sys.path when a script runs
 
 FOLDS = 3
@@ -70,22 +71,13 @@ def scaled_dataset(data: Path, work: Path, scale: float) -> Path:
 
 def image_folder(data: Path, cases: list[str], folder: Path) -> Path:
     """Symlinks to the images of ``cases`` (medseg predict reads a folder)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for c in cases:
-        link = folder / f"{c}_0000.png"
-        if not link.exists():
-            link.symlink_to((data / "imagesTr" / f"{c}_0000.png").resolve())
-    return folder
+    return link_cases(folder, [data / "imagesTr" / f"{c}_0000.png" for c in cases])
 
 
 def training_dataset(data: Path, cases: list[str], folder: Path) -> Path:
     """A dataset folder of symlinks to ``cases`` only: the fold's test patients never reach training."""
-    for sub, suffix in (("imagesTr", "_0000.png"), ("labelsTr", ".png")):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-        for c in cases:
-            link = folder / sub / f"{c}{suffix}"
-            if not link.exists():
-                link.symlink_to((data / sub / f"{c}{suffix}").resolve())
+    image_folder(data, cases, folder / "imagesTr")
+    link_cases(folder / "labelsTr", [data / "labelsTr" / f"{c}.png" for c in cases])
     meta = json.loads((data / "dataset.json").read_text())
     (folder / "dataset.json").write_text(json.dumps(meta | {"numTraining": len(cases)}, indent=2))
     return folder
