@@ -58,7 +58,7 @@ def _open_with_disc(mask: np.ndarray, radius: int) -> np.ndarray:
     transforms: erosion keeps the pixels farther than r from the background, dilation adds those within r
     of what is kept. Its cost does not grow with the disc, unlike ``ndimage.binary_opening`` with the
     disc as structuring element (find_fov on a 3504 × 2336 photograph: 11.2 s → 2.9 s; the same FOV on
-    DRIVE's 40 and STARE's 18 images: NOTES.md, session 10)."""
+    DRIVE's 40 and STARE's 18 images: benchmarks/fov_opening.py)."""
     r = max(int(radius), 1)
     mask = np.asarray(mask, dtype=bool)
     if mask.all() or not mask.any():  # a transform needs a zero somewhere
