@@ -1,8 +1,11 @@
 """Shared protocol of the application benchmarks (benchmarks/brats.py, promise12.py, localise.py).
 
-K-fold cross-validation of one network through plain `medseg` commands: plan once → per fold train with a
-wall-clock budget on the other folds → predict each held-out case in its own process (time and peak
-resident memory per case, measured with os.wait4) → evaluate all held-out predictions together.
+K-fold cross-validation of one network through plain `medseg` commands: per fold, a dataset of symbolic
+links to the other folds' cases only → `medseg train` on it with a wall-clock budget and no other option
+(planned automatically from those cases; the last of them validates: checkpoint, mirroring and
+postprocessing choices) → predict each held-out case in its own process (time and peak resident memory per
+case, measured with os.wait4) → evaluate all held-out predictions together. The held-out cases reach
+neither the plan nor any choice made after training.
 """
 
 from __future__ import annotations
@@ -43,13 +46,22 @@ def case_inputs(dataset: Path, case: str, channels: int, ending: str) -> list[st
     return [str(dataset / "imagesTr" / f"{case}_{c:04d}{ending}") for c in range(channels)]
 
 
-def _val_names(split) -> list[str]:
-    return split["val"] if isinstance(split, dict) else split.val
+def fold_dataset(dataset: Path, cases: Sequence[str], folder: Path, channels: int, ending: str) -> Path:
+    """A dataset folder of symbolic links to ``cases`` only (the data are never copied)."""
+    for sub in ("imagesTr", "labelsTr"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        for file in case_inputs(dataset, case, channels, ending):
+            link(Path(file), folder / "imagesTr" / Path(file).name)
+        link(dataset / "labelsTr" / f"{case}{ending}", folder / "labelsTr" / f"{case}{ending}")
+    meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
+    (folder / "dataset.json").write_text(json.dumps(meta | {"numTraining": len(cases)}, indent=2), encoding="utf-8")
+    return folder
 
 
 def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds: int, tag: str,
                    train_options: Sequence[str] = (), predict_options: Sequence[str] = (),
-                   evaluate_options: Sequence[str] = (), use_plan: bool = True, reuse: bool = False,
+                   evaluate_options: Sequence[str] = (), reuse: bool = False,
                    run_folds: int | None = None) -> dict:
     """The protocol above; returns (and writes to WORK/result_TAG.json) the pooled metrics and costs.
 
@@ -60,13 +72,9 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
 
     work.mkdir(parents=True, exist_ok=True)
     loaded = load_dataset(dataset)
-    # medseg's grouped splits (seed 0) with this number of folds, handed to `train` as --val-cases
-    splits = make_splits([c.name for c in loaded.cases], folds=folds, seed=0)
+    splits = make_splits([c.name for c in loaded.cases], folds=folds, seed=0)  # medseg's grouped splits
     meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     ending, channels = meta.get("file_ending", ".nii.gz"), len(meta["channel_names"])
-    plan = work / "plan.json"
-    if use_plan and not plan.exists():
-        run(MEDSEG + ["plan", dataset, "--out", plan, "--time-budget", f"{minutes}m"])
     pooled, references = work / f"pred_{tag}", work / "references"
     pooled.mkdir(exist_ok=True)
     references.mkdir(exist_ok=True)
@@ -74,16 +82,15 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
     ran = len(splits) if run_folds is None else max(1, min(int(run_folds), len(splits)))
     for fold in range(ran):
         model, pred = work / f"model_{tag}_fold{fold}", work / f"pred_{tag}_fold{fold}"
-        held_out = list(_val_names(splits[fold]))
-        command = MEDSEG + ["train", dataset, "--out", model, "--net", net, "--val-cases", ",".join(held_out),
-                            "--time-limit", f"{minutes}m", "--val-every", "1000000", "--overwrite", "--no-progress"]
-        command += (["--plan", plan] if use_plan else []) + list(train_options)
+        held_out, training = splits[fold]["val"], splits[fold]["train"]
+        folder = fold_dataset(dataset, training, work / f"train_fold{fold}", channels, ending)
+        command = MEDSEG + ["train", folder, "--out", model, "--net", net, "--val-cases", training[-1],
+                            "--time-limit", f"{minutes}m", "--overwrite", "--no-progress", *train_options]
         if not (reuse and (model / "model.safetensors").is_file()):
             train_seconds.append(run(command))
-        config = json.loads((model / "config.json").read_text(encoding="utf-8"))
         log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
         iterations.append(int(log[-1].split(",")[0]))
-        for case in config["val_cases"]:
+        for case in held_out:
             seconds, mib = run_measured(MEDSEG + ["predict", model, "-i", *case_inputs(dataset, case, channels, ending),
                                                   "-o", pred, "--overwrite", *predict_options])
             case_seconds.append(seconds)

@@ -4,9 +4,10 @@ One command (from the repository root, on a quiet 2-core machine; about 2 h 20 m
 
     PYTHONPATH=src .venv/bin/python benchmarks/brats.py --work /tmp/brats_bench
 
-trains SegResNet-VAE and the planned 3D U-Net for 60 minutes each through the ordinary `medseg plan` +
-`medseg train --plan` (crop to the brain, z-score per modality inside it, sigmoid region heads painted back to
-0/1/2/4) on 6 cases, with fold 0 of medseg's 4-fold split (2 cases) held out; predicts each held-out case in
+trains SegResNet-VAE and the planned 3D U-Net for 60 minutes each through the ordinary `medseg train` with no
+option (planned automatically: crop to the brain, z-score per modality inside it, sigmoid region heads painted
+back to 0/1/2/4) on a dataset of the 6 cases outside fold 0 of medseg's 4-fold split (5 train, the last
+validates), the fold's 2 cases held out; predicts each held-out case in
 its own process (seconds and peak resident memory per case) and evaluates them with the BraTS conventions
 (Dice and HD95 for whole tumour / tumour core / enhancing tumour; an empty region in both: Dice 1, HD95 0;
 in one only: Dice 0, HD95 373.13 mm), with the per-case thumbnails (`eval_NET/cases.html`).

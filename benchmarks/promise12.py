@@ -5,7 +5,7 @@ One command (from the repository root, on a quiet 2-core machine; about 4 h 15 m
     PYTHONPATH=src .venv/bin/python benchmarks/promise12.py --work /tmp/promise12_bench
 
 4-fold cross-validation (4 held-out cases per fold) of V-Net and of the planned U-Net, 30 minutes of training
-per model and fold, through `medseg plan` + `medseg train --plan`, no other option. V-Net's registry entry
+per model and fold, through `medseg train` with no option (planned automatically from the fold's training cases). V-Net's registry entry
 declares its paper's recipe, which the rules apply (each recorded in the model's rules.json): the plan's 3D
 configuration (the paper's volumetric network; the plan's default for these thin stacks is 2D, which the
 planned U-Net uses), its Dice loss, instance norm (the paper's unnormalised V-Net diverges at medseg's
