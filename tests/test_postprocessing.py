@@ -110,3 +110,25 @@ def test_postprocessing_is_kept_only_where_it_raises_validation_dice():
     assert cleaned[0, 29] == 0 and (cleaned == 2).sum() == (ref[0] == 2).sum()
     with pytest.raises(MedsegError, match="unknown postprocessing step"):
         apply_steps(pred[0], [{"step": "dilate", "label": 1}])
+
+
+def test_region_steps_treat_the_region_as_one_mask():
+    from medseg.postprocessing import apply_steps, choose_postprocessing
+
+    # BraTS-like painting: oedema 2 around a core 1 with enhancing 4; a far false positive painted 4
+    ref = np.zeros((40, 40), np.uint8)
+    ref[5:25, 5:25] = 2
+    ref[10:20, 10:20] = 1
+    ref[13:17, 13:17] = 4
+    pred = ref.copy()
+    pred[34:37, 34:37] = 4                                   # one component of every region (4 ⊂ TC ⊂ WT)
+    regions = {"whole_tumor": [1, 2, 4], "tumor_core": [1, 4], "enhancing_tumor": [4]}
+    steps, trials = choose_postprocessing([pred], [ref], [(1.0, 1.0)], [0, 1, 2, 4], regions=regions)
+    assert steps[0] == {"step": "largest", "label": [1, 2, 4], "region": "whole_tumor"}
+    assert all("region" in t and t["step"] in ("largest", "min_size") for t in trials)
+    cleaned = apply_steps(pred, steps, spacing=(1.0, 1.0))
+    assert np.array_equal(cleaned, ref)                       # the speck is background, not another label
+    # per value, "largest" on label 4 would have kept the speck's value ambiguous: the joint step drops it
+    assert apply_steps(pred, [{"step": "largest", "label": [4], "region": "enhancing_tumor"}])[35, 35] == 0
+    with pytest.raises(MedsegError, match="a region takes"):
+        apply_steps(pred, [{"step": "fill_holes", "label": [1, 2, 4]}])

@@ -315,3 +315,20 @@ def load_model(folder: str | Path, which: str = "final") -> tuple[ModelConfig, n
     load_weights(model, weights_path(folder, which))
     model.eval()
     return config, model
+
+
+def region_label_values(config: ModelConfig) -> list[int]:
+    """The label value painted for each region, in region order (nnU-Net's ``regions_class_order``).
+
+    Without an explicit order, a region paints the smallest of its values that no nested (strictly
+    smaller) region contains: whole tumour [1, 2, 3] ⊃ core [2, 3] ⊃ enhancing [3] → 1, 2, 3.
+    """
+    regions = [set(v) for v in (config.regions or {}).values()]
+    if config.region_class_order:
+        return [int(v) for v in config.region_class_order]
+    out = []
+    for r in regions:
+        nested = set().union(*[o for o in regions if o < r]) if any(o < r for o in regions) else set()
+        own = sorted(r - nested)
+        out.append(int(own[0] if own else max(r)))
+    return out

@@ -221,7 +221,10 @@ def apply_steps(labels: np.ndarray, steps: Sequence[dict[str, Any]], spacing: Se
     """Apply recorded per-label steps (a model folder's ``postprocessing``, see :func:`choose_postprocessing`).
 
     Each step is ``{"step": "largest" | "fill_holes" | "min_size", "label": value}`` (``min_size`` also
-    carries ``"min_size"``: mm² in 2D / mm³ in 3D when ``spacing`` is given, else voxels).
+    carries ``"min_size"``: mm² in 2D / mm³ in 3D when ``spacing`` is given, else voxels). A list of values
+    (a region of a region model, e.g. whole tumour ``[1, 2, 4]``, with its name under ``"region"``) is
+    processed as one mask: ``largest`` / ``min_size`` set the voxels of the region's dropped components to
+    background, whichever of its values they hold (nnU-Net's postprocessing of regions).
 
     Examples
     --------
@@ -232,7 +235,9 @@ def apply_steps(labels: np.ndarray, steps: Sequence[dict[str, Any]], spacing: Se
     out = _check_labels(labels)
     for step in steps:
         name, value = step.get("step"), step.get("label")
-        if name == "largest":
+        if isinstance(value, (list, tuple)):
+            out = _on_region(out, [int(v) for v in value], step, spacing)
+        elif name == "largest":
             out = keep_largest_component(out, values=value)
         elif name == "fill_holes":
             out = fill_holes(out, values=value)
@@ -243,6 +248,18 @@ def apply_steps(labels: np.ndarray, steps: Sequence[dict[str, Any]], spacing: Se
     return out
 
 
+def _on_region(labels: np.ndarray, values: list[int], step: dict[str, Any],
+               spacing: Sequence[float] | None) -> np.ndarray:
+    """A step on the union of ``values`` as one mask; its dropped voxels become background."""
+    if step.get("step") not in ("largest", "min_size"):
+        raise MedsegError(f"postprocessing step {step!r}: a region takes 'largest' or 'min_size'")
+    mask = np.isin(labels, values).astype(np.uint8)
+    kept = apply_steps(mask, [{**step, "label": 1}], spacing=spacing)
+    out = labels.copy()
+    out[(mask == 1) & (kept == 0)] = 0
+    return out
+
+
 def _dice(pred: np.ndarray, ref: np.ndarray, roi: np.ndarray | None) -> float:
     if roi is not None:
         pred, ref = pred & roi, ref & roi
@@ -250,11 +267,11 @@ def _dice(pred: np.ndarray, ref: np.ndarray, roi: np.ndarray | None) -> float:
     return 1.0 if total == 0 else 2.0 * int((pred & ref).sum()) / total
 
 
-def _candidate_size(references: Sequence[np.ndarray], value: int, voxel: Sequence[float]) -> float | None:
-    """Half the 5th percentile of the reference components' sizes (mm² / mm³) of label ``value``."""
+def _candidate_size(masks: Sequence[np.ndarray], voxel: Sequence[float]) -> float | None:
+    """Half the 5th percentile of the sizes (mm² / mm³) of the reference masks' components."""
     sizes = []
-    for ref, vol in zip(references, voxel):
-        _, counts, owner = _components((np.asarray(ref) == value).astype(np.uint8), 1)
+    for mask, vol in zip(masks, voxel):
+        _, counts, owner = _components(mask.astype(np.uint8), 1)
         sizes += list(counts[1:][owner[1:] == 1] * vol)
     return 0.5 * float(np.percentile(sizes, 5)) if sizes else None
 
@@ -262,12 +279,15 @@ def _candidate_size(references: Sequence[np.ndarray], value: int, voxel: Sequenc
 def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray],
                           spacings: Sequence[Sequence[float]], label_values: Sequence[int],
                           rois: Sequence[np.ndarray | None] | None = None,
-                          min_improvement: float = 1e-4) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                          min_improvement: float = 1e-4, regions: dict[str, Sequence[int]] | None = None,
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep a postprocessing step for a label only where it raises that label's mean Dice (nnU-Net).
 
     For each foreground label, in turn: largest component, fill holes, remove components smaller than
     half the 5th percentile of the reference components' sizes; a step that raises the label's mean Dice
     over the cases by more than ``min_improvement`` is kept and the next candidate starts from its output.
+    With ``regions`` (name → label values: a region model) the same for each region as one mask — largest
+    component and small components only (see :func:`apply_steps`) — scored by the region's Dice.
 
     Parameters
     ----------
@@ -301,17 +321,25 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
     voxel = [float(np.prod(s)) for s in spacings]
     steps: list[dict[str, Any]] = []
     trials: list[dict[str, Any]] = []
-    for value in [int(v) for v in label_values[1:]]:
-        refs = [np.asarray(r) == value for r in references]
+    targets: list[tuple[Any, dict[str, Any]]] = (
+        [([int(v) for v in values], {"region": name}) for name, values in regions.items()] if regions else
+        [(int(v), {}) for v in label_values[1:]])
+    for value, named in targets:
+        def masked(x: np.ndarray, value: Any = value) -> np.ndarray:
+            return np.isin(x, value)  # a value, or a region's values as one mask
+
+        refs = [masked(r) for r in references]
 
         def score(preds: list[np.ndarray]) -> float:
-            return float(np.mean([_dice(p == value, r, roi) for p, r, roi in zip(preds, refs, rois)]))
+            return float(np.mean([_dice(masked(p), r, roi) for p, r, roi in zip(preds, refs, rois)]))
 
         base = score(current)
-        candidates: list[dict[str, Any]] = [{"step": "largest", "label": value}, {"step": "fill_holes", "label": value}]
-        size = _candidate_size(references, value, voxel)
+        candidates: list[dict[str, Any]] = [{"step": "largest", "label": value, **named}]
+        if not regions:
+            candidates.append({"step": "fill_holes", "label": value})
+        size = _candidate_size(refs, voxel)
         if size is not None and size > 0:
-            candidates.append({"step": "min_size", "label": value, "min_size": round(size, 6),
+            candidates.append({"step": "min_size", "label": value, **named, "min_size": round(size, 6),
                                "dims": int(current[0].ndim)})
         for candidate in candidates:
             trial = [apply_steps(p, [candidate], spacing=s) for p, s in zip(current, spacings)]

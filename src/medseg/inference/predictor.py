@@ -37,7 +37,7 @@ from medseg.constants import ANISOTROPY_RATIO, BACKENDS, DEFAULT_BACKEND, REGION
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
-from medseg.model_folder import ModelConfig, load_model
+from medseg.model_folder import ModelConfig, load_model, region_label_values  # noqa: F401 - re-exported
 from medseg.postprocessing import keep_largest_component
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
@@ -103,23 +103,6 @@ def fast_spacing(spacing: Sequence[float], factor: float, slice_axis: int | None
         keep = axis == slice_axis or (len(spacing) == 3 and value > anisotropy_ratio * finest)
         out.append(value if keep else value * float(factor))
     return tuple(out)
-
-
-def region_label_values(config: ModelConfig) -> list[int]:
-    """The label value painted for each region, in region order (nnU-Net's ``regions_class_order``).
-
-    Without an explicit order, a region paints the smallest of its values that no nested (strictly
-    smaller) region contains: whole tumour [1, 2, 3] ⊃ core [2, 3] ⊃ enhancing [3] → 1, 2, 3.
-    """
-    regions = [set(v) for v in (config.regions or {}).values()]
-    if config.region_class_order:
-        return [int(v) for v in config.region_class_order]
-    out = []
-    for r in regions:
-        nested = set().union(*[o for o in regions if o < r]) if any(o < r for o in regions) else set()
-        own = sorted(r - nested)
-        out.append(int(own[0] if own else max(r)))
-    return out
 
 
 def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: ModelConfig,

@@ -623,10 +623,11 @@ def rule_test_time_mirroring(axes: Sequence[int], plain_dice: Sequence[float], p
 
 def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.ndarray],
                         references: Sequence[np.ndarray], spacings: Sequence[Sequence[float]],
-                        label_values: Sequence[int], rois: Sequence[np.ndarray | None] | None = None) -> Rule:
-    """Per label, candidate steps (largest component, fill holes, remove objects below a size) are kept
-    only where they raise the label's mean Dice on the validation cases (nnU-Net's rule); see
-    :func:`medseg.postprocessing.choose_postprocessing`."""
+                        label_values: Sequence[int], rois: Sequence[np.ndarray | None] | None = None,
+                        regions: dict[str, Sequence[int]] | None = None) -> Rule:
+    """Per label (per region for a region model), candidate steps (largest component, fill holes, remove
+    objects below a size) are kept only where they raise its mean Dice on the validation cases (nnU-Net's
+    rule); see :func:`medseg.postprocessing.choose_postprocessing`."""
     title = "Postprocessing"
     if user is not None:
         return user_rule("postprocessing", title, list(user), describe_steps(user), "--postprocessing")
@@ -634,9 +635,10 @@ def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.nd
         return Rule("postprocessing", title, [], "none", "no validation cases to test steps on")
     from medseg.postprocessing import choose_postprocessing
 
-    steps, trials = choose_postprocessing(predictions, references, spacings, label_values, rois=rois)
+    steps, trials = choose_postprocessing(predictions, references, spacings, label_values, rois=rois, regions=regions)
     reason = ("kept where it raised the label's validation Dice: " + "; ".join(
-        f"{t['step']} on {t['label']} {t['dice_before']:.4f} → {t['dice_after']:.4f}" for t in trials if t["kept"])
+        f"{t['step']} on {t.get('region', t['label'])} {t['dice_before']:.4f} → {t['dice_after']:.4f}"
+        for t in trials if t["kept"])
               if steps else "no candidate step raised any label's validation Dice")
     return Rule("postprocessing", title, steps, describe_steps(steps), reason, {"trials": trials})
 
@@ -646,7 +648,8 @@ def describe_steps(steps: Sequence[dict]) -> str:
     if not steps:
         return "none"
     return "; ".join(f"{s['step']}" + (f" < {s['min_size']:g} mm{'³' if s.get('dims', 3) == 3 else '²'}"
-                                          if s["step"] == "min_size" else "") + f" (label {s['label']})"
+                                          if s["step"] == "min_size" else "")
+                     + (f" ({s['region']})" if "region" in s else f" (label {s['label']})")
                      for s in steps)
 
 

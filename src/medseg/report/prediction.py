@@ -22,7 +22,7 @@ def write_prediction_report(image: Image, label_map: Image, config: Any, model_f
     Several model folders (an ensemble) are listed by name; the provenance box shows the first one's.
     """
     from medseg.inference.localise import fine_folder, is_localise_folder
-    from medseg.inference.predictor import region_label_values
+    from medseg.model_folder import region_label_values
 
     names = value_names(config.labels, config.regions, region_label_values(config) if config.regions else None)
     model = model_summary(fine_folder(model_folders[0]))

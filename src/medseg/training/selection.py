@@ -84,9 +84,9 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
                           ) -> tuple[ModelConfig, list[Rule]]:
     """The test-time mirroring, decision threshold and postprocessing rules on ``cases`` (the latter two on
     the predictions the first chose); returns the updated configuration and the rules that fired (region
-    models: sigmoid heads have none of them)."""
+    models: the postprocessing of each region, see :func:`_region_postprocessing`)."""
     if model_config.regions:
-        return model_config, []
+        return _region_postprocessing(model, cases, model_config, options, overlap)
     mapping = LabelMapping(model_config.label_values)
     binary = model_config.num_classes == 2
     references, valid_masks, spacings = [], [], []
@@ -123,6 +123,39 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
                                      model_config.label_values, valid_masks)
     fired.append(post)
     return replace(model_config, postprocessing=list(post.value)), fired
+
+
+def _region_postprocessing(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
+                           options: TrainingConfig, overlap: float) -> tuple[ModelConfig, list[Rule]]:
+    """A region model (sigmoid heads, no threshold to choose; mirroring not yet measured for it): the
+    validation cases painted as every prediction paints them, then the postprocessing rule per region."""
+    from medseg.constants import REGION_THRESHOLD
+    from medseg.model_folder import region_label_values
+
+    mapping = LabelMapping(model_config.label_values)
+    painted_values = region_label_values(model_config)
+    predictions, references, valid_masks, spacings = [], [], [], []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for case in cases:
+                probs, _ = _probabilities(model, case, model_config, overlap)
+                target = np.asarray(case.label[0])
+                valid = target != IGNORE_INDEX
+                reference = mapping.decode(np.where(valid, target, 0))
+                painted = np.zeros(reference.shape, reference.dtype)
+                for region, value in enumerate(painted_values):
+                    painted[probs[region] > REGION_THRESHOLD] = value
+                predictions.append(np.where(valid, painted, 0).astype(reference.dtype))
+                references.append(reference)
+                valid_masks.append(valid)
+                spacings.append(case.spacing)
+    finally:
+        model.train(was_training)
+    post = rules.rule_postprocessing(options.postprocessing, predictions, references, spacings,
+                                     model_config.label_values, valid_masks, regions=model_config.regions)
+    return replace(model_config, postprocessing=list(post.value)), [post]
 
 
 def _test_time_mirroring(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
