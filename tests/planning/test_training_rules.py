@@ -159,15 +159,3 @@ def test_test_time_mirroring_is_kept_only_for_a_gain_beyond_noise_at_a_usable_co
     assert unmeasured.value == [] and "~72 s per case" in unmeasured.reason
     assert rules.rule_test_time_mirroring([1], plain[:2], 1.0, better[:2], 2.0).value == []  # too few cases
     assert rules.rule_test_time_mirroring([], plain, 1.0).value == []
-
-
-def test_width_rule_halves_a_paper_width_until_a_step_fits_the_plans():
-    costs = [(32, 665e9), (16, 168e9), (8, 43e9)]
-    halved = rules.rule_network_width("segresnet_vae", "features", costs, 85e9)
-    assert halved.name == "network.features" and halved.value == 8
-    assert "7.8×" in halved.reason and "43 billion" in halved.reason
-    assert halved.inputs["operations_per_step"] == {"32": 665.0, "16": 168.0, "8": 43.0}
-    assert rules.rule_network_width("segresnet_vae", "features", costs[:1], 1e12).value == 32
-    assert rules.rule_network_width("segresnet_vae", "features", costs[:1], None).value == 32
-    too_costly = rules.rule_network_width("segresnet_vae", "features", costs, 10e9)
-    assert too_costly.value == 8 and "no width fits" in too_costly.reason

@@ -15,7 +15,7 @@ from medseg.inference.predictor import Predictor, ensemble_postprocessing
 from medseg.model_folder import load_config, load_rules, save_config
 from medseg.training.config import TrainingConfig
 from medseg.training.loop import train
-from medseg.training.networks import network_needs, training_step_flops
+from medseg.training.networks import network_needs
 
 TRAINING = Path(__file__).resolve().parents[2] / "src" / "medseg" / "training"
 
@@ -155,38 +155,3 @@ def test_a_users_depth_replaces_the_plans_per_level_lists():
     assert _merge_network_options(plan, {"features": 8}) == {**plan, "features": 8}
     mine = {"depth": 1, "strides": [[2, 2]]}
     assert _merge_network_options(plan, mine) == {"features": 16, **mine}
-
-
-def test_step_operations_scale_with_the_width_and_the_patch():
-    def ops(features, patch=(32, 32, 32), batch=2):
-        return training_step_flops("segresnet_vae", 2, 3, 3, {"features": features, "input_size": list(patch)},
-                                   patch, batch)
-
-    # convolutions dominate: twice the width ~4x the operations, twice the batch exactly 2x
-    assert 3.5 < ops(16) / ops(8) < 4.1
-    assert ops(8, batch=4) == pytest.approx(2 * ops(8))
-    assert ops(8, patch=(32, 32, 64)) == pytest.approx(2 * ops(8), rel=0.05)
-
-
-def test_a_network_the_plan_did_not_size_gets_a_width_whose_step_fits_the_plans():
-    from medseg.training.layout import DataLayout
-    from medseg.training.spec import RunStart, complete_run
-
-    layout = DataLayout([], None, 3, None, False, None)
-    labels = [np.pad(np.ones((8, 8, 8), np.uint8), 12)]
-
-    def features(plan_step, **options):
-        config = TrainingConfig(network="segresnet_vae", network_options=options, patch_size=(32, 32, 32),
-                                batch_size=2)
-        start = RunStart(config, layout, ("a",), ("b",), {}, None, None, (), plan_step_operations=plan_step)
-        spec = complete_run(start, labels, [(1.0, 1.0, 1.0)], [(32, 32, 32)], 2, 3, 3)
-        return spec.config.network_options["features"], spec.rule("network.features")
-
-    paper_cost = training_step_flops("segresnet_vae", 2, 3, 3, {"input_size": [32] * 3}, (32, 32, 32), 2)
-    assert features(None)[0] == 32                                 # no plan's step: the paper's width
-    assert features(paper_cost * 1.01)[0] == 32
-    width, rule = features(paper_cost / 3)                         # a third of the paper's step: 16 (~1/4)
-    assert width == 16 and set(rule.inputs["operations_per_step"]) == {"32", "16"}
-    assert features(paper_cost / 100)[0] == 8                      # the smallest the network allows
-    given, rule = features(paper_cost / 100, features=24)         # the user's width is kept, no rule
-    assert given == 24 and rule is None

@@ -18,9 +18,6 @@ Network contract (all networks, so that trainer, predictor and exporter treat th
     for it (see :func:`medseg.losses.build_loss`);
   - ``paper_dims`` (int): the dimensionality of the paper's network where it also runs in the other one (V-Net:
     3), which an automatic plan's configuration follows;
-  - ``width`` (tuple ``(option, paper value, smallest)``): the option setting the network's width (SegResNet-VAE:
-    ``("features", 32, 8)``), which the width rule halves from the paper's value while a training step costs
-    more than the plan's step on this machine (see :func:`medseg.planning.training_rules.rule_network_width`);
   - ``norm_option`` (str): the option choosing the normalisation layer (``"norm"``), which the
     normalisation-layer rule may set to ``"batch"``;
   - ``needs_input_size`` (bool): the network is built for its input size (``input_size`` = the training

@@ -216,7 +216,7 @@ def _smallest_input_size(options: dict[str, Any]) -> int:
 
 
 @NETWORKS.register("segresnet_vae", dims=(3, 2), citation=CITATION, needs_input_size=True,
-                   smallest_input_size=_smallest_input_size, width=("features", 32, 8),  # GroupNorm(8)
+                   smallest_input_size=_smallest_input_size,
                    summary="SegResNet-VAE: ResNet encoder, light decoder, VAE regulariser (train only)")
 def build_segresnet_vae(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> SegResNetVAE:
     """Build a :class:`SegResNetVAE` (see its parameters; pass ``input_size`` = the training patch size)."""

@@ -233,34 +233,6 @@ def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[
     return out
 
 
-def rule_network_width(network: str, option: str, costs: Sequence[tuple[int, float]],
-                       budget: float | None) -> Rule:
-    """The width of a network that the plan did not size (SegResNet-VAE: 32 features in its paper): the
-    paper's width when a training step costs no more than the plan's step for this machine, else the widest
-    of its halvings (``costs``: ``(width, operations per step)`` from the paper's width down to the smallest
-    the network allows) that does. Budgets are in time, so a step several times the plan's means as many
-    times fewer steps: SegResNet-VAE at 32 features (7.8× the plan's step) made 334 steps in BraTS's 60 minutes
-    on one core, the planned U-Net 2,203 (BENCHMARKS.md). Without a plan's step (``budget`` None) the paper's
-    width."""
-    title = f"Network option {option}"
-    paper, paper_cost = costs[0]
-    inputs = {"network": network, "operations_per_step": {str(w): round(c / 1e9, 1) for w, c in costs},
-              "plan_step_operations": round(budget / 1e9, 1) if budget else None}
-    if not budget:
-        return Rule(f"network.{option}", title, paper, str(paper), f"the {network} paper's width (no plan's step "
-                    "cost to compare with)", inputs)
-    width, cost = next(((w, c) for w, c in costs if c <= budget), costs[-1])
-    if width == paper:
-        return Rule(f"network.{option}", title, paper, str(paper), f"the {network} paper's width: a step costs "
-                    f"{paper_cost / 1e9:.0f} billion operations, within the plan's {budget / 1e9:.0f} billion", inputs)
-    fits = "the widest whose step fits" if cost <= budget else "the smallest it allows (no width fits)"
-    return Rule(f"network.{option}", title, width, str(width),
-                f"the paper's {paper} would cost {paper_cost / 1e9:.0f} billion operations per step, "
-                f"{paper_cost / budget:.1f}× the {budget / 1e9:.0f} billion of the step the plan sized for this "
-                f"machine (as many times fewer steps in the same time); {width} is {fits}: "
-                f"{cost / 1e9:.0f} billion", inputs)
-
-
 def rule_loss(user: str | None, network: str, paper_loss: str | None, regions: bool = False) -> Rule:
     """Dice + cross-entropy (nnU-Net's loss: Dice for the overlap of small structures, cross-entropy for
     smooth gradients from the first steps), unless the network's registry entry declares the loss its paper

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -35,7 +35,6 @@ class NetworkNeeds:
     learning_rate: float | None = None
     promptable: bool = False
     input_size: int | None = None
-    width: tuple[str, int, int] | None = None  # (option, paper value, smallest)
 
 
 def network_needs(name: str) -> NetworkNeeds:
@@ -55,7 +54,7 @@ def network_needs(name: str) -> NetworkNeeds:
         paper_loss=metadata.get("paper_loss"),
         encoder=metadata.get("encoder", "encoder"), released_weights=metadata.get("released_weights"),
         learning_rate=metadata.get("learning_rate"), promptable=bool(metadata.get("promptable")),
-        input_size=metadata.get("input_size"), width=tuple(metadata["width"]) if metadata.get("width") else None)
+        input_size=metadata.get("input_size"))
 
 
 def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int) -> str | None:
@@ -104,23 +103,6 @@ def network_size_divisor(name: str, in_channels: int, num_classes: int, spatial_
     with torch.random.fork_rng():
         probe = build_on_meta(create_network, name, in_channels, num_classes, spatial_dims, **options)
     return _divisor(probe, spatial_dims)
-
-
-def training_step_flops(name: str, in_channels: int, num_classes: int, spatial_dims: int, options: dict[str, Any],
-                        patch_size: Sequence[int], batch_size: int) -> float:
-    """Operations of one training step of network ``name`` (forward counted on the meta device by PyTorch's
-    FLOP counter, backward taken as twice the forward, as in :mod:`medseg.planning.cost`)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from medseg.nets import create_network
-    from medseg.nets.meta import build_on_meta
-
-    with torch.random.fork_rng():
-        network = build_on_meta(create_network, name, in_channels, num_classes, spatial_dims, **options)
-    network.train()
-    with FlopCounterMode(display=False) as counter:
-        network(torch.zeros((batch_size, in_channels, *patch_size), device="meta"))
-    return 3.0 * float(counter.get_total_flops())
 
 
 def setup_finetuning(model: torch.nn.Module, config: TrainingConfig,

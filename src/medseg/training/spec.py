@@ -37,7 +37,6 @@ class RunStart:
     rules: tuple[Rule, ...]
     automatic_plan: bool = False
     source: str | None = None  # fine-tuning: the model folder whose network, patch and batch are kept
-    plan_step_operations: float | None = None  # the plan's training step (its U-Net), for the width rule
 
     @property
     def grid(self) -> GridLayout:
@@ -102,10 +101,8 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
                      time_limit=budget.value["time_limit"], learning_rate=lr.value,
                      init_weights=init.value if init is not None else None)
-    step = (plan_value(plan, "training") or {}).get("estimated_gflop_per_step")
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
-                    tuple(fired), automatic_plan=automatic_plan,
-                    plan_step_operations=float(step) * 1e9 if step else None)
+                    tuple(fired), automatic_plan=automatic_plan)
 
 
 def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
@@ -232,10 +229,6 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
         patch, batch = _source_patch_and_batch(start, user_patch, config.batch_size, needs.needs_input_size, divisor)
     tile = rules.rule_inference_tile(data_dims, spatial_dims, shapes, divisor, patch.value)
     fired += [patch, batch, tile]
-    if start.source is None and needs.width is not None and needs.width[0] not in given:
-        width = _width_rule(start, needs, in_channels, num_classes, spatial_dims, options, patch.value, batch.value)
-        fired.append(width)
-        options[needs.width[0]] = width.value
     norm = None if start.source is not None else rules.rule_normalisation_layer(
         config.network, needs.norm_option, given, tile.value is not None)
     if norm is not None:
@@ -261,24 +254,6 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
                        val_every=interval.value["every"], val_time_share=interval.value["time_share"])
     return RunSpec(resolved, layout, start.train_names, start.val_names, structure.value,
                    tuple(tile.value) if tile.value else None, tuple(fired))
-
-
-def _width_rule(start: RunStart, needs: Any, in_channels: int, num_classes: int, spatial_dims: int,
-                options: dict[str, Any], patch: Sequence[int], batch: int) -> Rule:
-    """:func:`~medseg.planning.training_rules.rule_network_width`, its step costs counted from the paper's width
-    down to the smallest by halving (stopping at the first that fits the plan's step)."""
-    from medseg.training.networks import training_step_flops
-
-    option, value, smallest = needs.width
-    sized = {"input_size": list(patch)} if needs.needs_input_size else {}
-    costs: list[tuple[int, float]] = []
-    while value >= smallest:
-        costs.append((value, training_step_flops(start.config.network, in_channels, num_classes, spatial_dims,
-                                                 {**options, option: value, **sized}, patch, batch)))
-        if start.plan_step_operations is None or costs[-1][1] <= start.plan_step_operations:
-            break
-        value //= 2
-    return rules.rule_network_width(start.config.network, option, costs, start.plan_step_operations)
 
 
 def _source_patch_and_batch(start: RunStart, user_patch: Sequence[int], user_batch: int, needs_input_size: bool,
