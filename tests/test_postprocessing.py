@@ -128,7 +128,7 @@ def test_region_steps_treat_the_region_as_one_mask():
     assert all("region" in t and t["step"] in ("largest", "min_size") for t in trials)
     cleaned = apply_steps(pred, steps, spacing=(1.0, 1.0))
     assert np.array_equal(cleaned, ref)                       # the speck is background, not another label
-    # per value, "largest" on label 4 would have kept the speck's value ambiguous: the joint step drops it
+    # a one-value region is a mask too: its far component goes to background
     assert apply_steps(pred, [{"step": "largest", "label": [4], "region": "enhancing_tumor"}])[35, 35] == 0
     with pytest.raises(MedsegError, match="a region takes"):
         apply_steps(pred, [{"step": "fill_holes", "label": [1, 2, 4]}])

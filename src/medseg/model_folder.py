@@ -34,6 +34,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from medseg.constants import REGION_THRESHOLD
 from medseg.errors import MedsegError
 from medseg.fileutil import atomic_path, write_text_atomic
 
@@ -331,4 +334,14 @@ def region_label_values(config: ModelConfig) -> list[int]:
         nested = set().union(*[o for o in regions if o < r]) if any(o < r for o in regions) else set()
         own = sorted(r - nested)
         out.append(int(own[0] if own else max(r)))
+    return out
+
+
+def paint_regions(probabilities: np.ndarray, config: ModelConfig, threshold: float = REGION_THRESHOLD) -> np.ndarray:
+    """Label values from region probabilities ``(regions, *S)``: each region above ``threshold`` painted with
+    its value (:func:`region_label_values`) in region order, so nested regions paint over the outer ones."""
+    values = region_label_values(config)
+    out = np.zeros(tuple(probabilities.shape[1:]), dtype=np.uint8 if max(values + [0]) < 256 else np.int32)
+    for region, value in enumerate(values):
+        out[np.asarray(probabilities[region]) > threshold] = value
     return out

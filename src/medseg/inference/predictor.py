@@ -37,7 +37,7 @@ from medseg.constants import ANISOTROPY_RATIO, BACKENDS, DEFAULT_BACKEND, REGION
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
-from medseg.model_folder import ModelConfig, load_model, region_label_values  # noqa: F401 - re-exported
+from medseg.model_folder import ModelConfig, load_model, paint_regions, region_label_values  # noqa: F401 - re-exported
 from medseg.postprocessing import keep_largest_component
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
@@ -111,12 +111,7 @@ def labels_from_probabilities(probabilities: np.ndarray | torch.Tensor, config: 
     p = torch.as_tensor(np.asarray(probabilities, dtype=np.float32)
                         if not isinstance(probabilities, torch.Tensor) else probabilities)
     if config.regions:
-        values = region_label_values(config)
-        dtype = np.uint8 if max(values + [0]) < 256 else np.int32
-        out = np.zeros(tuple(p.shape[1:]), dtype=dtype)
-        for r, value in enumerate(values):
-            out[(p[r] > threshold).numpy()] = value
-        return out
+        return paint_regions(p.numpy(), config, threshold)
     index = (_threshold_label_fn(config.decision_threshold)(p) if config.decision_threshold is not None
              else torch.argmax(p, 0))
     return LabelMapping(config.label_values).decode(index.numpy())

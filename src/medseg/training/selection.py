@@ -129,11 +129,9 @@ def _region_postprocessing(model: torch.nn.Module, cases: Sequence[PreparedCase]
                            options: TrainingConfig, overlap: float) -> tuple[ModelConfig, list[Rule]]:
     """A region model (sigmoid heads, no threshold to choose; mirroring not yet measured for it): the
     validation cases painted as every prediction paints them, then the postprocessing rule per region."""
-    from medseg.constants import REGION_THRESHOLD
-    from medseg.model_folder import region_label_values
+    from medseg.model_folder import paint_regions
 
     mapping = LabelMapping(model_config.label_values)
-    painted_values = region_label_values(model_config)
     predictions, references, valid_masks, spacings = [], [], [], []
     was_training = model.training
     model.eval()
@@ -144,10 +142,7 @@ def _region_postprocessing(model: torch.nn.Module, cases: Sequence[PreparedCase]
                 target = np.asarray(case.label[0])
                 valid = target != IGNORE_INDEX
                 reference = mapping.decode(np.where(valid, target, 0))
-                painted = np.zeros(reference.shape, reference.dtype)
-                for region, value in enumerate(painted_values):
-                    painted[probs[region] > REGION_THRESHOLD] = value
-                predictions.append(np.where(valid, painted, 0).astype(reference.dtype))
+                predictions.append(np.where(valid, paint_regions(probs, model_config), 0).astype(reference.dtype))
                 references.append(reference)
                 valid_masks.append(valid)
                 spacings.append(case.spacing)
