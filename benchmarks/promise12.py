@@ -16,6 +16,7 @@ predictions use --spacing-unknown), seconds and peak memory per case, per-case t
 (`eval_NET/cases.html`). Results: WORK/result_promise12.json.
 
     ... --run-folds 1                 # one fold only (a quarter of the time)
+    ... --nets vnet --train-option "--threads 1"   # one network per process, two side by side
     ... --nets vnet --minutes 1 --run-folds 1   # a smoke run of the commands
 
 Target of the issue (held-out cases): Dice ≥ 0.85 (V-Net paper 0.869 with 50 training cases).
@@ -38,10 +39,13 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--run-folds", type=int, default=None, help="Folds actually trained (default: all).")
     parser.add_argument("--reuse-models", action="store_true")
+    parser.add_argument("--train-option", action="append", default=[], help='Extra `medseg train` arguments '
+                        '(e.g. "--threads 1" for two runs side by side).')
     args = parser.parse_args()
     results = {}
     for net in args.nets:
         results[net] = cross_validate(args.dataset, args.work, net, args.minutes, folds=args.folds, tag=net,
+                                      train_options=[a for o in args.train_option for a in o.split()],
                                       predict_options=["--spacing-unknown"], reuse=args.reuse_models,
                                       run_folds=args.run_folds,
                                       evaluate_options=["--images", str(args.dataset / "imagesTr")])

@@ -62,3 +62,4 @@ def test_a_region_model_chooses_its_postprocessing_per_region(tumour, tmp_path, 
     assert all(isinstance(t["label"], list) for t in trials)
     kept = [{k: v for k, v in t.items() if k not in ("dice_before", "dice_after", "kept")} for t in trials if t["kept"]]
     assert config["postprocessing"] == kept
+    assert rules["tta"]["inputs"]["cases"] == 1 and config["tta_axes"] == []  # one validation case shows no gain

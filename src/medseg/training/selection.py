@@ -41,54 +41,66 @@ def _probabilities(model: torch.nn.Module, case: PreparedCase, config: ModelConf
 
 @dataclass
 class _Predicted:
-    """The validation cases predicted one way: argmax labels, binary foreground probabilities, seconds."""
+    """The validation cases predicted one way: label maps in the dataset's values (argmax, or the regions
+    painted as every prediction paints them), binary foreground probabilities, seconds."""
 
-    argmax: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
     foreground: list[np.ndarray] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
-    def add(self, probs: np.ndarray, seconds: float, binary: bool) -> None:
-        self.argmax.append(np.argmax(probs, 0).astype(np.int16))
-        if binary:
-            self.foreground.append(probs[1].astype(np.float32))
+    def add(self, probs: np.ndarray, seconds: float, config: ModelConfig, mapping: LabelMapping) -> None:
+        from medseg.model_folder import paint_regions
+
+        if config.regions:
+            self.labels.append(paint_regions(probs, config))
+        else:
+            self.labels.append(mapping.decode(np.argmax(probs, 0).astype(np.int16)))
+            if config.num_classes == 2:
+                self.foreground.append(probs[1].astype(np.float32))
         self.seconds.append(seconds)
 
-    def dice(self, mapping: LabelMapping, references: Sequence[np.ndarray], valid: Sequence[np.ndarray],
-             label_values: Sequence[int]) -> list[float]:
-        """Per case, the mean Dice of the argmax over the foreground labels present in prediction or reference."""
+    def dice(self, references: Sequence[np.ndarray], valid: Sequence[np.ndarray],
+             structures: Sequence[Sequence[int]]) -> list[float]:
+        """Per case, the mean Dice over the structures (labels, or regions: sets of values) present in
+        prediction or reference."""
         from medseg.metrics.overlap import dice
 
         out = []
-        for index, reference, mask in zip(self.argmax, references, valid):
-            prediction = mapping.decode(index)
+        for prediction, reference, mask in zip(self.labels, references, valid):
             scores = []
-            for value in label_values[1:]:
-                p, r = prediction == value, reference == value
-                if (p & mask).any() or (r & mask).any():  # a label absent from both says nothing
+            for values in structures:
+                p, r = np.isin(prediction, values), np.isin(reference, values)
+                if (p & mask).any() or (r & mask).any():  # a structure absent from both says nothing
                     scores.append(dice(p, r, roi=mask))
             out.append(float(np.mean(scores)) if scores else 1.0)
         return out
 
 
 def _predict_all(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig, overlap: float,
-                 mirror_axes: Sequence[int] = ()) -> _Predicted:
+                 mapping: LabelMapping, mirror_axes: Sequence[int] = ()) -> _Predicted:
     predicted = _Predicted()
     for case in cases:
         probs, seconds = _probabilities(model, case, model_config, overlap, mirror_axes)
-        predicted.add(probs, seconds, model_config.num_classes == 2)
+        predicted.add(probs, seconds, model_config, mapping)
     return predicted
+
+
+def _structures(config: ModelConfig) -> list[list[int]]:
+    """What a validation Dice averages over: each region's values, else each foreground label."""
+    if config.regions:
+        return [[int(v) for v in values] for values in config.regions.values()]
+    return [[int(v)] for v in config.label_values[1:]]
 
 
 def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
                           options: TrainingConfig, structure: str, overlap: float = 0.5,
                           ) -> tuple[ModelConfig, list[Rule]]:
-    """The test-time mirroring, decision threshold and postprocessing rules on ``cases`` (the latter two on
-    the predictions the first chose); returns the updated configuration and the rules that fired (region
-    models: the postprocessing of each region, see :func:`_region_postprocessing`)."""
-    if model_config.regions:
-        return _region_postprocessing(model, cases, model_config, options, overlap)
+    """The test-time mirroring, decision threshold (binary models) and postprocessing rules on ``cases`` (the
+    latter two on the predictions the first chose); returns the updated configuration and the rules that
+    fired. Region models are scored by region (sigmoid heads: no threshold to choose) and choose
+    postprocessing per region."""
     mapping = LabelMapping(model_config.label_values)
-    binary = model_config.num_classes == 2
+    binary = not model_config.regions and model_config.num_classes == 2
     references, valid_masks, spacings = [], [], []
     for case in cases:
         target = np.asarray(case.label[0])
@@ -115,42 +127,14 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
         fired.append(threshold)
         model_config = replace(model_config, decision_threshold=threshold.value)
     predictions = []
-    for i, index in enumerate(predicted.argmax):
+    for i, labels in enumerate(predicted.labels):
         if binary and model_config.decision_threshold is not None:
-            index = (predicted.foreground[i] >= model_config.decision_threshold).astype(np.int16)
-        predictions.append(np.where(valid_masks[i], mapping.decode(index), 0).astype(references[i].dtype))
-    post = rules.rule_postprocessing(options.postprocessing, predictions, references, spacings,
-                                     model_config.label_values, valid_masks)
-    fired.append(post)
-    return replace(model_config, postprocessing=list(post.value)), fired
-
-
-def _region_postprocessing(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
-                           options: TrainingConfig, overlap: float) -> tuple[ModelConfig, list[Rule]]:
-    """A region model (sigmoid heads, no threshold to choose; mirroring not yet measured for it): the
-    validation cases painted as every prediction paints them, then the postprocessing rule per region."""
-    from medseg.model_folder import paint_regions
-
-    mapping = LabelMapping(model_config.label_values)
-    predictions, references, valid_masks, spacings = [], [], [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for case in cases:
-                probs, _ = _probabilities(model, case, model_config, overlap)
-                target = np.asarray(case.label[0])
-                valid = target != IGNORE_INDEX
-                reference = mapping.decode(np.where(valid, target, 0))
-                predictions.append(np.where(valid, paint_regions(probs, model_config), 0).astype(reference.dtype))
-                references.append(reference)
-                valid_masks.append(valid)
-                spacings.append(case.spacing)
-    finally:
-        model.train(was_training)
+            labels = mapping.decode((predicted.foreground[i] >= model_config.decision_threshold).astype(np.int16))
+        predictions.append(np.where(valid_masks[i], labels, 0).astype(references[i].dtype))
     post = rules.rule_postprocessing(options.postprocessing, predictions, references, spacings,
                                      model_config.label_values, valid_masks, regions=model_config.regions)
-    return replace(model_config, postprocessing=list(post.value)), [post]
+    fired.append(post)
+    return replace(model_config, postprocessing=list(post.value)), fired
 
 
 def _test_time_mirroring(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
@@ -159,13 +143,13 @@ def _test_time_mirroring(model: torch.nn.Module, cases: Sequence[PreparedCase], 
     """The validation cases predicted plainly and, where the rule may keep it, mirrored; the predictions the
     rule chose and the rule."""
     axes = list(model_config.mirror_axes)
-    plain = _predict_all(model, cases, model_config, overlap)
-    plain_dice = plain.dice(mapping, references, valid_masks, model_config.label_values)
+    structures = _structures(model_config)
+    plain = _predict_all(model, cases, model_config, overlap, mapping)
+    plain_dice = plain.dice(references, valid_masks, structures)
     seconds = float(np.mean(plain.seconds)) if plain.seconds else 0.0
     if not rules.mirroring_measurable(axes, len(cases), seconds):
         return plain, rules.rule_test_time_mirroring(axes, plain_dice, seconds)
-    mirrored = _predict_all(model, cases, model_config, overlap, axes)
-    rule = rules.rule_test_time_mirroring(axes, plain_dice, seconds,
-                                          mirrored.dice(mapping, references, valid_masks, model_config.label_values),
+    mirrored = _predict_all(model, cases, model_config, overlap, mapping, axes)
+    rule = rules.rule_test_time_mirroring(axes, plain_dice, seconds, mirrored.dice(references, valid_masks, structures),
                                           float(np.mean(mirrored.seconds)))
     return (mirrored if rule.value else plain), rule
