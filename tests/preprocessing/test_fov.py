@@ -6,8 +6,8 @@ import pytest
 from medseg.errors import MedsegError
 from medseg.metrics import dice
 from medseg.image import Image
-from medseg.preprocessing.fov import (_open_with_disc, aperture_diameter, find_fov, fit_fov_circle, fov_diameter,
-                                     fov_spacing)
+from medseg.preprocessing.fov import (_open_with_disc, aperture_diameter, find_fov, fit_aperture, fit_fov_circle,
+                                     fov_diameter, fov_spacing)
 from medseg.preprocessing.grid import GridLayout, to_network_grid
 
 
@@ -87,6 +87,35 @@ def test_aperture_diameter_only_for_circular_rois():
     square = np.zeros((60, 60), bool)
     square[10:50, 10:50] = True
     assert aperture_diameter(square) is None
+
+
+def test_an_aperture_stretched_to_an_ellipse_comes_back_round():
+    """A photograph resized non-uniformly: no circle fits its aperture (one through a straight cut would
+    shrink the image to nothing); the axis-aligned ellipse does, and the grid makes it the recorded circle."""
+    from scipy import ndimage
+
+    rgb, _ = fundus()
+    stretched = ndimage.zoom(rgb.astype(np.float32), (1, 0.7, 1.0), order=1)  # rows squeezed: radii 70 × 100
+    roi = find_fov(stretched)
+    cy, cx, ry, rx, match = fit_aperture(roi, "squeezed.png")
+    assert (ry, rx) == (pytest.approx(70, abs=1.5), pytest.approx(100, abs=1.5)) and match > 0.97
+    assert aperture_diameter(roi) is None  # not a circle: a training set of these records no diameter
+    case = to_network_grid(Image(stretched), GridLayout(({"name": "green_channel"},), None, False, None,
+                                                        fov_diameter=100.0))
+    _, _, ry, rx, _ = fit_aperture(find_fov(case.image.array))
+    assert ry == pytest.approx(50, abs=2) and rx == pytest.approx(50, abs=2)
+    assert case.probabilities_to_input(np.ones((2,) + case.image.spatial_shape)).shape == (2,) + roi.shape
+
+
+def test_a_roi_that_is_no_aperture_is_refused_by_name():
+    rectangle = np.zeros((120, 160), bool)
+    rectangle[20:100, 20:140] = True
+    with pytest.raises(MedsegError, match=r"box.png: the field of view is no camera aperture"):
+        fov_spacing(rectangle, 100.0, (1.0, 1.0), name="box.png")
+    half = np.zeros((120, 160), bool)
+    half[:, :80] = True  # one straight edge
+    with pytest.raises(MedsegError, match="half.png"):
+        fit_aperture(half, "half.png")
 
 
 def test_blank_image_is_one_line_error():
