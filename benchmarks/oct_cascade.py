@@ -134,24 +134,20 @@ def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
     return rows, features
 
 
-def nested_classification(features: dict, truth: dict[str, int], labels: dict[str, int],
-                          seed: int = 0) -> tuple[np.ndarray, list]:
+def nested_classification(features: dict, truth: dict[str, int], seed: int = 0) -> tuple[np.ndarray, list]:
     """Leave-one-patient-out: the cascade's own selection + calibration + threshold on five patients."""
     from medseg.cascade import fit_classifier
-    from medseg.cascade.features import size_feature_names
     from medseg.datasets.splits import case_group
 
     cases = sorted(features)
     names = list(features[cases[0]])
-    sizes = [names.index(n) for n in size_feature_names(labels) if n in names]
     X = np.array([[features[c][f] for f in names] for c in cases])
     y = np.array([truth[c] for c in cases])
     groups = np.array([case_group(c) for c in cases])
     p, decisions, chosen = np.zeros(len(cases)), np.zeros(len(cases), int), []
     for patient in sorted(set(groups)):
         test = groups == patient
-        fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"),
-                             size_columns=sizes)
+        fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"))
         p[test] = fit.predict_proba(X[test])
         decisions[test] = p[test] >= fit.threshold["value"]
         chosen.append((patient, fit.name, round(fit.threshold["value"], 3),
@@ -176,8 +172,7 @@ def report(args: argparse.Namespace) -> None:
           f"`medseg predict` {per_scan:.2f} s per B-scan incl. process start-up")
 
     truth = {c: int(rows[c]["reference_area"] > 0) for c in cases}
-    labels = json.loads((args.data / "dataset.json").read_text())["labels"]
-    p, decisions, y, order, chosen = nested_classification(features, truth, labels)
+    p, decisions, y, order, chosen = nested_classification(features, truth)
     threshold_free = binary_metrics(y, p)
     at_thr = {"sensitivity": float(decisions[y == 1].mean()), "specificity": float(1 - decisions[y == 0].mean()),
               "accuracy": float((decisions == y).mean())}

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from medseg.cascade import feature_names, fit_classifier, segmentation_features
+from medseg.cascade import fit_classifier, segmentation_features
 from medseg.cascade.classifier import rule_classifier_choice, rule_threshold
-from medseg.cascade.features import size_feature_names
 from medseg.errors import MedsegError
 
 LABELS = {"background": 0, "lesion": 1}
@@ -33,7 +32,7 @@ def phantom_table(seed: int, cases: int):
 def test_phantoms_with_and_without_a_lesion_are_classified():
     X, y = phantom_table(0, 40)
     fit = fit_classifier(X, y, groups=np.arange(40) // 2, seed=0, class_names=("healthy", "lesion"))
-    assert fit.name in ("logistic", "gradient_boosting")  # no size columns given: no size candidate
+    assert fit.name in ("logistic", "gradient_boosting")
     assert [r["rule"] for r in fit.rules_fired] == ["classifier_choice", "threshold"]
     assert set(fit.scores) == {"logistic", "gradient_boosting"}
     assert fit.scores[fit.name]["auc"] > 0.95
@@ -49,10 +48,6 @@ def test_rules_choose_by_log_loss_and_state_the_threshold():
     scores["logistic"]["log_loss"] = 0.203  # within the tie margin: the simpler model
     name, record = rule_classifier_choice(scores)
     assert name == "logistic" and "simpler" in record["reason"]
-    scores["size_logistic"] = {"log_loss": 0.204, "auc": 0.9, "ece": 0.05}  # simplest, still within the margin
-    assert rule_classifier_choice(scores)[0] == "size_logistic"
-    scores["size_logistic"]["log_loss"] = 0.21
-    assert rule_classifier_choice(scores)[0] == "logistic"
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.6, 0.5, 0.8, 0.9])
     value, rule, rec = rule_threshold(y, p, "youden")
@@ -61,24 +56,6 @@ def test_rules_choose_by_log_loss_and_state_the_threshold():
     assert rec["sensitivity"] == 1.0 and value == pytest.approx(0.35)  # between 0.2 and the lowest positive
     with pytest.raises(MedsegError, match="criterion"):
         rule_threshold(y, p, "accuracy")
-
-
-def test_the_size_candidate_reads_only_the_size_measurements():
-    """Where the lesion's size is what separates the classes, the size-only candidate competes, and what it
-    predicts does not move when every other measurement is scrambled."""
-    X, y = phantom_table(0, 40)
-    names = feature_names(LABELS, 2, probabilities=False)
-    sizes = [names.index(n) for n in size_feature_names(LABELS) if n in names]
-    assert [names[c] for c in sizes] == ["lesion_area"]
-    fit = fit_classifier(X, y, groups=np.arange(40) // 2, seed=0, class_names=("healthy", "lesion"),
-                         size_columns=sizes, candidates=("size_logistic",))
-    assert set(fit.scores) == {"size_logistic"} and fit.scores["size_logistic"]["auc"] > 0.95
-    assert fit.extra["columns"] == sizes
-    scrambled = np.random.default_rng(1).permutation(X.ravel()).reshape(X.shape)
-    scrambled[:, sizes] = X[:, sizes]
-    np.testing.assert_allclose(fit.predict_proba(scrambled), fit.predict_proba(X))
-    assert set(fit_classifier(X, y, groups=np.arange(40) // 2, seed=0, size_columns=sizes).scores) == {
-        "size_logistic", "logistic", "gradient_boosting"}
 
 
 def test_single_class_and_too_few_patients_are_refused():

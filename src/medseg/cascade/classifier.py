@@ -1,10 +1,7 @@
 """The classifier of the cascade: chosen by measurement, calibrated, with a recorded decision threshold.
 
-Three candidates, all scikit-learn, all suited to tens of cases and a dozen measurements, simplest first:
+Two candidates, both scikit-learn, both suited to tens of cases and a dozen measurements:
 
-- ``size_logistic``: the same logistic regression on the size measurements only (area and soft area of
-  each label, :func:`medseg.cascade.features.size_feature_names`) — a few parameters; on 66 OCT B-scans the
-  predicted fluid area alone ranked better than either model on all measurements (BENCHMARKS.md);
 - ``logistic``: log(1 + x) of every measurement (sizes are heavy-tailed), standardised, L2 logistic
   regression;
 - ``gradient_boosting``: 50 depth-2 trees (``GradientBoostingClassifier``), shrinkage 0.1.
@@ -14,7 +11,7 @@ hundreds of cases, sigmoid two parameters. The rules (each recorded with its num
 
 - :func:`rule_classifier_choice`: the candidate with the lower **cross-validated log loss** (grouped by
   patient, out-of-fold probabilities) wins; log loss is a proper score, so it rewards ranking and
-  calibration at once. Within ``TIE_LOG_LOSS`` of the best the simplest candidate wins.
+  calibration at once. Within ``TIE_LOG_LOSS`` the simpler logistic model wins.
 - :func:`rule_threshold`: the decision threshold on the chosen model's out-of-fold probabilities of the
   training cases — ``youden`` (maximise sensitivity + specificity − 1) by default, or
   ``sensitivity:S`` (the highest threshold that keeps sensitivity ≥ S, for referral that must not miss).
@@ -38,18 +35,17 @@ import numpy as np
 
 from medseg.errors import MedsegError
 
-CANDIDATES = ("size_logistic", "logistic", "gradient_boosting")  # simplest first
+CANDIDATES = ("logistic", "gradient_boosting")
 CALIBRATION = "sigmoid"
 MAX_FOLDS = 5            # grouped folds of the selection and threshold (fewer when fewer groups/cases)
 INNER_FOLDS = 3          # calibration folds inside CalibratedClassifierCV (fewer with fewer cases)
-TIE_LOG_LOSS = 0.005     # log-loss difference below which the simpler model wins
+TIE_LOG_LOSS = 0.005     # log-loss difference below which the simpler (logistic) model wins
 DEFAULT_CRITERION = "youden"
 MIN_CASES_PER_CLASS = 3  # every training fold must keep 2 of each class for the inner calibration
 
 
-def make_classifier(name: str, seed: int = 0, inner_folds: int = INNER_FOLDS, columns: Sequence[int] = ()) -> Any:
-    """A fresh, calibrated scikit-learn classifier of candidate ``name`` (see module docstring);
-    ``columns``: the size measurements' columns, which ``size_logistic`` reads."""
+def make_classifier(name: str, seed: int = 0, inner_folds: int = INNER_FOLDS) -> Any:
+    """A fresh, calibrated scikit-learn classifier of candidate ``name`` (see module docstring)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -57,12 +53,7 @@ def make_classifier(name: str, seed: int = 0, inner_folds: int = INNER_FOLDS, co
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    if name == "size_logistic":
-        if not columns:
-            raise MedsegError("the size_logistic classifier needs the columns of the size measurements")
-        base = make_pipeline(FunctionTransformer(_log1p_of, kw_args={"columns": list(columns)}), StandardScaler(),
-                             LogisticRegression(C=1.0, max_iter=1000))
-    elif name == "logistic":
+    if name == "logistic":
         base = make_pipeline(FunctionTransformer(_log1p), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
     elif name == "gradient_boosting":
         base = GradientBoostingClassifier(n_estimators=50, max_depth=2, learning_rate=0.1, random_state=seed)
@@ -74,10 +65,6 @@ def make_classifier(name: str, seed: int = 0, inner_folds: int = INNER_FOLDS, co
 
 def _log1p(x: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(x, 0.0))
-
-
-def _log1p_of(x: np.ndarray, columns: Sequence[int]) -> np.ndarray:
-    return _log1p(np.asarray(x)[:, list(columns)])
 
 
 def check_classes(y: np.ndarray, groups: np.ndarray, class_names: Sequence[str]) -> int:
@@ -99,8 +86,7 @@ def check_classes(y: np.ndarray, groups: np.ndarray, class_names: Sequence[str])
     return int(min(MAX_FOLDS, len(np.unique(groups)), counts.min()))
 
 
-def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int = 0,
-                columns: Sequence[int] = ()) -> np.ndarray:
+def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """Positive-class probabilities of every case from a model that did not see its patient."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -110,7 +96,7 @@ def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, fol
         inner = int(min(INNER_FOLDS, np.bincount(y[train], minlength=2).min()))
         if inner < 2 or len(np.unique(y[train])) < 2:
             raise MedsegError("a cross-validation fold holds fewer than 2 cases of a class; add cases or patients")
-        model = make_classifier(name, seed, inner, columns).fit(X[train], y[train])
+        model = make_classifier(name, seed, inner).fit(X[train], y[train])
         p[test] = model.predict_proba(X[test])[:, 1]
     return p
 
@@ -127,13 +113,11 @@ def cv_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def rule_classifier_choice(scores: dict[str, dict[str, float]]) -> tuple[str, dict[str, str]]:
-    """Lower cross-validated log loss wins; within TIE_LOG_LOSS of it the simplest candidate (fewer
-    parameters; the order of CANDIDATES)."""
-    lowest = min(v["log_loss"] for v in scores.values())
+    """Lower cross-validated log loss wins; within TIE_LOG_LOSS the logistic model (fewer parameters)."""
     best = min(scores, key=lambda k: scores[k]["log_loss"])
-    tied = [k for k in CANDIDATES if k in scores and scores[k]["log_loss"] - lowest < TIE_LOG_LOSS]
-    if tied and tied[0] != best:
-        best, why = tied[0], f"log losses within {TIE_LOG_LOSS}: the simpler model"
+    if best != "logistic" and "logistic" in scores and \
+            scores["logistic"]["log_loss"] - scores[best]["log_loss"] < TIE_LOG_LOSS:
+        best, why = "logistic", f"log losses within {TIE_LOG_LOSS}: the simpler model"
     else:
         why = "lowest cross-validated log loss"
     text = "; ".join(f"{k}: log loss {v['log_loss']:.4f}, AUC {v['auc']:.3f}, ECE {v['ece']:.3f}"
@@ -200,8 +184,7 @@ class FittedClassifier:
 
 def fit_classifier(X: np.ndarray, y: np.ndarray, groups: Sequence[Any] | None = None, *, seed: int = 0,
                    criterion: str = DEFAULT_CRITERION, candidates: Sequence[str] = CANDIDATES,
-                   class_names: Sequence[str] = ("negative", "positive"),
-                   size_columns: Sequence[int] = ()) -> FittedClassifier:
+                   class_names: Sequence[str] = ("negative", "positive")) -> FittedClassifier:
     """Choose, calibrate and fit the classifier; choose its threshold.
 
     Parameters
@@ -217,9 +200,7 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, groups: Sequence[Any] | None = 
     criterion : str
         Threshold criterion (:func:`rule_threshold`).
     candidates : sequence of str
-        Classifiers to compare (default all; ``size_logistic`` only where ``size_columns`` are given).
-    size_columns : sequence of int
-        Columns of the size measurements (:func:`medseg.cascade.features.size_feature_names`).
+        Classifiers to compare (default both).
 
     Returns
     -------
@@ -234,13 +215,11 @@ def fit_classifier(X: np.ndarray, y: np.ndarray, groups: Sequence[Any] | None = 
         raise MedsegError("feature table contains nan or inf")
     parse_criterion(criterion)
     folds = check_classes(y, groups, list(class_names))
-    columns = [int(c) for c in size_columns]
-    candidates = [name for name in candidates if name != "size_logistic" or columns]
-    oof = {name: out_of_fold(name, X, y, groups, folds, seed, columns) for name in candidates}
+    oof = {name: out_of_fold(name, X, y, groups, folds, seed) for name in candidates}
     scores = {name: cv_scores(y, p) for name, p in oof.items()}
     name, choice = rule_classifier_choice(scores)
     _, threshold_rule, threshold = rule_threshold(y, oof[name], criterion)
     inner = int(min(INNER_FOLDS, np.bincount(y, minlength=2).min()))
-    model = make_classifier(name, seed, inner, columns).fit(X, y)
+    model = make_classifier(name, seed, inner).fit(X, y)
     return FittedClassifier(name, model, threshold, scores, [choice, threshold_rule], oof[name], folds, seed,
-                            {"inner_folds": inner, "columns": columns if name == "size_logistic" else []})
+                            {"inner_folds": inner})

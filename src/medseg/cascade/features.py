@@ -55,18 +55,6 @@ def feature_names(labels: Mapping[str, int], ndim: int, probabilities: bool) -> 
     return names
 
 
-def size_feature_names(labels: Mapping[str, int]) -> list[str]:
-    """The measurements of how much of each foreground label there is — its area (or volume) and, with a
-    probability map, its soft area: what the simplest classifier candidate reads.
-
-    Examples
-    --------
-    >>> size_feature_names({"background": 0, "fluid": 1})
-    ['fluid_area', 'fluid_probability_area']
-    """
-    return [f"{label}_{m}" for label, value in labels.items() if value != 0 for m in ("area", "probability_area")]
-
-
 def _unit_size(spacing: Sequence[float]) -> float:
     # mm² per pixel in 2D; mL (= 1000 mm³) per voxel in 3D, as `medseg predict`'s volumes.csv
     size = float(np.prod(spacing))

@@ -4,8 +4,7 @@
       cascade.json     the segmentation model it reads (path relative to CLS + SHA-256 of its weights and
                        of its config.json),
                        its labels, the classes and the positive class, the feature names, the classifier
-                       chosen (rule with the cross-validated scores of every candidate) and the features
-                       it reads ("reads": a list, or "every feature"), the calibration,
+                       chosen (rule with the cross-validated scores of every candidate), the calibration,
                        the decision threshold (value, criterion, training sensitivity/specificity), the
                        reliability table of the out-of-fold probabilities, scikit-learn's version
       features.csv     the training table: case, patient group, class, every measurement, and the
@@ -114,7 +113,6 @@ def save_cascade(folder: str | Path, segmentation_model: str | Path, labels: Map
         "positive_class": class_names[1],
         "features": list(feature_names),
         "classifier": {"name": fitted.name, "calibration": "sigmoid (Platt), CalibratedClassifierCV",
-                       "reads": [feature_names[c] for c in fitted.extra["columns"]] or "every feature",
                        "inner_folds": fitted.extra["inner_folds"], "seed": fitted.seed,
                        "cross_validation": {"folds": fitted.folds, "grouped_by": "patient", "scores": fitted.scores}},
         "threshold": fitted.threshold,
@@ -157,12 +155,10 @@ def _refit(folder: Path, record: Mapping[str, Any]) -> Any:
         X = np.array([[float(r[f]) for f in record["features"]] for r in rows])
         y = np.array([record["classes"].index(r["class"]) for r in rows])
         recorded = np.array([float(r["probability"]) for r in rows])
-        spec = record["classifier"]
-        reads = spec.get("reads")
-        columns = [record["features"].index(name) for name in reads] if isinstance(reads, list) else []
     except (OSError, KeyError, ValueError) as exc:
         raise MedsegError(f"cannot read the training table: {exc}", path) from None
-    model = make_classifier(spec["name"], spec["seed"], spec["inner_folds"], columns).fit(X, y)
+    spec = record["classifier"]
+    model = make_classifier(spec["name"], spec["seed"], spec["inner_folds"]).fit(X, y)
     difference = float(np.abs(model.predict_proba(X)[:, 1] - recorded).max())
     if difference > REFIT_TOLERANCE:
         import sklearn

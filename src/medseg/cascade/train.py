@@ -19,7 +19,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from medseg.cascade.classifier import DEFAULT_CRITERION, fit_classifier
-from medseg.cascade.features import size_feature_names
 from medseg.cascade.model import measure, read_classes, rule_positive_class, save_cascade
 from medseg.errors import MedsegError
 
@@ -43,9 +42,7 @@ def fit_and_save(out: str | Path, segmentation_model: str | Path, labels: Mappin
     X = np.array([[table[c][f] for f in names] for c in cases])
     y = np.array([class_names.index(classes[c]) for c in cases])
     group_of = [groups[c] if groups else case_group(c) for c in cases]
-    sizes = [names.index(n) for n in size_feature_names(labels) if n in names]
-    fitted = fit_classifier(X, y, group_of, seed=seed, criterion=criterion, class_names=class_names,
-                            size_columns=sizes)
+    fitted = fit_classifier(X, y, group_of, seed=seed, criterion=criterion, class_names=class_names)
     fitted.rules_fired.insert(0, positive_rule)
     save_cascade(out, segmentation_model, labels, fitted, cases, group_of, [classes[c] for c in cases], class_names,
                  names, X, extra)
