@@ -56,7 +56,7 @@ def test_train_records_and_prints_the_rules(tmp_path, one_thread, capsys):
                  "--batch-size", "2", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress",
                  "--memory-format", "contiguous", "--labeled", "2", "--ssl-option", "rampup=0.25"]) == 0
     err = capsys.readouterr().err
-    assert "Semi-supervised method: bidirectional copy-paste (BCP) — the newest" in err
+    assert "Semi-supervised method: bidirectional copy-paste (BCP) — the only one of the three that beat supervised" in err
     assert "Unlabelled-loss ramp-up: 25% of the budget (your choice)" in err
     rules = {r["name"]: r for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))}
     assert rules["ssl_method"]["value"] == "bcp" and not rules["ssl_method"]["overridden_by_user"]
