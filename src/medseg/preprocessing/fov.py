@@ -163,11 +163,16 @@ def fit_fov_circle(roi: np.ndarray, seed: int = 0) -> tuple[float, float, float]
     return cy, cx, radius + 0.5  # edge pixel centres lie half a pixel inside the aperture's outline
 
 
-def _edge_points(roi: np.ndarray, needed: int) -> np.ndarray:
-    """The FOV's edge pixels (y, x) away from the image border, where the sensor cuts the aperture."""
+def _nonempty(roi: np.ndarray) -> np.ndarray:
     roi = np.asarray(roi, dtype=bool)
     if roi.ndim != 2 or not roi.any():
         raise MedsegError("the field of view is empty")
+    return roi
+
+
+def _edge_points(roi: np.ndarray, needed: int) -> np.ndarray:
+    """The FOV's edge pixels (y, x) away from the image border, where the sensor cuts the aperture."""
+    roi = _nonempty(roi)
     edge = roi & ~ndimage.binary_erosion(roi)
     edge[:2], edge[-2:], edge[:, :2], edge[:, -2:] = False, False, False, False
     points = np.argwhere(edge).astype(np.float64)
@@ -194,9 +199,7 @@ def fit_fov_ellipse(roi: np.ndarray, seed: int = 0) -> tuple[float, float, float
     >>> [round(v) for v in fit_fov_ellipse(roi)]
     [50, 100, 60, 90]
     """
-    roi = np.asarray(roi, dtype=bool)
-    if roi.ndim != 2 or not roi.any():
-        raise MedsegError("the field of view is empty")
+    roi = _nonempty(roi)
     width = roi.shape[1]
     left = np.argmax(roi, 1)
     right = width - 1 - np.argmax(roi[:, ::-1], 1)
