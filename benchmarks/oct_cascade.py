@@ -10,9 +10,11 @@ Three folds of two patients each (subject01+02, 03+04, 05+06). One fold per run 
 A fold run: `medseg train` (U-Net, the automatic plan, --time-limit) on a dataset holding only the other
 four patients, the last of them validating (best checkpoint, decision threshold, postprocessing and
 mirroring are chosen there, never on the fold's test patients), then `medseg predict --probabilities` of
-the fold's B-scans (timed per B-scan). With ``--scale 0.5`` (default)
-training and prediction see the B-scans at half size (248×384, written once to WORK/dataset_x0.5); the
-report brings the probabilities back to 496×768 (bilinear) and scores there. The report:
+the fold's B-scans (timed per B-scan). The plan's grid is the planner's: on 2 cores it coarsens the
+B-scans (``2d.target_spacing``, the low-resolution rule) and predictions come back on the B-scans' grid.
+``--scale 0.5`` studies the zoom by hand instead: training and prediction see the B-scans at half size
+(248×384, written once to WORK/dataset_x0.5); the report brings the probabilities back to 496×768 (bilinear)
+and scores there. The report:
 
 1. fluid Dice of the out-of-fold label maps at full size (p ≥ 0.5; mean over B-scans with fluid; pooled
    over all pixels);
@@ -228,8 +230,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--fold", type=int, choices=range(FOLDS), help="Train and predict this fold.")
     parser.add_argument("--minutes", type=float, default=5.0, help="Training budget of a fold.")
-    parser.add_argument("--scale", type=float, default=0.5, help="Zoom of the B-scans for training and prediction "
-                        "(the report scores at full size).")
+    parser.add_argument("--scale", type=float, default=1.0, help="Study option: zoom the B-scans by hand for "
+                        "training and prediction (the report scores at full size); 1 = the planner's grid.")
     parser.add_argument("--reuse-models", action="store_true", help="Do not retrain a fold that has weights.")
     parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
     parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")

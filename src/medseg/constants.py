@@ -10,6 +10,10 @@ from __future__ import annotations
 #: augmentation (in-plane only) and ``predict --fast`` (keep that axis) all use it.
 ANISOTROPY_RATIO = 3.0
 
+#: In-plane size / slice count above which a volume is a stack of slices whatever its recorded spacing
+#: says: planning (2D configuration) and the structure measurement (erosion within slices) use it.
+SLICE_SHAPE_RATIO = 4.0
+
 #: Probability at which a sigmoid region output counts as inside the region (training validation,
 #: prediction, evaluation of probabilities).
 REGION_THRESHOLD = 0.5

@@ -9,8 +9,10 @@ from medseg.planning.fingerprint import SPACING_PERCENTILES
 from medseg.planning.machine import Machine
 
 
-def _synthetic_fingerprint(shapes, spacings, channel_names=("MR",), labels=None, crop_fraction=1.0, intensity=None):
-    """A fingerprint dict as compute_fingerprint returns it, from per-case shapes and spacings."""
+def _synthetic_fingerprint(shapes, spacings, channel_names=("MR",), labels=None, crop_fraction=1.0, intensity=None,
+                           boundary_share=0.2):
+    """A fingerprint dict as compute_fingerprint returns it, from per-case shapes and spacings (compact
+    structures unless ``boundary_share`` says otherwise)."""
     labels = labels or {"background": 0, "organ": 1}
     shapes = np.asarray(shapes, float)
     spacings = np.asarray(spacings, float)
@@ -31,6 +33,7 @@ def _synthetic_fingerprint(shapes, spacings, channel_names=("MR",), labels=None,
             "anisotropy": float(median.max() / median.min()),
             "median_nonzero_crop_fraction": crop_fraction,
             "intensity": [dict(stats) for _ in channel_names],
+            "boundary_share": boundary_share,
         },
     }
 

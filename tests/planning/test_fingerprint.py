@@ -57,6 +57,8 @@ def test_fingerprint_of_synthetic_dataset(tmp_path, rng):
     assert st["percentile_99_5"] == pytest.approx(np.percentile(fg, 99.5), rel=1e-5)
     assert st["min"] == pytest.approx(fg.min()) and st["max"] == pytest.approx(fg.max())
     assert s["labels"]["1"]["cases_present"] == 3
+    # how thin the structures are, pooled over cases by foreground voxels (each case has the same labels)
+    assert s["boundary_share"] == pytest.approx(case["boundary_share"]) and 0 < s["boundary_share"] <= 1
     import json
 
     json.dumps(fp)  # JSON-serialisable
@@ -98,4 +100,7 @@ def test_empty_label_is_a_warning_not_a_crash(tmp_path, rng):
     ds = small_dataset(tmp_path / "ds", [("full", image, label), ("empty", image, empty)])
     fp = compute_fingerprint(ds)
     assert fp["summary"]["empty_label_cases"] == ["empty"]
+    # the empty case has no structure to measure: the pooled share is the labelled case's
+    share = {c["name"]: c["boundary_share"] for c in fp["cases"]}
+    assert share["empty"] is None and fp["summary"]["boundary_share"] == share["full"] > 0
     assert any("empty" in w for w in fp["warnings"])

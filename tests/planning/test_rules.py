@@ -90,6 +90,27 @@ def test_small_budget_coarsens_the_3d_grid_until_the_patch_sees_a_quarter_of_the
     assert thick.target_spacing[1] == thick.target_spacing[2] > target[1]
 
 
+def test_small_budget_coarsens_large_2d_images_of_compact_structures(cpu, synthetic_fingerprint):
+    """OCT-sized B-scans (496 × 768) on 2 cores: the affordable patch sees 13 % of an image, so the grid is
+    coarsened as the 3D rule does; vessels (thin) and structures of unknown shape keep the image grid."""
+    shapes, spacings = [(496, 768)] * 6, [(1.0, 1.0)] * 6
+    plan = make_plan(synthetic_fingerprint(shapes, spacings, channel_names=("OCT",)), cpu)
+    spacing = plan.target_spacing
+    assert spacing[0] == spacing[1] > 1.0
+    assert "low resolution" in _rule(plan, "2d.target_spacing")["reason"]
+    shape = [round(s / spacing[0]) for s in (496, 768)]
+    assert math.prod(plan.patch_size) >= 0.25 * math.prod(shape) * 0.97
+    assert plan.training["iterations"] > 0
+    full = make_plan(synthetic_fingerprint(shapes, spacings, channel_names=("OCT",)),
+                     Machine("cpu", 2, 16 * 2**30, flops=1e12))
+    assert full.target_spacing == [1.0, 1.0]  # a faster machine affords the whole grid
+    for share, why in ((0.76, "thin"), (None, "does not say")):
+        kept = make_plan(synthetic_fingerprint(shapes, spacings, channel_names=("OCT",), boundary_share=share), cpu)
+        assert kept.target_spacing == [1.0, 1.0] and why in _rule(kept, "2d.target_spacing")["reason"]
+    vessels = make_plan(synthetic_fingerprint(shapes * 4, spacings * 4, boundary_share=0.76), cpu)
+    assert vessels.target_spacing == [1.0, 1.0]
+
+
 def test_forced_configuration_is_recorded(cpu, thick_fp):
     plan = make_plan(thick_fp, cpu, configuration="3d")
     assert plan.configuration == "3d"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from medseg.planning import training_rules as rules
+from medseg.planning.structure import boundary_share
 from medseg.planning.describe import describe_decision, describe_strides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,17 +31,17 @@ def test_thin_structures_are_told_from_compact_ones():
         vessels[row:row + 2, 2:62] = 1               # lines two pixels wide
     organ = np.zeros((64, 64), np.uint8)
     organ[10:50, 12:52] = 1
-    assert rules.rule_structure(rules.boundary_share([vessels])).value == "thin"
-    compact = rules.rule_structure(rules.boundary_share([organ]))
+    assert rules.rule_structure(boundary_share([vessels])).value == "thin"
+    compact = rules.rule_structure(boundary_share([organ]))
     assert compact.value == "compact" and compact.inputs["boundary_share"] < 0.5
     # thick slices (5 mm vs 1 mm): the erosion stays in-plane, so a 3-slice organ is still compact
     volume = np.zeros((12, 40, 40), np.uint8)
     volume[4:7, 5:35, 5:35] = 1
-    assert rules.boundary_share([volume], [(5.0, 1.0, 1.0)]) < 0.5 < rules.boundary_share([volume], [(1.0, 1.0, 1.0)])
+    assert boundary_share([volume], [(5.0, 1.0, 1.0)]) < 0.5 < boundary_share([volume], [(1.0, 1.0, 1.0)])
     # a short stack (5 slices of 40 × 40) is eroded within slices whatever its recorded spacing says
     stack = volume[2:7]
-    assert rules.boundary_share([stack], [(1.0, 1.0, 1.0)]) < 0.5
-    assert rules.boundary_share([volume], [(1.0, 1.0, 1.0)], slice_axis=0) < 0.5
+    assert boundary_share([stack], [(1.0, 1.0, 1.0)]) < 0.5
+    assert boundary_share([volume], [(1.0, 1.0, 1.0)], slice_axis=0) < 0.5
 
 
 def test_thin_structure_recipe_is_the_drive_recipe():
@@ -138,7 +139,7 @@ def test_structure_rule_on_real_labels(shared_data, tmp_path):
     for name, ds in (("drive", drive), ("acdc", load_dataset(shared_data / "ACDC")), ("la", load_dataset(shared_data / "LA"))):
         cases = ds.cases[:4]
         labels = [c.read_label() for c in cases]
-        shares[name] = rules.boundary_share([lab.array[0] for lab in labels], [lab.spacing for lab in labels])
+        shares[name] = boundary_share([lab.array[0] for lab in labels], [lab.spacing for lab in labels])
     assert rules.rule_structure(shares["drive"]).value == "thin"
     assert rules.rule_structure(shares["acdc"]).value == "compact"
     assert rules.rule_structure(shares["la"]).value == "compact"

@@ -2,10 +2,12 @@
 
 Per case: shape, spacing, direction and orientation code, the intensity statistics of each channel
 inside the foreground (label > 0, the ignore label excluded), label volumes (voxels and mm³) and
-connected-component counts, and how much of the image a crop to its non-zero region keeps. Then a
-summary over cases: median shape and spacing, spacing percentiles, anisotropy, and intensity statistics
-of each channel pooled over a fixed-size sample of foreground voxels per case (nnU-Net's scheme: the
-pooled sample weights every case equally and keeps the fingerprint fast and memory-bounded).
+connected-component counts, how thin the labelled structures are (the share of foreground voxels on their
+boundary, :func:`medseg.planning.structure.boundary_share`) and how much of the image a crop to its
+non-zero region keeps. Then a summary over cases: median shape and spacing, spacing percentiles,
+anisotropy, the pooled boundary share, and intensity statistics of each channel pooled over a fixed-size
+sample of foreground voxels per case (nnU-Net's scheme: the pooled sample weights every case equally and
+keeps the fingerprint fast and memory-bounded).
 
 Every case is read exactly once; ``workers > 1`` reads cases in threads (decompression and NumPy
 release the GIL).
@@ -22,6 +24,7 @@ import numpy as np
 from medseg.errors import DatasetError, GeometryError
 from medseg.image import Image
 from medseg.io.labels import label_histogram
+from medseg.planning.structure import boundary_share
 
 #: Foreground voxels sampled per case and channel for the pooled intensity statistics.
 DEFAULT_SAMPLES_PER_CASE = 10_000
@@ -112,12 +115,13 @@ def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int |
         foreground = lab > 0
         if ignore_label is not None:
             foreground &= lab != ignore_label
+        share = boundary_share([foreground], [image.spacing]) if foreground.any() else None
         if not foreground.any():
             warnings.append(f"case '{case.name}': the label map is empty (no foreground); "
                             "intensity statistics use the whole image")
             foreground = np.ones(image.spatial_shape, bool)
     else:
-        lab = None
+        lab, share = None, None
         foreground = np.ones(image.spatial_shape, bool)
 
     rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
@@ -162,6 +166,7 @@ def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int |
         "labels": labels_info,
         "nonzero_crop_fraction": _nonzero_bbox_fraction(image.array),
         "foreground_voxels": int(foreground.sum()) if lab is not None else 0,
+        "boundary_share": share,
         "warnings": warnings,
     }
     return info, samples
@@ -303,6 +308,9 @@ def summarise(infos: Sequence[dict], pooled: Sequence[np.ndarray], label_values:
             "median_voxels": float(np.median([i["labels"].get(str(value), {}).get("voxels", 0) for i in infos])),
             "median_components": float(np.median([i["labels"].get(str(value), {}).get("components", 0) for i in infos])),
         }
+    measured = [i for i in infos if i.get("boundary_share") is not None]
+    boundary = (sum(i["boundary_share"] * i["foreground_voxels"] for i in measured)
+                / max(1, sum(i["foreground_voxels"] for i in measured))) if measured else None
     orientations = sorted({str(i["orientation"]) for i in infos if i["orientation"]})
     return {
         "spatial_dims": int(shapes.shape[1]),
@@ -318,5 +326,6 @@ def summarise(infos: Sequence[dict], pooled: Sequence[np.ndarray], label_values:
         "median_nonzero_crop_fraction": float(np.median([i["nonzero_crop_fraction"] for i in infos])),
         "intensity": [_stats(p) for p in pooled],
         "labels": labels,
+        "boundary_share": boundary,
         "empty_label_cases": [i["name"] for i in infos if any("empty" in w for w in i["warnings"])],
     }

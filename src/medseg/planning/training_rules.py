@@ -19,16 +19,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medseg.constants import ANISOTROPY_RATIO
-from medseg.planning.rules import SLICE_SHAPE_RATIO, is_photograph, photograph_steps
+from medseg.planning.rules import is_photograph, photograph_steps
+from medseg.planning.structure import BOUNDARY_DEPTH, THIN_BOUNDARY_SHARE, is_thin
 
 #: Rule constants, named so that the rules read like their documentation.
 VALIDATION_FOLDS = 5                  # a held-out fifth: fold 0 of grouped 5-fold splits (nnU-Net)
 DEFAULT_TIME_LIMIT = 1200.0           # 20 minutes when neither the user nor a plan gives a budget
 LEARNING_RATE = {"adamw": 2e-3, "sgd": 1e-2}
 WHOLE_IMAGE_TILE_PIXELS = 1024 * 1024  # 2D images up to this size are predicted in one tile
-THIN_BOUNDARY_SHARE = 0.5             # foreground share within 2 voxels of its boundary above which it is thin
-BOUNDARY_DEPTH = 2                    # measured: DRIVE vessels 0.76, ACDC heart 0.12, LA atrium 0.22
 FOREGROUND_SHARE = {"thin": 0.2, "compact": 0.5}
 PATCH_TARGET = {2: 128, 3: 64}
 VOXELS_PER_BATCH = 4 * 128 * 128
@@ -292,64 +290,11 @@ def rule_normalisation_layer(network: str, norm_option: str | None, options: dic
                 "training patch size: the statistics match", inputs)
 
 
-def _slice_axis(shape: Sequence[int], spacing: Sequence[float] | None, slice_axis: int | None) -> int | None:
-    """The axis across which a volume is a stack of slices: the network's slice axis, a thick-slice axis
-    (spacing > 3 × the finest), or an axis with 4× fewer voxels than the others (a short stack whose
-    recorded spacing may not say so); None for a volume to erode in 3D."""
-    if slice_axis is not None:
-        return slice_axis
-    if spacing is not None:
-        sp = np.asarray(spacing, float)
-        if sp.max() > ANISOTROPY_RATIO * sp.min():
-            return int(np.argmax(sp))
-    fewest = int(np.argmin(shape))
-    others = [s for a, s in enumerate(shape) if a != fewest]
-    return fewest if min(others) > SLICE_SHAPE_RATIO * shape[fewest] else None
-
-
-def boundary_share(labels: Sequence[np.ndarray], spacings: Sequence[Sequence[float]] | None = None,
-                   depth: int = BOUNDARY_DEPTH, slice_axis: int | None = None) -> float:
-    """Share of foreground voxels within ``depth`` voxels of the foreground's boundary (removed by
-    ``depth`` erosions).
-
-    Near 1 for vessels a few pixels wide (DRIVE: 0.76), small for organs (ACDC: 0.12). In a stack of
-    slices (see :func:`_slice_axis`) the erosion stays within slices, where the first and last slice of a
-    structure are not its boundary.
-
-    Examples
-    --------
-    >>> line = np.zeros((20, 20), int); line[9:12, 2:18] = 1
-    >>> disc = np.zeros((30, 30), int); disc[4:26, 4:26] = 1
-    >>> boundary_share([line]), round(boundary_share([disc]), 2)
-    (1.0, 0.33)
-    """
-    from scipy import ndimage
-
-    total = edge = 0
-    for i, label in enumerate(labels):
-        fg = np.asarray(label) > 0
-        if not fg.any():
-            continue
-        structure = ndimage.generate_binary_structure(fg.ndim, 1)
-        if fg.ndim == 3:
-            axis = _slice_axis(fg.shape, spacings[i] if spacings is not None else None, slice_axis)
-            if axis is not None:
-                structure = structure.copy()
-                idx = [1, 1, 1]
-                for k in (0, 2):
-                    idx[axis] = k
-                    structure[tuple(idx)] = False
-        inner = ndimage.binary_erosion(fg, structure, iterations=depth, border_value=1)
-        total += int(fg.sum())
-        edge += int((fg & ~inner).sum())
-    return edge / total if total else 0.0
-
-
 def rule_structure(share: float) -> Rule:
     """Structures are thin (vessels, nerves, membranes) when at least half their voxels lie within two
     voxels of their own boundary; such data get the thin-structure foreground share, augmentation and
     threshold metric."""
-    kind = "thin" if share >= THIN_BOUNDARY_SHARE else "compact"
+    kind = "thin" if is_thin(share) else "compact"
     shown = "thin (vessel-like)" if kind == "thin" else "compact (organ-like)"
     return Rule("structure", "Shape of the labelled structures", kind, shown,
                 f"{100 * share:.0f}% of the foreground voxels lie within {BOUNDARY_DEPTH} voxels of its boundary "

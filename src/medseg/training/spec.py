@@ -17,6 +17,7 @@ import numpy as np
 
 from medseg.errors import MedsegError
 from medseg.planning import training_rules as rules
+from medseg.planning.structure import boundary_share
 from medseg.planning.training_rules import Rule
 from medseg.preprocessing.grid import GridLayout
 from medseg.training.config import TrainingConfig
@@ -197,7 +198,7 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
         return _complete_promptable(start, structures)
     fired = list(start.rules)
     spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
-    structure = rules.rule_structure(rules.boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
+    structure = rules.rule_structure(boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
     fired.append(structure)
 
     # an automatic plan's patch, batch and topology are for organs' context, not for thin structures
