@@ -67,8 +67,10 @@ def rule_finetune_validation(case_names: Sequence[str], fold: int | str | None,
         return rule_validation(case_names, fold, val_cases)
     return Rule("validation", "Validation cases", {"fold": "all"}, "none (train on every case)",
                 f"fine-tuning on {len(case_names)} case(s) (fewer than {FINETUNE_MIN_VALIDATION_CASES}): each is "
-                "needed for training; the source model's decision threshold and postprocessing are kept",
-                {"cases": len(case_names)})
+                "needed for training; the source model's decision threshold and postprocessing are kept. Nothing "
+                "checks that fine-tuning helped: compare with the source model on images you hold out (DRIVE → "
+                "STARE, 5 minutes on 1, 2 or 5 images: the source model was better on the rest each time, "
+                "BENCHMARKS.md)", {"cases": len(case_names)})
 
 
 def rule_source_setting(name: str, title: str, value: Any, shown: str, source: str) -> Rule:

@@ -434,27 +434,18 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     shape = resampled_median_shape(fingerprint, target)
     choice, slice_axis = rule_configuration(data_dims, target, shape, thick_axis, log, configuration)
 
-    configs = {}
-    voxels = math.prod(shape) * fingerprint["num_cases"]
-    if data_dims == 3:
-        spacing_3d, shape_3d = rule_low_resolution(fingerprint, target, machine, step_seconds, num_classes, log,
-                                                   features)
-        configs["3d"] = plan_configuration("3d", spacing_3d, shape_3d, None, fingerprint, machine, time_limit,
-                                           step_seconds, num_classes, log, features,
-                                           math.prod(shape_3d) * fingerprint["num_cases"])
-        configs["3d"]["target_spacing"] = spacing_3d
+    # the configuration of the images' own dimensionality, on the low-resolution rule's grid
+    name = f"{data_dims}d"
+    spacing, own_shape = rule_low_resolution(fingerprint, target, machine, step_seconds, num_classes, log, features)
+    configs = {name: plan_configuration(name, spacing, own_shape, None, fingerprint, machine, time_limit, step_seconds,
+                                        num_classes, log, features, math.prod(own_shape) * fingerprint["num_cases"])}
+    configs[name]["target_spacing"] = spacing
+    if data_dims == 3:  # and the 2D configuration of slices, on the target grid
         in_plane = [a for a in range(3) if a != slice_axis]
         configs["2d"] = plan_configuration("2d", [target[a] for a in in_plane], [shape[a] for a in in_plane],
                                            slice_axis, fingerprint, machine, time_limit, step_seconds,
-                                           num_classes, log, features, voxels)
+                                           num_classes, log, features, math.prod(shape) * fingerprint["num_cases"])
         configs["2d"]["target_spacing"] = list(target)
-    else:
-        spacing_2d, shape_2d = rule_low_resolution(fingerprint, target, machine, step_seconds, num_classes, log,
-                                                   features)
-        configs["2d"] = plan_configuration("2d", spacing_2d, shape_2d, None, fingerprint, machine, time_limit,
-                                           step_seconds, num_classes, log, features,
-                                           math.prod(shape_2d) * fingerprint["num_cases"])
-        configs["2d"]["target_spacing"] = spacing_2d
     active = configs.pop(choice)
     plan = Plan(
         dataset=str(fingerprint.get("dataset") or ""),
