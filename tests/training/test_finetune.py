@@ -119,3 +119,33 @@ def test_a_photograph_without_field_of_view_is_named(source, tmp_path, capsys, o
                  "--threads", "1", "--no-progress"]) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "dark_0000.png" in err and "no field of view found" in err and not out.exists()
+
+
+@pytest.mark.parametrize("source_dice, kept", [(1.0, "source"), (0.0, "fine-tuned")])
+def test_fine_tuning_that_loses_to_its_source_keeps_the_source(source, tmp_path, monkeypatch, one_thread,
+                                                              source_dice, kept):
+    """With validation cases (6 new cases: a held-out fifth), the fine-tuned weights are compared with the
+    source's on them; the source's validation score is set here so that each outcome is certain."""
+    import medseg.training.validation as validation
+    from medseg.planning.device_rules import rule_finetune_outcome
+
+    assert rule_finetune_outcome(0.5, 0.5).value == "fine-tuned" and rule_finetune_outcome(0.6, 0.5).value == "source"
+    real = validation.validate
+    scored = []
+
+    def source_scored(model, cases, config, overlap=0.5):  # only the comparison calls it through the module
+        scored.append(real(model, cases, config, overlap)["val_dice"])
+        return {"val_dice": source_dice}
+
+    monkeypatch.setattr(validation, "validate", source_scored)
+    data = make_vessels2d(tmp_path / "six", cases=6, seed=4, size=48)
+    out = tmp_path / "tuned"
+    assert main(["train", str(data), "--out", str(out), "--init-from", str(source), "--iterations", "2",
+                 *COMMON]) == 0
+    rules = {r["name"]: r for r in json.loads((out / "rules.json").read_text(encoding="utf-8"))}
+    assert rules["validation"]["value"] == {"fold": 0} and len(scored) == 1
+    assert rules["finetune_outcome"]["value"] == kept
+    assert rules["finetune_outcome"]["inputs"]["source_dice"] == source_dice
+    before, after = load_file(str(source / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    same = all(torch.equal(before[k], after[k]) for k in before)
+    assert same == (kept == "source")

@@ -73,6 +73,22 @@ def rule_finetune_validation(case_names: Sequence[str], fold: int | str | None,
                 "BENCHMARKS.md)", {"cases": len(case_names)})
 
 
+def rule_finetune_outcome(source_dice: float, finetuned_dice: float) -> Rule:
+    """With validation cases, fine-tuning keeps its weights only if they score at least the source model's
+    mean validation Dice on them; otherwise the model folder holds the source's weights (the run's checkpoints
+    keep the fine-tuned ones). A model carried to a new device must not leave worse than it came: on STARE,
+    5 minutes on 1, 2 or 5 images left the DRIVE model worse on the remaining images every time (BENCHMARKS.md,
+    session 10)."""
+    kept = finetuned_dice >= source_dice
+    verdict = ("fine-tuning helped (or tied)" if kept else
+               "fine-tuning lost on the new device's validation cases, so the source model is kept")
+    return Rule("finetune_outcome", "Fine-tuned or source weights", "fine-tuned" if kept else "source",
+                "the fine-tuned weights" if kept else "the source model's weights",
+                f"mean validation Dice {source_dice:.4f} with the source model's weights, {finetuned_dice:.4f} "
+                f"fine-tuned: {verdict}",
+                {"source_dice": round(source_dice, 5), "finetuned_dice": round(finetuned_dice, 5)})
+
+
 def rule_source_setting(name: str, title: str, value: Any, shown: str, source: str) -> Rule:
     """A value kept from the source model (network, preprocessing, patch size, batch size...)."""
     return Rule(name, title, value, shown, f"kept from the source model {source}: the weights were trained with it",

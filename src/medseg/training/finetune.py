@@ -133,3 +133,19 @@ def inherited_choices(options: TrainingConfig, model_config: ModelConfig) -> tup
                                            str(options.init_from))
     fired += [post, tta]
     return replace(model_config, postprocessing=list(post.value), tta_axes=list(tta.value)), fired
+
+
+def keep_if_better(model: Any, val_cases: Sequence[Any], model_config: ModelConfig, options: TrainingConfig,
+                   finetuned_dice: float) -> Rule:
+    """The fine-tuned ``model`` against its source on the run's validation cases (same grid, same scoring);
+    when the source scores higher, its weights are loaded into ``model`` (see
+    :func:`~medseg.planning.device_rules.rule_finetune_outcome`)."""
+    from medseg.model_folder import load_model
+    from medseg.training.validation import validate
+
+    _, source = load_model(options.init_from)
+    source_dice = validate(source, val_cases, model_config, options.val_overlap)["val_dice"]
+    outcome = device_rules.rule_finetune_outcome(source_dice, finetuned_dice)
+    if outcome.value == "source":
+        model.load_state_dict(source.state_dict())
+    return outcome

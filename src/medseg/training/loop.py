@@ -665,6 +665,12 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         log.rows[-1].update(metrics) if log.rows and log.rows[-1].get("iteration") == iteration else \
             log.add({"iteration": iteration, "elapsed": round(elapsed, 2), **metrics})
     session.checkpoint(out / LAST_CHECKPOINT, iteration, elapsed)
+    outcome = None
+    if config.init_from and val_cases and session.validator is None and session.last_metrics:
+        from medseg.training.finetune import keep_if_better
+
+        outcome = keep_if_better(predicting, val_cases, session.model_config, config,
+                                 session.last_metrics["val_dice"])
     predicting.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
     save_weights(predicting, out / WEIGHTS_NAME)
     model_config = session.model_config
@@ -682,6 +688,7 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         else:
             model_config, chosen = choose_after_training(predicting, val_cases, model_config, config,
                                                          spec.structure, config.val_overlap)
+        chosen = ([outcome] if outcome is not None else []) + chosen
         save_config(out, model_config)
         recorded_rules = [r for r in load_rules(out) if r["name"] not in {c.name for c in chosen}]
         save_rules(out, recorded_rules + [r.to_dict() for r in chosen])
