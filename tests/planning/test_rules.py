@@ -92,14 +92,18 @@ def test_small_budget_coarsens_the_3d_grid_until_the_patch_sees_a_quarter_of_the
 
 def test_small_budget_coarsens_large_2d_images_of_compact_structures(cpu, synthetic_fingerprint):
     """OCT-sized B-scans (496 × 768) on 2 cores: the affordable patch sees 13 % of an image, so the grid is
-    coarsened as the 3D rule does; vessels (thin) and structures of unknown shape keep the image grid."""
+    coarsened until it sees half; vessels (thin) and structures of unknown shape keep the image grid."""
     shapes, spacings = [(496, 768)] * 6, [(1.0, 1.0)] * 6
     plan = make_plan(synthetic_fingerprint(shapes, spacings, channel_names=("OCT",)), cpu)
     spacing = plan.target_spacing
     assert spacing[0] == spacing[1] > 1.0
     assert "low resolution" in _rule(plan, "2d.target_spacing")["reason"]
     shape = [round(s / spacing[0]) for s in (496, 768)]
-    assert math.prod(plan.patch_size) >= 0.25 * math.prod(shape) * 0.97
+    assert math.prod(plan.patch_size) >= 0.5 * math.prod(shape) * 0.97
+    finer = [v / 1.03 for v in spacing]  # the first sufficient grid
+    finer_shape = resampled_median_shape(synthetic_fingerprint(shapes, spacings), finer)
+    fit, _ = choose_patch(finer, finer_shape, cpu, 1.5, 1, plan.num_classes)
+    assert math.prod(fit["patch_size"]) < 0.5 * math.prod(finer_shape)
     assert plan.training["iterations"] > 0
     full = make_plan(synthetic_fingerprint(shapes, spacings, channel_names=("OCT",)),
                      Machine("cpu", 2, 16 * 2**30, flops=1e12))

@@ -32,7 +32,9 @@ NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-scor
 DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
-LOW_RESOLUTION_COVERAGE = 0.25    # patch / median image voxels below which the grid is coarsened (nnU-Net)
+# patch / median image voxels below which the grid is coarsened: nnU-Net's 3d_lowres bar in 3D; in 2D, where
+# nnU-Net's patches cover whole slices, half (DukeDME OCT: 0.389 Dice at 26 % coverage, 0.511 at 52 %)
+LOW_RESOLUTION_COVERAGE = {2: 0.5, 3: 0.25}
 LOW_RESOLUTION_GROWTH = 1.03      # spacing growth per step of that rule (nnU-Net's 3d_lowres increment)
 MIN_BATCH = 2
 MAX_FEATURES = {2: 512, 3: 320}
@@ -283,14 +285,14 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
                         features: Sequence[int] = FEATURE_CANDIDATES) -> tuple[list[float], list[int]]:
     """The grid of 2D images and of the 3D configuration: nnU-Net's ``3d_lowres`` rule with the patch from
     *this* machine's budget. While the patch the budget affords covers less than 25 % of the median image's
-    voxels, the spacing grows by 3 % — only the axes finer than half the coarsest while the data are
-    anisotropic, else all axes — and the patch is chosen again. On a CPU budget a full-resolution patch is
-    often a small window onto the structure (LA at 0.625 mm: 48×48×64 of 88×144×185, 6 % of the voxels;
-    DukeDME's 496×768 OCT B-scans: 192×256, 13 %); a coarser grid buys context, and the prediction is
-    resampled back to the input grid. Measured in 2D: DukeDME fluid Dice 0.389 on the B-scans' grid vs
-    0.511 at half their size (12 minutes, one thread per fold). Thin structures (:mod:`medseg.planning.structure`:
-    vessels a few voxels wide) keep the target spacing: a coarser grid would erase them.
-    Returns (spacing, median shape)."""
+    voxels in 3D (50 % in 2D), the spacing grows by 3 % — only the axes finer than half the coarsest while the
+    data are anisotropic, else all axes — and the patch is chosen again. On a CPU budget a full-resolution
+    patch is often a small window onto the structure (LA at 0.625 mm: 48×48×64 of 88×144×185, 6 % of the
+    voxels; DukeDME's 496×768 OCT B-scans: 192×256, 13 %); a coarser grid buys context, and the prediction is
+    resampled back to the input grid. Measured in 2D (DukeDME fluid, 12 minutes, one thread per fold, mean
+    Dice over B-scans with fluid): 0.389 on the B-scans' grid (13 %), 0.389 at 1.43× (26 %, the 3D bar),
+    0.511 at half size (52 %). Thin structures (:mod:`medseg.planning.structure`: vessels a few voxels wide)
+    keep the target spacing: a coarser grid would erase them. Returns (spacing, median shape)."""
     dims = len(target)
     name = f"{dims}d.target_spacing"
     in_channels = len(fingerprint["channel_names"])
@@ -308,7 +310,8 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
     chosen, _ = choose_patch(spacing, shape, machine, step_seconds, in_channels, num_classes, features)
     start = math.prod(chosen["patch_size"]) / math.prod(shape)
     coverage, steps = start, 0
-    while coverage < LOW_RESOLUTION_COVERAGE and min(shape) > 8:
+    bar = LOW_RESOLUTION_COVERAGE[dims]
+    while coverage < bar and min(shape) > 8:
         coarsest = max(spacing)
         finer = [s < coarsest / 2 for s in spacing]
         grow = finer if any(finer) else [True] * len(spacing)
@@ -318,12 +321,12 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
         coverage, steps = min(1.0, math.prod(chosen["patch_size"]) / math.prod(shape)), steps + 1
     if steps == 0:
         log.fire(name, spacing, f"the target spacing: the patch covers {100 * start:.0f}% of the "
-                 f"median image's voxels (low resolution only below {100 * LOW_RESOLUTION_COVERAGE:.0f}%)")
+                 f"median image's voxels (low resolution only below {100 * bar:.0f}%)")
     else:
         spacing = [round(v, 4) for v in spacing]
         log.fire(name, spacing,
                  f"low resolution: at {_fmt(target)} mm the affordable patch covers only {100 * start:.0f}% of the "
-                 f"median image's voxels (< {100 * LOW_RESOLUTION_COVERAGE:.0f}%); at {_fmt(spacing)} mm it covers "
+                 f"median image's voxels (< {100 * bar:.0f}%); at {_fmt(spacing)} mm it covers "
                  f"{100 * coverage:.0f}% (median image {_fmt(shape)}); predictions are resampled back to the input grid")
     return spacing, shape
 
