@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from medseg.planning import training_rules as rules
-from medseg.planning.structure import boundary_share
 from medseg.planning.describe import describe_decision, describe_strides
+from medseg.planning.structure import boundary_share
 
 REPO = Path(__file__).resolve().parents[2]
 
