@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--labeled", type=int, default=3, help="Patients labelled at the start.")
     parser.add_argument("--add", type=int, default=4, help="Patients added (suggested or random).")
     parser.add_argument("--draws", type=int, default=3, help="Random draws (seeds 0..draws-1).")
+    parser.add_argument("--selections", help="Train only these selections now (comma list of suggested, random0, "
+                        "...), e.g. to run two processes on one --work side by side; the table is written once "
+                        "every selection has a result.")
     parser.add_argument("--method", default="none", help="Training of the enlarged selections: none (supervised "
                         "on the labelled volumes), or a semi-supervised method using the rest unlabelled.")
     parser.add_argument("--suggest-option", action="append", default=[], help="Extra `medseg suggest` arguments.")
@@ -52,32 +55,46 @@ def main() -> None:
                             start_tag, results, options(args.predict_option))
     pool = [p for p in patients(train_cases) if p not in start_patients]
 
+    names = ["suggested"] + [f"random{seed}" for seed in range(args.draws)]
+    wanted = args.selections.split(",") if args.selections else names
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        parser.error(f"--selections: unknown {', '.join(unknown)} (choose from {', '.join(names)})")
+    selections = {f"random{seed}": random.Random(seed).sample(pool, args.add) for seed in range(args.draws)}
+    if "suggested" in wanted or _tag("suggested", args) in results:
+        selections["suggested"] = suggested_patients(args, work, start_tag, pool, train_cases)
+
+    entries = {}
+    for name in names:
+        if name in selections and (name in wanted or _tag(name, args) in results):
+            labeled = cases_of(start_patients + selections[name], train_cases)
+            entries[name] = train_and_score(args.acdc, work, plan, labeled, args.method, args.minutes, extra,
+                                            _tag(name, args), results, options(args.predict_option))
+    if len(entries) < len(names):
+        print(f"table not written yet: {', '.join(n for n in names if n not in entries)} still to run")
+        return
+    rows = [(f"{args.labeled} + {args.add} {name}: {', '.join(selections[name])}", entries[name]) for name in names]
+    random_dice = [entries[name]["mean_dice"] for name in names[1:]]
+    table = scores_table([(f"start: {args.labeled} labelled", start)] + rows, list(LABELS))
+    text = (table + f"\n\nmean Dice: suggested {entries['suggested']['mean_dice']:.4f}; random "
+            f"{mean_and_spread(random_dice)} (mean ± sd over {len(random_dice)} draws)")
+    (work / f"table_al_{args.method}.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+def _tag(name: str, args: argparse.Namespace) -> str:
+    return f"al_{name}_{args.method}_{args.labeled}+{args.add}"
+
+
+def suggested_patients(args: argparse.Namespace, work: Path, start_tag: str, pool: list[str],
+                       train_cases: list[str]) -> list[str]:
+    """The first ``args.add`` distinct patients of `medseg suggest`'s ranking of the pool (ranked once)."""
     ranking = work / f"suggest_{start_tag}.csv"
     if not ranking.exists():
         inputs = [str(args.acdc / "imagesTr" / f"{c}_0000.nii.gz") for c in cases_of(pool, train_cases)]
         run(MEDSEG + ["suggest", str(work / f"model_{start_tag}"), "-i", *inputs, "-n", str(len(inputs)),
                       "-o", str(ranking), *options(args.suggest_option)])
-    ranked = patients([row["case"] for row in csv.DictReader(ranking.open(encoding="utf-8"))])
-    selections = {"suggested": ranked[:args.add]}
-    for seed in range(args.draws):
-        selections[f"random{seed}"] = random.Random(seed).sample(pool, args.add)
-
-    rows, random_entries = [], []
-    for name, added in selections.items():
-        tag = f"al_{name}_{args.method}_{args.labeled}+{args.add}"
-        labeled = cases_of(start_patients + added, train_cases)
-        entry = train_and_score(args.acdc, work, plan, labeled, args.method, args.minutes, extra, tag, results,
-                                options(args.predict_option))
-        if name.startswith("random"):
-            random_entries.append(entry)
-        rows.append((f"{args.labeled} + {args.add} {name}: {', '.join(added)}", entry))
-    table = scores_table([(f"start: {args.labeled} labelled", start)] + rows, list(LABELS))
-    suggested = results[f"al_suggested_{args.method}_{args.labeled}+{args.add}"]["mean_dice"]
-    text = (table + f"\n\nmean Dice: suggested {suggested:.4f}; random {mean_and_spread([e['mean_dice'] for e in random_entries])}"
-            f" (mean ± sd over {len(random_entries)} draws)")
-    (work / f"table_al_{args.method}.md").write_text(text + "\n", encoding="utf-8")
-    print(text)
-
+    return patients([row["case"] for row in csv.DictReader(ranking.open(encoding="utf-8"))])[:args.add]
 
 if __name__ == "__main__":
     main()
