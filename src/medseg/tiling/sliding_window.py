@@ -181,6 +181,8 @@ def sliding_window_inference(
     >>> res.labels.shape, bool((res.labels == 1).all())
     ((50, 70), True)
     """
+    if activation not in ("softmax", "sigmoid", "none"):
+        raise MedsegError(f"unknown activation '{activation}' (softmax, sigmoid, none)")
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
     if x.ndim < 3:
         raise MedsegError(f"sliding-window input must be (C, *S); got shape {tuple(x.shape)}")
@@ -189,99 +191,34 @@ def sliding_window_inference(
     patch = tuple(int(p) for p in patch_size)
     if len(patch) != d:
         raise MedsegError(f"patch size {patch} does not match a {d}D image")
-    # pad images smaller than the tile (symmetrically, cropped back at the end)
-    pad_before = [max(0, (p - s) // 2) for p, s in zip(patch, spatial)]
-    pad_after = [max(0, p - s) - b for p, s, b in zip(patch, spatial, pad_before)]
-    if any(pad_before) or any(pad_after):
-        pads = []
-        for b, a in zip(reversed(pad_before), reversed(pad_after)):
-            pads += [b, a]
-        x = F.pad(x, pads)
-    padded = tuple(x.shape[1:])
-    starts_per_axis = [tile_starts(s, p, overlap) for s, p in zip(padded, patch)]
-    tiles = list(itertools.product(*starts_per_axis))  # sorted by first-axis start
-    weight = gaussian_importance(patch, sigma_scale).to(device)
-    if streaming is None:
-        streaming = d == 3
     mirror_axes = tuple(mirror_axes)
     if any(a < 0 or a >= d for a in mirror_axes):
         raise MedsegError(f"mirror axes {mirror_axes} outside 0..{d - 1}")
-    on_cpu = torch.device(device).type == "cpu"
-
-    crop = tuple(slice(b, b + s) for b, s in zip(pad_before, spatial))
-    p_dtype = np.dtype(probabilities_dtype)
+    x, crop = _pad_to_patch(x, patch)
+    padded = tuple(x.shape[1:])
+    tiles = list(itertools.product(*(tile_starts(s, p, overlap) for s, p in zip(padded, patch))))  # by row
     batch_size = max(1, int(batch_size))
     batches = [tiles[b : b + batch_size] for b in range(0, len(tiles), batch_size)]
-    predict_fn = _as_tensor_network(network)
-
-    # Accumulator window along axis 0: rows [lo, lo + window). After each batch the rows above the next
-    # batch's first tile are final and flushed, so the window only has to span one batch: from its first
-    # tile's start to its last tile's end (usually one patch; more when a batch spans several first-axis
-    # starts, e.g. one tile per slice for a 2D network on a volume). Computed exactly, not bounded from
-    # batch_size × step: for 512×512×400 with 64³ tiles that bound was 2.5× too large.
-    if streaming:
-        window = max(min(padded[0], chunk[-1][0] + patch[0]) - chunk[0][0] for chunk in batches)
-    else:
-        window = padded[0]
-    k: int | None = None
-    acc: torch.Tensor | None = None
-    # numpy-owned buffers viewed as tensors (zero copy): their memory is visible to tracemalloc, which
-    # the memory test relies on; the big arrays all live here, torch temporaries are tile- or chunk-sized
-    def new_buffer(shape: tuple[int, ...]) -> torch.Tensor:
-        if on_cpu:
-            return torch.from_numpy(np.zeros(shape, dtype=np.float32))
-        return torch.zeros(shape, dtype=torch.float32, device=device)
-
-    if activation not in ("softmax", "sigmoid", "none"):
-        raise MedsegError(f"unknown activation '{activation}' (softmax, sigmoid, none)")
+    weight = gaussian_importance(patch, sigma_scale).to(device)
+    streaming = d == 3 if streaming is None else streaming
+    # The window only has to span one batch: from its first tile's start to its last tile's end (usually
+    # one patch; more when a batch spans several first-axis starts, e.g. one tile per slice for a 2D network
+    # on a volume). Computed exactly, not bounded from batch_size × step: for 512×512×400 with 64³ tiles
+    # that bound was 2.5× too large.
+    window = max(min(padded[0], b[-1][0] + patch[0]) - b[0][0] for b in batches) if streaming else padded[0]
     # Labels only, by argmax: softmax / sigmoid and the division by the (positive, per-voxel) weight sum
     # are monotone, so the argmax of the weighted logit sums is the label. No weight sum is then
     # accumulated and no probabilities are computed (1/(K+1) less accumulation work and memory).
     labels_only_argmax = label_fn is None and return_labels and not return_probabilities
-    wsum = None if labels_only_argmax else new_buffer((window,) + padded[1:])
-    labels_out: np.ndarray | None = None
-    probs_out: np.ndarray | None = None
-    lo = 0
 
-    def flush(upto: int) -> None:
-        """Finalise rows [lo, upto), then slide the window up by as many rows, in place."""
-        nonlocal lo, labels_out, probs_out
-        n = upto - lo
-        if n <= 0:
-            return
-        if return_labels and labels_out is None:
-            # argmax of K ≤ 256 classes fits uint8 (the result's dtype anyway): no int16 copy at the end
-            compact = label_fn is None and k <= 256
-            labels_out = np.zeros(padded, dtype=np.uint8 if compact else np.int16)
-        if return_probabilities and probs_out is None:
-            probs_out = np.zeros((k,) + padded, dtype=p_dtype)
-        # finalise a few rows at a time: softmax / argmax temporaries stay ~FINALISE_BYTES, not K × n rows
-        row_bytes = 4 * k * math.prod(padded[1:])
-        rows = max(1, min(n, FINALISE_BYTES // max(1, row_bytes)))
-        for r in range(0, n, rows):
-            m = min(rows, n - r)
-            if labels_only_argmax:
-                lab, probs = torch.argmax(acc[:, r : r + m], 0), None
-            else:
-                lab, probs = _finalise(acc[:, r : r + m], wsum[r : r + m].unsqueeze(0), activation, label_fn)
-            if labels_out is not None:
-                labels_out[lo + r : lo + r + m] = lab.cpu().numpy()
-            if probs_out is not None:
-                probs_out[:, lo + r : lo + r + m] = probs.cpu().numpy()
-        if streaming and upto < padded[0]:
-            # shift rows [n, window) to [0, window - n) in blocks of at most n rows (source and target
-            # never overlap, so no temporary copy of the window), then clear the freed tail
-            keep = window - n
-            for j in range(0, keep, n):
-                m = min(n, keep - j)
-                acc[:, j : j + m].copy_(acc[:, j + n : j + n + m])
-                if wsum is not None:
-                    wsum[j : j + m].copy_(wsum[j + n : j + n + m])
-            acc[:, max(keep, 0) :].zero_()
-            if wsum is not None:
-                wsum[max(keep, 0) :].zero_()
-        lo = upto
+    def finalise(summed: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if labels_only_argmax:
+            return torch.argmax(summed, 0), None
+        return _finalise(summed, weights.unsqueeze(0), activation, label_fn)
 
+    predict_fn = _as_tensor_network(network)
+    accumulator: _RowAccumulator | None = None
+    outputs: _Outputs | None = None
     for i, chunk in enumerate(batches):
         batch = torch.stack(
             [x[(slice(None),) + tuple(slice(s, s + p) for s, p in zip(t, patch))] for t in chunk]
@@ -289,32 +226,115 @@ def sliding_window_inference(
         out = predict_mirrored(predict_fn, batch, mirror_axes)
         if out.shape[2:] != batch.shape[2:]:
             raise MedsegError(f"network returned spatial size {tuple(out.shape[2:])} for tiles {patch}")
-        if acc is None:
+        if accumulator is None:
             k = int(out.shape[1])
             if num_classes is not None and k != num_classes:
                 raise MedsegError(f"network returned {k} channels, expected {num_classes}")
-            acc = new_buffer((k, window) + padded[1:])
-        out = out.to(device=weight.device, dtype=torch.float32)
-        for t, o in zip(chunk, out):
-            region = (slice(t[0] - lo, t[0] - lo + patch[0]),) + tuple(
-                slice(s, s + p) for s, p in zip(t[1:], patch[1:])
-            )
-            acc[(slice(None),) + region].addcmul_(o, weight)
-            if wsum is not None:
-                wsum[region] += weight
+            accumulator = _RowAccumulator(k, window, padded, device, weighted=not labels_only_argmax)
+            # argmax of K ≤ 256 classes fits uint8 (the result's dtype anyway): no int16 copy at the end
+            outputs = _Outputs(padded, k, labels=return_labels, probabilities=return_probabilities,
+                               probabilities_dtype=np.dtype(probabilities_dtype),
+                               compact_labels=label_fn is None and k <= 256)
+        accumulator.add(chunk, out.to(device=weight.device, dtype=torch.float32), weight)
         if progress is not None:
             progress(min((i + 1) * batch_size, len(tiles)), len(tiles))
         if streaming:
             # every tile still to come starts at or after this row: rows above it are final
-            flush(batches[i + 1][0][0] if i + 1 < len(batches) else padded[0])
+            accumulator.flush(batches[i + 1][0][0] if i + 1 < len(batches) else padded[0], finalise, outputs)
     if not streaming:
-        flush(padded[0])
+        accumulator.flush(padded[0], finalise, outputs)
+    return outputs.result(crop)
 
-    labels = labels_out[crop] if labels_out is not None else None
-    probs = probs_out[(slice(None),) + crop] if probs_out is not None else None
-    if labels is not None and labels.dtype != np.uint8 and labels.max(initial=0) < 256 and labels.min(initial=0) >= 0:
-        labels = labels.astype(np.uint8)
-    return SlidingWindowResult(
-        np.ascontiguousarray(labels) if labels is not None else None,
-        np.ascontiguousarray(probs) if probs is not None else None,
-    )
+
+def _pad_to_patch(x: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad an image smaller than the tile symmetrically; the crop that takes the padding back off."""
+    spatial = tuple(x.shape[1:])
+    before = [max(0, (p - s) // 2) for p, s in zip(patch, spatial)]
+    after = [max(0, p - s) - b for p, s, b in zip(patch, spatial, before)]
+    if any(before) or any(after):
+        x = F.pad(x, [n for b, a in zip(reversed(before), reversed(after)) for n in (b, a)])
+    return x, tuple(slice(b, b + s) for b, s in zip(before, spatial))
+
+
+def _buffer(shape: tuple[int, ...], device: str | torch.device) -> torch.Tensor:
+    """A zeroed float32 buffer. On the CPU numpy owns it (viewed as a tensor, zero copy): its memory is then
+    visible to tracemalloc, which the memory test relies on; the big arrays all live here, torch temporaries
+    are tile- or chunk-sized."""
+    if torch.device(device).type == "cpu":
+        return torch.from_numpy(np.zeros(shape, dtype=np.float32))
+    return torch.zeros(shape, dtype=torch.float32, device=device)
+
+
+class _RowAccumulator:
+    """Weighted sums of tile outputs (and of the weights) over a window of rows ``[lo, lo + window)`` along
+    the first axis; :meth:`flush` finalises the rows above a given one and slides the window past them."""
+
+    def __init__(self, k: int, window: int, padded: tuple[int, ...], device: str | torch.device, *, weighted: bool):
+        self.window, self.padded, self.lo = window, padded, 0
+        self.sums = _buffer((k, window) + padded[1:], device)
+        self.weights = _buffer((window,) + padded[1:], device) if weighted else None
+
+    def add(self, starts: Sequence[tuple[int, ...]], outputs: torch.Tensor, weight: torch.Tensor) -> None:
+        for t, o in zip(starts, outputs):
+            region = (slice(t[0] - self.lo, t[0] - self.lo + weight.shape[0]),) + tuple(
+                slice(s, s + p) for s, p in zip(t[1:], weight.shape[1:])
+            )
+            self.sums[(slice(None),) + region].addcmul_(o, weight)
+            if self.weights is not None:
+                self.weights[region] += weight
+
+    def flush(self, upto: int, finalise: Callable, outputs: _Outputs) -> None:
+        """Finalise rows ``[lo, upto)`` into ``outputs``, then slide the window up by as many rows, in place."""
+        n = upto - self.lo
+        if n <= 0:
+            return
+        # finalise a few rows at a time: softmax / argmax temporaries stay ~FINALISE_BYTES, not K × n rows
+        row_bytes = 4 * self.sums.shape[0] * math.prod(self.padded[1:])
+        rows = max(1, min(n, FINALISE_BYTES // max(1, row_bytes)))
+        for r in range(0, n, rows):
+            m = min(rows, n - r)
+            weights = self.weights[r : r + m] if self.weights is not None else None
+            outputs.write(self.lo + r, *finalise(self.sums[:, r : r + m], weights))
+        if upto < self.padded[0]:
+            self._slide(n)
+        self.lo = upto
+
+    def _slide(self, n: int) -> None:
+        # shift rows [n, window) to [0, window - n) in blocks of at most n rows (source and target never
+        # overlap, so no temporary copy of the window), then clear the freed tail
+        keep = self.window - n
+        for j in range(0, keep, n):
+            m = min(n, keep - j)
+            self.sums[:, j : j + m].copy_(self.sums[:, j + n : j + n + m])
+            if self.weights is not None:
+                self.weights[j : j + m].copy_(self.weights[j + n : j + n + m])
+        self.sums[:, max(keep, 0) :].zero_()
+        if self.weights is not None:
+            self.weights[max(keep, 0) :].zero_()
+
+
+class _Outputs:
+    """The compact outputs on the padded grid: labels and / or probabilities, written row block by row block."""
+
+    def __init__(self, padded: tuple[int, ...], k: int, *, labels: bool, probabilities: bool,
+                 probabilities_dtype: np.dtype, compact_labels: bool):
+        self.labels = np.zeros(padded, dtype=np.uint8 if compact_labels else np.int16) if labels else None
+        self.probabilities = np.zeros((k,) + padded, dtype=probabilities_dtype) if probabilities else None
+
+    def write(self, row: int, labels: torch.Tensor, probabilities: torch.Tensor | None) -> None:
+        rows = slice(row, row + labels.shape[0])
+        if self.labels is not None:
+            self.labels[rows] = labels.cpu().numpy()
+        if self.probabilities is not None:
+            self.probabilities[:, rows] = probabilities.cpu().numpy()
+
+    def result(self, crop: tuple[slice, ...]) -> SlidingWindowResult:
+        labels = self.labels[crop] if self.labels is not None else None
+        probs = self.probabilities[(slice(None),) + crop] if self.probabilities is not None else None
+        if labels is not None and labels.dtype != np.uint8 and labels.max(initial=0) < 256 \
+                and labels.min(initial=0) >= 0:
+            labels = labels.astype(np.uint8)
+        return SlidingWindowResult(
+            np.ascontiguousarray(labels) if labels is not None else None,
+            np.ascontiguousarray(probs) if probs is not None else None,
+        )
