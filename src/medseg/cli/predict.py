@@ -6,6 +6,7 @@ cascade (segmentation → measurements → class, OUTDIR/classification.csv)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -196,121 +197,167 @@ def predict(
 
     Example: medseg predict cascade_folder -i scans/ -o results/ --report
     """
-    from functools import partial
-
     import torch
 
     from medseg.cli.guards import check_predict_options, prepare_output_folder
-    from medseg.inference.predictor import Predictor
+    from medseg.fileutil import check_outputs
     from medseg.inference.sharding import map_cases, parse_shard, shard_file_name, shard_items
     from medseg.inference.volumes import write_volumes
-    from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, load_segment_codes, writes_dicom_seg
-    from medseg.io.dicom_series import read_series_grid
     from medseg.io.formats import label_format_note
-    from medseg.io.probabilities import probabilities_extension
     from medseg.measure import LESIONS_NAME, write_lesions
-    from medseg.model_folder import CONFIG_NAME
-    from medseg.report.prediction import pdf_path
-
-    check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
-
-    # `-i a.png b.png`: click hands the extra values over as positional arguments; a positional that is
-    # not a model folder is an input.
-    extra = [Path(a) for a in ctx.args]
-    positional = list(models) + extra
-    from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
-
-    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)
-                  or is_cascade_folder(p)]
-    inputs = list(inputs) + [p for p in positional if p not in model_dirs]
-    if not model_dirs:
-        raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
-    from medseg.fileutil import check_outputs
-
-    check_outputs([output], list(inputs) + list(roi or []) + model_dirs, "--output")
-    if threads:
-        torch.set_num_threads(threads)
     from medseg.training.config import parse_size
 
+    check_predict_options(overlap=overlap, batch_size=batch_size, threads=threads, fast=fast)
+    # `-i a.png b.png`: click hands the extra values over as positional arguments
+    model_dirs, inputs = _models_and_inputs(list(models) + [Path(a) for a in ctx.args], list(inputs))
+    check_outputs([output], inputs + list(roi or []) + model_dirs, "--output")
+    if threads:
+        torch.set_num_threads(threads)
     predictor_options = dict(checkpoint=checkpoint, backend=backend, tta=tta_choice(tta, tta_axes),
                              largest_component=largest_component, overlap=overlap, batch_size=batch_size,
                              tile_size=parse_size(tile_size) or None, prune_level=prune_level, fast=fast,
                              postprocessing=postprocessing, fov_normalisation=fov_normalisation)
     if any(is_cascade_folder(p) for p in model_dirs):  # segmentation → measurements → class (medseg.cascade)
-        cascades = [p for p in model_dirs if is_cascade_folder(p)]
-        others = [p for p in model_dirs if not is_cascade_folder(p)]
-        if len(cascades) > 1 or len(others) > 1 or roi or shard or workers != 1 or output_format != "auto":
-            raise MedsegError("a cascade folder predicts with its own segmentation model or one fine-tuned from it "
-                              "(CASCADE [SEG_MODEL]; no ensemble, --roi, --shard, --workers or --format)", cascades[0])
-        _print_fov_rule(others[0] if others else cascades[0], fov_normalisation)
-        predict_cascade_folder(cascades[0], inputs, output, segmentation_model=others[0] if others else None,
-                               probabilities=probabilities, overlays=report, overwrite=overwrite, **predictor_options)
+        _predict_cascade(model_dirs, inputs, output, probabilities=probabilities, report=report, overwrite=overwrite,
+                         predictor_options=predictor_options,
+                         unsupported=bool(roi or shard or workers != 1 or output_format != "auto"))
         return
-    if any(is_localise_folder(p) for p in model_dirs):  # a coarse + fine pair (localise.json)
+    make_predictor = _predictor_factory(model_dirs, probabilities, predictor_options)
+    predictor = make_predictor()
+    _print_predictor(predictor, backend, fov_normalisation)
+    cases = collect_inputs(inputs, predictor.config.input_channels)
+    if not cases:
+        raise MedsegError("no input images found")
+    volumes_path, lesions_path = output / VOLUMES_NAME, output / LESIONS_NAME
+    if shard:  # array jobs share OUTDIR: each writes its own tables
+        cases = shard_items(cases, *parse_shard(shard), key=lambda case: case[0])
+        volumes_path = output / shard_file_name(VOLUMES_NAME, *parse_shard(shard))
+        lesions_path = output / shard_file_name(LESIONS_NAME, *parse_shard(shard))
+        console.print(f"shard {shard}: {len(cases)} case(s)", highlight=False)
+    jobs = _plan_jobs(cases, predictor.config, output, roi_paths=_match_rois(list(roi or []), cases),
+                      output_format=output_format, codes=codes, probabilities=probabilities, report=report,
+                      spacing_unknown=spacing_unknown, overwrite=overwrite, model_dirs=model_dirs)
+    note = label_format_note(jobs[0].files[0])
+    if note:
+        console.print(note, highlight=False)
+    prepare_output_folder(output, probabilities, "roi" if _finds_fov(predictor.config) else None)
+    for i, (rows, line, found) in enumerate(map_cases(predict_case, jobs, state=predictor, make_state=make_predictor,
+                                                      workers=workers, threads=threads), start=1):
+        write_volumes(rows, volumes_path)  # rewritten atomically after every case
+        write_lesions([found], lesions_path)
+        console.print(f"[{i}/{len(jobs)}] {line}", highlight=False)
+
+
+def _models_and_inputs(positional: list[Path], inputs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The model folders among the positional arguments; a positional that is not one is an input."""
+    from medseg.inference.localise import is_localise_folder
+    from medseg.model_folder import CONFIG_NAME
+
+    model_dirs = [p for p in positional if (p / CONFIG_NAME).is_file() or is_localise_folder(p)
+                  or is_cascade_folder(p)]
+    if not model_dirs:
+        raise MedsegError(f"no model folder (with {CONFIG_NAME}) among {', '.join(map(str, positional))}")
+    return model_dirs, inputs + [p for p in positional if p not in model_dirs]
+
+
+def _predict_cascade(model_dirs: list[Path], inputs: list[Path], output: Path, *, probabilities: bool, report: bool,
+                     overwrite: bool, predictor_options: dict, unsupported: bool) -> None:
+    """A cascade folder, alone or with one segmentation model fine-tuned from its own (CASCADE [SEG_MODEL]);
+    ``unsupported``: an option given that a cascade does not take."""
+    cascades = [p for p in model_dirs if is_cascade_folder(p)]
+    others = [p for p in model_dirs if not is_cascade_folder(p)]
+    if len(cascades) > 1 or len(others) > 1 or unsupported:
+        raise MedsegError("a cascade folder predicts with its own segmentation model or one fine-tuned from it "
+                          "(CASCADE [SEG_MODEL]; no ensemble, --roi, --shard, --workers or --format)", cascades[0])
+    _print_fov_rule(others[0] if others else cascades[0], predictor_options["fov_normalisation"])
+    predict_cascade_folder(cascades[0], inputs, output, segmentation_model=others[0] if others else None,
+                           probabilities=probabilities, overlays=report, overwrite=overwrite, **predictor_options)
+
+
+def _predictor_factory(model_dirs: list[Path], probabilities: bool, predictor_options: dict):
+    """What builds the predictor (again in each ``--workers`` process): an ensemble of model folders, or a
+    localise-then-segment pair (localise.json)."""
+    from functools import partial
+
+    from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
+    from medseg.inference.predictor import Predictor
+
+    if any(is_localise_folder(p) for p in model_dirs):
         if len(model_dirs) > 1 or probabilities:
             raise MedsegError("a localise-then-segment folder predicts labels alone (no ensemble, no --probabilities)",
                               model_dirs[0])
-        make_predictor = partial(LocaliseThenSegment.from_folder, model_dirs[0], **predictor_options)
-    else:
-        make_predictor = partial(Predictor.from_folders, model_dirs, **predictor_options)
-    predictor = make_predictor()
+        return partial(LocaliseThenSegment.from_folder, model_dirs[0], **predictor_options)
+    return partial(Predictor.from_folders, model_dirs, **predictor_options)
+
+
+def _print_predictor(predictor, backend: str, fov_normalisation: bool) -> None:
+    """The choices a prediction runs with: backend, field of view, recorded postprocessing, UNet++ prune level."""
+    from medseg.planning.training_rules import describe, describe_steps
+
     if backend == "auto":
         from medseg.inference.predictor import auto_backend
-        from medseg.planning.training_rules import describe
 
         console.print(describe(auto_backend(predictor.config.spatial_dims)), highlight=False, soft_wrap=True)
     _print_fov_rule(predictor.config, fov_normalisation)
     if getattr(predictor, "postprocessing", None):
-        from medseg.planning.training_rules import describe_steps
-
         console.print(f"postprocessing (recorded): {describe_steps(predictor.postprocessing)}", highlight=False,
                       soft_wrap=True)
     levels = [m.prune_level for m in predictor.models if m.prune_level is not None]
     if levels:
         console.print(f"UNet++ prune level(s): {', '.join(map(str, levels))}", highlight=False)
-    cases = collect_inputs(inputs, predictor.config.input_channels)
-    if not cases:
-        raise MedsegError("no input images found")
-    volumes_path = output / VOLUMES_NAME
-    if shard:
-        cases = shard_items(cases, *parse_shard(shard), key=lambda case: case[0])
-        volumes_path = output / shard_file_name(VOLUMES_NAME, *parse_shard(shard))  # array jobs share OUTDIR
-        console.print(f"shard {shard}: {len(cases)} case(s)", highlight=False)
-    roi_paths = _match_rois(list(roi or []), cases)
 
-    # every output is checked before any work, so a refused run writes nothing
+
+def _finds_fov(config) -> bool:
+    """A fundus model (recorded FOV diameter) finds each photograph's field of view and writes it out."""
+    return bool(getattr(config, "fov_diameter", None))
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """One case of ``medseg predict``: its input files and every output, all checked before any work starts."""
+
+    name: str
+    files: list[Path]
+    target: Path
+    probabilities: Path | None
+    roi: Path | None
+    as_seg: bool
+    codes: Path | None
+    report: Path | None
+    fov: Path | None
+    spacing_unknown: bool
+    model_dirs: list[Path]
+
+
+def _plan_jobs(cases: list[tuple[str, list[Path]]], config, output: Path, *, roi_paths: dict[str, Path],
+               output_format: str, codes: Path | None, probabilities: bool, report: bool, spacing_unknown: bool,
+               overwrite: bool, model_dirs: list[Path]) -> list[CaseJob]:
+    """Every case's outputs, checked before any work, so that a refused run writes nothing."""
+    from medseg.io.dicom_seg import DICOM_SEG_SUFFIX, load_segment_codes, writes_dicom_seg
+    from medseg.io.dicom_series import read_series_grid
+    from medseg.io.probabilities import probabilities_extension
+    from medseg.report.prediction import pdf_path
+
     if codes is not None:
         load_segment_codes(codes)  # a malformed code file stops the run here
-    plan = []
-    finds_fov = bool(getattr(predictor.config, "fov_diameter", None))
+    jobs = []
     for name, files in cases:
         ext = output_extension(files[0])
         as_seg = writes_dicom_seg(output_format, files[0])
         if files[0].is_dir():
             read_series_grid(files[0])  # a bad series (two series, a missing slice) stops the run before any output
         target = output / (f"{name}{DICOM_SEG_SUFFIX}" if as_seg else f"{name}{ext}")
-        prob_ext = probabilities_extension(ext, _probability_channels(predictor.config))
+        prob_ext = probabilities_extension(ext, _probability_channels(config))
         prob_target = output / "probabilities" / f"{name}{prob_ext}" if probabilities else None
         report_target = output / f"{name}_report.html" if report else None
         # the field of view found in a fundus photograph is written beside it, for `medseg evaluate --roi`
-        fov_target = output / "roi" / f"{name}{ext}" if finds_fov and name not in roi_paths else None
+        fov_target = output / "roi" / f"{name}{ext}" if _finds_fov(config) and name not in roi_paths else None
         for t in (target, prob_target, report_target, pdf_path(report_target) if report else None, fov_target):
             if t is not None and t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
-        extras = {"report": report_target, "spacing_unknown": spacing_unknown, "model_dirs": model_dirs,
-                  "fov": fov_target}
-        plan.append((name, files, target, prob_target, roi_paths.get(name), as_seg, codes, extras))
-
-    note = label_format_note(plan[0][1][0])
-    if note:
-        console.print(note, highlight=False)
-    prepare_output_folder(output, probabilities, "roi" if finds_fov else None)
-    lesions_path = output / (shard_file_name(LESIONS_NAME, *parse_shard(shard)) if shard else LESIONS_NAME)
-    for i, (rows, line, found) in enumerate(map_cases(predict_case, plan, state=predictor, make_state=make_predictor,
-                                                      workers=workers, threads=threads), start=1):
-        write_volumes(rows, volumes_path)  # rewritten atomically after every case
-        write_lesions([found], lesions_path)
-        console.print(f"[{i}/{len(plan)}] {line}", highlight=False)
+        jobs.append(CaseJob(name, files, target, prob_target, roi_paths.get(name), as_seg, codes, report_target,
+                            fov_target, spacing_unknown, model_dirs))
+    return jobs
 
 
 def is_cascade_folder(path: Path) -> bool:
@@ -391,7 +438,7 @@ def _print_fov_rule(model, enabled: bool) -> None:
         console.print(describe(rule), highlight=False, soft_wrap=True)
 
 
-def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
+def predict_case(predictor, job: CaseJob) -> tuple[list[dict], str, dict]:
     """One case of ``medseg predict``: read, predict, write (and its report); returns its volume rows, a
     progress line and its lesions (connected components, written to lesions.json by the caller).
 
@@ -406,48 +453,48 @@ def predict_case(predictor, job: tuple) -> tuple[list[dict], str, dict]:
     from medseg.io.probabilities import write_probabilities
     from medseg.measure import lesions, rows_in_voxels
 
-    name, files, target, prob_target, roi_path, as_seg, codes, extras = job
-    probabilities = prob_target is not None
+    name, files, target, prob_target = job.name, job.files, job.target, job.probabilities
     t0 = time.perf_counter()
     image = require_finite(read_image(files if len(files) > 1 else files[0]), files[0])
-    roi_image: Image | None = read_label_map(roi_path, "roi") if roi_path is not None else None
+    roi_image: Image | None = read_label_map(job.roi, "roi") if job.roi is not None else None
     try:
-        if extras.get("fov") is not None:  # found once here, so that it can be written (medseg.preprocessing.fov)
+        if job.fov is not None:  # found once here, so that it can be written (medseg.preprocessing.fov)
             from medseg.preprocessing.fov import fov_roi
 
             roi_image = fov_roi(image)
-        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=probabilities)
+        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=prob_target is not None)
     except MedsegError as exc:
         if exc.path is not None:
             raise
         raise MedsegError(exc.message, files[0]) from None  # name the input the problem is about
     try:
-        if extras.get("fov") is not None:
-            write_image(roi_image, extras["fov"])
+        if job.fov is not None:
+            write_image(roi_image, job.fov)
         if prob_target is not None and probs is not None:
             write_probabilities(probabilities_for_evaluation(probs, predictor.config), prob_target)
-        if as_seg:
-            write_dicom_seg(labels, files[0], target, labels=predictor.config.labels, codes=load_segment_codes(codes))
+        if job.as_seg:
+            write_dicom_seg(labels, files[0], target, labels=predictor.config.labels,
+                            codes=load_segment_codes(job.codes))
         else:
             write_image(labels, target)
     except BaseException:
-        for partial in (prob_target, extras.get("fov")):
+        for partial in (prob_target, job.fov):
             if partial is not None:
                 partial.unlink(missing_ok=True)  # no half-finished case is left behind
         raise
     rows = label_volumes(labels, predictor.config, name)
-    if extras["spacing_unknown"]:
+    if job.spacing_unknown:
         rows = rows_in_voxels(rows)
     found = lesions(labels, predictor.config.regions, predictor.config.labels,
-                    spacing_known=not extras["spacing_unknown"], case=name)
-    if extras["report"] is not None:
+                    spacing_known=not job.spacing_unknown, case=name)
+    if job.report is not None:
         from medseg.report.prediction import write_prediction_report
 
         notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
-        if extras["spacing_unknown"]:
+        if job.spacing_unknown:
             notes.append("spacing unknown (stored as a placeholder): sizes in voxels")
-        write_prediction_report(image, labels, predictor.config, extras["model_dirs"], name, rows, found,
-                                extras["report"], notes)
+        write_prediction_report(image, labels, predictor.config, job.model_dirs, name, rows, found, job.report,
+                                notes)
     line = f"{name} -> {target} ({time.perf_counter() - t0:.2f} s)"
     if labels.spatial_dims == 3:
         line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} {r['unit']}" for r in rows)
