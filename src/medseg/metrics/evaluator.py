@@ -321,23 +321,7 @@ def evaluate_folders(
     pred_dir, gt_dir, out_dir = Path(pred_dir), Path(gt_dir), Path(out_dir)
     if nsd_tolerance < 0:
         raise MedsegError(f"--nsd-tolerance must be >= 0 mm; got {nsd_tolerance}")
-    gts = _index(gt_dir, "ground truth")
-    if not gts:
-        raise MedsegError("no ground-truth images found", gt_dir)
-    preds = _index(pred_dir, "prediction")
-    if not preds:
-        raise MedsegError("prediction folder holds no label maps (nothing to evaluate)", pred_dir)
-    unmatched = sorted(set(preds) - set(gts))
-    if unmatched and not set(preds) & set(gts):
-        raise MedsegError(f"no prediction matches a ground-truth case: predictions {', '.join(unmatched[:5])} vs "
-                          f"ground truths {', '.join(sorted(gts)[:5])} (cases are matched by file name)", pred_dir)
-    rois = _index(Path(roi_dir), "roi") if roi_dir is not None else None
-    probs = _index(Path(probabilities_dir), "probabilities", arrays=True) if probabilities_dir is not None else None
-    if rois is not None:
-        absent = sorted(set(gts) - set(rois))
-        if absent:
-            raise MedsegError(f"no roi for case(s) {', '.join(absent[:5])}", roi_dir)
-
+    gts, preds, rois, probs = _matched_inputs(pred_dir, gt_dir, roi_dir, probabilities_dir)
     with _pool(workers) as pool:  # one pool for both passes: starting processes costs ~1 s each
         items = _resolve_labels(gt_dir, gts, labels, regions, pool)
         convention = _resolve_convention(convention, gt_dir, labels, regions)
@@ -355,30 +339,8 @@ def evaluate_folders(
         rows = [row for case_rows in _map(_evaluate_one, tasks, pool) for row in case_rows]
     metrics = METRICS + (PROBABILITY_METRICS if probs is not None else ())
 
-    statistics: dict[str, dict[str, dict[str, float]]] = {}
-    for label in items:
-        label_rows = [r for r in rows if r["label"] == label]
-        statistics[label] = {m: summarize([r[m] for r in label_rows]) for m in metrics}
-    statistics["foreground_mean"] = {
-        m: {"mean": float(np.nanmean([statistics[l][m]["mean"] for l in items]))
-            if any(np.isfinite(statistics[l][m]["mean"]) for l in items) else float("nan")}
-        for m in metrics
-    }
-    counts = {
-        "cases": len(gts),
-        "missing_predictions": sorted(set(gts) - set(preds)),
-        "predictions_without_ground_truth": sorted(set(preds) - set(gts)),
-        "missing_probabilities": sorted(set(gts) - set(probs)) if probs is not None else [],
-        "per_label": {
-            label: {
-                "reference_empty": sum(r["reference_empty"] for r in rows if r["label"] == label),
-                "prediction_empty": sum(r["prediction_empty"] for r in rows if r["label"] == label),
-                "both_empty": sum(r["reference_empty"] and r["prediction_empty"] for r in rows if r["label"] == label),
-                "exactly_one_empty": sum(r["reference_empty"] != r["prediction_empty"] for r in rows if r["label"] == label),
-            }
-            for label in items
-        },
-    }
+    statistics = _statistics(rows, list(items), metrics)
+    counts = _counts(rows, list(items), gts, preds, probs)
     summary = Summary(out_dir, items, rows, statistics, counts, metrics,
                       "px" if all(is_raster(p) for p in gts.values()) else "mm")
     settings = {
@@ -390,6 +352,58 @@ def evaluate_folders(
     }
     _write_outputs(summary, settings)
     return summary
+
+
+def _matched_inputs(pred_dir: Path, gt_dir: Path, roi_dir: str | Path | None, probabilities_dir: str | Path | None,
+                    ) -> tuple[dict[str, Path], dict[str, Path], dict[str, Path] | None, dict[str, Path] | None]:
+    """Ground truths, predictions, ROIs and probabilities by case name; refused when nothing can be scored."""
+    gts = _index(gt_dir, "ground truth")
+    if not gts:
+        raise MedsegError("no ground-truth images found", gt_dir)
+    preds = _index(pred_dir, "prediction")
+    if not preds:
+        raise MedsegError("prediction folder holds no label maps (nothing to evaluate)", pred_dir)
+    unmatched = sorted(set(preds) - set(gts))
+    if unmatched and not set(preds) & set(gts):
+        raise MedsegError(f"no prediction matches a ground-truth case: predictions {', '.join(unmatched[:5])} vs "
+                          f"ground truths {', '.join(sorted(gts)[:5])} (cases are matched by file name)", pred_dir)
+    rois = _index(Path(roi_dir), "roi") if roi_dir is not None else None
+    probs = _index(Path(probabilities_dir), "probabilities", arrays=True) if probabilities_dir is not None else None
+    if rois is not None:
+        absent = sorted(set(gts) - set(rois))
+        if absent:
+            raise MedsegError(f"no roi for case(s) {', '.join(absent[:5])}", roi_dir)
+    return gts, preds, rois, probs
+
+
+def _statistics(rows: list[dict], labels: list[str], metrics: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per label and metric the summary statistics over cases; ``foreground_mean``: the mean over labels."""
+    statistics = {label: {m: summarize([r[m] for r in rows if r["label"] == label]) for m in metrics}
+                  for label in labels}
+    statistics["foreground_mean"] = {
+        m: {"mean": float(np.nanmean([statistics[l][m]["mean"] for l in labels]))
+            if any(np.isfinite(statistics[l][m]["mean"]) for l in labels) else float("nan")}
+        for m in metrics
+    }
+    return statistics
+
+
+def _counts(rows: list[dict], labels: list[str], gts: Mapping, preds: Mapping, probs: Mapping | None) -> dict:
+    """Cases, the ones missing on either side, and per label how often reference / prediction were empty."""
+    def per_label(label: str) -> dict[str, int]:
+        mine = [r for r in rows if r["label"] == label]
+        return {"reference_empty": sum(r["reference_empty"] for r in mine),
+                "prediction_empty": sum(r["prediction_empty"] for r in mine),
+                "both_empty": sum(r["reference_empty"] and r["prediction_empty"] for r in mine),
+                "exactly_one_empty": sum(r["reference_empty"] != r["prediction_empty"] for r in mine)}
+
+    return {
+        "cases": len(gts),
+        "missing_predictions": sorted(set(gts) - set(preds)),
+        "predictions_without_ground_truth": sorted(set(preds) - set(gts)),
+        "missing_probabilities": sorted(set(gts) - set(probs)) if probs is not None else [],
+        "per_label": {label: per_label(label) for label in labels},
+    }
 
 
 # --- outputs -------------------------------------------------------------------------------------
