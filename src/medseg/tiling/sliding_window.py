@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -183,7 +184,9 @@ def sliding_window_inference(
     """
     if activation not in ("softmax", "sigmoid", "none"):
         raise MedsegError(f"unknown activation '{activation}' (softmax, sigmoid, none)")
-    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
+    with warnings.catch_warnings():  # a read-only array (a memory-mapped training cache) is only read here
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float()
     if x.ndim < 3:
         raise MedsegError(f"sliding-window input must be (C, *S); got shape {tuple(x.shape)}")
     spatial = tuple(x.shape[1:])
