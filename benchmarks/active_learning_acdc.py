@@ -10,6 +10,9 @@
 
     # the benchmark (quiet machine; 1 + 1 + 3 runs of 60 minutes)
     PYTHONPATH=src .venv/bin/python benchmarks/active_learning_acdc.py --work /tmp/fewlabels_acdc --minutes 60
+    # two cores: two processes on one work folder, then the table (every run reused)
+    ... --train-option "--threads 1" --selections suggested,random2 &
+    ... --train-option "--threads 1" --selections random0,random1; ...
     # smoke
     PYTHONPATH=src .venv/bin/python benchmarks/active_learning_acdc.py --work /tmp/fl_smoke --minutes 0.5 \\
         --train-volumes 16 --val-volumes 2 --train-option "--threads 1" --suggest-option "--threads 1"
