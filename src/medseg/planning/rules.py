@@ -33,8 +33,7 @@ DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
 # patch / median image voxels below which the grid is coarsened: nnU-Net's 3d_lowres bar in 3D; in 2D, where
-# nnU-Net's patches cover whole slices, half (DukeDME OCT: 0.389 Dice at 26 % coverage; 0.511 half size by hand,
-# 0.482 by this rule at 51 %, BENCHMARKS.md "Session 13")
+# nnU-Net's patches cover whole slices, half (measured on OCT: rule_low_resolution's docstring)
 LOW_RESOLUTION_COVERAGE = {2: 0.5, 3: 0.25}
 LOW_RESOLUTION_GROWTH = 1.03      # spacing growth per step of that rule (nnU-Net's 3d_lowres increment)
 MIN_BATCH = 2
@@ -292,8 +291,9 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
     voxels; DukeDME's 496×768 OCT B-scans: 192×256, 13 %); a coarser grid buys context, and the prediction is
     resampled back to the input grid. Measured in 2D (DukeDME fluid, 12 minutes, one thread per fold, mean
     Dice over B-scans with fluid): 0.389 on the B-scans' grid (13 %), 0.389 at 1.43× (26 %, the 3D bar),
-    0.511 at half size by hand (52 %), 0.482 at this rule's 1.97× (51 %; B-scan AUC 0.883, the best). Thin structures (:mod:`medseg.planning.structure`: vessels a few voxels wide)
-    keep the target spacing: a coarser grid would erase them. Returns (spacing, median shape)."""
+    0.511 at half size by hand (52 %), 0.482 at this rule's 1.97× (51 %; B-scan AUC 0.883, the best; BENCHMARKS.md
+    "Session 13"). Thin structures (:mod:`medseg.planning.structure`: vessels a few voxels wide) keep the target
+    spacing: a coarser grid would erase them. Returns (spacing, median shape)."""
     dims = len(target)
     name = f"{dims}d.target_spacing"
     in_channels = len(fingerprint["channel_names"])

@@ -106,10 +106,8 @@ def _finalise(
         probs = torch.softmax(logits, 0)
     elif activation == "sigmoid":
         probs = torch.sigmoid(logits)
-    elif activation == "none":
+    else:  # "none" (sliding_window_inference has checked the name)
         probs = logits
-    else:
-        raise MedsegError(f"unknown activation '{activation}' (softmax, sigmoid, none)")
     labels = label_fn(probs) if label_fn is not None else torch.argmax(probs, 0)
     return labels, probs
 
