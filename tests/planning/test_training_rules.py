@@ -78,9 +78,12 @@ def test_decision_threshold_is_chosen_on_validation_cases_only():
     truth = rng.random((40, 40)) < 0.2
     # an over-segmenting model: background pixels often get p ≈ 0.6
     probs = np.where(truth, 0.9, np.where(rng.random((40, 40)) < 0.3, 0.6, 0.1))
-    chosen = rules.rule_decision_threshold(None, True, "thin", [probs], [truth], [None])
+    cases = [probs[:14], probs[14:28], probs[28:]], [truth[:14], truth[14:28], truth[28:]], [None] * 3
+    chosen = rules.rule_decision_threshold(None, True, "thin", *cases)
     assert 0.6 < chosen.value < 0.9 and chosen.inputs["score_at_chosen"] > chosen.inputs["score_at_0.5"]
     assert rules.rule_decision_threshold(None, True, "thin", [], [], []).value is None
+    too_few = rules.rule_decision_threshold(None, True, "thin", *(c[:2] for c in cases))  # the same pixels would move it
+    assert too_few.value is None and "too few" in too_few.reason and rules.THRESHOLD_MIN_CASES == 3
     assert rules.rule_decision_threshold(None, False, "thin", [probs], [truth], [None]) is None
     assert rules.rule_decision_threshold("argmax", True, "thin", [probs], [truth], [None]).value is None
     calibrated = np.where(truth, 0.9, 0.1)  # nothing beats 0.5

@@ -145,6 +145,9 @@ def test_fine_tuning_that_loses_to_its_source_keeps_the_source(source, tmp_path,
     rules = {r["name"]: r for r in json.loads((out / "rules.json").read_text(encoding="utf-8"))}
     assert rules["validation"]["value"] == {"fold": 0} and len(scored) == 1
     assert rules["finetune_outcome"]["value"] == kept
+    # 1-2 validation cases are too few to choose a threshold on: the source's stays
+    assert "too few to choose on" in rules["decision_threshold"]["reason"]
+    assert rules["decision_threshold"]["value"] == load_config(source).decision_threshold
     assert rules["finetune_outcome"]["inputs"]["source_dice"] == source_dice
     before, after = load_file(str(source / "model.safetensors")), load_file(str(out / "model.safetensors"))
     same = all(torch.equal(before[k], after[k]) for k in before)

@@ -95,9 +95,10 @@ def rule_source_setting(name: str, title: str, value: Any, shown: str, source: s
                 {"source": source})
 
 
-def rule_inherited_threshold(user: float | str | None, source_threshold: float | None) -> Rule:
-    """No validation cases while fine-tuning: the source model's decision threshold (chosen on its own
-    validation cases) rather than an argmax that was never compared with it."""
+def rule_inherited_threshold(user: float | str | None, source_threshold: float | None, cases: int = 0) -> Rule:
+    """Fine-tuning with fewer validation ``cases`` than a threshold can be chosen on
+    (:data:`~medseg.planning.training_rules.THRESHOLD_MIN_CASES`, none included): the source model's decision
+    threshold (chosen on its own validation cases) rather than an argmax that was never compared with it."""
     title = "Decision threshold"
     if user is not None:
         value = None if str(user) == "argmax" else float(user)
@@ -105,8 +106,9 @@ def rule_inherited_threshold(user: float | str | None, source_threshold: float |
                          "--decision-threshold")
     shown = "argmax (p ≥ 0.5)" if source_threshold is None else f"p ≥ {source_threshold:.3f}"
     return Rule("decision_threshold", title, source_threshold, shown,
-                "no validation cases: the source model's threshold (chosen on its validation cases)",
-                {"source_threshold": source_threshold})
+                f"{f'{cases} validation case(s), too few to choose on' if cases else 'no validation cases'}: the "
+                "source model's threshold (chosen on its validation cases)",
+                {"source_threshold": source_threshold, "cases": cases})
 
 
 def rule_inherited_postprocessing(user: Sequence[dict] | None, source_steps: Sequence[dict]) -> Rule:

@@ -40,6 +40,10 @@ TTA_MIN_CASES = 3                     # fewer validation cases cannot show a gai
 # 0.8241, ACDC mean Dice 0.8887 / 0.8891 in BENCHMARKS.md)
 TTA_MIN_GAIN = 0.002
 MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
+# a threshold chosen on fewer validation cases is noise: the accuracy optimum of single DRIVE validation images
+# spans 0.24-0.83, and 0.741 chosen on 2 STARE images cost a fine-tuned model F1 0.841 -> 0.798 on the 8 others
+# (BENCHMARKS.md, session 15)
+THRESHOLD_MIN_CASES = 3
 
 
 @dataclass(frozen=True)
@@ -467,7 +471,9 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
     """Binary softmax models: the foreground probability threshold that maximises pixel accuracy (thin
     structures: the retinal-vessel convention) or Dice (compact structures) on the validation cases — a
     Dice + CE model over-segments thin vessels at p = 0.5. Kept only when it beats 0.5 there; never
-    chosen on training cases (optimistic) — without validation cases the argmax stays."""
+    chosen on training cases (optimistic) — with fewer than :data:`THRESHOLD_MIN_CASES` validation cases
+    the argmax stays (a fine-tuned model keeps its source's threshold instead:
+    :func:`medseg.planning.device_rules.rule_inherited_threshold`)."""
     title = "Decision threshold"
     if not binary:
         return None
@@ -478,6 +484,10 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
     if not probabilities:
         return Rule("decision_threshold", title, None, "argmax (p ≥ 0.5)",
                     "no validation cases to choose on (choosing on training cases would be optimistic)")
+    if len(probabilities) < THRESHOLD_MIN_CASES:
+        return Rule("decision_threshold", title, None, "argmax (p ≥ 0.5)",
+                    f"{len(probabilities)} validation case(s): too few to choose a threshold on (at least "
+                    f"{THRESHOLD_MIN_CASES}; one image's optimum is far from another's)", {"cases": len(probabilities)})
     from medseg.planning.threshold import best_threshold, score_at
 
     metric = THRESHOLD_METRIC[structure]

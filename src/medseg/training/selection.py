@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from medseg.losses import IGNORE_INDEX
-from medseg.model_folder import ModelConfig
+from medseg.model_folder import ModelConfig, load_config
+from medseg.planning import device_rules
 from medseg.planning import training_rules as rules
 from medseg.planning.training_rules import Rule
 from medseg.preprocessing.grid import LabelMapping
@@ -120,9 +121,13 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
         model.train(was_training)
     fired: list[Rule] = [tta]
     model_config = replace(model_config, tta_axes=list(tta.value))
-    threshold = rules.rule_decision_threshold(
-        options.decision_threshold, binary, structure, predicted.foreground,
-        [r != model_config.label_values[0] for r in references], valid_masks)
+    if binary and options.init_from and len(cases) < rules.THRESHOLD_MIN_CASES:
+        threshold = device_rules.rule_inherited_threshold(
+            options.decision_threshold, load_config(options.init_from).decision_threshold, len(cases))
+    else:
+        threshold = rules.rule_decision_threshold(
+            options.decision_threshold, binary, structure, predicted.foreground,
+            [r != model_config.label_values[0] for r in references], valid_masks)
     if threshold is not None:
         fired.append(threshold)
         model_config = replace(model_config, decision_threshold=threshold.value)
