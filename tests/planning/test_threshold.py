@@ -87,6 +87,7 @@ def test_threshold_cli_writes_the_choice(tmp_path, capsys):
                                preprocessing=[{"name": "green_channel"}, {"name": "zscore"}])
     assert main(["threshold", str(folder), str(data), "--cases", "case_000", "--dry-run"]) == 0
     assert load_config(folder).decision_threshold is None
+    assert "fewer than 3 is noise" in " ".join(capsys.readouterr().err.split())
     assert main(["threshold", str(folder), str(data), "--cases", "case_000,case_001", "--metric", "f1"]) == 0
     assert 0 < load_config(folder).decision_threshold < 1
     assert main(["threshold", str(folder), str(data), "--cases", "nope"]) == 1

@@ -47,6 +47,7 @@ def threshold_command(
     from medseg.datasets import load_dataset
     from medseg.inference.predictor import Predictor
     from medseg.planning.threshold import best_threshold, score_at
+    from medseg.planning.training_rules import THRESHOLD_MIN_CASES
     from medseg.model_folder import load_config, save_config
     from medseg.training.config import parse_size
 
@@ -60,6 +61,10 @@ def threshold_command(
     if not cases and not config.val_cases:
         console.print("[yellow]warning:[/] the model has no validation cases: choosing on its training cases, "
                       "which makes the threshold optimistic (pass --cases with held-out cases)", highlight=False)
+    if len(names) < THRESHOLD_MIN_CASES:
+        console.print(f"[yellow]warning:[/] {len(names)} case(s): a threshold chosen on fewer than "
+                      f"{THRESHOLD_MIN_CASES} is noise (one image's optimum is far from another's; training chooses "
+                      "none on so few)", highlight=False)
     foreground = config.label_values[1]
     predictor = Predictor.from_folder(model, backend=backend, tile_size=parse_size(tile_size) or None,
                                      tta=tta_choice(tta, tta_axes))
