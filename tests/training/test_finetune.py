@@ -148,6 +148,7 @@ def test_fine_tuning_that_loses_to_its_source_keeps_the_source(source, tmp_path,
     # 1-2 validation cases are too few to choose a threshold on: the source's stays
     assert "too few to choose on" in rules["decision_threshold"]["reason"]
     assert rules["decision_threshold"]["value"] == load_config(source).decision_threshold
+    assert "too few to judge it on" in rules["tta"]["reason"] and rules["tta"]["value"] == load_config(source).tta_axes
     assert rules["finetune_outcome"]["inputs"]["source_dice"] == source_dice
     before, after = load_file(str(source / "model.safetensors")), load_file(str(out / "model.safetensors"))
     same = all(torch.equal(before[k], after[k]) for k in before)

@@ -111,6 +111,17 @@ def rule_inherited_threshold(user: float | str | None, source_threshold: float |
                 {"source_threshold": source_threshold, "cases": cases})
 
 
+def rule_inherited_mirroring(source_axes: Sequence[int], source: str, cases: int = 0) -> Rule:
+    """Fine-tuning with fewer validation ``cases`` than mirroring can be judged on
+    (:data:`~medseg.planning.training_rules.TTA_MIN_CASES`, none included): the source model's test-time
+    mirroring, which goes with the source's threshold (chosen on probabilities mirrored or not)."""
+    axes = [int(a) for a in source_axes]
+    return Rule("tta", "Test-time mirroring", axes, f"mirror axes {axes}" if axes else "off",
+                f"{f'{cases} validation case(s), too few to judge it on' if cases else 'no validation cases'}: the "
+                f"source model's choice ({source}), which its decision threshold was chosen with",
+                {"source": source, "cases": cases})
+
+
 def rule_inherited_postprocessing(user: Sequence[dict] | None, source_steps: Sequence[dict]) -> Rule:
     """No validation cases while fine-tuning: the source model's postprocessing steps."""
     from medseg.planning.training_rules import describe_steps

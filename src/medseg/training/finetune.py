@@ -128,9 +128,7 @@ def inherited_choices(options: TrainingConfig, model_config: ModelConfig) -> tup
         fired.append(threshold)
         model_config = replace(model_config, decision_threshold=threshold.value)
     post = device_rules.rule_inherited_postprocessing(options.postprocessing, source.postprocessing or [])
-    tta = device_rules.rule_source_setting("tta", "Test-time mirroring", list(source.tta_axes),
-                                           f"mirror axes {source.tta_axes}" if source.tta_axes else "off",
-                                           str(options.init_from))
+    tta = device_rules.rule_inherited_mirroring(source.tta_axes, str(options.init_from))
     fired += [post, tta]
     return replace(model_config, postprocessing=list(post.value), tta_axes=list(tta.value)), fired
 

@@ -99,7 +99,8 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
     """The test-time mirroring, decision threshold (binary models) and postprocessing rules on ``cases`` (the
     latter two on the predictions the first chose); returns the updated configuration and the rules that
     fired. Region models are scored by region (sigmoid heads: no threshold to choose) and choose
-    postprocessing per region."""
+    postprocessing per region. A fine-tuned model (``options.init_from``) with fewer validation cases than the
+    mirroring and threshold rules need keeps its source's two choices."""
     mapping = LabelMapping(model_config.label_values)
     binary = not model_config.regions and model_config.num_classes == 2
     references, valid_masks, spacings = [], [], []
@@ -111,19 +112,26 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
         references.append(mapping.decode(np.where(valid, target, 0)))
         valid_masks.append(valid)
         spacings.append(case.spacing)
+    # fine-tuning with too few validation cases to choose on: the source's mirroring and threshold, together
+    source = (load_config(options.init_from) if options.init_from and
+              len(cases) < max(rules.TTA_MIN_CASES, rules.THRESHOLD_MIN_CASES) else None)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            predicted, tta = _test_time_mirroring(model, cases, model_config, overlap, mapping, references,
-                                                  valid_masks)
+            if source is None:
+                predicted, tta = _test_time_mirroring(model, cases, model_config, overlap, mapping, references,
+                                                      valid_masks)
+            else:
+                tta = device_rules.rule_inherited_mirroring(source.tta_axes, str(options.init_from), len(cases))
+                predicted = _predict_all(model, cases, model_config, overlap, mapping, tta.value)
     finally:
         model.train(was_training)
     fired: list[Rule] = [tta]
     model_config = replace(model_config, tta_axes=list(tta.value))
-    if binary and options.init_from and len(cases) < rules.THRESHOLD_MIN_CASES:
-        threshold = device_rules.rule_inherited_threshold(
-            options.decision_threshold, load_config(options.init_from).decision_threshold, len(cases))
+    if binary and source is not None:
+        threshold = device_rules.rule_inherited_threshold(options.decision_threshold, source.decision_threshold,
+                                                          len(cases))
     else:
         threshold = rules.rule_decision_threshold(
             options.decision_threshold, binary, structure, predicted.foreground,
