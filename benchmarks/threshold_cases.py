@@ -22,18 +22,17 @@ from medseg.io import read_image, strip_extension
 from medseg.planning.threshold import best_threshold, score_at
 
 
-def foreground(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """The foreground probability of a saved map (the last channel when it has one per class)."""
-    p = np.asarray(read_image(path).array, np.float64)
-    p = p.reshape(-1, *shape)[-1] if p.size != np.prod(shape) else p.reshape(shape)
-    return p
+def channel(path: Path, index: int = 0) -> np.ndarray:
+    """One channel of an image file (medseg arrays are channel-first)."""
+    return np.asarray(read_image(path).array[index], np.float64)
 
 
 def load(predictions: Path, labels: Path, rois: Path | None):
+    """Case names, foreground probabilities (a saved map's last channel), references and ROIs."""
     names = sorted(strip_extension(f.name) for f in (predictions / "probabilities").iterdir())
-    refs = [np.asarray(read_image(labels / f"{n}.png").array).squeeze() != 0 for n in names]
-    probs = [foreground(predictions / "probabilities" / f"{n}.tif", r.shape) for n, r in zip(names, refs)]
-    masks = [np.asarray(read_image(rois / f"{n}.png").array).squeeze() != 0 for n in names] if rois else [None] * len(names)
+    probs = [channel(predictions / "probabilities" / f"{n}.tif", -1) for n in names]
+    refs = [channel(labels / f"{n}.png") != 0 for n in names]
+    masks = [channel(rois / f"{n}.png") != 0 for n in names] if rois else [None] * len(names)
     return names, probs, refs, masks
 
 

@@ -95,6 +95,10 @@ def rule_source_setting(name: str, title: str, value: Any, shown: str, source: s
                 {"source": source})
 
 
+def _too_few(cases: int, what: str) -> str:
+    return f"{cases} validation case(s), too few to {what}" if cases else "no validation cases"
+
+
 def rule_inherited_threshold(user: float | str | None, source_threshold: float | None, cases: int = 0) -> Rule:
     """Fine-tuning with fewer validation ``cases`` than a threshold can be chosen on
     (:data:`~medseg.planning.training_rules.THRESHOLD_MIN_CASES`, none included): the source model's decision
@@ -106,8 +110,7 @@ def rule_inherited_threshold(user: float | str | None, source_threshold: float |
                          "--decision-threshold")
     shown = "argmax (p ≥ 0.5)" if source_threshold is None else f"p ≥ {source_threshold:.3f}"
     return Rule("decision_threshold", title, source_threshold, shown,
-                f"{f'{cases} validation case(s), too few to choose on' if cases else 'no validation cases'}: the "
-                "source model's threshold (chosen on its validation cases)",
+                f"{_too_few(cases, 'choose on')}: the source model's threshold (chosen on its validation cases)",
                 {"source_threshold": source_threshold, "cases": cases})
 
 
@@ -117,8 +120,8 @@ def rule_inherited_mirroring(source_axes: Sequence[int], source: str, cases: int
     mirroring, which goes with the source's threshold (chosen on probabilities mirrored or not)."""
     axes = [int(a) for a in source_axes]
     return Rule("tta", "Test-time mirroring", axes, f"mirror axes {axes}" if axes else "off",
-                f"{f'{cases} validation case(s), too few to judge it on' if cases else 'no validation cases'}: the "
-                f"source model's choice ({source}), which its decision threshold was chosen with",
+                f"{_too_few(cases, 'judge it on')}: the source model's choice ({source}), which its decision "
+                "threshold was chosen with",
                 {"source": source, "cases": cases})
 
 
