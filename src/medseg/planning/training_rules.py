@@ -469,8 +469,8 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
                             probabilities: Sequence[np.ndarray], references: Sequence[np.ndarray],
                             rois: Sequence[np.ndarray | None]) -> Rule | None:
     """Binary softmax models: the foreground probability threshold that maximises pixel accuracy (thin
-    structures: the retinal-vessel convention) or Dice (compact structures) on the validation cases — a
-    Dice + CE model over-segments thin vessels at p = 0.5. Kept only when it beats 0.5 there; never
+    structures: the retinal-vessel convention) or Dice (compact structures) on the validation cases, on their
+    input's grid (where predictions are thresholded) — a Dice + CE model over-segments thin vessels at p = 0.5. Kept only when it beats 0.5 there; never
     chosen on training cases (optimistic) — with fewer than :data:`THRESHOLD_MIN_CASES` validation cases
     the argmax stays (a fine-tuned model keeps its source's threshold instead:
     :func:`medseg.planning.device_rules.rule_inherited_threshold`)."""

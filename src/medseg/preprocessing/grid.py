@@ -152,6 +152,9 @@ class GridCase:
         The crop, when there was one.
     full_shape : tuple of int
         The input's spatial shape.
+    input_label, input_roi : Image or None
+        The label and ROI on the (cropped) input grid — the ROI found there for photographs without one —
+        against which results brought back onto that grid are scored.
     """
 
     image: Image
@@ -160,12 +163,22 @@ class GridCase:
     input_grid: Image
     bbox: list[list[int]] | None
     full_shape: tuple[int, ...]
+    input_label: Image | None = None
+    input_roi: Image | None = None
 
     @property
     def resampled(self) -> bool:
         """Whether the network grid differs from the input's (cropping aside)."""
         return self.image.spatial_shape != self.input_grid.spatial_shape or not np.allclose(
             self.image.spacing, self.input_grid.spacing, rtol=SPACING_RTOL)
+
+    def geometry(self) -> "GridCase":
+        """The same case without its voxels (broadcast zeros, no label or ROI): what brings results back onto
+        the input's grid, cheap to keep for every validation case."""
+        def empty(image: Image) -> Image:
+            return image.with_array(np.broadcast_to(np.zeros((), np.uint8), (1, *image.spatial_shape)), ("0",))
+
+        return GridCase(empty(self.image), None, None, empty(self.input_grid), self.bbox, self.full_shape)
 
     def channel_to_input(self, channel: np.ndarray) -> np.ndarray:
         """One probability channel from the network grid onto the (cropped) input grid, linearly."""
@@ -262,7 +275,7 @@ def to_network_grid(
 
         image, label, bbox = crop_to_nonzero(image, label)
         roi = crop_image(roi, bbox) if roi is not None else None
-    source = image
+    source, input_label, input_roi = image, label, roi
     pre = preprocess_image(image, list(layout.preprocessing), None, roi)
     if target is not None and not np.allclose(pre.spacing, target, rtol=SPACING_RTOL):
         if before_resampling is not None:
@@ -274,7 +287,7 @@ def to_network_grid(
         if label is not None:
             label = resample_label(label, pre, method=(layout.resampling or {}).get("label", "linear"))
         roi = resample_label(roi, pre, method="nearest") if roi is not None and keep_roi else None
-    return GridCase(pre, label, roi, source, bbox, tuple(full_shape))
+    return GridCase(pre, label, roi, source, bbox, tuple(full_shape), input_label, input_roi)
 
 
 def _fov_normalised(image: Image, roi: Image | None, label: Image | None, layout: GridLayout,

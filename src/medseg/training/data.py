@@ -19,8 +19,28 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.losses import IGNORE_INDEX
-from medseg.preprocessing.grid import GridLayout, LabelMapping, preprocess_image, to_network_grid  # noqa: F401
+from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, preprocess_image, to_network_grid  # noqa: F401
 from medseg.training.sampling import SamplingIndex, build_sampling_index, sample_patch
+
+
+@dataclass
+class InputReference:
+    """A validation case's label on the input's grid, where predictions are delivered and scored, and what
+    brings network-grid results there (kept only where the two grids differ).
+
+    Attributes
+    ----------
+    grid : GridCase
+        Geometry only (:meth:`medseg.preprocessing.grid.GridCase.geometry`).
+    label : ndarray
+        ``(*S)`` int16 class indices on the (cropped) input grid (ignore = -1).
+    roi : ndarray or None
+        ``(*S)`` bool.
+    """
+
+    grid: GridCase
+    label: np.ndarray
+    roi: np.ndarray | None
 
 
 @dataclass
@@ -40,6 +60,8 @@ class PreparedCase:
     index : SamplingIndex
     quantiles : ndarray or None
         Per-channel intensity quantiles, computed on first use (:func:`batch_cases`).
+    input_reference : InputReference or None
+        Validation cases whose network grid differs from their input's grid.
     """
 
     name: str
@@ -49,6 +71,7 @@ class PreparedCase:
     spacing: tuple[float, ...]
     index: SamplingIndex
     quantiles: np.ndarray | None = None  # (C, Q) intensity quantiles, filled when histogram matching needs them
+    input_reference: InputReference | None = None
 
 
 def prepare_case(
@@ -63,11 +86,13 @@ def prepare_case(
     crop_to_nonzero: bool = False,
     resampling: dict[str, Any] | None = None,
     fov_diameter: float | None = None,
+    keep_input_reference: bool = False,
 ) -> PreparedCase:
     """Read, (crop,) preprocess, resample and encode one dataset case (see :class:`medseg.datasets.Case`).
 
     ``resampling``: a plan's ``{"image_order": 3, "label": "linear"|"nearest"}``; ``fov_diameter``: see
-    :class:`medseg.preprocessing.grid.GridLayout`.
+    :class:`medseg.preprocessing.grid.GridLayout`; ``keep_input_reference``: validation cases keep their
+    label on the input's grid (:class:`InputReference`) where the network's grid differs from it.
     """
     image = case.read_image()
     label = case.read_label()
@@ -106,7 +131,14 @@ def prepare_case(
         cache_dir.mkdir(parents=True, exist_ok=True)
         array = _memmap(cache_dir / f"{case.name}_image.npy", array)
         encoded = _memmap(cache_dir / f"{case.name}_label.npy", encoded)
-    return PreparedCase(case.name, array, encoded, roi_mask, tuple(pre.spacing), index)
+    reference = _input_reference(grid, mapping, case.name) if keep_input_reference and grid.resampled else None
+    return PreparedCase(case.name, array, encoded, roi_mask, tuple(pre.spacing), index, input_reference=reference)
+
+
+def _input_reference(grid: GridCase, mapping: LabelMapping, name: str) -> InputReference:
+    label = mapping.encode(grid.input_label.array, f"label of case '{name}'")[0]
+    roi = None if grid.input_roi is None else np.asarray(grid.input_roi.array[0] != 0)
+    return InputReference(grid.geometry(), label, roi)
 
 
 def _memmap(path: Path, array: np.ndarray) -> np.ndarray:

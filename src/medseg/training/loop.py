@@ -322,10 +322,11 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     if run.distributed:
         _check_distributable(options)
     cache_dir = (out if run.is_main else scratch) / "cache" if options.cache == "mmap" else None
-    prepared = _prepare_cases(dataset, names, layout, mapping, options, cache_dir)
+    train_names, val_names = (spec or start).train_names, (spec or start).val_names
+    thresholded = set(val_names) if not regions and num_classes == 2 else set()  # the threshold rule's cases
+    prepared = _prepare_cases(dataset, names, layout, mapping, options, cache_dir, thresholded)
     if run.is_main:  # after the cases: a case that cannot be prepared leaves nothing
         out.mkdir(parents=True, exist_ok=True)
-    train_names, val_names = (spec or start).train_names, (spec or start).val_names
     train_cases = [prepared[n] for n in train_names]
     val_prepared = [prepared[n] for n in val_names]
     in_channels = int(train_cases[0].image.shape[0])
@@ -426,12 +427,13 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
 
 
 def _prepare_cases(dataset: Any, names: Sequence[str], layout: Any, mapping: LabelMapping, options: TrainingConfig,
-                   cache_dir: Path | None) -> dict[str, PreparedCase]:
-    """Every case of the run on the network grid (training and validation alike)."""
+                   cache_dir: Path | None, thresholded: set[str]) -> dict[str, PreparedCase]:
+    """Every case of the run on the network grid (training and validation alike); ``thresholded`` cases keep
+    their label on the input's grid, where the decision threshold is chosen."""
     return {name: prepare_case(dataset.case(name), layout.preprocessing, mapping, target_spacing=layout.target_spacing,
                                dtype=options.cache_dtype, cache_dir=cache_dir, seed=options.seed + i,
                                crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
-                               fov_diameter=layout.fov_diameter)
+                               fov_diameter=layout.fov_diameter, keep_input_reference=name in thresholded)
             for i, name in enumerate(names)}
 
 

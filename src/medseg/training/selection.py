@@ -2,8 +2,9 @@
 the postprocessing.
 
 The held-out cases are predicted on the network grid (the trained weights, the recorded tile), plainly and,
-where affordable, with mirroring; the rules of :mod:`medseg.planning.training_rules` choose on them; the
-choices go into config.json, where every predictor path applies them.
+where affordable, with mirroring; the rules of :mod:`medseg.planning.training_rules` choose on them (the
+decision threshold on the input's grid, where it is applied); the choices go into config.json, where every
+predictor path applies them.
 """
 
 from __future__ import annotations
@@ -133,9 +134,10 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
         threshold = device_rules.rule_inherited_threshold(options.decision_threshold, source.decision_threshold,
                                                           len(cases))
     else:
-        threshold = rules.rule_decision_threshold(
-            options.decision_threshold, binary, structure, predicted.foreground,
-            [r != model_config.label_values[0] for r in references], valid_masks)
+        foreground, truths, rois = _on_input_grid(cases, predicted.foreground,
+                                                  [r != model_config.label_values[0] for r in references], valid_masks)
+        threshold = rules.rule_decision_threshold(options.decision_threshold, binary, structure, foreground, truths,
+                                                  rois)
     if threshold is not None:
         fired.append(threshold)
         model_config = replace(model_config, decision_threshold=threshold.value)
@@ -148,6 +150,25 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
                                      model_config.label_values, valid_masks, regions=model_config.regions)
     fired.append(post)
     return replace(model_config, postprocessing=list(post.value)), fired
+
+
+def _on_input_grid(cases: Sequence[PreparedCase], foreground: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                   valid_masks: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Foreground probabilities, reference and valid mask of each case on its input's grid, where the predictor
+    thresholds them: a case resampled to the network grid (spacing, field of view) is brought back as every
+    prediction is, and scored against its own label — the interpolated probabilities have another optimum."""
+    out: tuple[list, list, list] = ([], [], [])
+    for case, probs, truth, valid in zip(cases, foreground, truths, valid_masks):
+        reference = case.input_reference
+        if reference is not None:
+            probs = reference.grid.channel_to_input(probs)
+            valid = reference.label != IGNORE_INDEX
+            if reference.roi is not None:
+                valid &= reference.roi
+            truth = (reference.label == 1) & valid
+        for collected, value in zip(out, (probs, truth, valid)):
+            collected.append(value)
+    return out
 
 
 def _test_time_mirroring(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
