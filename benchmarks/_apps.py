@@ -2,8 +2,8 @@
 
 K-fold cross-validation of one network through plain `medseg` commands: per fold, a dataset of symbolic
 links to the other folds' cases only → `medseg train` on it with a wall-clock budget and no other option
-(planned automatically from those cases; the last of them validates: checkpoint, mirroring and
-postprocessing choices) → predict each held-out case in its own process (time and peak resident memory per
+(planned automatically from those cases; validation cases chosen among them by medseg's own rule — a
+held-out fifth from five cases on — for the checkpoint, mirroring, threshold and postprocessing choices) → predict each held-out case in its own process (time and peak resident memory per
 case, measured with os.wait4) → evaluate all held-out predictions together. The held-out cases reach
 neither the plan nor any choice made after training.
 """
@@ -84,8 +84,8 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
         model, pred = work / f"model_{tag}_fold{fold}", work / f"pred_{tag}_fold{fold}"
         held_out, training = splits[fold]["val"], splits[fold]["train"]
         folder = fold_dataset(dataset, training, work / f"train_fold{fold}", channels, ending)
-        command = MEDSEG + ["train", folder, "--out", model, "--net", net, "--val-cases", training[-1],
-                            "--time-limit", f"{minutes}m", "--overwrite", "--no-progress", *train_options]
+        command = MEDSEG + ["train", folder, "--out", model, "--net", net, "--time-limit", f"{minutes}m", "--overwrite",
+                            "--no-progress", *train_options]
         if not (reuse and (model / "model.safetensors").is_file()):
             train_seconds.append(run(command))
         log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
