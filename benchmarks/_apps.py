@@ -3,8 +3,9 @@
 K-fold cross-validation of one network through plain `medseg` commands: per fold, a dataset of symbolic
 links to the other folds' cases only → `medseg train` on it with a wall-clock budget and no other option
 (planned automatically from those cases; validation cases chosen among them by medseg's own rule — a
-held-out fifth from five cases on — for the checkpoint, mirroring, threshold and postprocessing choices) → predict each held-out case in its own process (time and peak resident memory per
-case, measured with os.wait4) → evaluate all held-out predictions together. The held-out cases reach
+held-out fifth from five cases on — for the checkpoint, mirroring, threshold and postprocessing choices)
+→ predict each held-out case in its own process (time and peak resident memory per case, measured with
+os.wait4) → evaluate all held-out predictions together. The held-out cases reach
 neither the plan nor any choice made after training.
 """
 

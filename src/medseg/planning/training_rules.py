@@ -470,10 +470,10 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
                             rois: Sequence[np.ndarray | None]) -> Rule | None:
     """Binary softmax models: the foreground probability threshold that maximises pixel accuracy (thin
     structures: the retinal-vessel convention) or Dice (compact structures) on the validation cases, on their
-    input's grid (where predictions are thresholded) — a Dice + CE model over-segments thin vessels at p = 0.5. Kept only when it beats 0.5 there; never
-    chosen on training cases (optimistic) — with fewer than :data:`THRESHOLD_MIN_CASES` validation cases
-    the argmax stays (a fine-tuned model keeps its source's threshold instead:
-    :func:`medseg.planning.device_rules.rule_inherited_threshold`)."""
+    input's grid (where predictions are thresholded) — a Dice + CE model over-segments thin vessels at
+    p = 0.5. Kept only when it beats 0.5 there; never chosen on training cases (optimistic) — with fewer than
+    :data:`THRESHOLD_MIN_CASES` validation cases the argmax stays (a fine-tuned model keeps its source's
+    threshold instead: :func:`medseg.planning.device_rules.rule_inherited_threshold`)."""
     title = "Decision threshold"
     if not binary:
         return None

@@ -19,7 +19,8 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.losses import IGNORE_INDEX
-from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, preprocess_image, to_network_grid  # noqa: F401
+from medseg.preprocessing.grid import (  # noqa: F401
+    GridCase, GridLayout, LabelMapping, preprocess_image, to_network_grid)
 from medseg.training.sampling import SamplingIndex, build_sampling_index, sample_patch
 
 
