@@ -69,6 +69,8 @@ class ModelConfig:
     ``fov_diameter`` (fundus photographs): the training camera's field-of-view diameter in pixels; every
     case is rescaled so that its FOV (found automatically when no ROI is given) has it, and predictions
     come back at the input's size (see :class:`medseg.preprocessing.grid.GridLayout`).
+    ``field_extent`` (volumes whose spacing was lost): ``{"side", "axes"}``, every case's larger side across
+    ``axes`` brought to ``side`` voxels of the network grid (same class).
     ``lineage``: a fine-tuned model's source (``medseg train --init-from``): its folder, the SHA-256 of its
     weights and of its config.json, its dataset, and the source's own lineage.
     """
@@ -106,6 +108,7 @@ class ModelConfig:
     postprocessing: list[dict[str, Any]] = field(default_factory=list)
     tta_axes: list[int] = field(default_factory=list)
     fov_diameter: float | None = None
+    field_extent: dict[str, Any] | None = None
     lineage: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
 

@@ -186,6 +186,9 @@ def train(
     fov_diameter: str = typer.Option(None, "--fov-diameter", help="Fundus photographs: the training camera's "
                                      "field-of-view diameter to record (pixels), or 'none' (default: measured on the "
                                      "training ROIs of colour photographs)."),
+    field_extent: str = typer.Option(None, "--field-extent", help="Volumes whose spacing was lost: the in-plane side "
+                                     "(voxels) every scan is brought to, or 'none' (default: the median side when "
+                                     "every volume is a stack stored at exactly 1 mm with different matrix sizes)."),
     labeled: str = typer.Option(None, "--labeled", help="Semi-supervised: the labelled training cases, a number N "
                                 "(drawn with --seed) or comma-separated names; the other training cases (and those "
                                 "without a label file) are used without labels."),
@@ -242,6 +245,7 @@ def train(
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule), init_weights=init_from_weights,
         semi_supervised=_semi_supervised(labeled, unlabeled, semi_supervised, ssl_option),
         init_from=str(init_from) if init_from else None, fov_diameter=fov_diameter,
+        field_extent=field_extent,
     )
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

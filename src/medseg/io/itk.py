@@ -47,6 +47,25 @@ def _geometry_from_itk(img: sitk.Image | sitk.ImageFileReader, dims: int) -> tup
     return spacing, origin, direction[::-1, ::-1].copy()
 
 
+def read_geometry(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
+    """Spatial shape and spacing (array-axis order) from a 3D volume file's header alone, without its voxels;
+    None where the header does not say (a folder, a 2D or unreadable file: read the image instead)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with native_stderr_captured(), native_memory_cap(path=path):
+            reader.ReadImageInformation()
+    except (RuntimeError, MemoryError):
+        return None
+    if reader.GetDimension() not in (3, 4):  # 4D: channels on the 4th axis (MSD)
+        return None
+    spacing, _, _ = _geometry_from_itk(reader, 3)
+    return tuple(int(v) for v in reader.GetSize()[:3][::-1]), tuple(float(v) for v in spacing)
+
+
 def from_sitk(img: sitk.Image, channel_names: tuple[str, ...] = ()) -> Image:
     """Convert a SimpleITK image (scalar, vector, or 4D with channels on the 4th axis) to an Image."""
     array = sitk.GetArrayFromImage(img)

@@ -1,6 +1,7 @@
 """The rules of carrying a model to another device: fine-tuning a trained model folder on a few cases of
-the new device (``medseg train NEW_DATA --init-from MODEL``), and the field-of-view normalisation of
-fundus photographs recorded in the model and applied by every predictor path.
+the new device (``medseg train NEW_DATA --init-from MODEL``), and the field-of-view normalisations recorded
+in the model and applied by every predictor path: of fundus photographs (the camera's aperture) and of
+volumes whose spacing was lost upstream (the scanner's matrix size).
 
 Same style as :mod:`medseg.planning.training_rules` (each returns a :class:`Rule` with its value, inputs
 and reason; the trainer records them in rules.json and prints them; a user option wins and is recorded).
@@ -17,12 +18,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medseg.constants import SLICE_SHAPE_RATIO
 from medseg.planning.training_rules import LEARNING_RATE, Rule, rule_validation, user_rule
 
 #: Rule constants, named so that the rules read like their documentation.
 FINETUNE_LR_FACTOR = 0.1              # of the from-scratch learning rate
 FINETUNE_TIME_LIMIT = 300.0           # 5 minutes: the issue's fine-tuning budget on two cores
 FINETUNE_MIN_VALIDATION_CASES = 6     # fewer cases: train on all of them, keep the source's choices
+#: matrix sides (larger in-plane axis) within this share of each other: nothing to normalise
+FIELD_EXTENT_TOLERANCE = 0.02
 
 
 def rule_init_from(lineage: dict[str, Any]) -> Rule:
@@ -171,3 +175,54 @@ def rule_fov_prediction(fov_diameter: float | None, enabled: bool) -> Rule | Non
     return Rule("fov_prediction", title, float(fov_diameter), f"FOV rescaled to {fov_diameter:.1f} px",
                 "recorded in the model (its training camera's aperture): each image's FOV is found "
                 "(or the --roi used), the image rescaled, the outputs returned at its size", {})
+
+
+# --- field extent (volumes whose spacing was lost) ---------------------------------------------------------
+def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
+                      spacings: Sequence[Sequence[float]]) -> Rule:
+    """3D training volumes that all have exactly 1 mm spacing although they are short stacks of slices (an
+    axis with 4× fewer voxels than the others: real stacks are 2–10 mm apart), at different in-plane matrix
+    sizes: the spacing was lost upstream (PROMISE12's and ACDC's releases), and their voxels are not one size.
+    Scanners cover a similar field of view at different matrix sizes (PROMISE12: the prostate spans 34–103
+    voxels, coefficient of variation 0.39, but 0.21–0.40 of the image side, 0.18 — NOTES.md), so each case's
+    larger in-plane side is brought to the training volumes' median side on the network grid, as SSL4MIS
+    resizes every ACDC slice to 256², and as fundus photographs are brought to one aperture. Prediction does
+    the same to every new scan and returns the labels on its own grid. Real 1 mm data (BraTS) is not a short
+    stack, and one matrix size for all needs nothing. ``--field-extent PX|none`` overrides."""
+    title = "Field-of-view normalisation (spacing lost)"
+    if user is not None:
+        if str(user).lower() == "none":
+            return user_rule("field_extent", title, None, "off", "--field-extent none")
+        axes = _in_plane_axes(shapes)
+        value = {"side": float(user), "axes": axes}
+        return user_rule("field_extent", title, value, f"in-plane side {float(user):.0f} voxels", "--field-extent")
+    inputs: dict[str, Any] = {"volumes": len(shapes)}
+    if not shapes or any(len(s) != 3 for s in shapes):
+        return Rule("field_extent", title, None, "off", "only for 3D volumes", inputs)
+    unit = all(np.allclose(sp, 1.0, rtol=0, atol=1e-6) for sp in spacings)
+    axes = _in_plane_axes(shapes)
+    inputs.update(every_spacing_1mm=unit, in_plane_axes=axes)
+    if not unit or len(axes) == 3:
+        return Rule("field_extent", title, None, "off", "the volumes carry their spacing (not all exactly 1 mm, or "
+                    "1 mm in 3D that is not a short stack of slices)", inputs)
+    sides = [max(int(s[a]) for a in axes) for s in shapes]
+    inputs.update(side_range=[min(sides), max(sides)])
+    if max(sides) <= (1 + FIELD_EXTENT_TOLERANCE) * min(sides):
+        return Rule("field_extent", title, None, "off", "every volume has the same in-plane matrix size: nothing to "
+                    "normalise", inputs)
+    side = float(np.median(sides))
+    return Rule("field_extent", title, {"side": side, "axes": axes}, f"in-plane side {side:.0f} voxels",
+                f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
+                f"{max(sides)} voxels: the spacing was lost, so each scan is taken to cover the median field of "
+                "view instead of trusting voxels of different sizes to be 1 mm", inputs)
+
+
+def _in_plane_axes(shapes: Sequence[Sequence[int]]) -> list[int]:
+    """The axes other than the stack axis (the one with 4× fewer voxels than the others in the median
+    shape); every axis when there is none."""
+    median = np.median(np.asarray(shapes, float), axis=0) if len(shapes) else np.zeros(0)
+    if median.size < 3:
+        return list(range(median.size))
+    fewest = int(np.argmin(median))
+    others = [a for a in range(median.size) if a != fewest]
+    return others if min(median[a] for a in others) > SLICE_SHAPE_RATIO * median[fewest] else list(range(median.size))

@@ -114,6 +114,11 @@ class GridLayout:
         Fundus photographs: the training camera's field-of-view diameter (pixels on the network grid).
         Each case's FOV (its ROI, else found, :func:`medseg.preprocessing.fov.find_fov`) is brought to this
         diameter by the resampling step (:func:`medseg.preprocessing.fov.fov_spacing`), before anything else.
+    field_extent : dict, optional
+        Volumes whose spacing was lost upstream (:func:`medseg.planning.device_rules.rule_field_extent`):
+        ``{"side": S, "axes": [...]}``. Each case's voxels are taken as they are across the other axes, and its
+        larger side across ``axes`` is brought to ``S`` voxels of the network grid — every scan is taken to
+        cover the training scans' median field of view, whatever its matrix size.
     """
 
     preprocessing: tuple = ()
@@ -121,14 +126,16 @@ class GridLayout:
     crop_to_nonzero: bool = False
     resampling: dict[str, Any] | None = None
     fov_diameter: float | None = None
+    field_extent: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, config: Any) -> "GridLayout":
-        """The layout recorded in a model configuration (anything with the four attributes)."""
+        """The layout recorded in a model configuration (anything with these attributes)."""
         spacing = config.target_spacing
         fov = getattr(config, "fov_diameter", None)
         return cls(tuple(config.preprocessing or ()), tuple(float(v) for v in spacing) if spacing is not None else None,
-                   bool(config.crop_to_nonzero), config.resampling, float(fov) if fov else None)
+                   bool(config.crop_to_nonzero), config.resampling, float(fov) if fov else None,
+                   getattr(config, "field_extent", None) or None)
 
     @property
     def image_order(self) -> int:
@@ -269,6 +276,8 @@ def to_network_grid(
     target = spacing if spacing is not None else layout.target_spacing
     if layout.fov_diameter is not None:
         image, roi, label, target = _fov_normalised(image, roi, label, layout, target)
+    elif layout.field_extent is not None:
+        image, roi, label, target = _extent_normalised(image, roi, label, layout, target)
     bbox = None
     if layout.crop_to_nonzero:
         from medseg.preprocessing.crop import crop_image, crop_to_nonzero
@@ -294,8 +303,6 @@ def _fov_normalised(image: Image, roi: Image | None, label: Image | None, layout
                     target: Sequence[float] | None) -> tuple[Image, Image, Image | None, tuple[float, ...]]:
     """The case with the spacing that brings its field of view to ``layout.fov_diameter`` on the network
     grid (the ROI is the FOV; found in the image when there is none), and the grid's spacing."""
-    from dataclasses import replace
-
     from medseg.preprocessing.fov import fov_roi, fov_spacing
 
     if image.spatial_dims != 2:
@@ -304,6 +311,27 @@ def _fov_normalised(image: Image, roi: Image | None, label: Image | None, layout
         roi = fov_roi(image)
     unit = tuple(layout.target_spacing) if layout.target_spacing is not None else tuple(image.spacing)
     nominal = fov_spacing(np.asarray(roi.array[0]) != 0, layout.fov_diameter, unit)
-    image, roi = replace(image, spacing=nominal), replace(roi, spacing=nominal)
-    label = replace(label, spacing=nominal) if label is not None else None
+    image, roi, label = _with_spacing(nominal, image, roi, label)
     return image, roi, label, tuple(target) if target is not None else unit
+
+
+def _extent_normalised(image: Image, roi: Image | None, label: Image | None, layout: GridLayout,
+                       target: Sequence[float] | None) -> tuple[Image, Image | None, Image | None, tuple[float, ...]]:
+    """The case with the spacing that brings its larger side across ``layout.field_extent["axes"]`` to
+    ``layout.field_extent["side"]`` voxels of the network grid (other axes: one voxel each), and the grid's
+    spacing."""
+    axes = [int(a) for a in layout.field_extent["axes"]]
+    if image.spatial_dims <= max(axes):
+        raise MedsegError(f"the model brings axes {axes} of each volume to a common extent; the image is "
+                          f"{image.spatial_dims}D")
+    unit = tuple(float(v) for v in (layout.target_spacing if layout.target_spacing is not None else image.spacing))
+    scale = float(layout.field_extent["side"]) / max(image.spatial_shape[a] for a in axes)
+    nominal = tuple(u * scale if a in axes else u for a, u in enumerate(unit))
+    image, roi, label = _with_spacing(nominal, image, roi, label)
+    return image, roi, label, tuple(target) if target is not None else unit
+
+
+def _with_spacing(spacing: Sequence[float], *images: Image | None) -> tuple[Image | None, ...]:
+    from dataclasses import replace
+
+    return tuple(replace(i, spacing=tuple(spacing)) if i is not None else None for i in images)

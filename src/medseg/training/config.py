@@ -105,6 +105,9 @@ class TrainingConfig:
     fov_diameter : float, "none" or None
         Fundus photographs: the training camera's FOV diameter to record (pixels), "none" for no FOV
         normalisation; None: the field-of-view rule (measured on the training ROIs of colour photographs).
+    field_extent : float, "none" or None
+        Volumes whose spacing was lost: the in-plane side (voxels of the network grid) every scan is brought
+        to, "none" for none; None: :func:`medseg.planning.device_rules.rule_field_extent`.
     init_weights : str or None
         ``"released"`` or a state-dict file: the weights a network ships (its registry entry's
         ``released_weights``, e.g. LiteMedSAM's) loaded before training; None = the initial-weights rule.
@@ -152,6 +155,7 @@ class TrainingConfig:
     semi_supervised: dict[str, Any] | None = None
     init_from: str | None = None
     fov_diameter: float | str | None = None
+    field_extent: float | str | None = None
     # promptable / pretrained networks (issue 20): None = the rules decide (freeze_encoder None likewise)
     init_weights: str | None = None
 
@@ -186,14 +190,8 @@ class TrainingConfig:
         if self.decision_threshold is not None and str(self.decision_threshold) != "argmax" and not (
                 isinstance(self.decision_threshold, (int, float)) and 0.0 < float(self.decision_threshold) < 1.0):
             raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
-        if self.fov_diameter is not None and str(self.fov_diameter).lower() != "none":
-            try:
-                self.fov_diameter = float(self.fov_diameter)
-            except ValueError:
-                raise MedsegError(f"the FOV diameter must be a number of pixels or 'none', not {self.fov_diameter!r}") \
-                    from None
-            if not self.fov_diameter > 0:
-                raise MedsegError(f"the FOV diameter must be positive, not {self.fov_diameter}")
+        self.fov_diameter = _pixels_or_none(self.fov_diameter, "the FOV diameter")
+        self.field_extent = _pixels_or_none(self.field_extent, "the field extent")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 
@@ -271,3 +269,16 @@ def parse_size(text: str | None, spatial_dims: int | None = None) -> tuple[int, 
     if any(v < 1 for v in values):
         raise MedsegError(f"sizes must be positive: '{text}'")
     return values
+
+
+def _pixels_or_none(value: float | str | None, what: str) -> float | str | None:
+    """A positive number of pixels, "none" (kept as given) or None."""
+    if value is None or str(value).lower() == "none":
+        return value
+    try:
+        pixels = float(value)
+    except ValueError:
+        raise MedsegError(f"{what} must be a number of pixels or 'none', not {value!r}") from None
+    if not pixels > 0:
+        raise MedsegError(f"{what} must be positive, not {value}")
+    return pixels

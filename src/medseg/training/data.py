@@ -87,13 +87,14 @@ def prepare_case(
     crop_to_nonzero: bool = False,
     resampling: dict[str, Any] | None = None,
     fov_diameter: float | None = None,
+    field_extent: dict[str, Any] | None = None,
     keep_input_reference: bool = False,
 ) -> PreparedCase:
     """Read, (crop,) preprocess, resample and encode one dataset case (see :class:`medseg.datasets.Case`).
 
-    ``resampling``: a plan's ``{"image_order": 3, "label": "linear"|"nearest"}``; ``fov_diameter``: see
-    :class:`medseg.preprocessing.grid.GridLayout`; ``keep_input_reference``: validation cases keep their
-    label on the input's grid (:class:`InputReference`) where the network's grid differs from it.
+    ``resampling``: a plan's ``{"image_order": 3, "label": "linear"|"nearest"}``; ``fov_diameter``,
+    ``field_extent``: see :class:`medseg.preprocessing.grid.GridLayout`; ``keep_input_reference``: validation
+    cases keep their label on the input's grid (:class:`InputReference`) where the network's grid differs from it.
     """
     image = case.read_image()
     label = case.read_label()
@@ -116,7 +117,7 @@ def prepare_case(
                      "choose a coarser target_spacing in plan.json, or crop the images", case.image_paths[0])
 
     layout = GridLayout(tuple(steps), tuple(target_spacing) if target_spacing is not None else None,
-                        crop_to_nonzero, resampling, fov_diameter)
+                        crop_to_nonzero, resampling, fov_diameter, field_extent)
     try:
         grid = to_network_grid(image, layout, roi=roi, label=label, before_resampling=check)
     except MedsegError as exc:

@@ -106,6 +106,13 @@ def start_finetuning(dataset: Any, options: TrainingConfig, source: Source, *, p
     else:
         fov = None
     fired += [fov] if fov is not None else []
+    if options.field_extent is not None:
+        raise MedsegError("--init-from keeps the source model's field-extent normalisation (its weights were trained "
+                          "with it); leave out --field-extent", source.folder)
+    if cfg.field_extent:
+        fired.append(device_rules.rule_source_setting("field_extent", "Field-of-view normalisation (spacing lost)",
+                                                      cfg.field_extent, f"in-plane side "
+                                                      f"{cfg.field_extent['side']:.0f} voxels", where))
     source_loss = (cfg.training or {}).get("loss") or DEFAULT_LOSS
     loss = (user_rule("loss", "Loss", options.loss, options.loss, "--loss") if options.loss else
             device_rules.rule_source_setting("loss", "Loss", source_loss, source_loss, where))

@@ -58,11 +58,12 @@ class DataLayout:
     crop_to_nonzero: bool
     resampling: dict[str, Any] | None
     fov_diameter: float | None = None
+    field_extent: dict[str, Any] | None = None
 
     @classmethod
     def from_model_config(cls, c: ModelConfig) -> "DataLayout":
         return cls(c.preprocessing, c.target_spacing, c.spatial_dims, c.slice_axis, c.crop_to_nonzero, c.resampling,
-                   c.fov_diameter)
+                   c.fov_diameter, c.field_extent)
 
     @property
     def grid(self) -> GridLayout:

@@ -433,7 +433,8 @@ def _prepare_cases(dataset: Any, names: Sequence[str], layout: Any, mapping: Lab
     return {name: prepare_case(dataset.case(name), layout.preprocessing, mapping, target_spacing=layout.target_spacing,
                                dtype=options.cache_dtype, cache_dir=cache_dir, seed=options.seed + i,
                                crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
-                               fov_diameter=layout.fov_diameter, keep_input_reference=name in thresholded)
+                               fov_diameter=layout.fov_diameter, field_extent=layout.field_extent,
+                               keep_input_reference=name in thresholded)
             for i, name in enumerate(names)}
 
 
@@ -456,6 +457,7 @@ def _new_model_config(dataset: Any, spec: RunSpec, in_channels: int, input_chann
         augmentation=config.augmentation, training=config.to_dict(), dataset=dataset.name,
         train_cases=list(spec.train_names), val_cases=list(spec.val_names),
         tile_size=list(spec.tile_size) if spec.tile_size else None, fov_diameter=layout.fov_diameter,
+        field_extent=layout.field_extent,
         lineage=spec.rule("init_from").value if spec.rule("init_from") else None,
     )
 

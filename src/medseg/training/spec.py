@@ -97,6 +97,10 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
     if fov is not None:
         fired.append(fov)
         layout = replace(layout, fov_diameter=fov.value)
+    extent = field_extent_rule(dataset, options.field_extent, train_names, data_dims)
+    if extent is not None:
+        fired.append(extent)
+        layout = replace(layout, field_extent=extent.value)
     layout, sliced = _slices_for_2d_network(options.network, layout)
     fired += [sliced] if sliced is not None else []
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
@@ -126,6 +130,27 @@ def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequ
     if user is None and not colour:
         return None
     return rule_field_of_view(user, colour, diameters)
+
+
+def field_extent_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
+                      data_dims: int) -> Rule | None:
+    """:func:`~medseg.planning.device_rules.rule_field_extent` on the training volumes' shapes and spacings
+    (from their headers); None (nothing to record or print) for 2D data unless the user gave a value."""
+    from medseg.io.itk import read_geometry
+    from medseg.planning.device_rules import rule_field_extent
+
+    if data_dims != 3 and user is None:
+        return None
+    shapes, spacings = [], []
+    for name in train_names:
+        case = dataset.case(name)
+        geometry = read_geometry(case.image_paths[0]) if data_dims == 3 else None
+        if geometry is None:
+            image = case.read_image()
+            geometry = image.spatial_shape, image.spacing
+        shapes.append(geometry[0])
+        spacings.append(geometry[1])
+    return rule_field_extent(user, shapes, spacings)
 
 
 def _initial_weights(options: TrainingConfig) -> tuple[Rule | None, Rule]:

@@ -17,6 +17,7 @@ import torch
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.losses import IGNORE_INDEX
+from medseg.preprocessing.grid import GridLayout, to_network_grid
 from medseg.training.data import PreparedCase, make_batch
 from medseg.training.sampling import build_sampling_index
 
@@ -81,23 +82,18 @@ def check_unlabeled_image(image: Image, path: Path, channels: int, spatial_dims:
                 "target_spacing (medseg plan) or resample the images", path)
 
 
-def prepare_unlabeled(source: UnlabeledSource, steps: Sequence[dict[str, Any]], *,
-                      target_spacing: Sequence[float] | None, channels: int, spatial_dims: int,
-                      spacing_range: tuple[np.ndarray, np.ndarray] | None, dtype: str = "float32",
-                      crop_to_nonzero: bool = False, resampling: dict[str, Any] | None = None) -> PreparedCase:
-    """Read, check and preprocess one unlabelled case; its label is ignore everywhere (a view, no memory)."""
+def prepare_unlabeled(source: UnlabeledSource, layout: GridLayout, *, channels: int, spatial_dims: int,
+                      spacing_range: tuple[np.ndarray, np.ndarray] | None, dtype: str = "float32") -> PreparedCase:
+    """Read, check and bring one unlabelled case onto the network grid with the labelled cases' ``layout``; its
+    label is ignore everywhere (a view, no memory)."""
     image = source.read()
     check_unlabeled_image(image, source.path, channels, spatial_dims, spacing_range)
     roi = source.read_roi()
-    if roi is None and any(step.get("mask") == "roi" for step in steps):
+    if roi is None and any(step.get("mask") == "roi" for step in layout.preprocessing):
         raise MedsegError("the preprocessing normalises inside an ROI, and this unlabelled image has none (put it "
                           "into the dataset with its ROI in roisTr/)", source.path)
     if roi is not None:
         image.check_same_geometry(roi, f"unlabelled case '{source.name}': image and ROI")
-    from medseg.preprocessing.grid import GridLayout, to_network_grid
-
-    layout = GridLayout(tuple(steps), tuple(target_spacing) if target_spacing is not None else None,
-                        crop_to_nonzero, resampling)
     pre = to_network_grid(image, layout, roi=roi).image  # the same transform as labelled cases and prediction
     array = np.ascontiguousarray(pre.array, dtype=np.float16 if dtype == "float16" else np.float32)
     label = np.broadcast_to(np.int16(IGNORE_INDEX), (1, *array.shape[1:]))
@@ -204,7 +200,7 @@ def prepare_unlabeled_cases(dataset: Any, settings: dict[str, Any] | None, train
                             channels: int, data_dims: int, layout: Any, dtype: str = "float32") -> list[PreparedCase]:
     """The unlabelled cases of a semi-supervised run on the training grid (checked before training).
 
-    ``layout``: the run's data layout (preprocessing, target_spacing, crop_to_nonzero, resampling).
+    ``layout``: the run's :class:`~medseg.training.layout.DataLayout`.
     """
     if settings is None or settings["method"] == "none":
         return []
@@ -217,7 +213,5 @@ def prepare_unlabeled_cases(dataset: Any, settings: dict[str, Any] | None, train
     if layout.target_spacing is None:
         spacings = np.asarray([c.spacing for c in train_cases], float)
         spacing_range = (spacings.min(0), spacings.max(0))
-    return [prepare_unlabeled(s, layout.preprocessing, target_spacing=layout.target_spacing, channels=channels,
-                              spatial_dims=data_dims, spacing_range=spacing_range, dtype=dtype,
-                              crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling)
-            for s in sources]
+    return [prepare_unlabeled(s, layout.grid, channels=channels, spatial_dims=data_dims, spacing_range=spacing_range,
+                              dtype=dtype) for s in sources]

@@ -1,0 +1,88 @@
+"""Volumes whose spacing was lost (every stack stored at exactly 1 mm, matrices of different sizes): the
+field-extent rule brings each scan's in-plane side to the training median, the model records it, and the
+predictor returns labels on the input's own grid."""
+
+import json
+
+import numpy as np
+import pytest
+
+from medseg.cli import main
+from medseg.datasets.dataset import write_dataset_json
+from medseg.image import Image
+from medseg.io import read_image, write_image
+from medseg.model_folder import load_config
+from medseg.preprocessing.grid import GridLayout, to_network_grid
+
+TRAIN = ["--iterations", "2", "--patch-size", "4,32,32", "--batch-size", "2", "--features", "4", "--depth", "2",
+         "--threads", "1", "--no-progress", "--val-cases", "c3"]
+
+
+def _scan(side: int, slices: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A gland covering the same share of the image at any matrix size (what a scanner's field of view does)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side]
+    gland = ((yy - side / 2) ** 2 + (xx - side / 2) ** 2) < (0.2 * side) ** 2
+    label = np.repeat(gland[None], slices, 0).astype(np.uint8)
+    image = (100 + 80 * label + rng.normal(0, 10, label.shape)).astype(np.float32)
+    return image, label
+
+
+@pytest.fixture(scope="module")
+def lost_spacing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lost_spacing") / "prostates"
+    for i, side in enumerate((32, 48, 64, 64)):
+        image, label = _scan(side, seed=i)
+        write_image(Image(image[None], spacing=(1.0, 1.0, 1.0)), root / "imagesTr" / f"c{i}_0000.nii.gz")
+        write_image(Image(label[None], spacing=(1.0, 1.0, 1.0)), root / "labelsTr" / f"c{i}.nii.gz")
+    write_dataset_json(root, name="prostates", channel_names={"0": "T2"}, labels={"background": 0, "gland": 1},
+                       file_ending=".nii.gz", num_training=4)
+    return root
+
+
+def test_each_scan_is_brought_to_the_side_and_back():
+    image = Image(np.random.default_rng(0).normal(size=(1, 5, 40, 30)).astype(np.float32), spacing=(1.0, 1.0, 1.0))
+    layout = GridLayout(({"name": "zscore"},), (1.0, 1.0, 1.0), field_extent={"side": 80.0, "axes": [1, 2]})
+    case = to_network_grid(image, layout)
+    assert case.image.spatial_shape == (5, 80, 60)  # the larger side to 80, the aspect kept, the stack as it is
+    assert case.probabilities_to_input(np.ones((2, 5, 80, 60), np.float32)).shape == (2, 5, 40, 30)
+    # the model's unit, not the input's recorded spacing: a scan with real spacing is taken in voxels too
+    spaced = Image(image.array, spacing=(3.0, 0.5, 0.5))
+    assert to_network_grid(spaced, layout).image.spatial_shape == (5, 80, 60)
+    # --fast: the coarser grid of the same extent
+    assert to_network_grid(image, layout, spacing=(1.0, 2.0, 2.0)).image.spatial_shape == (5, 40, 30)
+
+
+def test_the_rule_records_the_median_side_and_the_predictor_returns_the_input_grid(lost_spacing, tmp_path,
+                                                                                  capsys):
+    model = tmp_path / "model"
+    assert main(["train", str(lost_spacing), "--out", str(model), *TRAIN]) == 0
+    assert load_config(model).field_extent == {"side": 48.0, "axes": [1, 2]}  # median of the 3 training sides
+    rule = next(r for r in json.loads((model / "rules.json").read_text()) if r["name"] == "field_extent")
+    assert rule["inputs"]["side_range"] == [32, 64] and "spacing was lost" in rule["reason"]
+    assert "in-plane side 48 voxels" in " ".join(capsys.readouterr().err.split())
+
+    image, _ = _scan(96, seed=9)
+    write_image(Image(image[None], spacing=(1.0, 1.0, 1.0)), tmp_path / "new_0000.nii.gz")
+    assert main(["predict", str(model), "-i", str(tmp_path / "new_0000.nii.gz"), "-o", str(tmp_path / "pred"),
+                 "--threads", "1"]) == 0
+    assert read_image(tmp_path / "pred" / "new.nii.gz").spatial_shape == (6, 96, 96)
+
+    off = tmp_path / "off"
+    assert main(["train", str(lost_spacing), "--out", str(off), "--field-extent", "none", *TRAIN]) == 0
+    assert load_config(off).field_extent is None
+
+
+def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
+    from medseg.planning.device_rules import rule_field_extent
+
+    stacks = [(20, 128, 128), (30, 256, 256), (24, 160, 160)]
+    assert rule_field_extent(None, stacks, [(1.0, 1.0, 1.0)] * 3).value == {"side": 160.0, "axes": [1, 2]}
+    assert rule_field_extent(None, stacks, [(3.0, 0.6, 0.6)] * 3).value is None      # spacing recorded
+    assert rule_field_extent(None, [(155, 240, 240)] * 2 + [(150, 200, 200)],
+                             [(1.0, 1.0, 1.0)] * 3).value is None                    # 1 mm in 3D: real (BraTS)
+    assert rule_field_extent(None, [(20, 128, 128)] * 3, [(1.0, 1.0, 1.0)] * 3).value is None  # one matrix
+    assert rule_field_extent(None, [(128, 128)] * 2, [(1.0, 1.0)] * 2).value is None  # 2D
+    user = rule_field_extent("none", stacks, [(1.0, 1.0, 1.0)] * 3)
+    assert user.value is None and user.overridden_by_user
+    assert rule_field_extent(200.0, stacks, [(3.0, 0.6, 0.6)] * 3).value == {"side": 200.0, "axes": [1, 2]}
