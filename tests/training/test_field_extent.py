@@ -67,6 +67,8 @@ def test_the_rule_records_the_median_side_and_the_predictor_returns_the_input_gr
     assert main(["predict", str(model), "-i", str(tmp_path / "new_0000.nii.gz"), "-o", str(tmp_path / "pred"),
                  "--threads", "1"]) == 0
     assert read_image(tmp_path / "pred" / "new.nii.gz").spatial_shape == (6, 96, 96)
+    # the same placeholder spacing as in training: sizes in voxels without --spacing-unknown
+    assert "voxels" in (tmp_path / "pred" / "volumes.csv").read_text()
 
     off = tmp_path / "off"
     assert main(["train", str(lost_spacing), "--out", str(off), "--field-extent", "none", *TRAIN]) == 0

@@ -483,15 +483,16 @@ def predict_case(predictor, job: CaseJob) -> tuple[list[dict], str, dict]:
                 partial.unlink(missing_ok=True)  # no half-finished case is left behind
         raise
     rows = label_volumes(labels, predictor.config, name)
-    if job.spacing_unknown:
+    spacing_unknown = job.spacing_unknown or _placeholder_spacing(image, predictor.config)
+    if spacing_unknown:
         rows = rows_in_voxels(rows)
     found = lesions(labels, predictor.config.regions, predictor.config.labels,
-                    spacing_known=not job.spacing_unknown, case=name)
+                    spacing_known=not spacing_unknown, case=name)
     if job.report is not None:
         from medseg.report.prediction import write_prediction_report
 
         notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
-        if job.spacing_unknown:
+        if spacing_unknown:
             notes.append("spacing unknown (stored as a placeholder): sizes in voxels")
         write_prediction_report(image, labels, predictor.config, job.model_dirs, name, rows, found, job.report,
                                 notes)
@@ -499,3 +500,9 @@ def predict_case(predictor, job: CaseJob) -> tuple[list[dict], str, dict]:
     if labels.spatial_dims == 3:
         line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} {r['unit']}" for r in rows)
     return rows, line, found
+
+
+def _placeholder_spacing(image: Image, config: ModelConfig) -> bool:
+    """A model trained on volumes whose spacing was lost (its field-extent rule fired) given a volume at
+    exactly 1 mm: the same placeholder, so that sizes are reported in voxels without --spacing-unknown."""
+    return bool(config.field_extent) and image.spatial_dims == 3 and all(abs(v - 1.0) < 1e-6 for v in image.spacing)
