@@ -318,8 +318,8 @@ def _fov_normalised(image: Image, roi: Image | None, label: Image | None, layout
 def _extent_normalised(image: Image, roi: Image | None, label: Image | None, layout: GridLayout,
                        target: Sequence[float] | None) -> tuple[Image, Image | None, Image | None, tuple[float, ...]]:
     """The case with the spacing that brings its larger side across ``layout.field_extent["axes"]`` to
-    ``layout.field_extent["side"]`` voxels of the network grid (other axes: one voxel each), and the grid's
-    spacing."""
+    ``layout.field_extent["side"]`` voxels of the network grid (across the other axes each voxel is one of the
+    grid's), and the grid's spacing."""
     axes = [int(a) for a in layout.field_extent["axes"]]
     if image.spatial_dims <= max(axes):
         raise MedsegError(f"the model brings axes {axes} of each volume to a common extent; the image is "
