@@ -1,6 +1,6 @@
 """Volumes whose spacing was lost (every stack stored at exactly 1 mm, matrices of different sizes): the
-field-extent rule brings each scan's in-plane side to the training median, the model records it, and the
-predictor returns labels on the input's own grid."""
+field-extent rule reports it; ``--field-extent auto`` brings each scan's in-plane side to the training median,
+the model records it, and the predictor returns labels on the input's own grid."""
 
 import json
 
@@ -53,15 +53,17 @@ def test_each_scan_is_brought_to_the_side_and_back():
     assert to_network_grid(image, layout, spacing=(1.0, 2.0, 2.0)).image.spatial_shape == (5, 40, 30)
 
 
-def test_the_rule_records_the_median_side_and_the_predictor_returns_the_input_grid(lost_spacing, tmp_path,
-                                                                                  capsys):
-    model = tmp_path / "model"
-    assert main(["train", str(lost_spacing), "--out", str(model), *TRAIN]) == 0
-    assert load_config(model).field_extent == {"side": 48.0, "axes": [1, 2]}  # median of the 3 training sides
-    rule = next(r for r in json.loads((model / "rules.json").read_text()) if r["name"] == "field_extent")
+def test_lost_spacing_is_reported_and_auto_records_the_median_side(lost_spacing, tmp_path, capsys):
+    off = tmp_path / "off"
+    assert main(["train", str(lost_spacing), "--out", str(off), *TRAIN]) == 0
+    assert load_config(off).field_extent is None  # measured not to pay (the rule's docstring): reported only
+    rule = next(r for r in json.loads((off / "rules.json").read_text()) if r["name"] == "field_extent")
     assert rule["inputs"]["side_range"] == [32, 64] and "spacing was lost" in rule["reason"]
-    assert "in-plane side 48 voxels" in " ".join(capsys.readouterr().err.split())
+    assert "spacing looks lost" in " ".join(capsys.readouterr().err.split())
 
+    model = tmp_path / "model"
+    assert main(["train", str(lost_spacing), "--out", str(model), "--field-extent", "auto", *TRAIN]) == 0
+    assert load_config(model).field_extent == {"side": 48.0, "axes": [1, 2]}  # median of the 3 training sides
     image, _ = _scan(96, seed=9)
     write_image(Image(image[None], spacing=(1.0, 1.0, 1.0)), tmp_path / "new_0000.nii.gz")
     assert main(["predict", str(model), "-i", str(tmp_path / "new_0000.nii.gz"), "-o", str(tmp_path / "pred"),
@@ -70,16 +72,14 @@ def test_the_rule_records_the_median_side_and_the_predictor_returns_the_input_gr
     # the same placeholder spacing as in training: sizes in voxels without --spacing-unknown
     assert "voxels" in (tmp_path / "pred" / "volumes.csv").read_text()
 
-    off = tmp_path / "off"
-    assert main(["train", str(lost_spacing), "--out", str(off), "--field-extent", "none", *TRAIN]) == 0
-    assert load_config(off).field_extent is None
-
 
 def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
     from medseg.planning.device_rules import rule_field_extent
 
     stacks = [(20, 128, 128), (30, 256, 256), (24, 160, 160)]
-    assert rule_field_extent(None, stacks, [(1.0, 1.0, 1.0)] * 3).value == {"side": 160.0, "axes": [1, 2]}
+    lost = rule_field_extent(None, stacks, [(1.0, 1.0, 1.0)] * 3)
+    assert lost.value is None and lost.inputs["side_range"] == [128, 256] and "auto" in lost.reason
+    assert rule_field_extent("auto", stacks, [(1.0, 1.0, 1.0)] * 3).value == {"side": 160.0, "axes": [1, 2]}
     assert rule_field_extent(None, stacks, [(3.0, 0.6, 0.6)] * 3).value is None      # spacing recorded
     assert rule_field_extent(None, [(155, 240, 240)] * 2 + [(150, 200, 200)],
                              [(1.0, 1.0, 1.0)] * 3).value is None                    # 1 mm in 3D: real (BraTS)
@@ -91,12 +91,14 @@ def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name, side", [("PROMISE12", 160.0), ("ACDC", 256.0), ("BraTS", None), ("LA", None)])
-def test_the_rule_on_the_real_datasets(shared_data, name, side):
+@pytest.mark.parametrize("name, sides", [("PROMISE12", [128, 256]), ("ACDC", [208, 512]), ("BraTS", None),
+                                         ("LA", None)])
+def test_the_rule_on_the_real_datasets(shared_data, name, sides):
     """PROMISE12 and ACDC lost their spacing (README of ../shared/data); BraTS is 1 mm for real, LA 0.625 mm."""
     from medseg.datasets import load_dataset
     from medseg.training.spec import field_extent_rule
 
     dataset = load_dataset(shared_data / name)
     rule = field_extent_rule(dataset, None, [c.name for c in dataset.cases if c.label_path is not None], 3)
-    assert (rule.value or {}).get("side") == side
+    assert rule.value is None and rule.inputs.get("side_range") == sides
+    assert ("spacing looks lost" in rule.shown) == (sides is not None)

@@ -186,9 +186,10 @@ def train(
     fov_diameter: str = typer.Option(None, "--fov-diameter", help="Fundus photographs: the training camera's "
                                      "field-of-view diameter to record (pixels), or 'none' (default: measured on the "
                                      "training ROIs of colour photographs)."),
-    field_extent: str = typer.Option(None, "--field-extent", help="Volumes whose spacing was lost: the in-plane side "
-                                     "(voxels) every scan is brought to, or 'none' (default: the median side when "
-                                     "every volume is a stack stored at exactly 1 mm with different matrix sizes)."),
+    field_extent: str = typer.Option(None, "--field-extent", help="Volumes whose spacing was lost: bring every scan's "
+                                     "in-plane side to the training volumes' median ('auto') or to PX voxels, in "
+                                     "training and prediction (default: off, the lost spacing reported; measured in "
+                                     "BENCHMARKS.md)."),
     labeled: str = typer.Option(None, "--labeled", help="Semi-supervised: the labelled training cases, a number N "
                                 "(drawn with --seed) or comma-separated names; the other training cases (and those "
                                 "without a label file) are used without labels."),

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medseg.constants import SLICE_SHAPE_RATIO
+from medseg.errors import MedsegError
 from medseg.planning.training_rules import LEARNING_RATE, Rule, rule_validation, user_rule
 
 #: Rule constants, named so that the rules read like their documentation.
@@ -184,37 +185,42 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     axis with 4× fewer voxels than the others: real stacks are 2–10 mm apart), at different in-plane matrix
     sizes: the spacing was lost upstream (PROMISE12's and ACDC's releases), and their voxels are not one size.
     Scanners cover a similar field of view at different matrix sizes (PROMISE12: the prostate spans 34–103
-    voxels, coefficient of variation 0.39, but 0.21–0.40 of the image side, 0.18 — NOTES.md), so each case's
-    larger in-plane side is brought to the training volumes' median side on the network grid, as SSL4MIS
-    resizes every ACDC slice to 256², and as fundus photographs are brought to one aperture. Prediction does
-    the same to every new scan and returns the labels on its own grid. Real 1 mm data (BraTS) is not a short
-    stack, and one matrix size for all needs nothing. ``--field-extent PX|none`` overrides."""
+    voxels, coefficient of variation 0.39, but 0.21–0.40 of the image side, 0.18 — NOTES.md), which suggests
+    bringing each case's larger in-plane side to the training volumes' median (as SSL4MIS resizes every ACDC
+    slice to 256², and as fundus photographs are brought to one aperture). Measured, it does not pay: the planned
+    U-Net, 30 min, PROMISE12 folds 0–1 (8 held-out cases) mean Dice 0.503 with it, 0.619 without (6 of 8 cases
+    lower); ACDC, 20 min, all labels, 0.821 against 0.822 (BENCHMARKS.md "Session 17"). So the rule detects
+    and reports lost spacing and keeps the voxels as they are; ``--field-extent auto`` applies the median side
+    (recorded in the model, applied by every predictor, labels returned on the input's grid), ``PX`` a given
+    side, ``none`` nothing."""
     title = "Field-of-view normalisation (spacing lost)"
+    axes = _in_plane_axes(shapes)
+    sides = [max(int(s[a]) for a in axes) for s in shapes] if shapes else []
     if user is not None:
         if str(user).lower() == "none":
             return user_rule("field_extent", title, None, "off", "--field-extent none")
-        axes = _in_plane_axes(shapes)
-        value = {"side": float(user), "axes": axes}
-        return user_rule("field_extent", title, value, f"in-plane side {float(user):.0f} voxels", "--field-extent")
+        if str(user).lower() == "auto" and not sides:
+            raise MedsegError("--field-extent auto needs training volumes to take the median side of")
+        side = float(np.median(sides)) if str(user).lower() == "auto" else float(user)
+        return user_rule("field_extent", title, {"side": side, "axes": axes}, f"in-plane side {side:.0f} voxels",
+                         f"--field-extent {user}")
     inputs: dict[str, Any] = {"volumes": len(shapes)}
     if not shapes or any(len(s) != 3 for s in shapes):
         return Rule("field_extent", title, None, "off", "only for 3D volumes", inputs)
     unit = all(np.allclose(sp, 1.0, rtol=0, atol=1e-6) for sp in spacings)
-    axes = _in_plane_axes(shapes)
     inputs.update(every_spacing_1mm=unit, in_plane_axes=axes)
     if not unit or len(axes) == 3:
         return Rule("field_extent", title, None, "off", "the volumes carry their spacing (not all exactly 1 mm, or "
                     "1 mm in 3D that is not a short stack of slices)", inputs)
-    sides = [max(int(s[a]) for a in axes) for s in shapes]
     inputs.update(side_range=[min(sides), max(sides)])
     if max(sides) <= (1 + FIELD_EXTENT_TOLERANCE) * min(sides):
         return Rule("field_extent", title, None, "off", "every volume has the same in-plane matrix size: nothing to "
                     "normalise", inputs)
-    side = float(np.median(sides))
-    return Rule("field_extent", title, {"side": side, "axes": axes}, f"in-plane side {side:.0f} voxels",
+    return Rule("field_extent", title, None, "off (the spacing looks lost)",
                 f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
-                f"{max(sides)} voxels: the spacing was lost, so each scan is taken to cover the median field of "
-                "view instead of trusting voxels of different sizes to be 1 mm", inputs)
+                f"{max(sides)} voxels: the spacing was lost upstream. Bringing every scan to the median side did not "
+                "raise Dice on PROMISE12 or ACDC (BENCHMARKS.md, session 17), so the voxels are kept as they are; "
+                "--field-extent auto applies it", inputs)
 
 
 def _in_plane_axes(shapes: Sequence[Sequence[int]]) -> list[int]:

@@ -105,9 +105,10 @@ class TrainingConfig:
     fov_diameter : float, "none" or None
         Fundus photographs: the training camera's FOV diameter to record (pixels), "none" for no FOV
         normalisation; None: the field-of-view rule (measured on the training ROIs of colour photographs).
-    field_extent : float, "none" or None
+    field_extent : float, "auto", "none" or None
         Volumes whose spacing was lost: the in-plane side (voxels of the network grid) every scan is brought
-        to, "none" for none; None: :func:`medseg.planning.device_rules.rule_field_extent`.
+        to, "auto" for the training volumes' median, "none" for none; None:
+        :func:`medseg.planning.device_rules.rule_field_extent`.
     init_weights : str or None
         ``"released"`` or a state-dict file: the weights a network ships (its registry entry's
         ``released_weights``, e.g. LiteMedSAM's) loaded before training; None = the initial-weights rule.
@@ -191,7 +192,8 @@ class TrainingConfig:
                 isinstance(self.decision_threshold, (int, float)) and 0.0 < float(self.decision_threshold) < 1.0):
             raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
         self.fov_diameter = _pixels_or_none(self.fov_diameter, "the FOV diameter")
-        self.field_extent = _pixels_or_none(self.field_extent, "the field extent")
+        if str(self.field_extent).lower() != "auto":
+            self.field_extent = _pixels_or_none(self.field_extent, "the field extent")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 
