@@ -57,7 +57,7 @@ def test_lost_spacing_is_reported_and_auto_records_the_median_side(lost_spacing,
     off = tmp_path / "off"
     assert main(["train", str(lost_spacing), "--out", str(off), *TRAIN]) == 0
     assert load_config(off).field_extent is None  # measured not to pay (the rule's docstring): reported only
-    rule = next(r for r in json.loads((off / "rules.json").read_text()) if r["name"] == "field_extent")
+    rule = next(r for r in json.loads((off / "rules.json").read_text(encoding="utf-8")) if r["name"] == "field_extent")
     assert rule["inputs"]["side_range"] == [32, 64] and "spacing was lost" in rule["reason"]
     assert "spacing looks lost" in " ".join(capsys.readouterr().err.split())
 
@@ -70,7 +70,7 @@ def test_lost_spacing_is_reported_and_auto_records_the_median_side(lost_spacing,
                  "--threads", "1"]) == 0
     assert read_image(tmp_path / "pred" / "new.nii.gz").spatial_shape == (6, 96, 96)
     # the same placeholder spacing as in training: sizes in voxels without --spacing-unknown
-    assert "voxels" in (tmp_path / "pred" / "volumes.csv").read_text()
+    assert "voxels" in (tmp_path / "pred" / "volumes.csv").read_text(encoding="utf-8")
 
 
 def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
