@@ -54,6 +54,11 @@ def check_spacing(spacing: float | Sequence[float] | None, ndim: int, name: str 
     return tuple(float(v) for v in values)
 
 
+def is_placeholder_spacing(spacing: Sequence[float]) -> bool:
+    """Exactly 1 mm on every axis: what releases that lost the spacing store (PROMISE12, ACDC)."""
+    return all(abs(float(v) - 1.0) < 1e-6 for v in spacing)
+
+
 def check_roi(roi: np.ndarray | Image | None, spatial_shape: Sequence[int], name: str = "roi") -> np.ndarray | None:
     """``roi`` (region of interest) as a non-empty boolean array of ``spatial_shape``, or None.
 

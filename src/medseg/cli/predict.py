@@ -505,4 +505,6 @@ def predict_case(predictor, job: CaseJob) -> tuple[list[dict], str, dict]:
 def _placeholder_spacing(image: Image, config: ModelConfig) -> bool:
     """A model trained on volumes whose spacing was lost (its field-extent rule fired) given a volume at
     exactly 1 mm: the same placeholder, so that sizes are reported in voxels without --spacing-unknown."""
-    return bool(config.field_extent) and image.spatial_dims == 3 and all(abs(v - 1.0) < 1e-6 for v in image.spacing)
+    from medseg.image import is_placeholder_spacing
+
+    return bool(config.field_extent) and image.spatial_dims == 3 and is_placeholder_spacing(image.spacing)

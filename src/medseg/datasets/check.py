@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.image import is_placeholder_spacing
 from medseg.io.labels import label_histogram
 from medseg.datasets.dataset import Case, Dataset, _load
 
@@ -196,7 +197,7 @@ def _check_unit_spacing(dataset: Dataset, records: list[dict], report: CheckRepo
     """Warn when every 3D volume has exactly 1 mm spacing: often spacing lost upstream (volumes in mL and
     distances in mm computed from it would be wrong)."""
     spacings = [tuple(r["spacing"]) for r in records if "spacing" in r and len(r["spacing"]) == 3]
-    if len(spacings) >= 2 and all(all(v == 1.0 for v in sp) for sp in spacings):
+    if len(spacings) >= 2 and all(is_placeholder_spacing(sp) for sp in spacings):
         report.warnings.append(Problem(None, dataset.root, "every volume has exactly 1×1×1 mm spacing: check that "
                                                            "the spacing was not lost in conversion (volumes and "
                                                            "distances are computed from it)"))

@@ -20,6 +20,7 @@ import numpy as np
 
 from medseg.constants import SLICE_SHAPE_RATIO
 from medseg.errors import MedsegError
+from medseg.image import is_placeholder_spacing
 from medseg.planning.training_rules import LEARNING_RATE, Rule, rule_validation, user_rule
 
 #: Rule constants, named so that the rules read like their documentation.
@@ -207,7 +208,7 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     inputs: dict[str, Any] = {"volumes": len(shapes)}
     if not shapes or any(len(s) != 3 for s in shapes):
         return Rule("field_extent", title, None, "off", "only for 3D volumes", inputs)
-    unit = all(np.allclose(sp, 1.0, rtol=0, atol=1e-6) for sp in spacings)
+    unit = all(is_placeholder_spacing(sp) for sp in spacings)
     inputs.update(every_spacing_1mm=unit, in_plane_axes=axes)
     if not unit or len(axes) == 3:
         return Rule("field_extent", title, None, "off", "the volumes carry their spacing (not all exactly 1 mm, or "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 from medseg.errors import MedsegError
 
@@ -191,9 +191,8 @@ class TrainingConfig:
         if self.decision_threshold is not None and str(self.decision_threshold) != "argmax" and not (
                 isinstance(self.decision_threshold, (int, float)) and 0.0 < float(self.decision_threshold) < 1.0):
             raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
-        self.fov_diameter = _pixels_or_none(self.fov_diameter, "the FOV diameter")
-        if str(self.field_extent).lower() != "auto":
-            self.field_extent = _pixels_or_none(self.field_extent, "the field extent")
+        self.fov_diameter = _pixels_or_keyword(self.fov_diameter, "the FOV diameter", ("none",))
+        self.field_extent = _pixels_or_keyword(self.field_extent, "the field extent", ("none", "auto"))
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 
@@ -273,14 +272,15 @@ def parse_size(text: str | None, spatial_dims: int | None = None) -> tuple[int, 
     return values
 
 
-def _pixels_or_none(value: float | str | None, what: str) -> float | str | None:
-    """A positive number of pixels, "none" (kept as given) or None."""
-    if value is None or str(value).lower() == "none":
+def _pixels_or_keyword(value: float | str | None, what: str, keywords: Sequence[str]) -> float | str | None:
+    """A positive number of pixels, one of ``keywords`` (kept as given) or None."""
+    if value is None or str(value).lower() in keywords:
         return value
     try:
         pixels = float(value)
     except ValueError:
-        raise MedsegError(f"{what} must be a number of pixels or 'none', not {value!r}") from None
+        allowed = " or ".join(f"'{k}'" for k in keywords)
+        raise MedsegError(f"{what} must be a number of pixels or {allowed}, not {value!r}") from None
     if not pixels > 0:
         raise MedsegError(f"{what} must be positive, not {value}")
     return pixels

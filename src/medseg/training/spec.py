@@ -145,6 +145,8 @@ def field_extent_rule(dataset: Any, user: float | str | None, train_names: Seque
     for name in train_names:
         case = dataset.case(name)
         geometry = read_geometry(case.image_paths[0]) if data_dims == 3 else None
+        if geometry is None and user is None:
+            return None  # no header to read: the default only reports, not worth reading every image for
         if geometry is None:
             image = case.read_image()
             geometry = image.spatial_shape, image.spacing
