@@ -195,24 +195,25 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     (recorded in the model, applied by every predictor, labels returned on the input's grid), ``PX`` a given
     side, ``none`` nothing."""
     title = "Field-of-view normalisation (spacing lost)"
-    axes = _in_plane_axes(shapes)
-    sides = [max(int(s[a]) for a in axes) for s in shapes] if shapes else []
     if user is not None:
         if str(user).lower() == "none":
             return user_rule("field_extent", title, None, "off", "--field-extent none")
-        if str(user).lower() == "auto" and not sides:
+        if str(user).lower() == "auto" and not shapes:
             raise MedsegError("--field-extent auto needs training volumes to take the median side of")
-        side = float(np.median(sides)) if str(user).lower() == "auto" else float(user)
+        axes = _in_plane_axes(shapes)
+        side = float(np.median(_in_plane_sides(shapes, axes))) if str(user).lower() == "auto" else float(user)
         return user_rule("field_extent", title, {"side": side, "axes": axes}, f"in-plane side {side:.0f} voxels",
                          f"--field-extent {user}")
     inputs: dict[str, Any] = {"volumes": len(shapes)}
     if not shapes or any(len(s) != 3 for s in shapes):
         return Rule("field_extent", title, None, "off", "only for 3D volumes", inputs)
     unit = all(is_placeholder_spacing(sp) for sp in spacings)
+    axes = _in_plane_axes(shapes)
     inputs.update(every_spacing_1mm=unit, in_plane_axes=axes)
     if not unit or len(axes) == 3:
         return Rule("field_extent", title, None, "off", "the volumes carry their spacing (not all exactly 1 mm, or "
                     "1 mm in 3D that is not a short stack of slices)", inputs)
+    sides = _in_plane_sides(shapes, axes)
     inputs.update(side_range=[min(sides), max(sides)])
     if max(sides) <= (1 + FIELD_EXTENT_TOLERANCE) * min(sides):
         return Rule("field_extent", title, None, "off", "every volume has the same in-plane matrix size: nothing to "
@@ -222,6 +223,11 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
                 f"{max(sides)} voxels: the spacing was lost upstream. Bringing every scan to the median side did not "
                 "raise Dice on PROMISE12 or ACDC (BENCHMARKS.md, session 17), so the voxels are kept as they are; "
                 "--field-extent auto applies it", inputs)
+
+
+def _in_plane_sides(shapes: Sequence[Sequence[int]], axes: Sequence[int]) -> list[int]:
+    """Each volume's larger in-plane side (voxels)."""
+    return [max(int(s[a]) for a in axes) for s in shapes]
 
 
 def _in_plane_axes(shapes: Sequence[Sequence[int]]) -> list[int]:
