@@ -195,7 +195,9 @@ def train(
                                 "without a label file) are used without labels."),
     unlabeled: Path = typer.Option(None, "--unlabeled", help="Semi-supervised: a folder of extra unlabelled images."),
     semi_supervised: str = typer.Option(None, "--semi-supervised", help="Method: bcp (bidirectional copy-paste, "
-                                        "the default with --labeled/--unlabeled), mean_teacher, cps, or none (the --labeled cases, supervised only)."),
+                                        "the default for 2D networks), mean_teacher, cps, or none (the --labeled "
+                                        "cases, supervised only: the default for 3D networks, measured in "
+                                        "BENCHMARKS.md)."),
     ssl_option: list[str] = typer.Option(
         None, "--ssl-option", help="Semi-supervised setting KEY=VALUE, repeatable: unlabeled_batch_size, weight, "
         "rampup (share of the budget), ema_decay, confidence_threshold, teacher_noise, copy_paste_size, pretrain (BCP), "

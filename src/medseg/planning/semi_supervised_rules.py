@@ -21,6 +21,8 @@ METHODS = ("mean_teacher", "cps", "bcp", "none")
 
 #: Rule constants, named so that the rules read like their documentation.
 DEFAULT_METHOD = "bcp"
+#: A 3D network's method: the labelled cases alone (BCP lost to them on every LA fold measured; see rule_method).
+DEFAULT_METHOD_3D = "none"
 #: Unlabelled patches per labelled patch: SSL4MIS (ACDC: 12 + 12 of 24), UA-MT (LA: 2 + 2 of 4) and BCP all
 #: use half-and-half batches.
 UNLABELED_PER_LABELED = 1
@@ -42,27 +44,40 @@ _METHOD_NAMES = {"mean_teacher": "mean teacher", "cps": "cross pseudo supervisio
                  "bcp": "bidirectional copy-paste (BCP)", "none": "none (labelled cases only, supervised)"}
 
 
-def rule_method(user: str | None) -> Rule:
-    """The method: the user's, else bidirectional copy-paste.
+def rule_method(user: str | None, spatial_dims: int) -> Rule:
+    """The method: the user's; else bidirectional copy-paste for a 2D network, the labelled cases alone for a
+    3D one.
 
-    Why BCP: measured here, paired (ACDC, 3 labelled patients, 45 min on one thread, one plan; BENCHMARKS.md
-    "Session 12"): supervised only 0.726 mean Dice, mean teacher 0.711, CPS 0.713, BCP 0.784 — the only
-    method that beats the labelled cases alone at a CPU budget. With 7 labelled patients ("Session 13") it did
-    not: BCP 0.768 vs supervised 0.780 (one run each; BCP's steps cost twice as much: 1,458 vs 2,648 steps), so
-    the unlabelled scans pay at a CPU budget only where labels are scarcest. It also has the best published
+    Why BCP in 2D: measured here, paired (ACDC, 3 labelled patients, 45 min on one thread, one plan;
+    BENCHMARKS.md "Session 12"): supervised only 0.726 mean Dice, mean teacher 0.711, CPS 0.713, BCP 0.784 — the
+    only method that beats the labelled cases alone at a CPU budget. With 7 labelled patients ("Session 13") it
+    did not: BCP 0.768 vs supervised 0.780 (one run each; BCP's steps cost twice as much: 1,458 vs 2,648 steps),
+    so the unlabelled scans pay at a CPU budget only where labels are scarcest. It also has the best published
     results of the three on the standard protocols (ACDC 3 / 7 labelled: 0.8759 / 0.8884; LA 8 / 16: 0.8955 /
     0.9018).
+
+    Why not in 3D: on LA (2 labelled + 6 unlabelled volumes, one thread; BENCHMARKS.md "Session 19") BCP lost
+    to the two labelled volumes alone on every fold and budget measured: 20 min, folds 0 / 1 / 2: 0.554 / 0.514 /
+    0.747 vs 0.793 / 0.711 / 0.864 Dice; 60 min, fold 0: 0.646 vs 0.823. A 3D BCP step costs about twice a
+    supervised one (820 vs 1,574 steps in 60 min), and tripling the budget did not close the gap (0.24 → 0.18).
+    The unlabelled cases are recorded in the model folder and not used; ``--semi-supervised bcp`` uses them.
     """
     title = "Semi-supervised method"
     if user is not None:
         return user_rule("ssl_method", title, user, _METHOD_NAMES.get(user, user), "--semi-supervised")
+    inputs = {"spatial_dims": spatial_dims, "methods": list(METHODS)}
+    if spatial_dims == 3:
+        return Rule("ssl_method", title, DEFAULT_METHOD_3D, _METHOD_NAMES[DEFAULT_METHOD_3D],
+                    "in 3D at a CPU budget BCP lost to the labelled volumes alone on every LA fold and budget medseg "
+                    "measured (2 labelled + 6 unlabelled, one thread; 20 min, 3 folds: mean Dice 0.605 vs 0.789; "
+                    "60 min: 0.646 vs 0.823; benchmarks/fewlabels_la.py): a 3D BCP step costs twice a supervised "
+                    "one. --semi-supervised bcp uses the unlabelled volumes", inputs)
     return Rule("ssl_method", title, DEFAULT_METHOD, _METHOD_NAMES[DEFAULT_METHOD],
                 "the only one of the three that beat supervised training at a CPU budget in medseg's paired run "
                 "(ACDC, 3 labelled, 45 min, 1 thread: supervised 0.726, mean teacher 0.711, CPS 0.713, BCP 0.784 "
                 "mean Dice; benchmarks/fewlabels_acdc.py), and the best published ACDC/LA results of the three. "
                 "With 7 labelled it did not beat supervised training (0.768 vs 0.780): unlabelled scans pay at a "
-                "CPU budget where labels are scarcest",
-                {"methods": list(METHODS)})
+                "CPU budget where labels are scarcest", inputs)
 
 
 def rule_batch_mix(user: int | None) -> Rule:
@@ -128,13 +143,15 @@ def rule_pretrain(user: float | None, method: str) -> Rule | None:
                 {"method": method})
 
 
-def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[Rule]]:
+def semi_supervised_rules(given: dict[str, Any], spatial_dims: int) -> tuple[dict[str, Any], list[Rule]]:
     """Complete the semi-supervised settings the user gave, and the rules that decided the rest.
 
     Parameters
     ----------
     given : dict
         Settings as given (``method`` and any ``--ssl-option`` keys; absent = decided by a rule).
+    spatial_dims : int
+        The network's dimensionality (2 for a 2D network on slices of volumes).
 
     Returns
     -------
@@ -145,7 +162,7 @@ def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[R
 
     Examples
     --------
-    >>> settings, fired = semi_supervised_rules({"rampup": 0.2})
+    >>> settings, fired = semi_supervised_rules({"rampup": 0.2}, spatial_dims=2)
     >>> settings["method"], settings["rampup"], [r.overridden_by_user for r in fired][:3]
     ('bcp', 0.2, [False, False, True])
     """
@@ -164,7 +181,7 @@ def semi_supervised_rules(given: dict[str, Any]) -> tuple[dict[str, Any], list[R
         settings[key] = number
     if settings.get("method") is not None and settings["method"] not in METHODS:
         raise MedsegError(f"unknown semi-supervised method '{settings['method']}' ({', '.join(METHODS)})")
-    method = rule_method(settings.get("method"))
+    method = rule_method(settings.get("method"), spatial_dims)
     fired = [method]
     settings["method"] = method.value
     if method.value == "none":

@@ -269,7 +269,8 @@ def _set_apart_unlabeled(dataset: Any, start: RunStart, named_val: Sequence[str]
     from medseg.training.unlabeled import set_apart_unlabeled
 
     train, val, semi, fired = set_apart_unlabeled(dataset, start.config.semi_supervised, start.config.seed,
-                                                  start.train_names, start.val_names, named_val)
+                                                  start.train_names, start.val_names, named_val,
+                                                  spatial_dims=start.layout.spatial_dims)
     return replace(start, train_names=tuple(train), val_names=tuple(val), rules=start.rules + tuple(fired),
                    config=replace(start.config, semi_supervised=semi))
 

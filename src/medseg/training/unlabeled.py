@@ -164,7 +164,7 @@ def split_labeled(dataset: Any, train_names: Sequence[str], val_names: Sequence[
 
 
 def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, seed: int, train_names: Sequence[str],
-                        val_names: Sequence[str], named_val: Sequence[str] | None,
+                        val_names: Sequence[str], named_val: Sequence[str] | None, spatial_dims: int,
                         ) -> tuple[list[str], list[str], dict[str, Any] | None, list[Any]]:
     """Training and validation cases once unlabelled cases are set apart, the recorded settings, and the
     rules that decided the settings the user did not give
@@ -173,7 +173,7 @@ def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, se
     Supervised (``semi_supervised`` None): the training cases that have labels. Semi-supervised: the
     ``--labeled`` ones (:func:`split_labeled`), the settings completed with the unlabelled cases.
     Unlabelled cases that a fold put into validation join the training side; a named ``--val-cases``
-    case without a label is an error.
+    case without a label is an error. ``spatial_dims``: the network's (the method rule depends on it).
     """
     without = {c.name for c in dataset.unlabeled_cases}
     if named_val and without & set(named_val):
@@ -188,7 +188,7 @@ def set_apart_unlabeled(dataset: Any, semi_supervised: dict[str, Any] | None, se
         return labeled, val_names, None, []
     from medseg.planning.semi_supervised_rules import semi_supervised_rules
 
-    semi_supervised, fired = semi_supervised_rules(semi_supervised)
+    semi_supervised, fired = semi_supervised_rules(semi_supervised, spatial_dims)
     if dataset.regions and semi_supervised.get("method") != "none":
         # the consistency and pseudo-label terms are written for one softmax class per voxel
         raise MedsegError("semi-supervised training supports label tasks, not region (sigmoid) tasks", dataset.root)
