@@ -60,6 +60,7 @@ def rule_method(user: str | None, spatial_dims: int) -> Rule:
     to the two labelled volumes alone on every fold and budget measured: 20 min, folds 0 / 1 / 2: 0.554 / 0.514 /
     0.747 vs 0.793 / 0.711 / 0.864 Dice; 60 min, fold 0: 0.646 vs 0.823. A 3D BCP step costs about twice a
     supervised one (820 vs 1,574 steps in 60 min), and tripling the budget did not close the gap (0.24 → 0.18).
+    Mean teacher lost too (20 min, folds 0 / 1: 0.693 / 0.674, 229 / 224 steps).
     The unlabelled cases are recorded in the model folder and not used; ``--semi-supervised bcp`` uses them.
     """
     title = "Semi-supervised method"
@@ -70,8 +71,9 @@ def rule_method(user: str | None, spatial_dims: int) -> Rule:
         return Rule("ssl_method", title, DEFAULT_METHOD_3D, _METHOD_NAMES[DEFAULT_METHOD_3D],
                     "in 3D at a CPU budget BCP lost to the labelled volumes alone on every LA fold and budget medseg "
                     "measured (2 labelled + 6 unlabelled, one thread; 20 min, 3 folds: mean Dice 0.605 vs 0.789; "
-                    "60 min: 0.646 vs 0.823; benchmarks/fewlabels_la.py): a 3D BCP step costs twice a supervised "
-                    "one. --semi-supervised bcp uses the unlabelled volumes", inputs)
+                    "60 min: 0.646 vs 0.823; mean teacher, 20 min, 2 folds: 0.683 vs 0.752; "
+                    "benchmarks/fewlabels_la.py): a 3D BCP step costs twice a supervised one. --semi-supervised bcp "
+                    "uses the unlabelled volumes", inputs)
     return Rule("ssl_method", title, DEFAULT_METHOD, _METHOD_NAMES[DEFAULT_METHOD],
                 "the only one of the three that beat supervised training at a CPU budget in medseg's paired run "
                 "(ACDC, 3 labelled, 45 min, 1 thread: supervised 0.726, mean teacher 0.711, CPS 0.713, BCP 0.784 "
