@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from _timing import run  # noqa: F401 - the scripts importing _apps use it
+from _timing import run  # also the scripts' (they import it from here)
 
 MEDSEG = [sys.executable, "-m", "medseg"]
 
@@ -41,6 +41,23 @@ def run_measured(args: Sequence[str]) -> tuple[float, float]:
 def link(source: Path, target: Path) -> None:
     if not target.exists():
         target.symlink_to(Path(source).resolve())
+
+
+def file_layout(dataset: Path) -> tuple[dict, str, int]:
+    """The dataset.json, its file ending and its channel count."""
+    meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
+    return meta, meta.get("file_ending", ".nii.gz"), len(meta["channel_names"])
+
+
+def evaluate_folder(predictions: Path, references: Path, out: Path, options: Sequence[str] = ()) -> dict:
+    """`medseg evaluate` of a folder of predictions; its summary.json."""
+    run(MEDSEG + ["evaluate", predictions, references, "--out", out, *options])
+    return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+def label_means(summary: dict, metric: str) -> dict[str, float]:
+    """The mean of ``metric`` over the cases, per label or region, from an evaluation summary."""
+    return {name: summary["metrics"][name][metric]["mean"] for name in summary["labels"]}
 
 
 def case_inputs(dataset: Path, case: str, channels: int, ending: str) -> list[str]:
@@ -74,8 +91,7 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
     work.mkdir(parents=True, exist_ok=True)
     loaded = load_dataset(dataset)
     splits = make_splits([c.name for c in loaded.cases], folds=folds, seed=0)  # medseg's grouped splits
-    meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
-    ending, channels = meta.get("file_ending", ".nii.gz"), len(meta["channel_names"])
+    meta, ending, channels = file_layout(dataset)
     pooled, references = work / f"pred_{tag}", work / "references"
     pooled.mkdir(exist_ok=True)
     references.mkdir(exist_ok=True)
@@ -99,16 +115,12 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
             link(pred / f"{case}{ending}", pooled / f"{case}{ending}")
             link(dataset / "labelsTr" / f"{case}{ending}", references / f"{case}{ending}")
     link(dataset / "dataset.json", references / "dataset.json")  # labels / regions and the metric convention
-    evaluation = work / f"eval_{tag}"
-    run(MEDSEG + ["evaluate", pooled, references, "--out", evaluation, *evaluate_options])
-    summary = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
-    names = list(summary["labels"])
+    summary = evaluate_folder(pooled, references, work / f"eval_{tag}", evaluate_options)
     result = {
         "dataset": meta.get("name", dataset.name), "net": net, "tag": tag, "folds": len(splits), "folds_run": ran,
         "held_out_cases": sorted(p.name for p in pooled.iterdir()),
         "convention": summary["settings"].get("convention"),
-        "dice": {n: summary["metrics"][n]["dice"]["mean"] for n in names},
-        "hd95_mm": {n: summary["metrics"][n]["hd95"]["mean"] for n in names},
+        "dice": label_means(summary, "dice"), "hd95_mm": label_means(summary, "hd95"),
         "iterations": iterations,
         "train_minutes_per_fold": statistics.mean(train_seconds) / 60 if train_seconds else None,
         "seconds_per_case": statistics.mean(case_seconds), "seconds_per_case_max": max(case_seconds),

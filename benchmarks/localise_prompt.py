@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _apps import MEDSEG, case_inputs, link, run
+from _apps import MEDSEG, case_inputs, evaluate_folder, file_layout, label_means, link, run
 
 OEDEMA = 2  # BraTS 2018's label value of the peritumoural oedema
 
@@ -77,11 +77,12 @@ def main() -> None:
     from medseg.datasets import load_dataset
     from medseg.datasets.splits import make_splits
 
-    meta = json.loads((args.dataset / "dataset.json").read_text(encoding="utf-8"))
-    ending, channels = meta.get("file_ending", ".nii.gz"), len(meta["channel_names"])
+    _, ending, channels = file_layout(args.dataset)
     splits = make_splits([c.name for c in load_dataset(args.dataset).cases], folds=args.folds, seed=0)
     work, references = args.work, args.work / "references"
-    prompt_options = ["--threads", str(args.threads)] + ([] if args.channel is None else ["--channel", str(args.channel)])
+    prompt_options = ["--threads", str(args.threads)]
+    if args.channel is not None:
+        prompt_options += ["--channel", str(args.channel)]
     seconds: dict[str, float] = {}
     for fold, split in enumerate(splits):
         predictions = work / f"pred_{args.tag}_fold{fold}"
@@ -104,12 +105,10 @@ def main() -> None:
                 link(out / f"{case}{ending}", pooled / f"{case}{ending}")
     result = {"seconds_prompting": seconds}
     for variant in ("3d", "slice"):
-        evaluation = work / f"eval_prompt_{args.tag}_{variant}"
-        run(MEDSEG + ["evaluate", work / f"pred_prompt_{args.tag}_{variant}", references, "--out", evaluation,
-                      "--images", args.dataset / "imagesTr"])
-        summary = json.loads((evaluation / "summary.json").read_text(encoding="utf-8"))
-        result[variant] = {name: {"dice": summary["metrics"][name]["dice"]["mean"],
-                                  "hd95": summary["metrics"][name]["hd95"]["mean"]} for name in summary["labels"]}
+        summary = evaluate_folder(work / f"pred_prompt_{args.tag}_{variant}", references,
+                                  work / f"eval_prompt_{args.tag}_{variant}", ["--images", args.dataset / "imagesTr"])
+        dice, hd95 = label_means(summary, "dice"), label_means(summary, "hd95")
+        result[variant] = {name: {"dice": dice[name], "hd95": hd95[name]} for name in dice}
     (work / f"result_prompt_{args.tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps(result, indent=2))
 
