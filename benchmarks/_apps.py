@@ -77,14 +77,31 @@ def fold_dataset(dataset: Path, cases: Sequence[str], folder: Path, channels: in
     return folder
 
 
+def add_fold_arguments(parser, run_folds: int | None) -> None:
+    """``--run-folds N`` (the first N folds; ``run_folds`` by default, None: all) or ``--fold K`` (fold K only)."""
+    parser.add_argument("--run-folds", type=int, default=run_folds,
+                        help=f"Folds actually trained: the first N (default: {run_folds or 'all'}).")
+    parser.add_argument("--fold", type=int, action="append", default=None,
+                        help="Train and predict only this fold (repeatable): two processes with their own --work "
+                             "can run two folds side by side.")
+
+
+def folds_to_run(args) -> list[int] | None:
+    """The fold indices that :func:`add_fold_arguments`'s options ask for (None: all)."""
+    if args.fold is not None:
+        return args.fold
+    return None if args.run_folds is None else list(range(max(1, args.run_folds)))
+
+
 def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds: int, tag: str,
                    train_options: Sequence[str] = (), predict_options: Sequence[str] = (),
                    evaluate_options: Sequence[str] = (), reuse: bool = False,
-                   run_folds: int | None = None) -> dict:
+                   run_folds: Sequence[int] | None = None) -> dict:
     """The protocol above; returns (and writes to WORK/result_TAG.json) the pooled metrics and costs.
 
-    ``run_folds``: train and predict only the first N folds of the ``folds``-fold split (None: all), e.g. one
-    fold of 4 = two BraTS cases held out, one model per network within its budget."""
+    ``run_folds``: train and predict only these folds of the ``folds``-fold split (None: all), e.g. fold 0 of 4 =
+    two BraTS cases held out, one model per network within its budget; two processes with other work folders can
+    run other folds side by side."""
     from medseg.datasets import load_dataset
     from medseg.datasets.splits import make_splits
 
@@ -96,8 +113,10 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
     pooled.mkdir(exist_ok=True)
     references.mkdir(exist_ok=True)
     train_seconds, case_seconds, case_mib, iterations = [], [], [], []
-    ran = len(splits) if run_folds is None else max(1, min(int(run_folds), len(splits)))
-    for fold in range(ran):
+    ran = list(range(len(splits))) if run_folds is None else sorted(set(run_folds))
+    if not ran or ran[0] < 0 or ran[-1] >= len(splits):
+        raise SystemExit(f"folds to run {ran}: each must be one of 0..{len(splits) - 1}")
+    for fold in ran:
         model, pred = work / f"model_{tag}_fold{fold}", work / f"pred_{tag}_fold{fold}"
         held_out, training = splits[fold]["val"], splits[fold]["train"]
         folder = fold_dataset(dataset, training, work / f"train_fold{fold}", channels, ending)

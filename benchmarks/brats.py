@@ -27,7 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _apps import cross_validate
+from _apps import add_fold_arguments, cross_validate, folds_to_run
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=["segresnet_vae", "unet"])
     parser.add_argument("--minutes", type=float, default=60.0, help="Training budget per model (per fold).")
     parser.add_argument("--folds", type=int, default=4, help="Folds of the split (4: 2 cases held out per fold).")
-    parser.add_argument("--run-folds", type=int, default=1, help="Folds actually trained (default 1; 4 = full CV).")
+    add_fold_arguments(parser, run_folds=1)
     parser.add_argument("--reuse-models", action="store_true")
     parser.add_argument("--train-option", action="append", default=[])
     args = parser.parse_args()
@@ -45,7 +45,7 @@ def main() -> None:
     for net in args.nets:
         results[net] = cross_validate(args.dataset, args.work, net, args.minutes, folds=args.folds, tag=net,
                                       train_options=[a for o in args.train_option for a in o.split()],
-                                      reuse=args.reuse_models, run_folds=args.run_folds,
+                                      reuse=args.reuse_models, run_folds=folds_to_run(args),
                                       evaluate_options=["--images", str(args.dataset / "imagesTr")])
     (args.work / "result_brats.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
 

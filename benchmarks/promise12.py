@@ -16,6 +16,7 @@ predictions use --spacing-unknown), seconds and peak memory per case, per-case t
 (`eval_NET/cases.html`). Results: WORK/result_promise12.json.
 
     ... --run-folds 1                 # one fold only (a quarter of the time)
+    ... --fold 1 --work W1            # fold 1 only, beside another process running --fold 0 in its own W0
     ... --nets vnet --train-option "--threads 1"   # one network per process, two side by side
     ... --nets vnet --minutes 1 --run-folds 1   # a smoke run of the commands
 
@@ -28,7 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _apps import cross_validate
+from _apps import add_fold_arguments, cross_validate, folds_to_run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=["vnet", "unet"])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--run-folds", type=int, default=None, help="Folds actually trained (default: all).")
+    add_fold_arguments(parser, run_folds=None)
     parser.add_argument("--reuse-models", action="store_true")
     parser.add_argument("--train-option", action="append", default=[], help='Extra `medseg train` arguments '
                         '(e.g. "--threads 1" for two runs side by side).')
@@ -47,7 +48,7 @@ def main() -> None:
         results[net] = cross_validate(args.dataset, args.work, net, args.minutes, folds=args.folds, tag=net,
                                       train_options=[a for o in args.train_option for a in o.split()],
                                       predict_options=["--spacing-unknown"], reuse=args.reuse_models,
-                                      run_folds=args.run_folds,
+                                      run_folds=folds_to_run(args),
                                       evaluate_options=["--images", str(args.dataset / "imagesTr")])
     (args.work / "result_promise12.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
 
