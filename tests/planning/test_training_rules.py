@@ -163,3 +163,15 @@ def test_test_time_mirroring_is_kept_only_for_a_gain_beyond_noise_at_a_usable_co
     assert unmeasured.value == [] and "~72 s per case" in unmeasured.reason
     assert rules.rule_test_time_mirroring([1], plain[:2], 1.0, better[:2], 2.0).value == []  # too few cases
     assert rules.rule_test_time_mirroring([], plain, 1.0).value == []
+
+
+def test_slice_context_is_decided_for_2d_networks_on_volumes_only():
+    from medseg.errors import MedsegError
+
+    rule = rules.rule_slice_context(0, promptable=False, user=None)
+    assert rule.value == rules.SLICE_CONTEXT and not rule.overridden_by_user and "PROMISE12" in rule.reason
+    assert rules.rule_slice_context(2, False, 1).value == 1  # the user turns it on
+    assert rules.rule_slice_context(None, False, None) is None  # a 3D network, or 2D images
+    assert rules.rule_slice_context(0, True, None) is None  # a promptable network frames one slice itself
+    with pytest.raises(MedsegError, match="--slice-context needs a 2D network on volumes"):
+        rules.rule_slice_context(None, False, 2)

@@ -105,6 +105,25 @@ def test_channels_field_restricts_a_step(rng):
         apply_pipeline(rgb, [{"name": "green_channel", "channels": [0, 1, 2]}])
 
 
+def test_slice_context_stacks_each_channel_with_its_neighbouring_slices(rng):
+    """2.5D: each channel followed by its slices at offsets -1, 0, +1 along the named axis; the ends repeat."""
+    volume = rng.normal(0, 1, (2, 5, 4, 3)).astype(np.float32)
+    img = Image(volume, channel_names=("T2", "ADC"))
+    out = apply_pipeline(img, [{"name": "slice_context", "axis": 1}])
+    assert out.channel_names == ("T2[-1]", "T2", "T2[+1]", "ADC[-1]", "ADC", "ADC[+1]")
+    assert out.spatial_shape == img.spatial_shape
+    assert np.array_equal(out.array[1], volume[0]) and np.array_equal(out.array[4], volume[1])
+    assert np.array_equal(out.array[2][:, :3], volume[0][:, 1:])   # +1: the next slice along axis 1
+    assert np.array_equal(out.array[2][:, 3], volume[0][:, 3])     # past the end: the last slice again
+    assert np.array_equal(out.array[3][:, 1:], volume[1][:, :3])   # -1: the previous slice
+    wide = apply_pipeline(img, [{"name": "slice_context", "axis": 0, "neighbours": 2}])
+    assert wide.num_channels == 10 and np.array_equal(wide.array[0][2], volume[0][0])
+    with pytest.raises(MedsegError, match="slice axis 2 but the image has 2 spatial axes"):
+        apply_pipeline(Image(volume[:, 0]), [{"name": "slice_context", "axis": 2}])
+    with pytest.raises(MedsegError, match="cannot take 'channels'"):
+        apply_pipeline(img, [{"name": "slice_context", "axis": 0, "channels": [0]}])
+
+
 def test_validate_fills_defaults():
     (step,) = validate_pipeline([{"name": "clahe"}])
     assert step == {"name": "clahe", "clip_limit": 0.01, "kernel_size": None, "nbins": 256, "mask": None}

@@ -32,14 +32,20 @@ def _config(**kw):
 @pytest.mark.parametrize("configuration", ["3d", "2d"])
 def test_plan_training_predicts_on_the_input_grid(organs_and_plan, tmp_path, configuration):
     dataset, plan = organs_and_plan
-    result = train(dataset, tmp_path / "m", _config(val_every=2), plan=plan, configuration=configuration,
-                   val_cases=[dataset.cases[-1].name], progress=False)
+    context = 1 if configuration == "2d" else None
+    result = train(dataset, tmp_path / "m", _config(val_every=2, slice_context=context), plan=plan,
+                   configuration=configuration, val_cases=[dataset.cases[-1].name], progress=False)
     assert result.iterations == 2 and "val_dice" in result.last_metrics
     predictor = Predictor.from_folder(tmp_path / "m", backend="torch")
     cfg = predictor.config
     assert cfg.target_spacing == [3.0, 2.0, 2.0] and cfg.data_dims == 3
     assert cfg.spatial_dims == (3 if configuration == "3d" else 2)
     assert (cfg.slice_axis is None) == (configuration == "3d")
+    # --slice-context 1: a 2D network sees each slice with one neighbour on each side (3 channels)
+    steps = [s for s in cfg.preprocessing if s["name"] == "slice_context"]
+    assert cfg.in_channels == (1 if configuration == "3d" else 3) and cfg.input_channels == 1
+    assert steps == ([] if configuration == "3d" else [{"name": "slice_context", "axis": cfg.slice_axis,
+                                                          "neighbours": 1}])
     assert (tmp_path / "m" / "plan.json").is_file()
     image = dataset.test_cases[0].read_image()
     labels, probs = predictor.predict_with_probabilities(image)

@@ -190,6 +190,9 @@ def train(
                                      "in-plane side to the training volumes' median ('auto') or to PX voxels, in "
                                      "training and prediction (default: off, the lost spacing reported; measured in "
                                      "BENCHMARKS.md)."),
+    slice_context: int = typer.Option(None, "--slice-context", help="A 2D network on volumes: the neighbouring "
+                                      "slices on each side it sees as extra channels (default: 0, none; the "
+                                      "slice-context rule, measured in BENCHMARKS.md)."),
     labeled: str = typer.Option(None, "--labeled", help="Semi-supervised: the labelled training cases, a number N "
                                 "(drawn with --seed) or comma-separated names; the other training cases (and those "
                                 "without a label file) are used without labels."),
@@ -248,7 +251,7 @@ def train(
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule), init_weights=init_from_weights,
         semi_supervised=_semi_supervised(labeled, unlabeled, semi_supervised, ssl_option),
         init_from=str(init_from) if init_from else None, fov_diameter=fov_diameter,
-        field_extent=field_extent,
+        field_extent=field_extent, slice_context=slice_context,
     )
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

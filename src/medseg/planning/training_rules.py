@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medseg.errors import MedsegError
 from medseg.planning.rules import is_photograph, photograph_steps
 from medseg.planning.structure import BOUNDARY_DEPTH, THIN_BOUNDARY_SHARE, is_thin
 
@@ -674,6 +675,30 @@ def rule_prompt_validation() -> Rule:
                 f"up to {PROMPT_VALIDATION_SLICES} slices with a structure, one jittered reference box per structure",
                 "each validation slice costs an encoder pass (seconds on a CPU core): a fixed, seeded subset, "
                 "boxes from the reference with a fixed jitter, Dice per structure in the frame")
+
+
+SLICE_CONTEXT = 0                     # neighbouring slices on each side a 2D network on a volume sees
+
+
+def rule_slice_context(slice_axis: int | None, promptable: bool, user: int | None) -> Rule | None:
+    """How many neighbouring slices on each side a 2D network on a volume sees as extra channels (2.5D): none.
+
+    Measured (BENCHMARKS.md, session 20): on PROMISE12 the neighbours halve the prostate painted past the gland's
+    ends but leave Dice where it was (0.617 against 0.619), and on ACDC, whose slices lie 5-10 mm apart, they
+    cost 0.05 Dice (0.787 against 0.833). None (nothing recorded) when the network is not 2D on volumes, or is
+    promptable (it frames one slice itself, as ``medseg prompt`` does)."""
+    title = "Slice context"
+    if slice_axis is None or promptable:
+        if user:
+            raise MedsegError("--slice-context needs a 2D network on volumes (a plan's 2d configuration)")
+        return None
+    if user is not None:
+        shown = f"{user} slice(s) on each side, as extra channels" if user else "none: one slice at a time"
+        return user_rule("slice_context", title, int(user), shown, "--slice-context")
+    return Rule("slice_context", title, SLICE_CONTEXT, "none: one slice at a time",
+                "neighbouring slices as channels measured no better on PROMISE12 (Dice 0.617 against 0.619) and "
+                "worse on ACDC (0.787 against 0.833; BENCHMARKS.md session 20); --slice-context N adds them",
+                {"slice_axis": slice_axis})
 
 
 def rule_slices_of_volumes(network: str, dims: Sequence[int]) -> Rule:

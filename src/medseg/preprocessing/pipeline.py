@@ -15,8 +15,8 @@ standard deviation) are explicit step parameters, never recomputed at prediction
 (voxels where any channel of the *input* image is non-zero, as after skull stripping or cropping).
 
 Every step also accepts ``"channels": [i, ...]``: it then acts on those channels only (the others
-pass through unchanged), e.g. CT windowing on the CT channel of a PET/CT pair. Channel-reducing
-steps (``green_channel``, ``luminance``) take no ``channels``.
+pass through unchanged), e.g. CT windowing on the CT channel of a PET/CT pair. Steps that change the
+channel count (``green_channel``, ``luminance``, ``slice_context``) take no ``channels``.
 
 Third parties add steps through the ``medseg.preprocessing_steps`` entry point group: the object is
 called as ``step(array, context, **params)`` and may carry ``medseg_metadata = {"params": {...}}``
@@ -33,7 +33,7 @@ import numpy as np
 
 from medseg.errors import MedsegError
 from medseg.image import Image, check_mask
-from medseg.preprocessing import bias, color, denoise, enhance, intensity
+from medseg.preprocessing import bias, color, context, denoise, enhance, intensity
 from medseg.registry import Registry
 
 _REQUIRED = object()
@@ -208,6 +208,12 @@ def _n4(a, ctx, mask, shrink_factor, iterations):
     return bias.n4_bias_correction(a, ctx.mask(mask), shrink_factor, its, spacing=ctx.spacing, channel_axis=0)
 
 
+@register_step("slice_context", axis=Param("choice", choices=(0, 1, 2)), neighbours=Param("int", 1))
+def _slice_context(a, ctx, axis, neighbours):
+    return (context.slice_context(a, axis, neighbours, channel_axis=0),
+            context.context_channel_names(ctx.channel_names, neighbours))
+
+
 # --- validation and application ----------------------------------------------------------------
 def _step_params(name: str) -> dict[str, Param] | None:
     return STEPS.entry(name).metadata.get("params")
@@ -308,8 +314,8 @@ def apply_pipeline(image: Image, steps: Sequence[dict[str, Any]], roi: np.ndarra
     Returns
     -------
     Image
-        float32 image on the same grid; channel names follow channel-reducing steps
-        (``green_channel`` → ``("green",)``).
+        float32 image on the same grid; channel names follow steps that change the channel count
+        (``green_channel`` → ``("green",)``, ``slice_context`` → ``("T2[-1]", "T2", "T2[+1]")``).
 
     Examples
     --------

@@ -109,6 +109,9 @@ class TrainingConfig:
         Volumes whose spacing was lost: the in-plane side (voxels of the network grid) every scan is brought
         to, "auto" for the training volumes' median, "none" for none; None:
         :func:`medseg.planning.device_rules.rule_field_extent`.
+    slice_context : int or None
+        A 2D network on volumes: the neighbouring slices on each side given as extra channels (0: none);
+        None: :func:`medseg.planning.training_rules.rule_slice_context`.
     init_weights : str or None
         ``"released"`` or a state-dict file: the weights a network ships (its registry entry's
         ``released_weights``, e.g. LiteMedSAM's) loaded before training; None = the initial-weights rule.
@@ -157,6 +160,7 @@ class TrainingConfig:
     init_from: str | None = None
     fov_diameter: float | str | None = None
     field_extent: float | str | None = None
+    slice_context: int | None = None
     # promptable / pretrained networks (issue 20): None = the rules decide (freeze_encoder None likewise)
     init_weights: str | None = None
 
@@ -193,6 +197,8 @@ class TrainingConfig:
             raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
         self.fov_diameter = _pixels_or_keyword(self.fov_diameter, "the FOV diameter", ("none",))
         self.field_extent = _pixels_or_keyword(self.field_extent, "the field extent", ("none", "auto"))
+        if self.slice_context is not None and not 0 <= int(self.slice_context) <= 8:
+            raise MedsegError(f"the slice context must be 0 to 8 slices on each side, not {self.slice_context}")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
 

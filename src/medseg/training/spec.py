@@ -103,6 +103,8 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
         layout = replace(layout, field_extent=extent.value)
     layout, sliced = _slices_for_2d_network(options.network, layout)
     fired += [sliced] if sliced is not None else []
+    layout, context = _slice_context(options, layout)
+    fired += [context] if context is not None else []
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
                      time_limit=budget.value["time_limit"], learning_rate=lr.value,
                      init_weights=init.value if init is not None else None)
@@ -197,6 +199,19 @@ def _slices_for_2d_network(network: str, layout: DataLayout) -> tuple[DataLayout
         return layout, None
     rule = rules.rule_slices_of_volumes(network, dims)
     return replace(layout, spatial_dims=2, slice_axis=rule.value), rule
+
+
+def _slice_context(options: TrainingConfig, layout: DataLayout) -> tuple[DataLayout, Rule | None]:
+    """The slice-context rule; its neighbouring slices become the last preprocessing step, so the model folder
+    records them and prediction repeats them."""
+    from medseg.training.networks import network_needs
+
+    rule = rules.rule_slice_context(layout.slice_axis, network_needs(options.network).promptable,
+                                    options.slice_context)
+    if rule is None or not rule.value:
+        return layout, rule
+    step = {"name": "slice_context", "axis": int(layout.slice_axis), "neighbours": int(rule.value)}
+    return replace(layout, preprocessing=[*layout.preprocessing, step]), rule
 
 
 def _merge_network_options(plan_options: dict, user_options: dict) -> dict:
