@@ -23,8 +23,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from threshold_cases import channel
 
-from medseg.io import read_image, strip_extension
+from medseg.io import strip_extension
 from medseg.metrics import dice
 from medseg.planning.threshold import best_threshold
 from medseg.postprocessing import keep_largest_component
@@ -43,8 +44,7 @@ def load(predictions: Path, labels: dict[str, Path], cases: list[str] | None) ->
     missing = [n for n in names if n not in maps or n not in labels]
     if missing:
         raise SystemExit(f"{predictions}: no probability map or label for {', '.join(missing)}")
-    return [(np.asarray(read_image(maps[n]).array[-1], np.float64), np.asarray(read_image(labels[n]).array[0]) != 0)
-            for n in names]
+    return [(channel(maps[n], -1), channel(labels[n]) != 0) for n in names]
 
 
 def thresholds(validation: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
