@@ -112,6 +112,25 @@ def test_postprocessing_is_kept_only_where_it_raises_validation_dice():
         apply_steps(pred[0], [{"step": "dilate", "label": 1}])
 
 
+def test_a_structure_in_one_piece_keeps_its_largest_component_on_a_tie_but_not_on_a_loss():
+    from medseg.postprocessing import choose_postprocessing, largest_component_share
+
+    ref = np.zeros((2, 30, 30), np.uint8)
+    ref[:, 5:15, 5:15] = 1
+    clean = ref.copy()                                    # validation predictions without a stray blob: a tie
+    steps, trials = choose_postprocessing(list(clean), list(ref), [(1.0, 1.0)] * 2, [0, 1])
+    assert steps == [] and not trials[0]["kept"]          # the evidence rule alone keeps nothing
+    steps, trials = choose_postprocessing(list(clean), list(ref), [(1.0, 1.0)] * 2, [0, 1], one_piece=[1])
+    assert steps == [{"step": "largest", "label": 1}] and trials[0]["one_piece"]
+    split = ref.copy()
+    split[1, 20:30, 5:15] = 1                             # the reference itself in two pieces in one case
+    pred = split.copy()
+    steps, _ = choose_postprocessing(list(pred), list(split), [(1.0, 1.0)] * 2, [0, 1], one_piece=[1])
+    assert steps == []                                    # largest would lower the Dice: not kept
+    assert largest_component_share(split[1]) == 0.5 and largest_component_share(ref[0]) == 1.0
+    assert largest_component_share(np.zeros((4, 4))) is None
+
+
 def test_region_steps_treat_the_region_as_one_mask():
     from medseg.postprocessing import apply_steps, choose_postprocessing
 

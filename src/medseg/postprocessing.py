@@ -11,7 +11,7 @@ label value at once, which is far faster than a scipy ``ndimage.label`` per labe
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import cc3d
 import numpy as np
@@ -20,7 +20,7 @@ from scipy import ndimage
 from medseg.errors import MedsegError
 
 __all__ = ["fill_holes", "remove_small_objects", "keep_largest_component", "postprocess", "apply_steps",
-           "choose_postprocessing", "POSTPROCESS_STEPS"]
+           "choose_postprocessing", "largest_component_share", "POSTPROCESS_STEPS"]
 
 _CC3D_CONNECTIVITY = {(2, 1): 4, (2, 2): 8, (3, 1): 6, (3, 2): 18, (3, 3): 26}
 
@@ -186,6 +186,23 @@ def keep_largest_component(
     return out
 
 
+def largest_component_share(mask: np.ndarray, connectivity: int = 1) -> float | None:
+    """Share of a mask's voxels in its largest connected component (the one :func:`keep_largest_component`
+    keeps); None for an empty mask.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 5), bool); m[0, 0:3] = True; m[4, 4] = True
+    >>> largest_component_share(m)
+    0.75
+    """
+    mask = np.asarray(mask) != 0
+    if not mask.any():
+        return None
+    _, counts, _ = _components(mask, connectivity)
+    return float(counts[1:].max() / counts[1:].sum())
+
+
 #: the canonical step names (one per step): ``fill_holes``, ``largest`` (largest component), ``min_size``
 POSTPROCESS_STEPS = ("fill_holes", "largest", "min_size")
 
@@ -280,6 +297,7 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
                           spacings: Sequence[Sequence[float]], label_values: Sequence[int],
                           rois: Sequence[np.ndarray | None] | None = None,
                           min_improvement: float = 1e-4, regions: dict[str, Sequence[int]] | None = None,
+                          one_piece: Collection[int | str] = (),
                           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep a postprocessing step for a label only where it raises that label's mean Dice (nnU-Net).
 
@@ -288,6 +306,8 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
     over the cases by more than ``min_improvement`` is kept and the next candidate starts from its output.
     With ``regions`` (name → label values: a region model) the same for each region as one mask — largest
     component and small components only (see :func:`apply_steps`) — scored by the region's Dice.
+    For a label (region name) in ``one_piece`` — a structure known to be one connected piece — the largest
+    component is kept unless it lowers the mean Dice: a tie on a few cases is no evidence against it.
 
     Parameters
     ----------
@@ -299,13 +319,16 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
         The model's label values (the first is background).
     rois : sequence of ndarray or None, optional
         Voxels scored per case.
+    one_piece : collection of int or str, optional
+        Labels (region names) whose largest component is kept on a tie.
 
     Returns
     -------
     steps : list of dict
         For :func:`apply_steps`.
     trials : list of dict
-        Every candidate tried: ``step``, ``label``, ``dice_before``, ``dice_after``, ``kept``.
+        Every candidate tried: ``step``, ``label``, ``dice_before``, ``dice_after``, ``kept`` (and
+        ``one_piece`` where the tie rule applied).
 
     Examples
     --------
@@ -314,6 +337,8 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
     >>> steps, _ = choose_postprocessing([pred], [ref], [(1.0, 1.0)], [0, 1])
     >>> [s["step"] for s in steps]
     ['largest']
+    >>> choose_postprocessing([ref], [ref], [(1.0, 1.0)], [0, 1], one_piece=[1])[0]   # a tie
+    [{'step': 'largest', 'label': 1}]
     """
     rois = list(rois) if rois is not None else [None] * len(predictions)
     rois = [None if r is None else np.asarray(r) != 0 for r in rois]
@@ -341,11 +366,14 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
         if size is not None and size > 0:
             candidates.append({"step": "min_size", "label": value, **named, "min_size": round(size, 6),
                                "dims": int(current[0].ndim)})
+        piece = {"one_piece": True} if named.get("region", value) in one_piece else {}
         for candidate in candidates:
             trial = [apply_steps(p, [candidate], spacing=s) for p, s in zip(current, spacings)]
             after = score(trial)
-            kept = after > base + min_improvement
-            trials.append({**candidate, "dice_before": round(base, 6), "dice_after": round(after, 6), "kept": kept})
+            tie_kept = bool(piece) and candidate["step"] == "largest" and after >= base
+            kept = after > base + min_improvement or tie_kept
+            trials.append({**candidate, "dice_before": round(base, 6), "dice_after": round(after, 6), "kept": kept,
+                           **(piece if candidate["step"] == "largest" else {})})
             if kept:
                 steps.append(candidate)
                 current, base = trial, after

@@ -44,6 +44,19 @@ def test_thin_structures_are_told_from_compact_ones():
     assert boundary_share([volume], [(1.0, 1.0, 1.0)], slice_axis=0) < 0.5
 
 
+def test_one_piece_structures_are_those_in_one_piece_in_every_training_label():
+    organ = np.zeros((3, 20, 20, 20), np.int16)
+    organ[:, 4:12, 4:12, 4:12] = 1                        # class 1: one blob per case
+    organ[:, 14:16, 14:16, 14:16] = 2                     # class 2: two blobs per case
+    organ[:, 2:4, 16:18, 2:4] = 2
+    organ[0, 0, 0, 0] = 1                                 # an annotation speck: 1 of 513 voxels
+    rule = rules.rule_one_piece(list(organ), {1: [1], 2: [2], "both": [1, 2]})
+    assert rule.value == [1] and rule.inputs["smallest_share"]["2"] == 0.5
+    assert "1 (3 cases)" in rule.reason
+    assert rules.rule_one_piece(list(organ[:1]), {1: [1]}).value == []   # one case is not enough
+    assert rules.rule_one_piece(list(organ), {3: [3]}).value == []       # never present
+
+
 def test_thin_structure_recipe_is_the_drive_recipe():
     from medseg.augmentation import build_augmentation
 

@@ -38,7 +38,7 @@ def test_every_default_is_a_recorded_rule(run):
     recorded = {r["name"]: r for r in load_rules(folder)}
     for name in ("validation", "budget", "learning_rate", "preprocessing", "structure", "patch_size", "batch_size",
                  "inference_tile", "normalisation_layer", "foreground_share", "augmentation", "validation_interval",
-                 "decision_threshold", "postprocessing", "loss", "tta"):
+                 "decision_threshold", "postprocessing", "loss", "tta", "one_piece"):
         assert name in recorded, name
         assert set(recorded[name]) >= {"name", "inputs", "value", "reason", "overridden_by_user"}
     assert recorded["structure"]["value"] == "thin"

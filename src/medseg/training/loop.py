@@ -341,7 +341,8 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
     if spec is None:
         spec = complete_run(start, [c.label[0] for c in train_cases], [c.spacing for c in train_cases],
                             [c.image.shape[1:] for c in train_cases], in_channels, num_classes, data_dims,
-                            structures=list(structures), regions=bool(regions))
+                            structures=list(structures), regions=bool(regions),
+                            targets=_postprocessing_targets(mapping, regions))
         spec = replace(spec, rules=spec.rules + tuple(run_rules(run, spec.config.batch_size, threads_rule)))
         console.print("decisions (recorded in rules.json):", highlight=False)
         for rule in spec.rules:
@@ -692,7 +693,7 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
             model_config, chosen = inherited_choices(config, model_config)
         else:
             model_config, chosen = choose_after_training(predicting, val_cases, model_config, config,
-                                                         spec.structure, config.val_overlap)
+                                                         spec.structure, config.val_overlap, spec.one_piece)
         chosen = ([outcome] if outcome is not None else []) + chosen
         save_config(out, model_config)
         recorded_rules = [r for r in load_rules(out) if r["name"] not in {c.name for c in chosen}]
@@ -707,6 +708,15 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
         summary += "; " + ", ".join(f"{k} {v:.4f}" for k, v in session.last_metrics.items())
     console.print(summary, highlight=False)
     return TrainingResult(out, iteration, elapsed, session.best, session.last_metrics)
+
+
+def _postprocessing_targets(mapping: LabelMapping, regions: dict[str, list[int]] | None,
+                            ) -> dict[int | str, list[int]]:
+    """What the postprocessing acts on — each foreground label value, or each region by name — as class indices
+    of the prepared labels."""
+    if regions:
+        return {name: [mapping.values.index(int(v)) for v in values] for name, values in regions.items()}
+    return {value: [index] for index, value in enumerate(mapping.values) if index > 0}
 
 
 def _record_start(out: Path, model_config: ModelConfig, spec: RunSpec, plan_dict: dict | None, resume: bool,

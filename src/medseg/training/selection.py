@@ -96,11 +96,12 @@ def _structures(config: ModelConfig) -> list[list[int]]:
 
 def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
                           options: TrainingConfig, structure: str, overlap: float = 0.5,
-                          ) -> tuple[ModelConfig, list[Rule]]:
+                          one_piece: Sequence[int | str] = ()) -> tuple[ModelConfig, list[Rule]]:
     """The test-time mirroring, decision threshold (binary models) and postprocessing rules on ``cases`` (the
     latter two on the predictions the first chose); returns the updated configuration and the rules that
     fired. Region models are scored by region (sigmoid heads: no threshold to choose) and choose
-    postprocessing per region. A fine-tuned model (``options.init_from``) with fewer validation cases than the
+    postprocessing per region (``one_piece``: the labels / regions whose largest component is kept on a tie).
+    A fine-tuned model (``options.init_from``) with fewer validation cases than the
     mirroring and threshold rules need keeps its source's two choices."""
     mapping = LabelMapping(model_config.label_values)
     binary = not model_config.regions and model_config.num_classes == 2
@@ -147,7 +148,8 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
             labels = mapping.decode((predicted.foreground[i] >= model_config.decision_threshold).astype(np.int16))
         predictions.append(np.where(valid_masks[i], labels, 0).astype(references[i].dtype))
     post = rules.rule_postprocessing(options.postprocessing, predictions, references, spacings,
-                                     model_config.label_values, valid_masks, regions=model_config.regions)
+                                     model_config.label_values, valid_masks, regions=model_config.regions,
+                                     one_piece=one_piece)
     fired.append(post)
     return replace(model_config, postprocessing=list(post.value)), fired
 

@@ -63,6 +63,12 @@ class RunSpec:
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
 
+    @property
+    def one_piece(self) -> list[int | str]:
+        """The labels (region names) in one piece (:func:`~medseg.planning.training_rules.rule_one_piece`)."""
+        rule = self.rule("one_piece")
+        return list(rule.value) if rule is not None else []
+
 
 def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None, data_dims: int, has_roi: bool,
               preprocessing: list[dict[str, Any]] | None, fold: int | str | None,
@@ -227,11 +233,13 @@ def _merge_network_options(plan_options: dict, user_options: dict) -> dict:
 
 def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spacings: Sequence[Sequence[float]],
                  train_shapes: Sequence[Sequence[int]], in_channels: int, num_classes: int, data_dims: int,
-                 structures: Sequence[str] = (), regions: bool = False) -> RunSpec:
+                 structures: Sequence[str] = (), regions: bool = False,
+                 targets: dict[int | str, Sequence[int]] | None = None) -> RunSpec:
     """The rules that look at the prepared training cases (labels and shapes on the network grid).
 
     ``structures``: the names prompted per slice when the network is promptable (labels or regions);
-    ``regions``: the dataset declares overlapping regions (one sigmoid output each).
+    ``regions``: the dataset declares overlapping regions (one sigmoid output each); ``targets``: what the
+    postprocessing acts on — each label value (region name) → the class indices of ``train_labels`` it covers.
     """
     from medseg.training.networks import network_needs, network_size_divisor
 
@@ -242,6 +250,8 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
     structure = rules.rule_structure(boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
     fired.append(structure)
+    if targets:
+        fired.append(rules.rule_one_piece(train_labels, targets))
 
     # an automatic plan's patch, batch and topology are for organs' context, not for thin structures
     from_plan = rules.uses_plan_patch(start.automatic_plan, structure.value)
