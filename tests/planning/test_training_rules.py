@@ -146,19 +146,23 @@ def test_rules_read_as_one_line_of_words():
 
 
 @pytest.mark.data
-def test_structure_rule_on_real_labels(shared_data, tmp_path):
-    """DRIVE's vessels are thin, ACDC's heart and LA's atrium compact (first cases of each)."""
+def test_structure_rules_on_real_labels(shared_data, tmp_path):
+    """DRIVE's vessels are thin and not in one piece; ACDC's heart and LA's atrium compact, the atrium and the
+    left ventricle in one piece (first cases of each)."""
     from medseg.datasets import convert_dataset, load_dataset
 
     drive = load_dataset(convert_dataset("drive", shared_data / "DRIVE", tmp_path / "drive"))
-    shares = {}
-    for name, ds in (("drive", drive), ("acdc", load_dataset(shared_data / "ACDC")), ("la", load_dataset(shared_data / "LA"))):
-        cases = ds.cases[:4]
-        labels = [c.read_label() for c in cases]
+    shares, one_piece = {}, {}
+    for name, ds in (("drive", drive), ("acdc", load_dataset(shared_data / "ACDC")),
+                     ("la", load_dataset(shared_data / "LA"))):
+        labels = [c.read_label() for c in ds.cases[:4]]
         shares[name] = boundary_share([lab.array[0] for lab in labels], [lab.spacing for lab in labels])
+        values = [v for v in ds.label_values if v != 0]
+        one_piece[name] = rules.rule_one_piece([lab.array[0] for lab in labels], {v: [v] for v in values}).value
     assert rules.rule_structure(shares["drive"]).value == "thin"
     assert rules.rule_structure(shares["acdc"]).value == "compact"
     assert rules.rule_structure(shares["la"]).value == "compact"
+    assert one_piece["drive"] == [] and one_piece["la"] == [1] and 3 in one_piece["acdc"]
 
 
 def test_test_time_mirroring_is_kept_only_for_a_gain_beyond_noise_at_a_usable_cost():
