@@ -52,7 +52,7 @@ def test_one_piece_structures_are_those_in_one_piece_in_every_training_label():
     organ[0, 0, 0, 0] = 1                                 # an annotation speck: 1 of 513 voxels
     rule = rules.rule_one_piece(list(organ), {1: [1], 2: [2], "both": [1, 2]})
     assert rule.value == [1] and rule.inputs["smallest_share"]["2"] == 0.5
-    assert "1 (3 cases)" in rule.reason
+    assert "label 1 (3 cases)" in rule.reason and rule.shown == "label 1"
     assert rules.rule_one_piece(list(organ[:1]), {1: [1]}).value == []   # one case is not enough
     assert rules.rule_one_piece(list(organ), {3: [3]}).value == []       # never present
 

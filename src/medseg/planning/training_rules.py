@@ -577,10 +577,14 @@ def rule_one_piece(train_labels: Sequence[np.ndarray], targets: dict[int | str, 
                  if len(found) >= ONE_PIECE_MIN_CASES and min(found) >= ONE_PIECE_SHARE]
     inputs = {"smallest_share": {str(k): round(min(v), 4) for k, v in shares.items() if v},
               "cases": {str(k): len(v) for k, v in shares.items()}}
-    shown = ", ".join(map(str, one_piece)) if one_piece else "none"
+    def named(key: int | str) -> str:
+        return f"label {key}" if isinstance(key, int) else key
+
+    shown = ", ".join(map(named, one_piece)) if one_piece else "none"
     reason = (f"in every training label where they occur (≥ {ONE_PIECE_MIN_CASES} cases), the largest component "
               f"holds ≥ {100 * ONE_PIECE_SHARE:.0f}% of the voxels: " + (
-                  ", ".join(f"{k} ({len(shares[k])} cases)" for k in one_piece) if one_piece else "no label does"))
+                  ", ".join(f"{named(k)} ({len(shares[k])} cases)" for k in one_piece) if one_piece
+                  else "no label does"))
     return Rule("one_piece", "Structures in one piece", one_piece, shown, reason, inputs)
 
 
