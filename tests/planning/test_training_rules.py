@@ -192,3 +192,27 @@ def test_slice_context_is_decided_for_2d_networks_on_volumes_only():
     assert rules.rule_slice_context(0, True, None) is None  # a promptable network frames one slice itself
     with pytest.raises(MedsegError, match="--slice-context needs a 2D network on volumes"):
         rules.rule_slice_context(None, False, 2)
+
+
+def test_the_run_judges_thinness_where_the_planner_did(tmp_path):
+    """A plan's fingerprint (the dataset's own grid) decides; a coarsened grid would make organs look thin."""
+    from dataclasses import replace
+
+    from medseg.datasets import load_dataset, make_vessels2d
+    from medseg.training.config import TrainingConfig
+    from medseg.training.spec import complete_run, start_run
+
+    data = load_dataset(make_vessels2d(tmp_path / "vessels", cases=4, seed=0, size=48))
+    start = start_run(data, TrainingConfig(iterations=1), None, 2, False, None, None, None)
+    labels = [np.asarray(c.read_label().array[0]) for c in data.cases]
+    spacings = [(1.0, 1.0)] * len(labels)
+
+    def structure(begin):
+        spec = complete_run(begin, labels, spacings, [lab.shape for lab in labels], 3, 2, 2)
+        return spec.rule("structure")
+
+    measured = structure(start)
+    assert measured.value == "thin" and "on the training labels" in measured.reason
+    planned = structure(replace(start, planned_boundary_share=0.2))
+    assert planned.value == "compact" and "plan's fingerprint" in planned.reason
+    assert planned.inputs["boundary_share"] == 0.2

@@ -38,6 +38,7 @@ class RunStart:
     rules: tuple[Rule, ...]
     automatic_plan: bool = False
     source: str | None = None  # fine-tuning: the model folder whose network, patch and batch are kept
+    planned_boundary_share: float | None = None  # how thin the plan's fingerprint found the structures
 
     @property
     def grid(self) -> GridLayout:
@@ -115,7 +116,8 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
                      time_limit=budget.value["time_limit"], learning_rate=lr.value,
                      init_weights=init.value if init is not None else None)
     return RunStart(config, layout, tuple(train_names), tuple(val_names), plan_options, plan_patch, plan_batch,
-                    tuple(fired), automatic_plan=automatic_plan)
+                    tuple(fired), automatic_plan=automatic_plan,
+                    planned_boundary_share=((plan or {}).get("fingerprint_summary") or {}).get("boundary_share"))
 
 
 def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
@@ -248,7 +250,12 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
         return _complete_promptable(start, structures)
     fired = list(start.rules)
     spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
-    structure = rules.rule_structure(boundary_share(train_labels, train_spacings, slice_axis=slice_axis))
+    # judged where the planner judged it: a grid the plan coarsened makes any structure look thinner
+    if start.planned_boundary_share is not None:
+        structure = rules.rule_structure(start.planned_boundary_share, "the dataset's own grid (the plan's fingerprint)")
+    else:
+        structure = rules.rule_structure(boundary_share(train_labels, train_spacings, slice_axis=slice_axis),
+                                         "the training labels")
     fired.append(structure)
     if targets:
         fired.append(rules.rule_one_piece(train_labels, targets))
