@@ -252,7 +252,8 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     spatial_dims, slice_axis = layout.spatial_dims, layout.slice_axis
     # judged where the planner judged it: a grid the plan coarsened makes any structure look thinner
     if start.planned_boundary_share is not None:
-        structure = rules.rule_structure(start.planned_boundary_share, "the dataset's own grid (the plan's fingerprint)")
+        structure = rules.rule_structure(start.planned_boundary_share,
+                                         "the dataset's own grid (the plan's fingerprint)")
     else:
         structure = rules.rule_structure(boundary_share(train_labels, train_spacings, slice_axis=slice_axis),
                                          "the training labels")
