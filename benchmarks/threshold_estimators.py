@@ -1,9 +1,11 @@
 """Which estimator of a binary model's decision threshold carries from its validation cases to held-out ones.
 
 For each model, two `medseg predict --probabilities` folders: its validation cases and its held-out cases. On the
-validation cases, three thresholds: the F1 optimum over the pooled voxels (what `rule_decision_threshold` does), the
-median of each case's own F1 optimum (cases with foreground only), and 0.5. Each is scored on the held-out cases:
-mean Dice over those with foreground, and with `--largest` also after keeping the largest component.
+validation cases, four thresholds: the F1 optimum over the pooled voxels (what `rule_decision_threshold` does for
+most structures), the median of each case's own F1 optimum (cases with foreground only), 0.5, and the pooled F1
+optimum of the largest component of p ≥ t (`best_largest_component_threshold`: what the rule does for a structure in
+one piece). Each is scored on the held-out cases: mean Dice over those with foreground, and with `--largest` also
+after keeping the largest component.
 
     # PROMISE12: session 18's fold-0 U-Net (validation Case34/37/49, held out Case00/08/43/46), and more models
     .venv/bin/python benchmarks/threshold_estimators.py --labels ../shared/data/PROMISE12/labelsTr --largest \
@@ -27,10 +29,10 @@ from threshold_cases import channel
 
 from medseg.io import strip_extension
 from medseg.metrics import dice
-from medseg.planning.threshold import best_threshold
+from medseg.planning.threshold import best_largest_component_threshold, best_threshold
 from medseg.postprocessing import keep_largest_component
 
-ESTIMATORS = ("pooled F1 (the rule)", "median of per-case optima", "0.5")
+ESTIMATORS = ("pooled F1 (the rule)", "median of per-case optima", "0.5", "pooled F1 of the largest component")
 
 
 def _by_name(folder: Path) -> dict[str, Path]:
@@ -48,11 +50,12 @@ def load(predictions: Path, labels: dict[str, Path], cases: list[str] | None) ->
 
 
 def thresholds(validation: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
-    """The three estimators' thresholds, in ESTIMATORS' order."""
+    """The estimators' thresholds, in ESTIMATORS' order."""
     probs, refs = [p for p, _ in validation], [r for _, r in validation]
     pooled = best_threshold(probs, refs, metric="f1")[0]
     own = [best_threshold([p], [r], metric="f1")[0] for p, r in validation if r.any()]
-    return [pooled, float(np.median(own)) if own else pooled, 0.5]
+    return [pooled, float(np.median(own)) if own else pooled, 0.5,
+            best_largest_component_threshold(probs, refs, metric="f1")[0]]
 
 
 def held_out_dice(held: list[tuple[np.ndarray, np.ndarray]], t: float, largest: bool) -> list[float]:

@@ -216,3 +216,22 @@ def test_the_run_judges_thinness_where_the_planner_did(tmp_path):
     planned = structure(replace(start, planned_boundary_share=0.2))
     assert planned.value == "compact" and "plan's fingerprint" in planned.reason
     assert planned.inputs["boundary_share"] == 0.2
+
+
+def test_a_structure_in_one_piece_gets_the_threshold_of_its_largest_component():
+    """Far confident blobs push the plain optimum up, under-segmenting the structure; the largest component's
+    optimum ignores them, as the postprocessing will."""
+    truth = np.zeros((40, 40), bool)
+    truth[2:12, 2:12] = True
+    probs = np.where(truth, 0.8, 0.0)
+    probs[4:10, 4:10] = 0.99
+    for rows, cols in ((20, 20), (30, 2), (20, 2), (30, 20)):
+        probs[rows:rows + 5, cols:cols + 10] = 0.85
+    cases = ([probs] * 3, [truth] * 3, [None] * 3)
+    plain = rules.rule_decision_threshold(None, True, "compact", *cases)
+    assert plain.value > 0.85 and not plain.inputs["largest_component"]
+    one_piece = rules.rule_decision_threshold(None, True, "compact", *cases, one_piece=True)
+    assert one_piece.value is None and one_piece.inputs["score_at_0.5"] == 1.0    # 0.5 is already best
+    faint = np.where(probs == 0.8, 0.4, probs)                                     # a rim the argmax misses
+    chosen = rules.rule_decision_threshold(None, True, "compact", [faint] * 3, *cases[1:], one_piece=True)
+    assert chosen.value is not None and chosen.value <= 0.4 and "largest component" in chosen.reason

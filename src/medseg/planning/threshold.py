@@ -114,3 +114,70 @@ def best_threshold(
     lowest_in = score[cut[best]]
     next_lower = score[cut[best] + 1] if cut[best] + 1 < score.size else 0.0
     return float((lowest_in + next_lower) / 2), float(values[best])
+
+
+#: the grids :func:`best_largest_component_threshold` searches (its score changes with t in jumps: no sorted pass)
+COARSE_STEP, FINE_STEP = 0.05, 0.01
+
+
+def best_largest_component_threshold(
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    rois: Sequence[np.ndarray | None] | None = None,
+    metric: Metric = "f1",
+    grid: Sequence[float] | None = None,
+) -> tuple[float, float]:
+    """The threshold ``t`` maximising ``metric`` of the largest connected component of ``p ≥ t``, pooled over
+    all pixels: what a model outputs whose postprocessing keeps the largest component (arguments and returns
+    as for :func:`best_threshold`). A blob far from the structure lowers the plain optimum's score and pushes
+    it up, though the postprocessing removes the blob anyway. Searched every 0.05, then every 0.01 around
+    the best (or only on ``grid``); of equal scores, the threshold nearest 0.5 (the argmax).
+
+    Examples
+    --------
+    >>> r = np.zeros((40, 40), bool); r[2:12, 2:12] = True
+    >>> p = np.where(r, 0.8, 0.0); p[4:10, 4:10] = 0.99                     # a confident core, a fainter rim
+    >>> for rows, cols in ((20, 20), (30, 2), (20, 2), (30, 20)):            # false blobs, each smaller
+    ...     p[rows:rows + 5, cols:cols + 10] = 0.85
+    >>> round(best_threshold([p], [r], metric="f1")[0], 3), best_largest_component_threshold([p], [r])
+    (0.92, (0.5, 1.0))
+    """
+    from medseg.postprocessing import keep_largest_component
+
+    _pooled(probabilities, references, rois, metric)  # the same checks as best_threshold's
+    rois = list(rois) if rois is not None else [None] * len(probabilities)
+    cases = []
+    for p, r, roi in zip(probabilities, references, rois):
+        p, r = np.asarray(p, np.float32), np.asarray(r) != 0
+        inside = np.ones(p.shape, bool) if roi is None else np.asarray(roi) != 0
+        # only voxels that some threshold labels, or the reference holds, can change the score: crop to them
+        box = _bounding_box((p >= FINE_STEP) | r)
+        cases.append((p[box], r[box], inside[box], int((r & inside).sum()), int(inside.sum())))
+    positives, total = sum(c[3] for c in cases), sum(c[4] for c in cases)
+
+    def score(t: float) -> float:
+        tp = fp = 0
+        for p, r, inside, _, _ in cases:
+            kept = (keep_largest_component((p >= t).astype(np.uint8)) > 0) & inside
+            tp += int((kept & r).sum())
+            fp += int((kept & ~r).sum())
+        return float(_metric(tp, fp, positives, total, metric))
+
+    def rank(t: float) -> tuple[float, float]:
+        return score(t), -abs(t - 0.5)
+
+    if grid is not None:
+        best = max(grid, key=rank)
+    else:
+        best = max(np.round(np.arange(COARSE_STEP, 1.0, COARSE_STEP), 2), key=rank)
+        fine = np.round(np.arange(best - COARSE_STEP + FINE_STEP, best + COARSE_STEP, FINE_STEP), 2)
+        best = max((t for t in fine if 0.0 < t < 1.0), key=rank)
+    return float(best), score(best)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
+    return tuple(box)

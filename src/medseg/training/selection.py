@@ -138,7 +138,7 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
         foreground, truths, rois = _on_input_grid(cases, predicted.foreground,
                                                   [r != model_config.label_values[0] for r in references], valid_masks)
         threshold = rules.rule_decision_threshold(options.decision_threshold, binary, structure, foreground, truths,
-                                                  rois)
+                                                  rois, one_piece=binary and model_config.label_values[1] in one_piece)
     if threshold is not None:
         fired.append(threshold)
         model_config = replace(model_config, decision_threshold=threshold.value)
