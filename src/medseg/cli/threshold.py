@@ -37,7 +37,9 @@ def threshold_command(
     """Choose the foreground probability threshold that maximises pixel accuracy (or F1) on given cases,
     and record it in MODEL/config.json; `medseg predict` then labels foreground where p ≥ threshold.
 
-    The search is exact (every distinct probability value). Pick the threshold on cases the model did not
+    The search is exact (every distinct probability value) — except for a model whose postprocessing keeps
+    the foreground's largest component: its threshold is chosen on that component, as `medseg predict` outputs
+    it (every 0.05, then 0.01 around the best). Pick the threshold on cases the model did not
     train on when there are any; choosing it on the test set would make the test score optimistic.
 
     Example: medseg threshold model/ dataset/ --metric accuracy
@@ -46,7 +48,7 @@ def threshold_command(
 
     from medseg.datasets import load_dataset
     from medseg.inference.predictor import Predictor
-    from medseg.planning.threshold import best_threshold, score_at
+    from medseg.planning.threshold import best_largest_component_threshold, best_threshold, score_at
     from medseg.planning.training_rules import THRESHOLD_MIN_CASES
     from medseg.model_folder import load_config, save_config
     from medseg.training.config import parse_size
@@ -78,11 +80,16 @@ def threshold_command(
         probabilities.append(predictor.predict_probabilities(case.read_image(), roi).array[1])
         references.append(label.array[0] == foreground)
         rois.append(None if roi is None else roi.array[0])
-    chosen, score = best_threshold(probabilities, references, rois, metric=metric)
-    at_half = score_at(probabilities, references, 0.5, rois, metric=metric)
+    largest = any(s.get("step") == "largest" and s.get("label") == foreground for s in config.postprocessing or [])
+    if largest:
+        chosen, score = best_largest_component_threshold(probabilities, references, rois, metric=metric)
+        at_half = best_largest_component_threshold(probabilities, references, rois, metric=metric, grid=[0.5])[1]
+    else:
+        chosen, score = best_threshold(probabilities, references, rois, metric=metric)
+        at_half = score_at(probabilities, references, 0.5, rois, metric=metric)
 
     table = Table(title=f"decision threshold on {len(names)} case(s) ({', '.join(names[:4])}"
-                        f"{', …' if len(names) > 4 else ''})")
+                        f"{', …' if len(names) > 4 else ''}){', largest component' if largest else ''}")
     table.add_column("threshold")
     table.add_column(metric)
     table.add_row("0.5 (argmax)", f"{at_half:.4f}")
