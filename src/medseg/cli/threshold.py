@@ -48,7 +48,7 @@ def threshold_command(
 
     from medseg.datasets import load_dataset
     from medseg.inference.predictor import Predictor
-    from medseg.planning.threshold import best_largest_component_threshold, best_threshold, score_at
+    from medseg.planning.threshold import choose_threshold
     from medseg.planning.training_rules import THRESHOLD_MIN_CASES
     from medseg.model_folder import load_config, save_config
     from medseg.training.config import parse_size
@@ -81,12 +81,7 @@ def threshold_command(
         references.append(label.array[0] == foreground)
         rois.append(None if roi is None else roi.array[0])
     largest = any(s.get("step") == "largest" and s.get("label") == foreground for s in config.postprocessing or [])
-    if largest:
-        chosen, score = best_largest_component_threshold(probabilities, references, rois, metric=metric)
-        at_half = best_largest_component_threshold(probabilities, references, rois, metric=metric, grid=[0.5])[1]
-    else:
-        chosen, score = best_threshold(probabilities, references, rois, metric=metric)
-        at_half = score_at(probabilities, references, 0.5, rois, metric=metric)
+    chosen, score, at_half = choose_threshold(probabilities, references, rois, metric, largest_component=largest)
 
     table = Table(title=f"decision threshold on {len(names)} case(s) ({', '.join(names[:4])}"
                         f"{', …' if len(names) > 4 else ''}){', largest component' if largest else ''}")

@@ -181,3 +181,19 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
         hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
         box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
     return tuple(box)
+
+
+def choose_threshold(
+    probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    rois: Sequence[np.ndarray | None] | None = None,
+    metric: Metric = "f1",
+    largest_component: bool = False,
+) -> tuple[float, float, float]:
+    """(best threshold, its score, the score at 0.5): of ``p ≥ t`` (:func:`best_threshold`), or with
+    ``largest_component`` of its largest component (:func:`best_largest_component_threshold`)."""
+    if largest_component:
+        chosen, score = best_largest_component_threshold(probabilities, references, rois, metric=metric)
+        return chosen, score, best_largest_component_threshold(probabilities, references, rois, metric, [0.5])[1]
+    chosen, score = best_threshold(probabilities, references, rois, metric=metric)
+    return chosen, score, score_at(probabilities, references, 0.5, rois, metric=metric)

@@ -503,15 +503,10 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
         return Rule("decision_threshold", title, None, "argmax (p ≥ 0.5)",
                     f"{len(probabilities)} validation case(s): too few to choose a threshold on (at least "
                     f"{THRESHOLD_MIN_CASES}; one image's optimum is far from another's)", {"cases": len(probabilities)})
-    from medseg.planning.threshold import best_largest_component_threshold, best_threshold, score_at
+    from medseg.planning.threshold import choose_threshold
 
     metric = THRESHOLD_METRIC[structure]
-    if one_piece:
-        chosen, score = best_largest_component_threshold(probabilities, references, rois, metric=metric)
-        at_half = best_largest_component_threshold(probabilities, references, rois, metric=metric, grid=[0.5])[1]
-    else:
-        chosen, score = best_threshold(probabilities, references, rois, metric=metric)
-        at_half = score_at(probabilities, references, 0.5, rois, metric=metric)
+    chosen, score, at_half = choose_threshold(probabilities, references, rois, metric, largest_component=one_piece)
     scored = f"{metric} of the largest component" if one_piece else metric
     inputs = {"metric": metric, "cases": len(probabilities), "score_at_0.5": round(at_half, 5),
               "score_at_chosen": round(score, 5), "largest_component": one_piece}
