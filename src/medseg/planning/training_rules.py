@@ -586,6 +586,7 @@ def rule_one_piece(train_labels: Sequence[np.ndarray], targets: dict[int | str, 
                  if len(found) >= ONE_PIECE_MIN_CASES and min(found) >= ONE_PIECE_SHARE]
     inputs = {"smallest_share": {str(k): round(min(v), 4) for k, v in shares.items() if v},
               "cases": {str(k): len(v) for k, v in shares.items()}}
+
     def named(key: int | str) -> str:
         return f"label {key}" if isinstance(key, int) else key
 
