@@ -155,13 +155,17 @@ def best_largest_component_threshold(
         cases.append((p[box], r[box], inside[box], int((r & inside).sum()), int(inside.sum())))
     positives, total = sum(c[3] for c in cases), sum(c[4] for c in cases)
 
+    scores: dict[float, float] = {}  # the coarse best recurs in the fine grid: one labelling per threshold
+
     def score(t: float) -> float:
-        tp = fp = 0
-        for p, r, inside, _, _ in cases:
-            kept = (keep_largest_component((p >= t).astype(np.uint8)) > 0) & inside
-            tp += int((kept & r).sum())
-            fp += int((kept & ~r).sum())
-        return float(_metric(tp, fp, positives, total, metric))
+        if t not in scores:
+            tp = fp = 0
+            for p, r, inside, _, _ in cases:
+                kept = (keep_largest_component((p >= t).astype(np.uint8)) > 0) & inside
+                tp += int((kept & r).sum())
+                fp += int((kept & ~r).sum())
+            scores[t] = float(_metric(tp, fp, positives, total, metric))
+        return scores[t]
 
     def rank(t: float) -> tuple[float, float]:
         return score(t), -abs(t - 0.5)
