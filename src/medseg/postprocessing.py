@@ -293,6 +293,30 @@ def _candidate_size(masks: Sequence[np.ndarray], voxel: Sequence[float]) -> floa
     return 0.5 * float(np.percentile(sizes, 5)) if sizes else None
 
 
+def _targets(label_values: Sequence[int], regions: dict[str, Sequence[int]] | None,
+             ) -> list[tuple[Any, dict[str, Any]]]:
+    """What the steps act on: each foreground label value, or each region's values (with its name)."""
+    if regions:
+        return [([int(v) for v in values], {"region": name}) for name, values in regions.items()]
+    return [(int(v), {}) for v in label_values[1:]]
+
+
+def one_piece_steps(label_values: Sequence[int], regions: dict[str, Sequence[int]] | None = None,
+                    one_piece: Collection[int | str] = ()) -> list[dict[str, Any]]:
+    """The largest-component step of each label (region name) in ``one_piece``: what a model keeps without
+    validation cases to choose on, where its training labels show the structure in one piece.
+
+    Examples
+    --------
+    >>> one_piece_steps([0, 1, 2], one_piece=[2])
+    [{'step': 'largest', 'label': 2}]
+    >>> one_piece_steps([0, 1, 2, 4], regions={"whole": [1, 2, 4], "core": [1, 4]}, one_piece=["core"])
+    [{'step': 'largest', 'label': [1, 4], 'region': 'core'}]
+    """
+    return [{"step": "largest", "label": value, **named} for value, named in _targets(label_values, regions)
+            if named.get("region", value) in one_piece]
+
+
 def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray],
                           spacings: Sequence[Sequence[float]], label_values: Sequence[int],
                           rois: Sequence[np.ndarray | None] | None = None,
@@ -346,10 +370,7 @@ def choose_postprocessing(predictions: Sequence[np.ndarray], references: Sequenc
     voxel = [float(np.prod(s)) for s in spacings]
     steps: list[dict[str, Any]] = []
     trials: list[dict[str, Any]] = []
-    targets: list[tuple[Any, dict[str, Any]]] = (
-        [([int(v) for v in values], {"region": name}) for name, values in regions.items()] if regions else
-        [(int(v), {}) for v in label_values[1:]])
-    for value, named in targets:
+    for value, named in _targets(label_values, regions):
         def masked(x: np.ndarray, value: Any = value) -> np.ndarray:
             return np.isin(x, value)  # a value, or a region's values as one mask
 

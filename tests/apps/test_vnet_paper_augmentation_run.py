@@ -37,4 +37,9 @@ def test_vnet_on_labels_trains_with_its_paper_dice_by_the_loss_rule(tmp_path, on
                  "--patch-size", "16,32,32", "--batch-size", "2", "--fold", "all", "--threads", "1",
                  "--no-progress"]) == 0
     assert "the loss of the vnet paper" in capsys.readouterr().err
-    assert json.loads((model / "config.json").read_text(encoding="utf-8"))["training"]["loss"] == "vnet_dice"
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    assert config["training"]["loss"] == "vnet_dice"
+    # no validation cases (--fold all): the organs the training labels show in one piece keep their largest component
+    one_piece = next(r for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))
+                     if r["name"] == "one_piece")["value"]
+    assert one_piece and config["postprocessing"] == [{"step": "largest", "label": v} for v in one_piece]

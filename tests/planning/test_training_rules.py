@@ -57,6 +57,15 @@ def test_one_piece_structures_are_those_in_one_piece_in_every_training_label():
     assert rules.rule_one_piece(list(organ), {3: [3]}).value == []       # never present
 
 
+def test_without_validation_cases_a_structure_in_one_piece_keeps_its_largest_component():
+    kept = rules.rule_postprocessing(None, [], [], [], [0, 1, 2], one_piece=[2])
+    assert kept.value == [{"step": "largest", "label": 2}] and "in one piece" in kept.reason
+    regions = {"whole": [1, 2], "core": [1]}
+    by_region = rules.rule_postprocessing(None, [], [], [], [0, 1, 2], regions=regions, one_piece=["core"])
+    assert by_region.value == [{"step": "largest", "label": [1], "region": "core"}]
+    assert rules.rule_postprocessing(None, [], [], [], [0, 1, 2]).value == []
+
+
 def test_thin_structure_recipe_is_the_drive_recipe():
     from medseg.augmentation import build_augmentation
 
