@@ -608,7 +608,7 @@ def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.nd
     """Per label (per region for a region model), candidate steps (largest component, fill holes, remove
     objects below a size) are kept only where they raise its mean Dice on the validation cases (nnU-Net's
     rule); the largest component of a structure in one piece (:func:`rule_one_piece`) also where it ties, and
-    without validation cases (``--fold all``, a single case); see
+    without validation cases (``--fold all``); see
     :func:`medseg.postprocessing.choose_postprocessing`."""
     title = "Postprocessing"
     if user is not None:
