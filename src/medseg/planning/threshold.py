@@ -10,7 +10,7 @@ folder's ``config.json`` records it (``decision_threshold``; ``medseg threshold`
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -142,7 +142,16 @@ def best_largest_component_threshold(
     >>> round(best_threshold([p], [r], metric="f1")[0], 3), best_largest_component_threshold([p], [r])
     (0.92, (0.5, 1.0))
     """
+    score = _largest_component_scorer(probabilities, references, rois, metric)
+    best = _search(score, grid)
+    return best, score(best)
+
+
+def _largest_component_scorer(probabilities: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                              rois: Sequence[np.ndarray | None] | None, metric: Metric) -> Callable[[float], float]:
+    """``t`` → ``metric`` of the largest component of ``p ≥ t``, pooled over the cases; each ``t`` labelled once."""
     from medseg.postprocessing import keep_largest_component
+    from medseg.preprocessing.crop import bounding_box
 
     _pooled(probabilities, references, rois, metric)  # the same checks as best_threshold's
     rois = list(rois) if rois is not None else [None] * len(probabilities)
@@ -151,11 +160,10 @@ def best_largest_component_threshold(
         p, r = np.asarray(p, np.float32), np.asarray(r) != 0
         inside = np.ones(p.shape, bool) if roi is None else np.asarray(roi) != 0
         # only voxels that some threshold labels, or the reference holds, can change the score: crop to them
-        box = _bounding_box((p >= FINE_STEP) | r)
+        box = tuple(slice(start, stop) for start, stop in bounding_box((p >= FINE_STEP) | r))
         cases.append((p[box], r[box], inside[box], int((r & inside).sum()), int(inside.sum())))
     positives, total = sum(c[3] for c in cases), sum(c[4] for c in cases)
-
-    scores: dict[float, float] = {}  # the coarse best recurs in the fine grid: one labelling per threshold
+    scores: dict[float, float] = {}
 
     def score(t: float) -> float:
         if t not in scores:
@@ -167,24 +175,19 @@ def best_largest_component_threshold(
             scores[t] = float(_metric(tp, fp, positives, total, metric))
         return scores[t]
 
+    return score
+
+
+def _search(score: Callable[[float], float], grid: Sequence[float] | None) -> float:
+    """The best ``t`` on ``grid``, else every 0.05 then every 0.01 around the best; ties go to the one nearest 0.5."""
     def rank(t: float) -> tuple[float, float]:
         return score(t), -abs(t - 0.5)
 
     if grid is not None:
-        best = max(grid, key=rank)
-    else:
-        best = max(np.round(np.arange(COARSE_STEP, 1.0, COARSE_STEP), 2), key=rank)
-        fine = np.round(np.arange(best - COARSE_STEP + FINE_STEP, best + COARSE_STEP, FINE_STEP), 2)
-        best = max((t for t in fine if 0.0 < t < 1.0), key=rank)
-    return float(best), score(best)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
-    return tuple(box)
+        return float(max(grid, key=rank))
+    best = max(np.round(np.arange(COARSE_STEP, 1.0, COARSE_STEP), 2), key=rank)
+    fine = np.round(np.arange(best - COARSE_STEP + FINE_STEP, best + COARSE_STEP, FINE_STEP), 2)
+    return float(max((t for t in fine if 0.0 < t < 1.0), key=rank))
 
 
 def choose_threshold(
@@ -197,7 +200,8 @@ def choose_threshold(
     """(best threshold, its score, the score at 0.5): of ``p ≥ t`` (:func:`best_threshold`), or with
     ``largest_component`` of its largest component (:func:`best_largest_component_threshold`)."""
     if largest_component:
-        chosen, score = best_largest_component_threshold(probabilities, references, rois, metric=metric)
-        return chosen, score, best_largest_component_threshold(probabilities, references, rois, metric, [0.5])[1]
+        score = _largest_component_scorer(probabilities, references, rois, metric)
+        chosen = _search(score, None)
+        return chosen, score(chosen), score(0.5)  # 0.5 is on the coarse grid: already labelled
     chosen, score = best_threshold(probabilities, references, rois, metric=metric)
     return chosen, score, score_at(probabilities, references, 0.5, rois, metric=metric)
