@@ -171,7 +171,9 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     resampling. Then a 3D patch spans the whole stack anyway, pooling across slices is impossible or
     meaningless, and a 2D network sees far more in-plane context per second of CPU. The slice axis is
     the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned
-    too (``plan.alternatives``)."""
+    too (``plan.alternatives``). Measured and not adopted: the 2D network at the data's grid where this machine
+    affords 3D only a much coarser one (BraTS: 1 mm slices against 2.65 mm volumes) — better on the validation
+    cases, worse on tumours from unseen centres (BENCHMARKS.md "Session 24")."""
     if data_dims == 2:
         log.fire("configuration", "2d", "the images are 2D")
         return "2d", None
