@@ -173,7 +173,7 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned
     too (``plan.alternatives``). Measured and not adopted: the 2D network at the data's grid where this machine
     affords 3D only a much coarser one (BraTS: 1 mm slices against 2.65 mm volumes) — better on the validation
-    cases, worse on tumours from unseen centres (BENCHMARKS.md "Session 24")."""
+    cases, worse on the held-out ones (BENCHMARKS.md "Session 24")."""
     if data_dims == 2:
         log.fire("configuration", "2d", "the images are 2D")
         return "2d", None
