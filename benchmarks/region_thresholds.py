@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg.datasets import load_dataset
 from medseg.io import read_image, strip_extension
 from medseg.metrics.overlap import dice
 
@@ -36,15 +37,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="Model folder: marks each case as train / val / held out.")
     parser.add_argument("--thresholds", default="0.1,0.3,0.5")
     args = parser.parse_args()
-    meta = json.loads((args.dataset / "dataset.json").read_text(encoding="utf-8"))
-    regions = {name: values for name, values in meta["labels"].items() if isinstance(values, list)}
+    dataset = load_dataset(args.dataset)
+    regions = dataset.regions or {}
     thresholds = [float(t) for t in args.thresholds.split(",")]
     print("case", "role", *(f"{name} Dice at {'/'.join(map(str, thresholds))} (predicted/reference at 0.5)"
                             for name in regions), sep=" | ")
     for path in sorted(args.probabilities.iterdir()):
         case = strip_extension(path.name)
         probabilities = np.asarray(read_image(path).array, np.float32)
-        reference = np.asarray(read_image(args.dataset / "labelsTr" / f"{case}{meta['file_ending']}").array[0])
+        reference = np.asarray(read_image(dataset.case(case).label_path).array[0])
         cells = []
         for channel, values in enumerate(regions.values()):
             truth = np.isin(reference, values)
