@@ -69,6 +69,7 @@ def test_trainer_names_no_network():
         for name in ('"unet"', '"segresnet_vae"', '"vnet"', '"unet_plus_plus"', '"dunet"'):
             assert name not in text, f"{path.name} names {name}"
     assert network_needs("segresnet_vae").needs_input_size
+    assert network_needs("segresnet_vae").training_defaults == {"features": 16}
     assert network_needs("unet").training_defaults["features"] == 16 and network_needs("unet").norm_option == "norm"
 
 

@@ -215,8 +215,15 @@ def _smallest_input_size(options: dict[str, Any]) -> int:
     return 2 ** len(options.get("blocks_down", (1, 2, 2, 4)))
 
 
+# training default: 16 base features, half the paper's 32. On one CPU core a 32-wide step takes 7.8 s (334 steps in
+# an hour) and a BraTS case 70 s to predict; 16 features take 2 s (~1,700 steps) and 24-36 s, and on the BraTS fold
+# measured at both widths scored WT / TC / ET 0.800 / 0.627 / 0.488 against 0.743 / 0.637 / 0.413; 8 features lost
+# (BENCHMARKS.md, sessions 11 and 25)
+_TRAINING_DEFAULTS = {"features": 16}
+
+
 @NETWORKS.register("segresnet_vae", dims=(3, 2), citation=CITATION, needs_input_size=True,
-                   smallest_input_size=_smallest_input_size,
+                   smallest_input_size=_smallest_input_size, training_defaults=_TRAINING_DEFAULTS,
                    summary="SegResNet-VAE: ResNet encoder, light decoder, VAE regulariser (train only)")
 def build_segresnet_vae(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> SegResNetVAE:
     """Build a :class:`SegResNetVAE` (see its parameters; pass ``input_size`` = the training patch size)."""
