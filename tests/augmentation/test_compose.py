@@ -33,6 +33,22 @@ def test_default_configs_follow_the_rules():
     assert aniso["affine"]["axes"] == [1, 2] and aniso["blur"]["axes"] == [1, 2]
 
 
+@pytest.mark.parametrize("name", ["brightness", "contrast", "gamma"])
+def test_default_intensity_changes_draw_per_channel(name):
+    config = next(t for t in default_augmentation_config(3)["transforms"] if t["name"] == name)
+    assert config["per_channel"] is True
+    shared = build_augmentation({"transforms": [{**config, "per_channel": False, "p": 1.0}]}, 3)
+    own = build_augmentation({"transforms": [{**config, "p": 1.0}]}, 3)
+    one = torch.rand(2, 1, 6, 6, 6)
+    # one channel: the same draws, the same result
+    assert torch.equal(shared(one, None, gen(3))[0], own(one, None, gen(3))[0])
+    # two identical channels: changed alike by a shared draw, apart by one draw per channel
+    two = one.repeat(1, 2, 1, 1, 1)
+    same = shared(two, None, gen(3))[0]
+    apart = own(two, None, gen(3))[0]
+    assert torch.equal(same[:, 0], same[:, 1]) and not torch.allclose(apart[:, 0], apart[:, 1])
+
+
 def test_ignore_index_propagates_to_spatial_transforms():
     aug = build_augmentation({"transforms": [{"name": "affine"}, {"name": "elastic", "ignore_index": 7}], "ignore_index": 255}, 2)
     assert aug.transforms[0].ignore_index == 255 and aug.transforms[1].ignore_index == 7
