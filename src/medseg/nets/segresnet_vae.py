@@ -216,7 +216,7 @@ def _smallest_input_size(options: dict[str, Any]) -> int:
 
 
 # training default: 16 base features, half the paper's 32. On one CPU core a 32-wide step takes 7.8 s (334 steps in
-# an hour) and a BraTS case 70 s to predict; 16 features take 2 s (~1,700 steps) and 24-36 s, and on the BraTS fold
+# an hour) and a BraTS case 70 s to predict; 16 features take 2 s (~1,700 steps) and 22-40 s, and on the BraTS fold
 # measured at both widths scored WT / TC / ET 0.800 / 0.627 / 0.488 against 0.743 / 0.637 / 0.413; 8 features lost
 # (BENCHMARKS.md, sessions 11 and 25)
 _TRAINING_DEFAULTS = {"features": 16}
