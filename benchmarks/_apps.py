@@ -93,6 +93,59 @@ def folds_to_run(args) -> list[int] | None:
     return None if args.run_folds is None else list(range(max(1, args.run_folds)))
 
 
+def fold_splits(dataset: Path, folds: int, run_folds: Sequence[int] | None) -> tuple[list[dict], list[int]]:
+    """medseg's grouped ``folds``-fold split of the dataset's cases (seed 0) and the fold indices to run."""
+    from medseg.datasets import load_dataset
+    from medseg.datasets.splits import make_splits
+
+    splits = make_splits([c.name for c in load_dataset(dataset).cases], folds=folds, seed=0)
+    ran = list(range(len(splits))) if run_folds is None else sorted(set(run_folds))
+    if not ran or ran[0] < 0 or ran[-1] >= len(splits):
+        raise SystemExit(f"folds to run {ran}: each must be one of 0..{len(splits) - 1}")
+    return splits, ran
+
+
+def predict_held_out(dataset: Path, work: Path, tag: str, fold_models: dict[int, Sequence[Path]],
+                     splits: list[dict], predict_options: Sequence[str] = (),
+                     evaluate_options: Sequence[str] = ()) -> dict:
+    """Predict each fold's held-out cases with that fold's model folders (several: `medseg predict` averages them),
+    one process per case, and evaluate them all together; the pooled metrics and the costs per case."""
+    meta, ending, channels = file_layout(dataset)
+    pooled, references = work / f"pred_{tag}", work / "references"
+    pooled.mkdir(parents=True, exist_ok=True)
+    references.mkdir(exist_ok=True)
+    case_seconds, case_mib = [], []
+    for fold, models in fold_models.items():
+        pred = work / f"pred_{tag}_fold{fold}"
+        for case in splits[fold]["val"]:
+            inputs = case_inputs(dataset, case, channels, ending)
+            seconds, mib = run_measured(MEDSEG + ["predict", *models, "-i", *inputs, "-o", pred, "--overwrite",
+                                                  *predict_options])
+            case_seconds.append(seconds)
+            case_mib.append(mib)
+            link(pred / f"{case}{ending}", pooled / f"{case}{ending}")
+            link(dataset / "labelsTr" / f"{case}{ending}", references / f"{case}{ending}")
+    link(dataset / "dataset.json", references / "dataset.json")  # labels / regions and the metric convention
+    summary = evaluate_folder(pooled, references, work / f"eval_{tag}", evaluate_options)
+    return {
+        "dataset": meta.get("name", dataset.name), "tag": tag, "folds": len(splits), "folds_run": sorted(fold_models),
+        "held_out_cases": sorted(p.name for p in pooled.iterdir()),
+        "convention": summary["settings"].get("convention"),
+        "dice": label_means(summary, "dice"), "hd95_mm": label_means(summary, "hd95"),
+        "seconds_per_case": statistics.mean(case_seconds), "seconds_per_case_max": max(case_seconds),
+        "peak_mib_per_case_max": max(case_mib), "peak_mib_per_case": case_mib,
+        "note": "seconds per case include the `medseg predict` process start-up; peak memory is the predicting "
+                "process's maximum resident set (ru_maxrss; it counts from this script's own footprint at the "
+                "fork, tens of MiB)",
+    }
+
+
+def write_result(work: Path, tag: str, result: dict) -> dict:
+    (work / f"result_{tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds: int, tag: str,
                    train_options: Sequence[str] = (), predict_options: Sequence[str] = (),
                    evaluate_options: Sequence[str] = (), reuse: bool = False,
@@ -102,52 +155,34 @@ def cross_validate(dataset: Path, work: Path, net: str, minutes: float, *, folds
     ``run_folds``: train and predict only these folds of the ``folds``-fold split (None: all), e.g. fold 0 of 4 =
     two BraTS cases held out, one model per network within its budget; two processes with other work folders can
     run other folds side by side."""
-    from medseg.datasets import load_dataset
-    from medseg.datasets.splits import make_splits
-
     work.mkdir(parents=True, exist_ok=True)
-    loaded = load_dataset(dataset)
-    splits = make_splits([c.name for c in loaded.cases], folds=folds, seed=0)  # medseg's grouped splits
-    meta, ending, channels = file_layout(dataset)
-    pooled, references = work / f"pred_{tag}", work / "references"
-    pooled.mkdir(exist_ok=True)
-    references.mkdir(exist_ok=True)
-    train_seconds, case_seconds, case_mib, iterations = [], [], [], []
-    ran = list(range(len(splits))) if run_folds is None else sorted(set(run_folds))
-    if not ran or ran[0] < 0 or ran[-1] >= len(splits):
-        raise SystemExit(f"folds to run {ran}: each must be one of 0..{len(splits) - 1}")
+    splits, ran = fold_splits(dataset, folds, run_folds)
+    _, ending, channels = file_layout(dataset)
+    train_seconds, iterations, models = [], [], {}
     for fold in ran:
-        model, pred = work / f"model_{tag}_fold{fold}", work / f"pred_{tag}_fold{fold}"
-        held_out, training = splits[fold]["val"], splits[fold]["train"]
-        folder = fold_dataset(dataset, training, work / f"train_fold{fold}", channels, ending)
+        model = models[fold] = work / f"model_{tag}_fold{fold}"
+        folder = fold_dataset(dataset, splits[fold]["train"], work / f"train_fold{fold}", channels, ending)
         command = MEDSEG + ["train", folder, "--out", model, "--net", net, "--time-limit", f"{minutes}m", "--overwrite",
                             "--no-progress", *train_options]
         if not (reuse and (model / "model.safetensors").is_file()):
             train_seconds.append(run(command))
         log = (model / "training_log.csv").read_text(encoding="utf-8").strip().splitlines()
         iterations.append(int(log[-1].split(",")[0]))
-        for case in held_out:
-            seconds, mib = run_measured(MEDSEG + ["predict", model, "-i", *case_inputs(dataset, case, channels, ending),
-                                                  "-o", pred, "--overwrite", *predict_options])
-            case_seconds.append(seconds)
-            case_mib.append(mib)
-            link(pred / f"{case}{ending}", pooled / f"{case}{ending}")
-            link(dataset / "labelsTr" / f"{case}{ending}", references / f"{case}{ending}")
-    link(dataset / "dataset.json", references / "dataset.json")  # labels / regions and the metric convention
-    summary = evaluate_folder(pooled, references, work / f"eval_{tag}", evaluate_options)
-    result = {
-        "dataset": meta.get("name", dataset.name), "net": net, "tag": tag, "folds": len(splits), "folds_run": ran,
-        "held_out_cases": sorted(p.name for p in pooled.iterdir()),
-        "convention": summary["settings"].get("convention"),
-        "dice": label_means(summary, "dice"), "hd95_mm": label_means(summary, "hd95"),
-        "iterations": iterations,
-        "train_minutes_per_fold": statistics.mean(train_seconds) / 60 if train_seconds else None,
-        "seconds_per_case": statistics.mean(case_seconds), "seconds_per_case_max": max(case_seconds),
-        "peak_mib_per_case_max": max(case_mib), "peak_mib_per_case": case_mib,
-        "note": "seconds per case include the `medseg predict` process start-up; peak memory is the predicting "
-                "process's maximum resident set (ru_maxrss; it counts from this script's own footprint at the "
-                "fork, tens of MiB)",
-    }
-    (work / f"result_{tag}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(json.dumps(result, indent=2))
-    return result
+    result = predict_held_out(dataset, work, tag, {fold: [models[fold]] for fold in ran}, splits,
+                              predict_options, evaluate_options)
+    return write_result(work, tag, result | {
+        "net": net, "iterations": iterations,
+        "train_minutes_per_fold": statistics.mean(train_seconds) / 60 if train_seconds else None})
+
+
+def ensemble_folds(dataset: Path, work: Path, tags: Sequence[str], *, folds: int,
+                   run_folds: Sequence[int] | None = None, evaluate_options: Sequence[str] = ()) -> dict:
+    """Each fold's held-out cases predicted by the average of the models ``cross_validate`` trained under ``tags``
+    (WORK/model_TAG_foldK, which must exist), evaluated as one more entry, WORK/result_ensemble.json."""
+    splits, ran = fold_splits(dataset, folds, run_folds)
+    models = {fold: [work / f"model_{tag}_fold{fold}" for tag in tags] for fold in ran}
+    missing = [str(m) for ms in models.values() for m in ms if not (m / "model.safetensors").is_file()]
+    if missing:
+        raise SystemExit(f"ensemble: no trained model in {', '.join(missing)}")
+    result = predict_held_out(dataset, work, "ensemble", models, splits, evaluate_options=evaluate_options)
+    return write_result(work, "ensemble", result | {"members": list(tags)})

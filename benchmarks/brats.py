@@ -15,6 +15,7 @@ Results: WORK/result_brats.json (and result_NET.json per network).
 
     ... --run-folds 4                          # the whole 4-fold cross-validation (4× the time)
     ... --nets segresnet_vae --minutes 1       # a smoke run of the commands
+    ... --run-folds 4 --reuse-models --ensemble   # + both networks averaged per fold (`medseg predict U V`)
 
 Targets of the issue (held-out cases): WT ≥ 0.85, TC ≥ 0.75, ET ≥ 0.70 Dice; ≤ 60 s and ≤ 4 GiB per case.
 The issue's own check trains on all 8 cases: `medseg train ../shared/data/BraTS --out M --net segresnet_vae
@@ -27,7 +28,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _apps import add_fold_arguments, cross_validate, folds_to_run
+from _apps import add_fold_arguments, cross_validate, ensemble_folds, folds_to_run
 
 
 def main() -> None:
@@ -40,13 +41,19 @@ def main() -> None:
     add_fold_arguments(parser, run_folds=1)
     parser.add_argument("--reuse-models", action="store_true")
     parser.add_argument("--train-option", action="append", default=[])
+    parser.add_argument("--ensemble", action="store_true",
+                        help="Also predict each fold's held-out cases with all --nets averaged (result_ensemble.json).")
     args = parser.parse_args()
     results = {}
+    evaluate_options = ["--images", str(args.dataset / "imagesTr")]
     for net in args.nets:
         results[net] = cross_validate(args.dataset, args.work, net, args.minutes, folds=args.folds, tag=net,
                                       train_options=[a for o in args.train_option for a in o.split()],
                                       reuse=args.reuse_models, run_folds=folds_to_run(args),
-                                      evaluate_options=["--images", str(args.dataset / "imagesTr")])
+                                      evaluate_options=evaluate_options)
+    if args.ensemble:
+        results["ensemble"] = ensemble_folds(args.dataset, args.work, args.nets, folds=args.folds,
+                                             run_folds=folds_to_run(args), evaluate_options=evaluate_options)
     (args.work / "result_brats.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
