@@ -34,11 +34,10 @@ def test_default_configs_follow_the_rules():
 
 
 @pytest.mark.parametrize("name", ["brightness", "contrast", "gamma"])
-def test_default_intensity_changes_draw_per_channel(name):
+def test_default_intensity_changes_draw_once_per_sample(name):
     config = next(t for t in default_augmentation_config(3)["transforms"] if t["name"] == name)
-    assert config["per_channel"] is True
-    shared = build_augmentation({"transforms": [{**config, "per_channel": False, "p": 1.0}]}, 3)
-    own = build_augmentation({"transforms": [{**config, "p": 1.0}]}, 3)
+    shared = build_augmentation({"transforms": [{**config, "p": 1.0}]}, 3)
+    own = build_augmentation({"transforms": [{**config, "per_channel": True, "p": 1.0}]}, 3)
     one = torch.rand(2, 1, 6, 6, 6)
     # one channel: the same draws, the same result
     assert torch.equal(shared(one, None, gen(3))[0], own(one, None, gen(3))[0])
