@@ -105,8 +105,8 @@ def default_augmentation_config(
     - brightness, contrast and gamma draw one factor per sample, shared by the channels (``per_channel`` draws
       one per channel, as nnU-Net does). Measured on BraTS against the same code and fold (fold 0, 60 min): one
       factor per channel lost the whole tumour on both networks (3D U-Net WT 0.795 → 0.630, SegResNet-VAE 0.800
-      → 0.671), over-segmenting one unseen tumour 3×; over all 8 held-out cases the U-Net scored 0.819 / 0.687 /
-      0.480 per sample against 0.798 / 0.663 / 0.483 per channel (BENCHMARKS.md, sessions 25 and 26).
+      → 0.671), over-segmenting one unseen tumour 3–3.5×; over all 8 held-out cases the U-Net scored
+      0.819 / 0.687 / 0.480 per sample against 0.798 / 0.663 / 0.483 per channel (BENCHMARKS.md, sessions 25, 26).
 
     Parameters
     ----------
