@@ -491,7 +491,12 @@ def rule_decision_threshold(user: float | str | None, binary: bool, structure: s
     largest component: the plain optimum climbs to where far false blobs vanish (PROMISE12: p ≥ 0.86–0.97),
     under-segmenting the gland, though the postprocessing removes those blobs anyway. Measured on 3 PROMISE12
     models' 12 held-out cases (BENCHMARKS.md, session 22): mean Dice 0.672 → 0.697 after the largest component
-    (per model +0.062, −0.001, +0.013)."""
+    (per model +0.062, −0.001, +0.013).
+
+    Region (sigmoid) models keep p ≥ 0.5: BraTS folds validate on 2 cases, and the same search per region on them
+    moved 9 fold models' held-out whole-tumour Dice by −0.004 on average (−0.19 to +0.08; a validation case with
+    a false tumour drove the threshold to 0.995), tumour core +0.010, enhancing tumour +0.009 (BENCHMARKS.md,
+    session 27)."""
     title = "Decision threshold"
     if not binary:
         return None
