@@ -65,11 +65,12 @@ def print_chosen(cases, regions: dict, role: dict[str, str]) -> None:
         raise SystemExit("--choose needs the model's validation cases and held-out cases among the probabilities")
     print(f"validation {', '.join(val)}; held out {', '.join(held)}")
     for channel, (name, values) in enumerate(regions.items()):
-        def mean_dice(names: list[str], t: float) -> float:
-            return float(np.mean([dice(cases[c][0][channel] >= t, np.isin(cases[c][1], values)) for c in names]))
+        truth = {c: np.isin(reference, values) for c, (_, reference) in cases.items()}
 
-        chosen, _ = best_threshold([cases[c][0][channel] for c in val],
-                                   [np.isin(cases[c][1], values) for c in val], metric="f1")
+        def mean_dice(names: list[str], t: float) -> float:
+            return float(np.mean([dice(cases[c][0][channel] >= t, truth[c]) for c in names]))
+
+        chosen, _ = best_threshold([cases[c][0][channel] for c in val], [truth[c] for c in val], metric="f1")
         print(f"{name}: p >= {chosen:.3f}; validation Dice {mean_dice(val, 0.5):.3f} -> {mean_dice(val, chosen):.3f}; "
               f"held-out Dice {mean_dice(held, 0.5):.3f} -> {mean_dice(held, chosen):.3f}", flush=True)
 
