@@ -51,12 +51,15 @@ def test_train_predict_report_evaluate(tumour, tmp_path, one_thread):
         assert summary["metrics"][label]["hd95"]["n_inf"] == 0
 
 
-def test_a_region_model_chooses_its_postprocessing_per_region(tumour, tmp_path, one_thread):
+def test_a_region_model_chooses_its_network_and_its_postprocessing_per_region(tumour, tmp_path, one_thread):
     model = tmp_path / "m"
-    assert main(["train", str(tumour), "--out", str(model), "--net", "segresnet_vae", "--features", "4", "--iterations", "2",
+    assert main(["train", str(tumour), "--out", str(model), "--features", "4", "--iterations", "2",
                  "--patch-size", "8,16,16", "--batch-size", "1", "--threads", "1", "--no-progress"]) == 0
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     rules = {r["name"]: r for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))}
+    # no --net: the network rule picks SegResNet-VAE for 3D regions, and the model is built as recorded
+    assert rules["network"]["value"] == config["network"] == "segresnet_vae"
+    assert not rules["network"]["overridden_by_user"] and "regions" in rules["network"]["reason"]
     trials = rules["postprocessing"]["inputs"]["trials"]
     assert {t["region"] for t in trials} == {"whole_tumour", "tumour_core", "enhancing"}
     assert all(isinstance(t["label"], list) for t in trials)

@@ -203,6 +203,15 @@ def test_slice_context_is_decided_for_2d_networks_on_volumes_only():
         rules.rule_slice_context(None, False, 2)
 
 
+def test_the_network_rule_gives_3d_regions_segresnet_vae_and_everything_else_the_unet():
+    regions3d = rules.rule_network(None, True, 3)
+    assert regions3d.value == "segresnet_vae" and regions3d.inputs == {"regions": True, "data_dims": 3}
+    assert rules.rule_network(None, True, 2).value == "unet"  # measured on 3D volumes only
+    assert rules.rule_network(None, False, 3).value == "unet"
+    mine = rules.rule_network("vnet", True, 3)
+    assert mine.value == "vnet" and mine.overridden_by_user and "--net" in mine.reason
+
+
 def test_the_run_judges_thinness_where_the_planner_did(tmp_path):
     """A plan's fingerprint (the dataset's own grid) decides; a coarsened grid would make organs look thin."""
     from dataclasses import replace
@@ -212,7 +221,7 @@ def test_the_run_judges_thinness_where_the_planner_did(tmp_path):
     from medseg.training.spec import complete_run, start_run
 
     data = load_dataset(make_vessels2d(tmp_path / "vessels", cases=4, seed=0, size=48))
-    start = start_run(data, TrainingConfig(iterations=1), None, 2, False, None, None, None)
+    start = start_run(data, TrainingConfig(network="unet", iterations=1), None, 2, False, None, None, None)
     labels = [np.asarray(c.read_label().array[0]) for c in data.cases]
     spacings = [(1.0, 1.0)] * len(labels)
 

@@ -94,6 +94,9 @@ def test_refusals_are_one_line_and_write_nothing(source, tmp_path, capsys, one_t
     assert main(["train", str(same), "--out", str(out), "--init-from", str(source), "--preprocessing", "none",
                  "--iterations", "1"]) == 1
     assert "keeps the source model's plan and preprocessing" in capsys.readouterr().err and not out.exists()
+    assert main(["train", str(same), "--out", str(out), "--init-from", str(source), "--net", "unet",
+                 "--iterations", "1"]) == 1
+    assert "keeps the source model's network" in capsys.readouterr().err and not out.exists()
     assert main(["train", str(same), "--out", str(out), "--init-from", str(tmp_path / "nowhere"),
                  "--iterations", "1"]) == 1
     assert "nowhere" in capsys.readouterr().err and not out.exists()

@@ -34,6 +34,11 @@ VOXELS_PER_BATCH = 4 * 128 * 128
 THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
 VALIDATION_EVERY = 200               # first validation after this many steps
 DEFAULT_LOSS = "dice_ce"              # see rule_loss
+DEFAULT_NETWORK = "unet"               # see rule_network
+REGION_NETWORK = "segresnet_vae"      # see rule_network; measured (BENCHMARKS.md, session 28):
+REGION_EVIDENCE = ("on the 8 BraTS cases held out in 4 folds, 60 minutes of training each: whole tumour / core / "
+                   "enhancing Dice 0.843 / 0.660 / 0.456 against the U-Net's 0.815 / 0.654 / 0.454, the whole tumour "
+                   "better in 6 of 8 cases, HD95 lower on every region")
 VALIDATION_TIME_SHARE = 0.05          # validation may take at most this share of the run's time
 TTA_MAX_SECONDS = 60.0               # per case on the network grid: a default stays usable on 2 CPU cores
 TTA_MIN_CASES = 3                     # fewer validation cases cannot show a gain beyond noise
@@ -128,6 +133,24 @@ def rule_validation(case_names: Sequence[str], fold: int | str | None, val_cases
                     f"only {n} cases: one is held out so that choices are made on an unseen case", inputs)
     return Rule("validation", title, {"fold": "all"}, "none",
                 "a single case cannot be split: no best checkpoint, threshold or postprocessing choice", inputs)
+
+
+def rule_network(user: str | None, regions: bool, data_dims: int) -> Rule:
+    """The U-Net (nnU-Net's finding: a well-planned U-Net is hard to beat), except for 3D datasets of
+    overlapping regions (the BraTS layout: whole tumour ⊃ tumour core ⊃ enhancing tumour, one sigmoid
+    output each), which get the network that won BraTS 2018, SegResNet-VAE: its variational
+    branch, which reconstructs the input from the shared encoder during training, regularises an encoder
+    that sees a few multi-modal volumes only (measured: ``REGION_EVIDENCE``). Not measured on 2D regions."""
+    title = "Network"
+    inputs = {"regions": regions, "data_dims": data_dims}
+    if user is not None:
+        return user_rule("network", title, user, user, "--net")
+    if regions and data_dims == 3:
+        return Rule("network", title, REGION_NETWORK, "SegResNet-VAE",
+                    "the dataset declares overlapping regions in 3D (the BraTS layout): the BraTS 2018 winner's "
+                    f"network, whose training-only VAE branch regularises the encoder ({REGION_EVIDENCE})", inputs)
+    return Rule("network", title, DEFAULT_NETWORK, "U-Net",
+                "the default: a U-Net planned for the dataset (nnU-Net's finding: hard to beat)", inputs)
 
 
 def rule_plan(plan: dict[str, Any], automatic: bool, seconds: float | None = None) -> Rule:

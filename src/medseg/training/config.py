@@ -23,8 +23,8 @@ class TrainingConfig:
 
     Parameters
     ----------
-    network : str
-        Registered network name.
+    network : str or None
+        Registered network name; None = the network rule (the U-Net; SegResNet-VAE for 3D region datasets).
     network_options : dict
         Passed to :func:`medseg.nets.create_network` (features, depth, strides, ...).
     patch_size : tuple of int
@@ -121,7 +121,7 @@ class TrainingConfig:
         cases, batch mix, ramp-up, EMA decay, confidence threshold). None = supervised only.
     """
 
-    network: str = "unet"
+    network: str | None = None
     network_options: dict[str, Any] = field(default_factory=dict)
     patch_size: tuple[int, ...] = ()
     batch_size: int = 0

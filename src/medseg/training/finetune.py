@@ -76,8 +76,8 @@ def start_finetuning(dataset: Any, options: TrainingConfig, source: Source, *, p
     if plan is not None or preprocessing is not None:
         raise MedsegError("--init-from keeps the source model's plan and preprocessing (its weights were trained "
                           "with them); leave out --plan / --preprocessing", source.folder)
-    if options.network_options:
-        raise MedsegError("--init-from keeps the source model's network; leave out --features / --depth / "
+    if options.network is not None or options.network_options:
+        raise MedsegError("--init-from keeps the source model's network; leave out --net / --features / --depth / "
                           "--net-option", source.folder)
     if options.encoder_weights:
         raise MedsegError("give --init-from or --encoder-weights, not both", source.folder)

@@ -192,6 +192,7 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
         if first is None:
             raise MedsegError("the dataset has no cases", dataset.root)
         has_roi = any(c.roi_path is not None for c in dataset.cases)
+        options, network_rule = _choose_network(dataset, options, first.spatial_dims)
         # a fine-tuned model keeps its source's preprocessing, a promptable one frames the files' own slices:
         # nothing to plan for either
         automatic = plan is None and not options.init_from and not network_needs(options.network).promptable
@@ -216,7 +217,7 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
                                      val_cases=val_cases)
         else:
             start = start_run(dataset, options, plan_dict, first.spatial_dims, has_roi, preprocessing, fold, val_cases,
-                              automatic_plan=automatic, planning_seconds=planning_seconds)
+                              automatic_plan=automatic, planning_seconds=planning_seconds, network_rule=network_rule)
         start = _set_apart_unlabeled(dataset, start, val_cases)
         spec, model_config, seed, threads = None, None, options.seed, options.threads
     if check and run.is_main:  # after the cheap argument checks, before any training
@@ -237,6 +238,17 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
 
                 shutil.rmtree(out, ignore_errors=True)
             raise
+
+
+def _choose_network(dataset: Any, options: TrainingConfig, data_dims: int) -> tuple[TrainingConfig, Any]:
+    """The network rule (:func:`~medseg.planning.training_rules.rule_network`) before anything that depends on
+    the network (the plan's configuration, the layout); a fine-tuned model keeps its source's network."""
+    from medseg.planning.training_rules import rule_network
+
+    if options.init_from:
+        return options, None
+    rule = rule_network(options.network, bool(dataset.regions), data_dims)
+    return replace(options, network=rule.value), rule
 
 
 def _plan_automatically(dataset: Any, options: TrainingConfig, configuration: str | None, data_dims: int,

@@ -74,14 +74,15 @@ class RunSpec:
 def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None, data_dims: int, has_roi: bool,
               preprocessing: list[dict[str, Any]] | None, fold: int | str | None,
               val_cases: Sequence[str] | None, automatic_plan: bool = False,
-              planning_seconds: float | None = None) -> RunStart:
+              planning_seconds: float | None = None, network_rule: Rule | None = None) -> RunStart:
     """Cases, budget, learning rate and grid layout (rules that need no prepared case).
 
     ``automatic_plan``: ``plan`` was made from the dataset because none was given (its budget is then
-    not a choice: the default budget applies)."""
+    not a choice: the default budget applies); ``network_rule``: how ``options.network`` was chosen."""
     from medseg.training.cases import select_cases
 
-    fired: list[Rule] = [rules.rule_plan(plan, automatic_plan, planning_seconds)] if plan else []
+    fired: list[Rule] = [network_rule] if network_rule is not None else []
+    fired += [rules.rule_plan(plan, automatic_plan, planning_seconds)] if plan else []
     names = [c.name for c in dataset.cases]
     validation = rules.rule_validation(names, fold, val_cases)
     fired.append(validation)
