@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from medseg.cli import main
+from medseg.datasets import load_dataset
 from medseg.datasets.synthetic import make_tumour3d
 from medseg.io import read_image
+from medseg.training.config import TrainingConfig
+from medseg.training.loop import _choose_network
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +63,10 @@ def test_a_region_model_chooses_its_network_and_its_postprocessing_per_region(tu
     # no --net: the network rule decides on the budget (2 steps: too few for SegResNet-VAE); built as recorded
     assert rules["network"]["value"] == config["network"] == "unet"
     assert not rules["network"]["overridden_by_user"] and "3D regions, but a budget under" in rules["network"]["reason"]
-    from medseg.datasets import load_dataset
-    from medseg.training.config import TrainingConfig
-    from medseg.training.loop import _choose_network
-
-    options, rule = _choose_network(load_dataset(tumour), TrainingConfig(time_limit=3600), 3)
+    options, rule = _choose_network(load_dataset(tumour), TrainingConfig(time_limit=3600), 3)  # an hour: the VAE
     assert options.network == rule.value == "segresnet_vae"
-    assert _choose_network(load_dataset(tumour), TrainingConfig(init_from="m"), 3) == (TrainingConfig(init_from="m"),
-                                                                                       None)  # keeps its source's
+    finetuning = TrainingConfig(init_from="m")  # keeps its source's network
+    assert _choose_network(load_dataset(tumour), finetuning, 3) == (finetuning, None)
     trials = rules["postprocessing"]["inputs"]["trials"]
     assert {t["region"] for t in trials} == {"whole_tumour", "tumour_core", "enhancing"}
     assert all(isinstance(t["label"], list) for t in trials)

@@ -34,7 +34,7 @@ VOXELS_PER_BATCH = 4 * 128 * 128
 THRESHOLD_METRIC = {"thin": "accuracy", "compact": "f1"}
 VALIDATION_EVERY = 200               # first validation after this many steps
 DEFAULT_LOSS = "dice_ce"              # see rule_loss
-DEFAULT_NETWORK = "unet"               # see rule_network
+DEFAULT_NETWORK = "unet"              # see rule_network
 REGION_NETWORK = "segresnet_vae"      # see rule_network; measured (BENCHMARKS.md, session 28):
 REGION_EVIDENCE = ("on the 8 BraTS cases held out in 4 folds, 60 minutes of training each: whole tumour / core / "
                    "enhancing Dice 0.843 / 0.660 / 0.456 against the U-Net's 0.815 / 0.654 / 0.454, the whole tumour "

@@ -28,7 +28,7 @@ from medseg.losses import IGNORE_INDEX, build_loss
 from medseg.model_folder import (BEST_CHECKPOINT, CONFIG_NAME, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, RULES_NAME,
                                  WEIGHTS_NAME, ModelConfig, load_config, load_rules, save_config, save_rules,
                                  save_weights)
-from medseg.planning.training_rules import PROMPT_VALIDATION_SLICES, describe
+from medseg.planning.training_rules import PROMPT_VALIDATION_SLICES, Rule, describe, rule_network
 from medseg.training.averaging import WeightAverage
 from medseg.training.cases import select_cases  # noqa: F401 (documented here)
 from medseg.training.checkpoint import load_checkpoint, save_checkpoint
@@ -240,12 +240,10 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
             raise
 
 
-def _choose_network(dataset: Any, options: TrainingConfig, data_dims: int) -> tuple[TrainingConfig, Any]:
+def _choose_network(dataset: Any, options: TrainingConfig, data_dims: int) -> tuple[TrainingConfig, Rule | None]:
     """The network rule (:func:`~medseg.planning.training_rules.rule_network`, on the user's budget: without
     one, the default budget) before anything that depends on the network (the plan's configuration, the
     layout); a fine-tuned model keeps its source's network."""
-    from medseg.planning.training_rules import rule_network
-
     if options.init_from:
         return options, None
     rule = rule_network(options.network, bool(dataset.regions), data_dims, options.time_limit, options.iterations)
@@ -290,7 +288,6 @@ def _set_apart_unlabeled(dataset: Any, start: RunStart, named_val: Sequence[str]
 
 def _resumed_spec(dataset: Any, out: Path, config: TrainingConfig | None) -> tuple[RunSpec, ModelConfig]:
     """The run as recorded in the model folder; a resumed run may only change the budget and threads."""
-    from medseg.planning.training_rules import Rule
     from medseg.training.layout import DataLayout
 
     if not (out / LAST_CHECKPOINT).is_file():
