@@ -56,15 +56,13 @@ def test_train_predict_report_evaluate(tumour, tmp_path, one_thread):
 
 def test_a_region_model_chooses_its_network_and_its_postprocessing_per_region(tumour, tmp_path, one_thread):
     model = tmp_path / "m"
-    assert main(["train", str(tumour), "--out", str(model), "--features", "4", "--depth", "2", "--iterations", "2",
+    assert main(["train", str(tumour), "--out", str(model), "--features", "4", "--iterations", "2",
                  "--patch-size", "8,16,16", "--batch-size", "1", "--threads", "1", "--no-progress"]) == 0
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     rules = {r["name"]: r for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))}
-    # no --net: the network rule decides on the budget (2 steps: too few for SegResNet-VAE); built as recorded
-    assert rules["network"]["value"] == config["network"] == "unet"
-    assert not rules["network"]["overridden_by_user"] and "3D regions, but a budget under" in rules["network"]["reason"]
-    options, rule = _choose_network(load_dataset(tumour), TrainingConfig(time_limit=3600), 3)  # an hour: the VAE
-    assert options.network == rule.value == "segresnet_vae"
+    # no --net: the network rule picks SegResNet-VAE for 3D regions, and the model is built as recorded
+    assert rules["network"]["value"] == config["network"] == "segresnet_vae"
+    assert not rules["network"]["overridden_by_user"] and "regions" in rules["network"]["reason"]
     finetuning = TrainingConfig(init_from="m")  # keeps its source's network
     assert _choose_network(load_dataset(tumour), finetuning, 3) == (finetuning, None)
     trials = rules["postprocessing"]["inputs"]["trials"]

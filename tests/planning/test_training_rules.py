@@ -203,16 +203,12 @@ def test_slice_context_is_decided_for_2d_networks_on_volumes_only():
         rules.rule_slice_context(None, False, 2)
 
 
-def test_the_network_rule_gives_3d_regions_trained_an_hour_segresnet_vae_and_everything_else_the_unet():
-    hour = rules.rule_network(None, True, 3, time_limit=3600)
-    assert hour.value == "segresnet_vae" and hour.inputs["regions"] and not hour.overridden_by_user
-    assert rules.rule_network(None, True, 3, iterations=2000).value == "segresnet_vae"
-    short = rules.rule_network(None, True, 3)  # the default budget, 20 minutes: under-trained
-    assert short.value == "unet" and "budget under 60 minutes" in short.reason
-    assert rules.rule_network(None, True, 3, time_limit=1200).value == "unet"
-    assert rules.rule_network(None, True, 3, time_limit=3600, iterations=100).value == "unet"  # the first to end
-    assert rules.rule_network(None, True, 2, time_limit=3600).value == "unet"  # measured on 3D volumes only
-    assert rules.rule_network(None, False, 3, time_limit=3600).value == "unet"
+def test_the_network_rule_gives_3d_regions_segresnet_vae_and_everything_else_the_unet():
+    regions3d = rules.rule_network(None, True, 3)
+    assert regions3d.value == "segresnet_vae" and regions3d.inputs == {"regions": True, "data_dims": 3}
+    assert not regions3d.overridden_by_user and "BraTS" in regions3d.reason
+    assert rules.rule_network(None, True, 2).value == "unet"  # measured on 3D volumes only
+    assert rules.rule_network(None, False, 3).value == "unet"
     mine = rules.rule_network("vnet", True, 3)
     assert mine.value == "vnet" and mine.overridden_by_user and "--net" in mine.reason
 

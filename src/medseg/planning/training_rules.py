@@ -38,11 +38,8 @@ DEFAULT_NETWORK = "unet"              # see rule_network
 REGION_NETWORK = "segresnet_vae"      # see rule_network; measured (BENCHMARKS.md, session 28):
 REGION_EVIDENCE = ("on the 8 BraTS cases held out in 4 folds, 60 minutes of training each: whole tumour / core / "
                    "enhancing Dice 0.843 / 0.660 / 0.456 against the U-Net's 0.815 / 0.654 / 0.454, the whole tumour "
-                   "better in 6 of 8 cases, HD95 lower on every region")
-# SegResNet-VAE's lead needs its ~1,750 steps of a 60-minute run (2 s per step on one core); after 20 minutes (570-590
-# steps) the U-Net led on the 4 BraTS cases measured: Dice 0.869 / 0.771 / 0.558 against 0.864 / 0.722 / 0.523
-REGION_NETWORK_MIN_SECONDS = 3600.0
-REGION_NETWORK_MIN_ITERATIONS = 1750
+                   "better in 6 of 8 cases; after the default 20 minutes, 6 cases: 0.835 / 0.683 / 0.420 against "
+                   "0.787 / 0.534 / 0.372")
 VALIDATION_TIME_SHARE = 0.05          # validation may take at most this share of the run's time
 TTA_MAX_SECONDS = 60.0               # per case on the network grid: a default stays usable on 2 CPU cores
 TTA_MIN_CASES = 3                     # fewer validation cases cannot show a gain beyond noise
@@ -139,32 +136,20 @@ def rule_validation(case_names: Sequence[str], fold: int | str | None, val_cases
                 "a single case cannot be split: no best checkpoint, threshold or postprocessing choice", inputs)
 
 
-def rule_network(user: str | None, regions: bool, data_dims: int, time_limit: float | None = None,
-                 iterations: int | None = None) -> Rule:
+def rule_network(user: str | None, regions: bool, data_dims: int) -> Rule:
     """The U-Net (nnU-Net's finding: a well-planned U-Net is hard to beat), except for 3D datasets of
     overlapping regions (the BraTS layout: whole tumour ⊃ tumour core ⊃ enhancing tumour, one sigmoid
-    output each) trained for at least an hour (or 1,750 steps), which get the network that won BraTS 2018,
-    SegResNet-VAE: its variational branch, which reconstructs the input from the shared encoder during
-    training, regularises an encoder that sees a few multi-modal volumes only (measured:
-    ``REGION_EVIDENCE``). Its steps cost twice the U-Net's, and with a shorter budget (the default 20
-    minutes) it is under-trained and the U-Net leads. Not measured on 2D regions."""
+    output each), which get the network that won BraTS 2018, SegResNet-VAE: its variational branch, which
+    reconstructs the input from the shared encoder during training, regularises an encoder that sees a few
+    multi-modal volumes only (measured: ``REGION_EVIDENCE``). Not measured on 2D regions."""
     title = "Network"
-    inputs = {"regions": regions, "data_dims": data_dims, "time_limit": time_limit, "iterations": iterations}
+    inputs = {"regions": regions, "data_dims": data_dims}
     if user is not None:
         return user_rule("network", title, user, user, "--net")
-    given = time_limit is not None or iterations is not None  # else the default budget, 20 minutes
-    long_enough = given and (time_limit or math.inf) >= REGION_NETWORK_MIN_SECONDS and \
-        (iterations or math.inf) >= REGION_NETWORK_MIN_ITERATIONS
-    if regions and data_dims == 3 and long_enough:
-        return Rule("network", title, REGION_NETWORK, "SegResNet-VAE",
-                    "the dataset declares overlapping regions in 3D (the BraTS layout) and the budget is at least "
-                    f"{REGION_NETWORK_MIN_SECONDS / 60:.0f} minutes: the BraTS 2018 winner's network, whose "
-                    f"training-only VAE branch regularises the encoder ({REGION_EVIDENCE})", inputs)
     if regions and data_dims == 3:
-        return Rule("network", title, DEFAULT_NETWORK, "U-Net",
-                    f"3D regions, but a budget under {REGION_NETWORK_MIN_SECONDS / 60:.0f} minutes (or "
-                    f"{REGION_NETWORK_MIN_ITERATIONS} steps): SegResNet-VAE, the network of 3D regions from that "
-                    "budget on, would be under-trained (BraTS after 20 minutes: the U-Net led)", inputs)
+        return Rule("network", title, REGION_NETWORK, "SegResNet-VAE",
+                    "the dataset declares overlapping regions in 3D (the BraTS layout): the BraTS 2018 winner's "
+                    f"network, whose training-only VAE branch regularises the encoder ({REGION_EVIDENCE})", inputs)
     return Rule("network", title, DEFAULT_NETWORK, "U-Net",
                 "the default: a U-Net planned for the dataset (nnU-Net's finding: hard to beat)", inputs)
 

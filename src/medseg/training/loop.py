@@ -241,12 +241,11 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
 
 
 def _choose_network(dataset: Any, options: TrainingConfig, data_dims: int) -> tuple[TrainingConfig, Rule | None]:
-    """The network rule (:func:`~medseg.planning.training_rules.rule_network`, on the user's budget: without
-    one, the default budget) before anything that depends on the network (the plan's configuration, the
-    layout); a fine-tuned model keeps its source's network."""
+    """The network rule (:func:`~medseg.planning.training_rules.rule_network`) before anything that depends on
+    the network (the plan's configuration, the layout); a fine-tuned model keeps its source's network."""
     if options.init_from:
         return options, None
-    rule = rule_network(options.network, bool(dataset.regions), data_dims, options.time_limit, options.iterations)
+    rule = rule_network(options.network, bool(dataset.regions), data_dims)
     return replace(options, network=rule.value), rule
 
 
