@@ -14,7 +14,8 @@ the fold's B-scans (timed per B-scan). The plan's grid is the planner's: on 2 co
 B-scans (``2d.target_spacing``, the low-resolution rule) and predictions come back on the B-scans' grid.
 ``--scale 0.5`` studies the zoom by hand instead: training and prediction see the B-scans at half size
 (248×384, written once to WORK/dataset_x0.5); the report brings the probabilities back to 496×768 (bilinear)
-and scores there. The report:
+and scores there. ``--train-option`` passes a studied option to `medseg train` (e.g. "--net
+segresnet_vae"). The report:
 
 1. fluid Dice of the out-of-fold label maps at full size (p ≥ 0.5; mean over B-scans with fluid; pooled
    over all pixels);
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -98,7 +100,8 @@ def run_fold(args: argparse.Namespace, k: int) -> None:
     if not (args.reuse_models and (model / "model.safetensors").is_file()):
         folder = training_dataset(data, train, args.work / f"train_fold{k}")
         run(medseg + ["train", str(folder), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
-                      f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0"])
+                      f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0",
+                      *[a for option in args.train_option for a in shlex.split(option)]])
     images = image_folder(data, test, args.work / f"images_fold{k}")
     seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
                             "--threads", "1", "--overwrite"])
@@ -233,6 +236,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="Study option: zoom the B-scans by hand for "
                         "training and prediction (the report scores at full size); 1 = the planner's grid.")
     parser.add_argument("--reuse-models", action="store_true", help="Do not retrain a fold that has weights.")
+    parser.add_argument("--train-option", action="append", default=[], help='Extra `medseg train` arguments '
+                        '(e.g. "--net segresnet_vae").')
     parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
     parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")
     args = parser.parse_args()
