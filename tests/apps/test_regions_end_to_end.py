@@ -64,10 +64,19 @@ def test_a_region_model_chooses_its_network_and_its_postprocessing_per_region(tu
     assert rules["network"]["value"] == config["network"] == "segresnet_vae"
     assert not rules["network"]["overridden_by_user"] and "regions" in rules["network"]["reason"]
     finetuning = TrainingConfig(init_from="m")  # keeps its source's network
-    assert _choose_network(load_dataset(tumour), finetuning, 3) == (finetuning, None)
+    assert _choose_network(load_dataset(tumour), finetuning, "3d") == (finetuning, None)
     trials = rules["postprocessing"]["inputs"]["trials"]
     assert {t["region"] for t in trials} == {"whole_tumour", "tumour_core", "enhancing"}
     assert all(isinstance(t["label"], list) for t in trials)
     kept = [{k: v for k, v in t.items() if k not in ("dice_before", "dice_after", "kept")} for t in trials if t["kept"]]
     assert config["postprocessing"] == kept
     assert rules["tta"]["inputs"]["cases"] == 1 and config["tta_axes"] == []  # one validation case shows no gain
+
+
+def test_regions_trained_as_slices_keep_the_unet(tumour, tmp_path, one_thread):
+    model = tmp_path / "m"
+    assert main(["train", str(tumour), "--out", str(model), "--features", "4", "--iterations", "1",
+                 "--configuration", "2d", "--batch-size", "1", "--threads", "1", "--no-progress"]) == 0
+    rules = {r["name"]: r for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))}
+    assert rules["plan"]["value"]["configuration"] == "2d"
+    assert rules["network"]["value"] == "unet" and rules["network"]["inputs"]["configuration"] == "2d"

@@ -203,13 +203,13 @@ def test_slice_context_is_decided_for_2d_networks_on_volumes_only():
         rules.rule_slice_context(None, False, 2)
 
 
-def test_the_network_rule_gives_3d_regions_segresnet_vae_and_everything_else_the_unet():
-    regions3d = rules.rule_network(None, True, 3)
-    assert regions3d.value == "segresnet_vae" and regions3d.inputs == {"regions": True, "data_dims": 3}
+def test_the_network_rule_gives_regions_trained_in_3d_segresnet_vae_and_everything_else_the_unet():
+    regions3d = rules.rule_network(None, True, "3d")
+    assert regions3d.value == "segresnet_vae" and regions3d.inputs == {"regions": True, "configuration": "3d"}
     assert not regions3d.overridden_by_user and "BraTS" in regions3d.reason
-    assert rules.rule_network(None, True, 2).value == "unet"  # measured on 3D volumes only
-    assert rules.rule_network(None, False, 3).value == "unet"
-    mine = rules.rule_network("vnet", True, 3)
+    assert rules.rule_network(None, True, "2d").value == "unet"  # 2D images, or volumes planned as slices
+    assert rules.rule_network(None, False, "3d").value == "unet"
+    mine = rules.rule_network("vnet", True, "3d")
     assert mine.value == "vnet" and mine.overridden_by_user and "--net" in mine.reason
 
 

@@ -140,22 +140,27 @@ def rule_validation(case_names: Sequence[str], fold: int | str | None, val_cases
                 "a single case cannot be split: no best checkpoint, threshold or postprocessing choice", inputs)
 
 
-def rule_network(user: str | None, regions: bool, data_dims: int) -> Rule:
-    """The U-Net (nnU-Net's finding: a well-planned U-Net is hard to beat), except for 3D datasets of
-    overlapping regions (the BraTS layout: whole tumour ⊃ tumour core ⊃ enhancing tumour, one sigmoid
-    output each), which get the network that won BraTS 2018, SegResNet-VAE: its variational branch, which
-    reconstructs the input from the shared encoder during training, regularises an encoder that sees a few
-    multi-modal volumes only (measured: ``REGION_EVIDENCE``). Not measured on 2D regions. On the other few-case
-    dataset, PROMISE12's prostate in 2D (one label), it lost: 8 held-out cases 0.606 against the U-Net's 0.643
-    (30 minutes each; the U-Net's runs of the same recipe from session 23; BENCHMARKS.md, session 29)."""
+def rule_network(user: str | None, regions: bool, configuration: str) -> Rule:
+    """The U-Net (nnU-Net's finding: a well-planned U-Net is hard to beat), except for datasets of overlapping
+    regions (the BraTS layout: whole tumour ⊃ tumour core ⊃ enhancing tumour, one sigmoid output each) trained
+    in 3D, which get the network that won BraTS 2018, SegResNet-VAE: its variational branch, which reconstructs
+    the input from the shared encoder during training, regularises an encoder that sees a few multi-modal
+    volumes only (measured: ``REGION_EVIDENCE``).
+
+    ``configuration``: what the run trains ("2d" / "3d": the plan's, which is the same for both networks, as
+    neither asks for one). In 2D SegResNet-VAE was measured on the other few-case dataset only, PROMISE12's
+    prostate (one label), and lost: 8 held-out cases 0.606 against the U-Net's 0.643 (30 minutes each; the
+    U-Net's runs of the same recipe from session 23; BENCHMARKS.md, session 29); so regions planned in 2D (thick
+    slices) keep the U-Net."""
     title = "Network"
-    inputs = {"regions": regions, "data_dims": data_dims}
+    inputs = {"regions": regions, "configuration": configuration}
     if user is not None:
         return user_rule("network", title, user, user, "--net")
-    if regions and data_dims == 3:
+    if regions and configuration == "3d":
         return Rule("network", title, REGION_NETWORK, "SegResNet-VAE",
-                    "the dataset declares overlapping regions in 3D (the BraTS layout): the BraTS 2018 winner's "
-                    f"network, whose training-only VAE branch regularises the encoder ({REGION_EVIDENCE})", inputs)
+                    "the dataset declares overlapping regions and trains in 3D (the BraTS layout): the BraTS 2018 "
+                    f"winner's network, whose training-only VAE branch regularises the encoder ({REGION_EVIDENCE})",
+                    inputs)
     return Rule("network", title, DEFAULT_NETWORK, "U-Net",
                 "the default: a U-Net planned for the dataset (nnU-Net's finding: hard to beat)", inputs)
 

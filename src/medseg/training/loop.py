@@ -192,10 +192,10 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
         if first is None:
             raise MedsegError("the dataset has no cases", dataset.root)
         has_roi = any(c.roi_path is not None for c in dataset.cases)
-        options, network_rule = _choose_network(dataset, options, first.spatial_dims)
-        # a fine-tuned model keeps its source's preprocessing, a promptable one frames the files' own slices:
-        # nothing to plan for either
-        automatic = plan is None and not options.init_from and not network_needs(options.network).promptable
+        # a fine-tuned model keeps its source's preprocessing, a promptable one (always named by --net) frames the
+        # files' own slices: nothing to plan for either
+        automatic = plan is None and not options.init_from and not (
+            options.network is not None and network_needs(options.network).promptable)
         planning_seconds = None
         if automatic:
             plan_dict, planning_seconds = _plan_automatically(dataset, options, configuration, first.spatial_dims,
@@ -209,6 +209,8 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
             raise MedsegError(f"the plan was made for {planned_dims}D images but this dataset's images are "
                               f"{first.spatial_dims}D; plan this dataset with `medseg plan`",
                               plan if isinstance(plan, (str, Path)) else dataset.root)
+        options, network_rule = _choose_network(dataset, options, (plan_dict or {}).get(
+            "configuration", f"{first.spatial_dims}d"))
         if options.init_from:  # fine-tuning a trained model folder (medseg.training.finetune)
             from medseg.training.finetune import load_source, start_finetuning
 
@@ -240,12 +242,13 @@ def _train(dataset: Any, out: Path, config: TrainingConfig | None, run: Distribu
             raise
 
 
-def _choose_network(dataset: Any, options: TrainingConfig, data_dims: int) -> tuple[TrainingConfig, Rule | None]:
-    """The network rule (:func:`~medseg.planning.training_rules.rule_network`) before anything that depends on
-    the network (the plan's configuration, the layout); a fine-tuned model keeps its source's network."""
+def _choose_network(dataset: Any, options: TrainingConfig, configuration: str) -> tuple[TrainingConfig, Rule | None]:
+    """The network rule (:func:`~medseg.planning.training_rules.rule_network`) on the configuration the run
+    trains, before anything else that depends on the network (the layout); a fine-tuned model keeps its source's
+    network. The plan before it is the same for every network the rule chooses: none asks for a configuration."""
     if options.init_from:
         return options, None
-    rule = rule_network(options.network, bool(dataset.regions), data_dims)
+    rule = rule_network(options.network, bool(dataset.regions), configuration)
     return replace(options, network=rule.value), rule
 
 

@@ -57,15 +57,17 @@ def network_needs(name: str) -> NetworkNeeds:
         input_size=metadata.get("input_size"))
 
 
-def implied_configuration(name: str, patch_size: tuple[int, ...], data_dims: int) -> str | None:
+def implied_configuration(name: str | None, patch_size: tuple[int, ...], data_dims: int) -> str | None:
     """The configuration ("2d" / "3d") the user's options imply for an automatic plan of 3D data: a patch
-    with two or three sizes, a network whose registry entry supports one dimensionality only (SegResNet-VAE:
-    3D), or the paper's dimensionality of a network that runs in both (V-Net: 3D). None: the planner's rule
-    decides."""
+    with two or three sizes, a network whose registry entry supports one dimensionality only, or the paper's
+    dimensionality of a network that runs in both (V-Net: 3D). None: the planner's rule decides (also when
+    no network is named yet: the network rule chooses after the plan)."""
     if data_dims != 3:
         return None
     if len(patch_size) in (2, 3):
         return f"{len(patch_size)}d"
+    if name is None:
+        return None
     from medseg.nets import NETWORKS
 
     try:
