@@ -120,7 +120,7 @@ def train(
     dataset: Path = typer.Argument(..., help="Dataset folder (with dataset.json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     net: str = typer.Option(None, "--net", help="Registered network (see `medseg nets`); default: "
-                         "the network rule (U-Net; SegResNet-VAE for 3D datasets of regions)."),
+                         "the network rule (U-Net; SegResNet-VAE for region datasets trained in 3D)."),
     fold: str = typer.Option(None, "--fold", help="Cross-validation fold K (the dataset's splits file, else grouped 5-fold splits) or 'all'."),
     val_cases: str = typer.Option(None, "--val-cases", help="Comma-separated validation case names."),
     time_limit: str = typer.Option(None, "--time-limit", help="Wall-clock budget, e.g. 20m, 90s, 1.5h."),

@@ -24,7 +24,7 @@ class TrainingConfig:
     Parameters
     ----------
     network : str or None
-        Registered network name; None = the network rule (the U-Net; SegResNet-VAE for 3D region datasets).
+        Registered network name; None = the network rule (the U-Net; SegResNet-VAE for region datasets trained in 3D).
     network_options : dict
         Passed to :func:`medseg.nets.create_network` (features, depth, strides, ...).
     patch_size : tuple of int
