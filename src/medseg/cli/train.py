@@ -162,6 +162,8 @@ def train(
     cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
     memory_format: str = typer.Option("auto", "--memory-format", help="auto (time both on the first batch, keep "
                                       "the faster), contiguous or channels_last."),
+    precision: str = typer.Option("auto", "--precision", help="Precision of the training passes: auto (time both "
+                                  "on the first batch, keep the faster), float32 or bfloat16 (autocast)."),
     weight_average: float = typer.Option(None, "--weight-average", help="Decay of an exponential moving average "
                                          "of the weights, e.g. 0.999 (~1,000 steps); the average is validated, saved "
                                          "and predicted with."),
@@ -246,7 +248,7 @@ def train(
         learning_rate=lr, schedule=schedule, loss=loss, foreground_share=foreground_share, val_every=val_every,
         decision_threshold=_parse_threshold(decision_threshold), postprocessing=_parse_postprocessing(postprocessing),
         checkpoint_every=checkpoint_every, seed=seed, threads=threads, cache=cache, memory_format=memory_format,
-        weight_average=weight_average,
+        precision=precision, weight_average=weight_average,
         augmentation={"enabled": False} if no_augmentation else _parse_augmentation(augmentation),
         encoder_weights=str(encoder_weights) if encoder_weights else None, freeze_encoder=freeze_encoder,
         unfreeze_schedule=parse_unfreeze_schedule(unfreeze_schedule), init_weights=init_from_weights,

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from medseg.errors import MedsegError
 
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -95,6 +96,9 @@ class TrainingConfig:
     memory_format : {"auto", "contiguous", "channels_last"}
         Layout of the network's tensors; "auto" times both on the first batch and keeps the faster
         (see :mod:`medseg.training.memory_format`). The choice is written back into the configuration.
+    precision : {"auto", "float32", "bfloat16"}
+        Precision of the network's training passes; "auto" times both on the first batch and keeps the faster
+        (see :mod:`medseg.training.precision`). The choice is written back into the configuration.
     weight_average : float or None
         Decay of an exponential moving average of the weights (e.g. 0.999), which is then what is
         validated, saved and predicted with (see :mod:`medseg.training.averaging`); None = the last weights.
@@ -155,6 +159,7 @@ class TrainingConfig:
     unfreeze_schedule: list[list[Any]] | None = None
     prune_selection: bool = True
     memory_format: str = "auto"
+    precision: str = "auto"
     weight_average: float | None = None
     semi_supervised: dict[str, Any] | None = None
     init_from: str | None = None
@@ -201,6 +206,8 @@ class TrainingConfig:
             raise MedsegError(f"the slice context must be 0 to 8 slices on each side, not {self.slice_context}")
         if self.memory_format not in MEMORY_FORMATS:
             raise MedsegError(f"unknown memory format '{self.memory_format}' ({', '.join(MEMORY_FORMATS)})")
+        if self.precision not in PRECISIONS:
+            raise MedsegError(f"unknown precision '{self.precision}' ({', '.join(PRECISIONS)})")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

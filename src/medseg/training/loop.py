@@ -40,6 +40,7 @@ from medseg.training.distributed import (DistributedRun, NullLog, joined, launch
 from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
+from medseg.training.precision import choose_precision, use_precision
 from medseg.training.networks import implied_configuration, network_needs, setup_finetuning
 from medseg.training.prompted import prompt_structures
 from medseg.training.scope import scoped_run_state
@@ -391,10 +392,13 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                                         measure=not needs.promptable)
     memory_format = torch_format(memory_format_name, spatial_dims)
     model.to(memory_format=memory_format)
+    precision = _precision(config, model, loss_fn, make, memory_format, run, console, measure=not needs.promptable)
+    use_precision(model, precision)  # before any copy of the model (EMA teacher, weight average) is made
     average = WeightAverage(model, config.weight_average) if config.weight_average else None
     predicting = average.model if average else model  # what is validated, saved and predicted with
     recorded = config.to_dict()
     recorded["memory_format"] = memory_format_name
+    recorded["precision"] = precision
     # the augmentation actually used, written out so a run can be repeated
     model_config = replace(model_config, training=recorded, augmentation=augment.to_config() if hasattr(
         augment, "to_config") else ({"enabled": False} if augment is None else config.augmentation))
@@ -412,8 +416,9 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                                 _recorded_value(spec, "prompt_validation", PROMPT_VALIDATION_SLICES), finetuning)
         make = prompted.make
         console.print(f"prompt training: {prompted.slices} training slice(s) with a structure", highlight=False)
-    semi = _semi_supervised(config, model, optimizer, lambda: create_network(
-        config.network, in_channels, num_classes, spatial_dims, **network_options).to(memory_format=memory_format))
+    semi = _semi_supervised(config, model, optimizer, lambda: use_precision(create_network(
+        config.network, in_channels, num_classes, spatial_dims, **network_options).to(memory_format=memory_format),
+        precision))
     if semi is not None:
         predicting = semi.predicting
 
@@ -496,12 +501,32 @@ def _memory_format(config: TrainingConfig, model: torch.nn.Module, loss_fn: Call
     every rank trains in its choice)."""
     name = config.memory_format
     if name == "auto" and run.is_main and measure:
-        name, timings = choose_memory_format(model, loss_fn, *make(0), spatial_dims, time_limit=config.time_limit,
-                                             iterations=config.iterations)
-        if timings:
-            console.print("memory format: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in timings.items())
-                          + f" -> {name}", highlight=False)
+        name = _timed(console, "memory format", *choose_memory_format(
+            model, loss_fn, *make(0), spatial_dims, time_limit=config.time_limit, iterations=config.iterations))
     return run.from_main(name)
+
+
+def _precision(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, make: Callable,
+               memory_format: torch.memory_format, run: DistributedRun, console: Any, measure: bool) -> str:
+    """The precision to train in: the user's, else the faster of a few timed steps in the run's memory format
+    (rank 0 times them, every rank trains in its choice)."""
+    name = config.precision
+    if name == "auto":
+        name = "float32"
+        if run.is_main and measure:
+            image, label = make(0)
+            name = _timed(console, "precision", *choose_precision(
+                model, loss_fn, image.contiguous(memory_format=memory_format), label, time_limit=config.time_limit,
+                iterations=config.iterations))
+    return run.from_main(name)
+
+
+def _timed(console: Any, what: str, name: str, seconds: dict[str, float]) -> str:
+    """``name``, the probe's choice, after printing the seconds per step it chose by (none: probe skipped)."""
+    if seconds:
+        console.print(f"{what}: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in seconds.items()) + f" -> {name}",
+                      highlight=False)
+    return name
 
 
 def _restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, average: WeightAverage | None,

@@ -362,6 +362,6 @@ def _complete_promptable(start: RunStart, structures: Sequence[str]) -> RunSpec:
     resolved = replace(config, patch_size=tuple(frame.value), batch_size=batch.value,
                        freeze_encoder=bool(freeze.value) if not config.unfreeze_schedule else None,
                        loss="mask_prompt", augmentation={"enabled": False}, foreground_share=1.0,
-                       decision_threshold="argmax", postprocessing=[], memory_format="contiguous",
+                       decision_threshold="argmax", postprocessing=[], memory_format="contiguous", precision="float32",
                        val_every=interval.value["every"], val_time_share=interval.value["time_share"])
     return RunSpec(resolved, start.layout, start.train_names, start.val_names, "prompted", None, tuple(fired))
