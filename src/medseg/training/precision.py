@@ -1,15 +1,17 @@
 """Numeric precision of a training run: float32, or the network's forward pass in bfloat16 autocast.
 
-Measured on this project's 2-core CPU (Intel Xeon with AMX-BF16 units; torch 2.13, oneDNN), one training step
-(forward, backward, AdamW) on one thread, beside two other one-thread processes:
+Measured on this project's 2-core CPU (Intel Xeon with AMX-BF16 units; torch 2.13, oneDNN), one training pass
+(forward, backward; ``benchmarks/precision.py``, one thread beside two benchmark processes), float32 → bfloat16:
 
-- 3D U-Net, 16 features, 2 × 48×48×64 (LA's plan): float32 4.2 s, bfloat16 autocast 2.2–2.5 s (1.7–1.9×);
-- 2D U-Net, 32 features, 2 × 224² (the OCT plan's patch): float32 5.3 s, bfloat16 autocast 3.0 s (1.8×).
+- 3D U-Net (LA's plan), 2 × 48×48×64: 4.61 → 1.75 s (2.6×); SegResNet-VAE 16, 1 × 4-channel 48×48×64:
+  10.3 → 2.8 s (3.7×);
+- 2D U-Net, 32 features, 2 × 224²: 4.60 → 2.21 s (2.1×);
+- 2D U-Net, 16 features, batch norm, 4 × 128²: 0.54 → 0.59 s (0.92×: slower); DUNet: 0.95×.
 
-CPUs without bfloat16 units emulate it and are slower in it, so ``"auto"`` times both on the run's own
-network and batch (:mod:`medseg.training.probe`) and keeps the faster; the choice is recorded in the training
-configuration, so ``--resume`` continues with it. What the faster steps buy at a fixed budget is measured in
-BENCHMARKS.md ("bfloat16 training").
+Small networks gain nothing, and CPUs without bfloat16 units emulate it and are slower in it, so ``"auto"``
+times both on the run's own network and batch (:mod:`medseg.training.probe`) and keeps the faster; the choice
+is recorded in the training configuration, so ``--resume`` continues with it. What the faster steps buy at a
+fixed budget is measured in BENCHMARKS.md ("bfloat16 training").
 
 Autocast covers the forward pass of a network in training mode only: its outputs are handed back in float32,
 so losses, soft-max and Dice sums stay in float32; weights, gradients and the optimiser stay in float32 (no
