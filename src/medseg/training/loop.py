@@ -40,8 +40,8 @@ from medseg.training.distributed import (DistributedRun, NullLog, joined, launch
 from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
-from medseg.training.precision import choose_precision, use_precision
 from medseg.training.networks import implied_configuration, network_needs, setup_finetuning
+from medseg.training.precision import choose_precision, use_precision
 from medseg.training.prompted import prompt_structures
 from medseg.training.scope import scoped_run_state
 from medseg.training.selection import choose_after_training
