@@ -1,6 +1,8 @@
-"""Run set-up decisions: the memory format (probing restores the model, the choice is recorded) and patch fitting."""
+"""Run set-up decisions: the memory format and the probe that chooses it (the model restored, the choice recorded, a
+clear margin), and patch fitting."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from medseg.losses import build_loss
 from medseg.nets import create_network
 from medseg.training import TrainingConfig, train
 from medseg.training.memory_format import choose_memory_format
+from medseg.training.probe import fastest_variant
 
 
 def _batch_norm_unet():
@@ -79,3 +82,21 @@ def test_a_diverging_loss_is_reported_once():
     assert seen == [False, False, True, False]
     text = console.export_text()
     assert "diverging" in text and "--lr" in text
+
+
+def test_probe_keeps_the_reference_unless_another_variant_is_clearly_faster():
+    model = _batch_norm_unet()
+    image, label = torch.randn(2, 1, 32, 32), torch.randint(0, 2, (2, 1, 32, 32))
+
+    def slowed(seconds):  # a variant whose passes take at least `seconds`
+        def prepare():
+            handle = model.register_forward_pre_hook(lambda module, args: time.sleep(seconds))
+            return image, handle.remove
+        return prepare
+
+    def choice(first, second):
+        return fastest_variant(model, build_loss("dice_ce"), image, label,
+                               {"reference": slowed(first), "other": slowed(second)}, time_limit=1e6)[0]
+
+    assert choice(0.2, 0.195) == "reference"  # 2.5 % faster: within the probe's noise
+    assert choice(0.2, 0.0) == "other"
