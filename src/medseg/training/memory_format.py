@@ -9,8 +9,8 @@ Measured on this project's 2-core CPU (torch 2.13, oneDNN), one training pass (f
 - DUNet (deformable convolutions, ``grid_sample``): 1.10× slower.
 
 No static rule predicts that, so ``"auto"`` times a few steps of each format on the run's own network
-and batch (:mod:`medseg.training.probe`) and keeps the faster one. The choice is recorded in the training
-configuration, so ``--resume`` continues with it.
+and batch (:mod:`medseg.training.probe`) and keeps channels-last when it is clearly faster. The choice is
+recorded in the training configuration, so ``--resume`` continues with it.
 """
 
 from __future__ import annotations
