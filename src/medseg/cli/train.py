@@ -163,7 +163,7 @@ def train(
     memory_format: str = typer.Option("auto", "--memory-format", help="auto (time both on the first batch, keep "
                                       "the faster), contiguous or channels_last."),
     precision: str = typer.Option("auto", "--precision", help="Precision of the training passes: auto (time both "
-                                  "on the first batch, keep the faster), float32 or bfloat16 (autocast)."),
+                                  "on the first batch, keep bfloat16 when clearly faster), float32 or bfloat16 (autocast)."),
     weight_average: float = typer.Option(None, "--weight-average", help="Decay of an exponential moving average "
                                          "of the weights, e.g. 0.999 (~1,000 steps); the average is validated, saved "
                                          "and predicted with."),

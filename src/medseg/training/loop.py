@@ -388,11 +388,13 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
                           augment=augment, label_pad_value=IGNORE_INDEX if dataset.ignore_label is not None else 0,
                           slice_axis=slice_axis, shard=run.shard)
 
-    memory_format_name = _memory_format(config, model, loss_fn, make, spatial_dims, run, console,
+    probe_batch = functools.cache(lambda: make(0))  # both probes time the first batch: made once, when asked for
+    memory_format_name = _memory_format(config, model, loss_fn, probe_batch, spatial_dims, run, console,
                                         measure=not needs.promptable)
     memory_format = torch_format(memory_format_name, spatial_dims)
     model.to(memory_format=memory_format)
-    precision = _precision(config, model, loss_fn, make, memory_format, run, console, measure=not needs.promptable)
+    precision = _precision(config, model, loss_fn, probe_batch, memory_format, run, console,
+                           measure=not needs.promptable)
     use_precision(model, precision)  # before any copy of the model (EMA teacher, weight average) is made
     average = WeightAverage(model, config.weight_average) if config.weight_average else None
     predicting = average.model if average else model  # what is validated, saved and predicted with
@@ -495,18 +497,18 @@ def _loss(config: TrainingConfig, model: torch.nn.Module, mapping: LabelMapping,
     return build_loss(name, **options)
 
 
-def _memory_format(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, make: Callable,
+def _memory_format(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, batch: Callable,
                    spatial_dims: int, run: DistributedRun, console: Any, measure: bool) -> str:
     """The memory format to train in: the user's, else the faster of a few timed steps (rank 0 times them,
     every rank trains in its choice)."""
     name = config.memory_format
     if name == "auto" and run.is_main and measure:
         name = _timed(console, "memory format", *choose_memory_format(
-            model, loss_fn, *make(0), spatial_dims, time_limit=config.time_limit, iterations=config.iterations))
+            model, loss_fn, *batch(), spatial_dims, time_limit=config.time_limit, iterations=config.iterations))
     return run.from_main(name)
 
 
-def _precision(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, make: Callable,
+def _precision(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, batch: Callable,
                memory_format: torch.memory_format, run: DistributedRun, console: Any, measure: bool) -> str:
     """The precision to train in: the user's, else the faster of a few timed steps in the run's memory format
     (rank 0 times them, every rank trains in its choice)."""
@@ -514,7 +516,7 @@ def _precision(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable
     if name == "auto":
         name = "float32"
         if run.is_main and measure:
-            image, label = make(0)
+            image, label = batch()
             name = _timed(console, "precision", *choose_precision(
                 model, loss_fn, image.contiguous(memory_format=memory_format), label, time_limit=config.time_limit,
                 iterations=config.iterations))

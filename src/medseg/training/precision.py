@@ -9,9 +9,9 @@ Measured on this project's 2-core CPU (Intel Xeon with AMX-BF16 units; torch 2.1
 - 2D U-Net, 16 features, batch norm, 4 × 128²: 0.54 → 0.59 s (0.92×: slower); DUNet: 0.95×.
 
 Small networks gain nothing, and CPUs without bfloat16 units emulate it and are slower in it, so ``"auto"``
-times both on the run's own network and batch (:mod:`medseg.training.probe`) and keeps the faster; the choice
-is recorded in the training configuration, so ``--resume`` continues with it. What the faster steps buy at a
-fixed budget is measured in BENCHMARKS.md ("bfloat16 training").
+times both on the run's own network and batch (:mod:`medseg.training.probe`) and keeps bfloat16 when it is
+clearly faster; the choice is recorded in the training configuration, so ``--resume`` continues with it. What
+the faster steps buy at a fixed budget is measured in BENCHMARKS.md ("bfloat16 training").
 
 Autocast covers the forward pass of a network in training mode only: its outputs are handed back in float32,
 so losses, soft-max and Dice sums stay in float32; weights, gradients and the optimiser stay in float32 (no
