@@ -5,10 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from rich.console import Console
+
 from medseg.cli import main
+from medseg.cli.train import _prepare_backend
 from medseg.datasets import make_organs3d, make_vessels2d
 from medseg.image import Image
 from medseg.io import read_image, write_image
+from medseg.model_folder import load_rules
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +85,16 @@ def test_train_3d_and_predict_nifti(tmp_path):
     model = tmp_path / "m3"
     assert main(["train", str(data), "--out", str(model), "--iterations", "2", "--patch-size", "8,16,16",
                  "--batch-size", "1", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress"]) == 0
+    rule = next(r for r in load_rules(model) if r["name"] == "prepare_backend")
+    assert rule["value"] is False and not list(model.glob("*.pt2"))  # a trial run: the first prediction compiles
+    _prepare_backend(model, 3600.0, Console(quiet=True))  # what a run of an hour does after training
+    assert next(r for r in load_rules(model) if r["name"] == "prepare_backend")["value"] is True
+    packages = list(model.glob("*.pt2"))
+    assert len(packages) == 1
+    stamp = packages[0].stat().st_mtime_ns
     pred = tmp_path / "p3"
-    assert main(["predict", str(model), "-i", str(data / "imagesTs"), "-o", str(pred), "--backend", "torch"]) == 0
+    assert main(["predict", str(model), "-i", str(data / "imagesTs"), "-o", str(pred)]) == 0
+    assert list(model.glob("*.pt2")) == packages and packages[0].stat().st_mtime_ns == stamp  # used, not rebuilt
     src = read_image(data / "imagesTs" / "case_002_0000.nii.gz")
     out = read_image(pred / "case_002.nii.gz")
     assert out.same_geometry(src)

@@ -26,3 +26,7 @@ SPACING_RTOL = 1e-3
 #: path measured on CPU. ``torch`` (eager PyTorch) is the reference.
 BACKENDS = ("torch", "onnx", "compile", "auto")
 DEFAULT_BACKEND = "auto"
+
+#: Tiles per network call of the sliding window (``medseg predict --batch-size``); a compiled network's
+#: package is built for exactly this many tiles (fewer are padded), so one package serves every image.
+TILE_BATCH = 4

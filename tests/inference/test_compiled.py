@@ -1,6 +1,6 @@
 """Compiled backend (AOTInductor package in the model folder): same probabilities as eager PyTorch, partial
-batches padded, the package reused by a new predictor and stale once the weights change, and a
-failing compiler falls back to eager PyTorch with a warning."""
+batches padded, one package per tile shape whatever the image's tile count, reused by a new predictor and
+stale once the weights change, and a failing compiler falls back to eager PyTorch with a warning."""
 
 import os
 
@@ -19,15 +19,20 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def test_compiled_predictor_matches_torch_and_reuses_its_package(tmp_path):
     folder = make_model_folder(tmp_path / "m", spatial_dims=3, num_classes=3, label_values=(0, 1, 2))
+    rng = np.random.default_rng(5)
+    one_tile = Image(rng.normal(size=(1, 16, 16, 16)).astype(np.float32))
     # 3 tiles per axis at overlap 0.5: 27 tiles in batches of 4, so the last batch (3 tiles) is padded
-    image = Image(np.random.default_rng(5).normal(size=(1, 32, 32, 32)).astype(np.float32))
-    ref = Predictor.from_folder(folder, backend="torch").predict_probabilities(image).array
-    compiled = Predictor.from_folder(folder, backend="compile").predict_probabilities(image).array
-    np.testing.assert_allclose(compiled, ref, atol=1e-4)
-    packages = sorted(folder.glob("model_4x1x16x16x16_*.pt2"))
-    assert len(packages) == 1, sorted(p.name for p in folder.iterdir())
-
+    image = Image(rng.normal(size=(1, 32, 32, 32)).astype(np.float32))
+    Predictor.from_folder(folder, backend="compile").warm_up()  # what `medseg train` does after a long run
+    packages = sorted(folder.glob("*.pt2"))
+    assert len(packages) == 1 and packages[0].name.startswith("model_4x1x16x16x16_"), packages
     stamp = packages[0].stat().st_mtime_ns
+    for case in (one_tile, image):  # one tile: padded to the package's 4, not a package of its own
+        ref = Predictor.from_folder(folder, backend="torch").predict_probabilities(case).array
+        compiled = Predictor.from_folder(folder, backend="compile").predict_probabilities(case).array
+        np.testing.assert_allclose(compiled, ref, atol=1e-4)
+    assert sorted(folder.glob("*.pt2")) == packages and packages[0].stat().st_mtime_ns == stamp
+
     again = Predictor.from_folder(folder, backend="auto").predict_probabilities(image).array  # auto: compile in 3D
     np.testing.assert_allclose(again, ref, atol=1e-4)
     assert packages[0].stat().st_mtime_ns == stamp  # loaded, not recompiled

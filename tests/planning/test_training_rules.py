@@ -254,3 +254,10 @@ def test_a_structure_in_one_piece_gets_the_threshold_of_its_largest_component():
     faint = np.where(probs == 0.8, 0.4, probs)                                     # a rim the argmax misses
     chosen = rules.rule_decision_threshold(None, True, "compact", [faint] * 3, *cases[1:], one_piece=True)
     assert chosen.value is not None and chosen.value <= 0.4 and "largest component" in chosen.reason
+
+
+def test_prepare_backend_after_runs_of_ten_minutes_or_more():
+    assert rules.rule_prepare_backend(rules.PREPARE_BACKEND_MIN_SECONDS).value is True
+    short = rules.rule_prepare_backend(rules.PREPARE_BACKEND_MIN_SECONDS - 1)
+    assert short.value is False and "trial" in short.reason
+    assert rules.rule_prepare_backend(3600.0, promptable=True).value is False

@@ -15,7 +15,7 @@ import typer
 from medseg.cli import app
 from medseg.cli._consoles import err
 from medseg.cli._options import TTA_AXES_HELP, tta_choice
-from medseg.constants import DEFAULT_BACKEND
+from medseg.constants import DEFAULT_BACKEND, TILE_BATCH
 from medseg.errors import MedsegError
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def predict(
                                 "once into the model folder; ~1.25× for 3D networks)."),
     checkpoint: str = typer.Option("final", "--checkpoint", help="final or best weights."),
     overlap: float = typer.Option(None, "--overlap", help="Sliding-window overlap (default: the model's, 0.5)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Tiles per network call."),
+    batch_size: int = typer.Option(TILE_BATCH, "--batch-size", help="Tiles per network call."),
     tile_size: str = typer.Option(None, "--tile-size", help="Sliding-window tile, e.g. 512,512 (default: the "
                                   "model's recorded tile — whole 2D images when they fit — else the training patch)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),

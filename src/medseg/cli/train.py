@@ -111,6 +111,29 @@ def _semi_supervised(labeled: str | None, unlabeled: Path | None, method: str | 
     return settings
 
 
+def _prepare_backend(folder: Path, trained_seconds: float, console) -> None:
+    """The prepare-backend rule, recorded in rules.json and printed; when it says so, the backend built now."""
+    import time
+
+    from medseg.inference import Predictor
+    from medseg.inference.predictor import is_promptable
+    from medseg.model_folder import load_rules, save_rules
+    from medseg.planning.training_rules import describe, rule_prepare_backend
+
+    rule = rule_prepare_backend(trained_seconds, is_promptable(folder))
+    save_rules(folder, [r for r in load_rules(folder) if r["name"] != rule.name] + [rule.to_dict()])
+    console.print("  " + describe(rule), highlight=False, soft_wrap=True)
+    if rule.value:
+        start = time.perf_counter()
+        try:
+            Predictor.from_folder(folder).warm_up()
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/] building the inference backend: the model is complete, its first "
+                          "prediction builds it")
+            raise typer.Exit(130) from None
+        console.print(f"inference backend built in {time.perf_counter() - start:.0f} s", highlight=False)
+
+
 def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
     raise KeyboardInterrupt
 
@@ -269,4 +292,5 @@ def train(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if result.rank == 0:  # the other processes of a torchrun-launched run print nothing
+        _prepare_backend(result.folder, result.elapsed, console)
         console.print(f"model folder: [bold]{result.folder}[/]")

@@ -7,12 +7,15 @@ folded, convolution weights prepacked for oneDNN, norm + activation fused into g
 the planned 3D U-Net's 2×48×48×64 tile batch ~1.5x faster than eager PyTorch on this CPU, and a whole
 160×192×160 volume 1.23x faster (26.5 → 21.5 s; MONAI 27.4 s; benchmarks/inference3d.py).
 
-Compiling costs ~20-40 s here, so it happens once: the compiled network is packaged (AOTInductor ``.pt2``)
+Compiling costs ~20-50 s here, so it happens once: the compiled network is packaged (AOTInductor ``.pt2``)
 into the model folder beside the weights, like ``model.onnx``, and later predictions load it (~2 s here,
-mostly importing Inductor's runtime). A package holds one input shape and the code generated for this
+mostly importing Inductor's runtime). ``medseg train`` builds it after a run of ten minutes or more
+(:func:`medseg.planning.training_rules.rule_prepare_backend`), else the first prediction does. A package holds one input shape and the code generated for this
 machine's instruction set and thread count, so its file name records all three (plus the torch version):
-a folder copied to another machine compiles its own package instead of running code built for another CPU. Partial batches (the last
-tiles of an image) are padded to the package's batch size; any other shape gets its own package.
+a folder copied to another machine compiles its own package instead of running code built for another CPU. The
+package's batch size is the sliding window's (:data:`medseg.constants.TILE_BATCH`), not the first call's: an image
+of fewer tiles than that (a small brain crop: 2 tiles) is padded, rather than compiling a second package (~48 s).
+Any other tile shape gets its own package.
 If compiling fails (no C++ compiler, an operator Inductor cannot export), prediction warns and falls
 back to eager PyTorch: same results, slower.
 """
@@ -27,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from medseg.constants import TILE_BATCH
 from medseg.fileutil import atomic_path
 
 
@@ -70,24 +74,25 @@ class CompiledNetwork:
         Package file-name stem (``model_best`` for the best checkpoint, ``model_L2`` for a pruned UNet++).
     weights : path-like, optional
         The file ``model``'s weights came from: a package older than it is compiled again.
-
-    The first call for a tile shape fixes the package's batch size; smaller batches are padded, larger
-    ones run in chunks.
+    batch_size : int
+        Tiles per package call: smaller batches are padded, larger ones run in chunks.
     """
 
     def __init__(self, model: torch.nn.Module, folder: str | Path | None = None, stem: str = "model",
-                 weights: str | Path | None = None):
+                 weights: str | Path | None = None, batch_size: int = TILE_BATCH):
         self.model = model.eval()
         self.folder = Path(folder) if folder is not None else None
         self.stem = stem
         self.weights = Path(weights) if weights is not None else None
-        self._runners: dict[tuple[int, ...], tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = {}
+        self.batch_size = max(1, int(batch_size))
+        self._runners: dict[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]] = {}
         self._failed = False
 
-    def _runner(self, batch_shape: tuple[int, ...]) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]] | None:
-        """(batch size, loaded package) for tiles of ``batch_shape[1:]``; None when compiling failed."""
-        if batch_shape[1:] in self._runners:
-            return self._runners[batch_shape[1:]]
+    def _runner(self, tile_shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The loaded package for tiles of ``tile_shape`` (channels first); None when compiling failed."""
+        if tile_shape in self._runners:
+            return self._runners[tile_shape]
+        batch_shape = (self.batch_size, *tile_shape)
         path = self._package_path(batch_shape)
         try:
             if not self._is_current(path):
@@ -98,8 +103,8 @@ class CompiledNetwork:
                           "predicting with eager PyTorch instead", RuntimeWarning, stacklevel=3)
             self._failed = True
             return None
-        self._runners[batch_shape[1:]] = (batch_shape[0], runner)
-        return self._runners[batch_shape[1:]]
+        self._runners[tile_shape] = runner
+        return runner
 
     def _package_path(self, batch_shape: tuple[int, ...]) -> Path:
         name = package_name(batch_shape, self.stem)
@@ -115,10 +120,10 @@ class CompiledNetwork:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.contiguous()
-        compiled = None if self._failed else self._runner(tuple(batch.shape))
-        if compiled is None:
+        runner = None if self._failed else self._runner(tuple(batch.shape[1:]))
+        if runner is None:
             return self.model(batch)
-        size, runner = compiled
+        size = self.batch_size
         outputs = []
         for start in range(0, batch.shape[0], size):
             chunk = batch[start:start + size]

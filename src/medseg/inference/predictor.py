@@ -33,11 +33,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from medseg.constants import ANISOTROPY_RATIO, BACKENDS, DEFAULT_BACKEND, REGION_THRESHOLD  # noqa: F401
+from medseg.constants import ANISOTROPY_RATIO, BACKENDS, DEFAULT_BACKEND, REGION_THRESHOLD, TILE_BATCH  # noqa: F401
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
-from medseg.model_folder import ModelConfig, load_model, paint_regions, region_label_values  # noqa: F401 - re-exported
+from medseg.model_folder import (  # noqa: F401 - re-exported
+    ModelConfig, load_config, load_model, paint_regions, region_label_values)
 from medseg.postprocessing import keep_largest_component
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
@@ -236,8 +237,9 @@ def _onnx_network(folder: Path, config: ModelConfig, model: torch.nn.Module, che
     return run
 
 
-def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Module, checkpoint: str) -> Callable:
-    """The callable a backend runs (see :meth:`Predictor.from_folder`)."""
+def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Module, checkpoint: str,
+             batch_size: int) -> Callable:
+    """The callable a backend runs (see :meth:`Predictor.from_folder`) on batches of ``batch_size`` tiles."""
     if backend == "auto":
         backend = auto_backend(config.spatial_dims).value
     if backend == "onnx":
@@ -246,7 +248,8 @@ def _network(backend: str, folder: Path, config: ModelConfig, model: torch.nn.Mo
         from medseg.inference.compiled import CompiledNetwork
         from medseg.model_folder import weights_path
 
-        return CompiledNetwork(model, folder, _graph_stem(model, checkpoint), weights_path(folder, checkpoint))
+        return CompiledNetwork(model, folder, _graph_stem(model, checkpoint), weights_path(folder, checkpoint),
+                               batch_size=batch_size)
     return model
 
 
@@ -312,7 +315,7 @@ class Predictor:
 
     def __init__(self, models: Sequence[LoadedModel], *, overlap: float | None = None,
                  tta: bool | Sequence[int] | None = None,
-                 batch_size: int = 4, largest_component: bool = False, tile_size: Sequence[int] | None = None,
+                 batch_size: int = TILE_BATCH, largest_component: bool = False, tile_size: Sequence[int] | None = None,
                  fast: float | None = None, postprocessing: bool = True, fov_normalisation: bool = True):
         if not models:
             raise MedsegError("a predictor needs at least one model")
@@ -348,8 +351,9 @@ class Predictor:
         ``backend``: ``"auto"`` (the default here and of ``medseg predict``, :data:`medseg.constants.DEFAULT_BACKEND`:
         the backend rule, :func:`auto_backend`: compiled for 3D networks, ONNX Runtime for 2D ones when it is
         installed), ``"torch"`` (eager, the reference), ``"onnx"`` (ONNX Runtime, exported once into the
-        folder) or ``"compile"`` (TorchInductor, compiled once per tile shape into the folder, ~20 s the first
-        time; see :mod:`medseg.inference.compiled`). ``prune_level``: see :func:`resolve_prune_level`.
+        folder) or ``"compile"`` (TorchInductor, compiled once per tile shape into the folder, ~20-50 s the first
+        time or in :meth:`warm_up`; see :mod:`medseg.inference.compiled`). ``prune_level``: see
+        :func:`resolve_prune_level`.
         """
         return cls.from_folders([path], checkpoint=checkpoint, backend=backend, prune_level=prune_level, **options)
 
@@ -364,7 +368,7 @@ class Predictor:
             _refuse_promptable(p)
             config, model = load_model(p, checkpoint)
             level = resolve_prune_level(model, p, prune_level)
-            network = _network(backend, Path(p), config, model, checkpoint)
+            network = _network(backend, Path(p), config, model, checkpoint, options.get("batch_size", TILE_BATCH))
             network = slice_network(network, config.slice_axis)  # 2D network on 3D data: slice by slice
             models.append(LoadedModel(Path(p), config, network, level))
         return cls(models, **options)
@@ -399,6 +403,17 @@ class Predictor:
                      f"{'×'.join(map(str, shape))} grid", "predict with --fast 2 (a coarser grid) or on a "
                      "machine with more memory")
 
+    def _tile(self, cfg: ModelConfig) -> tuple[int, ...]:
+        """The sliding-window tile in the data's dimensions."""
+        return volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_tile_size
+
+    def warm_up(self) -> None:
+        """Build now what each model's backend otherwise builds on the first image (the compiled package of
+        the tile shape, written into the model folder), by running it once on a batch of empty tiles."""
+        with torch.no_grad():
+            for model in self.models:
+                model.network(torch.zeros(self.batch_size, model.config.in_channels, *self._tile(model.config)))
+
     def _predict_one(self, model: LoadedModel, image: Image, roi: Image | None, want_probabilities: bool):
         """Labels (label values) or probabilities of one model, on ``image``'s grid."""
         cfg = model.config
@@ -418,9 +433,8 @@ class Predictor:
         pre, resampled = grid.image, grid.resampled
         mirror = _mirror_axes(self.tta, cfg)
         need_probs = want_probabilities or resampled
-        tile = volume_patch_size(self.tile_size, cfg.slice_axis) if self.tile_size else cfg.data_tile_size
         result = sliding_window_inference(
-            pre.array, model.network, tile, num_classes=cfg.num_classes,
+            pre.array, model.network, self._tile(cfg), num_classes=cfg.num_classes,
             overlap=cfg.overlap if self.overlap is None else self.overlap, batch_size=self.batch_size,
             mirror_axes=mirror, activation=cfg.activation,
             label_fn=_label_fn(cfg),
@@ -503,13 +517,19 @@ def _class_names(config: ModelConfig) -> list[str]:
     return [str(by_value.get(v, v)) for v in config.label_values]
 
 
-def _refuse_promptable(folder: str | Path) -> None:
-    """A promptable model folder (``medseg train --net litemedsam``) segments what a box points at: it has no
-    meaning without prompts, so it is refused here with the command that runs it."""
-    from medseg.model_folder import load_config
+def is_promptable(folder: str | Path) -> bool:
+    """Whether a model folder holds a promptable network (``medseg train --net litemedsam``), run by ``medseg
+    prompt`` rather than the Predictor."""
     from medseg.nets import NETWORKS
 
     network = load_config(folder).network
-    if network in NETWORKS and NETWORKS.entry(network).metadata.get("promptable"):
+    return network in NETWORKS and bool(NETWORKS.entry(network).metadata.get("promptable"))
+
+
+def _refuse_promptable(folder: str | Path) -> None:
+    """A promptable model folder segments what a box points at: it has no meaning without prompts, so it is
+    refused here with the command that runs it."""
+    if is_promptable(folder):
+        network = load_config(folder).network
         raise MedsegError(f"'{network}' segments from prompts: use medseg prompt --model {folder} --box ... "
                           "(or --boxes boxes.csv -i FOLDER)", folder)

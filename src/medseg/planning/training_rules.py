@@ -56,6 +56,9 @@ ONE_PIECE_MIN_CASES = 2               # one case says nothing about a structure'
 # spans 0.24-0.83, and 0.741 chosen on 2 STARE images cost a fine-tuned model F1 0.841 -> 0.798 on the 8 others
 # (BENCHMARKS.md, session 15)
 THRESHOLD_MIN_CASES = 3
+# a run this long is a model to predict with, not a trial: its inference backend is built with it (compiling a 3D
+# network takes ~20-50 s here, at most 8 % of such a run); see rule_prepare_backend
+PREPARE_BACKEND_MIN_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -670,6 +673,25 @@ def rule_postprocessing(user: Sequence[dict] | None, predictions: Sequence[np.nd
                   + (" (one piece)" if t.get("one_piece") else "") for t in trials if t["kept"])
               if steps else "no candidate step raised any label's validation Dice")
     return Rule("postprocessing", title, steps, describe_steps(steps), reason, {"trials": trials})
+
+
+def rule_prepare_backend(trained_seconds: float, promptable: bool = False) -> Rule:
+    """After a run of at least ten minutes, build the inference backend's one-time part into the model folder
+    (the compiled package of a 3D network, the ONNX export of a 2D one) instead of in the first prediction: a
+    BraTS case predicted by a fresh SegResNet-VAE folder took 60.8 s, 9.5 s once the package had been built (48 s,
+    one thread; BENCHMARKS.md, session 31). Shorter runs (trials, the tests) leave it to the first prediction, as
+    before; a promptable network has no tile backend (``medseg prompt`` runs it)."""
+    title = "Inference backend built with the model"
+    minutes = PREPARE_BACKEND_MIN_SECONDS / 60
+    if promptable:
+        return Rule("prepare_backend", title, False, "no", "a promptable network runs through medseg prompt",
+                    {"promptable": True})
+    inputs = {"trained_seconds": round(trained_seconds, 1)}
+    if trained_seconds >= PREPARE_BACKEND_MIN_SECONDS:
+        return Rule("prepare_backend", title, True, "yes",
+                    f"trained {trained_seconds / 60:.0f} min (≥ {minutes:g}): the first prediction need not compile", inputs)
+    return Rule("prepare_backend", title, False, "no, at the first prediction",
+                f"trained {trained_seconds / 60:.1f} min (< {minutes:g}): a trial run", inputs)
 
 
 def describe_steps(steps: Sequence[dict]) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medseg.constants import TILE_BATCH
 from medseg.errors import MedsegError
 from medseg.tiling.tta import mirror_axes_combinations, predict_mirrored  # noqa: F401 (re-export)
 
@@ -120,7 +121,7 @@ def sliding_window_inference(
     *,
     num_classes: int | None = None,
     overlap: float = 0.5,
-    batch_size: int = 4,
+    batch_size: int = TILE_BATCH,
     sigma_scale: float = 0.125,
     mirror_axes: Sequence[int] = (),
     activation: str = "softmax",
