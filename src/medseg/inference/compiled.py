@@ -10,12 +10,12 @@ the planned 3D U-Net's 2×48×48×64 tile batch ~1.5x faster than eager PyTorch 
 Compiling costs ~20-50 s here, so it happens once: the compiled network is packaged (AOTInductor ``.pt2``)
 into the model folder beside the weights, like ``model.onnx``, and later predictions load it (~2 s here,
 mostly importing Inductor's runtime). ``medseg train`` builds it after a run of ten minutes or more
-(:func:`medseg.planning.training_rules.rule_prepare_backend`), else the first prediction does. A package holds one input shape and the code generated for this
-machine's instruction set and thread count, so its file name records all three (plus the torch version):
-a folder copied to another machine compiles its own package instead of running code built for another CPU. The
-package's batch size is the sliding window's (:data:`medseg.constants.TILE_BATCH`), not the first call's: an image
-of fewer tiles than that (a small brain crop: 2 tiles) is padded, rather than compiling a second package (~48 s).
-Any other tile shape gets its own package.
+(:func:`medseg.planning.training_rules.rule_prepare_backend`), else the first prediction does. A package holds
+one input shape and the code generated for this machine's instruction set and thread count, so its file name
+records all three (plus the torch version): a folder copied to another machine compiles its own package instead
+of running code built for another CPU. The package's batch size is the sliding window's
+(:data:`medseg.constants.TILE_BATCH`), not the first call's: an image of fewer tiles than that (a small brain crop:
+2 tiles) is padded, rather than compiling a second package (~48 s). Any other tile shape gets its own package.
 If compiling fails (no C++ compiler, an operator Inductor cannot export), prediction warns and falls
 back to eager PyTorch: same results, slower.
 """

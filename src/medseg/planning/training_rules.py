@@ -689,7 +689,8 @@ def rule_prepare_backend(trained_seconds: float, promptable: bool = False) -> Ru
     inputs = {"trained_seconds": round(trained_seconds, 1)}
     if trained_seconds >= PREPARE_BACKEND_MIN_SECONDS:
         return Rule("prepare_backend", title, True, "yes",
-                    f"trained {trained_seconds / 60:.0f} min (≥ {minutes:g}): the first prediction need not compile", inputs)
+                    f"trained {trained_seconds / 60:.0f} min (≥ {minutes:g}): the first prediction need not compile",
+                    inputs)
     return Rule("prepare_backend", title, False, "no, at the first prediction",
                 f"trained {trained_seconds / 60:.1f} min (< {minutes:g}): a trial run", inputs)
 
