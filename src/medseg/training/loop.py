@@ -142,6 +142,10 @@ def train(
     Returns
     -------
     TrainingResult
+
+    ``medseg train`` then also builds the inference backend into the folder after a run of ten minutes or
+    more (the rule ``prepare_backend``, recorded in rules.json); from Python, ``Predictor.from_folder(out)
+    .warm_up()`` does it (training does not import inference).
     """
     from medseg.datasets import load_dataset
 
