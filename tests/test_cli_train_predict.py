@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
 from rich.console import Console
 
 from medseg.cli import main
