@@ -152,7 +152,8 @@ def nested_classification(features: dict, truth: dict[str, int], seed: int = 0) 
     p, decisions, chosen = np.zeros(len(cases)), np.zeros(len(cases), int), []
     for patient in sorted(set(groups)):
         test = groups == patient
-        fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"))
+        fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"),
+                             feature_names=names)
         p[test] = fit.predict_proba(X[test])
         decisions[test] = p[test] >= fit.threshold["value"]
         chosen.append((patient, fit.name, round(fit.threshold["value"], 3),

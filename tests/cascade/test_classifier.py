@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from medseg.cascade import fit_classifier, segmentation_features
-from medseg.cascade.classifier import rule_classifier_choice, rule_threshold
+from medseg.cascade import feature_names, fit_classifier, segmentation_features
+from medseg.cascade.classifier import available_candidates, make_classifier, rule_classifier_choice, rule_threshold
 from medseg.errors import MedsegError
 
 LABELS = {"background": 0, "lesion": 1}
@@ -29,16 +29,39 @@ def phantom_table(seed: int, cases: int):
     return np.array(X), y
 
 
+NAMES = feature_names(LABELS, 2, False)
+
+
 def test_phantoms_with_and_without_a_lesion_are_classified():
     X, y = phantom_table(0, 40)
     fit = fit_classifier(X, y, groups=np.arange(40) // 2, seed=0, class_names=("healthy", "lesion"))
-    assert fit.name in ("logistic", "gradient_boosting")
+    assert fit.name in ("logistic", "gradient_boosting")  # without feature names the size model is no candidate
     assert [r["rule"] for r in fit.rules_fired] == ["classifier_choice", "threshold"]
     assert set(fit.scores) == {"logistic", "gradient_boosting"}
     assert fit.scores[fit.name]["auc"] > 0.95
     X_new, y_new = phantom_table(1, 20)
     decided = fit.predict_proba(X_new) >= fit.threshold["value"]
     assert (decided == y_new).mean() >= 0.95
+
+
+def test_the_size_model_reads_only_the_label_sizes():
+    # lesion size decides the class; the other measurements are noise that a dozen-feature model can fit
+    rng = np.random.default_rng(3)
+    y = np.arange(48) % 2
+    X = rng.normal(5.0, 1.0, (48, len(NAMES))).clip(0)
+    X[:, NAMES.index("lesion_area")] = np.where(y == 1, rng.uniform(20, 60, 48), rng.uniform(0, 25, 48))
+    fit = fit_classifier(X, y, groups=np.arange(48) // 2, seed=0, feature_names=NAMES)
+    assert set(fit.scores) == {"size", "logistic", "gradient_boosting"}
+    assert fit.name == "size" and fit.scores["size"]["log_loss"] < fit.scores["logistic"]["log_loss"]
+    shuffled = X.copy()
+    others = [i for i, n in enumerate(NAMES) if n != "lesion_area"]
+    shuffled[:, others] = rng.permutation(shuffled[:, others])  # changing the other columns changes nothing
+    np.testing.assert_allclose(fit.predict_proba(shuffled), fit.predict_proba(X))
+    assert available_candidates(["a", "b"]) == ("logistic", "gradient_boosting")
+    with pytest.raises(MedsegError, match="feature names"):
+        make_classifier("size")
+    with pytest.raises(MedsegError, match="3 feature names"):
+        fit_classifier(X, y, feature_names=NAMES[:3])
 
 
 def test_rules_choose_by_log_loss_and_state_the_threshold():
@@ -48,6 +71,10 @@ def test_rules_choose_by_log_loss_and_state_the_threshold():
     scores["logistic"]["log_loss"] = 0.203  # within the tie margin: the simpler model
     name, record = rule_classifier_choice(scores)
     assert name == "logistic" and "simpler" in record["reason"]
+    scores["size"] = {"log_loss": 0.204, "auc": 0.95, "ece": 0.04}  # the simplest of three within the margin
+    assert rule_classifier_choice(scores)[0] == "size"
+    scores["size"]["log_loss"] = 0.21
+    assert rule_classifier_choice(scores)[0] == "logistic"
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.6, 0.5, 0.8, 0.9])
     value, rule, rec = rule_threshold(y, p, "youden")

@@ -55,6 +55,20 @@ def feature_names(labels: Mapping[str, int], ndim: int, probabilities: bool) -> 
     return names
 
 
+def size_columns(names: Sequence[str]) -> list[int]:
+    """Positions of the per-label size features (``<label>_area``: mm² in 2D, mL in 3D) in a list of
+    feature names, one per foreground label.
+
+    Examples
+    --------
+    >>> size_columns(feature_names({"background": 0, "fluid": 1}, 2, True))
+    [0]
+    """
+    # the other size-like measurements end in "_area" too; they are not the label's size
+    others = tuple(f"_{m}" for m in (*SIZE_FEATURES, *PROBABILITY_FEATURES) if m != "area" and m.endswith("area"))
+    return [i for i, n in enumerate(names) if n.endswith("_area") and not n.endswith(others)]
+
+
 def _unit_size(spacing: Sequence[float]) -> float:
     # mm² per pixel in 2D; mL (= 1000 mm³) per voxel in 3D, as `medseg predict`'s volumes.csv
     size = float(np.prod(spacing))

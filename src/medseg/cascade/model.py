@@ -158,7 +158,7 @@ def _refit(folder: Path, record: Mapping[str, Any]) -> Any:
     except (OSError, KeyError, ValueError) as exc:
         raise MedsegError(f"cannot read the training table: {exc}", path) from None
     spec = record["classifier"]
-    model = make_classifier(spec["name"], spec["seed"], spec["inner_folds"]).fit(X, y)
+    model = make_classifier(spec["name"], spec["seed"], spec["inner_folds"], record["features"]).fit(X, y)
     difference = float(np.abs(model.predict_proba(X)[:, 1] - recorded).max())
     if difference > REFIT_TOLERANCE:
         import sklearn

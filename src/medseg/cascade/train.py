@@ -42,7 +42,8 @@ def fit_and_save(out: str | Path, segmentation_model: str | Path, labels: Mappin
     X = np.array([[table[c][f] for f in names] for c in cases])
     y = np.array([class_names.index(classes[c]) for c in cases])
     group_of = [groups[c] if groups else case_group(c) for c in cases]
-    fitted = fit_classifier(X, y, group_of, seed=seed, criterion=criterion, class_names=class_names)
+    fitted = fit_classifier(X, y, group_of, seed=seed, criterion=criterion, class_names=class_names,
+                            feature_names=names)
     fitted.rules_fired.insert(0, positive_rule)
     save_cascade(out, segmentation_model, labels, fitted, cases, group_of, [classes[c] for c in cases], class_names,
                  names, X, extra)
