@@ -209,6 +209,16 @@ def test_ordinary_commands_predict_and_evaluate_a_cascade(lesions, tmp_path, cap
     assert all(r["decision"] == ("lesion" if float(r["probability_lesion"]) >= float(r["threshold"]) else "healthy")
                for r in rows)
     assert (out / "q00_scan0.png").is_file()
+    with open(out / "patients.csv", newline="") as fh:  # q00..q02, two scans each: one decision per patient
+        patients = {r["patient"]: r for r in csv.DictReader(fh)}
+    assert sorted(patients) == ["q00", "q01", "q02"]
+    for patient, row in patients.items():
+        mine = [r for r in rows if r["case"].startswith(patient + "_")]
+        hits = sum(r["decision"] == "lesion" for r in mine)
+        assert (row["cases"], row["lesion_cases"]) == ("2", str(hits))
+        assert row["decision"] == ("lesion" if hits else "healthy")
+        assert float(row["total_lesion_area"]) == pytest.approx(sum(float(r["lesion_area"]) for r in mine), abs=1e-5)
+    assert "patient" in json.loads((out / "classification.json").read_text())["patient_decision"]
     assert main(["predict-cascade", str(cls), "-i", str(data / "imagesTs"), "-o", str(alias), "--threads", "1"]) == 0
     with open(alias / "classification.csv", newline="") as fh:  # eager PyTorch there, ONNX Runtime here
         same = list(csv.DictReader(fh))

@@ -1,18 +1,23 @@
 """A cascade's predictions on disk: OUT/classification.csv (one row per case: the positive class's
-probability, the threshold, the decision and every measurement the classifier read), classification.json
-(the same with the cascade's decision rule) and the overlay PNGs — written by ``medseg predict CASCADE``,
-read by ``medseg evaluate``.
+probability, the threshold, the decision and every measurement the classifier read), OUT/patients.csv (one
+row per patient: its cases, how many were decided positive, the highest probability, each label's summed
+size and the patient's decision), classification.json (both, with the cascade's decision rules) and the
+overlay PNGs — written by ``medseg predict CASCADE``, read by ``medseg evaluate``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from medseg.errors import MedsegError
 
 CLASSIFICATION_CSV = "classification.csv"
 CLASSIFICATION_JSON = "classification.json"
+PATIENTS_CSV = "patients.csv"
+#: how a patient's decision follows from its cases' (one B-scan with fluid refers the patient)
+PATIENT_RULE = ("a patient is {positive} when any of its cases is (patients: the case names without their "
+                "scan / frame / session suffix, as the classifier's cross-validation grouped them)")
 
 
 def result_row(case: str, result: Any, positive: str) -> dict[str, Any]:
@@ -22,22 +27,61 @@ def result_row(case: str, result: Any, positive: str) -> dict[str, Any]:
             **{k: round(v, 6) for k, v in result.features.items()}}
 
 
-def write_results(rows: list[dict], record: Mapping[str, Any], folder: Path) -> None:
-    """classification.csv and classification.json, written atomically (rewritten after every case)."""
+def patient_rows(rows: list[dict], classes: Sequence[str]) -> list[dict]:
+    """One row per patient from the case rows of :func:`result_row` (see :data:`PATIENT_RULE`).
+
+    Examples
+    --------
+    >>> rows = [{"case": "s1_scan0", "probability_fluid": 0.2, "decision": "none", "fluid_area": 0.0},
+    ...         {"case": "s1_scan1", "probability_fluid": 0.9, "decision": "fluid", "fluid_area": 3.5}]
+    >>> patient_rows(rows, ("none", "fluid"))[0]["decision"]
+    'fluid'
+    """
+    from medseg.cascade.features import size_columns
+    from medseg.datasets.splits import case_group
+
+    negative, positive = classes
+    names = list(rows[0])
+    sizes = [names[i] for i in size_columns(names) if names[i] != f"probability_{positive}"]
+    patients: dict[str, list[dict]] = {}
+    for row in rows:
+        patients.setdefault(case_group(row["case"]), []).append(row)
+    out = []
+    for patient, cases in patients.items():
+        hits = sum(r["decision"] == positive for r in cases)
+        out.append({"patient": patient, "cases": len(cases), f"{positive}_cases": hits,
+                    f"max_probability_{positive}": max(r[f"probability_{positive}"] for r in cases),
+                    **{f"total_{k}": round(sum(r[k] for r in cases), 6) for k in sizes},
+                    "decision": positive if hits else negative})
+    return out
+
+
+def _csv_text(rows: list[dict]) -> str:
     import csv
     import io
-    import json
-
-    from medseg.fileutil import write_text_atomic
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(folder / CLASSIFICATION_CSV, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_results(rows: list[dict], record: Mapping[str, Any], folder: Path) -> list[dict]:
+    """classification.csv, patients.csv and classification.json, written atomically (rewritten after every
+    case); returns the patient rows."""
+    import json
+
+    from medseg.fileutil import write_text_atomic
+
+    patients = patient_rows(rows, record["classes"])
+    write_text_atomic(folder / CLASSIFICATION_CSV, _csv_text(rows))
+    write_text_atomic(folder / PATIENTS_CSV, _csv_text(patients))
     summary = {"cascade": {k: record[k] for k in ("classes", "positive_class", "threshold", "decision")},
-               "classifier": record["classifier"]["name"], "cases": rows}
+               "classifier": record["classifier"]["name"], "cases": rows,
+               "patient_decision": PATIENT_RULE.format(positive=record["positive_class"]), "patients": patients}
     write_text_atomic(folder / CLASSIFICATION_JSON, json.dumps(summary, indent=2) + "\n")
+    return patients
 
 
 def read_predictions(path: Path) -> tuple[dict[str, float], float, str]:

@@ -3,7 +3,7 @@
 - ``medseg train-classifier SEG_MODEL DATASET --labels classes.csv --out CLS``
 - ``medseg predict CLS -i IN -o OUT`` (alias ``medseg predict-cascade``): label maps, class probability,
   decision with its threshold and the measurements behind it (OUT/classification.csv and .json;
-  ``--report`` / ``--overlays`` PNGs)
+  OUT/patients.csv: the decision per patient; ``--report`` / ``--overlays`` PNGs)
 - ``medseg evaluate OUT classes.csv --out EVAL`` (alias ``medseg evaluate-classification``)
 """
 

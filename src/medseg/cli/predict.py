@@ -191,7 +191,8 @@ def predict(
     DICOM SEG (CASE.seg.dcm) referencing it. --shard I/N and --workers K split the cases over array jobs
     and over processes. A model with a recorded field of view (fundus) sees every photograph at its
     training camera's FOV diameter; the FOV found in it is written to OUTDIR/roi/ (for `medseg evaluate --roi`). A cascade folder (`medseg train-classifier`) also writes
-    OUTDIR/classification.csv: class probability, decision with its threshold, the measurements behind it.
+    OUTDIR/classification.csv: class probability, decision with its threshold, the measurements behind it;
+    and OUTDIR/patients.csv: one decision per patient (positive when any of its cases is).
 
     Example: medseg predict model -i test_images/ -o predictions/ --probabilities
 
@@ -376,7 +377,8 @@ def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, s
     import time
 
     from medseg.cascade import CascadeModel
-    from medseg.cascade.results import CLASSIFICATION_CSV, result_row, write_overlay, write_results
+    from medseg.cascade.results import (CLASSIFICATION_CSV, PATIENT_RULE, PATIENTS_CSV, result_row, write_overlay,
+                                        write_results)
     from medseg.io.probabilities import probabilities_extension, write_probabilities
     from medseg.io import read_image, write_image
 
@@ -393,7 +395,7 @@ def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, s
             targets["probabilities"] = output / "probabilities" / f"{name}{probabilities_extension(ext, 1)}"
         if overlays:
             targets["overlay"] = output / "overlays" / f"{name}.png"
-        for t in list(targets.values()) + [output / CLASSIFICATION_CSV]:
+        for t in list(targets.values()) + [output / CLASSIFICATION_CSV, output / PATIENTS_CSV]:
             if t.exists() and not overwrite:
                 raise MedsegError("output file exists; pass --overwrite to replace it", t)
         plan.append((name, files, targets))
@@ -418,8 +420,12 @@ def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, s
         if "overlay" in targets:
             write_overlay(image, result.label_map, text, targets["overlay"])
         rows.append(result_row(name, result, positive))
-        write_results(rows, model.record, output)  # rewritten after every case: an interrupted run keeps its rows
+        patients = write_results(rows, model.record, output)  # after every case: an interrupted run keeps its rows
         console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s)", highlight=False, markup=False)
+    console.print(f"patients ({PATIENT_RULE.format(positive=positive)}):", highlight=False, markup=False)
+    for p in patients:
+        console.print(f"  {p['patient']}: {p[f'{positive}_cases']}/{p['cases']} case(s) {positive} → {p['decision']}",
+                      highlight=False, markup=False)
 
 
 def _print_fov_rule(model, enabled: bool) -> None:
