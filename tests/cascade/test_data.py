@@ -88,3 +88,8 @@ def test_dukedme_patient_through_the_cascade(shared_data, tmp_path, capsys, one_
         assert float(row["fluid_area"]) == pytest.approx((np.asarray(label_map.array[0]) == 1).sum(), rel=1e-5)
         p, threshold = float(row["probability_fluid"]), float(row["threshold"])
         assert row["decision"] == ("fluid" if p >= threshold else "no_fluid") and 0 <= p <= 1
+    with open(out / "patients.csv", newline="") as fh:  # the 11 B-scans are one patient: one decision
+        (row,) = csv.DictReader(fh)
+    fluid = sum(r["decision"] == "fluid" for r in rows.values())
+    assert (row["patient"], row["cases"], row["fluid_cases"]) == ("subject01", "11", str(fluid))
+    assert row["decision"] == ("fluid" if fluid else "no_fluid")
