@@ -21,7 +21,7 @@ segresnet_vae"). The report:
    over all pixels);
 2. B-scan "fluid present" (reference fluid area > 0) from the out-of-fold tissue maps: nested
    leave-one-patient-out — on five patients medseg.cascade chooses and calibrates the classifier and its
-   threshold (Youden), the sixth patient is classified — → AUC, sensitivity/specificity at the threshold,
+   threshold (its default criterion, or ``--criterion``), the sixth patient is classified — → AUC, sensitivity/specificity at the threshold,
    ECE, bootstrap 95 % CIs; next to the bare rule "predicted fluid area > 0";
 3. the CLI end to end on fold 0: `medseg train-classifier` (on the fold's 44 training B-scans, segmented
    by the fold's model — in-sample tissue maps), `medseg predict CASCADE --report` (overlays) of the 22
@@ -139,7 +139,8 @@ def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
     return rows, features
 
 
-def nested_classification(features: dict, truth: dict[str, int], seed: int = 0) -> tuple[np.ndarray, list]:
+def nested_classification(features: dict, truth: dict[str, int], seed: int = 0,
+                          criterion: str | None = None) -> tuple[np.ndarray, list]:
     """Leave-one-patient-out: the cascade's own selection + calibration + threshold on five patients."""
     from medseg.cascade import fit_classifier
     from medseg.datasets.splits import case_group
@@ -153,7 +154,7 @@ def nested_classification(features: dict, truth: dict[str, int], seed: int = 0) 
     for patient in sorted(set(groups)):
         test = groups == patient
         fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"),
-                             feature_names=names)
+                             feature_names=names, **({"criterion": criterion} if criterion else {}))
         p[test] = fit.predict_proba(X[test])
         decisions[test] = p[test] >= fit.threshold["value"]
         chosen.append((patient, fit.name, round(fit.threshold["value"], 3),
@@ -178,7 +179,7 @@ def report(args: argparse.Namespace) -> None:
           f"`medseg predict` {per_scan:.2f} s per B-scan incl. process start-up")
 
     truth = {c: int(rows[c]["reference_area"] > 0) for c in cases}
-    p, decisions, y, order, chosen = nested_classification(features, truth)
+    p, decisions, y, order, chosen = nested_classification(features, truth, criterion=args.criterion)
     threshold_free = binary_metrics(y, p)
     at_thr = {"sensitivity": float(decisions[y == 1].mean()), "specificity": float(1 - decisions[y == 0].mean()),
               "accuracy": float((decisions == y).mean())}
@@ -241,6 +242,8 @@ def main() -> None:
                         '(e.g. "--net segresnet_vae").')
     parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
     parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")
+    parser.add_argument("--criterion", default=None, help="Study option: the cascade's threshold criterion "
+                        "(`medseg train-classifier --criterion`; default its default), e.g. youden.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.fold is not None:

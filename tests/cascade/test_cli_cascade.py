@@ -71,7 +71,7 @@ def test_cascade_end_to_end(lesions, tmp_path, capsys, one_thread):
     assert "classifier_choice" in err and "threshold" in err and "training cases" in err  # in-sample warning
     record = json.loads((cls / "cascade.json").read_text())
     assert record["segmentation_model"]["path"] == "../seg" and len(record["segmentation_model"]["sha256"]) == 64
-    assert record["classes"] == ["healthy", "lesion"] and record["threshold"]["criterion"] == "youden"
+    assert record["classes"] == ["healthy", "lesion"] and record["threshold"]["criterion"] == "sensitivity:0.95"
     assert set(record["classifier"]["cross_validation"]["scores"]) == {"size", "logistic", "gradient_boosting"}
     assert record["classifier"]["name"] == "size"  # a lesion or none: its area says it (refitted on load below)
     assert (cls / "features.csv").read_text().startswith("case,group,class,lesion_area")

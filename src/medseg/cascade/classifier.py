@@ -18,8 +18,11 @@ hundreds of cases, sigmoid two parameters. The rules (each recorded with its num
   patient, out-of-fold probabilities) wins; log loss is a proper score, so it rewards ranking and
   calibration at once. Within ``TIE_LOG_LOSS`` of the best, the simplest candidate wins.
 - :func:`rule_threshold`: the decision threshold on the chosen model's out-of-fold probabilities of the
-  training cases — ``youden`` (maximise sensitivity + specificity − 1) by default, or
-  ``sensitivity:S`` (the highest threshold that keeps sensitivity ≥ S, for referral that must not miss).
+  training cases — ``sensitivity:0.95`` by default (the highest threshold that keeps sensitivity ≥ 0.95:
+  the positive class is the one to refer, and a missed referral costs more than an unneeded one), or
+  ``youden`` (maximise sensitivity + specificity − 1). Measured on DukeDME (nested leave-one-patient-out,
+  BENCHMARKS.md session 32): ``youden`` kept the thresholds high and missed 9 of 50 B-scans with fluid and
+  one patient, ``sensitivity:0.95`` missed 2 and no patient, at the same specificity (14 of 16).
 
 Examples
 --------
@@ -46,7 +49,7 @@ CALIBRATION = "sigmoid"
 MAX_FOLDS = 5            # grouped folds of the selection and threshold (fewer when fewer groups/cases)
 INNER_FOLDS = 3          # calibration folds inside CalibratedClassifierCV (fewer with fewer cases)
 TIE_LOG_LOSS = 0.005     # log-loss difference below which the simpler model wins
-DEFAULT_CRITERION = "youden"
+DEFAULT_CRITERION = "sensitivity:0.95"  # see rule_threshold in the module docstring
 MIN_CASES_PER_CLASS = 3  # every training fold must keep 2 of each class for the inner calibration
 
 
@@ -177,6 +180,8 @@ def rule_threshold(y: np.ndarray, p: np.ndarray, criterion: str = DEFAULT_CRITER
         ok = np.flatnonzero(sens >= target)
         i = int(ok[np.argmax(candidates[ok])])
         why = f"highest threshold keeping out-of-fold sensitivity ≥ {target:g}"
+        if criterion == DEFAULT_CRITERION:
+            why += " (the default: a missed referral costs more than an unneeded one)"
     value = float(candidates[i])
     record = {"value": value, "criterion": criterion, "sensitivity": float(sens[i]), "specificity": float(spec[i])}
     return value, {"rule": "threshold", "decision": f"{value:.4f}",

@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 
+from medseg.cascade.classifier import DEFAULT_CRITERION
 from medseg.cascade.results import read_predictions
 from medseg.cli import app
 from medseg.cli._consoles import err, out as stdout_console
@@ -31,8 +32,8 @@ def train_classifier(
     out: Path = typer.Option(..., "--out", "-o", help="Cascade folder to write."),
     positive: Optional[str] = typer.Option(None, "--positive", help="Positive class (e.g. refer); default the "
                                            "last class in sorted order."),
-    criterion: str = typer.Option("youden", "--criterion", help="Decision threshold: youden, or sensitivity:S "
-                                  "(highest threshold keeping sensitivity >= S)."),
+    criterion: str = typer.Option(DEFAULT_CRITERION, "--criterion", help="Decision threshold: sensitivity:S "
+                                  "(the highest threshold keeping sensitivity >= S), or youden."),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing cascade folder."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
