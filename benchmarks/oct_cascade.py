@@ -21,8 +21,9 @@ segresnet_vae"). The report:
    over all pixels);
 2. B-scan "fluid present" (reference fluid area > 0) from the out-of-fold tissue maps: nested
    leave-one-patient-out — on five patients medseg.cascade chooses and calibrates the classifier and its
-   threshold (its default criterion, or ``--criterion``), the sixth patient is classified — → AUC, sensitivity/specificity at the threshold,
-   ECE, bootstrap 95 % CIs; next to the bare rule "predicted fluid area > 0";
+   threshold (its default criterion, or ``--criterion``), the sixth patient is classified — → AUC,
+   sensitivity/specificity at the threshold, ECE, bootstrap 95 % CIs; next to the bare rule "predicted fluid
+   area > 0";
 3. the CLI end to end on fold 0: `medseg train-classifier` (on the fold's 44 training B-scans, segmented
    by the fold's model — in-sample tissue maps), `medseg predict CASCADE --report` (overlays) of the 22
    held-out B-scans, `medseg evaluate PRED classes.csv`.
@@ -143,6 +144,7 @@ def nested_classification(features: dict, truth: dict[str, int], seed: int = 0,
                           criterion: str | None = None) -> tuple[np.ndarray, list]:
     """Leave-one-patient-out: the cascade's own selection + calibration + threshold on five patients."""
     from medseg.cascade import fit_classifier
+    from medseg.cascade.classifier import DEFAULT_CRITERION
     from medseg.datasets.splits import case_group
 
     cases = sorted(features)
@@ -154,7 +156,7 @@ def nested_classification(features: dict, truth: dict[str, int], seed: int = 0,
     for patient in sorted(set(groups)):
         test = groups == patient
         fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"),
-                             feature_names=names, **({"criterion": criterion} if criterion else {}))
+                             feature_names=names, criterion=criterion or DEFAULT_CRITERION)
         p[test] = fit.predict_proba(X[test])
         decisions[test] = p[test] >= fit.threshold["value"]
         chosen.append((patient, fit.name, round(fit.threshold["value"], 3),

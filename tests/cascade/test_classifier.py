@@ -77,6 +77,7 @@ def test_rules_choose_by_log_loss_and_state_the_threshold():
     assert rule_classifier_choice(scores)[0] == "logistic"
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.6, 0.5, 0.8, 0.9])
+    assert rule_threshold(y, p)[2]["criterion"] == "sensitivity:0.95"  # the default: referral must not miss
     value, rule, rec = rule_threshold(y, p, "youden")
     assert 0.2 < value <= 0.5 and rec["sensitivity"] == 1.0 and "Youden" in rule["reason"]
     value, _, rec = rule_threshold(y, p, "sensitivity:1.0")
