@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -112,6 +113,13 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+def _temporary_name(path: Path, suffix: str) -> Path:
+    # Named before it is created, inside the try whose finally removes it: with mkstemp/mkdtemp a SIGTERM
+    # (raised as KeyboardInterrupt) that landed between creating the name and entering the try orphaned it
+    # (seen in CI: test_sigterm_during_synth_leaves_no_hidden_folder).
+    return path.parent / f"{temporary_prefix(path.name)}{secrets.token_hex(6)}{suffix}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -129,14 +137,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_name(path, f".tmp{_full_suffix(path)}")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=f".tmp{_full_suffix(path)}",
-                                        dir=path.parent)
-    except OSError as exc:
-        raise MedsegError(f"cannot write in this folder: {exc.strerror}", path.parent) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise MedsegError(f"cannot write in this folder: {exc.strerror}", path.parent) from None
         yield tmp
         if tmp.exists():
             share_like_umask(tmp)
@@ -156,11 +162,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)  # what a killed earlier run left beside it
+    tmp = _temporary_name(path, ".tmp")
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        raise MedsegError(f"cannot write in this folder: {exc.strerror}", path.parent) from None
-    try:
+        try:
+            tmp.mkdir(mode=0o700)
+        except OSError as exc:
+            raise MedsegError(f"cannot write in this folder: {exc.strerror}", path.parent) from None
         yield tmp
         share_like_umask(tmp)
         if path.exists():
