@@ -79,6 +79,24 @@ def test_wrong_channel_count_is_a_clear_error(tmp_path):
         Predictor.from_folder(folder, backend="torch").predict(Image(np.zeros((2, 4, 20, 20), np.float32)))
 
 
+def test_grey_picture_stored_as_rgb_is_one_channel_and_colour_is_refused(tmp_path):
+    from PIL import Image as PILImage
+
+    folder = make_model_folder(tmp_path / "m", in_channels=1, preprocessing=[{"name": "zscore"}])
+    predictor = Predictor.from_folder(folder, backend="torch")
+    yy, xx = np.mgrid[:40, :52]
+    grey = (120 + 100 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.uint8)
+    expected = predictor.predict_probabilities(Image(grey[None])).array
+    as_rgb = predictor.predict_probabilities(Image(np.stack([grey] * 3), channel_names=("R", "G", "B"))).array
+    np.testing.assert_allclose(as_rgb, expected, atol=1e-5)
+    PILImage.fromarray(grey).convert("RGB").save(tmp_path / "bscan.jpg", quality=90)  # how OCT exports arrive
+    jpeg = read_image(tmp_path / "bscan.jpg")
+    assert jpeg.num_channels == 3 and predictor.predict(jpeg).spatial_shape == (40, 52)
+    colour = np.stack([grey, grey // 2, 255 - grey])
+    with pytest.raises(MedsegError, match="expects 1 channel.*has 3 .a colour picture"):
+        predictor.predict(Image(colour, channel_names=("R", "G", "B")))
+
+
 def test_probabilities_roi_and_label_values(tmp_path):
     folder = make_model_folder(tmp_path / "m", num_classes=3, label_values=(0, 2, 5))
     image = Image(np.random.default_rng(2).normal(size=(1, 30, 30)).astype(np.float32), spacing=(0.5, 0.25))

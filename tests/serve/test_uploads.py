@@ -125,3 +125,19 @@ def test_lesion_table_without_physical_size():
     raster = Image(np.array([[[1, 1, 0], [0, 0, 0]]], np.uint8), spacing_known=False)
     table = lesion_table(raster, {"background": 0, "x": 1})
     assert table["unit"] == "pixels" and table["lesions"][0]["volume"] == 2 and table["lesions"][0]["centroid_mm"] is None
+
+
+def test_a_grey_model_accepts_a_grey_picture_stored_as_rgb_and_refuses_colour():
+    from pathlib import Path
+
+    from medseg.model_folder import ModelConfig
+    from medseg.serve.models import ServedModel
+
+    config = ModelConfig(network="unet", network_options={}, patch_size=[16, 16], in_channels=1, input_channels=1,
+                         num_classes=2, spatial_dims=2,
+                         channel_names=["OCT"], labels={"background": 0, "fluid": 1}, label_values=[0, 1])
+    served = ServedModel("oct", Path("unused"), config, "untrained")
+    grey = np.arange(48 * 48, dtype=np.uint32).reshape(48, 48).astype(np.uint8)
+    served.check_image(Image(np.stack([grey] * 3), channel_names=("R", "G", "B")))
+    with pytest.raises(RequestError, match="expects 1 channel"):
+        served.check_image(Image(np.stack([grey, grey // 3, 255 - grey]), channel_names=("R", "G", "B")))

@@ -40,6 +40,7 @@ from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volume
 from medseg.model_folder import (  # noqa: F401 - re-exported
     ModelConfig, load_config, load_model, paint_regions, region_label_values)
 from medseg.postprocessing import keep_largest_component
+from medseg.preprocessing.color import channels_for_model
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
 from medseg.tiling.sliding_window import sliding_window_inference
@@ -382,9 +383,11 @@ class Predictor:
         if image.spatial_dims != cfg.data_dims:
             raise MedsegError(f"the model takes {cfg.data_dims}D images; the image is {image.spatial_dims}D")
         if image.num_channels != cfg.input_channels:
+            grey_model_given_colour = cfg.input_channels == 1 and image.num_channels == 3
+            colour = " (a colour picture: its channels differ)" if grey_model_given_colour else ""
             raise MedsegError(
                 f"the model expects {cfg.input_channels} channel(s) ({', '.join(cfg.channel_names)}); "
-                f"the image has {image.num_channels}")
+                f"the image has {image.num_channels}{colour}")
         if roi is not None:
             image.check_same_geometry(roi, "image and ROI")
 
@@ -470,6 +473,7 @@ class Predictor:
         -------
         (Image, Image or None)
         """
+        image = channels_for_model(image, self.config.input_channels)
         self._check_input(image, roi)
         cfg = self.config
         if roi is None and any(m.config.fov_diameter for m in self.models):

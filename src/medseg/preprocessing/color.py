@@ -1,4 +1,4 @@
-"""Channel reduction for colour photographs (fundus): green channel or luminance."""
+"""Channel reduction for colour photographs (fundus): green channel or luminance; grey pictures stored as RGB."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from typing import Sequence
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.image import Image
 
 # ITU-R BT.709 weights, the ones skimage.color.rgb2gray uses. We apply them ourselves because rgb2gray
 # rescales integer input to [0, 1], which would make the output scale depend on the input dtype.
 LUMINANCE_WEIGHTS = (0.2125, 0.7154, 0.0721)
+#: Largest mean absolute difference between the channels of an RGB picture (in its stored units, grey levels
+#: of 255 for the 8-bit files this concerns) that still counts as grey: JPEG's colour subsampling leaves about
+#: one level between the channels of a grey B-scan saved as colour; a colour photograph differs by tens.
+GREY_RGB_TOLERANCE = 2.0
 
 
 def _rgb_channels(image: np.ndarray, channel_names: Sequence[str] | None, what: str) -> tuple[int, int, int]:
@@ -63,3 +68,43 @@ def luminance(image: np.ndarray, channel_names: Sequence[str] | None = None) -> 
     r, g, b = _rgb_channels(image, channel_names, "luminance")
     rgb = image[[r, g, b]].astype(np.float32)
     return np.tensordot(np.asarray(LUMINANCE_WEIGHTS, np.float32), rgb, axes=1)[None]
+
+
+def grey_picture(image: Image, tolerance: float = GREY_RGB_TOLERANCE) -> Image | None:
+    """The one channel of a grey picture stored as RGB (OCT exports often are), or None for a colour image.
+
+    Parameters
+    ----------
+    image : Image
+        A 3-channel image; any other channel count gives None.
+    tolerance : float
+        Largest mean absolute difference between any two channels, in the image's units.
+
+    Returns
+    -------
+    Image or None
+        The luminance as one channel (for equal channels: the grey values themselves), on the same grid.
+
+    Examples
+    --------
+    >>> grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    >>> grey_picture(Image(np.stack([grey] * 3), channel_names=("R", "G", "B"))).array.shape
+    (1, 3, 4)
+    >>> grey_picture(Image(np.stack([grey, grey, grey + 50]))) is None
+    True
+    """
+    if image.num_channels != 3:
+        return None
+    channels = np.asarray(image.array, np.float32)
+    spread = max(float(np.abs(channels[a] - channels[b]).mean()) for a, b in ((0, 1), (0, 2), (1, 2)))
+    if spread > tolerance:
+        return None
+    return image.with_array(luminance(channels, image.channel_names), ("grey",))
+
+
+def channels_for_model(image: Image, expected: int) -> Image:
+    """``image`` with the channel count a model expects where that is unambiguous: a grey picture stored as
+    RGB given to a one-channel model becomes that channel. Anything else is returned unchanged, for the
+    caller's channel check to name the mismatch."""
+    grey = grey_picture(image) if expected == 1 else None
+    return image if grey is None else grey

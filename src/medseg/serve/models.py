@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.model_folder import WEIGHTS_NAME, ModelConfig, load_config
+from medseg.preprocessing.color import channels_for_model
 from medseg.serve.errors import RequestError
 
 
@@ -37,7 +38,7 @@ class ServedModel:
         if image.spatial_dims != cfg.data_dims:
             raise RequestError(422, f"model '{self.name}' takes {cfg.data_dims}D images; the upload is "
                                f"{image.spatial_dims}D")
-        if image.num_channels != cfg.input_channels:
+        if channels_for_model(image, cfg.input_channels).num_channels != cfg.input_channels:
             raise RequestError(422, f"model '{self.name}' expects {cfg.input_channels} channel(s) "
                                f"({', '.join(cfg.channel_names)}); the upload has {image.num_channels}")
 
