@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import typer
 
@@ -87,10 +87,17 @@ def predict_cascade(
                            overlays=overlays, overwrite=overwrite)
 
 
-def evaluate_classes(predictions: Path, labels: Path, out: Path, *, bootstrap: int = 2000, seed: int = 0) -> dict:
+POSITIVE_HELP = ("Classification: a true class that counts as the cascade's positive class (repeat: --positive CNV "
+                 "--positive DME); default the cascade's own positive class name.")
+
+
+def evaluate_classes(predictions: Path, labels: Path, out: Path, *, positives: Sequence[str] | None = None,
+                     bootstrap: int = 2000, seed: int = 0) -> dict:
     """What ``medseg evaluate PRED classes.csv`` does for a cascade's classification.csv: AUC, accuracy,
     sensitivity/specificity at the cascade's threshold, confusion matrix, calibration (ECE, reliability
-    table), bootstrap 95 % confidence intervals; written to OUT/classification_metrics.json and printed."""
+    table), bootstrap 95 % confidence intervals, and how many of each true class were decided positive;
+    written to OUT/classification_metrics.json and printed. ``positives`` names the true classes that count
+    as the cascade's positive class (diagnoses that should be referred); by default its own class name."""
     import json
 
     import numpy as np
@@ -98,7 +105,7 @@ def evaluate_classes(predictions: Path, labels: Path, out: Path, *, bootstrap: i
 
     from medseg.cascade import read_classes
     from medseg.fileutil import write_text_atomic
-    from medseg.metrics.classification import SCALAR_METRICS, evaluate_binary
+    from medseg.metrics.classification import SCALAR_METRICS, decisions_by_class, evaluate_binary
 
     probs, threshold, positive = read_predictions(predictions)
     truth = read_classes(labels)
@@ -110,12 +117,14 @@ def evaluate_classes(predictions: Path, labels: Path, out: Path, *, bootstrap: i
         raise MedsegError(f"{len(unpredicted)} labelled case(s) were not predicted: {', '.join(unpredicted[:5])}",
                           predictions)
     names = sorted(probs)
-    y = np.array([truth[c] == positive for c in names], dtype=np.int64)
-    other = sorted({truth[c] for c in names} - {positive})
-    if len(other) > 1:
-        raise MedsegError(f"more than one class besides {positive!r}: {', '.join(other)}", labels)
-    metrics = evaluate_binary(y, np.array([probs[c] for c in names]), threshold, n_bootstrap=bootstrap, seed=seed)
+    true_classes = [truth[c] for c in names]
+    counted = _positive_true_classes(positive, positives, set(true_classes), labels)
+    y = np.array([t in counted for t in true_classes], dtype=np.int64)
+    p = np.array([probs[c] for c in names])
+    metrics = evaluate_binary(y, p, threshold, n_bootstrap=bootstrap, seed=seed)
     metrics["positive_class"] = positive
+    metrics["positive_true_classes"] = sorted(counted)
+    metrics["by_true_class"] = decisions_by_class(true_classes, p, threshold)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "classification_metrics.json", json.dumps(metrics, indent=2) + "\n")
     table = Table(title=f"{len(names)} cases, positive class {positive!r}, threshold {threshold:.3f}")
@@ -128,7 +137,26 @@ def evaluate_classes(predictions: Path, labels: Path, out: Path, *, bootstrap: i
     stdout_console.print(table)
     console.print(f"confusion matrix (rows true, columns decided): TN {tn}  FP {fp} / FN {fn}  TP {tp}; "
                   f"written to {out / 'classification_metrics.json'}", highlight=False, markup=False)
+    console.print("decided " + positive + " per true class: " + "; ".join(
+        f"{name} {d['decided_positive']}/{d['cases']}" for name, d in metrics["by_true_class"].items()),
+        highlight=False, markup=False)
     return metrics
+
+
+def _positive_true_classes(positive: str, given: Sequence[str] | None, present: set[str], labels: Path) -> set[str]:
+    """The true classes counted as the cascade's positive class: those given (each must occur), else the
+    cascade's own class name, which needs the truth to hold just one other class."""
+    if given:
+        missing = sorted(set(given) - present)
+        if missing:
+            raise MedsegError(f"--positive {missing[0]}: no case has this true class (classes: "
+                              f"{', '.join(sorted(present))})", labels)
+        return set(given)
+    other = sorted(present - {positive})
+    if len(other) > 1:
+        raise MedsegError(f"more than one true class besides {positive!r} ({', '.join(other)}): name the ones the "
+                          f"cascade's {positive!r} stands for, e.g. --positive {other[0]}", labels)
+    return {positive}
 
 
 @app.command("evaluate-classification")
@@ -136,6 +164,7 @@ def evaluate_classification(
     predictions: Path = typer.Argument(..., help="classification.csv of `medseg predict CASCADE` (or its folder)."),
     labels: Path = typer.Option(..., "--labels", help="True class per case: CSV case,class or JSON \"classes\"."),
     out: Path = typer.Option(..., "--out", help="Output folder for classification_metrics.json."),
+    positive: Optional[List[str]] = typer.Option(None, "--positive", help=POSITIVE_HELP),
     bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Bootstrap resamples of the confidence intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
 ) -> None:
@@ -143,4 +172,4 @@ def evaluate_classification(
 
     Example: medseg evaluate-classification results/ --labels test_classes.csv --out eval/
     """
-    evaluate_classes(predictions, labels, out, bootstrap=bootstrap, seed=seed)
+    evaluate_classes(predictions, labels, out, positives=positive, bootstrap=bootstrap, seed=seed)

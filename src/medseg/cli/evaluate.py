@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from medseg.cli import app
+from medseg.cli.cascade import POSITIVE_HELP
 from medseg.errors import MedsegError
 
 
@@ -47,6 +48,7 @@ def evaluate(
                                           "row per case with a thumbnail (prediction over the image, reference outlined)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="True class per case (CSV case,class or JSON "
                                            "\"classes\"): also evaluate the cascade's classification.csv in PRED."),
+    positive: Optional[List[str]] = typer.Option(None, "--positive", help=POSITIVE_HELP),
     bootstrap: int = typer.Option(2000, "--bootstrap", min=0, help="Classification: bootstrap resamples of the "
                                   "confidence intervals."),
     convention: str = typer.Option("auto", "--convention", help="Empty-mask scoring: medseg (one side empty -> "
@@ -59,6 +61,8 @@ def evaluate(
     Example: medseg evaluate predictions/ data/drive/labelsTs --out reports/drive --labels vessel=1
 
     Example: medseg evaluate cascade_results/ classes.csv --out reports/referral
+
+    Example: medseg evaluate referral/ diagnoses.csv --positive CNV --positive DME --out reports/referral
     """
     import math
 
@@ -74,7 +78,7 @@ def evaluate(
         from medseg.cli.cascade import evaluate_classes
 
         check_outputs([out], [p for p in (pred, gt, classes) if p is not None], "--out")
-        evaluate_classes(pred, classes or gt, out, bootstrap=bootstrap)
+        evaluate_classes(pred, classes or gt, out, positives=positive, bootstrap=bootstrap)
         if gt.is_file():
             return
     check_outputs([out], [p for p in (pred, gt, roi, probabilities) if p is not None], "--out")

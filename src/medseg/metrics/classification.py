@@ -17,7 +17,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -181,3 +181,27 @@ def evaluate_binary(y_true: np.ndarray, p: np.ndarray, threshold: float = 0.5, *
     metrics["reliability"] = reliability_table(y_true, p)
     metrics["bootstrap"] = {"samples": n_bootstrap, "confidence": CONFIDENCE, "seed": seed}
     return metrics
+
+
+def decisions_by_class(true_classes: Sequence[str], p: np.ndarray, threshold: float) -> dict[str, dict[str, Any]]:
+    """Per true class: its cases, how many were decided positive (``p >= threshold``), that share and the
+    mean probability — each diagnosis's referral rate when several diagnoses share one decision (CNV and DME
+    referred, drusen and normal not).
+
+    Examples
+    --------
+    >>> d = decisions_by_class(["CNV", "DME", "NORMAL", "NORMAL"], np.array([0.9, 0.4, 0.2, 0.7]), 0.5)
+    >>> d["CNV"]["decided_positive"], d["NORMAL"]["share_positive"]
+    (1, 0.5)
+    """
+    p = np.asarray(p, dtype=np.float64)
+    names = np.asarray(true_classes, dtype=object)
+    if names.shape != p.shape:
+        raise MedsegError(f"{names.size} true classes for {p.size} probabilities")
+    out = {}
+    for name in sorted(set(names.tolist())):
+        mine = p[names == name]
+        positive = int((mine >= threshold).sum())
+        out[str(name)] = {"cases": int(mine.size), "decided_positive": positive,
+                          "share_positive": positive / mine.size, "mean_probability": float(mine.mean())}
+    return out
