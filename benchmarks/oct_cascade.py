@@ -27,6 +27,15 @@ segresnet_vae"). The report:
 3. the CLI end to end on fold 0: `medseg train-classifier` (on the fold's 44 training B-scans, segmented
    by the fold's model — in-sample tissue maps), `medseg predict CASCADE --report` (overlays) of the 22
    held-out B-scans, `medseg evaluate PRED classes.csv`.
+
+The referral cascade for new scans (e.g. held-out B-scans labelled with diagnoses), after the three folds:
+
+    .venv/bin/python benchmarks/oct_cascade.py --data ../shared/data/DukeDME --work W --referral --minutes 40
+    .venv/bin/python -m medseg predict W/referral -i SCANS/ -o OUT/
+    .venv/bin/python -m medseg evaluate OUT/ diagnoses.csv --positive CNV --positive DME --out EVAL/
+
+``--referral`` trains W/final on all six patients (subject06 validating) and fits its classifier on the
+folds' out-of-fold tissue maps (`medseg train-classifier --present fluid --out-of-fold W/fold0 ...`).
 """
 
 from __future__ import annotations
@@ -107,6 +116,30 @@ def run_fold(args: argparse.Namespace, k: int) -> None:
     seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
                             "--threads", "1", "--overwrite"])
     (args.work / f"timing_fold{k}.json").write_text(json.dumps({"predict_seconds": seconds, "cases": len(test)}))
+
+
+def referral_model(args: argparse.Namespace) -> None:
+    """The referral cascade for new scans: a segmentation model trained on all six patients (the last
+    validating, as in the folds), its classifier fitted on the three fold models' out-of-fold tissue maps
+    ("fluid present" read off the reference label maps). Held-out scans labelled with diagnoses are then
+    scored with `medseg predict WORK/referral -i SCANS -o OUT` and
+    `medseg evaluate OUT diagnoses.csv --positive CNV --positive DME --out EVAL`."""
+    medseg = [sys.executable, "-m", "medseg"]
+    folds = [args.work / f"fold{k}" for k in range(FOLDS)]
+    missing = [str(f) for f in folds if not (f / "model.safetensors").is_file()]
+    if missing:
+        sys.exit(f"train the folds first (--fold K): missing {', '.join(missing)}")
+    cases = [c for k in range(FOLDS) for c in fold_cases(args.data, k)]
+    last = cases[-1].split("_")[0]
+    final = args.work / "final"
+    if not (args.reuse_models and (final / "model.safetensors").is_file()):
+        run(medseg + ["train", str(args.data), "--out", str(final), "--val-cases",
+                      ",".join(c for c in cases if c.startswith(last + "_")), "--time-limit", f"{args.minutes}m",
+                      "--threads", "1", "--no-progress", "--overwrite", "--seed", "0",
+                      *[a for option in args.train_option for a in shlex.split(option)]])
+    run(medseg + ["train-classifier", str(final), str(args.data), "--present", "fluid",
+                  *[a for f in folds for a in ("--out-of-fold", str(f))], "--out", str(args.work / "referral"),
+                  "--overwrite", "--threads", "1"])
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -243,6 +276,8 @@ def main() -> None:
     parser.add_argument("--train-option", action="append", default=[], help='Extra `medseg train` arguments '
                         '(e.g. "--net segresnet_vae").')
     parser.add_argument("--report", action="store_true", help="Score the three folds and run the CLI cascade.")
+    parser.add_argument("--referral", action="store_true", help="After the folds: the referral cascade for new "
+                        "scans (WORK/final trained on all six patients for --minutes, WORK/referral).")
     parser.add_argument("--skip-cli", action="store_true", help="Report without the CLI end-to-end run.")
     parser.add_argument("--criterion", default=None, help="Study option: the cascade's threshold criterion "
                         "(`medseg train-classifier --criterion`; default its default), e.g. youden.")
@@ -250,10 +285,12 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.fold is not None:
         run_fold(args, args.fold)
+    if args.referral:
+        referral_model(args)
     if args.report:
         report(args)
-    if args.fold is None and not args.report:
-        parser.error("give --fold K or --report")
+    if args.fold is None and not args.report and not args.referral:
+        parser.error("give --fold K, --referral or --report")
 
 
 if __name__ == "__main__":

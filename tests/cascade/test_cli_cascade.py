@@ -238,3 +238,40 @@ def test_ordinary_commands_predict_and_evaluate_a_cascade(lesions, tmp_path, cap
     capsys.readouterr()
     assert main(["predict", str(cls), "-i", str(tmp_path / "bad"), "-o", str(tmp_path / "o3")]) == 1
     assert "vol.nii.gz" in capsys.readouterr().err.replace("\n", "") and not (tmp_path / "o3").exists()
+
+
+def test_classes_from_labels_and_out_of_fold_tissue_maps(lesions, tmp_path, capsys, one_thread):
+    """`--present lesion` reads each training case's class off its reference label map; `--out-of-fold`
+    measures every case on a fold model that did not train on it (no in-sample warning); a case every fold
+    trained on is an error before anything is written."""
+    data, classes = lesions
+    patients = sorted({c.split("_")[0] for c in classes if c.startswith("p")})
+    halves = [patients[:4], patients[4:]]
+    folds = []
+    for k, held in enumerate(halves):
+        val = ",".join(c for c in classes if c.split("_")[0] in held)
+        folds.append(tmp_path / f"fold{k}")
+        assert main(["train", str(data), "--out", str(folds[-1]), "--iterations", "1", "--patch-size", "32",
+                     "--batch-size", "4", "--features", "8", "--depth", "2", "--threads", "1", "--no-progress",
+                     "--val-cases", val]) == 0
+    seg = tmp_path / "seg"
+    assert _train(data, seg, 1) == 0
+    capsys.readouterr()
+    cls = tmp_path / "cls"
+    assert main(["train-classifier", str(seg), str(data), "--present", "lesion", "--out-of-fold", str(folds[0]),
+                 "--out-of-fold", str(folds[1]), "--out", str(cls), "--threads", "1"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "tissue_maps: out of fold (2 models)" in err and "training cases" not in err
+    record = json.loads((cls / "cascade.json").read_text())
+    assert record["classes"] == ["no_lesion", "lesion"]  # (negative, positive): --present's label is positive
+    with open(cls / "features.csv", newline="") as fh:
+        table = {r["case"]: r["class"] for r in csv.DictReader(fh)}
+    assert table == {c: ("lesion" if k == "lesion" else "no_lesion") for c, k in classes.items() if c.startswith("p")}
+    # only one fold: the cases it trained on have no out-of-fold model
+    assert main(["train-classifier", str(seg), str(data), "--present", "lesion", "--out-of-fold", str(folds[0]),
+                 "--out", str(tmp_path / "c1")]) == 1
+    assert "every out-of-fold model trained on 8 labelled case(s)" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "c1").exists()
+    # a label the model does not have
+    assert main(["train-classifier", str(seg), str(data), "--present", "fluid", "--out", str(tmp_path / "c2")]) == 1
+    assert "--present fluid: not a label" in " ".join(capsys.readouterr().err.split())

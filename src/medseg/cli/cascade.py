@@ -31,7 +31,13 @@ def train_classifier(
                                           '"classes": {case: class} (default: the dataset\'s dataset.json).'),
     out: Path = typer.Option(..., "--out", "-o", help="Cascade folder to write."),
     positive: Optional[str] = typer.Option(None, "--positive", help="Positive class (e.g. refer); default the "
-                                           "last class in sorted order."),
+                                           "last class in sorted order (with --present: its label)."),
+    present: Optional[str] = typer.Option(None, "--present", help="A label name: each training case's class is "
+                                          "LABEL where its reference label map holds it, no_LABEL elsewhere (no "
+                                          "class file needed)."),
+    out_of_fold: Optional[List[Path]] = typer.Option(None, "--out-of-fold", help="Cross-validation fold models: "
+                                                     "each case is measured on the tissue map of one that did not "
+                                                     "train on it (repeat the option)."),
     criterion: str = typer.Option(DEFAULT_CRITERION, "--criterion", help="Decision threshold: sensitivity:S "
                                   "(the highest threshold keeping sensitivity >= S), or youden."),
     seed: int = typer.Option(0, "--seed"),
@@ -41,6 +47,9 @@ def train_classifier(
     """Train the classifier of a cascade on the measurements of SEG_MODEL's tissue maps.
 
     Example: medseg train-classifier models/oct data/oct --labels classes.csv --out models/oct_referral
+
+    Example: medseg train-classifier models/oct data/oct --present fluid --out-of-fold f0 --out-of-fold f1
+    --out-of-fold f2 --out models/oct_referral
     """
     from medseg.cascade import read_cascade, train_cascade
     from medseg.cascade.classifier import parse_criterion
@@ -53,6 +62,7 @@ def train_classifier(
 
         torch.set_num_threads(threads)
     train_cascade(segmentation_model, dataset, labels, out, positive=positive, criterion=criterion, seed=seed,
+                  present=present, out_of_fold=out_of_fold or (),
                   log=lambda m: console.print(m, highlight=False, markup=False))
     record = read_cascade(out)
     for rule in record["rules_fired"]:
