@@ -35,6 +35,9 @@ from medseg.fileutil import write_text_atomic
 Split = dict[str, list[str]]
 _GROUP_SUFFIX = re.compile(r"^(.+?)[_-](?:frame|fr|ses|session|tp|time|timepoint|visit|scan|phase|es|ed)[_-]?\d*$",
                            re.IGNORECASE)
+#: CLASS-PATIENT-IMAGE, as the large public OCT collection (Kermany et al. 2018) names its B-scans:
+#: "CNV-1016042-1" is image 1 of patient 1016042
+_IMAGE_NUMBER = re.compile(r"^([A-Za-z][A-Za-z0-9]*-\d+)-\d+$")
 
 
 def case_group(name: str) -> str:
@@ -45,8 +48,10 @@ def case_group(name: str) -> str:
     --------
     >>> case_group("patient003_frame01"), case_group("BRATS_001"), case_group("sub-01_ses-2")
     ('patient003', 'BRATS_001', 'sub-01')
+    >>> case_group("CNV-1016042-1"), case_group("case-12")
+    ('CNV-1016042', 'case-12')
     """
-    match = _GROUP_SUFFIX.match(name)
+    match = _GROUP_SUFFIX.match(name) or _IMAGE_NUMBER.match(name)
     return match.group(1) if match else name
 
 
