@@ -112,7 +112,7 @@ def train_cascade(segmentation_model: str | Path, dataset: str | Path, classes_p
     if seen:
         log(f"warning: {len(seen)} of {len(classes)} case(s) were the segmentation model's training cases: their "
             "tissue maps are cleaner than on new scans, so the classifier may trust them too much "
-            "(--out-of-fold FOLD_MODELS measures every case on a model that never saw it)")
+            "(--out-of-fold FOLD_MODELS measures every case on a model that did not train on it)")
     predictors: dict[Path, Any] = {}
     table: dict[str, dict[str, float]] = {}
     for i, name in enumerate(sorted(classes), 1):
