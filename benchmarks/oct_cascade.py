@@ -140,6 +140,36 @@ def referral_model(args: argparse.Namespace) -> None:
     run(medseg + ["train-classifier", str(final), str(args.data), "--present", "fluid",
                   *[a for f in folds for a in ("--out-of-fold", str(f))], "--out", str(args.work / "referral"),
                   "--overwrite", "--threads", "1"])
+    # the same classifier fitted on the final model's own (in-sample) tissue maps, for the comparison below
+    run(medseg + ["train-classifier", str(final), str(args.data), "--present", "fluid", "--out",
+                  str(args.work / "referral_insample"), "--overwrite", "--threads", "1"])
+    compare_tissue_maps(args.work / "referral", args.work / "referral_insample")
+
+
+def compare_tissue_maps(out_of_fold: Path, in_sample: Path) -> None:
+    """Leave-one-patient-out over the 66 B-scans: the classifier fitted on five patients' out-of-fold or
+    in-sample tissue maps, scored on the sixth patient's out-of-fold maps (what a new scan's map is like)."""
+    import csv
+
+    from medseg.metrics.classification import binary_metrics
+
+    def table(folder: Path) -> tuple[dict, dict]:
+        with open(folder / "features.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        names = [k for k in rows[0] if k not in ("case", "group", "class")]
+        return ({r["case"]: {n: float(r[n]) for n in names} for r in rows},
+                {r["case"]: int(r["class"] == "fluid") for r in rows})
+
+    oof, truth = table(out_of_fold)
+    insample, _ = table(in_sample)
+    print("\nclassifier fitted on five patients' tissue maps, scored on the sixth's out-of-fold maps:")
+    for name, fit_features in (("out-of-fold maps (--out-of-fold)", oof), ("in-sample maps (final model)", insample)):
+        p, decisions, y, _, chosen = nested_classification(oof, truth, fit_features=fit_features)
+        m = binary_metrics(y, p)
+        print(f"  {name}: AUC {m['auc']:.3f}, ECE {m['ece']:.3f}, Brier {m['brier']:.3f}; at the threshold: "
+              f"accuracy {(decisions == y).mean():.3f}, sensitivity {decisions[y == 1].mean():.3f}, specificity "
+              f"{1 - decisions[y == 0].mean():.3f}; thresholds {[c[2] for c in chosen]}, models "
+              f"{sorted({c[1] for c in chosen})}")
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -173,9 +203,10 @@ def segmentation_table(args: argparse.Namespace) -> tuple[dict, dict]:
     return rows, features
 
 
-def nested_classification(features: dict, truth: dict[str, int], seed: int = 0,
-                          criterion: str | None = None) -> tuple[np.ndarray, list]:
-    """Leave-one-patient-out: the cascade's own selection + calibration + threshold on five patients."""
+def nested_classification(features: dict, truth: dict[str, int], seed: int = 0, criterion: str | None = None,
+                          fit_features: dict | None = None) -> tuple[np.ndarray, list]:
+    """Leave-one-patient-out: the cascade's own selection + calibration + threshold on five patients
+    (their ``fit_features``, by default ``features``), applied to the sixth patient's ``features``."""
     from medseg.cascade import fit_classifier
     from medseg.cascade.classifier import DEFAULT_CRITERION
     from medseg.datasets.splits import case_group
@@ -183,12 +214,13 @@ def nested_classification(features: dict, truth: dict[str, int], seed: int = 0,
     cases = sorted(features)
     names = list(features[cases[0]])
     X = np.array([[features[c][f] for f in names] for c in cases])
+    X_fit = X if fit_features is None else np.array([[fit_features[c][f] for f in names] for c in cases])
     y = np.array([truth[c] for c in cases])
     groups = np.array([case_group(c) for c in cases])
     p, decisions, chosen = np.zeros(len(cases)), np.zeros(len(cases), int), []
     for patient in sorted(set(groups)):
         test = groups == patient
-        fit = fit_classifier(X[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"),
+        fit = fit_classifier(X_fit[~test], y[~test], groups[~test], seed=seed, class_names=("no_fluid", "fluid"),
                              feature_names=names, criterion=criterion or DEFAULT_CRITERION)
         p[test] = fit.predict_proba(X[test])
         decisions[test] = p[test] >= fit.threshold["value"]
