@@ -17,7 +17,7 @@ CLASSIFICATION_JSON = "classification.json"
 PATIENTS_CSV = "patients.csv"
 #: how a patient's decision follows from its cases' (one B-scan with fluid refers the patient)
 PATIENT_RULE = ("a patient is {positive} when any of its cases is (patients: the case names without their "
-                "scan / frame / session suffix, as the classifier's cross-validation grouped them)")
+                "scan / frame / session suffix or image number, as the classifier's cross-validation grouped them)")
 
 
 def result_row(case: str, result: Any, positive: str) -> dict[str, Any]:
