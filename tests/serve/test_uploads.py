@@ -134,8 +134,8 @@ def test_a_grey_model_accepts_a_grey_picture_stored_as_rgb_and_refuses_colour():
     from medseg.serve.models import ServedModel
 
     config = ModelConfig(network="unet", network_options={}, patch_size=[16, 16], in_channels=1, input_channels=1,
-                         num_classes=2, spatial_dims=2,
-                         channel_names=["OCT"], labels={"background": 0, "fluid": 1}, label_values=[0, 1])
+                         num_classes=2, spatial_dims=2, channel_names=["OCT"], labels={"background": 0, "fluid": 1},
+                         label_values=[0, 1])
     served = ServedModel("oct", Path("unused"), config, "untrained")
     grey = np.arange(48 * 48, dtype=np.uint32).reshape(48, 48).astype(np.uint8)
     served.check_image(Image(np.stack([grey] * 3), channel_names=("R", "G", "B")))
