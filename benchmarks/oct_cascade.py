@@ -52,6 +52,7 @@ from _fewlabels import link_cases
 from _timing import run  # benchmarks/ is on sys.path when a script runs
 
 FOLDS = 3
+MEDSEG = [sys.executable, "-m", "medseg"]
 
 
 def fold_patients(k: int) -> tuple[str, str]:
@@ -97,8 +98,14 @@ def training_dataset(data: Path, cases: list[str], folder: Path) -> Path:
     return folder
 
 
+def train_model(args: argparse.Namespace, dataset: Path, out: Path, val_cases: list[str]) -> None:
+    """`medseg train` as every model of this benchmark is trained: the budget, one thread, seed 0."""
+    run(MEDSEG + ["train", str(dataset), "--out", str(out), "--val-cases", ",".join(val_cases),
+                  "--time-limit", f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0",
+                  *[a for option in args.train_option for a in shlex.split(option)]])
+
+
 def run_fold(args: argparse.Namespace, k: int) -> None:
-    medseg = [sys.executable, "-m", "medseg"]
     test = fold_cases(args.data, k)
     train = [c for k2 in range(FOLDS) if k2 != k for c in fold_cases(args.data, k2)]
     # validation (checkpoint, threshold, postprocessing and mirroring choices) on the last training patient,
@@ -108,23 +115,16 @@ def run_fold(args: argparse.Namespace, k: int) -> None:
     model = args.work / f"fold{k}"
     data = scaled_dataset(args.data, args.work, args.scale)
     if not (args.reuse_models and (model / "model.safetensors").is_file()):
-        folder = training_dataset(data, train, args.work / f"train_fold{k}")
-        run(medseg + ["train", str(folder), "--out", str(model), "--val-cases", ",".join(val), "--time-limit",
-                      f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0",
-                      *[a for option in args.train_option for a in shlex.split(option)]])
+        train_model(args, training_dataset(data, train, args.work / f"train_fold{k}"), model, val)
     images = image_folder(data, test, args.work / f"images_fold{k}")
-    seconds = run(medseg + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
+    seconds = run(MEDSEG + ["predict", str(model), "-i", str(images), "-o", str(args.work / "pred"), "--probabilities",
                             "--threads", "1", "--overwrite"])
     (args.work / f"timing_fold{k}.json").write_text(json.dumps({"predict_seconds": seconds, "cases": len(test)}))
 
 
 def referral_model(args: argparse.Namespace) -> None:
-    """The referral cascade for new scans: a segmentation model trained on all six patients (the last
-    validating, as in the folds), its classifier fitted on the three fold models' out-of-fold tissue maps
-    ("fluid present" read off the reference label maps). Held-out scans labelled with diagnoses are then
-    scored with `medseg predict WORK/referral -i SCANS -o OUT` and
-    `medseg evaluate OUT diagnoses.csv --positive CNV --positive DME --out EVAL`."""
-    medseg = [sys.executable, "-m", "medseg"]
+    """WORK/referral (the module docstring): WORK/final on all six patients, the classifier on the folds'
+    out-of-fold tissue maps; then the same classifier on WORK/final's own maps, for the comparison."""
     folds = [args.work / f"fold{k}" for k in range(FOLDS)]
     missing = [str(f) for f in folds if not (f / "model.safetensors").is_file()]
     if missing:
@@ -133,15 +133,11 @@ def referral_model(args: argparse.Namespace) -> None:
     last = cases[-1].split("_")[0]
     final = args.work / "final"
     if not (args.reuse_models and (final / "model.safetensors").is_file()):
-        run(medseg + ["train", str(args.data), "--out", str(final), "--val-cases",
-                      ",".join(c for c in cases if c.startswith(last + "_")), "--time-limit", f"{args.minutes}m",
-                      "--threads", "1", "--no-progress", "--overwrite", "--seed", "0",
-                      *[a for option in args.train_option for a in shlex.split(option)]])
-    run(medseg + ["train-classifier", str(final), str(args.data), "--present", "fluid",
+        train_model(args, args.data, final, [c for c in cases if c.startswith(last + "_")])
+    run(MEDSEG + ["train-classifier", str(final), str(args.data), "--present", "fluid",
                   *[a for f in folds for a in ("--out-of-fold", str(f))], "--out", str(args.work / "referral"),
                   "--overwrite", "--threads", "1"])
-    # the same classifier fitted on the final model's own (in-sample) tissue maps, for the comparison below
-    run(medseg + ["train-classifier", str(final), str(args.data), "--present", "fluid", "--out",
+    run(MEDSEG + ["train-classifier", str(final), str(args.data), "--present", "fluid", "--out",
                   str(args.work / "referral_insample"), "--overwrite", "--threads", "1"])
     compare_tissue_maps(args.work / "referral", args.work / "referral_insample")
 
@@ -281,19 +277,18 @@ def report(args: argparse.Namespace) -> None:
 
 
 def cli_end_to_end(args: argparse.Namespace, truth: dict[str, int]) -> None:
-    medseg = [sys.executable, "-m", "medseg"]
     val = set(fold_cases(args.data, 0))
     name = {1: "fluid", 0: "no_fluid"}
     train_csv, test_csv = args.work / "classes_train_fold0.csv", args.work / "classes_test_fold0.csv"
     train_csv.write_text("case,class\n" + "".join(f"{c},{name[v]}\n" for c, v in sorted(truth.items()) if c not in val))
     test_csv.write_text("case,class\n" + "".join(f"{c},{name[v]}\n" for c, v in sorted(truth.items()) if c in val))
     cls, out = args.work / "cascade_fold0", args.work / "cascade_pred_fold0"
-    run(medseg + ["train-classifier", str(args.work / "fold0"), str(scaled_dataset(args.data, args.work, args.scale)),
+    run(MEDSEG + ["train-classifier", str(args.work / "fold0"), str(scaled_dataset(args.data, args.work, args.scale)),
                   "--labels", str(train_csv),
                   "--positive", "fluid", "--out", str(cls), "--overwrite", "--threads", "1"])
-    run(medseg + ["predict", str(cls), "-i", str(args.work / "images_fold0"), "-o", str(out), "--report",
+    run(MEDSEG + ["predict", str(cls), "-i", str(args.work / "images_fold0"), "-o", str(out), "--report",
                   "--overwrite", "--threads", "1", "--backend", "torch"])
-    run(medseg + ["evaluate", str(out), str(test_csv), "--out", str(args.work / "eval_fold0")])
+    run(MEDSEG + ["evaluate", str(out), str(test_csv), "--out", str(args.work / "eval_fold0")])
 
 
 def main() -> None:

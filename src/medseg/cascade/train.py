@@ -108,7 +108,8 @@ def train_cascade(segmentation_model: str | Path, dataset: str | Path, classes_p
         raise MedsegError(f"{what}: the cascade classifier needs exactly two classes (e.g. refer / do not refer)",
                           classes_path)
     model_of, rule = _tissue_map_models(segmentation_model, config, sorted(classes), out_of_fold)
-    seen = sorted(c for c in classes if model_of[c] == Path(segmentation_model) and c in set(config.train_cases))
+    trained = set(config.train_cases)
+    seen = sorted(c for c in classes if model_of[c] == Path(segmentation_model) and c in trained)
     if seen:
         log(f"warning: {len(seen)} of {len(classes)} case(s) were the segmentation model's training cases: their "
             "tissue maps are cleaner than on new scans, so the classifier may trust them too much "
