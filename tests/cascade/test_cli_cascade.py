@@ -264,6 +264,8 @@ def test_classes_from_labels_and_out_of_fold_tissue_maps(lesions, tmp_path, caps
     assert "tissue_maps: out of fold (2 models)" in err and "training cases" not in err
     record = json.loads((cls / "cascade.json").read_text())
     assert record["classes"] == ["no_lesion", "lesion"]  # (negative, positive): --present's label is positive
+    positive_rule = next(r for r in record["rules_fired"] if r["rule"] == "positive_class")
+    assert "--present lesion" in positive_rule["reason"]
     with open(cls / "features.csv", newline="") as fh:
         table = {r["case"]: r["class"] for r in csv.DictReader(fh)}
     assert table == {c: ("lesion" if k == "lesion" else "no_lesion") for c, k in classes.items() if c.startswith("p")}

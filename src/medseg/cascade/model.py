@@ -269,14 +269,15 @@ def read_classes(path: str | Path, cases: Sequence[str] | None = None) -> dict[s
     return classes
 
 
-def rule_positive_class(names: Sequence[str], positive: str | None) -> tuple[list[str], dict[str, str]]:
-    """The two class names ordered (negative, positive): ``positive`` when given, else the last in sorted
-    order (``0``/``1``, ``no``/``yes``, ``routine``/``urgent`` sort that way)."""
+def rule_positive_class(names: Sequence[str], positive: str | None,
+                        reason: str = "given") -> tuple[list[str], dict[str, str]]:
+    """The two class names ordered (negative, positive): ``positive`` when given (``reason`` says why), else
+    the last in sorted order (``0``/``1``, ``no``/``yes``, ``routine``/``urgent`` sort that way)."""
     names = sorted(set(names))
     if positive is not None:
         if positive not in names:
             raise MedsegError(f"positive class {positive!r} is not among the classes {', '.join(names)}")
-        why = "given"
+        why = reason
     else:
         positive, why = (names[-1] if names else ""), "the last class in sorted order (pass --positive to choose)"
     ordered = [n for n in names if n != positive] + [positive]

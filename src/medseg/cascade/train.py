@@ -32,7 +32,7 @@ def fit_and_save(out: str | Path, segmentation_model: str | Path, labels: Mappin
                  table: Mapping[str, Mapping[str, float]], classes: Mapping[str, str], *,
                  groups: Mapping[str, str] | None = None, positive: str | None = None,
                  criterion: str = DEFAULT_CRITERION, seed: int = 0, extra: Mapping[str, Any] | None = None,
-                 rules: Sequence[dict[str, str]] = ()):
+                 rules: Sequence[dict[str, str]] = (), positive_reason: str = "given"):
     """Fit the classifier on a measurement table ``{case: {feature: value}}`` and write the cascade folder.
 
     Returns the :class:`~medseg.cascade.classifier.FittedClassifier`.
@@ -43,7 +43,7 @@ def fit_and_save(out: str | Path, segmentation_model: str | Path, labels: Mappin
     missing = sorted(set(classes) - set(table))
     if missing:
         raise MedsegError(f"no measurements for {len(missing)} labelled case(s): {', '.join(missing[:5])}")
-    class_names, positive_rule = rule_positive_class([classes[c] for c in cases], positive)
+    class_names, positive_rule = rule_positive_class([classes[c] for c in cases], positive, positive_reason)
     names = list(next(iter(table.values())))
     X = np.array([[table[c][f] for f in names] for c in cases])
     y = np.array([class_names.index(classes[c]) for c in cases])
@@ -92,12 +92,14 @@ def train_cascade(segmentation_model: str | Path, dataset: str | Path, classes_p
     ds = load_dataset(dataset)
     all_cases = {c.name: c for c in ds.cases + ds.test_cases}
     config = load_config(segmentation_model)
+    positive_reason = "given"
     if present is not None:
         if classes_path is not None:
             raise MedsegError("give either a class file or --present LABEL, not both", classes_path)
         classes_path = Path(dataset) / "dataset.json"
         classes = classes_from_labels(ds.cases, present, config.labels)  # the test cases stay for evaluation
-        positive = positive or present
+        if positive is None:
+            positive, positive_reason = present, f"the label whose presence sets the class (--present {present})"
     else:
         classes_path = Path(classes_path or Path(dataset) / "dataset.json")
         classes = read_classes(classes_path, list(all_cases))
@@ -125,7 +127,8 @@ def train_cascade(segmentation_model: str | Path, dataset: str | Path, classes_p
         table[name] = measure(label_map, probs, config.labels)
         log(f"[{i}/{len(classes)}] {name}: {classes[name]}")
     return fit_and_save(out, segmentation_model, config.labels, table, classes, positive=positive, criterion=criterion,
-                        seed=seed, extra={"dataset": str(Path(dataset).name)}, rules=[rule])
+                        seed=seed, extra={"dataset": str(Path(dataset).name)}, rules=[rule],
+                        positive_reason=positive_reason)
 
 
 def classes_from_labels(cases: Iterable, label: str, labels: Mapping[str, int]) -> dict[str, str]:
