@@ -8,8 +8,10 @@ reported, and their mean ± sd over folds per method.
 
     # development protocol (quiet machine; 5 folds × 2 methods × 20 minutes ≈ 3.5 h)
     PYTHONPATH=src .venv/bin/python benchmarks/fewlabels_la.py --work /tmp/fewlabels_la --labeled 2 --minutes 20
-    # the UA-MT protocol on the full data set: a dataset whose splits.json is {"train": [80], "val": [20 test]}
-    PYTHONPATH=src .venv/bin/python benchmarks/fewlabels_la.py --la LA80 --work /tmp/la_uamt --folds 0 \\
+    # the UA-MT protocol on the full data set: the 80 training volumes in imagesTr/labelsTr, the 20 test
+    # volumes in imagesTs/labelsTs; every run trains on the 80 without validation cases (--fold all), so the
+    # test volumes choose nothing (no threshold, mirroring or postprocessing is picked on them)
+    PYTHONPATH=src .venv/bin/python benchmarks/fewlabels_la.py --la LA80 --work /tmp/la_uamt --folds test \\
         --labeled 16 --minutes 120            # and --labeled 8
     # smoke
     PYTHONPATH=src .venv/bin/python benchmarks/fewlabels_la.py --work /tmp/la_smoke --folds 0 --minutes 0.5 \\
@@ -31,6 +33,21 @@ from _fewlabels import MEDSEG, Results, evaluate, mean_and_spread, scores_table,
 from _timing import run
 
 LABELS = {"left_atrium": 1}
+TEST = "test"
+
+
+def scored_volumes(la: Path, fold: str, model: Path) -> tuple[list[str], list[Path], list[Path]]:
+    """The volumes a run is scored on, their images and labels: the test set (``fold`` "test"), which the run
+    never saw, or the fold's validation volumes, which chose its postprocessing (cross-validation)."""
+    if fold == TEST:
+        images = sorted((la / "imagesTs").glob("*_0000.nii.gz"))
+        names = [p.name[: -len("_0000.nii.gz")] for p in images]
+        if not names:
+            raise SystemExit(f"{la / 'imagesTs'}: no test volumes (CASE_0000.nii.gz) to score")
+        return names, images, [la / "labelsTs" / f"{c}.nii.gz" for c in names]
+    names = val_cases(model)
+    images = [la / "imagesTr" / f"{c}_0000.nii.gz" for c in names]
+    return names, images, [la / "labelsTr" / f"{c}.nii.gz" for c in names]
 
 
 def main() -> None:
@@ -40,7 +57,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="Training budget per run (wall clock).")
     parser.add_argument("--labeled", default="2", help="Labelled training volumes per fold: a count or names.")
     parser.add_argument("--folds", default="0,1,2,3,4", help="Folds of the dataset's splits (its splits.json, else "
-                        "medseg's grouped 5-fold splits).")
+                        "medseg's grouped 5-fold splits; the fold's validation volumes are the ones scored), or "
+                        "'test': train on every volume, score the test volumes (imagesTs/labelsTs).")
     parser.add_argument("--methods", default="none,bcp", help="none (supervised on the labelled volumes only), "
                         "mean_teacher, cps, bcp.")
     parser.add_argument("--plan", type=Path, help="Reuse this plan.json (default: planned once for the budget).")
@@ -64,10 +82,9 @@ def main() -> None:
             if tag not in results:
                 model = work / f"model_{tag}"
                 entry = train(args.la, model, labeled=labeled, method=method, minutes=args.minutes, plan=plan,
-                              fold=fold, extra=extra)
-                held_out = val_cases(model)
-                entry.update(evaluate(model, [args.la / "imagesTr" / f"{c}_0000.nii.gz" for c in held_out],
-                                      [args.la / "labelsTr" / f"{c}.nii.gz" for c in held_out], LABELS, work, tag,
+                              fold="all" if fold == TEST else fold, extra=extra)
+                held_out, images, labels = scored_volumes(args.la, fold, model)
+                entry.update(evaluate(model, images, labels, LABELS, work, tag,
                                       [a for option in args.predict_option for a in shlex.split(option)]))
                 config = json.loads((model / "config.json").read_text(encoding="utf-8"))
                 semi = config["training"].get("semi_supervised") or {}
