@@ -70,7 +70,8 @@ def test_a_region_model_chooses_its_network_and_its_postprocessing_per_region(tu
     assert all(isinstance(t["label"], list) for t in trials)
     kept = [{k: v for k, v in t.items() if k not in ("dice_before", "dice_after", "kept")} for t in trials if t["kept"]]
     assert config["postprocessing"] == kept
-    assert rules["tta"]["inputs"]["cases"] == 1 and config["tta_axes"] == []  # one validation case shows no gain
+    # one validation case cannot show a loss: mirroring, the default, on every axis of the volume
+    assert rules["tta"]["inputs"]["cases"] == 1 and config["tta_axes"] == [0, 1, 2]
 
 
 def test_regions_trained_as_slices_keep_the_unet(tumour, tmp_path, one_thread):

@@ -43,3 +43,7 @@ def test_vnet_on_labels_trains_with_its_paper_dice_by_the_loss_rule(tmp_path, on
     one_piece = next(r for r in json.loads((model / "rules.json").read_text(encoding="utf-8"))
                      if r["name"] == "one_piece")["value"]
     assert one_piece and config["postprocessing"] == [{"step": "largest", "label": v} for v in one_piece]
+    # ... and mirroring, the default, timed on a training case
+    tta = next(r for r in json.loads((model / "rules.json").read_text(encoding="utf-8")) if r["name"] == "tta")
+    assert config["tta_axes"] == tta["value"] == [0, 1, 2] and tta["inputs"]["plain_seconds_per_case"] > 0
+    assert "a training case timed it" in tta["reason"]

@@ -174,20 +174,26 @@ def test_structure_rules_on_real_labels(shared_data, tmp_path):
     assert one_piece["drive"] == [] and one_piece["la"] == [1] and 3 in one_piece["acdc"]
 
 
-def test_test_time_mirroring_is_kept_only_for_a_gain_beyond_noise_at_a_usable_cost():
+def test_test_time_mirroring_is_the_default_unless_it_loses_beyond_noise_or_is_too_slow():
     plain = [0.80, 0.82, 0.85, 0.78, 0.90]
     better = [d + g for d, g in zip(plain, [0.006, 0.004, 0.005, 0.007, 0.003])]
     kept = rules.rule_test_time_mirroring([1, 2], plain, 1.3, better, 5.0)
     assert kept.value == [1, 2] and "gain +0.0050" in kept.reason and kept.inputs["cases"] == 5
-    noisy = [d + g for d, g in zip(plain, [0.02, -0.03, 0.01, -0.01, 0.012])]
-    assert rules.rule_test_time_mirroring([1, 2], plain, 1.3, noisy, 5.0).value == []
-    small = [d + 0.001 for d in plain]  # consistent but below the spread of two training runs
-    assert rules.rule_test_time_mirroring([1, 2], plain, 1.3, small, 5.0).value == []
+    noisy = [d + g for d, g in zip(plain, [0.02, -0.03, 0.01, -0.01, -0.012])]  # a loss within noise
+    assert rules.rule_test_time_mirroring([1, 2], plain, 1.3, noisy, 5.0).value == [1, 2]
+    worse = [d - g for d, g in zip(plain, [0.006, 0.004, 0.005, 0.007, 0.003])]
+    lost = rules.rule_test_time_mirroring([1, 2], plain, 1.3, worse, 5.0)
+    assert lost.value == [] and "loss beyond noise" in lost.reason
     slow = rules.rule_test_time_mirroring([0, 1, 2], plain, 9.0, better, 72.0)
     assert slow.value == [] and "slower than" in slow.reason
     unmeasured = rules.rule_test_time_mirroring([0, 1, 2], plain, 9.0)  # 8 passes would pass the limit
     assert unmeasured.value == [] and "~72 s per case" in unmeasured.reason
-    assert rules.rule_test_time_mirroring([1], plain[:2], 1.0, better[:2], 2.0).value == []  # too few cases
+    few = rules.rule_test_time_mirroring([1], plain[:2], 1.0)  # too few cases to show a loss: the default
+    assert few.value == [1] and "cannot show a loss" in few.reason and "~2 s per case" in few.reason
+    assert rules.rule_test_time_mirroring([1], plain[:2], 40.0).value == []  # ... unless too slow
+    assert rules.rule_test_time_mirroring([1, 2], [], 0.0).value == []  # nothing timed it
+    untested = rules.rule_test_time_mirroring([1, 2], [], 2.0)  # no validation case; a training case timed it
+    assert untested.value == [1, 2] and "no validation cases" in untested.reason
     assert rules.rule_test_time_mirroring([], plain, 1.0).value == []
 
 

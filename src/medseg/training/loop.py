@@ -448,7 +448,7 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
         f"{torch.get_num_threads()} thread(s)" + (f"; resuming at iteration {start_iteration}" if resume else ""),
         highlight=False)
     iteration, elapsed, _ = _loop(session, make, start_iteration, elapsed_before, progress, on_iteration)
-    return _finish(session, spec, iteration, elapsed, start_iteration, resume)
+    return _finish(session, spec, iteration, elapsed, start_iteration, resume, train_cases[:1])
 
 
 def _prepare_cases(dataset: Any, names: Sequence[str], layout: Any, mapping: LabelMapping, options: TrainingConfig,
@@ -703,8 +703,9 @@ def _loop(session: Session, make: Callable[[int], Any], start_iteration: int, el
 
 
 def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, start_iteration: int,
-            resume: bool) -> TrainingResult:
-    """Last validation, weights, pruning level, the after-training rules, logs (rank 0's work)."""
+            resume: bool, timing_cases: Sequence[PreparedCase] = ()) -> TrainingResult:
+    """Last validation, weights, pruning level, the after-training rules (``timing_cases``: training cases that
+    time a prediction for them when there are no validation cases), logs (rank 0's work)."""
     config, out, log, console = session.config, session.out, session.log, session.console
     if not session.run.is_main:
         return TrainingResult(out, iteration, elapsed, None, rank=session.run.rank)
@@ -736,7 +737,8 @@ def _finish(session: Session, spec: RunSpec, iteration: int, elapsed: float, sta
             model_config, chosen = inherited_choices(config, model_config)
         else:
             model_config, chosen = choose_after_training(predicting, val_cases, model_config, config,
-                                                         spec.structure, config.val_overlap, spec.one_piece)
+                                                         spec.structure, config.val_overlap, spec.one_piece,
+                                                         timing_cases)
         chosen = ([outcome] if outcome is not None else []) + chosen
         save_config(out, model_config)
         recorded_rules = [r for r in load_rules(out) if r["name"] not in {c.name for c in chosen}]

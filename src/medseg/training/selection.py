@@ -96,10 +96,12 @@ def _structures(config: ModelConfig) -> list[list[int]]:
 
 def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
                           options: TrainingConfig, structure: str, overlap: float = 0.5,
-                          one_piece: Sequence[int | str] = ()) -> tuple[ModelConfig, list[Rule]]:
+                          one_piece: Sequence[int | str] = (),
+                          timing_cases: Sequence[PreparedCase] = ()) -> tuple[ModelConfig, list[Rule]]:
     """The test-time mirroring, decision threshold (binary models) and postprocessing rules on ``cases`` (the
     latter two on the predictions the first chose); returns the updated configuration and the rules that
-    fired. Region models are scored by region (sigmoid heads: no threshold to choose) and choose
+    fired. ``timing_cases``: training cases that time a prediction when there are no validation cases. Region
+    models are scored by region (sigmoid heads: no threshold to choose) and choose
     postprocessing per region (``one_piece``: the labels / regions whose largest component is kept on a tie).
     A fine-tuned model (``options.init_from``) with fewer validation cases than the
     mirroring and threshold rules need keeps its source's two choices."""
@@ -123,7 +125,7 @@ def choose_after_training(model: torch.nn.Module, cases: Sequence[PreparedCase],
         with torch.inference_mode():
             if source is None:
                 predicted, tta = _test_time_mirroring(model, cases, model_config, overlap, mapping, references,
-                                                      valid_masks)
+                                                      valid_masks, timing_cases)
             else:
                 tta = device_rules.rule_inherited_mirroring(source.tta_axes, str(options.init_from), len(cases))
                 predicted = _predict_all(model, cases, model_config, overlap, mapping, tta.value)
@@ -175,14 +177,19 @@ def _on_input_grid(cases: Sequence[PreparedCase], foreground: Sequence[np.ndarra
 
 def _test_time_mirroring(model: torch.nn.Module, cases: Sequence[PreparedCase], model_config: ModelConfig,
                          overlap: float, mapping: LabelMapping, references: Sequence[np.ndarray],
-                         valid_masks: Sequence[np.ndarray]) -> tuple[_Predicted, Rule]:
+                         valid_masks: Sequence[np.ndarray], timing_cases: Sequence[PreparedCase] = (),
+                         ) -> tuple[_Predicted, Rule]:
     """The validation cases predicted plainly and, where the rule may keep it, mirrored; the predictions the
-    rule chose and the rule."""
+    rule chose and the rule. Without validation cases the first of ``timing_cases`` (a training case) times a
+    plain prediction, so that the rule can tell whether mirroring stays within its time per case."""
     axes = list(model_config.mirror_axes)
     structures = _structures(model_config)
     plain = _predict_all(model, cases, model_config, overlap, mapping)
     plain_dice = plain.dice(references, valid_masks, structures)
-    seconds = float(np.mean(plain.seconds)) if plain.seconds else 0.0
+    if plain.seconds:
+        seconds = float(np.mean(plain.seconds))
+    else:
+        seconds = _probabilities(model, timing_cases[0], model_config, overlap)[1] if timing_cases and axes else 0.0
     if not rules.mirroring_measurable(axes, len(cases), seconds):
         return plain, rules.rule_test_time_mirroring(axes, plain_dice, seconds)
     mirrored = _predict_all(model, cases, model_config, overlap, mapping, axes)
