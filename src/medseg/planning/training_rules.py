@@ -47,7 +47,8 @@ TTA_MIN_CASES = 3                     # fewer validation cases cannot show a los
 # cases had declined it, predicted both ways
 MIRRORING_EVIDENCE = ("held-out cases of cross-validation models gained from it: PROMISE12 mean Dice +0.017 "
                       "(14 of 16 prostates higher, also in the fold whose 3 validation cases had lost 0.086), LA "
-                      "+0.011 (6 of 8 atria higher); DukeDME fluid -0.005 (HD95 lower in all 3 folds)")
+                      "+0.011 (6 of 8 atria higher); it was a wash elsewhere: DukeDME fluid -0.005 (HD95 lower in "
+                      "all 3 folds), BraTS whole tumour / core / enhancing -0.005 / -0.014 / +0.008 (4 cases)")
 MIN_IMPROVEMENT = 1e-4                # a postprocessing step / threshold must gain at least this much
 # a structure is one piece in a label when its largest component holds this share of its voxels (an annotation
 # speck does not make two pieces): PROMISE12 prostates, LA atria and ACDC left ventricles 1.000 in every case;
