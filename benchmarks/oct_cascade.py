@@ -48,11 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from _fewlabels import link_cases
+from _fewlabels import MEDSEG, link_cases
 from _timing import run  # benchmarks/ is on sys.path when a script runs
 
 FOLDS = 3
-MEDSEG = [sys.executable, "-m", "medseg"]
 
 
 def fold_patients(k: int) -> tuple[str, str]:
@@ -147,12 +146,13 @@ def compare_tissue_maps(out_of_fold: Path, in_sample: Path) -> None:
     in-sample tissue maps, scored on the sixth patient's out-of-fold maps (what a new scan's map is like)."""
     import csv
 
+    from medseg.cascade.model import FEATURES_NAME, read_cascade
     from medseg.metrics.classification import binary_metrics
 
     def table(folder: Path) -> tuple[dict, dict]:
-        with open(folder / "features.csv", newline="") as fh:
+        with open(folder / FEATURES_NAME, newline="") as fh:
             rows = list(csv.DictReader(fh))
-        names = [k for k in rows[0] if k not in ("case", "group", "class")]
+        names = read_cascade(folder)["features"]  # the table also holds the cascade's own probabilities
         return ({r["case"]: {n: float(r[n]) for n in names} for r in rows},
                 {r["case"]: int(r["class"] == "fluid") for r in rows})
 
