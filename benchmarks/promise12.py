@@ -7,8 +7,8 @@ One command (from the repository root, on a quiet 2-core machine; about 4 h 15 m
 4-fold cross-validation (4 held-out cases per fold) of V-Net and of the planned U-Net, 30 minutes of training
 per model and fold, through `medseg train` with no option (planned automatically from the fold's training cases). V-Net's registry entry
 declares its paper's recipe, which the rules apply (each recorded in the model's rules.json): the plan's 3D
-configuration (the paper's volumetric network; the plan's default for these thin stacks is 2D, which the
-planned U-Net uses), its Dice loss, instance norm (the paper's unnormalised V-Net diverges at medseg's
+configuration (the paper's volumetric network; the planned U-Net gets 3D too where the CPU computes bfloat16 in
+hardware, else 2D slices: the configuration rule), its Dice loss, instance norm (the paper's unnormalised V-Net diverges at medseg's
 learning rate, NOTES.md) and the paper's augmentation (histogram matching between training
 cases, random B-spline deformation) ahead of medseg's defaults. Reported: pooled Dice and HD95 over the 16
 held-out predictions (the release kept no spacing and stores 1 mm, so HD95 and volumes are in voxels;

@@ -59,6 +59,8 @@ def test_fingerprint_of_synthetic_dataset(tmp_path, rng):
     assert s["labels"]["1"]["cases_present"] == 3
     # how thin the structures are, pooled over cases by foreground voxels (each case has the same labels)
     assert s["boundary_share"] == pytest.approx(case["boundary_share"]) and 0 < s["boundary_share"] <= 1
+    # both labels are prisms two slices deep across the thick axis: they continue unchanged to the next slice
+    assert case["slice_continuity"] == s["slice_continuity"] == 1.0
     import json
 
     json.dumps(fp)  # JSON-serialisable

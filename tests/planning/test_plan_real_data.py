@@ -21,6 +21,16 @@ def test_plan_acdc(shared_data, tmp_path):
     assert plan.labels == {"background": 0, "RV": 1, "MYO": 2, "LV": 3} and plan.num_classes == 4
     assert plan.batch_size >= 2 and plan.training["estimated_step_seconds"] <= 1.5
     plan.save(tmp_path / "plan.json")
+    # slices 5–10 mm apart: the heart changes from slice to slice, so 2D even where 3D steps are cheap
+    assert 0.7 < fp["summary"]["slice_continuity"] < 0.82
+    assert make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=True)).configuration == "2d"
+
+
+def test_plan_promise12_goes_3d_where_bfloat16_makes_3d_steps_cheap(shared_data):
+    fp = compute_fingerprint(load_dataset(shared_data / "PROMISE12"), workers=2)
+    assert fp["summary"]["slice_continuity"] >= 0.82  # the gland continues across its 15–47 slices
+    assert make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=True)).configuration == "3d"
+    assert make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9)).configuration == "2d"
 
 
 def _rule_decision(plan, name):

@@ -121,6 +121,21 @@ def test_forced_configuration_is_recorded(cpu, thick_fp):
     assert "forced" in _rule(plan, "configuration")["reason"]
 
 
+@pytest.mark.parametrize("continuity, bfloat16, expected", [(0.9, True, "3d"), (0.9, False, "2d"), (0.7, True, "2d"),
+                                                         (None, True, "2d")])
+def test_a_short_stack_stays_3d_only_where_its_structures_continue_and_3d_steps_are_cheap(thick_fp, continuity,
+                                                                                           bfloat16, expected):
+    thick_fp["summary"]["slice_continuity"] = continuity
+    plan = make_plan(thick_fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=bfloat16))
+    assert plan.configuration == expected and plan.slice_axis == (0 if expected == "2d" else None)
+    assert expected == "2d" and "3d" in plan.alternatives or expected == "3d" and "2d" in plan.alternatives
+    reason = _rule(plan, "configuration")["reason"]
+    if continuity is not None:
+        assert f"overlap {continuity:.2f}" in reason
+        assert ("continue across" in reason) == (continuity >= 0.82)
+    assert ("bfloat16" in reason) == (continuity is not None and continuity >= 0.82)
+
+
 def test_2d_data_is_2d(cpu, synthetic_fingerprint):
     fp = synthetic_fingerprint([(584, 565)] * 5, [(1.0, 1.0)] * 5, channel_names=("R", "G", "B"))
     plan = make_plan(fp, cpu)

@@ -63,7 +63,8 @@ def print_plan(plan) -> None:
     out.print(f"{len(plan.channel_names)} channel(s) ({', '.join(plan.channel_names)}) · {plan.num_classes} network "
               f"outputs · planned for this machine: {m.get('cpu_cores')} {m.get('device', '').upper()} cores, "
               f"{m.get('ram_gib')} GiB RAM, {m.get('flops', 0) / 1e9:.0f} billion operations per second "
-              f"({'measured' if m.get('flops_measured') else 'assumed; --measure times it'})", highlight=False)
+              f"({'measured' if m.get('flops_measured') else 'assumed; --measure times it'})"
+              f"{', bfloat16 in hardware' if m.get('bfloat16') else ''}", highlight=False)
 
 
 @app.command(no_args_is_help=True)

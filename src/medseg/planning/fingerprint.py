@@ -3,11 +3,12 @@
 Per case: shape, spacing, direction and orientation code, the intensity statistics of each channel
 inside the foreground (label > 0, the ignore label excluded), label volumes (voxels and mm³) and
 connected-component counts, how thin the labelled structures are (the share of foreground voxels on their
-boundary, :func:`medseg.planning.structure.boundary_share`) and how much of the image a crop to its
+boundary, :func:`medseg.planning.structure.boundary_share`), how much they continue from one slice of a
+stack to the next (:func:`medseg.planning.structure.slice_continuity`) and how much of the image a crop to its
 non-zero region keeps. Then a summary over cases: median shape and spacing, spacing percentiles,
-anisotropy, the pooled boundary share, and intensity statistics of each channel pooled over a fixed-size
-sample of foreground voxels per case (nnU-Net's scheme: the pooled sample weights every case equally and
-keeps the fingerprint fast and memory-bounded).
+anisotropy, the pooled boundary share, the median slice continuity, and intensity statistics of each channel
+pooled over a fixed-size sample of foreground voxels per case (nnU-Net's scheme: the pooled sample weights every
+case equally and keeps the fingerprint fast and memory-bounded).
 
 Every case is read exactly once; ``workers > 1`` reads cases in threads (decompression and NumPy
 release the GIL).
@@ -24,7 +25,7 @@ import numpy as np
 from medseg.errors import DatasetError, GeometryError
 from medseg.image import Image
 from medseg.io.labels import label_histogram
-from medseg.planning.structure import boundary_share
+from medseg.planning.structure import boundary_share, slice_continuity
 
 #: Foreground voxels sampled per case and channel for the pooled intensity statistics.
 DEFAULT_SAMPLES_PER_CASE = 10_000
@@ -116,12 +117,13 @@ def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int |
         if ignore_label is not None:
             foreground &= lab != ignore_label
         share = boundary_share([foreground], [image.spacing]) if foreground.any() else None
+        continuity = slice_continuity(lab, image.spacing, ignore_label)
         if not foreground.any():
             warnings.append(f"case '{case.name}': the label map is empty (no foreground); "
                             "intensity statistics use the whole image")
             foreground = np.ones(image.spatial_shape, bool)
     else:
-        lab, share = None, None
+        lab, share, continuity = None, None, None
         foreground = np.ones(image.spatial_shape, bool)
 
     rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
@@ -167,6 +169,7 @@ def case_fingerprint(case: Any, label_values: Sequence[int], ignore_label: int |
         "nonzero_crop_fraction": _nonzero_bbox_fraction(image.array),
         "foreground_voxels": int(foreground.sum()) if lab is not None else 0,
         "boundary_share": share,
+        "slice_continuity": continuity,
         "warnings": warnings,
     }
     return info, samples
@@ -311,6 +314,7 @@ def summarise(infos: Sequence[dict], pooled: Sequence[np.ndarray], label_values:
     measured = [i for i in infos if i.get("boundary_share") is not None]
     boundary = (sum(i["boundary_share"] * i["foreground_voxels"] for i in measured)
                 / max(1, sum(i["foreground_voxels"] for i in measured))) if measured else None
+    continuity = [i["slice_continuity"] for i in infos if i.get("slice_continuity") is not None]
     orientations = sorted({str(i["orientation"]) for i in infos if i["orientation"]})
     return {
         "spatial_dims": int(shapes.shape[1]),
@@ -327,5 +331,6 @@ def summarise(infos: Sequence[dict], pooled: Sequence[np.ndarray], label_values:
         "intensity": [_stats(p) for p in pooled],
         "labels": labels,
         "boundary_share": boundary,
+        "slice_continuity": float(np.median(continuity)) if continuity else None,
         "empty_label_cases": [i["name"] for i in infos if any("empty" in w for w in i["warnings"])],
     }

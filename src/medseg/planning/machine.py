@@ -42,6 +42,9 @@ class Machine:
         Effective training throughput (FLOP/s) of the device, measured or assumed.
     flops_measured : bool
         True when ``flops`` comes from :func:`measure_throughput`.
+    bfloat16 : bool
+        The device computes bfloat16 in hardware (a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX
+        units): training in bfloat16 then takes about half the time of float32 in 3D (``medseg.training.precision``).
     """
 
     device: str
@@ -51,6 +54,7 @@ class Machine:
     gpu_memory_bytes: int | None = None
     flops: float = ASSUMED_CPU_FLOPS_PER_CORE
     flops_measured: bool = False
+    bfloat16: bool = False
 
     @property
     def memory_bytes(self) -> int:
@@ -105,10 +109,21 @@ def detect_machine(use_gpu: bool = True) -> Machine:
 
             if torch.cuda.is_available():
                 props = torch.cuda.get_device_properties(0)
-                return Machine("cuda", cores, ram, props.name, int(props.total_memory), ASSUMED_GPU_FLOPS)
+                return Machine("cuda", cores, ram, props.name, int(props.total_memory), ASSUMED_GPU_FLOPS,
+                               bfloat16=bool(torch.cuda.is_bf16_supported()))
         except Exception:  # torch missing or a broken driver: plan for the CPU
             pass
-    return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores)
+    return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores, bfloat16=cpu_computes_bfloat16())
+
+
+def cpu_computes_bfloat16() -> bool:
+    """The CPU has bfloat16 units (AVX512-BF16 or AMX): without them PyTorch emulates bfloat16, slower than float32."""
+    try:
+        import torch
+
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except Exception:  # an older torch without the queries (private API): assume not
+        return False
 
 
 def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 1, features: int = 16,

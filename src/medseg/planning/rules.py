@@ -22,7 +22,7 @@ from medseg.io.formats import RASTER_EXTENSIONS
 from medseg.planning.cost import unet_step_cost
 from medseg.planning.machine import Machine, detect_machine
 from medseg.planning.plan import Plan
-from medseg.planning.structure import is_thin
+from medseg.planning.structure import CONTINUOUS_SLICES, is_thin
 from medseg.planning.topology import divisibility, network_topology
 
 #: Rule constants, named so that the rules read like their documentation.
@@ -165,13 +165,24 @@ def resampled_median_shape(fingerprint: dict, target_spacing: Sequence[float]) -
 
 
 def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[int], thick_axis: int | None,
-                       log: RuleLog, forced: str | None = None) -> tuple[str, int | None]:
+                       log: RuleLog, forced: str | None = None, continuity: float | None = None,
+                       machine: Machine | None = None) -> tuple[str, int | None]:
     """2D data → 2D. 3D data → 3D, unless the volume is a stack of few, thick slices: anisotropic
     (target spacing ratio > 3, or in-plane size > 4× the slice count) *and* fewer than 48 slices after
-    resampling. Then a 3D patch spans the whole stack anyway, pooling across slices is impossible or
-    meaningless, and a 2D network sees far more in-plane context per second of CPU. The slice axis is
+    resampling, and its structures change from slice to slice. Then a 3D patch spans the whole stack anyway,
+    pooling across slices is impossible or meaningless, and a 2D network sees far more in-plane context per
+    second of CPU. A stack whose labelled structures continue across its slices (``continuity``, the labels'
+    overlap on neighbouring slices, at least :data:`~medseg.planning.structure.CONTINUOUS_SLICES`) stays 3D
+    on a ``machine`` that computes bfloat16 in hardware, where a 3D step costs about half as much: there the
+    3D network sees where the structure ends, which a 2D network guesses slice by slice. The slice axis is
     the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned
-    too (``plan.alternatives``). Measured and not adopted: the 2D network at the data's grid where this machine
+    too (``plan.alternatives``).
+
+    Measured: PROMISE12 (continuity 0.88), 30 minutes on one thread, 16 held-out prostates: 3D in bfloat16
+    0.775 against 2D 0.734, HD95 7.5 against 9.7 voxels, every fold higher (BENCHMARKS.md "Session 35"); on a
+    CPU without bfloat16 units 3D made 40 % of 2D's steps and lost (0.503 against 0.619, 8 cases, session 20).
+    ACDC (0.76: slices 5–10 mm apart) stays 2D.
+    Measured and not adopted: the 2D network at the data's grid where this machine
     affords 3D only a much coarser one (BraTS: 1 mm slices against 2.65 mm volumes) — better on the validation
     cases, worse on the held-out ones (BENCHMARKS.md "Session 24")."""
     if data_dims == 2:
@@ -183,16 +194,32 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     shape_ratio = min(in_plane) / shape[slice_axis]
     anisotropic = spacing_ratio > ANISOTROPY_RATIO or shape_ratio > SLICE_SHAPE_RATIO
     few = shape[slice_axis] < FEW_SLICES
-    choice = "2d" if anisotropic and few else "3d"
+    continuous = continuity is not None and continuity >= CONTINUOUS_SLICES
+    bfloat16 = bool(machine is not None and machine.bfloat16)
+    stack = anisotropic and few
+    choice = "3d" if not stack or (continuous and bfloat16) else "2d"
     facts = (f"a typical volume has {shape[slice_axis]} slices ({'fewer' if few else 'not fewer'} than {FEW_SLICES}); "
              f"slices are {spacing_ratio:.1f}× as thick as the in-plane voxel size and the image is "
              f"{shape_ratio:.1f}× wider than the stack is deep ({'' if anisotropic else 'not '}anisotropic)")
+    if continuity is not None and stack:
+        facts += (f"; the labels on neighbouring slices overlap {continuity:.2f} "
+                  f"({'≥' if continuous else '<'} {CONTINUOUS_SLICES}: the structures "
+                  f"{'continue across the slices' if continuous else 'change from slice to slice'})")
     if forced:
         log.fire("configuration", forced, f"forced by the user (the rule would choose {choice}; {facts})")
         return forced, slice_axis
-    why = ("a short stack of slices: a 3D network could hardly look across them, while a 2D network sees more of "
-           "each slice per second of computing" if choice == "2d"
-           else "volumes with enough slices for a 3D network to use the context across them")
+    if not stack:
+        why = "volumes with enough slices for a 3D network to use the context across them"
+    elif choice == "3d":
+        why = ("a short stack whose structures continue across its slices, on a machine that computes bfloat16 in "
+               "hardware: a 3D network sees where they end, which a 2D one guesses slice by slice (PROMISE12, 16 "
+               "held-out cases: 3D 0.775 against 2D 0.734 Dice; BENCHMARKS.md session 35)")
+    else:
+        why = ("a short stack of slices: a 3D network could hardly look across them, while a 2D network sees more of "
+               "each slice per second of computing")
+        if continuous:
+            why += (" (the structures continue across the slices, but without bfloat16 hardware a 3D step costs "
+                    "twice as much: PROMISE12 in 3D made 40% of the 2D steps and lost)")
     log.fire("configuration", choice, f"{why} — {facts}")
     return choice, slice_axis
 
@@ -438,7 +465,8 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     crop = rule_crop(summary, log)
     steps = rule_normalisation(fingerprint, log)
     shape = resampled_median_shape(fingerprint, target)
-    choice, slice_axis = rule_configuration(data_dims, target, shape, thick_axis, log, configuration)
+    choice, slice_axis = rule_configuration(data_dims, target, shape, thick_axis, log, configuration,
+                                            summary.get("slice_continuity"), machine)
 
     # the configuration of the images' own dimensionality, on the low-resolution rule's grid
     name = f"{data_dims}d"

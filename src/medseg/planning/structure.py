@@ -1,8 +1,10 @@
-"""How thin the labelled structures are: the share of foreground voxels on their own boundary.
+"""The shape of the labelled structures, measured on the training labels.
 
-Two stages decide by it — the planner (a coarser grid would erase a structure a few voxels wide) and the
-run's training rules (foreground share, augmentation, threshold metric for vessels vs organs) — so the
-measurement and its threshold live here, once.
+How thin they are (the share of foreground voxels on their own boundary): two stages decide by it — the
+planner (a coarser grid would erase a structure a few voxels wide) and the run's training rules (foreground
+share, augmentation, threshold metric for vessels vs organs). How much they continue from one slice of a stack
+to the next: the planner's configuration rule (2D slices or a 3D network). Each measurement and its threshold
+live here, once.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from medseg.constants import ANISOTROPY_RATIO, SLICE_SHAPE_RATIO
 
 THIN_BOUNDARY_SHARE = 0.5             # foreground share within 2 voxels of its boundary above which it is thin
 BOUNDARY_DEPTH = 2                    # measured: DRIVE vessels 0.76, ACDC heart 0.12, LA atrium 0.22
+#: Overlap of the labels on neighbouring slices (:func:`slice_continuity`) from which structures continue across
+#: a stack's slices: PROMISE12's prostate 0.88 (slices 2.2–4 mm apart), ACDC's heart 0.76 (5–10 mm), halfway.
+CONTINUOUS_SLICES = 0.82
 
 
 def _slice_axis(shape: Sequence[int], spacing: Sequence[float] | None, slice_axis: int | None) -> int | None:
@@ -68,6 +73,43 @@ def boundary_share(labels: Sequence[np.ndarray], spacings: Sequence[Sequence[flo
         total += int(fg.sum())
         edge += int((fg & ~inner).sum())
     return edge / total if total else 0.0
+
+
+def slice_continuity(label: np.ndarray, spacing: Sequence[float] | None = None,
+                     ignore_label: int | None = None) -> float | None:
+    """How much each labelled structure continues from one slice of a stack to the next.
+
+    The Dice coefficient between a label's masks on neighbouring slices (over the pairs of slices that both
+    hold it), its median over the pairs, the mean over the labels. None when the volume is not a stack of
+    slices (:func:`_slice_axis`) or no label spans two slices. Near 1 where slices lie close together for the
+    structure's size (PROMISE12's prostate: 0.88 median over cases), lower where the next slice shows another
+    part of it (ACDC's heart, slices 5–10 mm apart: 0.76).
+
+    Examples
+    --------
+    >>> cone = np.zeros((6, 40, 40), int)
+    >>> for z in range(6): cone[z, 20 - 3 * z:20 + 3 * z + 1, 20 - 3 * z:20 + 3 * z + 1] = 1
+    >>> round(slice_continuity(cone), 2), slice_continuity(cone[:, :, :10]) is None
+    (0.64, True)
+    """
+    label = np.asarray(label)
+    if label.ndim != 3:
+        return None
+    axis = _slice_axis(label.shape, spacing, None)
+    if axis is None:
+        return None
+    stack = np.moveaxis(label, axis, 0)
+    per_label = []
+    for value in np.unique(stack):
+        if value == 0 or value == ignore_label:
+            continue
+        areas = (stack == value).reshape(len(stack), -1)
+        size = areas.sum(axis=1)
+        both = (size[:-1] > 0) & (size[1:] > 0)
+        if both.any():
+            common = (areas[:-1] & areas[1:]).sum(axis=1)
+            per_label.append(float(np.median(2 * common[both] / (size[:-1] + size[1:])[both])))
+    return float(np.mean(per_label)) if per_label else None
 
 
 def is_thin(share: float) -> bool:
