@@ -166,15 +166,16 @@ def resampled_median_shape(fingerprint: dict, target_spacing: Sequence[float]) -
 
 def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[int], thick_axis: int | None,
                        log: RuleLog, forced: str | None = None, continuity: float | None = None,
-                       machine: Machine | None = None) -> tuple[str, int | None]:
+                       bfloat16: bool = False) -> tuple[str, int | None]:
     """2D data → 2D. 3D data → 3D, unless the volume is a stack of few, thick slices: anisotropic
     (target spacing ratio > 3, or in-plane size > 4× the slice count) *and* fewer than 48 slices after
     resampling, and its structures change from slice to slice. Then a 3D patch spans the whole stack anyway,
     pooling across slices is impossible or meaningless, and a 2D network sees far more in-plane context per
     second of CPU. A stack whose labelled structures continue across its slices (``continuity``, the labels'
     overlap on neighbouring slices, at least :data:`~medseg.planning.structure.CONTINUOUS_SLICES`) stays 3D
-    on a ``machine`` that computes bfloat16 in hardware, where a 3D step costs about half as much: there the
-    3D network sees where the structure ends, which a 2D network guesses slice by slice. The slice axis is
+    on a machine that computes ``bfloat16`` in hardware (:attr:`Machine.bfloat16`), where a 3D step costs about
+    half as much: there the 3D network sees where the structure ends, which a 2D network guesses slice by slice.
+    The slice axis is
     the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned
     too (``plan.alternatives``).
 
@@ -195,7 +196,6 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     anisotropic = spacing_ratio > ANISOTROPY_RATIO or shape_ratio > SLICE_SHAPE_RATIO
     few = shape[slice_axis] < FEW_SLICES
     continuous = continuity is not None and continuity >= CONTINUOUS_SLICES
-    bfloat16 = bool(machine is not None and machine.bfloat16)
     stack = anisotropic and few
     choice = "3d" if not stack or (continuous and bfloat16) else "2d"
     facts = (f"a typical volume has {shape[slice_axis]} slices ({'fewer' if few else 'not fewer'} than {FEW_SLICES}); "
@@ -466,7 +466,7 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     steps = rule_normalisation(fingerprint, log)
     shape = resampled_median_shape(fingerprint, target)
     choice, slice_axis = rule_configuration(data_dims, target, shape, thick_axis, log, configuration,
-                                            summary.get("slice_continuity"), machine)
+                                            summary.get("slice_continuity"), machine.bfloat16)
 
     # the configuration of the images' own dimensionality, on the low-resolution rule's grid
     name = f"{data_dims}d"
