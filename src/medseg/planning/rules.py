@@ -29,6 +29,8 @@ from medseg.planning.topology import divisibility, network_topology
 THICK_AXIS_PERCENTILE = "10"      # out-of-plane target spacing percentile for thick-slice data
 FEW_SLICES = 48                   # fewer slices than this (after resampling): a 3D patch spans the stack
 NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-score inside the non-zero mask
+# at the machine's float32 rate even where training runs in bfloat16: planned at the bfloat16 rate (1.9×), the
+# PROMISE12 3D patch doubled, the steps in 30 minutes halved, and held-out Dice fell (BENCHMARKS.md session 36)
 DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
