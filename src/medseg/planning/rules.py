@@ -30,7 +30,8 @@ THICK_AXIS_PERCENTILE = "10"      # out-of-plane target spacing percentile for t
 FEW_SLICES = 48                   # fewer slices than this (after resampling): a 3D patch spans the stack
 NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-score inside the non-zero mask
 # at the machine's float32 rate even where training runs in bfloat16: planned at the bfloat16 rate (1.9×), the
-# PROMISE12 3D patch doubled, the steps in 30 minutes halved, and held-out Dice fell (BENCHMARKS.md session 36)
+# PROMISE12 3D patch doubled, the steps in 30 minutes halved, and held-out Dice fell; at 2 s it scored the same
+# (BENCHMARKS.md session 36)
 DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
@@ -177,9 +178,8 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     overlap on neighbouring slices, at least :data:`~medseg.planning.structure.CONTINUOUS_SLICES`) stays 3D
     on a machine that computes ``bfloat16`` in hardware (:attr:`Machine.bfloat16`), where a 3D step costs about
     half as much: there the 3D network sees where the structure ends, which a 2D network guesses slice by slice.
-    The slice axis is
-    the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned
-    too (``plan.alternatives``).
+    The slice axis is the thick-slice axis, else the axis with the fewest voxels. The other configuration is
+    planned too (``plan.alternatives``).
 
     Measured: PROMISE12 (continuity 0.88), 30 minutes on one thread, 16 held-out prostates: 3D in bfloat16
     0.775 against 2D 0.734, HD95 7.5 against 9.7 voxels, every fold higher (BENCHMARKS.md "Session 35"); on a
