@@ -1,6 +1,6 @@
 import os
 
-from medseg.planning.machine import (Machine, available_ram, cpu_cores, cpu_computes_bfloat16, detect_machine,
+from medseg.planning.machine import (Machine, available_ram, computes_bfloat16, cpu_cores, detect_machine,
                                      measure_throughput)
 
 
@@ -13,7 +13,7 @@ def test_detects_this_machine():
     assert m.flops > 0 and not m.flops_measured
     assert m.memory_bytes == m.ram_bytes
     assert cpu_cores() == m.cpu_cores
-    assert m.bfloat16 == cpu_computes_bfloat16() and isinstance(m.bfloat16, bool)  # recorded in every plan
+    assert m.bfloat16 == computes_bfloat16("cpu") and isinstance(m.bfloat16, bool)  # recorded in every plan
 
 
 def test_gpu_memory_is_the_budget_on_gpu():

@@ -87,6 +87,24 @@ def test_bfloat16_training_is_recorded_and_tracks_float32(tmp_path):
     assert losses["bfloat16"][0] != losses["float32"][0]
 
 
+def test_auto_keeps_float32_untimed_on_a_device_without_bfloat16_units(tmp_path, monkeypatch):
+    from medseg.training import loop
+
+    data = tmp_path / "data"
+    make_vessels2d(data, cases=3, size=48, seed=0)
+    probed = []
+    monkeypatch.setattr(loop, "choose_precision", lambda *args, **kwargs: probed.append(1) or (
+        "bfloat16", {"float32": 1.0, "bfloat16": 0.5}))
+    for hardware, expected in ((False, "float32"), (True, "bfloat16")):
+        monkeypatch.setattr(loop, "computes_bfloat16", lambda device: hardware)
+        out = tmp_path / expected
+        config = TrainingConfig(iterations=2, patch_size=(32, 32), batch_size=2,
+                                network_options={"features": 4, "depth": 2})
+        train(data, out, config, val_cases=["case_002"], progress=False)
+        assert json.loads((out / "config.json").read_text(encoding="utf-8"))["training"]["precision"] == expected
+    assert len(probed) == 1  # timed only where the device has the units
+
+
 def test_unknown_precision_is_rejected():
     with pytest.raises(MedsegError, match="precision"):
         TrainingConfig(iterations=1, precision="float16")

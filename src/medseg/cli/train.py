@@ -185,8 +185,9 @@ def train(
     cache: str = typer.Option("memory", "--cache", help="memory (RAM) or mmap (memory-mapped .npy in MODEL/cache)."),
     memory_format: str = typer.Option("auto", "--memory-format", help="auto (time both on the first batch, keep "
                                       "the faster), contiguous or channels_last."),
-    precision: str = typer.Option("auto", "--precision", help="Precision of the training passes: auto (time both "
-                                  "on the first batch, keep bfloat16 when clearly faster), float32 or bfloat16 (autocast)."),
+    precision: str = typer.Option("auto", "--precision", help="Precision of the training passes: auto (float32 "
+                                  "without bfloat16 hardware, else time both on the first batch and keep bfloat16 when "
+                                  "clearly faster), float32 or bfloat16 (autocast)."),
     weight_average: float = typer.Option(None, "--weight-average", help="Decay of an exponential moving average "
                                          "of the weights, e.g. 0.999 (~1,000 steps); the average is validated, saved "
                                          "and predicted with."),

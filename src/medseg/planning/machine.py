@@ -110,19 +110,26 @@ def detect_machine(use_gpu: bool = True) -> Machine:
             if torch.cuda.is_available():
                 props = torch.cuda.get_device_properties(0)
                 return Machine("cuda", cores, ram, props.name, int(props.total_memory), ASSUMED_GPU_FLOPS,
-                               bfloat16=bool(torch.cuda.is_bf16_supported()))
+                               bfloat16=computes_bfloat16("cuda"))
         except Exception:  # torch missing or a broken driver: plan for the CPU
             pass
-    return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores, bfloat16=cpu_computes_bfloat16())
+    return Machine("cpu", cores, ram, flops=ASSUMED_CPU_FLOPS_PER_CORE * cores, bfloat16=computes_bfloat16("cpu"))
 
 
-def cpu_computes_bfloat16() -> bool:
-    """The CPU has bfloat16 units (AVX512-BF16 or AMX): without them PyTorch emulates bfloat16, slower than float32."""
+def computes_bfloat16(device: str) -> bool:
+    """``device`` ("cpu", "cuda" or "cuda:N") computes bfloat16 in hardware: a CUDA GPU that supports it, a CPU
+    with AVX512-BF16 or AMX units. Elsewhere PyTorch emulates bfloat16, slower than float32.
+
+    >>> isinstance(computes_bfloat16("cpu"), bool)
+    True
+    """
     try:
         import torch
 
+        if device.startswith("cuda"):
+            return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except Exception:  # an older torch without the queries (private API): assume not
+    except Exception:  # an older torch without the queries (private API) or a broken driver: assume not
         return False
 
 

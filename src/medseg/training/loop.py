@@ -28,6 +28,7 @@ from medseg.losses import IGNORE_INDEX, build_loss
 from medseg.model_folder import (BEST_CHECKPOINT, CONFIG_NAME, LAST_CHECKPOINT, PLAN_NAME, PRUNING_NAME, RULES_NAME,
                                  WEIGHTS_NAME, ModelConfig, load_config, load_rules, save_config, save_rules,
                                  save_weights)
+from medseg.planning.machine import computes_bfloat16
 from medseg.planning.training_rules import PROMPT_VALIDATION_SLICES, Rule, describe, rule_network
 from medseg.training.averaging import WeightAverage
 from medseg.training.cases import select_cases  # noqa: F401 (documented here)
@@ -41,7 +42,7 @@ from medseg.training.layout import load_plan
 from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
 from medseg.training.networks import implied_configuration, network_needs, setup_finetuning
-from medseg.training.precision import choose_precision, use_precision
+from medseg.training.precision import EMULATED_BFLOAT16, choose_precision, use_precision
 from medseg.training.prompted import prompt_structures
 from medseg.training.scope import scoped_run_state
 from medseg.training.selection import choose_after_training
@@ -514,16 +515,19 @@ def _memory_format(config: TrainingConfig, model: torch.nn.Module, loss_fn: Call
 
 def _precision(config: TrainingConfig, model: torch.nn.Module, loss_fn: Callable | None, batch: Callable,
                memory_format: torch.memory_format, run: DistributedRun, console: Any, measure: bool) -> str:
-    """The precision to train in: the user's, else the faster of a few timed steps in the run's memory format
-    (rank 0 times them, every rank trains in its choice)."""
+    """The precision to train in: the user's, else float32 on a device without bfloat16 units, else the faster of a
+    few timed steps in the run's memory format (rank 0 decides, every rank trains in its choice)."""
     name = config.precision
     if name == "auto":
         name = "float32"
         if run.is_main and measure:
-            image, label = batch()
-            name = _timed(console, "precision", *choose_precision(
-                model, loss_fn, image.contiguous(memory_format=memory_format), label, time_limit=config.time_limit,
-                iterations=config.iterations))
+            if not computes_bfloat16(next(model.parameters()).device.type):
+                console.print(f"precision: {EMULATED_BFLOAT16}", highlight=False)
+            else:
+                image, label = batch()
+                name = _timed(console, "precision", *choose_precision(
+                    model, loss_fn, image.contiguous(memory_format=memory_format), label,
+                    time_limit=config.time_limit, iterations=config.iterations))
     return run.from_main(name)
 
 

@@ -8,10 +8,11 @@ Measured on this project's 2-core CPU (Intel Xeon with AMX-BF16 units; torch 2.1
 - 2D U-Net, 32 features, 2 × 224²: 4.60 → 2.21 s (2.1×);
 - 2D U-Net, 16 features, batch norm, 4 × 128²: 0.54 → 0.59 s (0.92×: slower); DUNet: 0.95×.
 
-Small networks gain nothing, and CPUs without bfloat16 units emulate it and are slower in it, so ``"auto"``
-times both on the run's own network and batch (:mod:`medseg.training.probe`) and keeps bfloat16 when it is
-clearly faster; the choice is recorded in the training configuration, so ``--resume`` continues with it. What
-the faster steps buy at a fixed budget is measured in BENCHMARKS.md ("bfloat16 training").
+Small networks gain nothing, so ``"auto"`` times both on the run's own network and batch
+(:mod:`medseg.training.probe`) and keeps bfloat16 when it is clearly faster; on a device without bfloat16 units it
+keeps float32 untimed (:data:`EMULATED_BFLOAT16`). The choice is recorded in the training configuration, so
+``--resume`` continues with it. What the faster steps buy at a fixed budget is measured in BENCHMARKS.md
+("bfloat16 training").
 
 Autocast covers the forward pass of a network in training mode only: its outputs are handed back in float32,
 so losses, soft-max and Dice sums stay in float32; weights, gradients and the optimiser stay in float32 (no
@@ -25,6 +26,13 @@ from typing import Any, Callable
 import torch
 
 from medseg.training.probe import PROBE_STEPS, fastest_variant
+
+
+#: Rule: on a device without bfloat16 units (:func:`medseg.planning.machine.computes_bfloat16`) "auto" keeps float32
+#: without timing bfloat16. PyTorch emulates bfloat16 there, and the probe's four emulated passes cost minutes of the
+#: run: on an AMD EPYC with AVX2 only, PROMISE12's planned 3D U-Net took 48.9 s per bfloat16 pass against 1.39 s in
+#: float32 (3.3 of a 30-minute run's minutes), its 2D U-Net 9.6 s against 0.65 s (BENCHMARKS.md, session 37).
+EMULATED_BFLOAT16 = "float32 - this device has no bfloat16 units (PyTorch would emulate bfloat16, far slower)"
 
 
 def as_float(output: Any) -> Any:
