@@ -29,9 +29,9 @@ from medseg.planning.topology import divisibility, network_topology
 THICK_AXIS_PERCENTILE = "10"      # out-of-plane target spacing percentile for thick-slice data
 FEW_SLICES = 48                   # fewer slices than this (after resampling): a 3D patch spans the stack
 NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-score inside the non-zero mask
-# at the machine's float32 rate even where training runs in bfloat16: planned at the bfloat16 rate (1.9×), the
-# PROMISE12 3D patch doubled, the steps in 30 minutes halved, and held-out Dice fell; at 2 s it scored the same
-# (BENCHMARKS.md session 36)
+# seconds per training step a patch and batch are sized for (2D, 3D), at the machine's float32 rate even where
+# training runs in bfloat16: planned at the bfloat16 rate (1.9×), the PROMISE12 3D patch doubled, the steps in 30
+# minutes halved, and held-out Dice fell; at 2 s it scored the same (BENCHMARKS.md session 36)
 DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
@@ -183,7 +183,8 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
 
     Measured: PROMISE12 (continuity 0.88), 30 minutes on one thread, 16 held-out prostates: 3D in bfloat16
     0.775 against 2D 0.734, HD95 7.5 against 9.7 voxels, every fold higher (BENCHMARKS.md "Session 35"); on a
-    CPU without bfloat16 units 3D made 40 % of 2D's steps and lost (0.503 against 0.619, 8 cases, session 20).
+    CPU without bfloat16 units 3D made 40 % of 2D's steps and lost (0.503 against 0.619, 8 cases, session 20;
+    on an AVX2-only host, session 37, no better: 0.575 against 0.598).
     ACDC (0.76: slices 5–10 mm apart) stays 2D.
     Measured and not adopted: the 2D network at the data's grid where this machine
     affords 3D only a much coarser one (BraTS: 1 mm slices against 2.65 mm volumes) — better on the validation
