@@ -5,15 +5,15 @@ One command (from the repository root, on a quiet 2-core machine; about 4 h 15 m
     PYTHONPATH=src .venv/bin/python benchmarks/promise12.py --work /tmp/promise12_bench
 
 4-fold cross-validation (4 held-out cases per fold) of V-Net and of the planned U-Net, 30 minutes of training
-per model and fold, through `medseg train` with no option (planned automatically from the fold's training cases). V-Net's registry entry
-declares its paper's recipe, which the rules apply (each recorded in the model's rules.json): the plan's 3D
-configuration (the paper's volumetric network; the planned U-Net gets 3D too where the CPU computes bfloat16 in
-hardware, else 2D slices: the configuration rule), its Dice loss, instance norm (the paper's unnormalised V-Net
-diverges at medseg's learning rate, NOTES.md) and the paper's augmentation (histogram matching between training
-cases, random B-spline deformation) ahead of medseg's defaults. Reported: pooled Dice and HD95 over the 16
-held-out predictions (the release kept no spacing and stores 1 mm, so HD95 and volumes are in voxels;
-predictions use --spacing-unknown), seconds and peak memory per case, per-case thumbnails
-(`eval_NET/cases.html`). Results: WORK/result_promise12.json.
+per model and fold, through `medseg train` with no option (planned automatically from the fold's training cases).
+V-Net's registry entry declares its paper's recipe, which the rules apply (each recorded in the model's
+rules.json): the plan's 3D configuration (the paper's volumetric network; the planned U-Net gets 3D too, the
+prostate continuing across the slices: the configuration rule, which plans 2 s steps on a CPU without bfloat16
+units), its Dice loss, instance norm (the paper's unnormalised V-Net diverges at medseg's learning rate, NOTES.md)
+and the paper's augmentation (histogram matching between training cases, random B-spline deformation) ahead of
+medseg's defaults. Reported: pooled Dice and HD95 over the 16 held-out predictions (the release kept no spacing
+and stores 1 mm, so HD95 and volumes are in voxels; predictions use --spacing-unknown), seconds and peak memory
+per case, per-case thumbnails (`eval_NET/cases.html`). Results: WORK/result_promise12.json.
 
     ... --run-folds 1                 # one fold only (a quarter of the time)
     ... --fold 1 --work W1            # fold 1 only, beside another process running --fold 0 in its own W0

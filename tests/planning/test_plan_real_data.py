@@ -26,11 +26,15 @@ def test_plan_acdc(shared_data, tmp_path):
     assert make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=True)).configuration == "2d"
 
 
-def test_plan_promise12_goes_3d_where_bfloat16_makes_3d_steps_cheap(shared_data):
+def test_plan_promise12_goes_3d_at_the_step_budget_of_its_machine(shared_data):
     fp = compute_fingerprint(load_dataset(shared_data / "PROMISE12"), workers=2)
     assert fp["summary"]["slice_continuity"] >= 0.82  # the gland continues across its 15–47 slices
-    assert make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=True)).configuration == "3d"
-    assert make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9)).configuration == "2d"
+    bf16 = make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=True))
+    fp32 = make_plan(fp, Machine("cpu", 2, 16 * 2**30, flops=24e9))
+    assert bf16.configuration == fp32.configuration == "3d"
+    # without bfloat16 units: half the step budget, a coarser grid and a smaller patch (more steps in the budget)
+    assert fp32.training["estimated_step_seconds"] < bf16.training["estimated_step_seconds"]
+    assert fp32.target_spacing[0] > bf16.target_spacing[0]
 
 
 def _rule_decision(plan, name):

@@ -121,10 +121,9 @@ def test_forced_configuration_is_recorded(cpu, thick_fp):
     assert "forced" in _rule(plan, "configuration")["reason"]
 
 
-@pytest.mark.parametrize("continuity, bfloat16, expected", [(0.9, True, "3d"), (0.9, False, "2d"), (0.7, True, "2d"),
-                                                         (None, True, "2d")])
-def test_a_short_stack_stays_3d_only_where_its_structures_continue_and_3d_steps_are_cheap(thick_fp, continuity,
-                                                                                           bfloat16, expected):
+@pytest.mark.parametrize("continuity, bfloat16, expected, step", [(0.9, True, "3d", 4.0), (0.9, False, "3d", 2.0),
+                                                               (0.7, True, "2d", 4.0), (None, False, "2d", 4.0)])
+def test_a_short_stack_stays_3d_only_where_its_structures_continue(thick_fp, continuity, bfloat16, expected, step):
     thick_fp["summary"]["slice_continuity"] = continuity
     plan = make_plan(thick_fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=bfloat16))
     assert plan.configuration == expected and plan.slice_axis == (0 if expected == "2d" else None)
@@ -133,7 +132,15 @@ def test_a_short_stack_stays_3d_only_where_its_structures_continue_and_3d_steps_
     if continuity is not None:
         assert f"overlap {continuity:.2f}" in reason
         assert ("continue across" in reason) == (continuity >= 0.82)
-    assert ("bfloat16" in reason) == (continuity is not None and continuity >= 0.82)
+    # without bfloat16 units a continuing stack's 3D patch is planned for half the 3D step budget, as many steps as 2D
+    assert ("3d.step_seconds" in {r["rule"] for r in plan.rules_fired}) == (step == 2.0)
+    given = make_plan(thick_fp, Machine("cpu", 2, 16 * 2**30, flops=24e9, bfloat16=bfloat16), step_seconds=step)
+    for key in ("patch_size", "target_spacing"):
+        assert _configuration(plan, "3d")[key] == _configuration(given, "3d")[key]
+
+
+def _configuration(plan, name):
+    return plan.to_dict() if plan.configuration == name else plan.alternatives[name]
 
 
 def test_2d_data_is_2d(cpu, synthetic_fingerprint):

@@ -73,7 +73,8 @@ def plan(
     out_path: Path = typer.Option(Path("plan.json"), "--out", "-o", help="Where to write plan.json."),
     time_budget: str = typer.Option("60m", "--time-budget", help="Training wall-clock budget, e.g. 30m, 1.5h."),
     step_time: Optional[float] = typer.Option(None, "--step-time",
-                                              help="Target seconds per training step (default 1.5 in 2D, 4 in 3D)."),
+                                              help="Target seconds per training step (default 1.5 in 2D, 4 in 3D; "
+                                                   "2 for a short stack in 3D on a machine without bfloat16 units)."),
     configuration: Optional[str] = typer.Option(None, "--config", help="Force '2d' or '3d' instead of the rule."),
     measure: bool = typer.Option(False, "--measure", help="Time a small forward/backward to measure this CPU/GPU."),
     workers: int = typer.Option(2, "--workers", help="Threads reading cases for the fingerprint."),

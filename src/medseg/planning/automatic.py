@@ -27,7 +27,8 @@ def plan_dataset(dataset: Any, *, time_limit: float = 3600.0, step_seconds: floa
     time_limit : float
         Training wall-clock budget in seconds (sets the plan's iteration estimate).
     step_seconds : float, optional
-        Target seconds per training step (default: the planner's, 1.5 in 2D, 4 in 3D).
+        Target seconds per training step (default: the planner's, 1.5 in 2D, 4 in 3D; 2
+        for a 3D short stack on a machine without bfloat16 units).
     configuration : {"2d", "3d"}, optional
         Force a configuration instead of the rule's choice (recorded as forced).
     fingerprint : dict, optional

@@ -33,6 +33,9 @@ NONZERO_MASK_FRACTION = 0.75      # crop keeping less than this share → z-scor
 # training runs in bfloat16: planned at the bfloat16 rate (1.9×), the PROMISE12 3D patch doubled, the steps in 30
 # minutes halved, and held-out Dice fell; at 2 s it scored the same (BENCHMARKS.md session 36)
 DEFAULT_STEP_SECONDS = {2: 1.5, 3: 4.0}
+# seconds per 3D step for a short stack whose structures continue, on a machine without bfloat16 units: half
+# the 3D default, a coarser grid that makes as many steps as 2D (rule_configuration; BENCHMARKS.md session 38)
+FLOAT32_STACK_STEP_SECONDS = 2.0
 FEATURE_CANDIDATES = (32, 16)
 CONTEXT_COVERAGE = 0.75           # patch / median shape per axis that counts as "sees the whole image"
 # patch / median image voxels below which the grid is coarsened: nnU-Net's 3d_lowres bar in 3D; in 2D, where
@@ -169,29 +172,32 @@ def resampled_median_shape(fingerprint: dict, target_spacing: Sequence[float]) -
 
 def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[int], thick_axis: int | None,
                        log: RuleLog, forced: str | None = None, continuity: float | None = None,
-                       bfloat16: bool = False) -> tuple[str, int | None]:
+                       bfloat16: bool = False) -> tuple[str, int | None, float | None]:
     """2D data → 2D. 3D data → 3D, unless the volume is a stack of few, thick slices: anisotropic
     (target spacing ratio > 3, or in-plane size > 4× the slice count) *and* fewer than 48 slices after
     resampling, and its structures change from slice to slice. Then a 3D patch spans the whole stack anyway,
     pooling across slices is impossible or meaningless, and a 2D network sees far more in-plane context per
     second of CPU. A stack whose labelled structures continue across its slices (``continuity``, the labels'
-    overlap on neighbouring slices, at least :data:`~medseg.planning.structure.CONTINUOUS_SLICES`) stays 3D
-    on a machine that computes ``bfloat16`` in hardware (:attr:`Machine.bfloat16`), where a 3D step costs about
-    half as much: there the 3D network sees where the structure ends, which a 2D network guesses slice by slice.
-    The slice axis is the thick-slice axis, else the axis with the fewest voxels. The other configuration is
-    planned too (``plan.alternatives``).
+    overlap on neighbouring slices, at least :data:`~medseg.planning.structure.CONTINUOUS_SLICES`) stays 3D:
+    the 3D network sees where the structure ends, which a 2D network guesses slice by slice. On a machine
+    without bfloat16 units (:attr:`Machine.bfloat16`), where a 3D step costs about twice as much, its patch is
+    planned for :data:`FLOAT32_STACK_STEP_SECONDS` per step instead of the 3D default (the third value
+    returned; ``None`` where the default holds), a coarser grid that makes as many steps as 2D. The slice axis is
+    the thick-slice axis, else the axis with the fewest voxels. The other configuration is planned too
+    (``plan.alternatives``).
 
     Measured: PROMISE12 (continuity 0.88), 30 minutes on one thread, 16 held-out prostates: 3D in bfloat16
     0.775 against 2D 0.734, HD95 7.5 against 9.7 voxels, every fold higher (BENCHMARKS.md "Session 35"); on a
-    CPU without bfloat16 units 3D made 40 % of 2D's steps and lost (0.503 against 0.619, 8 cases, session 20;
-    on an AVX2-only host, session 37, no better: 0.575 against 0.598).
+    CPU without bfloat16 units the 3D network at the default budget made 40 % of 2D's steps and lost (0.503
+    against 0.619, 8 cases, session 20; on an AVX2-only host 0.575 against 0.598, session 37), planned for 2 s
+    steps it won: 0.727 against 0.666, 10 of 16 cases higher, no case lost (session 38).
     ACDC (0.76: slices 5–10 mm apart) stays 2D.
     Measured and not adopted: the 2D network at the data's grid where this machine
     affords 3D only a much coarser one (BraTS: 1 mm slices against 2.65 mm volumes) — better on the validation
     cases, worse on the held-out ones (BENCHMARKS.md "Session 24")."""
     if data_dims == 2:
         log.fire("configuration", "2d", "the images are 2D")
-        return "2d", None
+        return "2d", None, None
     slice_axis = thick_axis if thick_axis is not None else int(np.argmin(shape))
     in_plane = [s for a, s in enumerate(shape) if a != slice_axis]
     spacing_ratio = max(target) / min(target)
@@ -200,7 +206,8 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
     few = shape[slice_axis] < FEW_SLICES
     continuous = continuity is not None and continuity >= CONTINUOUS_SLICES
     stack = anisotropic and few
-    choice = "3d" if not stack or (continuous and bfloat16) else "2d"
+    choice = "3d" if not stack or continuous else "2d"
+    step_seconds = FLOAT32_STACK_STEP_SECONDS if stack and continuous and not bfloat16 else None
     facts = (f"a typical volume has {shape[slice_axis]} slices ({'fewer' if few else 'not fewer'} than {FEW_SLICES}); "
              f"slices are {spacing_ratio:.1f}× as thick as the in-plane voxel size and the image is "
              f"{shape_ratio:.1f}× wider than the stack is deep ({'' if anisotropic else 'not '}anisotropic)")
@@ -210,21 +217,18 @@ def rule_configuration(data_dims: int, target: Sequence[float], shape: Sequence[
                   f"{'continue across the slices' if continuous else 'change from slice to slice'})")
     if forced:
         log.fire("configuration", forced, f"forced by the user (the rule would choose {choice}; {facts})")
-        return forced, slice_axis
+        return forced, slice_axis, step_seconds
     if not stack:
         why = "volumes with enough slices for a 3D network to use the context across them"
     elif choice == "3d":
-        why = ("a short stack whose structures continue across its slices, on a machine that computes bfloat16 in "
-               "hardware: a 3D network sees where they end, which a 2D one guesses slice by slice (PROMISE12, 16 "
-               "held-out cases: 3D 0.775 against 2D 0.734 Dice; BENCHMARKS.md session 35)")
+        why = ("a short stack whose structures continue across its slices: a 3D network sees where they end, which a "
+               "2D one guesses slice by slice (PROMISE12, 16 held-out cases: 3D 0.775 against 2D 0.734 Dice where the "
+               "CPU computes bfloat16, 0.727 against 0.666 where it does not; BENCHMARKS.md sessions 35, 38)")
     else:
         why = ("a short stack of slices: a 3D network could hardly look across them, while a 2D network sees more of "
                "each slice per second of computing")
-        if continuous:
-            why += (" (the structures continue across the slices, but without bfloat16 hardware a 3D step costs "
-                    "twice as much: PROMISE12 in 3D made 40% of the 2D steps and lost)")
     log.fire("configuration", choice, f"{why} — {facts}")
-    return choice, slice_axis
+    return choice, slice_axis, step_seconds
 
 
 # --- patch, batch, network --------------------------------------------------------------------
@@ -438,7 +442,8 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     time_limit : float
         Training wall-clock budget in seconds (sets ``training.iterations``).
     step_seconds : float, optional
-        Target seconds per training step (default 1.5 in 2D, 4 in 3D).
+        Target seconds per training step (default 1.5 in 2D, 4 in 3D; 2 for a short stack in
+        3D on a machine without bfloat16 units: :func:`rule_configuration`).
     configuration : {"2d", "3d"}, optional
         Force a configuration instead of the rule's choice.
     features : sequence of int
@@ -468,14 +473,22 @@ def make_plan(fingerprint: dict, machine: Machine | None = None, *, time_limit: 
     crop = rule_crop(summary, log)
     steps = rule_normalisation(fingerprint, log)
     shape = resampled_median_shape(fingerprint, target)
-    choice, slice_axis = rule_configuration(data_dims, target, shape, thick_axis, log, configuration,
-                                            summary.get("slice_continuity"), machine.bfloat16)
+    choice, slice_axis, stack_step_seconds = rule_configuration(
+        data_dims, target, shape, thick_axis, log, configuration, summary.get("slice_continuity"), machine.bfloat16)
+    own_step_seconds = step_seconds or stack_step_seconds
+    if own_step_seconds != step_seconds:
+        log.fire("3d.step_seconds", own_step_seconds,
+                 f"a short stack whose structures continue, on a machine without bfloat16 units: the 3D patch is "
+                 f"planned for {own_step_seconds:g} s steps instead of {DEFAULT_STEP_SECONDS[3]:g}, so that 3D makes "
+                 f"as many steps as 2D (PROMISE12, 16 held-out cases: 0.727 against 2D 0.666 Dice, where the 3D "
+                 f"network at {DEFAULT_STEP_SECONDS[3]:g} s steps tied 2D; BENCHMARKS.md sessions 37, 38)")
 
     # the configuration of the images' own dimensionality, on the low-resolution rule's grid
     name = f"{data_dims}d"
-    spacing, own_shape = rule_low_resolution(fingerprint, target, machine, step_seconds, num_classes, log, features)
-    configs = {name: plan_configuration(name, spacing, own_shape, None, fingerprint, machine, time_limit, step_seconds,
-                                        num_classes, log, features, math.prod(own_shape) * fingerprint["num_cases"])}
+    spacing, own_shape = rule_low_resolution(fingerprint, target, machine, own_step_seconds, num_classes, log, features)
+    configs = {name: plan_configuration(name, spacing, own_shape, None, fingerprint, machine, time_limit,
+                                        own_step_seconds, num_classes, log, features,
+                                        math.prod(own_shape) * fingerprint["num_cases"])}
     configs[name]["target_spacing"] = spacing
     if data_dims == 3:  # and the 2D configuration of slices, on the target grid
         in_plane = [a for a in range(3) if a != slice_axis]
