@@ -13,7 +13,8 @@ input to its output (the first stage adds the input replicated to 16 channels); 
 convolutions double the channels on the way down; 2×2×2 stride-2 transposed convolutions up-sample to
 half the channels, which are concatenated with the skip (decompression stages of 3, 3, 2, 1
 convolutions at 256, 128, 64, 32 channels); a final 1×1×1 convolution gives the class maps. The paper
-uses no normalisation (``norm="none"``, default); ``norm="instance"`` helps with small CPU batches.
+uses no normalisation (``norm="none"``, default); ``medseg train`` uses instance norm and 3×3×3 kernels
+(the registry's training defaults below).
 Also builds in 2D (the same design with 5×5 kernels), which the paper does not describe.
 """
 
@@ -161,9 +162,12 @@ PAPER_AUGMENTATION = (
 )
 
 
-#: The paper's no-normalisation V-Net diverged within 20 steps at medseg's AdamW 2e-3 on ACDC (BENCHMARKS.md, 3D
-#: table; the paper trained with SGD at 1e-6): trained with instance norm unless the user says otherwise.
-_TRAINING_DEFAULTS = {"norm": "instance"}
+#: Trained with instance norm and 3×3×3 kernels unless the user says otherwise. The paper's no-normalisation V-Net
+#: diverged within 20 steps at medseg's AdamW 2e-3 on ACDC (BENCHMARKS.md, 3D table; the paper trained with SGD at
+#: 1e-6). Its 5×5×5 kernels cost ~5× per step on a CPU (PROMISE12's planned patch, one thread: 5.1–5.7 s against
+#: 1.0 s), and in 30 minutes the fewer steps learned less: 8 held-out PROMISE12 cases 0.153 against 0.540 Dice
+#: (BENCHMARKS.md, session 40).
+_TRAINING_DEFAULTS = {"norm": "instance", "kernel_size": 3}
 
 
 @NETWORKS.register("vnet", dims=(3, 2), citation=CITATION, norm_option="norm", paper_augmentation=PAPER_AUGMENTATION,
