@@ -137,12 +137,23 @@ def test_loss_rule_gives_a_paper_network_its_paper_loss():
 def test_a_network_trains_with_its_registry_defaults_unless_the_user_gives_an_option():
     from medseg.training.networks import network_needs
 
-    defaults = network_needs("vnet").training_defaults  # V-Net: 3×3×3 kernels (the paper's 5×5×5 cost ~5× per step)
-    fired = {r.name: r for r in rules.rule_network_defaults("vnet", defaults, {})}
-    assert fired["network.kernel_size"].value == 3 and "training default" in fired["network.kernel_size"].reason
-    fired = {r.name: r for r in rules.rule_network_defaults("vnet", defaults, {"kernel_size": 5}, user={"kernel_size"})}
+    needs = network_needs("vnet")  # V-Net: 3×3×3 kernels (the paper's 5×5×5 cost ~5× per step on a CPU)
+    fired = {r.name: r for r in rules.rule_network_defaults("vnet", needs.training_defaults, {},
+                                                             reasons=needs.training_default_reasons)}
+    assert fired["network.kernel_size"].value == 3 and "5×5×5" in fired["network.kernel_size"].reason
+    fired = {r.name: r for r in rules.rule_network_defaults("vnet", needs.training_defaults, {"kernel_size": 5},
+                                                             user={"kernel_size"})}
     assert fired["network.kernel_size"].value == 5 and fired["network.kernel_size"].overridden_by_user
     assert not fired["network.norm"].overridden_by_user
+
+
+def test_every_training_default_of_a_network_says_why():
+    from medseg.nets import NETWORKS
+    from medseg.training.networks import network_needs
+
+    for name in NETWORKS.names():
+        needs = network_needs(name)
+        assert set(needs.training_default_reasons) == set(needs.training_defaults), name
 
 
 def test_validation_interval_rule():

@@ -13,7 +13,7 @@ Network contract (all networks, so that trainer, predictor and exporter treat th
   what the trainer must know (so that it names no network):
 
   - ``training_defaults`` (dict): options applied when training unless given (U-Net: 16 features, deep
-    supervision);
+    supervision), with ``training_default_reasons`` (dict): why, per option, printed and recorded with the rule;
   - ``paper_loss`` (str): the loss the network's paper trained with (V-Net: its Dice), the loss rule's default
     for it (see :func:`medseg.losses.build_loss`);
   - ``paper_dims`` (int): the dimensionality of the paper's network where it also runs in the other one (V-Net:

@@ -215,15 +215,18 @@ def _smallest_input_size(options: dict[str, Any]) -> int:
     return 2 ** len(options.get("blocks_down", (1, 2, 2, 4)))
 
 
-# training default: 16 base features, half the paper's 32. On one CPU core a 32-wide step takes 7.8 s (334 steps in
-# an hour) and a BraTS case 70 s to predict; 16 features take 2 s (~1,700 steps) and 22-40 s, and on the BraTS fold
-# measured at both widths scored WT / TC / ET 0.800 / 0.627 / 0.488 against 0.743 / 0.637 / 0.413; 8 features lost
-# (BENCHMARKS.md, sessions 11 and 25)
 _TRAINING_DEFAULTS = {"features": 16}
+_TRAINING_DEFAULT_REASONS = {
+    "features": "half the paper's 32: on one CPU core a 32-wide step takes 7.8 s (334 steps in an hour) and a BraTS "
+                "case 70 s to predict, 16 features 2 s and 22-40 s; on the BraTS fold measured at both widths WT / "
+                "TC / ET 0.800 / 0.627 / 0.488 against 0.743 / 0.637 / 0.413; 8 features lost (BENCHMARKS.md, "
+                "sessions 11 and 25)",
+}
 
 
 @NETWORKS.register("segresnet_vae", dims=(3, 2), citation=CITATION, needs_input_size=True,
                    smallest_input_size=_smallest_input_size, training_defaults=_TRAINING_DEFAULTS,
+                   training_default_reasons=_TRAINING_DEFAULT_REASONS,
                    summary="SegResNet-VAE: ResNet encoder, light decoder, VAE regulariser (train only)")
 def build_segresnet_vae(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> SegResNetVAE:
     """Build a :class:`SegResNetVAE` (see its parameters; pass ``input_size`` = the training patch size)."""

@@ -162,16 +162,19 @@ PAPER_AUGMENTATION = (
 )
 
 
-#: Trained with instance norm and 3×3×3 kernels unless the user says otherwise. The paper's no-normalisation V-Net
-#: diverged within 20 steps at medseg's AdamW 2e-3 on ACDC (BENCHMARKS.md, 3D table; the paper trained with SGD at
-#: 1e-6). Its 5×5×5 kernels cost ~5× per step on a CPU (PROMISE12's planned patch, one thread: 5.1–5.7 s against
-#: 1.0 s), and in 30 minutes the fewer steps learned less: 8 held-out PROMISE12 cases 0.153 against 0.540 Dice
-#: (BENCHMARKS.md, session 40).
 _TRAINING_DEFAULTS = {"norm": "instance", "kernel_size": 3}
+_TRAINING_DEFAULT_REASONS = {
+    "norm": "the paper's no-normalisation V-Net diverged within 20 steps at medseg's AdamW 2e-3 on ACDC (the paper "
+            "trained with SGD at 1e-6; BENCHMARKS.md, 3D table)",
+    "kernel_size": "the paper's 5×5×5 kernels cost ~5× per step on a CPU (PROMISE12's planned patch, one thread: "
+                   "5.1–5.7 s against 1.0 s); in 30 minutes 8 held-out PROMISE12 cases scored 0.153 against 0.540 "
+                   "Dice (BENCHMARKS.md, session 40)",
+}
 
 
 @NETWORKS.register("vnet", dims=(3, 2), citation=CITATION, norm_option="norm", paper_augmentation=PAPER_AUGMENTATION,
-                   training_defaults=_TRAINING_DEFAULTS, paper_loss="vnet_dice", paper_dims=3,
+                   training_defaults=_TRAINING_DEFAULTS, training_default_reasons=_TRAINING_DEFAULT_REASONS,
+                   paper_loss="vnet_dice", paper_dims=3,
                    summary="V-Net: 3D residual encoder-decoder, 5x5x5 convs, strided-conv down-sampling, PReLU")
 def build_vnet(in_channels: int, num_classes: int, spatial_dims: int = 3, **options: Any) -> VNet:
     """Build a :class:`VNet` (see its parameters)."""

@@ -266,10 +266,10 @@ def _steps(steps: Sequence[dict]) -> str:
 
 
 def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[str, Any],
-                          user: set[str] | None = None) -> list[Rule]:
+                          user: set[str] | None = None, reasons: dict[str, str] | None = None) -> list[Rule]:
     """Options the network's registry entry declares as its training defaults (e.g. the U-Net's 16
     base features — a 32-wide 2D U-Net costs 4–5× more per step on two cores — and deep supervision),
-    applied where the user gave none."""
+    applied where the user gave none, each with the reason its entry gives."""
     out = []
     for key, value in defaults.items():
         title = f"Network option {key}"
@@ -279,8 +279,9 @@ def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[
             out.append(Rule(f"network.{key}", title, options[key], str(options[key]), "the plan's network",
                             {"network": network}))
         else:
+            why = (reasons or {}).get(key)
             out.append(Rule(f"network.{key}", title, value, str(value),
-                            f"the {network} network's training default (declared in its registry entry)",
+                            f"the {network} network's training default" + (f": {why}" if why else ""),
                             {"network": network}))
     return out
 

@@ -25,6 +25,7 @@ class NetworkNeeds:
     """What a network's registry entry declares for training (see :mod:`medseg.nets.registry`)."""
 
     training_defaults: dict[str, Any] = field(default_factory=dict)
+    training_default_reasons: dict[str, str] = field(default_factory=dict)
     norm_option: str | None = None
     needs_input_size: bool = False
     smallest_input_size: Callable[[dict[str, Any]], int] | None = None
@@ -47,7 +48,9 @@ def network_needs(name: str) -> NetworkNeeds:
     except Exception:
         return NetworkNeeds()
     return NetworkNeeds(
-        training_defaults=dict(metadata.get("training_defaults") or {}), norm_option=metadata.get("norm_option"),
+        training_defaults=dict(metadata.get("training_defaults") or {}),
+        training_default_reasons=dict(metadata.get("training_default_reasons") or {}),
+        norm_option=metadata.get("norm_option"),
         needs_input_size=bool(metadata.get("needs_input_size")),
         smallest_input_size=metadata.get("smallest_input_size"),
         paper_augmentation=tuple(dict(t) for t in metadata.get("paper_augmentation") or ()),

@@ -272,7 +272,8 @@ def complete_run(start: RunStart, train_labels: Sequence[np.ndarray], train_spac
     loss = config.loss
     if start.source is None:
         for rule in rules.rule_network_defaults(config.network, needs.training_defaults, given,
-                                                user=set(config.network_options)):
+                                                user=set(config.network_options),
+                                                reasons=needs.training_default_reasons):
             fired.append(rule)
             options[rule.name.split(".", 1)[1]] = rule.value
         loss_rule = rules.rule_loss(config.loss, config.network, needs.paper_loss, regions)
