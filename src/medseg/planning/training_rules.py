@@ -268,8 +268,8 @@ def _steps(steps: Sequence[dict]) -> str:
 def rule_network_defaults(network: str, defaults: dict[str, Any], options: dict[str, Any],
                           user: set[str] | None = None, reasons: dict[str, str] | None = None) -> list[Rule]:
     """Options the network's registry entry declares as its training defaults (e.g. the U-Net's 16
-    base features — a 32-wide 2D U-Net costs 4–5× more per step on two cores — and deep supervision),
-    applied where the user gave none, each with the reason its entry gives."""
+    base features and deep supervision, V-Net's 3×3×3 kernels), applied where the user gave none, each
+    with the reason its entry gives."""
     out = []
     for key, value in defaults.items():
         title = f"Network option {key}"
