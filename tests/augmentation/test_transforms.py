@@ -5,6 +5,7 @@ import torch
 
 from medseg.augmentation import (
     RandomAffine,
+    RandomBiasField,
     RandomBrightness,
     RandomContrast,
     RandomElastic,
@@ -52,6 +53,7 @@ def all_transforms():
         RandomGaussianNoise(p=1.0),
         RandomGaussianBlur(p=1.0, per_axis=True),
         RandomLowResolution(p=1.0),
+        RandomBiasField(p=1.0),
     ]
 
 
@@ -191,6 +193,29 @@ def test_intensity_twins():
     assert torch.allclose(Fn.gaussian_blur(const, torch.tensor([0.8, 1.5])), const)
     assert torch.allclose(Fn.gaussian_blur(x, torch.zeros(2)), x)
     assert torch.allclose(Fn.low_resolution(const, torch.tensor([0.5, 0.7])), const)
+
+
+def test_bias_field_scales_signal_above_the_minimum_smoothly_and_leaves_the_label():
+    x = torch.rand(2, 2, 6, 7) * 4 - 1
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    constant = Fn.bias_field(x, torch.tensor([[0.3], [-0.2]]), order=0)
+    assert torch.allclose(constant, lo + (x - lo) * torch.tensor([0.3, -0.2]).exp()[:, None, None, None], atol=1e-6)
+    flat = torch.full((1, 1, 5, 6, 7), 2.0)
+    assert torch.equal(Fn.bias_field(flat, torch.rand(1, 10), order=2), flat)  # nothing above the minimum
+    assert torch.allclose(Fn.bias_field(x, torch.zeros(2, 3), order=1), x)
+    # the exponent (0, 1) multiplies the second axis only: a monotone field along it, constant along the first
+    one = torch.zeros(1, 1, 9, 9)
+    one[..., 0, 0] = -1.0  # the minimum, so that the field acts on the zeros' height above it
+    out = Fn.bias_field(one, torch.tensor([[0.0, 0.5, 0.0]]), order=1)[0, 0, 1:]
+    assert (out[:, 1:] > out[:, :-1]).all() and torch.allclose(out, out[:1].expand_as(out))
+    assert torch.allclose(out[0, -1] + 1, (out[0, 0] + 1) * math.exp(1.0), atol=1e-5)
+    img, lab = blob_batch(3)
+    out_img, out_lab = RandomBiasField(p=1.0)(img + 1, lab, gen(0))
+    assert torch.equal(out_lab, lab) and (out_img > 0).all() and not torch.allclose(out_img, img + 1)
+    with pytest.raises(MedsegError, match="order"):
+        RandomBiasField(order=7)
+    with pytest.raises(MedsegError, match="monomials"):
+        Fn.bias_field(x, torch.zeros(2, 2), order=1)
 
 
 def test_blur_and_noise_statistics():

@@ -19,6 +19,7 @@ from medseg.augmentation.base import RandomTransform
 from medseg.augmentation.bspline import RandomBSplineDeformation
 from medseg.augmentation.compose import Compose, build_augmentation, default_augmentation_config, transform_types
 from medseg.augmentation.intensity import (
+    RandomBiasField,
     RandomBrightness,
     RandomContrast,
     RandomGamma,
@@ -47,4 +48,5 @@ __all__ = [
     "RandomGaussianNoise",
     "RandomGaussianBlur",
     "RandomLowResolution",
+    "RandomBiasField",
 ]

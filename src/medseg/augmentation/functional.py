@@ -11,6 +11,8 @@ present (plus the fill value for regions moved in from outside the image).
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Sequence
 
 import torch
@@ -251,6 +253,37 @@ def gamma(image: Tensor, gamma: Tensor) -> Tensor:
     span = (hi - lo).clamp_min(1e-8)
     unit = ((image - lo) / span).clamp(0, 1)
     return unit.pow(_view(gamma.to(image), image.ndim)) * span + lo
+
+
+def polynomial_exponents(order: int, spatial_dims: int) -> list[tuple[int, ...]]:
+    """Exponents of the monomials of total degree ≤ ``order`` in ``spatial_dims`` coordinates, constant first.
+
+    Examples
+    --------
+    >>> polynomial_exponents(1, 2)
+    [(0, 0), (0, 1), (1, 0)]
+    """
+    return [e for e in itertools.product(range(order + 1), repeat=spatial_dims) if sum(e) <= order]
+
+
+def bias_field(image: Tensor, coefficients: Tensor, order: int) -> Tensor:
+    """Multiply each channel's intensities above its minimum by a smooth field ``exp(polynomial)``.
+
+    The polynomial has degree ≤ ``order`` in coordinates running from -1 to 1 across the image, with
+    ``coefficients`` (N, T) in the order of :func:`polynomial_exponents`. The channel's minimum stands in
+    for the scanner's zero, which a normalised image no longer has, so the field scales signal, not offset.
+    """
+    shape = image.shape[2:]
+    exponents = polynomial_exponents(order, len(shape))
+    if coefficients.shape != (image.shape[0], len(exponents)):
+        raise MedsegError(f"bias_field: coefficients of shape {tuple(coefficients.shape)} for {image.shape[0]} "
+                          f"sample(s) and {len(exponents)} monomials")
+    coords = torch.meshgrid(*[torch.linspace(-1, 1, s, dtype=image.dtype, device=image.device) for s in shape],
+                            indexing="ij")
+    monomials = torch.stack([math.prod(c**k for c, k in zip(coords, e)) for e in exponents])
+    log_field = torch.einsum("nt,t...->n...", coefficients.to(image), monomials).unsqueeze(1)
+    lo = image.amin(dim=tuple(range(2, image.ndim)), keepdim=True)
+    return lo + (image - lo) * log_field.exp()
 
 
 def add_noise(image: Tensor, noise: Tensor, std: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
 """Intensity random transforms (image only; the label passes through unchanged).
 
-Default ranges follow nnU-Net's (Isensee et al., Nature Methods 2021) data augmentation.
+Default ranges follow nnU-Net's (Isensee et al., Nature Methods 2021) data augmentation; the bias field's
+follow TorchIO's (Pérez-García et al., CMPB 2021).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 
 from medseg.augmentation import functional as Fn
 from medseg.augmentation.base import RandomTransform, apply_selected, check_range, uniform
+from medseg.errors import MedsegError
 
 
 def _float(image: torch.Tensor) -> torch.Tensor:
@@ -160,14 +162,44 @@ class RandomLowResolution(RandomTransform):
         return apply_selected(x, selected, Fn.low_resolution(x[selected.to(x.device)], z[selected], self.axes)), label
 
 
+@dataclasses.dataclass
+class RandomBiasField(RandomTransform):
+    """A smooth multiplicative intensity inhomogeneity, as an MR receive coil leaves (TorchIO's RandomBiasField).
+
+    The log of the field is a polynomial of degree ≤ ``order`` over the patch whose coefficients are drawn from
+    ``coefficients`` per sample (shared by the channels); see :func:`medseg.augmentation.functional.bias_field`.
+    """
+
+    name: ClassVar[str] = "bias_field"
+    coefficients: Sequence[float] = (-0.5, 0.5)
+    order: int = 3
+    p: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.coefficients = check_range(f"{self.name}.coefficients", self.coefficients, -5, 5)
+        if isinstance(self.order, bool) or not isinstance(self.order, int) or not 0 <= self.order <= 5:
+            raise MedsegError(f"{self.name}: order must be an integer in [0, 5]; got {self.order!r}")
+
+    def apply(self, image, label, selected, generator):
+        terms = len(Fn.polynomial_exponents(self.order, image.ndim - 2))
+        c = uniform(image.shape[0], self.coefficients, generator, columns=terms)
+        if not bool(selected.any()):
+            return image, label
+        x = _float(image)
+        return apply_selected(x, selected, Fn.bias_field(x[selected.to(x.device)], c[selected], self.order)), label
+
+
 def intensity_transforms() -> dict[str, type[RandomTransform]]:
     return {
         t.name: t
-        for t in (RandomBrightness, RandomContrast, RandomGamma, RandomGaussianNoise, RandomGaussianBlur, RandomLowResolution)
+        for t in (RandomBrightness, RandomContrast, RandomGamma, RandomGaussianNoise, RandomGaussianBlur, RandomLowResolution,
+                  RandomBiasField)
     }
 
 
 __all__ = [
+    "RandomBiasField",
     "RandomBrightness",
     "RandomContrast",
     "RandomGamma",
