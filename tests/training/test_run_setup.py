@@ -100,3 +100,16 @@ def test_probe_keeps_the_reference_unless_another_variant_is_clearly_faster():
 
     assert choice(0.2, 0.195) == "reference"  # 2.5 % faster: within the probe's noise
     assert choice(0.2, 0.0) == "other"
+
+
+def test_the_probe_line_says_why_a_slower_format_was_kept():
+    from rich.console import Console
+
+    from medseg.training.loop import _timed
+
+    console = Console(record=True, width=200)
+    assert _timed(console, "memory format", "contiguous", {"contiguous": 1.0, "channels_last": 0.95}) == "contiguous"
+    assert _timed(console, "memory format", "channels_last", {"contiguous": 1.0, "channels_last": 0.8}) == "channels_last"
+    first, second = console.export_text().splitlines()
+    assert first.endswith("-> contiguous (kept: channels_last is 1.05x faster, less than the 1.1x a switch needs)")
+    assert second.endswith("-> channels_last")
