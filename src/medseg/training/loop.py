@@ -43,7 +43,7 @@ from medseg.training.logging import TrainingLog
 from medseg.training.memory_format import choose_memory_format, torch_format
 from medseg.training.networks import implied_configuration, network_needs, setup_finetuning
 from medseg.training.precision import EMULATED_BFLOAT16, choose_precision, use_precision
-from medseg.training.probe import MIN_SPEEDUP
+from medseg.training.probe import kept_note
 from medseg.training.prompted import prompt_structures
 from medseg.training.scope import scoped_run_state
 from medseg.training.selection import choose_after_training
@@ -536,17 +536,8 @@ def _timed(console: Any, what: str, name: str, seconds: dict[str, float]) -> str
     """``name``, the probe's choice, after printing the seconds per step it chose by (none: probe skipped)."""
     if seconds:
         console.print(f"{what}: " + ", ".join(f"{k} {v:.3f} s/step" for k, v in seconds.items()) + f" -> {name}"
-                      + _kept_note(name, seconds), highlight=False)
+                      + kept_note(name, seconds), highlight=False)
     return name
-
-
-def _kept_note(name: str, seconds: dict[str, float]) -> str:
-    """Why the probe kept a slower variant: the first is replaced only by one :data:`MIN_SPEEDUP` times faster."""
-    fastest = min(seconds, key=seconds.get)
-    if fastest == name:
-        return ""
-    return f" (kept: {fastest} is {seconds[name] / seconds[fastest]:.2f}x faster, less than the {MIN_SPEEDUP:g}x " \
-        "a switch needs)"
 
 
 def _restore(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, average: WeightAverage | None,

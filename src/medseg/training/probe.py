@@ -70,3 +70,13 @@ def fastest_variant(model: torch.nn.Module, loss_fn: Callable, image: torch.Tens
     finally:
         model.load_state_dict(state)
         model.train(was_training)
+
+
+def kept_note(chosen: str, seconds: dict[str, float]) -> str:
+    """Why :func:`fastest_variant` kept a slower variant (another was faster, but by less than :data:`MIN_SPEEDUP`),
+    as words to append to the probe's printed timings; empty when ``chosen`` is the fastest."""
+    fastest = min(seconds, key=seconds.get)
+    if fastest == chosen:
+        return ""
+    return f" (kept: {fastest} is {seconds[chosen] / seconds[fastest]:.2f}x faster, less than the {MIN_SPEEDUP:g}x " \
+        "a switch needs)"
