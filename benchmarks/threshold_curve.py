@@ -6,6 +6,10 @@ largest component of p ≥ t kept as the predictor keeps it for a structure in o
 
     .venv/bin/python -m medseg predict MODEL -i HELD_OUT_IMAGES... -o P --probabilities --tta --threads 1
     .venv/bin/python benchmarks/threshold_curve.py --labels ../shared/data/PROMISE12/labelsTr P1 P2 ...
+
+With ``--models M1 M2 ...`` (the folders that predicted P1 P2 ..., in order) a last column scores each case at its
+model's own decision threshold (``config.json``; 0.5 where the model keeps the argmax), so that the threshold rule's
+choice can be set against a fixed threshold on the same probabilities.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 from medseg.io import read_image, strip_extension
 from medseg.metrics import dice
+from medseg.model_folder import load_config
 from medseg.postprocessing import keep_largest_component
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
@@ -34,17 +39,33 @@ def curve(predictions: Path, labels: Path, thresholds: tuple[float, ...]) -> dic
     return scores
 
 
+def own_threshold(model: Path) -> float:
+    """The model folder's decision threshold; 0.5 where it keeps the argmax."""
+    chosen = load_config(model).decision_threshold
+    return 0.5 if chosen is None else float(chosen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", type=Path, nargs="+", help="`medseg predict --probabilities` folders.")
     parser.add_argument("--labels", type=Path, required=True, help="Reference label maps, named as the cases.")
+    parser.add_argument("--models", type=Path, nargs="+", help="The model folders that predicted them, in order: "
+                        "adds a column at each model's own decision threshold.")
     args = parser.parse_args()
-    print("folder | case | " + " | ".join(f"p ≥ {t}" for t in THRESHOLDS))
-    for folder in args.predictions:
-        scores = curve(folder, args.labels, THRESHOLDS)
+    if args.models and len(args.models) != len(args.predictions):
+        parser.error(f"--models names {len(args.models)} folders for {len(args.predictions)} prediction folders")
+    own = [own_threshold(m) for m in args.models] if args.models else [None] * len(args.predictions)
+    print("folder | case | " + " | ".join(f"p ≥ {t}" for t in THRESHOLDS) + (" | own p ≥ t" if args.models else ""))
+    rows = []
+    for folder, t in zip(args.predictions, own):
+        scores = curve(folder, args.labels, THRESHOLDS + ((t,) if t is not None else ()))
         for name, row in scores.items():
             print(f"{folder.name} | {name} | " + " | ".join(f"{d:.3f}" for d in row))
-        print(f"{folder.name} | mean | " + " | ".join(f"{d:.3f}" for d in np.mean(list(scores.values()), axis=0)))
+        rows.extend(scores.values())
+        suffix = f" (own t = {t:.2f})" if t is not None else ""
+        means = np.mean(list(scores.values()), axis=0)
+        print(f"{folder.name} | mean{suffix} | " + " | ".join(f"{d:.3f}" for d in means))
+    print(f"all {len(rows)} cases | mean | " + " | ".join(f"{d:.3f}" for d in np.mean(rows, axis=0)))
 
 
 if __name__ == "__main__":
