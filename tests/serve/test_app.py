@@ -252,6 +252,23 @@ def test_finished_jobs_expire(client, vessels_data):
         jobs.limits = limits
 
 
+def test_a_killed_worker_leaves_nothing_in_the_temporary_folder(organ_model, organs_data, tmp_path, monkeypatch):
+    # a worker over its time limit is killed; what torch unpacked for it (a loaded 3D package) must not stay behind
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))  # inherited by the spawned workers
+    app = create_app([organ_model], ServeLimits(job_timeout_s=120, threads_per_job=1), work_dir=tmp_path)
+    with TestClient(app) as client:
+        job = _upload(client, organs_data / "imagesTs" / "case_002_0000.nii.gz", model="organs", name="x.nii.gz")
+        assert wait(client, job.json()["id"])["status"] == "done"
+        jobs = client.app.state.jobs
+        unpacked = list(jobs.scratch.glob("aotinductor_*"))
+        jobs._slots[0].process.kill()
+    if not unpacked:
+        pytest.skip("the worker predicted without a compiled package (no compiler): nothing was unpacked")
+    assert list(system_tmp.iterdir()) == [] and not jobs.scratch.exists()
+
+
 def test_upload_size_limit(vessel_model, tmp_path):
     # the body limit answers before the endpoint runs, so no worker is needed (no lifespan)
     app = create_app([vessel_model], ServeLimits(max_upload_bytes=1000), work_dir=tmp_path)

@@ -25,6 +25,7 @@ from medseg.serve.limits import ServeLimits
 from medseg.serve.uploads import remove_tree
 
 ACTIVE = ("queued", "running")
+WORKER_SCRATCH = "worker-tmp"  # the workers' temporary folder inside the server's; job ids are hex, never this
 
 
 @dataclass
@@ -80,7 +81,8 @@ class _Slot(threading.Thread):
         parent, child = context.Pipe()
         self.process = context.Process(target=worker_main, args=(child, self.jobs.model_folders,
                                                                    self.jobs.limits.threads, self.jobs.backend,
-                                                                   self.jobs.predictor_options),
+                                                                   self.jobs.predictor_options,
+                                                                   str(self.jobs.scratch)),
                                        daemon=True, name="medseg-serve-worker")
         try:
             self.process.start()
@@ -191,7 +193,8 @@ class JobQueue:
         Model name → folder.
     limits : ServeLimits
     root : Path
-        The server-owned folder that holds one sub-folder per job.
+        The server-owned folder that holds one sub-folder per job, and the workers' temporary folder
+        (:data:`WORKER_SCRATCH`), removed by :meth:`stop`.
     backend : str
         Inference backend of the workers (see :meth:`medseg.Predictor.from_folder`).
     predictor_options : dict, optional
@@ -203,6 +206,7 @@ class JobQueue:
         self.model_folders = {k: str(v) for k, v in model_folders.items()}
         self.limits = limits
         self.root = Path(root)
+        self.scratch = self.root / WORKER_SCRATCH
         self.backend = backend
         self.predictor_options = dict(predictor_options or {})
         self.pending: queue.Queue[Job | None] = queue.Queue()
@@ -212,6 +216,7 @@ class JobQueue:
         self._slots = [_Slot(self, i) for i in range(limits.max_concurrent_jobs)]
 
     def start(self) -> None:
+        self.scratch.mkdir(parents=True, exist_ok=True)
         for slot in self._slots:
             slot.start()
 
@@ -227,6 +232,7 @@ class JobQueue:
             for job in self._jobs.values():
                 remove_tree(job.folder)
             self._jobs.clear()
+        remove_tree(self.scratch)
 
     def new_folder(self) -> tuple[str, Path]:
         """A fresh job id and its (created) folder under the root."""

@@ -8,6 +8,8 @@ fraction, stage)``, ``("done", id, info)`` and ``("failed", id, reason)`` out; `
 
 from __future__ import annotations
 
+import os
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,14 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
 
 
 def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = DEFAULT_BACKEND,
-                options: dict[str, Any] | None = None) -> None:
-    """Entry point of a worker process (``multiprocessing`` spawn target)."""
+                options: dict[str, Any] | None = None, temp_dir: str | None = None) -> None:
+    """Entry point of a worker process (``multiprocessing`` spawn target); its temporary files go to
+    ``temp_dir`` (the server's scratch folder) when given."""
+    if temp_dir is not None:
+        # a worker over its time limit is killed, and what native code had unpacked into the temporary folder
+        # stays (a loaded 3D package: /tmp/aotinductor_*, ~2 MB, removed only by its destructor); inside the
+        # server's folder it goes when the server stops. This process's own environment: nothing else reads it.
+        os.environ["TMPDIR"] = tempfile.tempdir = str(temp_dir)
     import torch
 
     from medseg.inference.predictor import Predictor
