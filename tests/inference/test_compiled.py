@@ -2,7 +2,9 @@
 batches padded, one package per tile shape whatever the image's tile count, reused by a new predictor and
 stale once the weights change, and a failing compiler falls back to eager PyTorch with a warning."""
 
+import gc
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -40,6 +42,20 @@ def test_compiled_predictor_matches_torch_and_reuses_its_package(tmp_path):
     weights = folder / "model.safetensors"
     os.utime(weights, ns=(stamp + 10**9, stamp + 10**9))  # newer weights: the package is stale
     assert not CompiledNetwork(torch.nn.Identity(), folder, weights=weights)._is_current(packages[0])
+
+
+def test_packages_of_a_read_only_model_go_with_the_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the scratch folder is made
+    network = CompiledNetwork(torch.nn.Conv3d(1, 2, 3, padding=1).eval(), folder=None, batch_size=1)
+    with torch.no_grad():
+        network(torch.zeros(1, 1, 4, 8, 8))
+    if network._failed:
+        pytest.skip("no compiler here: nothing was written")
+    scratch = [p for p in tmp_path.iterdir() if p.name.startswith("medseg-compiled-")]
+    assert len(scratch) == 1 and list(scratch[0].glob("*.pt2"))
+    del network
+    gc.collect()
+    assert not scratch[0].exists()
 
 
 def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch):

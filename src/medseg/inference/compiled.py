@@ -23,8 +23,10 @@ back to eager PyTorch: same results, slower.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -87,6 +89,7 @@ class CompiledNetwork:
         self.batch_size = max(1, int(batch_size))
         self._runners: dict[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]] = {}
         self._failed = False
+        self._scratch: Path | None = None
 
     def _runner(self, tile_shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The loaded package for tiles of ``tile_shape`` (channels first); None when compiling failed."""
@@ -110,7 +113,10 @@ class CompiledNetwork:
         name = package_name(batch_shape, self.stem)
         if self.folder is not None and os.access(self.folder, os.W_OK):
             return self.folder / name
-        return Path(tempfile.mkdtemp(prefix="medseg-compiled-")) / name  # read-only folder: beside the process
+        if self._scratch is None:  # read-only folder: one temporary folder, removed with this object or at exit
+            self._scratch = Path(tempfile.mkdtemp(prefix="medseg-compiled-"))
+            weakref.finalize(self, shutil.rmtree, self._scratch, True)
+        return self._scratch / name
 
     def _is_current(self, path: Path) -> bool:
         """The package exists and is not older than the weights it was compiled from."""
