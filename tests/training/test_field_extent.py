@@ -53,6 +53,16 @@ def test_each_scan_is_brought_to_the_side_and_back():
     assert to_network_grid(image, layout, spacing=(1.0, 2.0, 2.0)).image.spatial_shape == (5, 40, 30)
 
 
+def test_outliers_rescales_only_the_matrices_far_from_the_side():
+    layout = GridLayout(({"name": "zscore"},), (1.0, 1.0, 1.0),
+                        field_extent={"side": 160.0, "axes": [1, 2], "outlier_ratio": 1.5})
+    for side, expected in ((128, 128), (192, 192), (240, 160), (256, 160), (96, 160)):
+        image = Image(np.zeros((1, 3, side, side), np.float32), spacing=(1.0, 1.0, 1.0))
+        case = to_network_grid(image, layout)
+        assert case.image.spatial_shape == (3, expected, expected), side
+        assert case.probabilities_to_input(np.ones((2, 3, expected, expected), np.float32)).shape == (2, 3, side, side)
+
+
 def test_lost_spacing_is_reported_and_auto_records_the_median_side(lost_spacing, tmp_path, capsys):
     off = tmp_path / "off"
     assert main(["train", str(lost_spacing), "--out", str(off), *TRAIN]) == 0
@@ -88,6 +98,8 @@ def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
     user = rule_field_extent("none", stacks, [(1.0, 1.0, 1.0)] * 3)
     assert user.value is None and user.overridden_by_user
     assert rule_field_extent(200.0, stacks, [(3.0, 0.6, 0.6)] * 3).value == {"side": 200.0, "axes": [1, 2]}
+    outliers = rule_field_extent("outliers", stacks, [(1.0, 1.0, 1.0)] * 3)
+    assert outliers.value == {"side": 160.0, "axes": [1, 2], "outlier_ratio": 1.5} and outliers.overridden_by_user
 
 
 @pytest.mark.data

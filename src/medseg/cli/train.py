@@ -214,7 +214,8 @@ def train(
                                      "field-of-view diameter to record (pixels), or 'none' (default: measured on the "
                                      "training ROIs of colour photographs)."),
     field_extent: str = typer.Option(None, "--field-extent", help="Volumes whose spacing was lost: bring every scan's "
-                                     "in-plane side to the training volumes' median ('auto') or to PX voxels, in "
+                                     "in-plane side to the training volumes' median ('auto'; 'outliers': only the "
+                                     "scans 1.5× from it or more) or to PX voxels, in "
                                      "training and prediction (default: off, the lost spacing reported; measured in "
                                      "BENCHMARKS.md)."),
     slice_context: int = typer.Option(None, "--slice-context", help="A 2D network on volumes: the neighbouring "

@@ -29,6 +29,10 @@ FINETUNE_TIME_LIMIT = 300.0           # 5 minutes: the issue's fine-tuning budge
 FINETUNE_MIN_VALIDATION_CASES = 6     # fewer cases: train on all of them, keep the source's choices
 #: matrix sides (larger in-plane axis) within this share of each other: nothing to normalise
 FIELD_EXTENT_TOLERANCE = 0.02
+# ``--field-extent outliers``: a matrix this many times larger (or smaller) than the training median is rescaled
+# to it, the others kept. PROMISE12's matrices are 128–192 voxels in 11 of 16 cases and 256 in 5 (1.6×), whose
+# glands span twice as many voxels; the default's worst cases were among those five (BENCHMARKS.md, session 45).
+FIELD_EXTENT_OUTLIER_RATIO = 1.5
 
 
 def rule_init_from(lineage: dict[str, Any]) -> Rule:
@@ -192,18 +196,24 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     U-Net, 30 min, PROMISE12 folds 0–1 (8 held-out cases) mean Dice 0.503 with it, 0.619 without (6 of 8 cases
     lower); ACDC, 20 min, all labels, 0.821 against 0.822 (BENCHMARKS.md "Session 17"). So the rule detects
     and reports lost spacing and keeps the voxels as they are; ``--field-extent auto`` applies the median side
-    (recorded in the model, applied by every predictor, labels returned on the input's grid), ``PX`` a given
-    side, ``none`` nothing."""
+    (recorded in the model, applied by every predictor, labels returned on the input's grid), ``outliers``
+    the median side only to the scans whose side is ``FIELD_EXTENT_OUTLIER_RATIO`` times the median or more (or
+    less), ``PX`` a given side, ``none`` nothing."""
     title = "Field-of-view normalisation (spacing lost)"
     if user is not None:
         if str(user).lower() == "none":
             return user_rule("field_extent", title, None, "off", "--field-extent none")
-        if str(user).lower() == "auto" and not shapes:
-            raise MedsegError("--field-extent auto needs training volumes to take the median side of")
+        median = str(user).lower() in ("auto", "outliers")
+        if median and not shapes:
+            raise MedsegError(f"--field-extent {user} needs training volumes to take the median side of")
         axes = _in_plane_axes(shapes)
-        side = float(np.median(_in_plane_sides(shapes, axes))) if str(user).lower() == "auto" else float(user)
-        return user_rule("field_extent", title, {"side": side, "axes": axes}, f"in-plane side {side:.0f} voxels",
-                         f"--field-extent {user}")
+        side = float(np.median(_in_plane_sides(shapes, axes))) if median else float(user)
+        value: dict[str, Any] = {"side": side, "axes": axes}
+        summary = f"in-plane side {side:.0f} voxels"
+        if str(user).lower() == "outliers":
+            value["outlier_ratio"] = FIELD_EXTENT_OUTLIER_RATIO
+            summary += f" for scans {FIELD_EXTENT_OUTLIER_RATIO:g}× from it or more"
+        return user_rule("field_extent", title, value, summary, f"--field-extent {user}")
     inputs: dict[str, Any] = {"volumes": len(shapes)}
     if not shapes or any(len(s) != 3 for s in shapes):
         return Rule("field_extent", title, None, "off", "only for 3D volumes", inputs)

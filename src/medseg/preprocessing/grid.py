@@ -319,13 +319,16 @@ def _extent_normalised(image: Image, roi: Image | None, label: Image | None, lay
                        target: Sequence[float] | None) -> tuple[Image, Image | None, Image | None, tuple[float, ...]]:
     """The case with the spacing that brings its larger side across ``layout.field_extent["axes"]`` to
     ``layout.field_extent["side"]`` voxels of the network grid (across the other axes each voxel is one of the
-    grid's), and the grid's spacing."""
+    grid's; with ``"outlier_ratio"`` only a side that far from it or farther), and the grid's spacing."""
     axes = [int(a) for a in layout.field_extent["axes"]]
     if image.spatial_dims <= max(axes):
         raise MedsegError(f"the model brings axes {axes} of each volume to a common extent; the image is "
                           f"{image.spatial_dims}D")
     unit = tuple(float(v) for v in (layout.target_spacing if layout.target_spacing is not None else image.spacing))
     scale = float(layout.field_extent["side"]) / max(image.spatial_shape[a] for a in axes)
+    ratio = layout.field_extent.get("outlier_ratio")
+    if ratio is not None and 1.0 / float(ratio) < scale < float(ratio):
+        scale = 1.0  # only the outlying matrices are rescaled
     nominal = tuple(u * scale if a in axes else u for a, u in enumerate(unit))
     image, roi, label = _with_spacing(nominal, image, roi, label)
     return image, roi, label, tuple(target) if target is not None else unit

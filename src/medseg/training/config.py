@@ -109,9 +109,10 @@ class TrainingConfig:
     fov_diameter : float, "none" or None
         Fundus photographs: the training camera's FOV diameter to record (pixels), "none" for no FOV
         normalisation; None: the field-of-view rule (measured on the training ROIs of colour photographs).
-    field_extent : float, "auto", "none" or None
+    field_extent : float, "auto", "outliers", "none" or None
         Volumes whose spacing was lost: the in-plane side (voxels of the network grid) every scan is brought
-        to, "auto" for the training volumes' median, "none" for none; None:
+        to, "auto" for the training volumes' median, "outliers" for the median on the scans far from it only,
+        "none" for none; None:
         :func:`medseg.planning.device_rules.rule_field_extent`.
     slice_context : int or None
         A 2D network on volumes: the neighbouring slices on each side given as extra channels (0: none);
@@ -201,7 +202,7 @@ class TrainingConfig:
                 isinstance(self.decision_threshold, (int, float)) and 0.0 < float(self.decision_threshold) < 1.0):
             raise MedsegError(f"the decision threshold must lie in (0, 1) or be 'argmax', not {self.decision_threshold}")
         self.fov_diameter = _pixels_or_keyword(self.fov_diameter, "the FOV diameter", ("none",))
-        self.field_extent = _pixels_or_keyword(self.field_extent, "the field extent", ("none", "auto"))
+        self.field_extent = _pixels_or_keyword(self.field_extent, "the field extent", ("none", "auto", "outliers"))
         if self.slice_context is not None and not 0 <= int(self.slice_context) <= 8:
             raise MedsegError(f"the slice context must be 0 to 8 slices on each side, not {self.slice_context}")
         if self.memory_format not in MEMORY_FORMATS:
