@@ -71,7 +71,8 @@ class ModelConfig:
     come back at the input's size (see :class:`medseg.preprocessing.grid.GridLayout`).
     ``field_extent`` (volumes whose spacing was lost): ``{"side", "axes"}``, every case's larger side across
     ``axes`` brought to ``side`` voxels of the network grid (same class); with ``"outlier_ratio"`` only the
-    cases whose side is that many times ``side`` or more (or less).
+    cases whose side is that many times ``side`` or more (or less); with ``"prediction_only"`` the network
+    trained on the cases as stored.
     ``lineage``: a fine-tuned model's source (``medseg train --init-from``): its folder, the SHA-256 of its
     weights and of its config.json, its dataset, and the source's own lineage.
     """

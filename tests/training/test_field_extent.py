@@ -64,12 +64,18 @@ def test_outliers_rescales_only_the_matrices_far_from_the_side():
 
 
 def test_lost_spacing_is_reported_and_auto_records_the_median_side(lost_spacing, tmp_path, capsys):
+    default = tmp_path / "default"
+    assert main(["train", str(lost_spacing), "--out", str(default), *TRAIN]) == 0
+    # training sides 32, 48, 64: the 32 is 1.5× from the median, so the 3D network predicts such scans at 48
+    assert load_config(default).field_extent == {"side": 48.0, "axes": [1, 2], "outlier_ratio": 1.5,
+                                                 "prediction_only": True}
+    rules = json.loads((default / "rules.json").read_text(encoding="utf-8"))
+    rule = next(r for r in rules if r["name"] == "field_extent")
+    assert rule["inputs"]["side_range"] == [32, 64] and rule["inputs"]["outlying_scans"] == 1
+    assert "spacing was lost" in rule["reason"] and "at prediction" in " ".join(capsys.readouterr().err.split())
     off = tmp_path / "off"
-    assert main(["train", str(lost_spacing), "--out", str(off), *TRAIN]) == 0
-    assert load_config(off).field_extent is None  # measured not to pay (the rule's docstring): reported only
-    rule = next(r for r in json.loads((off / "rules.json").read_text(encoding="utf-8")) if r["name"] == "field_extent")
-    assert rule["inputs"]["side_range"] == [32, 64] and "spacing was lost" in rule["reason"]
-    assert "spacing looks lost" in " ".join(capsys.readouterr().err.split())
+    assert main(["train", str(lost_spacing), "--out", str(off), "--field-extent", "none", *TRAIN]) == 0
+    assert load_config(off).field_extent is None
 
     model = tmp_path / "model"
     assert main(["train", str(lost_spacing), "--out", str(model), "--field-extent", "auto", *TRAIN]) == 0
@@ -87,8 +93,13 @@ def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
     from medseg.planning.device_rules import rule_field_extent
 
     stacks = [(20, 128, 128), (30, 256, 256), (24, 160, 160)]
-    lost = rule_field_extent(None, stacks, [(1.0, 1.0, 1.0)] * 3)
-    assert lost.value is None and lost.inputs["side_range"] == [128, 256] and "auto" in lost.reason
+    lost = rule_field_extent(None, stacks, [(1.0, 1.0, 1.0)] * 3)  # 256 is 1.6× the median side
+    assert lost.value == {"side": 160.0, "axes": [1, 2], "outlier_ratio": 1.5, "prediction_only": True}
+    assert lost.inputs["side_range"] == [128, 256] and lost.inputs["outlying_scans"] == 1
+    in_2d = rule_field_extent(None, stacks, [(1.0, 1.0, 1.0)] * 3, network_dims=2)
+    assert in_2d.value is None and "2D network" in in_2d.reason
+    near = rule_field_extent(None, stacks[:1] + [(24, 192, 192), stacks[2]], [(1.0, 1.0, 1.0)] * 3)
+    assert near.value is None and near.inputs["outlying_scans"] == 0 and "auto" in near.reason
     assert rule_field_extent("auto", stacks, [(1.0, 1.0, 1.0)] * 3).value == {"side": 160.0, "axes": [1, 2]}
     assert rule_field_extent(None, stacks, [(3.0, 0.6, 0.6)] * 3).value is None      # spacing recorded
     assert rule_field_extent(None, [(155, 240, 240)] * 2 + [(150, 200, 200)],
@@ -102,6 +113,28 @@ def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
     assert outliers.value == {"side": 160.0, "axes": [1, 2], "outlier_ratio": 1.5} and outliers.overridden_by_user
 
 
+def test_a_prediction_only_extent_leaves_the_training_cases_as_stored(lost_spacing, tmp_path):
+    from types import SimpleNamespace
+
+    from medseg.datasets import load_dataset
+    from medseg.training.config import TrainingConfig
+    from medseg.training.data import LabelMapping
+    from medseg.training.loop import _prepare_cases
+
+    extent = {"side": 48.0, "axes": [1, 2], "outlier_ratio": 1.5}
+    layout = SimpleNamespace(preprocessing=[{"name": "zscore"}], target_spacing=(1.0, 1.0, 1.0), crop_to_nonzero=False,
+                             resampling=None, fov_diameter=None, field_extent=extent)
+    dataset = load_dataset(lost_spacing)
+
+    def shape(field_extent: dict) -> tuple[int, ...]:
+        cases = _prepare_cases(dataset, ["c0"], SimpleNamespace(**{**vars(layout), "field_extent": field_extent}),
+                               LabelMapping([0, 1], None), TrainingConfig(), None, set())
+        return cases["c0"].image.shape[1:]
+
+    assert shape(extent) == (6, 48, 48)  # the 32² scan brought to the median side in training
+    assert shape({**extent, "prediction_only": True}) == (6, 32, 32)  # as stored
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("name, sides", [("PROMISE12", [128, 256]), ("ACDC", [208, 512]), ("BraTS", None),
                                          ("LA", None)])
@@ -111,6 +144,8 @@ def test_the_rule_on_the_real_datasets(shared_data, name, sides):
     from medseg.training.spec import field_extent_rule
 
     dataset = load_dataset(shared_data / name)
-    rule = field_extent_rule(dataset, None, [c.name for c in dataset.cases if c.label_path is not None], 3)
-    assert rule.value is None and rule.inputs.get("side_range") == sides
-    assert ("spacing looks lost" in rule.shown) == (sides is not None)
+    names = [c.name for c in dataset.cases if c.label_path is not None]
+    rule = field_extent_rule(dataset, None, names, 3)
+    assert rule.inputs.get("side_range") == sides
+    assert (rule.value is not None) == (sides is not None)  # both have matrices 1.5× from their median side
+    assert (field_extent_rule(dataset, None, names, 3, network_dims=2).value is None)

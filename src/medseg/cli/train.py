@@ -216,8 +216,8 @@ def train(
     field_extent: str = typer.Option(None, "--field-extent", help="Volumes whose spacing was lost: bring every scan's "
                                      "in-plane side to the training volumes' median ('auto'; 'outliers': only the "
                                      "scans 1.5× from it or more) or to PX voxels, in "
-                                     "training and prediction (default: off, the lost spacing reported; measured in "
-                                     "BENCHMARKS.md)."),
+                                     "training and prediction, or 'none' (default: a 3D network predicts the scans "
+                                     "1.5× from the median at it; measured in BENCHMARKS.md)."),
     slice_context: int = typer.Option(None, "--slice-context", help="A 2D network on volumes: the neighbouring "
                                       "slices on each side it sees as extra channels (default: 0, none; the "
                                       "slice-context rule, measured in BENCHMARKS.md)."),

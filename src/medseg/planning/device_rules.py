@@ -29,9 +29,10 @@ FINETUNE_TIME_LIMIT = 300.0           # 5 minutes: the issue's fine-tuning budge
 FINETUNE_MIN_VALIDATION_CASES = 6     # fewer cases: train on all of them, keep the source's choices
 #: matrix sides (larger in-plane axis) within this share of each other: nothing to normalise
 FIELD_EXTENT_TOLERANCE = 0.02
-# ``--field-extent outliers``: a matrix this many times larger (or smaller) than the training median is rescaled
-# to it, the others kept. PROMISE12's matrices are 128–192 voxels in 11 of 16 cases and 256 in 5 (1.6×), whose
-# glands span twice as many voxels; the default's worst cases were among those five (BENCHMARKS.md, session 45).
+# a matrix this many times larger (or smaller) than the training median side is brought to it, the others kept
+# (by default at prediction only; ``--field-extent outliers`` in training too). PROMISE12's matrices are 128–192
+# voxels in 11 of 16 cases and 256 in 5 (1.6×), whose glands span twice as many voxels; the default's worst cases
+# were among those five (BENCHMARKS.md, sessions 45–46).
 FIELD_EXTENT_OUTLIER_RATIO = 1.5
 
 
@@ -185,20 +186,23 @@ def rule_fov_prediction(fov_diameter: float | None, enabled: bool) -> Rule | Non
 
 # --- field extent (volumes whose spacing was lost) ---------------------------------------------------------
 def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
-                      spacings: Sequence[Sequence[float]]) -> Rule:
+                      spacings: Sequence[Sequence[float]], network_dims: int = 3) -> Rule:
     """3D training volumes that all have exactly 1 mm spacing although they are short stacks of slices (an
     axis with 4× fewer voxels than the others: real stacks are 2–10 mm apart), at different in-plane matrix
     sizes: the spacing was lost upstream (PROMISE12's and ACDC's releases), and their voxels are not one size.
     Scanners cover a similar field of view at different matrix sizes (PROMISE12: the prostate spans 34–103
     voxels, coefficient of variation 0.39, but 0.21–0.40 of the image side, 0.18 — NOTES.md), which suggests
     bringing each case's larger in-plane side to the training volumes' median (as SSL4MIS resizes every ACDC
-    slice to 256², and as fundus photographs are brought to one aperture). Measured, it does not pay: the planned
-    U-Net, 30 min, PROMISE12 folds 0–1 (8 held-out cases) mean Dice 0.503 with it, 0.619 without (6 of 8 cases
-    lower); ACDC, 20 min, all labels, 0.821 against 0.822 (BENCHMARKS.md "Session 17"). So the rule detects
-    and reports lost spacing and keeps the voxels as they are; ``--field-extent auto`` applies the median side
-    (recorded in the model, applied by every predictor, labels returned on the input's grid), ``outliers``
-    the median side only to the scans whose side is ``FIELD_EXTENT_OUTLIER_RATIO`` times the median or more (or
-    less), ``PX`` a given side, ``none`` nothing."""
+    slice to 256², and as fundus photographs are brought to one aperture). Measured, doing it in training does
+    not pay: PROMISE12, 16 held-out cases, the planned 3D U-Net 0.776 with every scan at the median side and
+    0.786 with only the outlying ones, against 0.778 (BENCHMARKS.md "Session 45", "Session 46"; in 2D, session 17,
+    it lost). Both raised the 256² stacks and lowered the other matrices, which training at their own size serves
+    better. So for a 3D network the rule records the median side for *prediction only* when some training scan's
+    side is ``FIELD_EXTENT_OUTLIER_RATIO`` times the median or more (or less): the network trains and validates on
+    every scan as stored, and the predictor brings a scan that far from the median to it (labels returned on the
+    input's grid) — on PROMISE12 the five 256² stacks 0.689 → 0.755, the 16 held-out cases 0.778 → 0.798
+    (session 46). ``--field-extent auto`` brings every scan to the median in training and prediction,
+    ``outliers`` the outlying ones, ``PX`` every scan to a given side, ``none`` nothing."""
     title = "Field-of-view normalisation (spacing lost)"
     if user is not None:
         if str(user).lower() == "none":
@@ -228,11 +232,25 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     if max(sides) <= (1 + FIELD_EXTENT_TOLERANCE) * min(sides):
         return Rule("field_extent", title, None, "off", "every volume has the same in-plane matrix size: nothing to "
                     "normalise", inputs)
+    median, ratio = float(np.median(sides)), FIELD_EXTENT_OUTLIER_RATIO
+    outlying = sum(not 1 / ratio < side / median < ratio for side in sides)
+    inputs.update(median_side=median, outlying_scans=outlying, network_dims=network_dims)
+    if network_dims == 3 and outlying:
+        return Rule("field_extent", title,
+                    {"side": median, "axes": axes, "outlier_ratio": ratio, "prediction_only": True},
+                    f"in-plane side {median:.0f} voxels at prediction for scans {ratio:g}× from it",
+                    f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
+                    f"{max(sides)} voxels: the spacing was lost upstream. {outlying} of {len(sides)} training scans "
+                    f"are {ratio:g}× from the median side or more: the network trains on every scan as stored, and a "
+                    "scan that far from the median is predicted at it (PROMISE12, 3D: its 256² stacks +0.07 Dice, "
+                    "BENCHMARKS.md session 46); --field-extent none turns it off", inputs)
     return Rule("field_extent", title, None, "off (the spacing looks lost)",
                 f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
-                f"{max(sides)} voxels: the spacing was lost upstream. Bringing every scan to the median side did not "
-                "raise Dice on PROMISE12 or ACDC (BENCHMARKS.md, session 17), so the voxels are kept as they are; "
-                "--field-extent auto applies it", inputs)
+                f"{max(sides)} voxels: the spacing was lost upstream. "
+                + (f"No scan's side is {ratio:g}× from the median or more"
+                   if network_dims == 3 else "For a 2D network bringing every scan to the median side did not raise "
+                   "Dice on PROMISE12 or ACDC (BENCHMARKS.md, session 17)")
+                + ", so the voxels are kept as they are; --field-extent auto or outliers applies it", inputs)
 
 
 def _in_plane_sides(shapes: Sequence[Sequence[int]], axes: Sequence[int]) -> list[int]:

@@ -456,11 +456,13 @@ def _run(dataset: Any, out: Path, start: RunStart | None, spec: RunSpec | None, 
 def _prepare_cases(dataset: Any, names: Sequence[str], layout: Any, mapping: LabelMapping, options: TrainingConfig,
                    cache_dir: Path | None, thresholded: set[str]) -> dict[str, PreparedCase]:
     """Every case of the run on the network grid (training and validation alike); ``thresholded`` cases keep
-    their label on the input's grid, where the decision threshold is chosen."""
+    their label on the input's grid, where the decision threshold is chosen. A field extent for prediction only
+    (:func:`medseg.planning.device_rules.rule_field_extent`) leaves them as stored."""
+    extent = None if (layout.field_extent or {}).get("prediction_only") else layout.field_extent
     return {name: prepare_case(dataset.case(name), layout.preprocessing, mapping, target_spacing=layout.target_spacing,
                                dtype=options.cache_dtype, cache_dir=cache_dir, seed=options.seed + i,
                                crop_to_nonzero=layout.crop_to_nonzero, resampling=layout.resampling,
-                               fov_diameter=layout.fov_diameter, field_extent=layout.field_extent,
+                               fov_diameter=layout.fov_diameter, field_extent=extent,
                                keep_input_reference=name in thresholded)
             for i, name in enumerate(names)}
 

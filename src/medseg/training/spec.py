@@ -105,12 +105,12 @@ def start_run(dataset: Any, options: TrainingConfig, plan: dict[str, Any] | None
     if fov is not None:
         fired.append(fov)
         layout = replace(layout, fov_diameter=fov.value)
-    extent = field_extent_rule(dataset, options.field_extent, train_names, data_dims)
+    layout, sliced = _slices_for_2d_network(options.network, layout)
+    fired += [sliced] if sliced is not None else []
+    extent = field_extent_rule(dataset, options.field_extent, train_names, data_dims, layout.spatial_dims)
     if extent is not None:
         fired.append(extent)
         layout = replace(layout, field_extent=extent.value)
-    layout, sliced = _slices_for_2d_network(options.network, layout)
-    fired += [sliced] if sliced is not None else []
     layout, context = _slice_context(options, layout)
     fired += [context] if context is not None else []
     config = replace(options, network_options=dict(options.network_options), iterations=budget.value["iterations"],
@@ -144,9 +144,10 @@ def field_of_view_rule(dataset: Any, user: float | str | None, train_names: Sequ
 
 
 def field_extent_rule(dataset: Any, user: float | str | None, train_names: Sequence[str],
-                      data_dims: int) -> Rule | None:
+                      data_dims: int, network_dims: int = 3) -> Rule | None:
     """:func:`~medseg.planning.device_rules.rule_field_extent` on the training volumes' shapes and spacings
-    (from their headers); None (nothing to record or print) for 2D data unless the user gave a value."""
+    (from their headers) for a network of ``network_dims``; None (nothing to record or print) for 2D data
+    unless the user gave a value."""
     from medseg.io.itk import read_geometry
     from medseg.planning.device_rules import rule_field_extent
 
@@ -163,7 +164,7 @@ def field_extent_rule(dataset: Any, user: float | str | None, train_names: Seque
             geometry = image.spatial_shape, image.spacing
         shapes.append(geometry[0])
         spacings.append(geometry[1])
-    return rule_field_extent(user, shapes, spacings)
+    return rule_field_extent(user, shapes, spacings, network_dims)
 
 
 def _initial_weights(options: TrainingConfig) -> tuple[Rule | None, Rule]:
