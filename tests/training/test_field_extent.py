@@ -113,7 +113,7 @@ def test_real_spacing_and_one_matrix_size_are_left_alone(tmp_path):
     assert outliers.value == {"side": 160.0, "axes": [1, 2], "outlier_ratio": 1.5} and outliers.overridden_by_user
 
 
-def test_a_prediction_only_extent_leaves_the_training_cases_as_stored(lost_spacing, tmp_path):
+def test_a_prediction_only_extent_leaves_the_training_cases_as_stored(lost_spacing):
     from types import SimpleNamespace
 
     from medseg.datasets import load_dataset
@@ -148,4 +148,4 @@ def test_the_rule_on_the_real_datasets(shared_data, name, sides):
     rule = field_extent_rule(dataset, None, names, 3)
     assert rule.inputs.get("side_range") == sides
     assert (rule.value is not None) == (sides is not None)  # both have matrices 1.5× from their median side
-    assert (field_extent_rule(dataset, None, names, 3, network_dims=2).value is None)
+    assert field_extent_rule(dataset, None, names, 3, network_dims=2).value is None

@@ -205,16 +205,17 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     ``outliers`` the outlying ones, ``PX`` every scan to a given side, ``none`` nothing."""
     title = "Field-of-view normalisation (spacing lost)"
     if user is not None:
-        if str(user).lower() == "none":
+        keyword = str(user).lower()
+        if keyword == "none":
             return user_rule("field_extent", title, None, "off", "--field-extent none")
-        median = str(user).lower() in ("auto", "outliers")
+        median = keyword in ("auto", "outliers")
         if median and not shapes:
             raise MedsegError(f"--field-extent {user} needs training volumes to take the median side of")
         axes = _in_plane_axes(shapes)
         side = float(np.median(_in_plane_sides(shapes, axes))) if median else float(user)
         value: dict[str, Any] = {"side": side, "axes": axes}
         summary = f"in-plane side {side:.0f} voxels"
-        if str(user).lower() == "outliers":
+        if keyword == "outliers":
             value["outlier_ratio"] = FIELD_EXTENT_OUTLIER_RATIO
             summary += f" for scans {FIELD_EXTENT_OUTLIER_RATIO:g}× from it or more"
         return user_rule("field_extent", title, value, summary, f"--field-extent {user}")
@@ -232,8 +233,10 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     if max(sides) <= (1 + FIELD_EXTENT_TOLERANCE) * min(sides):
         return Rule("field_extent", title, None, "off", "every volume has the same in-plane matrix size: nothing to "
                     "normalise", inputs)
+    from medseg.preprocessing.grid import is_outlying_side
+
     median, ratio = float(np.median(sides)), FIELD_EXTENT_OUTLIER_RATIO
-    outlying = sum(not 1 / ratio < side / median < ratio for side in sides)
+    outlying = sum(is_outlying_side(side, median, ratio) for side in sides)
     inputs.update(median_side=median, outlying_scans=outlying, network_dims=network_dims)
     if network_dims == 3 and outlying:
         return Rule("field_extent", title,

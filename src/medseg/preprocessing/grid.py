@@ -325,13 +325,19 @@ def _extent_normalised(image: Image, roi: Image | None, label: Image | None, lay
         raise MedsegError(f"the model brings axes {axes} of each volume to a common extent; the image is "
                           f"{image.spatial_dims}D")
     unit = tuple(float(v) for v in (layout.target_spacing if layout.target_spacing is not None else image.spacing))
-    scale = float(layout.field_extent["side"]) / max(image.spatial_shape[a] for a in axes)
+    side = max(image.spatial_shape[a] for a in axes)
     ratio = layout.field_extent.get("outlier_ratio")
-    if ratio is not None and 1.0 / float(ratio) < scale < float(ratio):
-        scale = 1.0  # only the outlying matrices are rescaled
+    rescaled = ratio is None or is_outlying_side(side, float(layout.field_extent["side"]), float(ratio))
+    scale = float(layout.field_extent["side"]) / side if rescaled else 1.0
     nominal = tuple(u * scale if a in axes else u for a, u in enumerate(unit))
     image, roi, label = _with_spacing(nominal, image, roi, label)
     return image, roi, label, tuple(target) if target is not None else unit
+
+
+def is_outlying_side(side: float, median: float, ratio: float) -> bool:
+    """Whether a matrix side is ``ratio`` times ``median`` or more, or that many times less (the field-extent
+    rule's outlying scans)."""
+    return not 1.0 / ratio < side / median < ratio
 
 
 def _with_spacing(spacing: Sequence[float], *images: Image | None) -> tuple[Image | None, ...]:
