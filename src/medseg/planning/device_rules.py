@@ -239,18 +239,18 @@ def rule_field_extent(user: float | str | None, shapes: Sequence[Sequence[int]],
     median, ratio = float(np.median(sides)), FIELD_EXTENT_OUTLIER_RATIO
     outlying = sum(is_outlying_side(side, median, ratio) for side in sides)
     inputs.update(median_side=median, outlying_scans=outlying, network_dims=network_dims)
+    lost = (f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
+            f"{max(sides)} voxels: the spacing was lost upstream. ")
     if network_dims == 3 and outlying:
         return Rule("field_extent", title,
                     {"side": median, "axes": axes, "outlier_ratio": ratio, "prediction_only": True},
                     f"in-plane side {median:.0f} voxels at prediction for scans {ratio:g}× from it",
-                    f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
-                    f"{max(sides)} voxels: the spacing was lost upstream. {outlying} of {len(sides)} training scans "
-                    f"are {ratio:g}× from the median side or more: the network trains on every scan as stored, and a "
-                    "scan that far from the median is predicted at it (PROMISE12, 3D: its 256² stacks +0.05 Dice over "
-                    "three trainings, BENCHMARKS.md sessions 46–47); --field-extent none turns it off", inputs)
+                    lost + f"{outlying} of {len(sides)} training scans are {ratio:g}× from the median side or more: "
+                    "the network trains on every scan as stored, and a scan that far from the median is predicted at "
+                    "it (PROMISE12, 3D: its 256² stacks +0.05 Dice over three trainings, BENCHMARKS.md sessions "
+                    "46–47); --field-extent none turns it off", inputs)
     return Rule("field_extent", title, None, "off (the spacing looks lost)",
-                f"every volume is a stack of slices stored at exactly 1 mm, with in-plane matrices of {min(sides)}–"
-                f"{max(sides)} voxels: the spacing was lost upstream. "
+                lost
                 + (f"No scan's side is {ratio:g}× from the median or more"
                    if network_dims == 3 else "For a 2D network bringing every scan to the median side did not raise "
                    "Dice on PROMISE12 or ACDC (BENCHMARKS.md, session 17)")
