@@ -328,7 +328,8 @@ def rule_low_resolution(fingerprint: dict, target: Sequence[float], machine: Mac
     resampled back to the input grid. Measured in 2D (DukeDME fluid, 12 minutes, one thread per fold, mean
     Dice over B-scans with fluid): 0.389 on the B-scans' grid (13 %), 0.389 at 1.43× (26 %, the 3D bar),
     0.511 at half size by hand (52 %), 0.482 at this rule's 1.97× (51 %; B-scan AUC 0.883, the best; BENCHMARKS.md
-    "Session 13"). Thin structures (:mod:`medseg.planning.structure`: vessels a few voxels wide) keep the target
+    "Session 13"). At 40 bfloat16 minutes a bar of 80 % (2.5 mm) scored as 50 % did: 0.588 against 0.583 on two folds
+    (session 48). Thin structures (:mod:`medseg.planning.structure`: vessels a few voxels wide) keep the target
     spacing: a coarser grid would erase them. Returns (spacing, median shape)."""
     dims = len(target)
     name = f"{dims}d.target_spacing"
