@@ -7,7 +7,7 @@ import pytest
 from rich.console import Console
 
 from medseg.cli import main
-from medseg.cli.train import _prepare_backend
+from medseg.cli.train import prepare_backend
 from medseg.datasets import make_organs3d, make_vessels2d
 from medseg.image import Image
 from medseg.io import read_image, write_image
@@ -86,7 +86,7 @@ def test_train_3d_and_predict_nifti(tmp_path):
                  "--batch-size", "1", "--features", "4", "--depth", "2", "--threads", "1", "--no-progress"]) == 0
     rule = next(r for r in load_rules(model) if r["name"] == "prepare_backend")
     assert rule["value"] is False and not list(model.glob("*.pt2"))  # a trial run: the first prediction compiles
-    _prepare_backend(model, 3600.0, Console(quiet=True))  # what a run of an hour does after training
+    prepare_backend(model, 3600.0, Console(quiet=True))  # what a run of an hour does after training
     assert next(r for r in load_rules(model) if r["name"] == "prepare_backend")["value"] is True
     packages = list(model.glob("*.pt2"))
     assert len(packages) == 1

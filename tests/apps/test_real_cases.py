@@ -121,3 +121,20 @@ def test_promise12_paper_augmentation_on_real_cases(shared_data):
     assert set(warped_label.unique().tolist()) == {0, 1}
     assert abs(int(warped_label.sum()) - int(label.sum())) < 0.2 * int(label.sum())
     assert not torch.equal(warped_label, label)
+
+
+def test_brats_localise_rule_declines_the_planned_grid_and_takes_one_mm(shared_data):
+    """The localise rule on two real BraTS cases: at the planned 2.65 mm after the crop to the brain the
+    whole-volume pass is a few tiles (declined, as measured); at 1 mm with 64³ tiles the tumour's box pays."""
+    from types import SimpleNamespace
+
+    from medseg.inference.localise import dataset_localise_rule
+
+    dataset = load_dataset(shared_data / "BraTS")
+    cases = ["Brats18_CBICA_ABM_1", "Brats18_TCIA01_201_1"]
+    planned = SimpleNamespace(crop_to_nonzero=True, target_spacing=[2.65] * 3, data_patch_size=(48, 48, 56))
+    pays, why = dataset_localise_rule(dataset, planned, cases)
+    assert not pays and "tile(s)" in why
+    fine = SimpleNamespace(crop_to_nonzero=True, target_spacing=[1.0] * 3, data_patch_size=(64, 64, 64))
+    pays, why = dataset_localise_rule(dataset, fine, cases)
+    assert pays and "% of the image" in why

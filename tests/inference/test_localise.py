@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from medseg.errors import MedsegError
 from medseg.image import Image
 from medseg.inference.localise import (
     LocaliseThenSegment,
     box_with_margin,
     coarse_plan,
     localise_rule,
-    write_localise_folder,
 )
 
 
@@ -87,6 +87,14 @@ def test_fine_runs_in_box_on_whole_image_statistics(tmp_path):
     np.testing.assert_array_equal(out[z0:z1, y0:y1, x0:x1], inside)
 
 
+def test_coarse_pass_runs_unmirrored_without_changing_the_given_predictor(tmp_path):
+    from medseg.inference.predictor import Predictor
+
+    mirrored = Predictor.from_folder(_fine_folder(tmp_path), backend="torch", tta=True)
+    pair = LocaliseThenSegment(mirrored, mirrored)
+    assert pair.coarse.tta is False and mirrored.tta is True and pair.fine is mirrored
+
+
 def test_empty_coarse_falls_back_to_whole_volume(tmp_path):
     from medseg.inference.predictor import Predictor
 
@@ -97,45 +105,75 @@ def test_empty_coarse_falls_back_to_whole_volume(tmp_path):
     np.testing.assert_array_equal(result.labels.array, fine.predict(image).array)
 
 
+def _organs(tmp_path):
+    from medseg.datasets.synthetic import make_organs3d
+
+    return make_organs3d(tmp_path / "o", cases=3, test_cases=1, seed=0, shape=(12, 48, 48), num_organs=1,
+                         spacing=(2.0, 1.0, 1.0))
+
+
+_TINY = ["--iterations", "2", "--threads", "1", "--no-progress"]
+
+
+def _train_fine(data, out):
+    from medseg.cli import main
+
+    assert main(["train", str(data), "--out", str(out), "--patch-size", "8,16,16", "--batch-size", "1",
+                 "--features", "4", "--depth", "2", *_TINY]) == 0
+    return out
+
+
+def test_dataset_rule_reads_the_labels_box(tmp_path):
+    from medseg.datasets import load_dataset
+    from medseg.inference.localise import dataset_localise_rule
+
+    data = load_dataset(_organs(tmp_path))
+    config = SimpleNamespace(crop_to_nonzero=False, target_spacing=[2.0, 1.0, 1.0], data_patch_size=(4, 8, 8))
+    names = [c.name for c in data.cases]
+    pays, why = dataset_localise_rule(data, config, names, margin_mm=0.0)
+    assert pays and "tiles" in why
+    # a margin that makes every box the whole image: localising cannot pay
+    assert not dataset_localise_rule(data, config, names, margin_mm=100.0)[0]
+    with pytest.raises(MedsegError, match="no labelled cases"):
+        dataset_localise_rule(data, config, [], 0.0)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_localise_refuses_where_the_rule_says_no(tmp_path):
+    """A margin of 100 mm puts every box over the whole image: one line, nothing trained or written."""
+    from medseg.cli import main
+
+    data = _organs(tmp_path)
+    fine = _train_fine(data, tmp_path / "fine")
+    pair = tmp_path / "pair"
+    assert main(["localise", str(data), "--fine", str(fine), "--out", str(pair), "--margin-mm", "100", *_TINY]) == 1
+    assert not pair.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["fine", "o"]
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_trained_pair_through_the_cli(tmp_path):
-    """Two tiny models trained for a few iterations (coarse on a 3× grid), stored as one folder, predicted
-    with `medseg predict`: the output is on the input's exact grid."""
-    from medseg.cli import main
-    from medseg.datasets.synthetic import make_organs3d
-    from medseg.io import read_image
-
-    data = make_organs3d(tmp_path / "o", cases=2, test_cases=1, seed=0, shape=(12, 48, 48), num_organs=1,
-                         spacing=(2.0, 1.0, 1.0))
-    pair = tmp_path / "pair"
-    common = ["--iterations", "2", "--batch-size", "1", "--features", "4", "--depth", "2", "--threads", "1",
-              "--no-progress"]
-    assert main(["train", str(data), "--out", str(pair / "fine"), "--patch-size", "8,16,16", *common]) == 0
-    plan = _minimal_plan(spacing=[6.0, 3.0, 3.0], patch=[4, 16, 16])
+    """`medseg localise` trains the coarse model (3× grid) beside a copy of the fine one and records the rule;
+    `medseg predict` of the pair writes labels on the input's exact grid."""
     import json
 
-    (tmp_path / "coarse_plan.json").write_text(json.dumps(plan), encoding="utf-8")
-    assert main(["train", str(data), "--out", str(pair / "coarse"), "--plan", str(tmp_path / "coarse_plan.json"),
-                 *common]) == 0
-    write_localise_folder(pair, "coarse", "fine", margin_mm=4.0, rule=(True, "test"))
+    from medseg.cli import main
+    from medseg.io import read_image
+
+    data = _organs(tmp_path)
+    fine = _train_fine(data, tmp_path / "fine")
+    pair = tmp_path / "pair"
+    assert main(["localise", str(data), "--fine", str(fine), "--out", str(pair), "--factor", "3", "--margin-mm", "4",
+                 "--force", *_TINY]) == 0
+    spec = json.loads((pair / "localise.json").read_text(encoding="utf-8"))
+    assert spec["rule"]["name"] == "localise_then_segment" and "tiles" in spec["rule"]["reason"]
+    coarse = json.loads((pair / "coarse" / "config.json").read_text(encoding="utf-8"))
+    assert coarse["target_spacing"] == [6.0, 3.0, 3.0]
+    assert not list((pair / "fine").glob("checkpoint_*.pt")) and (pair / "fine" / "model.safetensors").is_file()
     assert main(["predict", str(pair), "-i", str(data / "imagesTs"), "-o", str(tmp_path / "pred"), "--report"]) == 0
-    report = (tmp_path / "pred" / "case_002_report.html").read_text(encoding="utf-8")
+    name = sorted(p.name for p in (data / "imagesTs").iterdir())[0].replace("_0000.nii.gz", "")
+    report = (tmp_path / "pred" / f"{name}_report.html").read_text(encoding="utf-8")
     assert "localise with a coarse model" in report
-    out = read_image(tmp_path / "pred" / "case_002.nii.gz")
-    assert out.same_geometry(read_image(data / "imagesTs" / "case_002_0000.nii.gz"))
+    out = read_image(tmp_path / "pred" / f"{name}.nii.gz")
+    assert out.same_geometry(read_image(data / "imagesTs" / f"{name}_0000.nii.gz"))
     assert set(np.unique(out.array).tolist()) <= {0, 1}
-
-
-def _minimal_plan(spacing, patch):
-    plan = {
-        "dataset": "organs3d", "configuration": "3d", "spatial_dims": 3, "data_dims": 3, "slice_axis": None,
-        "channel_names": ["CT"], "labels": {"background": 0, "organ1": 1}, "regions": None, "ignore_label": None,
-        "num_classes": 2, "target_spacing": [1.0 * s for s in spacing],
-        "resampling": {"image_order": 1, "label": "linear", "separate_axis": None, "separate_order": 0},
-        "crop_to_nonzero": False, "preprocessing": [{"name": "zscore"}], "patch_size": patch, "batch_size": 1,
-        "network": {"name": "unet", "features": 4, "depth": 2, "max_features": 32,
-                    "strides": [[1, 2, 2], [2, 2, 2]], "kernel_sizes": [[3, 3, 3]] * 3},
-        "training": {"iterations": 2},
-    }
-    return plan

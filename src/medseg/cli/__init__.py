@@ -35,7 +35,7 @@ from medseg.cli._consoles import err as console  # noqa: E402
 
 # Modules that add commands to `app`; each owns one stage.
 COMMAND_MODULES = ("data", "evaluate", "segment", "train", "predict", "threshold", "plan", "nets", "dicom",
-                   "prompt", "cascade", "fov", "serve", "fewlabels")
+                   "prompt", "cascade", "fov", "serve", "fewlabels", "localise")
 
 
 def _print_version(value: bool) -> None:

@@ -111,7 +111,7 @@ def _semi_supervised(labeled: str | None, unlabeled: Path | None, method: str | 
     return settings
 
 
-def _prepare_backend(folder: Path, trained_seconds: float, console) -> None:
+def prepare_backend(folder: Path, trained_seconds: float, console) -> None:
     """The prepare-backend rule, recorded in rules.json and printed; when it says so, the backend built now."""
     import time
 
@@ -294,5 +294,5 @@ def train(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if result.rank == 0:  # the other processes of a torchrun-launched run print nothing
-        _prepare_backend(result.folder, result.elapsed, console)
+        prepare_backend(result.folder, result.elapsed, console)
         console.print(f"model folder: [bold]{result.folder}[/]")
