@@ -88,6 +88,7 @@ def main() -> None:
                                            write_localise_folder)
     from medseg.inference.predictor import Predictor
     from medseg.metrics import dice
+    from medseg.metrics.brats import brats_region_metrics
 
     torch.set_num_threads(args.threads)
     work = args.work
@@ -138,6 +139,9 @@ def main() -> None:
             "box_fraction": result.box_fraction, "fallback": result.fallback,
             "reference_in_box": bool(ref_fg[tuple(slice(a, b) for a, b in result.box)].sum() == ref_fg.sum()),
         })
+        if dataset.regions:  # Dice and HD95 per region (BraTS's conventions), both ways
+            rows[-1]["regions_whole"] = brats_region_metrics(whole, reference, dataset.regions, image.spacing)
+            rows[-1]["regions_localised"] = brats_region_metrics(local, reference, dataset.regions, image.spacing)
         print(json.dumps(rows[-1]), flush=True)
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
     # the rule sees only the training cases
@@ -149,6 +153,9 @@ def main() -> None:
         "speedup": mean("seconds_whole") / mean("seconds_localised"),
         "dice_whole": mean("dice_whole"), "dice_localised": mean("dice_localised"),
         "box_fraction": mean("box_fraction"), "rule": {"pays": decision[0], "reason": decision[1]},
+        **({f"region_dice_{way}": {name: float(np.mean([r[f"regions_{way}"][name]["dice"] for r in rows]))
+                                   for name in dataset.regions} for way in ("whole", "localised")}
+           if dataset.regions else {}),
         "peak_mib_process": peak_mib(), "cases": rows,
     }
     (work / "result_localise.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
