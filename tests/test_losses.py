@@ -13,7 +13,7 @@ def _perfect_logits(target: torch.Tensor, classes: int, scale: float = 30.0) -> 
     return (onehot * 2 - 1) * scale
 
 
-@pytest.mark.parametrize("name", ["dice", "dice_ce", "vnet_dice", "ce"])
+@pytest.mark.parametrize("name", ["dice", "dice_ce", "tversky_ce", "vnet_dice", "ce"])
 def test_perfect_prediction_has_near_zero_loss(name):
     target = torch.randint(0, 3, (2, 1, 8, 8))
     loss = build_loss(name)(_perfect_logits(target, 3), target)
@@ -28,7 +28,7 @@ def test_wrong_prediction_has_large_dice_loss():
 
 
 @pytest.mark.parametrize("name,options,channels", [
-    ("dice_ce", {}, 3), ("dice", {"batch_dice": True}, 3), ("vnet_dice", {}, 3), ("ce", {}, 3),
+    ("dice_ce", {}, 3), ("dice", {"batch_dice": True}, 3), ("vnet_dice", {}, 3), ("ce", {}, 3), ("tversky_ce", {}, 3),
     ("region", {"regions": [[1, 2], [2]]}, 2),
 ])
 def test_ignored_voxels_get_exactly_zero_gradient(name, options, channels):
@@ -55,6 +55,20 @@ def test_fully_ignored_batch_gives_zero_ce():
     loss = build_loss("ce")(logits, target)
     loss.backward()
     assert float(loss.detach()) == 0.0 and torch.count_nonzero(logits.grad) == 0
+
+
+def test_tversky_index_is_the_dice_at_equal_weights_and_charges_missed_voxels_more_above():
+    torch.manual_seed(0)
+    probabilities, truth = torch.rand(2, 1, 6, 6), (torch.rand(2, 1, 6, 6) > 0.5).float()
+    assert torch.allclose(soft_dice(probabilities, truth, false_negative_weight=0.5), soft_dice(probabilities, truth))
+    truth = torch.zeros(1, 1, 1, 10)
+    truth[..., 2:8] = 1
+    missed, extra = truth.clone(), truth.clone()
+    missed[..., 2:4] = 0  # two voxels missed
+    extra[..., 0:2] = 1  # two voxels too many
+    dice = [float(soft_dice(p, truth)) for p in (missed, extra)]
+    tversky = [float(soft_dice(p, truth, false_negative_weight=0.7)) for p in (missed, extra)]
+    assert tversky[1] - tversky[0] > dice[1] - dice[0] + 0.1  # 0.168 against Dice's 0.057
 
 
 def test_vnet_dice_uses_squared_denominator():
@@ -115,7 +129,7 @@ def test_region_targets_are_nested():
 
 
 def test_registry_lists_losses_and_rejects_unknown():
-    assert {"dice", "dice_ce", "vnet_dice", "region", "ce"} <= set(LOSSES.names())
+    assert {"dice", "dice_ce", "tversky_ce", "vnet_dice", "region", "ce"} <= set(LOSSES.names())
     with pytest.raises(MedsegError, match="unknown loss"):
         build_loss("nope")
     assert isinstance(build_loss("dice"), NetworkLoss)

@@ -165,8 +165,8 @@ def train(
     lr: float = typer.Option(None, "--lr", help="Learning rate (default: the rule, 2e-3 AdamW, 1e-2 SGD)."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd (Nesterov)."),
     schedule: str = typer.Option("poly", "--schedule", help="poly, cosine or constant."),
-    loss: str = typer.Option(None, "--loss", help="dice_ce, dice, ce, vnet_dice, region. Default: the loss rule "
-                             "(Dice + cross-entropy; a paper's network: its paper's loss)."),
+    loss: str = typer.Option(None, "--loss", help="dice_ce, tversky_ce, dice, ce, vnet_dice, region. Default: the "
+                             "loss rule (Dice + cross-entropy; a paper's network: its paper's loss)."),
     foreground_share: float = typer.Option(None, "--foreground-share", help="Share of patches centred on foreground "
                                            "(default: the rule, 0.2 for thin structures, else 0.5)."),
     decision_threshold: str = typer.Option(None, "--decision-threshold", help="Binary models: a foreground "

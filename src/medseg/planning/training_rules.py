@@ -292,7 +292,8 @@ def rule_loss(user: str | None, network: str, paper_loss: str | None, regions: b
     trained with (V-Net: its Dice), so that choosing a paper's network gives the paper's recipe. Datasets
     of overlapping regions (BraTS): Dice + binary cross-entropy per region, whatever the network (a softmax
     loss cannot train one sigmoid output per region). The Dice is one per patch, averaged: nnU-Net's batch Dice
-    (one over the whole batch) scored level on OCT fluid and PROMISE12 (BENCHMARKS.md, session 49)."""
+    (one over the whole batch) scored level on OCT fluid and PROMISE12 (BENCHMARKS.md, session 49), and so did
+    the Tversky index in its place (missed voxels weighted 0.7, ``tversky_ce``; session 51)."""
     title = "Loss"
     if user is not None:
         return user_rule("loss", title, user, user, "--loss")
