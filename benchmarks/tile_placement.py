@@ -9,7 +9,8 @@ which are spread evenly), and scores each against the reference: Dice and HD95 p
 (BraTS's conventions), the foreground Dice otherwise.
 
 The yardstick for a comparison between two tilings of the same model, e.g. localise-then-segment (a box's tiles)
-against the whole volume (benchmarks/localise.py):
+against the whole volume (benchmarks/localise.py). `--model` may be a localise-then-segment pair (`medseg localise`):
+then the fine pass's tiles inside the box move (the coarse pass is one tile at 4 mm on BraTS).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/tile_placement.py --dataset ../shared/data/BraTS \
         --model W/pair/fine --cases Brats18_TCIA10_628_1,Brats18_TCIA13_623_1 --shifts 8,16 --overlaps 0.6 \
@@ -61,6 +62,7 @@ def main() -> None:
     import torch
 
     from medseg.datasets import load_dataset
+    from medseg.inference.localise import LocaliseThenSegment, is_localise_folder
     from medseg.inference.predictor import Predictor
     from medseg.metrics import dice
     from medseg.metrics.brats import brats_region_metrics
@@ -68,11 +70,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
     values = [v for v in dataset.label_values if v != 0]
-    model = Predictor.from_folder(args.model)
+    load = LocaliseThenSegment.from_folder if is_localise_folder(args.model) else Predictor.from_folder
+    model = load(args.model)
     variants = [("as trained", model, 0)]
     variants += [(f"shift {s}", model, int(s)) for s in args.shifts.split(",") if s]
-    variants += [(f"overlap {o}", Predictor.from_folder(args.model, overlap=float(o)), 0)
-                 for o in args.overlaps.split(",") if o]
+    variants += [(f"overlap {o}", load(args.model, overlap=float(o)), 0) for o in args.overlaps.split(",") if o]
 
     def scores(prediction: np.ndarray, reference: np.ndarray, spacing: tuple[float, ...]) -> dict:
         if dataset.regions:
