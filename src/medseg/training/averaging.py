@@ -1,8 +1,11 @@
 """Exponential moving average of a network's weights (Polyak averaging), for prediction.
 
-Small-batch CPU training takes noisy steps; the average of the last ~1/(1 - decay) weights predicts
-more smoothly than the last weights alone. The averaged copy is what the model folder stores, what
-validation scores and what the predictor loads; training itself never sees it.
+Small-batch CPU training takes noisy steps, and the average of the last ~1/(1 - decay) weights is meant to
+predict more smoothly than the last weights alone. The averaged copy is what the model folder stores, what
+validation scores and what the predictor loads; training itself never sees it. Measured level with the last
+weights on DRIVE, PROMISE12 and OCT fluid (BENCHMARKS.md): the poly schedule already anneals the learning
+rate to zero, so ``--weight-average`` is off by default; the class is the mean teacher of semi-supervised
+training.
 
 ``torch.optim.swa_utils.AveragedModel`` with its EMA function was not used: it has no warm-up (the
 random initial weights would weigh in for ~1/(1 - decay) steps), and it averages integer buffers
