@@ -151,3 +151,35 @@ def test_region_steps_treat_the_region_as_one_mask():
     assert apply_steps(pred, [{"step": "largest", "label": [4], "region": "enhancing_tumor"}])[35, 35] == 0
     with pytest.raises(MedsegError, match="a region takes"):
         apply_steps(pred, [{"step": "fill_holes", "label": [1, 2, 4]}])
+
+
+def test_close_calls_name_a_removed_component_at_least_half_the_kept_one():
+    from medseg.postprocessing import CLOSE_CALL_SHARE, close_calls
+
+    lab = np.zeros((12, 12), np.uint8)
+    lab[0:4, 0:4] = 1  # 16 voxels, kept
+    lab[6:8, 0:4] = 1  # 8 voxels: exactly the share, a close call
+    lab[0:4, 8:12] = 2  # 16 voxels, kept
+    lab[10, 10] = 2  # 1 voxel: clearly noise
+    assert CLOSE_CALL_SHARE == 0.5
+    assert close_calls(lab) == [{"label": 1, "kept": 16, "removed": 8}]
+    assert close_calls(lab, values=2) == []
+    lab[7, 0:4] = 0  # 4 of 16: no longer a close call
+    assert close_calls(lab) == []
+
+
+def test_apply_steps_collects_the_close_calls_of_largest_steps_only():
+    from medseg.postprocessing import apply_steps
+
+    lab = np.zeros((12, 12), np.uint8)
+    lab[0:4, 0:4] = 2
+    lab[6:9, 0:4] = 1  # the region {1, 2} has two pieces, 16 and 12 voxels; label 1 alone has one
+    lab[0:3, 8:12] = 3
+    lab[6:9, 8:12] = 3  # label 3: two pieces of 12
+    steps = [{"step": "largest", "label": [1, 2], "region": "tumour"}, {"step": "fill_holes", "label": 3},
+             {"step": "largest", "label": 3}]
+    close = []
+    out = apply_steps(lab, steps, close=close)
+    assert close == [{"label": "tumour", "kept": 16, "removed": 12}, {"label": 3, "kept": 12, "removed": 12}]
+    assert (out == 1).sum() == 0 and (out == 3).sum() == 12  # the steps still ran
+    np.testing.assert_array_equal(out, apply_steps(lab, steps))  # collecting changes nothing

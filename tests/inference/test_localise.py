@@ -177,3 +177,31 @@ def test_trained_pair_through_the_cli(tmp_path):
     out = read_image(tmp_path / "pred" / f"{name}.nii.gz")
     assert out.same_geometry(read_image(data / "imagesTs" / f"{name}_0000.nii.gz"))
     assert set(np.unique(out.array).tolist()) <= {0, 1}
+
+
+def test_the_fine_models_close_calls_are_noted_and_its_postprocessing_follows_the_predictor(tmp_path):
+    from dataclasses import replace
+
+    import torch
+
+    from medseg.inference.predictor import LoadedModel, Predictor
+    from medseg.model_folder import load_config
+
+    folder = _fine_folder(tmp_path)
+    config = replace(load_config(folder), postprocessing=[{"step": "largest", "label": 1}])
+    marks_positive = LoadedModel(folder, config, lambda x: torch.cat([-x, x], dim=1) * 10)
+    array = np.zeros((1, 24, 40, 40), np.float32)
+    array[0, 10:14, 16:22, 16:22] = 5  # 144 voxels, kept
+    array[0, 10:14, 26:31, 16:22] = 5  # 120 voxels, removed: 83 % of the kept one
+    image = Image(array)
+    coarse = np.zeros((24, 40, 40), np.uint8)
+    coarse[10:14, 16:31, 16:22] = 1
+    notes = []
+    labels, _ = LocaliseThenSegment(_Fixed(coarse), Predictor([marks_positive])).predict_with_probabilities(
+        image, notes=notes)
+    assert int((labels.array == 1).sum()) == 144
+    assert len(notes) == 1 and "kept 144 voxels and removed 120 (83% of it)" in notes[0]
+    notes = []
+    labels, _ = LocaliseThenSegment(_Fixed(coarse), Predictor([marks_positive], postprocessing=False)
+                                    ).predict_with_probabilities(image, notes=notes)
+    assert int((labels.array == 1).sum()) == 264 and notes == []  # --no-postprocessing reaches the box's pass

@@ -189,3 +189,55 @@ def test_python_and_cli_share_the_default_backend():
     for method in (Predictor.from_folder, Predictor.from_folders):
         assert inspect.signature(method).parameters["backend"].default == DEFAULT_BACKEND
     assert inspect.signature(predict).parameters["backend"].default.default == DEFAULT_BACKEND
+
+
+def rival_blobs(tmp_path: Path):
+    """A model that marks label 1 wherever its input is positive, and an image of two blobs of 36 and 25
+    pixels: keeping the largest component removes a rival of 69 % of its size."""
+    from medseg.inference.predictor import LoadedModel
+
+    folder = make_model_folder(tmp_path / "m")
+    model = LoadedModel(folder, load_config(folder), lambda x: torch.cat([-x, x], dim=1) * 10)
+    blobs = -np.ones((1, 24, 24), np.float32)
+    blobs[0, 2:8, 2:8] = 1
+    blobs[0, 14:19, 14:19] = 1
+    return model, blobs
+
+
+def test_a_largest_component_step_that_removes_a_rival_of_comparable_size_is_noted(tmp_path):
+    from dataclasses import replace
+
+    from medseg.inference.predictor import LoadedModel
+
+    model, blobs = rival_blobs(tmp_path)
+    image = Image(blobs)
+    notes = []
+    labels, _ = Predictor([model], largest_component=True).predict_with_probabilities(
+        image, probabilities=False, notes=notes)
+    assert int((labels.array == 1).sum()) == 36
+    assert len(notes) == 1 and "'largest component' of l1 kept 36 voxels and removed 25 (69% of it)" in notes[0]
+    recorded = LoadedModel(model.folder, replace(model.config, postprocessing=[{"step": "largest", "label": 1}]),
+                           model.network)
+    notes = []
+    Predictor([recorded]).predict_with_probabilities(image, probabilities=False, notes=notes)
+    assert len(notes) == 1  # the model folder's recorded step is watched too
+    blobs[0, 14:19, 14:19] = -1
+    blobs[0, 14:16, 14:16] = 1  # 4 pixels: noise, removed without a note
+    notes = []
+    Predictor([model], largest_component=True).predict_with_probabilities(Image(blobs), probabilities=False,
+                                                                          notes=notes)
+    assert notes == []
+
+
+def test_medseg_predict_prints_and_reports_the_close_call(tmp_path):
+    from medseg.cli.predict import CaseJob, predict_case
+
+    model, blobs = rival_blobs(tmp_path)
+    write_image(Image(blobs), tmp_path / "case.nii.gz")
+    report = tmp_path / "out" / "case_report.html"
+    report.parent.mkdir()
+    job = CaseJob("case", [tmp_path / "case.nii.gz"], tmp_path / "out" / "case.nii.gz", None, None, False, None,
+                  report, None, False, [model.folder])
+    _, line, _ = predict_case(Predictor([model], largest_component=True), job)
+    assert "\n  warning: 'largest component' of l1 kept 36 voxels and removed 25 (69% of it)" in line
+    assert "kept 36 voxels and removed 25" in report.read_text(encoding="utf-8")

@@ -65,6 +65,7 @@ def test_predict_2d_png(client, vessel_model, vessels_data):
     status = wait(client, job_id)
     assert status["status"] == "done" and status["progress"] == 1.0, status
     assert status["formats"] == ["nifti", "png"] + (["dicom-seg"] if False else [])
+    assert status["warnings"] == []  # no largest-component step removed a rival here
 
     nifti = client.get(f"/jobs/{job_id}/result", params={"format": "nifti"})
     assert nifti.status_code == 200 and job_id in nifti.headers["content-disposition"]
@@ -299,3 +300,21 @@ def test_real_drive_tiff_upload(client, shared_data, tmp_path):
     out = tmp_path / "drive.png"
     out.write_bytes(client.get(f"/jobs/{status['id']}/result", params={"format": "png"}).content)
     assert read_image(out).spatial_shape == read_image(path).spatial_shape
+
+
+def test_a_close_call_of_the_largest_component_step_reaches_the_job(tmp_path):
+    from medseg.image import Image
+    from medseg.io import write_image
+    from medseg.serve.jobs import Job
+    from medseg.serve.worker import run_job
+
+    from tests.inference.test_predictor import rival_blobs
+
+    model, blobs = rival_blobs(tmp_path)
+    write_image(Image(blobs), tmp_path / "case.nii.gz")
+    (tmp_path / "job").mkdir()
+    info = run_job(Predictor([model], largest_component=True), "case", tmp_path / "case.nii.gz", tmp_path / "job",
+                   "nifti", lambda fraction, stage: None)
+    assert len(info["warnings"]) == 1 and "kept 36 voxels and removed 25" in info["warnings"][0]
+    job = Job("j", "m", tmp_path / "job", tmp_path / "case.nii.gz", "nifti", info=info)
+    assert job.public()["warnings"] == info["warnings"]

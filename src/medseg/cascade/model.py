@@ -217,9 +217,9 @@ class CascadeModel:
         negative, positive = self.record["classes"]
         return p, positive if p >= self.threshold else negative
 
-    def predict(self, image: Image, roi: Image | None = None) -> CascadeResult:
-        """Segment, measure and classify one image."""
-        labels, probs = self.predictor.predict_with_probabilities(image, roi, probabilities=True)
+    def predict(self, image: Image, roi: Image | None = None, notes: list[str] | None = None) -> CascadeResult:
+        """Segment, measure and classify one image (``notes`` as the segmentation predictor takes them)."""
+        labels, probs = self.predictor.predict_with_probabilities(image, roi, probabilities=True, notes=notes)
         features = measure(labels, probs, self.record["labels"])
         p, decision = self.classify(features)
         return CascadeResult(labels, probs, features, p, decision, self.threshold)

@@ -1,8 +1,9 @@
 """``medseg predict MODEL [MODEL...] -i INPUT [INPUT...] -o OUTDIR``: label maps in the inputs' own format
 and geometry; several model folders are ensembled (probabilities averaged). OUTDIR/volumes.csv lists the
 size of every predicted label (mL in 3D, mm² in 2D), OUTDIR/lesions.json its connected components;
-``--report`` adds a clinical report per case (HTML and PDF). ``medseg predict CASCADE [SEG_MODEL]`` runs a
-cascade (segmentation → measurements → class, OUTDIR/classification.csv)."""
+``--report`` adds a clinical report per case (HTML and PDF). A case whose largest-component step removed a rival
+at least half the kept component's size gets a warning line (and one in its report). ``medseg predict CASCADE
+[SEG_MODEL]`` runs a cascade (segmentation → measurements → class, OUTDIR/classification.csv)."""
 
 from __future__ import annotations
 
@@ -406,8 +407,9 @@ def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, s
     for i, (name, files, targets) in enumerate(plan, 1):
         t0 = time.perf_counter()
         image = read_image(files if len(files) > 1 else files[0])
+        warnings: list[str] = []
         try:
-            result = model.predict(image)
+            result = model.predict(image, notes=warnings)
         except MedsegError as exc:
             if exc.path is not None:
                 raise
@@ -421,7 +423,8 @@ def predict_cascade_folder(cascade: Path, inputs: list[Path], output: Path, *, s
             write_overlay(image, result.label_map, text, targets["overlay"])
         rows.append(result_row(name, result, positive))
         patients = write_results(rows, model.record, output)  # after every case: an interrupted run keeps its rows
-        console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s)", highlight=False, markup=False)
+        console.print(f"[{i}/{len(plan)}] {text} ({time.perf_counter() - t0:.2f} s){_warning_lines(warnings)}",
+                      highlight=False, markup=False)
     console.print(f"patients ({PATIENT_RULE.format(positive=positive)}):", highlight=False, markup=False)
     for p in patients:
         console.print(f"  {p['patient']}: {p[f'{positive}_cases']}/{p['cases']} case(s) {positive} → {p['decision']}",
@@ -468,7 +471,9 @@ def predict_case(predictor, job: CaseJob) -> tuple[list[dict], str, dict]:
             from medseg.preprocessing.fov import fov_roi
 
             roi_image = fov_roi(image)
-        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=prob_target is not None)
+        warnings: list[str] = []
+        labels, probs = predictor.predict_with_probabilities(image, roi_image, probabilities=prob_target is not None,
+                                                             notes=warnings)
     except MedsegError as exc:
         if exc.path is not None:
             raise
@@ -500,12 +505,18 @@ def predict_case(predictor, job: CaseJob) -> tuple[list[dict], str, dict]:
         notes = [f"input: {', '.join(f.name for f in files)}", f"prediction time {time.perf_counter() - t0:.1f} s"]
         if spacing_unknown:
             notes.append("spacing unknown (stored as a placeholder): sizes in voxels")
+        notes += [f"warning: {w}" for w in warnings]
         write_prediction_report(image, labels, predictor.config, job.model_dirs, name, rows, found, job.report,
                                 notes)
     line = f"{name} -> {target} ({time.perf_counter() - t0:.2f} s)"
     if labels.spatial_dims == 3:
         line += "; " + ", ".join(f"{r['label']} {r['volume']:.2f} {r['unit']}" for r in rows)
-    return rows, line, found
+    return rows, line + _warning_lines(warnings), found
+
+
+def _warning_lines(warnings: list[str]) -> str:
+    """A case's warnings as indented lines under its progress line."""
+    return "".join(f"\n  warning: {w}" for w in warnings)
 
 
 def _placeholder_spacing(image: Image, config: ModelConfig) -> bool:

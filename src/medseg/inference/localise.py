@@ -266,16 +266,19 @@ class LocaliseThenSegment:
         fine_spacing = cfg.target_spacing or image.spacing
         return tuple(int(math.ceil(p * f / s)) for p, f, s in zip(cfg.data_patch_size, fine_spacing, image.spacing))
 
-    def predict_localised(self, image: Image, roi: Image | None = None) -> LocalisedResult:
-        """Coarse labels → box + margin → fine labels inside the box, on the input's grid."""
-        from medseg.inference.predictor import LoadedModel, Predictor
+    def predict_localised(self, image: Image, roi: Image | None = None,
+                          notes: list[str] | None = None) -> LocalisedResult:
+        """Coarse labels → box + margin → fine labels inside the box, on the input's grid; ``notes`` as
+        :meth:`Predictor.predict_with_probabilities <medseg.inference.predictor.Predictor.predict_with_probabilities>`
+        takes them (the fine model's close calls)."""
+        from medseg.inference.predictor import LoadedModel, Predictor, close_call_notes, keep_largest
         from medseg.preprocessing.crop import crop_image, uncrop
         from medseg.preprocessing.grid import preprocess_image
 
         coarse = self.coarse.predict(image, roi)
         foreground = main_components(np.asarray(coarse.array[0]) != 0)
         if not foreground.any():
-            labels = self.fine.predict(image, roi)
+            labels = self.fine.predict_with_probabilities(image, roi, probabilities=False, notes=notes)[0]
             return LocalisedResult(labels, [[0, int(s)] for s in image.spatial_shape], True, 1.0)
         box = box_with_margin(foreground, image.spacing, self.margin_mm, self._fine_min_size(image))
         # normalise on the whole image (as in training), then cut the box out of the normalised image
@@ -284,18 +287,20 @@ class LocaliseThenSegment:
         inner = Predictor([LoadedModel(m.folder, replace(m.config, preprocessing=[], crop_to_nonzero=False),
                                        m.network, m.prune_level) for m in self.fine.models],
                           overlap=self.fine.overlap, tta=self.fine.tta, batch_size=self.fine.batch_size,
-                          tile_size=self.fine.tile_size)
+                          tile_size=self.fine.tile_size, postprocessing=bool(self.fine.postprocessing))
         inner.models = [replace(m, config=replace(m.config, input_channels=normalised.num_channels))
                         for m in inner.models]
         crop_roi = crop_image(roi, box) if roi is not None else None
-        part = inner.predict(crop_image(normalised, box), crop_roi)
+        part = inner.predict_with_probabilities(crop_image(normalised, box), crop_roi, probabilities=False,
+                                                notes=notes)[0]
         full = uncrop(np.asarray(part.array[0]), box, image.spatial_shape, 0).astype(part.array.dtype)
         if roi is not None:
             full = np.where(np.asarray(roi.array[0]) != 0, full, 0).astype(full.dtype)
         if self.fine.largest_component:
-            from medseg.postprocessing import keep_largest_component
-
-            full = keep_largest_component(full, connectivity=full.ndim)
+            close: list[dict[str, Any]] | None = None if notes is None else []
+            full = keep_largest(full, close)
+            if notes is not None:
+                notes.extend(close_call_notes(close, cfg))
         fraction = float(np.prod([b - a for a, b in box]) / np.prod(image.spatial_shape))
         return LocalisedResult(image.with_array(full[None], ("label",)), box, False, fraction)
 
@@ -303,12 +308,12 @@ class LocaliseThenSegment:
         """The label map on the input's grid."""
         return self.predict_localised(image, roi).labels
 
-    def predict_with_probabilities(self, image: Image, roi: Image | None = None, *,
-                                   probabilities: bool = False) -> tuple[Image, None]:
+    def predict_with_probabilities(self, image: Image, roi: Image | None = None, *, probabilities: bool = False,
+                                   notes: list[str] | None = None) -> tuple[Image, None]:
         """Labels only (the interface of :class:`~medseg.inference.predictor.Predictor`)."""
         if probabilities:
             raise MedsegError("localise-then-segment writes labels only; predict probabilities with the fine model")
-        return self.predict(image, roi), None
+        return self.predict_localised(image, roi, notes).labels, None
 
 
 def coarse_plan(plan: dict[str, Any], factor: float = 4.0) -> dict[str, Any]:

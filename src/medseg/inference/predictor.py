@@ -39,7 +39,7 @@ from medseg.image import Image
 from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
 from medseg.model_folder import (  # noqa: F401 - re-exported
     ModelConfig, load_config, load_model, paint_regions, region_label_values)
-from medseg.postprocessing import keep_largest_component
+from medseg.postprocessing import apply_steps, close_calls, keep_largest_component
 from medseg.preprocessing.color import channels_for_model
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
@@ -198,6 +198,22 @@ def estimate_roi(image: Image, fraction: float = 0.1) -> Image:
     if inside.mean() < 0.05:
         inside = np.ones(image.spatial_shape, bool)
     return image.with_array(inside.astype(np.uint8)[None], ("roi",))
+
+
+def keep_largest(labels: np.ndarray, close: list[dict[str, Any]] | None) -> np.ndarray:
+    """``--largest-component``: the largest component of each label, any neighbour connecting; its close calls
+    (:func:`~medseg.postprocessing.close_calls`) go to ``close`` when that is a list."""
+    if close is not None:
+        close.extend(close_calls(labels, connectivity=labels.ndim))
+    return keep_largest_component(labels, connectivity=labels.ndim)
+
+
+def close_call_notes(close: Sequence[dict[str, Any]], config: ModelConfig) -> list[str]:
+    """One line per close call of a largest-component step, naming the label (or region) by its name."""
+    names = {v: k for k, v in config.labels.items()}
+    return [f"'largest component' of {names.get(c['label'], c['label'])} kept {c['kept']:,} voxels and removed "
+            f"{c['removed']:,} ({c['removed'] / c['kept']:.0%} of it): check that the kept one is the structure"
+            for c in close]
 
 
 def _uses_roi(steps: Sequence[dict[str, Any]]) -> bool:
@@ -455,8 +471,8 @@ class Predictor:
         # probabilities (not labels) go back to the input grid: linear interpolation, then argmax
         return None, grid.probabilities_to_input(result.probabilities, background_outside=not cfg.regions)
 
-    def predict_with_probabilities(self, image: Image, roi: Image | None = None, *,
-                                   probabilities: bool = True) -> tuple[Image, Image | None]:
+    def predict_with_probabilities(self, image: Image, roi: Image | None = None, *, probabilities: bool = True,
+                                   notes: list[str] | None = None) -> tuple[Image, Image | None]:
         """Labels and (optionally) per-class probabilities, both on the input's grid.
 
         Parameters
@@ -468,6 +484,9 @@ class Predictor:
             labels outside it are set to background.
         probabilities : bool
             Also return the probabilities (averaged over the ensemble).
+        notes : list of str, optional
+            Receives a line for each largest-component step that removed a component at least half the size of
+            the one it kept (:data:`~medseg.postprocessing.CLOSE_CALL_SHARE`): the output may show the wrong one.
 
         Returns
         -------
@@ -494,12 +513,13 @@ class Predictor:
                 labels = self._predict_one(self.models[0], image, roi, False)[0]
         if roi is not None:
             labels = np.where(np.asarray(roi.array[0]) != 0, labels, 0).astype(labels.dtype)
+        close: list[dict[str, Any]] | None = None if notes is None else []
         if self.postprocessing:
-            from medseg.postprocessing import apply_steps
-
-            labels = apply_steps(labels, self.postprocessing, spacing=image.spacing)
+            labels = apply_steps(labels, self.postprocessing, spacing=image.spacing, close=close)
         if self.largest_component:
-            labels = keep_largest_component(labels, connectivity=labels.ndim)
+            labels = keep_largest(labels, close)
+        if notes is not None:
+            notes.extend(close_call_notes(close, cfg))
         label_image = image.with_array(labels[None], ("label",))
         prob_image = None
         if probabilities and total is not None:

@@ -55,7 +55,7 @@ class Job:
             "queued_seconds": round((self.started or now) - self.created, 3),
             "run_seconds": round((self.finished or now) - self.started, 3) if self.started else 0.0,
             "formats": self.info.get("formats", []), "notes": self.info.get("notes", {}),
-            "shape": self.info.get("shape"),
+            "shape": self.info.get("shape"), "warnings": self.info.get("warnings", []),
         }
 
 

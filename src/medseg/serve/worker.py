@@ -27,7 +27,8 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
     report(0.05, "reading")
     image = read_image(source)
     report(0.15, "predicting")
-    label_map = predictor.predict(image)
+    warnings: list[str] = []  # largest-component steps that removed a rival of comparable size
+    label_map = predictor.predict_with_probabilities(image, probabilities=False, notes=warnings)[0]
     report(0.85, "measuring")
     config = predictor.config
     volumes = label_volumes(label_map, config, case=name)
@@ -36,7 +37,7 @@ def run_job(predictor, name: str, source: Path, folder: Path, kind: str, report)
     formats, notes = write_results(folder, image, label_map, config.labels, volumes, lesions,
                                    source if kind == "dicom" and source.is_dir() else None)
     return {"formats": formats, "notes": notes, "shape": list(label_map.spatial_shape),
-            "spatial_dims": label_map.spatial_dims}
+            "spatial_dims": label_map.spatial_dims, "warnings": warnings}
 
 
 def worker_main(conn, model_folders: dict[str, str], threads: int, backend: str = DEFAULT_BACKEND,

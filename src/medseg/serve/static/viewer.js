@@ -25,6 +25,12 @@ function showError(message) {
   box.hidden = !message;
 }
 
+function showWarnings(warnings) {
+  const box = $("warnings");
+  box.textContent = warnings.map((w) => `Warning: ${w}.`).join(" ");
+  box.hidden = !warnings.length;
+}
+
 async function getJSON(url, options) {
   const response = await fetch(url, options);
   let body = null;
@@ -67,6 +73,7 @@ function setStatus(text, progress) {
 async function upload(event) {
   event.preventDefault();
   showError("");
+  showWarnings([]);
   const file = $("file").files[0];
   if (!file) { showError("choose an image file first"); return; }
   const form = new FormData();
@@ -90,8 +97,9 @@ async function upload(event) {
 }
 
 async function follow(id) {
+  let job;
   for (;;) {
-    const job = await getJSON(`/jobs/${id}`);
+    job = await getJSON(`/jobs/${id}`);
     if (state.job !== id) return;  // a newer upload took over
     setStatus(`${job.status}: ${job.stage} (${Math.round(job.progress * 100)} %)`, job.progress);
     if (job.status === "done") break;
@@ -99,6 +107,7 @@ async function follow(id) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
   await showResult(id);
+  showWarnings(job.warnings || []);
 }
 
 async function showResult(id) {
