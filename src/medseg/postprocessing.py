@@ -146,8 +146,17 @@ def remove_small_objects(
     return out
 
 
+#: "keep the largest component" is a close call when a removed component holds at least this share of the kept
+#: one's voxels: size no longer tells which of the two is the structure. On BraTS CBICA_ABM_1 a model marked a
+#: false tumour beside the real one (components of 52,073 and 32,529 voxels, BENCHMARKS.md session 11), and in a
+#: wider localising box the false one outgrew the real one and was kept (session 52). Prediction names such a case
+#: instead of deciding silently. Half is a judgement, not tuned: a rival that size is not a speck of noise.
+CLOSE_CALL_SHARE = 0.5
+
+
 def keep_largest_component(
-    labels: np.ndarray, values: int | Sequence[int] | None = None, connectivity: int = 1
+    labels: np.ndarray, values: int | Sequence[int] | None = None, connectivity: int = 1,
+    close: list[dict[str, Any]] | None = None,
 ) -> np.ndarray:
     """Keep, for each label, only its largest connected component.
 
@@ -159,6 +168,8 @@ def keep_largest_component(
         Labels to process; default all non-zero labels.
     connectivity : int
         1 = face neighbours; up to ``ndim`` = all neighbours.
+    close : list, optional
+        Receives the step's close calls (see :func:`close_calls`), counted from the same components.
 
     Returns
     -------
@@ -173,25 +184,31 @@ def keep_largest_component(
     (9, 1)
     """
     labels = _check_labels(labels)
-    comps, counts, owner = _components(labels, connectivity)
-    keep = np.ones(counts.size, bool)
-    for value in _selected(labels, values):
-        ids = np.flatnonzero(owner == value)
-        ids = ids[ids != 0]
-        if ids.size > 1:
-            keep[ids] = False
-            keep[ids[np.argmax(counts[ids])]] = True
+    comps, keep, found = _largest_components(labels, values, connectivity)
+    if close is not None:
+        close.extend(found)
     out = labels.copy()
     out[~keep[comps]] = 0
     return out
 
 
-#: "keep the largest component" is a close call when a removed component holds at least this share of the kept
-#: one's voxels: size no longer tells which of the two is the structure. On BraTS CBICA_ABM_1 a model marked a
-#: false tumour beside the real one (components of 52,073 and 32,529 voxels, BENCHMARKS.md session 11), and in a
-#: wider localising box the false one outgrew the real one and was kept (session 52). Prediction names such a case
-#: instead of deciding silently. Half is a judgement, not tuned: a rival that size is not a speck of noise.
-CLOSE_CALL_SHARE = 0.5
+def _largest_components(labels: np.ndarray, values: int | Sequence[int] | None, connectivity: int,
+                        ) -> tuple[np.ndarray, np.ndarray, list[dict[str, int]]]:
+    """(component map, keep flag per component id, close calls): one component count for both."""
+    comps, counts, owner = _components(labels, connectivity)
+    keep = np.ones(counts.size, bool)
+    found = []
+    for value in _selected(labels, values):
+        ids = np.flatnonzero(owner == value)
+        ids = ids[ids != 0]
+        if ids.size > 1:
+            kept = ids[np.argmax(counts[ids])]
+            keep[ids] = False
+            keep[kept] = True
+            rival = int(counts[ids[ids != kept]].max())
+            if rival >= CLOSE_CALL_SHARE * counts[kept]:
+                found.append({"label": value, "kept": int(counts[kept]), "removed": rival})
+    return comps, keep, found
 
 
 def close_calls(labels: np.ndarray, values: int | Sequence[int] | None = None,
@@ -219,15 +236,7 @@ def close_calls(labels: np.ndarray, values: int | Sequence[int] | None = None,
     >>> close_calls(x)
     [{'label': 1, 'kept': 6, 'removed': 4}, {'label': 2, 'kept': 1, 'removed': 1}]
     """
-    labels = _check_labels(labels)
-    _, counts, owner = _components(labels, connectivity)
-    found = []
-    for value in _selected(labels, values):
-        ids = np.flatnonzero(owner == value)
-        sizes = np.sort(counts[ids[ids != 0]])
-        if sizes.size > 1 and sizes[-2] >= CLOSE_CALL_SHARE * sizes[-1]:
-            found.append({"label": value, "kept": int(sizes[-1]), "removed": int(sizes[-2])})
-    return found
+    return _largest_components(_check_labels(labels), values, connectivity)[2]
 
 
 def largest_component_share(mask: np.ndarray, connectivity: int = 1) -> float | None:
@@ -301,9 +310,7 @@ def apply_steps(labels: np.ndarray, steps: Sequence[dict[str, Any]], spacing: Se
         if isinstance(value, (list, tuple)):
             out = _on_region(out, [int(v) for v in value], step, spacing, close)
         elif name == "largest":
-            if close is not None:
-                close.extend(close_calls(out, values=value))
-            out = keep_largest_component(out, values=value)
+            out = keep_largest_component(out, values=value, close=close)
         elif name == "fill_holes":
             out = fill_holes(out, values=value)
         elif name == "min_size":

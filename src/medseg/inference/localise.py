@@ -271,7 +271,7 @@ class LocaliseThenSegment:
         """Coarse labels → box + margin → fine labels inside the box, on the input's grid; ``notes`` as
         :meth:`Predictor.predict_with_probabilities <medseg.inference.predictor.Predictor.predict_with_probabilities>`
         takes them (the fine model's close calls)."""
-        from medseg.inference.predictor import LoadedModel, Predictor, close_call_notes, keep_largest
+        from medseg.inference.predictor import LoadedModel, Predictor, close_call_notes
         from medseg.preprocessing.crop import crop_image, uncrop
         from medseg.preprocessing.grid import preprocess_image
 
@@ -297,8 +297,10 @@ class LocaliseThenSegment:
         if roi is not None:
             full = np.where(np.asarray(roi.array[0]) != 0, full, 0).astype(full.dtype)
         if self.fine.largest_component:
+            from medseg.postprocessing import keep_largest_component
+
             close: list[dict[str, Any]] | None = None if notes is None else []
-            full = keep_largest(full, close)
+            full = keep_largest_component(full, connectivity=full.ndim, close=close)
             if notes is not None:
                 notes.extend(close_call_notes(close, cfg))
         fraction = float(np.prod([b - a for a, b in box]) / np.prod(image.spatial_shape))

@@ -39,7 +39,7 @@ from medseg.image import Image
 from medseg.inference.volumes import VOLUME_COLUMNS, label_volumes, write_volumes  # noqa: F401 (re-export)
 from medseg.model_folder import (  # noqa: F401 - re-exported
     ModelConfig, load_config, load_model, paint_regions, region_label_values)
-from medseg.postprocessing import apply_steps, close_calls, keep_largest_component
+from medseg.postprocessing import apply_steps, keep_largest_component
 from medseg.preprocessing.color import channels_for_model
 from medseg.preprocessing.grid import GridCase, GridLayout, LabelMapping, to_network_grid
 from medseg.tiling.slices import slice_network, volume_patch_size
@@ -198,14 +198,6 @@ def estimate_roi(image: Image, fraction: float = 0.1) -> Image:
     if inside.mean() < 0.05:
         inside = np.ones(image.spatial_shape, bool)
     return image.with_array(inside.astype(np.uint8)[None], ("roi",))
-
-
-def keep_largest(labels: np.ndarray, close: list[dict[str, Any]] | None) -> np.ndarray:
-    """``--largest-component``: the largest component of each label, any neighbour connecting; its close calls
-    (:func:`~medseg.postprocessing.close_calls`) go to ``close`` when that is a list."""
-    if close is not None:
-        close.extend(close_calls(labels, connectivity=labels.ndim))
-    return keep_largest_component(labels, connectivity=labels.ndim)
 
 
 def close_call_notes(close: Sequence[dict[str, Any]], config: ModelConfig) -> list[str]:
@@ -517,7 +509,7 @@ class Predictor:
         if self.postprocessing:
             labels = apply_steps(labels, self.postprocessing, spacing=image.spacing, close=close)
         if self.largest_component:
-            labels = keep_largest(labels, close)
+            labels = keep_largest_component(labels, connectivity=labels.ndim, close=close)
         if notes is not None:
             notes.extend(close_call_notes(close, cfg))
         label_image = image.with_array(labels[None], ("label",))
