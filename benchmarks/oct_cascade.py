@@ -99,7 +99,8 @@ def training_dataset(data: Path, cases: list[str], folder: Path) -> Path:
 
 def train_model(args: argparse.Namespace, dataset: Path, out: Path, val_cases: list[str]) -> None:
     """`medseg train` as every model of this benchmark is trained: the budget, one thread, seed 0."""
-    run(MEDSEG + ["train", str(dataset), "--out", str(out), "--val-cases", ",".join(val_cases),
+    validation = ["--val-cases", ",".join(val_cases)] if val_cases else ["--fold", "all"]
+    run(MEDSEG + ["train", str(dataset), "--out", str(out), *validation,
                   "--time-limit", f"{args.minutes}m", "--threads", "1", "--no-progress", "--overwrite", "--seed", "0",
                   *[a for option in args.train_option for a in shlex.split(option)]])
 
@@ -110,7 +111,7 @@ def run_fold(args: argparse.Namespace, k: int) -> None:
     # validation (checkpoint, threshold, postprocessing and mirroring choices) on the last training patient,
     # so that nothing is chosen on the fold's test patients
     val_patient = train[-1].split("_")[0]
-    val = [c for c in train if c.startswith(val_patient + "_")]
+    val = [] if args.no_validation else [c for c in train if c.startswith(val_patient + "_")]
     model = args.work / f"fold{k}"
     data = scaled_dataset(args.data, args.work, args.scale)
     if not (args.reuse_models and (model / "model.safetensors").is_file()):
@@ -299,6 +300,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="Training budget of a fold.")
     parser.add_argument("--scale", type=float, default=1.0, help="Study option: zoom the B-scans by hand for "
                         "training and prediction (the report scores at full size); 1 = the planner's grid.")
+    parser.add_argument("--no-validation", action="store_true", help="Study option: train a fold on all four "
+                        "of its patients (`medseg train --fold all`: the last weights, p >= 0.5, no choices).")
     parser.add_argument("--reuse-models", action="store_true", help="Do not retrain a fold that has weights.")
     parser.add_argument("--train-option", action="append", default=[], help='Extra `medseg train` arguments '
                         '(e.g. "--net segresnet_vae").')

@@ -133,6 +133,23 @@ def computes_bfloat16(device: str) -> bool:
         return False
 
 
+#: Rule: the optimiser updates every parameter in one fused kernel on the devices where PyTorch ships one for AdamW
+#: and SGD. On 2 cores AdamW's default per-tensor loop took 9.3 ms per update of ACDC's planned 2D U-Net (7.8M
+#: parameters), the fused kernel 2.2 ms, in a supervised step of ~107 ms (`benchmarks/optimizer_step.py`,
+#: BENCHMARKS.md session 54). The updates agree to float rounding.
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
+
+
+def fused_optimizer(device: str) -> bool:
+    """The optimiser of a network on ``device`` ("cpu", "cuda", "cuda:N", "mps") runs fused
+    (:data:`FUSED_OPTIMIZER_DEVICES`).
+
+    >>> fused_optimizer("cpu"), fused_optimizer("cuda:1"), fused_optimizer("mps")
+    (True, True, False)
+    """
+    return device.split(":")[0] in FUSED_OPTIMIZER_DEVICES
+
+
 def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 1, features: int = 16,
                        patch_size: tuple[int, ...] | None = None) -> Machine:
     """Time training steps of the registry's U-Net and return ``machine`` with the measured FLOP/s.
@@ -157,7 +174,7 @@ def measure_throughput(machine: Machine, spatial_dims: int = 3, repeats: int = 1
     net = create_network("unet", in_channels=1, num_classes=2, spatial_dims=spatial_dims, features=features,
                          depth=len(strides) - 1, strides=strides[1:], kernel_sizes=kernels,
                          max_features=max_features).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=fused_optimizer(machine.device))
     x = torch.randn(batch, 1, *patch, device=device)
     flops = unet_step_cost(patch, batch, features, strides, kernels, 1, 2, max_features)["flops"]
 

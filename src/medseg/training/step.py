@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 
 from medseg.errors import MedsegError
+from medseg.planning.machine import fused_optimizer
 from medseg.training.config import TrainingConfig
 
 # --- one step and validation ----------------------------------------------------------------------
@@ -16,10 +17,14 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """The run's optimiser over all of ``model``'s parameters, fused where the device has the kernel
+    (:func:`medseg.planning.machine.fused_optimizer`)."""
+    fused = fused_optimizer(next(model.parameters()).device.type)
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum,
-                               nesterov=True, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+                               nesterov=True, weight_decay=config.weight_decay, fused=fused)
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                             fused=fused)
 
 
 def train_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
